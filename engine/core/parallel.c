@@ -1,0 +1,282 @@
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include "core/parallel.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* The pool.
+ *
+ * One job at a time. A job is (fn, ctx, n, grain) cut into nchunks = ceil(n / grain) fixed chunks;
+ * chunk c is [c * grain, min(n, (c + 1) * grain)). Whoever runs a chunk, the chunk is the same, so
+ * results do not depend on the thread count. Threads claim chunks with an atomic counter
+ * (`next_chunk`) and count finished ones in `chunks_done`.
+ *
+ * Publishing: the caller takes `pool_mutex`, waits until no worker is still inside the previous job
+ * (`active` == 0, almost always true already), writes the job, bumps `generation`, releases the mutex,
+ * wakes one worker and claims chunks itself. Each worker that joins wakes the next one while fewer
+ * than min(nchunks - 1, nworkers) have joined, so the caller pays for one futex wake whatever the pool
+ * size, and a two-chunk job wakes one worker, not all. A worker joins only while chunks are left to
+ * claim: it checks that, increments `active` and copies the job, all under the mutex, so a worker
+ * always runs chunks of the job it joined. Workers woken too late find the job exhausted and go back
+ * to sleep untouched.
+ *
+ * Completion: when the caller runs out of chunks to claim it reads `chunks_done`; if every chunk is
+ * finished it returns without touching the mutex, so a small job the caller finished alone costs a
+ * lock, a wake and nothing else: the caller never waits for a sleeping worker to wake up. Otherwise it
+ * waits on `done_cond`, which each worker signals (under the mutex, after counting its chunks) when it
+ * leaves the job. The acquire on `chunks_done` makes the workers' writes visible to the caller.
+ *
+ * Workers sleep on `wake_cond` between jobs (no spinning), so they never compete with OpenBLAS's
+ * threads, which run in between engine kernels.
+ *
+ * Resizing: ls_set_threads only records the wanted count (and tells OpenBLAS). The next parallel call
+ * adjusts the pool under `submit_mutex` before publishing: it starts missing workers, or lowers
+ * `target` so that workers with id >= target exit, and joins them.
+ *
+ * Exclusion: `submit_mutex` is taken with trylock, so a second application thread that calls
+ * ls_parallel_for while a job is in flight simply runs serially instead of blocking. Calls from inside
+ * a chunk (a pool worker, or the caller while it runs chunks) run serially: `tls_in_parallel`.
+ *
+ * Exit: an atexit handler stops and joins the workers, so LeakSanitizer sees no live threads and, when
+ * the engine lives in a dlopen'ed Lua module, no worker outlives the module's code (glibc runs a
+ * shared object's atexit handlers at dlclose). After fork() the child has no workers; an atfork
+ * handler resets the pool so the child starts its own. */
+
+typedef struct ls_job {
+    ls_parallel_fn fn;
+    void *ctx;
+    int64_t n;
+    int64_t grain;
+    int64_t nchunks;
+    int helpers;   /* workers worth waking: min(nchunks - 1, nworkers) */
+} ls_job;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static atomic_int wanted_threads = 1;        /* what ls_set_threads asked for, >= 1 */
+
+static pthread_mutex_t submit_mutex = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
+static pthread_mutex_t pool_mutex = PTHREAD_MUTEX_INITIALIZER;    /* guards the fields below */
+static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;       /* new job or new target */
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;       /* a worker left a job */
+
+static pthread_t workers[LS_MAX_THREADS];
+static int nworkers;          /* started and not yet joined; only the submit_mutex holder touches it */
+static int target;            /* workers with id >= target exit */
+static uint64_t generation;   /* bumped for each job */
+static int active;            /* workers inside the current job */
+static ls_job job;
+static atomic_int_fast64_t next_chunk;    /* next chunk to claim (may run past nchunks) */
+static atomic_int_fast64_t chunks_done;   /* chunks finished */
+
+static _Thread_local bool tls_in_parallel;   /* running a chunk, or a pool worker */
+
+int ls_available_cores(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int c = CPU_COUNT(&set);
+        if (c >= 1) return c;
+    }
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c >= 1 ? (int)c : 1;
+}
+
+static int clamp_threads(long n)
+{
+    if (n < 1) return 1;
+    if (n > LS_MAX_THREADS) return LS_MAX_THREADS;
+    return (int)n;
+}
+
+/* LANDSCAPE_THREADS as a positive decimal integer, or 0 when unset or malformed. */
+static long env_threads(void)
+{
+    const char *s = getenv("LANDSCAPE_THREADS");
+    if (!s || !*s) return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end != '\0' || v < 1) return 0;
+    return v;
+}
+
+static void pool_shutdown(void);
+static void pool_atfork_child(void);
+
+static void pool_init(void)
+{
+    long n = env_threads();
+    int t = clamp_threads(n > 0 ? n : ls_available_cores());
+    atomic_store(&wanted_threads, t);
+    openblas_set_num_threads(t);
+    atexit(pool_shutdown);
+    pthread_atfork(NULL, NULL, pool_atfork_child);
+}
+
+void ls_set_threads(int n)
+{
+    pthread_once(&init_once, pool_init);
+    int t = clamp_threads(n);
+    atomic_store(&wanted_threads, t);
+    openblas_set_num_threads(t);
+}
+
+int ls_get_threads(void)
+{
+    pthread_once(&init_once, pool_init);
+    return atomic_load(&wanted_threads);
+}
+
+/* Claim and run chunks until none are left. */
+static void run_chunks(const ls_job *j)
+{
+    for (;;) {
+        int64_t c = atomic_fetch_add(&next_chunk, 1);
+        if (c >= j->nchunks) return;
+        int64_t begin = c * j->grain;
+        int64_t end = j->n - begin < j->grain ? j->n : begin + j->grain;
+        j->fn(j->ctx, begin, end);
+        atomic_fetch_add(&chunks_done, 1);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    tls_in_parallel = true;
+    pthread_mutex_lock(&pool_mutex);
+    uint64_t seen = generation;
+    for (;;) {
+        while (generation == seen && id < target) pthread_cond_wait(&wake_cond, &pool_mutex);
+        if (id >= target) break;
+        seen = generation;
+        if (atomic_load(&next_chunk) >= job.nchunks) continue;   /* exhausted: back to sleep */
+        ls_job mine = job;
+        active++;
+        bool wake_next = active < mine.helpers;
+        pthread_mutex_unlock(&pool_mutex);
+        if (wake_next) pthread_cond_signal(&wake_cond);   /* pass the wake-up along */
+        run_chunks(&mine);
+        pthread_mutex_lock(&pool_mutex);
+        active--;
+        pthread_cond_signal(&done_cond);
+    }
+    pthread_mutex_unlock(&pool_mutex);
+    return NULL;
+}
+
+/* Make the pool hold `want` workers (fewer if thread creation fails). Caller holds submit_mutex and no
+ * job is in flight. */
+static void pool_resize(int want)
+{
+    if (want < nworkers) {
+        pthread_mutex_lock(&pool_mutex);
+        target = want;
+        pthread_cond_broadcast(&wake_cond);
+        pthread_mutex_unlock(&pool_mutex);
+        for (int i = want; i < nworkers; i++) pthread_join(workers[i], NULL);
+        nworkers = want;
+    }
+    if (want > nworkers) {
+        pthread_mutex_lock(&pool_mutex);
+        target = want;
+        pthread_mutex_unlock(&pool_mutex);
+        while (nworkers < want) {
+            if (pthread_create(&workers[nworkers], NULL, worker_main, (void *)(intptr_t)nworkers))
+                break;
+            nworkers++;
+        }
+        pthread_mutex_lock(&pool_mutex);
+        target = nworkers;
+        pthread_mutex_unlock(&pool_mutex);
+    }
+}
+
+static void run_serial(int64_t n, int64_t grain, ls_parallel_fn fn, void *ctx)
+{
+    bool was = tls_in_parallel;
+    tls_in_parallel = true;
+    for (int64_t begin = 0; begin < n; begin += grain) {
+        int64_t end = n - begin < grain ? n : begin + grain;
+        fn(ctx, begin, end);
+    }
+    tls_in_parallel = was;
+}
+
+void ls_parallel_for(int64_t n, int64_t grain, ls_parallel_fn fn, void *ctx)
+{
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    /* The serial paths use the same chunk boundaries, so a kernel sees the same calls either way. */
+    if (n <= grain || tls_in_parallel) {
+        run_serial(n, grain, fn, ctx);
+        return;
+    }
+    int threads = ls_get_threads();
+    if (threads <= 1 || pthread_mutex_trylock(&submit_mutex) != 0) {
+        run_serial(n, grain, fn, ctx);
+        return;
+    }
+    if (nworkers != threads - 1) pool_resize(threads - 1);
+    if (nworkers == 0) {   /* thread creation failed */
+        pthread_mutex_unlock(&submit_mutex);
+        run_serial(n, grain, fn, ctx);
+        return;
+    }
+
+    int64_t nchunks = (n - 1) / grain + 1;
+    pthread_mutex_lock(&pool_mutex);
+    while (active > 0) pthread_cond_wait(&done_cond, &pool_mutex);   /* a late joiner, still leaving */
+    job = (ls_job){ .fn = fn, .ctx = ctx, .n = n, .grain = grain, .nchunks = nchunks,
+                    .helpers = nchunks - 1 < nworkers ? (int)(nchunks - 1) : nworkers };
+    atomic_store(&next_chunk, 0);
+    atomic_store(&chunks_done, 0);
+    generation++;
+    pthread_mutex_unlock(&pool_mutex);
+    /* Signalled after unlocking, so the woken worker does not block on a mutex we still hold. */
+    pthread_cond_signal(&wake_cond);
+
+    ls_job mine = job;
+    tls_in_parallel = true;
+    run_chunks(&mine);
+    tls_in_parallel = false;
+
+    if (atomic_load(&chunks_done) < nchunks) {
+        pthread_mutex_lock(&pool_mutex);
+        while (atomic_load(&chunks_done) < nchunks) pthread_cond_wait(&done_cond, &pool_mutex);
+        pthread_mutex_unlock(&pool_mutex);
+    }
+    pthread_mutex_unlock(&submit_mutex);
+}
+
+/* atexit: stop and join the workers. Skipped when exit() runs inside a chunk or while another thread
+ * has a job in flight (joining would deadlock); the process is ending anyway. */
+static void pool_shutdown(void)
+{
+    if (tls_in_parallel) return;
+    if (pthread_mutex_trylock(&submit_mutex) != 0) return;
+    pool_resize(0);
+    pthread_mutex_unlock(&submit_mutex);
+}
+
+/* In a forked child only the forking thread exists: forget the parent's workers and re-create the
+ * locks (another thread may have held one at the fork). */
+static void pool_atfork_child(void)
+{
+    pthread_mutex_init(&submit_mutex, NULL);
+    pthread_mutex_init(&pool_mutex, NULL);
+    pthread_cond_init(&wake_cond, NULL);
+    pthread_cond_init(&done_cond, NULL);
+    nworkers = 0;
+    target = 0;
+    active = 0;
+    atomic_store(&next_chunk, 0);
+    atomic_store(&chunks_done, 0);
+}

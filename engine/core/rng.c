@@ -1,0 +1,318 @@
+#include "core/rng.h"
+#include "core/parallel.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stddef.h>
+
+/* Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC'11),
+ * bit-compatible with Random123's philox4x32_R(10, ctr, key).
+ *
+ * A round multiplies counter words 0 and 2 by M0 and M1 (32x32 -> 64 bits) and mixes the high halves
+ * with the other two words and the key:
+ *     c' = { hi(M1 * c2) ^ c1 ^ k0,  lo(M1 * c2),  hi(M0 * c0) ^ c3 ^ k1,  lo(M0 * c0) }
+ * and the key is bumped by the Weyl constants (W0, W1) between rounds (nine bumps for ten rounds). */
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+static inline void philox_round(uint32_t c[4], uint32_t k0, uint32_t k1)
+{
+    uint64_t p0 = (uint64_t)PHILOX_M0 * c[0];
+    uint64_t p1 = (uint64_t)PHILOX_M1 * c[2];
+    uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0;
+    uint32_t n1 = (uint32_t)p1;
+    uint32_t n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
+    uint32_t n3 = (uint32_t)p0;
+    c[0] = n0;
+    c[1] = n1;
+    c[2] = n2;
+    c[3] = n3;
+}
+
+static inline void philox_block(const uint32_t ctr[4], uint32_t k0, uint32_t k1, uint32_t out[4])
+{
+    uint32_t c[4] = { ctr[0], ctr[1], ctr[2], ctr[3] };
+    philox_round(c, k0, k1);
+    for (int r = 1; r < 10; r++) {
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+        philox_round(c, k0, k1);
+    }
+    out[0] = c[0];
+    out[1] = c[1];
+    out[2] = c[2];
+    out[3] = c[3];
+}
+
+void ls_philox4x32_raw(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
+{
+    philox_block(ctr, key[0], key[1], out);
+}
+
+/* Our mapping: key = (low, high) 32-bit halves of the seed; counter = (low, high) halves of ctr, then
+ * two zero words. */
+static inline void philox_at(uint64_t seed, uint64_t ctr, uint32_t out[4])
+{
+    const uint32_t c[4] = { (uint32_t)ctr, (uint32_t)(ctr >> 32), 0, 0 };
+    philox_block(c, (uint32_t)seed, (uint32_t)(seed >> 32), out);
+}
+
+void ls_philox4x32(uint64_t seed, uint64_t ctr, uint32_t out[4])
+{
+    philox_at(seed, ctr, out);
+}
+
+void ls_rng_init(ls_rng *r, uint64_t seed)
+{
+    r->seed = seed;
+    r->offset = 0;
+}
+
+/* ---- bits to numbers ----
+ * u24: the top 24 bits of word 0, in [0, 1) with step 2^-24 (f32).
+ * u53: word 0 then the top 21 bits of word 1, in [0, 1) with step 2^-53 (f64).
+ * u24 is u53 truncated to 24 bits, so an f32 draw is the f64 draw of the same element rounded down. */
+static inline float bits_u24(uint32_t w0) { return (float)(w0 >> 8) * 0x1p-24f; }
+
+static inline uint64_t bits_53(uint32_t w0, uint32_t w1)
+{
+    return (((uint64_t)w0 << 32) | w1) >> 11;
+}
+
+static inline double bits_u53(uint32_t w0, uint32_t w1) { return (double)bits_53(w0, w1) * 0x1p-53; }
+
+/* Bounded integer in [0, range) from all 128 bits of a block: floor(x * range / 2^128), x the block
+ * read as a 128-bit integer (word 0 most significant). Each result has floor or ceil of
+ * 2^128 / range preimages, so no value's probability is off by more than a factor of
+ * 1 +- range / 2^128 <= 1 +- 2^-64: unbiased for any practical purpose, no rejection loop, one block.
+ * Written with 64x64 -> 128 products: x * range = A * 2^64 + B with A = hi * range, B = lo * range,
+ * and floor((A * 2^64 + B) / 2^128) = floor((A + floor(B / 2^64)) / 2^64); the sum fits in 128 bits. */
+static inline uint64_t bits_bounded(const uint32_t w[4], uint64_t range)
+{
+    unsigned __int128 hi = ((uint64_t)w[0] << 32) | w[1];
+    unsigned __int128 lo = ((uint64_t)w[2] << 32) | w[3];
+    unsigned __int128 a = hi * range;
+    unsigned __int128 b = lo * range;
+    return (uint64_t)((a + (b >> 64)) >> 64);
+}
+
+/* ---- parallel fills ----
+ * One Philox block per element: element i of a fill uses counter r->offset + i. A chunk [begin, end)
+ * therefore computes exactly what a serial loop would, whichever thread runs it. */
+
+/* Elements per chunk. An element costs 10-40 ns (one Philox block, plus log and cos for normal), so a
+ * chunk is 0.1-0.3 ms: well above the cost of waking a worker (~10 us on a VM). Results do not depend
+ * on it. */
+#define RNG_GRAIN 8192
+
+typedef struct fill_ctx {
+    uint64_t seed;
+    uint64_t offset;
+    ls_dtype dtype;
+    void *out;
+    double a, b;            /* uniform: lo, hi - lo; normal: mean, std; bernoulli: p */
+    float top_f32;          /* uniform: largest f32 allowed (just below hi) */
+    double top_f64;         /* uniform: largest f64 allowed */
+    int64_t ilo;            /* randint: lo */
+    uint64_t range;         /* randint: hi - lo */
+} fill_ctx;
+
+static void uniform_chunk(void *vctx, int64_t begin, int64_t end)
+{
+    const fill_ctx *c = vctx;
+    uint32_t w[4];
+    if (c->dtype == LS_F32) {
+        float *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            float x = (float)(c->a + c->b * bits_u24(w[0]));
+            out[i] = x < c->top_f32 ? x : c->top_f32;
+        }
+    } else {
+        double *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            double x = c->a + c->b * bits_u53(w[0], w[1]);
+            out[i] = x < c->top_f64 ? x : c->top_f64;
+        }
+    }
+}
+
+/* Box-Muller, cosine branch: z = sqrt(-2 ln u1) cos(2 pi u2), with u1 = (53 bits of words 0-1 + 1) *
+ * 2^-53 in (0, 1] so ln never sees 0, and u2 the 53-bit uniform of words 2-3. Both dtypes evaluate in
+ * double; f32 rounds the final mean + std * z, so an f32 normal is exactly the f64 normal of the same
+ * element rounded to f32. |z| <= sqrt(2 ln 2^53) = 8.57. The sine branch is dropped to keep one
+ * element per block, which is what makes any split of a fill line up. */
+static inline double normal_z(const uint32_t w[4])
+{
+    const double two_pi = 6.283185307179586476925286766559;
+    double u1 = (double)(bits_53(w[0], w[1]) + 1) * 0x1p-53;
+    double u2 = bits_u53(w[2], w[3]);
+    return sqrt(-2.0 * log(u1)) * cos(two_pi * u2);
+}
+
+static void normal_chunk(void *vctx, int64_t begin, int64_t end)
+{
+    const fill_ctx *c = vctx;
+    uint32_t w[4];
+    if (c->dtype == LS_F32) {
+        float *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            out[i] = (float)(c->a + c->b * normal_z(w));
+        }
+    } else {
+        double *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            out[i] = c->a + c->b * normal_z(w);
+        }
+    }
+}
+
+/* Sign from the top bit of word 0. */
+static void rademacher_chunk(void *vctx, int64_t begin, int64_t end)
+{
+    const fill_ctx *c = vctx;
+    uint32_t w[4];
+    if (c->dtype == LS_F32) {
+        float *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            out[i] = (w[0] >> 31) ? 1.0f : -1.0f;
+        }
+    } else {
+        double *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            out[i] = (w[0] >> 31) ? 1.0 : -1.0;
+        }
+    }
+}
+
+/* 1 when u53 < p, for both dtypes (so the f32 and f64 masks of a seed agree). */
+static void bernoulli_chunk(void *vctx, int64_t begin, int64_t end)
+{
+    const fill_ctx *c = vctx;
+    uint32_t w[4];
+    if (c->dtype == LS_F32) {
+        float *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            out[i] = bits_u53(w[0], w[1]) < c->a ? 1.0f : 0.0f;
+        }
+    } else {
+        double *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            out[i] = bits_u53(w[0], w[1]) < c->a ? 1.0 : 0.0;
+        }
+    }
+}
+
+/* lo + bounded(range), computed in uint64 so that ranges up to 2^64 - 1 do not overflow. */
+static inline int64_t randint_value(const fill_ctx *c, const uint32_t w[4])
+{
+    return (int64_t)((uint64_t)c->ilo + bits_bounded(w, c->range));
+}
+
+static void randint_chunk(void *vctx, int64_t begin, int64_t end)
+{
+    const fill_ctx *c = vctx;
+    uint32_t w[4];
+    if (c->dtype == LS_F32) {
+        float *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            out[i] = (float)randint_value(c, w);
+        }
+    } else if (c->dtype == LS_F64) {
+        double *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            out[i] = (double)randint_value(c, w);
+        }
+    } else {
+        int64_t *out = c->out;
+        for (int64_t i = begin; i < end; i++) {
+            philox_at(c->seed, c->offset + (uint64_t)i, w);
+            out[i] = randint_value(c, w);
+        }
+    }
+}
+
+static fill_ctx fill_begin(ls_rng *r, ls_dtype dtype, void *out, int64_t n)
+{
+    fill_ctx c = { .seed = r->seed, .offset = r->offset, .dtype = dtype, .out = out };
+    r->offset += (uint64_t)(n > 0 ? n : 0);
+    return c;
+}
+
+void ls_rng_uniform(ls_rng *r, ls_dtype dtype, void *out, int64_t n, double lo, double hi)
+{
+    assert(dtype == LS_F32 || dtype == LS_F64);
+    fill_ctx c = fill_begin(r, dtype, out, n);
+    c.a = lo;
+    c.b = hi - lo;
+    /* lo + (hi - lo) * u can round up to hi (e.g. f32, [1, 2), u = 1 - 2^-24); clamp to the largest
+     * value below hi, but never below lo (when lo == hi the answer is lo). */
+    float lo32 = (float)lo, hi32 = (float)hi;
+    c.top_f32 = lo32 < hi32 ? nextafterf(hi32, -INFINITY) : lo32;
+    c.top_f64 = lo < hi ? nextafter(hi, -INFINITY) : lo;
+    ls_parallel_for(n, RNG_GRAIN, uniform_chunk, &c);
+}
+
+void ls_rng_normal(ls_rng *r, ls_dtype dtype, void *out, int64_t n, double mean, double std)
+{
+    assert(dtype == LS_F32 || dtype == LS_F64);
+    fill_ctx c = fill_begin(r, dtype, out, n);
+    c.a = mean;
+    c.b = std;
+    ls_parallel_for(n, RNG_GRAIN, normal_chunk, &c);
+}
+
+void ls_rng_rademacher(ls_rng *r, ls_dtype dtype, void *out, int64_t n)
+{
+    assert(dtype == LS_F32 || dtype == LS_F64);
+    fill_ctx c = fill_begin(r, dtype, out, n);
+    ls_parallel_for(n, RNG_GRAIN, rademacher_chunk, &c);
+}
+
+void ls_rng_bernoulli(ls_rng *r, ls_dtype dtype, void *out, int64_t n, double p)
+{
+    assert(dtype == LS_F32 || dtype == LS_F64);
+    fill_ctx c = fill_begin(r, dtype, out, n);
+    c.a = p;
+    ls_parallel_for(n, RNG_GRAIN, bernoulli_chunk, &c);
+}
+
+void ls_rng_randint(ls_rng *r, ls_dtype dtype, void *out, int64_t n, int64_t lo, int64_t hi)
+{
+    assert(dtype == LS_F32 || dtype == LS_F64 || dtype == LS_I64);
+    assert(lo < hi);
+    fill_ctx c = fill_begin(r, dtype, out, n);
+    c.ilo = lo;
+    c.range = hi > lo ? (uint64_t)hi - (uint64_t)lo : 0;   /* 0: every element is lo */
+    ls_parallel_for(n, RNG_GRAIN, randint_chunk, &c);
+}
+
+/* Fisher-Yates, inherently serial: step k = 0 .. n-2 swaps position i = n-1-k with a position j drawn
+ * uniformly from [0, i] using counter offset + k (bits_bounded, so bias <= 2^-64 per step). Uses n
+ * counters like every other fill (the last is unused). */
+void ls_rng_permutation(ls_rng *r, int64_t *out, int64_t n)
+{
+    uint64_t seed = r->seed, offset = r->offset;
+    r->offset += (uint64_t)(n > 0 ? n : 0);
+    for (int64_t i = 0; i < n; i++) out[i] = i;
+    uint32_t w[4];
+    for (int64_t k = 0; k + 1 < n; k++) {
+        int64_t i = n - 1 - k;
+        philox_at(seed, offset + (uint64_t)k, w);
+        int64_t j = (int64_t)bits_bounded(w, (uint64_t)i + 1);
+        int64_t t = out[i];
+        out[i] = out[j];
+        out[j] = t;
+    }
+}

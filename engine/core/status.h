@@ -1,0 +1,34 @@
+/* Status codes and the per-thread error message.
+ *
+ * Fallible engine functions return NULL (for constructors) or a non-zero ls_status, after recording a
+ * message with ls_error_set() that names the function and the offending shapes or file, e.g.
+ *   "matmul: inner dimensions differ: [3x4] @ [5x2]".
+ * The Lua binding reads it back with ls_error_message() and raises it as a Lua error. Nothing in the
+ * engine exits or aborts on user input; only internal invariants use assert(). */
+#ifndef LS_STATUS_H
+#define LS_STATUS_H
+
+typedef enum ls_status {
+    LS_OK = 0,
+    LS_ERR_ARG,     /* bad argument: shape, dtype, range, option */
+    LS_ERR_MEM,     /* allocation failed */
+    LS_ERR_IO,      /* file missing, unreadable, truncated or corrupt */
+    LS_ERR_STATE    /* operation not valid in the current state (freed graph, ...) */
+} ls_status;
+
+#if defined(__GNUC__)
+#define LS_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define LS_PRINTF(f, a)
+#endif
+
+/* Record a message (printf-style) for the calling thread; returns `code` so callers can write
+ * `return ls_error_set(LS_ERR_ARG, "add: ...")`. */
+ls_status ls_error_set(ls_status code, const char *fmt, ...) LS_PRINTF(2, 3);
+/* The calling thread's last message ("" when none). */
+const char *ls_error_message(void);
+/* The calling thread's last status. */
+ls_status ls_error_code(void);
+void ls_error_clear(void);
+
+#endif

@@ -1,0 +1,51 @@
+/* Shared conventions of the Lua binding (the only part of the project that includes lua.h).
+ *
+ * One binding pattern (STYLE.md §6): a Tensor is a userdata box holding one ls_tensor reference. The box
+ * is created with its metatable BEFORE the C object exists, so an error raised while building the object
+ * can never leak it: the empty box is simply collected. __gc and __close are the same idempotent function.
+ * Dims and indices are 1-based in Lua and converted here only (negative counts from the end, -1 = last).
+ * Engine errors are raised with luaL_error(L, "%s", ls_error_message()). */
+#ifndef LX_H
+#define LX_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "tensor/tensor.h"
+
+#define LX_TENSOR "landscape.Tensor"
+
+/* Push an empty Tensor box (metatable set); store the object into *box afterwards. */
+ls_tensor **lx_newtensorbox(lua_State *L);
+/* Push t as a Tensor, taking over the reference. If t is NULL, raise the engine's error message. */
+void lx_pushtensor(lua_State *L, ls_tensor *t);
+/* The tensor at idx, or raise "bad argument #i to 'f' (landscape.Tensor expected, got X)". Also raises
+ * if the box was closed. */
+ls_tensor *lx_checktensor(lua_State *L, int idx);
+/* The tensor at idx, or NULL if it is not a Tensor. */
+ls_tensor *lx_totensor(lua_State *L, int idx);
+/* Raise the engine's last error message as a Lua error. Never returns. */
+int lx_error(lua_State *L);
+
+/* 1-based Lua dim (negative from the end) -> 0-based C dim, checked against ndim; raises naming `who`. */
+int lx_checkdim(lua_State *L, int idx, int ndim, const char *who);
+/* A shape given as a table {2, 3} at idx, or as integers from idx to the top of the stack. Returns ndim. */
+int lx_checkshape(lua_State *L, int idx, int64_t *shape, const char *who);
+
+/* Options tables: read key from the table at idx (idx may be absent/nil: then the default). Raise a
+ * clear error on a wrong type: "<who>: option 'seed' must be an integer, got string". */
+double lx_optnumber(lua_State *L, int idx, const char *key, double def, const char *who);
+lua_Integer lx_optinteger(lua_State *L, int idx, const char *key, lua_Integer def, const char *who);
+int lx_optboolean(lua_State *L, int idx, const char *key, int def, const char *who);
+const char *lx_optstring(lua_State *L, int idx, const char *key, const char *def, const char *who);
+ls_dtype lx_optdtype(lua_State *L, int idx, const char *key, ls_dtype def, const char *who);
+
+/* Each binding file adds its functions to the module table on top of the stack. */
+void lx_open_tensor(lua_State *L);   /* lx_tensor.c: Tensor type, creation, ops */
+void lx_open_random(lua_State *L);   /* lx_random.c: seeds, generators, random tensors */
+void lx_open_io(lua_State *L);       /* lx_io.c: ls.io.* (IDX, CSV, safetensors) */
+void lx_open_system(lua_State *L);   /* lx_system.c: threads, version, memory */
+void lx_open_ops(lua_State *L);      /* lx_ops.c: every registry op as method and function */
+void lx_open_autograd(lua_State *L); /* lx_autograd.c: grad, backward, no_grad, detach */
+
+#endif

@@ -1,0 +1,159 @@
+/* Autograd from Lua: requires_grad, detach, backward, grad, no_grad. */
+#include <string.h>
+
+#include "autograd/autograd.h"
+#include "lx.h"
+
+/* x:requires_grad([on = true]) -> x */
+static int lx_requires_grad(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    int on = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
+    if (ls_requires_grad_(t, on)) return lx_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int lx_detach(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_detach(t);
+    if (!*box) return lx_error(L);
+    return 1;
+}
+
+/* x:zero_grad(): drop the accumulated .grad */
+static int lx_zero_grad(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    ls_tensor_release(t->grad);
+    t->grad = NULL;
+    return 0;
+}
+
+/* Tensors from a tensor or a list of tensors at idx into out (max n); returns the count. */
+static int lx_tensor_list(lua_State *L, int idx, ls_tensor **out, int n, const char *who,
+                          const char *what)
+{
+    ls_tensor *t = lx_totensor(L, idx);
+    if (t) {
+        out[0] = t;
+        return 1;
+    }
+    if (!lua_istable(L, idx))
+        return luaL_error(L, "%s: %s must be a tensor or a list of tensors, got %s", who, what,
+                          luaL_typename(L, idx));
+    int len = (int)luaL_len(L, idx);
+    if (len > n) return luaL_error(L, "%s: at most %d %s", who, n, what);
+    for (int i = 0; i < len; i++) {
+        lua_geti(L, idx, i + 1);
+        out[i] = lx_totensor(L, -1);
+        lua_pop(L, 1);   /* the list keeps it alive */
+        if (!out[i]) return luaL_error(L, "%s: %s[%d] is not a tensor", who, what, i + 1);
+    }
+    return len;
+}
+
+#define LX_MAX_GRAD_TENSORS 4096
+
+/* x:backward([grad_output] [, {retain_graph = false}]): accumulate into the leaves' .grad */
+static int lx_backward(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    ls_tensor *go = lx_totensor(L, 2);
+    int opts = go ? 3 : 2;
+    if (!go && !lua_isnoneornil(L, 2) && !lua_istable(L, 2))
+        return luaL_argerror(L, 2, "backward: expected a gradient tensor or an options table");
+    ls_grad_opts o = {0};
+    o.retain_graph = lx_optboolean(L, opts, "retain_graph", 0, "backward");
+    o.accumulate = true;
+    ls_tensor *gos[1] = {go};
+    o.grad_outputs = go ? gos : NULL;
+    if (ls_autograd_grad(1, &t, 0, NULL, &o, NULL)) return lx_error(L);
+    return 0;
+}
+
+/* ls.grad(outputs, inputs [, {grad_outputs, create_graph = false, retain_graph = create_graph,
+ * allow_unused = false}]) -> list of gradients (a tensor when inputs is a tensor) */
+static int lx_grad(lua_State *L)
+{
+    static ls_tensor *outs[LX_MAX_GRAD_TENSORS], *ins[LX_MAX_GRAD_TENSORS];
+    ls_tensor *gouts[LX_MAX_GRAD_TENSORS] = {0};
+    int nout = lx_tensor_list(L, 1, outs, LX_MAX_GRAD_TENSORS, "grad", "outputs");
+    int nin = lx_tensor_list(L, 2, ins, LX_MAX_GRAD_TENSORS, "grad", "inputs");
+    int single = lx_totensor(L, 2) != NULL;
+    ls_grad_opts o = {0};
+    o.create_graph = lx_optboolean(L, 3, "create_graph", 0, "grad");
+    o.retain_graph = lx_optboolean(L, 3, "retain_graph", o.create_graph, "grad");
+    o.allow_unused = lx_optboolean(L, 3, "allow_unused", 0, "grad");
+    if (!lua_isnoneornil(L, 3)) {
+        lua_getfield(L, 3, "grad_outputs");
+        if (!lua_isnil(L, -1)) {
+            int ng = lx_tensor_list(L, lua_gettop(L), gouts, LX_MAX_GRAD_TENSORS, "grad",
+                                    "grad_outputs");
+            if (ng != nout)
+                return luaL_error(L, "grad: %d grad_outputs for %d outputs", ng, nout);
+            o.grad_outputs = gouts;
+        }
+        /* leave it on the stack: it keeps the grad_outputs alive */
+    }
+    /* result table first, then boxes, so nothing leaks if Lua runs out of memory */
+    lua_createtable(L, nin, 0);
+    int res = lua_gettop(L);
+    ls_tensor **grads = lua_newuserdatauv(L, sizeof(ls_tensor *) * (size_t)(nin ? nin : 1), 0);
+    /* the outputs/inputs arrays are static (large); copy the pointers we need before any callback */
+    if (ls_autograd_grad(nout, outs, nin, ins, &o, grads)) return lx_error(L);
+    for (int i = 0; i < nin; i++) {
+        if (grads[i]) lx_pushtensor(L, grads[i]);
+        else lua_pushnil(L);
+        lua_seti(L, res, i + 1);
+    }
+    lua_settop(L, res);
+    if (single) lua_geti(L, res, 1);
+    return 1;
+}
+
+/* ls.no_grad(fn, ...) -> fn's results, with recording off while fn runs (restored on error too) */
+static int lx_no_grad(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    bool prev = ls_set_grad_enabled(false);
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    ls_set_grad_enabled(prev);
+    if (status != LUA_OK) return lua_error(L);
+    return lua_gettop(L);
+}
+
+static int lx_enable_grad(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    bool prev = ls_set_grad_enabled(true);
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    ls_set_grad_enabled(prev);
+    if (status != LUA_OK) return lua_error(L);
+    return lua_gettop(L);
+}
+
+static int lx_is_grad_enabled(lua_State *L)
+{
+    lua_pushboolean(L, ls_grad_enabled());
+    return 1;
+}
+
+static const luaL_Reg lx_autograd_methods[] = {
+    {"requires_grad", lx_requires_grad}, {"detach", lx_detach}, {"zero_grad", lx_zero_grad},
+    {"backward", lx_backward}, {NULL, NULL}};
+
+static const luaL_Reg lx_autograd_module[] = {
+    {"grad", lx_grad}, {"no_grad", lx_no_grad}, {"enable_grad", lx_enable_grad},
+    {"is_grad_enabled", lx_is_grad_enabled}, {"detach", lx_detach}, {NULL, NULL}};
+
+void lx_open_autograd(lua_State *L)
+{
+    luaL_setfuncs(L, lx_autograd_module, 0);
+    luaL_getmetatable(L, LX_TENSOR);
+    lua_getfield(L, -1, "methods");
+    luaL_setfuncs(L, lx_autograd_methods, 0);
+    lua_pop(L, 2);
+}

@@ -1,0 +1,312 @@
+/* ls.io: files in and out (IDX, CSV, safetensors). See docs/io.md for the API.
+ *
+ * Engine results that own several objects (a CSV table, a safetensors file's tensors) are parked in a
+ * Guard userdata while they are turned into Lua values: if pushing raises (out of memory), the
+ * guard's __gc frees whatever has not yet been handed to a Tensor box. Temporary arrays for calls
+ * into the engine are userdata too, and every string they point at is anchored in a table on the
+ * stack, so an error at any point leaks nothing. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/csv.h"
+#include "data/idx.h"
+#include "data/safetensors.h"
+#include "lx.h"
+
+#define LX_GUARD "landscape.io.Guard"
+
+typedef struct lx_guard {
+    void *p;
+    void (*free)(void *);
+} lx_guard;
+
+static int lx_guard_gc(lua_State *L)
+{
+    lx_guard *g = luaL_checkudata(L, 1, LX_GUARD);
+    if (g->p) g->free(g->p);
+    g->p = NULL;
+    return 0;
+}
+
+/* Push a guard that owns p until released with lx_guard_release or collected. */
+static lx_guard *lx_guard_push(lua_State *L, void (*fn)(void *))
+{
+    lx_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->p = NULL;
+    g->free = fn;
+    luaL_setmetatable(L, LX_GUARD);
+    return g;
+}
+
+static void lx_free_csv(void *p) { ls_csv_table_free(p); }
+static void lx_free_st(void *p) { ls_safetensors_free(p); }
+
+/* A userdata array of n pointers, collected with the stack; raises naming `who` if n is absurd. */
+static void *lx_ptrarray(lua_State *L, size_t n, const char *who)
+{
+    if (n > ((size_t)1 << 40) / sizeof(void *)) luaL_error(L, "%s: too many items (%I)", who, (lua_Integer)n);
+    return lua_newuserdatauv(L, (n ? n : 1) * sizeof(void *), 0);
+}
+
+/* ---- IDX ---- */
+
+/* read_idx(path) -> Tensor */
+static int lx_io_read_idx(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    ls_tensor **box = lx_newtensorbox(L);
+    ls_tensor *t = ls_idx_read(path);
+    if (!t) return lx_error(L);
+    *box = t;
+    return 1;
+}
+
+/* write_idx(path, tensor) */
+static int lx_io_write_idx(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    ls_tensor *t = lx_checktensor(L, 2);
+    if (ls_idx_write(path, t) != LS_OK) return lx_error(L);
+    return 0;
+}
+
+/* ---- CSV ---- */
+
+/* csv_read(path) -> {columns = {names...}, data = {name -> Tensor f64 | {strings}}, nrows = n} */
+static int lx_io_csv_read(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lx_guard *g = lx_guard_push(L, lx_free_csv);
+    ls_csv_table *t = ls_csv_read(path);
+    if (!t) return lx_error(L);
+    g->p = t;
+    lua_createtable(L, 0, 3);
+    lua_createtable(L, t->ncols, 0);
+    for (int c = 0; c < t->ncols; c++) {
+        lua_pushstring(L, t->cols[c].name);
+        lua_rawseti(L, -2, c + 1);
+    }
+    lua_setfield(L, -2, "columns");
+    lua_createtable(L, 0, t->ncols);
+    for (int c = 0; c < t->ncols; c++) {
+        const ls_csv_column *col = &t->cols[c];
+        if (col->kind == LS_CSV_NUMBER) {
+            ls_tensor **box = lx_newtensorbox(L);
+            int64_t n = t->nrows;
+            if (!(*box = ls_tensor_from_buffer(LS_F64, 1, &n, col->num))) return lx_error(L);
+        } else {
+            lua_createtable(L, (int)t->nrows, 0);
+            for (int64_t r = 0; r < t->nrows; r++) {
+                lua_pushstring(L, col->str[r]);
+                lua_rawseti(L, -2, (lua_Integer)r + 1);
+            }
+        }
+        lua_setfield(L, -2, col->name);
+    }
+    lua_setfield(L, -2, "data");
+    lua_pushinteger(L, (lua_Integer)t->nrows);
+    lua_setfield(L, -2, "nrows");
+    return 1;
+}
+
+/* The shortest "%.Ng" form of v that reads back as exactly v (Lua's own %.14g would lose bits). */
+static void lx_fmt_double(char *buf, size_t n, double v)
+{
+    if (isnan(v)) { snprintf(buf, n, "nan"); return; }
+    if (isinf(v)) { snprintf(buf, n, v > 0 ? "inf" : "-inf"); return; }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+/* The text of the cell at the top of the stack (popped), anchored in the table at `anchor`;
+ * NULL for nil. Raises naming the row and column for values that have no text form. */
+static const char *lx_cell_text(lua_State *L, int anchor, lua_Integer slot, lua_Integer row,
+                                const char *col)
+{
+    char buf[64];
+    switch (lua_type(L, -1)) {
+    case LUA_TNIL:
+        lua_pop(L, 1);
+        return NULL;
+    case LUA_TSTRING:
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, -1)) {
+            snprintf(buf, sizeof buf, LUA_INTEGER_FMT, lua_tointeger(L, -1));
+        } else {
+            lx_fmt_double(buf, sizeof buf, lua_tonumber(L, -1));
+        }
+        lua_pop(L, 1);
+        lua_pushstring(L, buf);
+        break;
+    case LUA_TBOOLEAN:
+        lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
+        lua_remove(L, -2);
+        break;
+    default:
+        return luaL_error(L, "csv_write: row %I, column '%s': cannot write a %s value", row, col,
+                          luaL_typename(L, -1)), NULL;
+    }
+    const char *s = lua_tostring(L, -1);
+    lua_rawseti(L, anchor, slot);   /* the anchor keeps s alive */
+    return s;
+}
+
+/* csv_write(path, columns, rows [, append]) */
+static int lx_io_csv_write(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    int append = lua_toboolean(L, 4);
+    lua_settop(L, 4);
+    size_t ncols = lua_rawlen(L, 2), nrows = lua_rawlen(L, 3);
+    if (ncols == 0) return luaL_error(L, "csv_write: %s: columns must be a non-empty list of names", path);
+    if (ncols > 1 << 20) return luaL_error(L, "csv_write: %s: too many columns", path);
+    if (nrows > ((size_t)1 << 40) / ncols) return luaL_error(L, "csv_write: %s: too many rows", path);
+
+    const char **names = lx_ptrarray(L, ncols, "csv_write");       /* 5 */
+    const char **cells = lx_ptrarray(L, nrows * ncols, "csv_write"); /* 6 */
+    lua_createtable(L, (int)(nrows * ncols < 1 << 24 ? nrows * ncols : 1 << 24), 0); /* 7: anchor */
+    lua_createtable(L, 0, (int)ncols);                               /* 8: set of names */
+    for (size_t c = 0; c < ncols; c++) {
+        if (lua_rawgeti(L, 2, (lua_Integer)c + 1) != LUA_TSTRING)
+            return luaL_error(L, "csv_write: %s: columns[%d] is a %s, not a string", path,
+                              (int)c + 1, luaL_typename(L, -1));
+        names[c] = lua_tostring(L, -1);   /* anchored by the columns table */
+        lua_pushboolean(L, 1);
+        lua_rawset(L, 8);
+    }
+    for (size_t r = 0; r < nrows; r++) {
+        if (lua_rawgeti(L, 3, (lua_Integer)r + 1) != LUA_TTABLE)
+            return luaL_error(L, "csv_write: %s: rows[%d] is a %s, not a table", path, (int)r + 1,
+                              luaL_typename(L, -1));
+        int row = lua_gettop(L);
+        /* Every key must be a column: a misspelt key would otherwise vanish silently. */
+        lua_pushnil(L);
+        while (lua_next(L, row)) {
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            if (lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, 8) == LUA_TNIL) {
+                lua_pop(L, 1);
+                return luaL_error(L, "csv_write: %s: rows[%d] has key '%s', which is not among "
+                                  "the columns", path, (int)r + 1, luaL_tolstring(L, -1, NULL));
+            }
+            lua_pop(L, 1);
+        }
+        for (size_t c = 0; c < ncols; c++) {
+            lua_getfield(L, row, names[c]);
+            lua_Integer slot = (lua_Integer)(r * ncols + c) + 1;
+            cells[r * ncols + c] = lx_cell_text(L, 7, slot, (lua_Integer)r + 1, names[c]);
+        }
+        lua_pop(L, 1);
+    }
+    if (ls_csv_write(path, (int)ncols, names, (int64_t)nrows, cells, append) != LS_OK)
+        return lx_error(L);
+    return 0;
+}
+
+/* ---- safetensors ---- */
+
+/* load_safetensors(path) -> tensors (name -> Tensor), metadata (key -> string) */
+static int lx_io_load_safetensors(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lx_guard *g = lx_guard_push(L, lx_free_st);
+    ls_safetensors *st = ls_safetensors_load(path);
+    if (!st) return lx_error(L);
+    g->p = st;
+    lua_createtable(L, 0, st->ntensors);
+    for (int k = 0; k < st->ntensors; k++) {
+        ls_tensor **box = lx_newtensorbox(L);
+        *box = st->tensors[k];
+        st->tensors[k] = NULL;   /* the box owns it now */
+        lua_setfield(L, -2, st->names[k]);
+    }
+    lua_createtable(L, 0, st->nmeta);
+    for (int k = 0; k < st->nmeta; k++) {
+        lua_pushstring(L, st->meta_values[k]);
+        lua_setfield(L, -2, st->meta_keys[k]);
+    }
+    return 2;
+}
+
+/* save_safetensors(path, tensors [, metadata]) */
+static int lx_io_save_safetensors(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    size_t n = 0, nmeta = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pop(L, 1);
+        n++;
+    }
+    for (lua_pushnil(L); !lua_isnil(L, 3) && lua_next(L, 3); lua_pop(L, 1)) nmeta++;
+    const char **names = lx_ptrarray(L, n, "save_safetensors");           /* 4 */
+    const ls_tensor **ts = lx_ptrarray(L, n, "save_safetensors");        /* 5 */
+    const char **keys = lx_ptrarray(L, nmeta, "save_safetensors");       /* 6 */
+    const char **values = lx_ptrarray(L, nmeta, "save_safetensors");     /* 7 */
+    lua_newtable(L);                                                      /* 8: anchor */
+    size_t k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return luaL_error(L, "save_safetensors: %s: tensor names must be strings, got a %s key",
+                              path, luaL_typename(L, -2));
+        ls_tensor *t = lx_totensor(L, -1);
+        if (!t)
+            return luaL_error(L, "save_safetensors: %s: value for '%s' is a %s, not a Tensor", path,
+                              lua_tostring(L, -2), luaL_typename(L, -1));
+        names[k] = lua_tostring(L, -2);   /* anchored by the tensors table */
+        ts[k++] = t;
+        lua_pop(L, 1);
+    }
+    k = 0;
+    for (lua_pushnil(L); !lua_isnil(L, 3) && lua_next(L, 3); lua_pop(L, 1)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return luaL_error(L, "save_safetensors: %s: metadata keys must be strings, got a %s key",
+                              path, luaL_typename(L, -2));
+        int vt = lua_type(L, -1);
+        if (vt != LUA_TSTRING && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN)
+            return luaL_error(L, "save_safetensors: %s: metadata value for '%s' is a %s, not a "
+                              "string", path, lua_tostring(L, -2), luaL_typename(L, -1));
+        keys[k] = lua_tostring(L, -2);
+        /* A converted copy, anchored, so the table's own value (and lua_next) is left alone. */
+        luaL_tolstring(L, -1, NULL);
+        values[k] = lua_tostring(L, -1);
+        lua_rawseti(L, 8, (lua_Integer)k + 1);
+        k++;
+    }
+    if (ls_safetensors_save(path, (int)n, names, ts, (int)nmeta, keys, values) != LS_OK)
+        return lx_error(L);
+    return 0;
+}
+
+void lx_open_io(lua_State *L)
+{
+    if (luaL_newmetatable(L, LX_GUARD)) {
+        lua_pushcfunction(L, lx_guard_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, lx_guard_gc);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+    static const luaL_Reg fns[] = {
+        {"read_idx", lx_io_read_idx},
+        {"write_idx", lx_io_write_idx},
+        {"csv_read", lx_io_csv_read},
+        {"csv_write", lx_io_csv_write},
+        {"load_safetensors", lx_io_load_safetensors},
+        {"save_safetensors", lx_io_save_safetensors},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, fns);
+    lua_setfield(L, -2, "io");
+}

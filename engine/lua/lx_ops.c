@@ -1,0 +1,214 @@
+/* Every registry op as a Tensor method and a module function, driven by the op's lua_sig (op.h).
+ * One closure (lx_op_call, upvalue = op id) parses the arguments for all of them. */
+#include <math.h>
+#include <string.h>
+
+#include "lx.h"
+#include "ops/ops.h"
+
+/* A 1-based Lua index tensor -> a 0-based i64 tensor (new box on the stack). */
+static ls_tensor *lx_index_input(lua_State *L, int arg, const char *who)
+{
+    ls_tensor *t = lx_totensor(L, arg);
+    ls_tensor **box = lx_newtensorbox(L);
+    if (!t && lua_istable(L, arg)) {   /* a plain Lua list of indices */
+        int64_t n = (int64_t)luaL_len(L, arg);
+        *box = ls_tensor_new(LS_I64, 1, &n);
+        if (!*box) lx_error(L);
+        int64_t *p = ls_tensor_data(*box);
+        for (int64_t i = 0; i < n; i++) {
+            lua_geti(L, arg, i + 1);
+            int ok;
+            p[i] = lua_tointegerx(L, -1, &ok) - 1;
+            lua_pop(L, 1);
+            if (!ok) luaL_error(L, "%s: index list entry %d is not an integer", who, (int)i + 1);
+        }
+        return *box;
+    }
+    if (!t) luaL_error(L, "%s: argument %d must be an index tensor or a list of indices", who, arg);
+    if (t->dtype == LS_F32 || t->dtype == LS_F64)
+        luaL_error(L, "%s: index tensor must be integer (i64), got %s", who, ls_dtype_name(t->dtype));
+    *box = ls_tensor_cast(t, LS_I64);
+    if (*box == t) {
+        ls_tensor_release(*box);
+        *box = ls_tensor_clone(t);
+    }
+    if (!*box) lx_error(L);
+    int64_t *p = ls_tensor_data(*box), n = ls_tensor_numel(*box);
+    for (int64_t i = 0; i < n; i++) p[i] -= 1;
+    return *box;
+}
+
+static int lx_dim_value(lua_State *L, int arg, const char *who)
+{
+    int ok;
+    lua_Integer d = lua_tointegerx(L, arg, &ok);
+    if (!ok) luaL_error(L, "%s: argument %d must be a dimension (integer), got %s", who, arg,
+                        luaL_typename(L, arg));
+    if (d == 0) luaL_error(L, "%s: dimension 0 is invalid (dims are 1-based; -1 is the last)", who);
+    return d > 0 ? (int)d - 1 : (int)d;
+}
+
+static int lx_op_call(lua_State *L)
+{
+    int id = (int)lua_tointeger(L, lua_upvalueindex(1));
+    const ls_op_def *def = ls_ops[id];
+    const char *who = def->name;
+    int top = lua_gettop(L);
+    /* the dtype for Lua numbers standing in for tensors: the first tensor argument's */
+    ls_dtype ref = LS_F32;
+    for (int i = 1; i <= top; i++)
+        if (lx_totensor(L, i)) { ref = lx_totensor(L, i)->dtype; break; }
+
+    ls_tensor *in[LS_OP_MAX_INPUTS] = {0};
+    int nin = 0;
+    ls_attrs a = {0};
+    a.all_dims = true;
+    for (int k = 0; k < 4; k++) a.num[k] = NAN;
+    int arg = 1;
+    const char *s = def->lua_sig;
+    while (*s) {
+        while (*s == ' ') s++;
+        if (!*s) break;
+        char tok = *s++;
+        int opt = (*s == '?');
+        if (opt) s++;
+        int absent = arg > top || lua_isnil(L, arg);
+        if (absent && !opt && tok != 'k')
+            return luaL_error(L, "%s: missing argument %d (signature %s)", who, arg, def->lua_sig);
+        switch (tok) {
+        case 'T': {
+            ls_tensor *t = lx_totensor(L, arg);
+            if (!t) {
+                if (lua_type(L, arg) != LUA_TNUMBER)
+                    return luaL_error(L, "%s: argument %d must be a tensor or a number, got %s", who,
+                                      arg, luaL_typename(L, arg));
+                ls_tensor **box = lx_newtensorbox(L);
+                *box = ls_tensor_scalar(ref, lua_tonumber(L, arg));
+                if (!*box) return lx_error(L);
+                t = *box;
+            }
+            in[nin++] = t;
+            arg++;
+            break;
+        }
+        case 'X':
+            in[nin++] = lx_index_input(L, arg, who);
+            arg++;
+            break;
+        case 'n':
+            if (!absent) a.num[a.nnum] = luaL_checknumber(L, arg);
+            a.nnum++;
+            arg++;
+            break;
+        case 'd':
+            if (!absent) {
+                int d = lx_dim_value(L, arg, who);
+                if (!a.has_dim) { a.dim = d; a.has_dim = true; }
+                a.dims[a.ndims++] = d;
+                a.all_dims = false;
+            }
+            arg++;
+            break;
+        case 'D':
+            if (absent) { arg++; break; }
+            a.all_dims = false;
+            if (lua_istable(L, arg)) {
+                int n = (int)luaL_len(L, arg);
+                if (n > LS_MAX_DIMS) return luaL_error(L, "%s: too many dims", who);
+                for (int i = 0; i < n; i++) {
+                    lua_geti(L, arg, i + 1);
+                    a.dims[a.ndims++] = lx_dim_value(L, lua_gettop(L), who);
+                    lua_pop(L, 1);
+                }
+                arg++;
+            } else {   /* consecutive integers */
+                while (arg <= top && lua_type(L, arg) == LUA_TNUMBER && a.ndims < LS_MAX_DIMS)
+                    a.dims[a.ndims++] = lx_dim_value(L, arg++, who);
+            }
+            break;
+        case 'k':
+            if (!absent && !lua_isboolean(L, arg))
+                return luaL_error(L, "%s: argument %d (keepdim) must be a boolean, got %s", who, arg,
+                                  luaL_typename(L, arg));
+            a.keepdim = !absent && lua_toboolean(L, arg);
+            arg++;
+            break;
+        case 'R': {
+            const char *r = "mean";
+            if (lua_istable(L, arg)) {
+                r = lx_optstring(L, arg, "reduction", "mean", who);
+            } else if (!absent) {
+                r = luaL_checkstring(L, arg);
+            }
+            double code = strcmp(r, "mean") == 0 ? LS_REDUCE_MEAN
+                          : strcmp(r, "sum") == 0 ? LS_REDUCE_SUM
+                          : strcmp(r, "none") == 0 ? LS_REDUCE_NONE : -1;
+            if (code < 0)
+                return luaL_error(L, "%s: reduction must be 'mean', 'sum' or 'none', got '%s'", who, r);
+            a.num[a.nnum++] = code;
+            arg++;
+            break;
+        }
+        case 'S':
+            a.nints = lx_checkshape(L, arg, a.ints, who);
+            arg += lua_istable(L, arg) ? 1 : a.nints;
+            break;
+        case 'i':
+        case 'I': {
+            if (absent) { arg++; break; }
+            int ok;
+            lua_Integer v = lua_tointegerx(L, arg, &ok);
+            if (!ok) return luaL_error(L, "%s: argument %d must be an integer, got %s", who, arg,
+                                       luaL_typename(L, arg));
+            if (tok == 'I') {
+                if (v < 1) return luaL_error(L, "%s: index %d out of range (indices are 1-based)",
+                                             who, (int)v);
+                v -= 1;
+            }
+            if (a.nints == LS_MAX_DIMS) return luaL_error(L, "%s: too many integer arguments", who);
+            a.ints[a.nints++] = v;
+            arg++;
+            break;
+        }
+        default:
+            return luaL_error(L, "%s: bad signature token '%c' (engine bug)", who, tok);
+        }
+    }
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_op_apply((ls_op_id)id, in, &a);
+    if (!*box) return lx_error(L);
+    if (def->returns_index) {   /* 0-based positions -> 1-based for Lua */
+        int64_t *p = ls_tensor_data(*box), n = ls_tensor_numel(*box);
+        for (int64_t i = 0; i < n; i++) p[i] += 1;
+    }
+    return 1;
+}
+
+/* Aliases Lua users expect (Torch7 / PyTorch names). */
+static const struct { const char *alias, *op; } lx_op_aliases[] = {
+    {"t", "transpose"}, {"view", "reshape"}, {"mm", "matmul"}, {"clip", "clamp"},
+};
+
+void lx_open_ops(lua_State *L)
+{
+    /* module table at -1 */
+    luaL_getmetatable(L, LX_TENSOR);
+    lua_getfield(L, -1, "methods");
+    for (int id = 0; id < LS_OP_COUNT; id++) {
+        if (!ls_ops[id]->lua_sig) continue;
+        lua_pushinteger(L, id);
+        lua_pushcclosure(L, lx_op_call, 1);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, ls_ops[id]->name);   /* method */
+        lua_setfield(L, -4, ls_ops[id]->name);   /* module function */
+    }
+    for (size_t i = 0; i < sizeof lx_op_aliases / sizeof lx_op_aliases[0]; i++) {
+        lua_getfield(L, -1, lx_op_aliases[i].op);
+        if (lua_isnil(L, -1)) { lua_pop(L, 1); continue; }
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, lx_op_aliases[i].alias);
+        lua_setfield(L, -4, lx_op_aliases[i].alias);
+    }
+    lua_pop(L, 2);
+}

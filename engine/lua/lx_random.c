@@ -1,0 +1,120 @@
+/* Random tensors from Lua. One process-wide stream (ls.manual_seed) unless a call passes its own
+ * {seed = s}, which draws from a fresh stream with that seed (so the call is reproducible on its own and
+ * leaves the global stream untouched). */
+#include "core/rng.h"
+#include "lx.h"
+
+static ls_rng lx_global_rng = {0, 0};
+
+static int lx_manual_seed(lua_State *L)
+{
+    lua_Integer s = luaL_checkinteger(L, 1);
+    ls_rng_init(&lx_global_rng, (uint64_t)s);
+    return 0;
+}
+
+static int lx_initial_seed(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)lx_global_rng.seed);
+    return 1;
+}
+
+/* The stream for this call: {seed = s} -> a local one, else the global one. */
+static ls_rng *lx_stream(lua_State *L, int opts, ls_rng *local, const char *who)
+{
+    if (lua_istable(L, opts)) {
+        lua_getfield(L, opts, "seed");
+        if (!lua_isnil(L, -1)) {
+            int ok;
+            lua_Integer s = lua_tointegerx(L, -1, &ok);
+            if (!ok) luaL_error(L, "%s: option 'seed' must be an integer, got %s", who,
+                                luaL_typename(L, -1));
+            lua_pop(L, 1);
+            ls_rng_init(local, (uint64_t)s);
+            return local;
+        }
+        lua_pop(L, 1);
+    }
+    return &lx_global_rng;
+}
+
+typedef enum { LX_UNIFORM, LX_NORMAL, LX_RADEMACHER } lx_dist;
+
+static int lx_random_fill(lua_State *L, lx_dist dist, const char *who)
+{
+    int64_t shape[LS_MAX_DIMS];
+    int nd = lx_checkshape(L, 1, shape, who);
+    int opts = lua_istable(L, 1) ? 2 : nd + 1;
+    if (!lua_isnoneornil(L, opts) && !lua_istable(L, opts))
+        return luaL_error(L, "%s: expected a shape (a table or integers) and an options table", who);
+    ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, who);
+    if (!ls_dtype_is_float(dt))
+        return luaL_error(L, "%s: dtype must be f32 or f64, got %s", who, ls_dtype_name(dt));
+    ls_rng local, *r = lx_stream(L, opts, &local, who);
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_tensor_new(dt, nd, shape);
+    if (!*box) return lx_error(L);
+    int64_t n = ls_tensor_numel(*box);
+    void *p = ls_tensor_data(*box);
+    if (dist == LX_UNIFORM) {
+        double lo = lx_optnumber(L, opts, "lo", 0.0, who), hi = lx_optnumber(L, opts, "hi", 1.0, who);
+        if (!(lo < hi)) return luaL_error(L, "%s: need lo < hi, got lo=%g hi=%g", who, lo, hi);
+        ls_rng_uniform(r, dt, p, n, lo, hi);
+    } else if (dist == LX_NORMAL) {
+        double mean = lx_optnumber(L, opts, "mean", 0.0, who);
+        double std = lx_optnumber(L, opts, "std", 1.0, who);
+        if (!(std >= 0)) return luaL_error(L, "%s: std must be >= 0, got %g", who, std);
+        ls_rng_normal(r, dt, p, n, mean, std);
+    } else {
+        ls_rng_rademacher(r, dt, p, n);
+    }
+    return 1;
+}
+
+/* ls.rand(shape [, {seed, dtype, lo = 0, hi = 1}]): uniform on [lo, hi) */
+static int lx_rand(lua_State *L) { return lx_random_fill(L, LX_UNIFORM, "rand"); }
+/* ls.randn(shape [, {seed, dtype, mean = 0, std = 1}]) */
+static int lx_randn(lua_State *L) { return lx_random_fill(L, LX_NORMAL, "randn"); }
+/* ls.rademacher(shape [, {seed, dtype}]): +-1 with equal probability */
+static int lx_rademacher(lua_State *L) { return lx_random_fill(L, LX_RADEMACHER, "rademacher"); }
+
+/* ls.randint(lo, hi, shape [, {seed, dtype = "i64"}]): integers uniform in [lo, hi) */
+static int lx_randint(lua_State *L)
+{
+    lua_Integer lo = luaL_checkinteger(L, 1), hi = luaL_checkinteger(L, 2);
+    if (lo >= hi) return luaL_error(L, "randint: need lo < hi, got lo=%d hi=%d", (int)lo, (int)hi);
+    int64_t shape[LS_MAX_DIMS];
+    int nd = lx_checkshape(L, 3, shape, "randint");
+    int opts = lua_istable(L, 3) ? 4 : 3 + nd;
+    ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_I64, "randint");
+    if (dt == LS_U8) return luaL_error(L, "randint: dtype u8 is not supported");
+    ls_rng local, *r = lx_stream(L, opts, &local, "randint");
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_tensor_new(dt, nd, shape);
+    if (!*box) return lx_error(L);
+    ls_rng_randint(r, dt, ls_tensor_data(*box), ls_tensor_numel(*box), lo, hi);
+    return 1;
+}
+
+/* ls.randperm(n [, {seed}]): a random permutation of 1..n (i64, 1-based like every Lua index) */
+static int lx_randperm(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 0) return luaL_error(L, "randperm: n must be >= 0, got %d", (int)n);
+    ls_rng local, *r = lx_stream(L, 2, &local, "randperm");
+    ls_tensor **box = lx_newtensorbox(L);
+    int64_t sz = n;
+    *box = ls_tensor_new(LS_I64, 1, &sz);
+    if (!*box) return lx_error(L);
+    int64_t *p = ls_tensor_data(*box);
+    ls_rng_permutation(r, p, n);
+    for (int64_t i = 0; i < n; i++) p[i] += 1;
+    return 1;
+}
+
+static const luaL_Reg lx_random_module[] = {
+    {"manual_seed", lx_manual_seed}, {"initial_seed", lx_initial_seed}, {"rand", lx_rand},
+    {"randn", lx_randn}, {"rademacher", lx_rademacher}, {"randint", lx_randint},
+    {"randperm", lx_randperm}, {NULL, NULL}};
+
+void lx_open_random(lua_State *L) { luaL_setfuncs(L, lx_random_module, 0); }

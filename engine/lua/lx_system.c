@@ -1,0 +1,48 @@
+/* Threads, version and memory accounting from Lua. */
+#include "core/alloc.h"
+#include "core/parallel.h"
+#include "lx.h"
+
+#ifndef LS_VERSION
+#define LS_VERSION "0.0.0"
+#endif
+
+/* ls.set_threads(n): the engine's pool and OpenBLAS together */
+static int lx_set_threads(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1 || n > LS_MAX_THREADS)
+        return luaL_error(L, "set_threads: n must be in 1..%d, got %d", LS_MAX_THREADS, (int)n);
+    ls_set_threads((int)n);
+    return 0;
+}
+
+static int lx_get_threads(lua_State *L)
+{
+    lua_pushinteger(L, ls_get_threads());
+    return 1;
+}
+
+static int lx_available_cores(lua_State *L)
+{
+    lua_pushinteger(L, ls_available_cores());
+    return 1;
+}
+
+/* ls.memory(): bytes currently held by tensors and graphs */
+static int lx_memory(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)ls_alloc_live_bytes());
+    return 1;
+}
+
+static const luaL_Reg lx_system_module[] = {
+    {"set_threads", lx_set_threads}, {"get_threads", lx_get_threads},
+    {"available_cores", lx_available_cores}, {"memory", lx_memory}, {NULL, NULL}};
+
+void lx_open_system(lua_State *L)
+{
+    luaL_setfuncs(L, lx_system_module, 0);
+    lua_pushstring(L, LS_VERSION);
+    lua_setfield(L, -2, "version");
+}

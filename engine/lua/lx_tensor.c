@@ -1,0 +1,622 @@
+/* The Tensor userdata: lifetime, creation, properties, element access, tables, printing and the
+ * arithmetic metamethods. Registry ops become methods in lx_ops.c; autograd in lx_autograd.c. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "autograd/autograd.h"
+#include "lx.h"
+#include "ops/ops.h"
+
+/* ---- lifetime: one idempotent function is both __gc and __close ---- */
+static int lx_tensor_gc(lua_State *L)
+{
+    ls_tensor **box = luaL_checkudata(L, 1, LX_TENSOR);
+    ls_tensor_release(*box);
+    *box = NULL;
+    return 0;
+}
+
+/* ---- creation ---- */
+
+/* Shape from a nested Lua table (checks that it is rectangular). */
+static int lx_table_shape(lua_State *L, int idx, int64_t *shape)
+{
+    int n = 0;
+    lua_pushvalue(L, idx);
+    while (lua_istable(L, -1)) {
+        if (n == LS_MAX_DIMS) luaL_error(L, "tensor: nesting deeper than %d", LS_MAX_DIMS);
+        shape[n++] = (int64_t)luaL_len(L, -1);
+        if (shape[n - 1] == 0) break;
+        lua_geti(L, -1, 1);
+        lua_remove(L, -2);
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+static void lx_table_fill(lua_State *L, int idx, ls_tensor *t, int d, int64_t *index)
+{
+    int64_t len = (int64_t)luaL_len(L, idx);
+    if (len != t->shape[d]) {
+        char where[64];
+        snprintf(where, sizeof where, "%lld", (long long)t->shape[d]);
+        luaL_error(L, "tensor: ragged table: dimension %d has length %lld here, %s elsewhere", d + 1,
+                   (long long)len, where);
+    }
+    for (int64_t i = 0; i < len; i++) {
+        index[d] = i;
+        lua_geti(L, idx, i + 1);
+        if (d + 1 < t->ndim) {
+            if (!lua_istable(L, -1)) luaL_error(L, "tensor: ragged table: expected a table at depth %d", d + 2);
+            lx_table_fill(L, lua_gettop(L), t, d + 1, index);
+        } else {
+            int isnum;
+            double v = lua_tonumberx(L, -1, &isnum);
+            if (!isnum) {
+                if (lua_isboolean(L, -1)) v = lua_toboolean(L, -1);
+                else luaL_error(L, "tensor: element is a %s, expected a number", luaL_typename(L, -1));
+            }
+            ls_tensor_set(t, index, v);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* ls.tensor(table_or_number [, {dtype =}]) */
+static int lx_tensor_new(lua_State *L)
+{
+    ls_dtype dt = lx_optdtype(L, 2, "dtype", LS_F32, "tensor");
+    int rg = lx_optboolean(L, 2, "requires_grad", 0, "tensor");
+    ls_tensor **box = lx_newtensorbox(L);
+    if (lua_type(L, 1) == LUA_TNUMBER) {
+        *box = ls_tensor_scalar(dt, lua_tonumber(L, 1));
+    } else if (lua_istable(L, 1)) {
+        int64_t shape[LS_MAX_DIMS], index[LS_MAX_DIMS] = {0};
+        int nd = lx_table_shape(L, 1, shape);
+        *box = ls_tensor_new(dt, nd, shape);
+        if (*box && ls_tensor_numel(*box) > 0) lx_table_fill(L, 1, *box, 0, index);
+    } else if (lx_totensor(L, 1)) {
+        *box = ls_tensor_cast(lx_totensor(L, 1), dt);
+        if (*box && *box == lx_totensor(L, 1)) {
+            ls_tensor_release(*box);
+            *box = ls_tensor_clone(lx_totensor(L, 1));
+        }
+    } else {
+        return luaL_argerror(L, 1, "tensor: expected a table, a number or a tensor");
+    }
+    if (!*box) return lx_error(L);
+    if (rg && ls_requires_grad_(*box, true)) return lx_error(L);
+    return 1;
+}
+
+/* Shape arguments followed by an optional options table: f(shape..., opts) */
+static int lx_shape_and_opts(lua_State *L, int idx, int64_t *shape, int *opts, const char *who)
+{
+    int nd = lx_checkshape(L, idx, shape, who);
+    *opts = lua_istable(L, idx) ? idx + 1 : idx + nd;
+    if (!lua_isnoneornil(L, *opts) && !lua_istable(L, *opts))
+        luaL_error(L, "%s: expected a shape (a table or integers) and an options table, got %s at "
+                   "argument %d", who, luaL_typename(L, *opts), *opts);
+    return nd;
+}
+
+static int lx_filled(lua_State *L, const char *who, int has_value)
+{
+    int64_t shape[LS_MAX_DIMS];
+    int opts;
+    double v = 0;
+    int first = 1;
+    if (has_value) v = luaL_checknumber(L, 2), first = 1;
+    int nd;
+    if (has_value) {   /* full(shape, value, opts) */
+        if (!lua_istable(L, 1)) return luaL_argerror(L, 1, "full: shape must be a table");
+        nd = lx_checkshape(L, 1, shape, who);
+        opts = 3;
+    } else {
+        nd = lx_shape_and_opts(L, first, shape, &opts, who);
+    }
+    ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, who);
+    ls_tensor **box = lx_newtensorbox(L);
+    if (strcmp(who, "zeros") == 0) *box = ls_tensor_zeros(dt, nd, shape);
+    else *box = ls_tensor_full(dt, nd, shape, strcmp(who, "ones") == 0 ? 1.0 : v);
+    if (!*box) return lx_error(L);
+    return 1;
+}
+static int lx_zeros(lua_State *L) { return lx_filled(L, "zeros", 0); }
+static int lx_ones(lua_State *L) { return lx_filled(L, "ones", 0); }
+static int lx_full(lua_State *L) { return lx_filled(L, "full", 1); }
+
+static int lx_like(lua_State *L, double v)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    ls_dtype dt = lx_optdtype(L, 2, "dtype", t->dtype, "zeros_like");
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_tensor_full(dt, t->ndim, t->shape, v);
+    if (!*box) return lx_error(L);
+    return 1;
+}
+static int lx_zeros_like(lua_State *L) { return lx_like(L, 0); }
+static int lx_ones_like(lua_State *L) { return lx_like(L, 1); }
+
+/* ls.arange(stop) / ls.arange(start, stop [, step]) [, {dtype}] — PyTorch's half-open range */
+static int lx_arange(lua_State *L)
+{
+    int n = 0;
+    double a[3];
+    while (n < 3 && lua_type(L, n + 1) == LUA_TNUMBER) { a[n] = lua_tonumber(L, n + 1); n++; }
+    if (n == 0) return luaL_error(L, "arange: expected arange(stop), arange(start, stop) or "
+                                     "arange(start, stop, step)");
+    double start = n >= 2 ? a[0] : 0, stop = n >= 2 ? a[1] : a[0], step = n == 3 ? a[2] : 1;
+    ls_dtype dt = lx_optdtype(L, n + 1, "dtype", LS_F32, "arange");
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_tensor_arange(dt, start, stop, step);
+    if (!*box) return lx_error(L);
+    return 1;
+}
+
+static int lx_eye(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    lua_Integer m = lua_type(L, 2) == LUA_TNUMBER ? luaL_checkinteger(L, 2) : n;
+    int opts = lua_type(L, 2) == LUA_TNUMBER ? 3 : 2;
+    if (n < 0 || m < 0) return luaL_error(L, "eye: negative size %d x %d", (int)n, (int)m);
+    ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, "eye");
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_tensor_eye(dt, n, m);
+    if (!*box) return lx_error(L);
+    return 1;
+}
+
+/* ---- properties and queries ---- */
+
+static void lx_pushshape(lua_State *L, const ls_tensor *t)
+{
+    lua_createtable(L, t->ndim, 0);
+    for (int i = 0; i < t->ndim; i++) {
+        lua_pushinteger(L, t->shape[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* x:size() -> {3, 4}; x:size(d) -> the size of dim d */
+static int lx_tensor_size(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    if (lua_isnoneornil(L, 2)) {
+        lx_pushshape(L, t);
+        return 1;
+    }
+    lua_pushinteger(L, t->shape[lx_checkdim(L, 2, t->ndim, "size")]);
+    return 1;
+}
+
+static int lx_tensor_stride(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    lua_createtable(L, t->ndim, 0);
+    for (int i = 0; i < t->ndim; i++) {
+        lua_pushinteger(L, t->stride[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int lx_tensor_dim(lua_State *L)
+{
+    lua_pushinteger(L, lx_checktensor(L, 1)->ndim);
+    return 1;
+}
+
+static int lx_tensor_numel(lua_State *L)
+{
+    lua_pushinteger(L, ls_tensor_numel(lx_checktensor(L, 1)));
+    return 1;
+}
+
+static int lx_tensor_dtype(lua_State *L)
+{
+    lua_pushstring(L, ls_dtype_name(lx_checktensor(L, 1)->dtype));
+    return 1;
+}
+
+static int lx_tensor_is_contiguous(lua_State *L)
+{
+    lua_pushboolean(L, ls_tensor_is_contiguous(lx_checktensor(L, 1)));
+    return 1;
+}
+
+/* x:item(): the value of a one-element tensor */
+static int lx_tensor_item(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    if (ls_tensor_numel(t) != 1)
+        return luaL_error(L, "item: tensor of shape %s has %lld elements, expected 1",
+                          ls_tensor_shape_str(t), (long long)ls_tensor_numel(t));
+    double v = ls_tensor_get_flat(t, 0);
+    if (ls_dtype_is_float(t->dtype)) lua_pushnumber(L, v);
+    else lua_pushinteger(L, (lua_Integer)v);
+    return 1;
+}
+
+static void lx_pushelement(lua_State *L, const ls_tensor *t, const int64_t *index)
+{
+    double v = ls_tensor_get(t, index);
+    if (ls_dtype_is_float(t->dtype)) lua_pushnumber(L, v);
+    else lua_pushinteger(L, (lua_Integer)v);
+}
+
+static void lx_totable_rec(lua_State *L, const ls_tensor *t, int d, int64_t *index)
+{
+    lua_createtable(L, (int)t->shape[d], 0);
+    for (int64_t i = 0; i < t->shape[d]; i++) {
+        index[d] = i;
+        if (d + 1 < t->ndim) lx_totable_rec(L, t, d + 1, index);
+        else lx_pushelement(L, t, index);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* x:totable(): nested Lua tables (a number for a 0-d tensor) */
+static int lx_tensor_totable(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    int64_t index[LS_MAX_DIMS] = {0};
+    if (t->ndim == 0) lx_pushelement(L, t, index);
+    else lx_totable_rec(L, t, 0, index);
+    return 1;
+}
+
+/* ---- copies, casts, in-place fills ---- */
+
+static int lx_tensor_clone(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    ls_tensor **box = lx_newtensorbox(L);
+    /* A tensor in a graph is cloned through a recorded op (x + 0, a fresh buffer) so gradients flow
+     * through the copy as in PyTorch; otherwise a plain copy. */
+    if (t->requires_grad) *box = ls_add_scalar(t, 0.0);
+    else *box = ls_tensor_clone(t);
+    if (!*box) return lx_error(L);
+    return 1;
+}
+
+static int lx_cast_to(lua_State *L, ls_dtype d)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_cast(t, d);
+    if (!*box) return lx_error(L);
+    return 1;
+}
+static int lx_tensor_cast(lua_State *L)
+{
+    const char *s = luaL_checkstring(L, 2);
+    ls_dtype d;
+    if (ls_dtype_parse(s, &d) != 0)
+        return luaL_error(L, "cast: unknown dtype '%s' (expected f32, f64, i64 or u8)", s);
+    return lx_cast_to(L, d);
+}
+static int lx_tensor_float(lua_State *L) { return lx_cast_to(L, LS_F32); }
+static int lx_tensor_double(lua_State *L) { return lx_cast_to(L, LS_F64); }
+static int lx_tensor_long(lua_State *L) { return lx_cast_to(L, LS_I64); }
+static int lx_tensor_byte(lua_State *L) { return lx_cast_to(L, LS_U8); }
+
+static int lx_check_inplace(lua_State *L, ls_tensor *t, const char *who)
+{
+    if (t->requires_grad)
+        return luaL_error(L, "%s: in-place change of a tensor that requires grad (shape %s); use "
+                          "detach() or ls.no_grad", who, ls_tensor_shape_str(t));
+    return 0;
+}
+
+/* x:fill(v) -> x */
+static int lx_tensor_fill(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    double v = luaL_checknumber(L, 2);
+    lx_check_inplace(L, t, "fill");
+    ls_tensor_fill_(t, v);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int lx_tensor_zero(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    lx_check_inplace(L, t, "zero");
+    ls_tensor_fill_(t, 0);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* x:copy(src) -> x (src broadcast to x's shape, dtype converted) */
+static int lx_tensor_copy(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    ls_tensor *s = lx_checktensor(L, 2);
+    lx_check_inplace(L, t, "copy");
+    if (ls_tensor_copy_(t, s)) return lx_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* ---- indexing: x[i] (1-based) selects along dim 1; a number for 1-d tensors ---- */
+
+static int64_t lx_checkindex(lua_State *L, const ls_tensor *t, lua_Integer i)
+{
+    if (t->ndim == 0) luaL_error(L, "index: cannot index a 0-d tensor");
+    int64_t n = t->shape[0];
+    if (i < 0) i += n + 1;
+    if (i < 1 || i > n)
+        luaL_error(L, "index: index %d out of range for dimension 1 of size %d (indices are 1-based)",
+                   (int)i, (int)n);
+    return i - 1;
+}
+
+static int lx_tensor_index(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        int64_t i = lx_checkindex(L, t, luaL_checkinteger(L, 2));
+        if (t->ndim == 1) {
+            lx_pushelement(L, t, &i);
+            return 1;
+        }
+        ls_tensor **box = lx_newtensorbox(L);
+        *box = ls_select(t, 0, i);
+        if (!*box) return lx_error(L);
+        return 1;
+    }
+    const char *k = lua_tostring(L, 2);
+    if (k && lua_type(L, 2) == LUA_TSTRING) {   /* properties */
+        if (strcmp(k, "grad") == 0) {
+            if (t->grad) lx_pushtensor(L, ls_tensor_retain(t->grad));
+            else lua_pushnil(L);
+            return 1;
+        }
+        if (strcmp(k, "requires_grad") == 0) { lua_pushboolean(L, t->requires_grad); return 1; }
+        if (strcmp(k, "is_leaf") == 0) { lua_pushboolean(L, t->grad_fn == NULL); return 1; }
+        if (strcmp(k, "grad_fn") == 0) {
+            if (t->grad_fn) lua_pushstring(L, ls_ops[t->grad_fn->op]->name);
+            else lua_pushnil(L);
+            return 1;
+        }
+        if (strcmp(k, "shape") == 0) { lx_pushshape(L, t); return 1; }
+        if (strcmp(k, "ndim") == 0) { lua_pushinteger(L, t->ndim); return 1; }
+        if (strcmp(k, "dtype") == 0) { lua_pushstring(L, ls_dtype_name(t->dtype)); return 1; }
+    }
+    /* methods */
+    luaL_getmetatable(L, LX_TENSOR);
+    lua_getfield(L, -1, "methods");
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+}
+
+static int lx_tensor_newindex(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        int64_t i = lx_checkindex(L, t, luaL_checkinteger(L, 2));
+        lx_check_inplace(L, t, "index assignment");
+        if (t->ndim == 1) {
+            ls_tensor_set(t, &i, luaL_checknumber(L, 3));
+            return 0;
+        }
+        ls_tensor **box = lx_newtensorbox(L);   /* the view, collected with the box */
+        *box = ls_view_select(t, 0, i);
+        if (!*box) return lx_error(L);
+        ls_status rc = lua_type(L, 3) == LUA_TNUMBER ? ls_tensor_fill_(*box, lua_tonumber(L, 3))
+                                                     : ls_tensor_copy_(*box, lx_checktensor(L, 3));
+        if (rc) return lx_error(L);
+        return 0;
+    }
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "grad") == 0) {
+        ls_tensor *g = lua_isnil(L, 3) ? NULL : lx_checktensor(L, 3);
+        if (g && (g->ndim != t->ndim || memcmp(g->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim)
+                  || g->dtype != t->dtype))
+            return luaL_error(L, "grad: assigning a %s %s gradient to a %s %s tensor",
+                              ls_tensor_shape_str(g), ls_dtype_name(g->dtype),
+                              ls_tensor_shape_str(t), ls_dtype_name(t->dtype));
+        ls_tensor *d = g ? ls_detach(g) : NULL;
+        if (g && !d) return lx_error(L);
+        ls_tensor_release(t->grad);
+        t->grad = d;
+        return 0;
+    }
+    if (strcmp(k, "requires_grad") == 0) {
+        if (ls_requires_grad_(t, lua_toboolean(L, 3))) return lx_error(L);
+        return 0;
+    }
+    return luaL_error(L, "tensor: cannot set field '%s'", k);
+}
+
+static int lx_tensor_len(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    if (t->ndim == 0) return luaL_error(L, "len: a 0-d tensor has no length");
+    lua_pushinteger(L, t->shape[0]);
+    return 1;
+}
+
+/* ---- printing ----
+ * Like PyTorch: nested brackets, one shared number format chosen from the values (fixed with 4
+ * decimals, or scientific when the range calls for it), and a summary with "..." past 1000 elements. */
+
+typedef struct {
+    luaL_Buffer *b;
+    const ls_tensor *t;
+    int sci, isint, width, summarize;
+} lx_fmt;
+
+static void lx_fmt_value(lx_fmt *f, double v)
+{
+    char s[64];
+    if (f->isint) snprintf(s, sizeof s, "%*lld", f->width, (long long)v);
+    else if (f->sci) snprintf(s, sizeof s, "%*.4e", f->width, v);
+    else snprintf(s, sizeof s, "%*.4f", f->width, v);
+    luaL_addstring(f->b, s);
+}
+
+static void lx_fmt_rec(lx_fmt *f, int d, int64_t *index, int indent)
+{
+    const ls_tensor *t = f->t;
+    luaL_addchar(f->b, '[');
+    int64_t n = t->shape[d];
+    for (int64_t i = 0; i < n; i++) {
+        if (f->summarize && n > 6 && i == 3) {
+            luaL_addstring(f->b, d + 1 < t->ndim ? "...,\n" : "..., ");
+            if (d + 1 < t->ndim)
+                for (int s = 0; s < indent + 1; s++) luaL_addchar(f->b, ' ');
+            i = n - 3;
+        }
+        index[d] = i;
+        if (d + 1 < t->ndim) lx_fmt_rec(f, d + 1, index, indent + 1);
+        else lx_fmt_value(f, ls_tensor_get(t, index));
+        if (i + 1 < n) {
+            luaL_addchar(f->b, ',');
+            if (d + 1 < t->ndim) {
+                for (int r = d + 1; r < t->ndim; r++) luaL_addchar(f->b, '\n');
+                for (int s = 0; s < indent + 1; s++) luaL_addchar(f->b, ' ');
+            } else {
+                luaL_addchar(f->b, ' ');
+            }
+        }
+    }
+    luaL_addchar(f->b, ']');
+}
+
+static int lx_tensor_tostring(lua_State *L)
+{
+    ls_tensor **box = luaL_checkudata(L, 1, LX_TENSOR);
+    if (!*box) {
+        lua_pushstring(L, "tensor(closed)");
+        return 1;
+    }
+    const ls_tensor *t = *box;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lx_fmt f = {&b, t, 0, !ls_dtype_is_float(t->dtype), 0, ls_tensor_numel(t) > 1000};
+    /* choose the format from the printed values' magnitudes */
+    double amax = 0, amin = INFINITY;
+    int64_t numel = ls_tensor_numel(t);
+    int nonfinite = 0;
+    for (int64_t i = 0; i < numel; i += (f.summarize ? (numel / 997 + 1) : 1)) {
+        double v = fabs(ls_tensor_get_flat(t, i));
+        if (!isfinite(v)) { nonfinite = 1; continue; }
+        if (v > amax) amax = v;
+        if (v > 0 && v < amin) amin = v;
+    }
+    (void)nonfinite;
+    if (f.isint) {
+        char s[32];
+        f.width = snprintf(s, sizeof s, "%lld", (long long)amax) + 1;
+    } else {
+        f.sci = amax >= 1e5 || (amin < 1e-4 && amin > 0);
+        char s[64];
+        f.width = f.sci ? 11 : snprintf(s, sizeof s, "%.4f", amax) + 1;
+    }
+    luaL_addstring(&b, "tensor(");
+    int64_t index[LS_MAX_DIMS] = {0};
+    if (t->ndim == 0) {
+        f.width = 0;
+        lx_fmt_value(&f, ls_tensor_get(t, index));
+    } else if (numel == 0) {
+        luaL_addstring(&b, "[]");
+    } else {
+        lx_fmt_rec(&f, 0, index, 7);
+    }
+    char tail[160];
+    snprintf(tail, sizeof tail, ", dtype=%s, shape=%s%s)", ls_dtype_name(t->dtype),
+             ls_tensor_shape_str(t), t->requires_grad ? ", requires_grad" : "");
+    luaL_addstring(&b, tail);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* ---- arithmetic metamethods: either side may be a Lua number ---- */
+
+static ls_tensor *lx_operand(lua_State *L, int idx, const ls_tensor *other)
+{
+    ls_tensor *t = lx_totensor(L, idx);
+    if (t) return t;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "arithmetic: expected a tensor or a number, got %s", luaL_typename(L, idx));
+    ls_tensor **box = lx_newtensorbox(L);   /* stays on the stack until the metamethod returns */
+    *box = ls_tensor_scalar(other ? other->dtype : LS_F32, lua_tonumber(L, idx));
+    if (!*box) lx_error(L);
+    return *box;
+}
+
+static int lx_binary_meta(lua_State *L, ls_tensor *(*fn)(ls_tensor *, ls_tensor *))
+{
+    ls_tensor *other = lx_totensor(L, 1) ? lx_totensor(L, 1) : lx_totensor(L, 2);
+    if (other == NULL) return luaL_error(L, "arithmetic: no tensor operand");
+    ls_tensor *a = lx_operand(L, 1, other);
+    ls_tensor *b = lx_operand(L, 2, other);
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = fn(a, b);
+    if (!*box) return lx_error(L);
+    return 1;
+}
+static int lx_meta_add(lua_State *L) { return lx_binary_meta(L, ls_add); }
+static int lx_meta_sub(lua_State *L) { return lx_binary_meta(L, ls_sub); }
+static int lx_meta_mul(lua_State *L) { return lx_binary_meta(L, ls_mul); }
+static int lx_meta_div(lua_State *L) { return lx_binary_meta(L, ls_div); }
+static int lx_meta_pow(lua_State *L) { return lx_binary_meta(L, ls_pow); }
+
+static int lx_meta_unm(lua_State *L)
+{
+    ls_tensor *t = lx_checktensor(L, 1);
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_neg(t);
+    if (!*box) return lx_error(L);
+    return 1;
+}
+
+/* ls.is_tensor(v) */
+static int lx_is_tensor(lua_State *L)
+{
+    lua_pushboolean(L, lx_totensor(L, 1) != NULL);
+    return 1;
+}
+
+static const luaL_Reg lx_tensor_methods[] = {
+    {"size", lx_tensor_size},       {"stride", lx_tensor_stride},   {"dim", lx_tensor_dim},
+    {"numel", lx_tensor_numel},     {"type", lx_tensor_dtype},      {"item", lx_tensor_item},
+    {"totable", lx_tensor_totable}, {"clone", lx_tensor_clone},     {"cast", lx_tensor_cast},
+    {"float", lx_tensor_float},     {"double", lx_tensor_double},   {"long", lx_tensor_long},
+    {"byte", lx_tensor_byte},       {"fill", lx_tensor_fill},       {"zero", lx_tensor_zero},
+    {"copy", lx_tensor_copy},       {"is_contiguous", lx_tensor_is_contiguous},
+    {NULL, NULL}};
+
+static const luaL_Reg lx_tensor_meta[] = {
+    {"__gc", lx_tensor_gc},       {"__close", lx_tensor_gc},    {"__index", lx_tensor_index},
+    {"__newindex", lx_tensor_newindex}, {"__len", lx_tensor_len}, {"__tostring", lx_tensor_tostring},
+    {"__add", lx_meta_add},       {"__sub", lx_meta_sub},       {"__mul", lx_meta_mul},
+    {"__div", lx_meta_div},       {"__pow", lx_meta_pow},       {"__unm", lx_meta_unm},
+    {NULL, NULL}};
+
+static const luaL_Reg lx_tensor_module[] = {
+    {"tensor", lx_tensor_new},   {"zeros", lx_zeros},         {"ones", lx_ones},
+    {"full", lx_full},           {"arange", lx_arange},       {"eye", lx_eye},
+    {"zeros_like", lx_zeros_like}, {"ones_like", lx_ones_like}, {"is_tensor", lx_is_tensor},
+    {NULL, NULL}};
+
+void lx_open_tensor(lua_State *L)
+{
+    /* module table is at -1 */
+    luaL_newmetatable(L, LX_TENSOR);   /* sets __name = "landscape.Tensor" */
+    luaL_setfuncs(L, lx_tensor_meta, 0);
+    luaL_newlib(L, lx_tensor_methods);
+    lua_setfield(L, -2, "methods");
+    lua_pop(L, 1);
+    luaL_setfuncs(L, lx_tensor_module, 0);
+    /* ls.Tensor: the method table, for completion and extension from Lua */
+    luaL_getmetatable(L, LX_TENSOR);
+    lua_getfield(L, -1, "methods");
+    lua_setfield(L, -3, "Tensor");
+    lua_pop(L, 1);
+}

@@ -1,0 +1,147 @@
+/* The binding's shared helpers (lx.h): the Tensor box, argument and option checking. */
+#include <math.h>
+#include <string.h>
+
+#include "lx.h"
+
+ls_tensor **lx_newtensorbox(lua_State *L)
+{
+    ls_tensor **box = lua_newuserdatauv(L, sizeof(ls_tensor *), 0);
+    *box = NULL;
+    luaL_setmetatable(L, LX_TENSOR);
+    return box;
+}
+
+void lx_pushtensor(lua_State *L, ls_tensor *t)
+{
+    if (!t) lx_error(L);
+    ls_tensor **box = lua_newuserdatauv(L, sizeof(ls_tensor *), 0);
+    *box = t;   /* if the line above raised (out of memory), t leaks: callers that can, use the
+                 * box-first pattern via lx_newtensorbox */
+    luaL_setmetatable(L, LX_TENSOR);
+}
+
+ls_tensor *lx_totensor(lua_State *L, int idx)
+{
+    ls_tensor **box = luaL_testudata(L, idx, LX_TENSOR);
+    return box ? *box : NULL;
+}
+
+ls_tensor *lx_checktensor(lua_State *L, int idx)
+{
+    ls_tensor **box = luaL_checkudata(L, idx, LX_TENSOR);
+    if (!*box) luaL_argerror(L, idx, "tensor has been closed");
+    return *box;
+}
+
+int lx_error(lua_State *L)
+{
+    const char *msg = ls_error_message();
+    return luaL_error(L, "%s", msg[0] ? msg : "unknown engine error");
+}
+
+int lx_checkdim(lua_State *L, int idx, int ndim, const char *who)
+{
+    lua_Integer d = luaL_checkinteger(L, idx);
+    int lim = ndim > 0 ? ndim : 1;
+    if (d == 0 || d > lim || d < -lim)
+        return luaL_error(L, "%s: dimension %d out of range for a %d-d tensor (dims are 1-based)", who,
+                          (int)d, ndim);
+    return d > 0 ? (int)d - 1 : (int)d + lim;
+}
+
+int lx_checkshape(lua_State *L, int idx, int64_t *shape, const char *who)
+{
+    int n = 0;
+    if (lua_istable(L, idx)) {
+        n = (int)luaL_len(L, idx);
+        if (n > LS_MAX_DIMS) return luaL_error(L, "%s: %d dimensions (at most %d)", who, n, LS_MAX_DIMS);
+        for (int i = 0; i < n; i++) {
+            lua_geti(L, idx, i + 1);
+            int ok;
+            lua_Integer v = lua_tointegerx(L, -1, &ok);
+            lua_pop(L, 1);
+            if (!ok) return luaL_error(L, "%s: shape entry %d is not an integer", who, i + 1);
+            shape[i] = v;
+        }
+        return n;
+    }
+    while (lua_type(L, idx + n) == LUA_TNUMBER) {
+        if (n == LS_MAX_DIMS) return luaL_error(L, "%s: more than %d dimensions", who, LS_MAX_DIMS);
+        int ok;
+        lua_Integer v = lua_tointegerx(L, idx + n, &ok);
+        if (!ok) return luaL_error(L, "%s: size %d is not an integer", who, n + 1);
+        shape[n++] = v;
+    }
+    return n;
+}
+
+/* Push options[key] (nil when the table is absent); checks the table itself. */
+static int lx_optfield(lua_State *L, int idx, const char *key, const char *who)
+{
+    if (lua_isnoneornil(L, idx)) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s: options must be a table, got %s", who, luaL_typename(L, idx));
+    return lua_getfield(L, idx, key);
+}
+
+double lx_optnumber(lua_State *L, int idx, const char *key, double def, const char *who)
+{
+    int t = lx_optfield(L, idx, key, who);
+    double v = def;
+    if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
+    else if (t != LUA_TNIL)
+        luaL_error(L, "%s: option '%s' must be a number, got %s", who, key, lua_typename(L, t));
+    lua_pop(L, 1);
+    return v;
+}
+
+lua_Integer lx_optinteger(lua_State *L, int idx, const char *key, lua_Integer def, const char *who)
+{
+    int t = lx_optfield(L, idx, key, who);
+    lua_Integer v = def;
+    if (t != LUA_TNIL) {
+        int ok;
+        v = lua_tointegerx(L, -1, &ok);
+        if (!ok || t != LUA_TNUMBER)
+            luaL_error(L, "%s: option '%s' must be an integer, got %s", who, key,
+                       t == LUA_TNUMBER ? "a non-integer number" : lua_typename(L, t));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int lx_optboolean(lua_State *L, int idx, const char *key, int def, const char *who)
+{
+    int t = lx_optfield(L, idx, key, who);
+    int v = def;
+    if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
+    else if (t != LUA_TNIL)
+        luaL_error(L, "%s: option '%s' must be a boolean, got %s", who, key, lua_typename(L, t));
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *lx_optstring(lua_State *L, int idx, const char *key, const char *def, const char *who)
+{
+    int t = lx_optfield(L, idx, key, who);
+    const char *v = def;
+    if (t == LUA_TSTRING) v = lua_tostring(L, -1);   /* stays valid: the table still holds it */
+    else if (t != LUA_TNIL)
+        luaL_error(L, "%s: option '%s' must be a string, got %s", who, key, lua_typename(L, t));
+    lua_pop(L, 1);
+    return v;
+}
+
+ls_dtype lx_optdtype(lua_State *L, int idx, const char *key, ls_dtype def, const char *who)
+{
+    const char *s = lx_optstring(L, idx, key, NULL, who);
+    if (!s) return def;
+    ls_dtype d;
+    if (ls_dtype_parse(s, &d) != 0)
+        luaL_error(L, "%s: unknown dtype '%s' (expected f32, f64, i64 or u8)", who, s);
+    return d;
+}

@@ -1,0 +1,808 @@
+/* Elementwise ops: unary math (neg exp log sqrt abs sign relu tanh sigmoid softplus), binary math
+ * with NumPy broadcasting (add sub mul div pow minimum maximum), clamp, comparisons (eq ne lt le gt
+ * ge) and where. All take f32 or f64 inputs of one dtype and return a new contiguous tensor of that
+ * dtype.
+ *
+ * Kernels. Every kernel is an ls_iter run function (engine/tensor/tensor.h): it receives a run of
+ * `n` elements with per-operand element strides. Each kernel is written once as an expression in `x`
+ * (and `y`); the LS_*_KERNEL macros below expand it into one run function whose name is spelled out
+ * in the invocation (grep finds `exp_run`), holding an f32 loop and an f64 loop. Each loop has a
+ * stride-1 branch the compiler vectorises (the common case: contiguous inputs arrive as one long
+ * run) and, for binary ops, branches for a broadcast scalar operand (stride 0: `x + 2`, a bias along
+ * the last dim); everything else takes the general strided loop. The output is always freshly
+ * allocated, so `restrict` holds and no run-time alias checks are needed.
+ *
+ * Backward rules use recorded ops only and never the op's output (see op.h), so they differentiate
+ * again under create_graph. Binary rules sum broadcast gradients back with ls_sum_to (reduce.c).
+ * Gradient conventions (also in docs/ops-elementwise.md):
+ *   - minimum/maximum: at ties a == b the gradient is split 0.5 / 0.5 (as PyTorch);
+ *   - clamp: the gradient passes where lo <= x <= hi, boundaries included (as PyTorch);
+ *   - abs: sign(x), so 0 at x == 0; relu: 1 where x > 0, so 0 at x == 0; sign: 0 everywhere;
+ *   - pow: d/db a^b is taken as 0 where a == 0 and b >= 0 (instead of 0 * log 0 = NaN);
+ *   - comparisons are not differentiable; where sends no gradient to cond. */
+#include <math.h>
+#include <string.h>
+
+#include "ops/ops.h"
+
+/* GCC 12's -O2 does not vectorise loops of unknown trip count (its "very cheap" cost model); these
+ * loops are the engine's hot path, so this file asks for vectorisation with the normal cost model. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
+#endif
+
+/* What every kernel gets as ctx: the dtype, and clamp's bounds. */
+typedef struct ls_ew_ctx {
+    ls_dtype dtype;
+    double lo, hi;
+} ls_ew_ctx;
+
+/* ==== kernels ==== */
+
+/* o = EXPR(x), T the element type. */
+#define LS_UNARY_LOOP(T, EXPR)                                                                     \
+    do {                                                                                           \
+        T *restrict o_ = (T *)p[0];                                                                \
+        const T *restrict a_ = (const T *)p[1];                                                    \
+        if (s[0] == 1 && s[1] == 1) {                                                              \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T x = a_[i];                                                                       \
+                o_[i] = (EXPR);                                                                    \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T x = a_[i * s[1]];                                                                \
+                o_[i * s[0]] = (EXPR);                                                             \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+#define LS_UNARY_KERNEL(fname, EXPR_F32, EXPR_F64)                                                 \
+    static void fname(void *vctx, int64_t n, char **p, const int64_t *s)                           \
+    {                                                                                              \
+        if (((const ls_ew_ctx *)vctx)->dtype == LS_F32)                                            \
+            LS_UNARY_LOOP(float, EXPR_F32);                                                        \
+        else                                                                                       \
+            LS_UNARY_LOOP(double, EXPR_F64);                                                       \
+    }
+
+/* o = EXPR(x, y) with fast paths for contiguous operands and for one input broadcast (stride 0). */
+#define LS_BINARY_LOOP(T, EXPR)                                                                    \
+    do {                                                                                           \
+        T *restrict o_ = (T *)p[0];                                                                \
+        const T *restrict a_ = (const T *)p[1];                                                    \
+        const T *restrict b_ = (const T *)p[2];                                                    \
+        if (s[0] == 1 && s[1] == 1 && s[2] == 1) {                                                 \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T x = a_[i], y = b_[i];                                                            \
+                o_[i] = (EXPR);                                                                    \
+            }                                                                                      \
+        } else if (s[0] == 1 && s[1] == 1 && s[2] == 0) {                                          \
+            const T y = b_[0];                                                                     \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T x = a_[i];                                                                       \
+                o_[i] = (EXPR);                                                                    \
+            }                                                                                      \
+        } else if (s[0] == 1 && s[1] == 0 && s[2] == 1) {                                          \
+            const T x = a_[0];                                                                     \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T y = b_[i];                                                                       \
+                o_[i] = (EXPR);                                                                    \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T x = a_[i * s[1]], y = b_[i * s[2]];                                              \
+                o_[i * s[0]] = (EXPR);                                                             \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+#define LS_BINARY_KERNEL(fname, EXPR_F32, EXPR_F64)                                                \
+    static void fname(void *vctx, int64_t n, char **p, const int64_t *s)                           \
+    {                                                                                              \
+        if (((const ls_ew_ctx *)vctx)->dtype == LS_F32)                                            \
+            LS_BINARY_LOOP(float, EXPR_F32);                                                       \
+        else                                                                                       \
+            LS_BINARY_LOOP(double, EXPR_F64);                                                      \
+    }
+
+/* Sigmoid without overflow: with e = exp(-|x|) in (0, 1], 1/(1+e) for x >= 0 and e/(1+e) below. */
+static inline float sigmoid_f32(float x)
+{
+    float e = expf(-fabsf(x)), r = 1.0f / (1.0f + e);
+    return x >= 0.0f ? r : e * r;
+}
+static inline double sigmoid_f64(double x)
+{
+    double e = exp(-fabs(x)), r = 1.0 / (1.0 + e);
+    return x >= 0.0 ? r : e * r;
+}
+
+/* NaN propagates through relu, sign, clamp, minimum and maximum (x != x: a vectorisable isnan). */
+LS_UNARY_KERNEL(neg_run, -x, -x)
+LS_UNARY_KERNEL(exp_run, expf(x), exp(x))
+LS_UNARY_KERNEL(log_run, logf(x), log(x))
+LS_UNARY_KERNEL(sqrt_run, sqrtf(x), sqrt(x))
+LS_UNARY_KERNEL(abs_run, fabsf(x), fabs(x))
+LS_UNARY_KERNEL(sign_run, x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x),
+                x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : x))
+LS_UNARY_KERNEL(relu_run, x < 0.0f ? 0.0f : x, x < 0.0 ? 0.0 : x)
+LS_UNARY_KERNEL(tanh_run, tanhf(x), tanh(x))
+LS_UNARY_KERNEL(sigmoid_run, sigmoid_f32(x), sigmoid_f64(x))
+/* softplus = log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x, no underflow to 0
+ * before it must. */
+LS_UNARY_KERNEL(softplus_run, fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))),
+                fmax(x, 0.0) + log1p(exp(-fabs(x))))
+
+LS_BINARY_KERNEL(add_run, x + y, x + y)
+LS_BINARY_KERNEL(sub_run, x - y, x - y)
+LS_BINARY_KERNEL(mul_run, x * y, x * y)
+LS_BINARY_KERNEL(div_run, x / y, x / y)
+LS_BINARY_KERNEL(minimum_run, (x < y || x != x) ? x : y, (x < y || x != x) ? x : y)
+LS_BINARY_KERNEL(maximum_run, (x > y || x != x) ? x : y, (x > y || x != x) ? x : y)
+LS_BINARY_KERNEL(eq_run, (float)(x == y), (double)(x == y))
+LS_BINARY_KERNEL(ne_run, (float)(x != y), (double)(x != y))
+LS_BINARY_KERNEL(lt_run, (float)(x < y), (double)(x < y))
+LS_BINARY_KERNEL(le_run, (float)(x <= y), (double)(x <= y))
+LS_BINARY_KERNEL(gt_run, (float)(x > y), (double)(x > y))
+LS_BINARY_KERNEL(ge_run, (float)(x >= y), (double)(x >= y))
+LS_BINARY_KERNEL(pow_general_run, powf(x, y), pow(x, y))
+
+/* pow with a broadcast scalar exponent of 2, 1 or -1 (squares in losses, ls_pow_scalar in backward
+ * rules) skips the library pow; the results are identical, since pow is correctly rounded there. */
+static void pow_run(void *vctx, int64_t n, char **p, const int64_t *s)
+{
+    const ls_ew_ctx *c = vctx;
+    if (s[0] == 1 && s[1] == 1 && s[2] == 0) {
+        double e = c->dtype == LS_F32 ? (double)*(const float *)p[2] : *(const double *)p[2];
+        if (e == 2.0) {
+            mul_run(vctx, n, (char *[]){p[0], p[1], p[1]}, (const int64_t[]){1, 1, 1});
+            return;
+        }
+        if (e == 1.0) {
+            memcpy(p[0], p[1], (size_t)n * ls_dtype_size(c->dtype));
+            return;
+        }
+        if (e == -1.0) {
+            ls_ew_ctx c1 = *c;
+            char one[8];
+            if (c->dtype == LS_F32) *(float *)one = 1.0f;
+            else *(double *)one = 1.0;
+            div_run(&c1, n, (char *[]){p[0], one, p[1]}, (const int64_t[]){1, 0, 1});
+            return;
+        }
+    }
+    pow_general_run(vctx, n, p, s);
+}
+
+/* min(max(x, lo), hi) with NaN x kept; unbounded sides are +-inf. */
+static void clamp_run(void *vctx, int64_t n, char **p, const int64_t *s)
+{
+    const ls_ew_ctx *c = vctx;
+    if (c->dtype == LS_F32) {
+        const float lo = (float)c->lo, hi = (float)c->hi;
+        LS_UNARY_LOOP(float, (x < lo ? lo : x) > hi ? hi : (x < lo ? lo : x));
+    } else {
+        const double lo = c->lo, hi = c->hi;
+        LS_UNARY_LOOP(double, (x < lo ? lo : x) > hi ? hi : (x < lo ? lo : x));
+    }
+}
+
+/* o = cond != 0 ? a : b. */
+#define LS_WHERE_LOOP(T)                                                                           \
+    do {                                                                                           \
+        T *restrict o_ = (T *)p[0];                                                                \
+        const T *restrict c_ = (const T *)p[1], *restrict a_ = (const T *)p[2];                    \
+        const T *restrict b_ = (const T *)p[3];                                                    \
+        if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 1) {                                    \
+            for (int64_t i = 0; i < n; i++) o_[i] = c_[i] != 0 ? a_[i] : b_[i];                    \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                o_[i * s[0]] = c_[i * s[1]] != 0 ? a_[i * s[2]] : b_[i * s[3]];                    \
+        }                                                                                          \
+    } while (0)
+
+static void where_run(void *vctx, int64_t n, char **p, const int64_t *s)
+{
+    if (((const ls_ew_ctx *)vctx)->dtype == LS_F32)
+        LS_WHERE_LOOP(float);
+    else
+        LS_WHERE_LOOP(double);
+}
+
+/* ==== forward drivers ==== */
+
+/* Check dtypes, broadcast the inputs' shapes, allocate the output and run `fn` over it. */
+static ls_tensor *ew_apply(const char *who, int nin, ls_tensor *const *in, ls_iter_fn fn,
+                           ls_ew_ctx *ctx)
+{
+    if (ls_check_float_same(who, nin, in)) return NULL;
+    int nd = in[0]->ndim;
+    int64_t shape[LS_MAX_DIMS], prev[LS_MAX_DIMS];
+    memcpy(shape, in[0]->shape, sizeof shape);
+    for (int k = 1; k < nin; k++) {
+        memcpy(prev, shape, sizeof prev);   /* ls_broadcast_shapes must not write its input */
+        if (ls_broadcast_shapes(who, nd, prev, in[k]->ndim, in[k]->shape, &nd, shape)) return NULL;
+    }
+    ls_tensor *out = ls_tensor_new(in[0]->dtype, nd, shape);
+    if (!out) return NULL;
+    ctx->dtype = in[0]->dtype;
+    ls_iter it;
+    ls_iter_init(&it, out, nin, (const ls_tensor *const *)in);
+    ls_iter_run(&it, fn, ctx);
+    return out;
+}
+
+static ls_tensor *unary(const char *who, ls_tensor *const *in, ls_iter_fn fn)
+{
+    ls_ew_ctx ctx = {0};
+    return ew_apply(who, 1, in, fn, &ctx);
+}
+static ls_tensor *binary(const char *who, ls_tensor *const *in, ls_iter_fn fn)
+{
+    ls_ew_ctx ctx = {0};
+    return ew_apply(who, 2, in, fn, &ctx);
+}
+
+/* ==== backward helpers ==== */
+
+/* The gradient for input `like` from a gradient of the broadcast output shape: t itself (retained)
+ * when the shapes agree, else t summed down with ls_sum_to. NULL propagates. */
+static ls_tensor *fit(ls_tensor *t, const ls_tensor *like)
+{
+    if (!t) return NULL;
+    if (t->ndim == like->ndim &&
+        memcmp(t->shape, like->shape, sizeof(int64_t) * (size_t)like->ndim) == 0)
+        return ls_tensor_retain(t);
+    return ls_sum_to(t, like->ndim, like->shape);
+}
+
+/* s - x for a number s. */
+static ls_tensor *rsub_scalar(double s, ls_tensor *x)
+{
+    if (!x) return NULL;
+    ls_tensor *c = ls_tensor_scalar(x->dtype, s);
+    ls_tensor *r = ls_sub(c, x);
+    ls_tensor_release(c);
+    return r;
+}
+
+/* A 0-d constant of x's dtype, kept in the pool. */
+static ls_tensor *konst(ls_tmp *t, const ls_tensor *x, double v)
+{
+    return ls_tmp_keep(t, ls_tensor_scalar(x->dtype, v));
+}
+
+/* Free the pool and report: LS_OK when every needed gradient was made. */
+static ls_status ew_done(const ls_backward_ctx *c, ls_tensor **gin, ls_tmp *t)
+{
+    ls_tmp_free(t);
+    for (int k = 0; k < c->nin; k++)
+        if (c->needs[k] && !gin[k]) return ls_error_code() ? ls_error_code() : LS_ERR_ARG;
+    return LS_OK;
+}
+
+/* ==== samples ==== */
+
+static int unary_samples_kind(ls_op_sample *s, ls_sample_kind kind)
+{
+    s[0] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .kind = {kind}};
+    s[1] = (ls_op_sample){.ndim = {0}, .kind = {kind}};
+    return 2;
+}
+static int real_samples(ls_op_sample *s) { return unary_samples_kind(s, LS_SAMPLE_REAL); }
+static int positive_samples(ls_op_sample *s) { return unary_samples_kind(s, LS_SAMPLE_POSITIVE); }
+static int away_samples(ls_op_sample *s) { return unary_samples_kind(s, LS_SAMPLE_AWAY_FROM_ZERO); }
+
+/* Same shapes, both sides broadcast, a trailing-dim broadcast, and a 0-d operand on each side. */
+static int binary_samples_kinds(ls_op_sample *s, ls_sample_kind ka, ls_sample_kind kb)
+{
+    s[0] = (ls_op_sample){.ndim = {2, 2}, .shape = {{3, 4}, {3, 4}}, .kind = {ka, kb}};
+    s[1] = (ls_op_sample){.ndim = {2, 2}, .shape = {{3, 1}, {1, 4}}, .kind = {ka, kb}};
+    s[2] = (ls_op_sample){.ndim = {2, 1}, .shape = {{2, 3}, {3}}, .kind = {ka, kb}};
+    s[3] = (ls_op_sample){.ndim = {0, 2}, .shape = {{0}, {2, 2}}, .kind = {ka, kb}};
+    s[4] = (ls_op_sample){.ndim = {2, 0}, .shape = {{2, 2}, {0}}, .kind = {ka, kb}};
+    return 5;
+}
+static int binary_real_samples(ls_op_sample *s)
+{
+    return binary_samples_kinds(s, LS_SAMPLE_REAL, LS_SAMPLE_REAL);
+}
+
+/* ==== unary ops ==== */
+
+static ls_tensor *neg_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("neg", in, neg_run);
+}
+static ls_status neg_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    gin[0] = ls_neg(g);
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_neg = {.name = "neg", .nin = 1, .lua_sig = "T", .forward = neg_fwd,
+    .backward = neg_bwd, .samples = real_samples};
+ls_tensor *ls_neg(ls_tensor *x) { return ls_op_apply(LS_OP_NEG, &x, NULL); }
+
+static ls_tensor *exp_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("exp", in, exp_run);
+}
+static ls_status exp_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    gin[0] = ls_mul(g, ls_tmp_keep(&t, ls_exp(c->in[0])));   /* g * exp(x) */
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_exp = {.name = "exp", .nin = 1, .lua_sig = "T", .forward = exp_fwd,
+    .backward = exp_bwd, .samples = real_samples};
+ls_tensor *ls_exp(ls_tensor *x) { return ls_op_apply(LS_OP_EXP, &x, NULL); }
+
+static ls_tensor *log_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("log", in, log_run);
+}
+static ls_status log_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    gin[0] = ls_div(g, c->in[0]);   /* g / x */
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_log = {.name = "log", .nin = 1, .lua_sig = "T", .forward = log_fwd,
+    .backward = log_bwd, .samples = positive_samples};
+ls_tensor *ls_log(ls_tensor *x) { return ls_op_apply(LS_OP_LOG, &x, NULL); }
+
+static ls_tensor *sqrt_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("sqrt", in, sqrt_run);
+}
+static ls_status sqrt_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    ls_tensor *r = ls_tmp_keep(&t, ls_sqrt(c->in[0]));
+    gin[0] = ls_div(g, ls_tmp_keep(&t, ls_mul_scalar(r, 2.0)));   /* g / (2 sqrt(x)) */
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_sqrt = {.name = "sqrt", .nin = 1, .lua_sig = "T", .forward = sqrt_fwd,
+    .backward = sqrt_bwd, .samples = positive_samples};
+ls_tensor *ls_sqrt(ls_tensor *x) { return ls_op_apply(LS_OP_SQRT, &x, NULL); }
+
+static ls_tensor *abs_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("abs", in, abs_run);
+}
+static ls_status abs_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    gin[0] = ls_mul(g, ls_tmp_keep(&t, ls_sign(c->in[0])));   /* g * sign(x) */
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_abs = {.name = "abs", .nin = 1, .lua_sig = "T", .forward = abs_fwd,
+    .backward = abs_bwd, .samples = away_samples};
+ls_tensor *ls_abs(ls_tensor *x) { return ls_op_apply(LS_OP_ABS, &x, NULL); }
+
+static ls_tensor *sign_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("sign", in, sign_run);
+}
+/* Zero, written as g * 0 so the result stays connected to g under create_graph. */
+static ls_status sign_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    gin[0] = ls_mul_scalar(g, 0.0);
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_sign = {.name = "sign", .nin = 1, .lua_sig = "T", .forward = sign_fwd,
+    .backward = sign_bwd, .samples = away_samples};
+ls_tensor *ls_sign(ls_tensor *x) { return ls_op_apply(LS_OP_SIGN, &x, NULL); }
+
+static ls_tensor *relu_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("relu", in, relu_run);
+}
+static ls_status relu_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    ls_tensor *mask = ls_tmp_keep(&t, ls_gt(c->in[0], konst(&t, c->in[0], 0.0)));
+    gin[0] = ls_mul(g, mask);   /* g * (x > 0) */
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_relu = {.name = "relu", .nin = 1, .lua_sig = "T", .forward = relu_fwd,
+    .backward = relu_bwd, .samples = away_samples};
+ls_tensor *ls_relu(ls_tensor *x) { return ls_op_apply(LS_OP_RELU, &x, NULL); }
+
+static ls_tensor *tanh_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("tanh", in, tanh_run);
+}
+static ls_status tanh_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    ls_tensor *th = ls_tmp_keep(&t, ls_tanh(c->in[0]));
+    ls_tensor *d = ls_tmp_keep(&t, rsub_scalar(1.0, ls_tmp_keep(&t, ls_mul(th, th))));
+    gin[0] = ls_mul(g, d);   /* g * (1 - tanh(x)^2) */
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_tanh = {.name = "tanh", .nin = 1, .lua_sig = "T", .forward = tanh_fwd,
+    .backward = tanh_bwd, .samples = real_samples};
+ls_tensor *ls_tanh(ls_tensor *x) { return ls_op_apply(LS_OP_TANH, &x, NULL); }
+
+static ls_tensor *sigmoid_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("sigmoid", in, sigmoid_run);
+}
+static ls_status sigmoid_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    ls_tensor *sg = ls_tmp_keep(&t, ls_sigmoid(c->in[0]));
+    ls_tensor *d = ls_tmp_keep(&t, ls_mul(sg, ls_tmp_keep(&t, rsub_scalar(1.0, sg))));
+    gin[0] = ls_mul(g, d);   /* g * s * (1 - s) */
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_sigmoid = {.name = "sigmoid", .nin = 1, .lua_sig = "T",
+    .forward = sigmoid_fwd, .backward = sigmoid_bwd, .samples = real_samples};
+ls_tensor *ls_sigmoid(ls_tensor *x) { return ls_op_apply(LS_OP_SIGMOID, &x, NULL); }
+
+static ls_tensor *softplus_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("softplus", in, softplus_run);
+}
+static ls_status softplus_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    gin[0] = ls_mul(g, ls_tmp_keep(&t, ls_sigmoid(c->in[0])));   /* g * sigmoid(x) */
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_softplus = {.name = "softplus", .nin = 1, .lua_sig = "T",
+    .forward = softplus_fwd, .backward = softplus_bwd, .samples = real_samples};
+ls_tensor *ls_softplus(ls_tensor *x) { return ls_op_apply(LS_OP_SOFTPLUS, &x, NULL); }
+
+/* ==== binary ops ==== */
+
+static ls_tensor *add_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("add", in, add_run);
+}
+static ls_status add_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    if (c->needs[0]) gin[0] = fit(g, c->in[0]);
+    if (c->needs[1]) gin[1] = fit(g, c->in[1]);
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_add = {.name = "add", .nin = 2, .lua_sig = "T T", .forward = add_fwd,
+    .backward = add_bwd, .samples = binary_real_samples};
+ls_tensor *ls_add(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_ADD, (ls_tensor *[]){a, b}, NULL);
+}
+
+static ls_tensor *sub_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("sub", in, sub_run);
+}
+static ls_status sub_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    if (c->needs[0]) gin[0] = fit(g, c->in[0]);
+    if (c->needs[1]) gin[1] = fit(ls_tmp_keep(&t, ls_neg(g)), c->in[1]);
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_sub = {.name = "sub", .nin = 2, .lua_sig = "T T", .forward = sub_fwd,
+    .backward = sub_bwd, .samples = binary_real_samples};
+ls_tensor *ls_sub(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_SUB, (ls_tensor *[]){a, b}, NULL);
+}
+
+static ls_tensor *mul_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("mul", in, mul_run);
+}
+static ls_status mul_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    if (c->needs[0]) gin[0] = fit(ls_tmp_keep(&t, ls_mul(g, c->in[1])), c->in[0]);
+    if (c->needs[1]) gin[1] = fit(ls_tmp_keep(&t, ls_mul(g, c->in[0])), c->in[1]);
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_mul = {.name = "mul", .nin = 2, .lua_sig = "T T", .forward = mul_fwd,
+    .backward = mul_bwd, .samples = binary_real_samples};
+ls_tensor *ls_mul(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_MUL, (ls_tensor *[]){a, b}, NULL);
+}
+
+static ls_tensor *div_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("div", in, div_run);
+}
+/* ga = g / b;  gb = -g a / b^2, computed as -(g / b) * (a / b). */
+static ls_status div_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    ls_tensor *a = c->in[0], *b = c->in[1];
+    ls_tensor *q = ls_tmp_keep(&t, ls_div(g, b));
+    if (c->needs[0]) gin[0] = fit(q, a);
+    if (c->needs[1]) {
+        ls_tensor *qa = ls_tmp_keep(&t, ls_mul(q, ls_tmp_keep(&t, ls_div(a, b))));
+        gin[1] = fit(ls_tmp_keep(&t, ls_neg(qa)), b);
+    }
+    return ew_done(c, gin, &t);
+}
+static int div_samples(ls_op_sample *s)
+{
+    return binary_samples_kinds(s, LS_SAMPLE_REAL, LS_SAMPLE_AWAY_FROM_ZERO);
+}
+const ls_op_def ls_op_div = {.name = "div", .nin = 2, .lua_sig = "T T", .forward = div_fwd,
+    .backward = div_bwd, .samples = div_samples};
+ls_tensor *ls_div(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_DIV, (ls_tensor *[]){a, b}, NULL);
+}
+
+static ls_tensor *pow_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("pow", in, pow_run);
+}
+/* ga = g b a^(b-1);  gb = g a^b log(a), set to 0 where a == 0 and b >= 0 (the limit, where the
+ * formula would give 0 * -inf). */
+static ls_status pow_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    ls_tensor *a = c->in[0], *b = c->in[1];
+    if (c->needs[0]) {
+        ls_tensor *p = ls_tmp_keep(&t, ls_pow(a, ls_tmp_keep(&t, ls_add_scalar(b, -1.0))));
+        ls_tensor *d = ls_tmp_keep(&t, ls_mul(b, p));
+        gin[0] = fit(ls_tmp_keep(&t, ls_mul(g, d)), a);
+    }
+    if (c->needs[1]) {
+        ls_tensor *zero = konst(&t, a, 0.0);
+        ls_tensor *p = ls_tmp_keep(&t, ls_pow(a, b));
+        ls_tensor *d = ls_tmp_keep(&t, ls_mul(p, ls_tmp_keep(&t, ls_log(a))));
+        ls_tensor *at0 = ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t, ls_eq(a, zero)),
+                                                ls_tmp_keep(&t, ls_ge(b, zero))));
+        ls_tensor *gd = ls_tmp_keep(&t, ls_mul(g, ls_tmp_keep(&t, ls_where(at0, zero, d))));
+        gin[1] = fit(gd, b);
+    }
+    return ew_done(c, gin, &t);
+}
+static int pow_samples(ls_op_sample *s)
+{
+    return binary_samples_kinds(s, LS_SAMPLE_POSITIVE, LS_SAMPLE_REAL);
+}
+const ls_op_def ls_op_pow = {.name = "pow", .nin = 2, .lua_sig = "T T", .forward = pow_fwd,
+    .backward = pow_bwd, .samples = pow_samples};
+ls_tensor *ls_pow(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_POW, (ls_tensor *[]){a, b}, NULL);
+}
+
+/* minimum/maximum: the gradient goes to the selected input; at ties each gets half. `wins` is ls_lt
+ * for minimum and ls_gt for maximum; w = wins(a, b) + 0.5 eq(a, b) is a constant mask. */
+static ls_status minmax_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin,
+                            ls_tensor *(*wins)(ls_tensor *, ls_tensor *))
+{
+    ls_tmp t = {0};
+    ls_tensor *a = c->in[0], *b = c->in[1];
+    ls_tensor *half = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_eq(a, b)), 0.5));
+    ls_tensor *w = ls_tmp_keep(&t, ls_add(ls_tmp_keep(&t, wins(a, b)), half));
+    if (c->needs[0]) gin[0] = fit(ls_tmp_keep(&t, ls_mul(g, w)), a);
+    if (c->needs[1])
+        gin[1] = fit(ls_tmp_keep(&t, ls_mul(g, ls_tmp_keep(&t, rsub_scalar(1.0, w)))), b);
+    return ew_done(c, gin, &t);
+}
+
+static ls_tensor *minimum_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("minimum", in, minimum_run);
+}
+static ls_status minimum_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    return minmax_bwd(c, g, gin, ls_lt);
+}
+const ls_op_def ls_op_minimum = {.name = "minimum", .nin = 2, .lua_sig = "T T",
+    .forward = minimum_fwd, .backward = minimum_bwd, .samples = binary_real_samples};
+ls_tensor *ls_minimum(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_MINIMUM, (ls_tensor *[]){a, b}, NULL);
+}
+
+static ls_tensor *maximum_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("maximum", in, maximum_run);
+}
+static ls_status maximum_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    return minmax_bwd(c, g, gin, ls_gt);
+}
+const ls_op_def ls_op_maximum = {.name = "maximum", .nin = 2, .lua_sig = "T T",
+    .forward = maximum_fwd, .backward = maximum_bwd, .samples = binary_real_samples};
+ls_tensor *ls_maximum(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_MAXIMUM, (ls_tensor *[]){a, b}, NULL);
+}
+
+/* ---- scalar conveniences ---- */
+static ls_tensor *with_scalar(ls_tensor *(*op)(ls_tensor *, ls_tensor *), ls_tensor *x, double v)
+{
+    if (!x) return NULL;
+    ls_tensor *s = ls_tensor_scalar(x->dtype, v);
+    ls_tensor *r = op(x, s);
+    ls_tensor_release(s);
+    return r;
+}
+ls_tensor *ls_add_scalar(ls_tensor *x, double s) { return with_scalar(ls_add, x, s); }
+ls_tensor *ls_mul_scalar(ls_tensor *x, double s) { return with_scalar(ls_mul, x, s); }
+ls_tensor *ls_pow_scalar(ls_tensor *x, double p) { return with_scalar(ls_pow, x, p); }
+
+/* ==== clamp (num[0] = lo, num[1] = hi; NAN or absent = unbounded) ==== */
+
+static double clamp_bound(const ls_attrs *a, int k)
+{
+    return a->nnum > k ? a->num[k] : NAN;
+}
+static ls_tensor *clamp_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    double lo = clamp_bound(a, 0), hi = clamp_bound(a, 1);
+    ls_ew_ctx ctx = {.lo = isnan(lo) ? -INFINITY : lo, .hi = isnan(hi) ? INFINITY : hi};
+    return ew_apply("clamp", 1, in, clamp_run, &ctx);
+}
+/* g where lo <= x <= hi (boundaries included), 0 elsewhere. */
+static ls_status clamp_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    ls_tensor *x = c->in[0];
+    double lo = clamp_bound(c->attrs, 0), hi = clamp_bound(c->attrs, 1);
+    ls_tensor *mask = NULL;
+    if (!isnan(lo)) mask = ls_tmp_keep(&t, ls_ge(x, konst(&t, x, lo)));
+    if (!isnan(hi)) {
+        ls_tensor *m = ls_tmp_keep(&t, ls_le(x, konst(&t, x, hi)));
+        mask = mask ? ls_tmp_keep(&t, ls_mul(mask, m)) : m;
+    }
+    gin[0] = mask ? ls_mul(g, mask) : ls_tensor_retain(g);
+    return ew_done(c, gin, &t);
+}
+/* Inputs +-U(0.3, 1) and bounds inside (-0.3, 0.3), so both the clamped and the passing regions are
+ * sampled and no sample lies within 0.2 of a kink. */
+static int clamp_samples(ls_op_sample *s)
+{
+    const ls_sample_kind k = LS_SAMPLE_AWAY_FROM_ZERO;
+    s[0] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .kind = {k},
+                          .attrs = {.nnum = 2, .num = {-2.0, 0.1}}};
+    s[1] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .kind = {k},
+                          .attrs = {.nnum = 2, .num = {-0.1, NAN}}};
+    s[2] = (ls_op_sample){.ndim = {1}, .shape = {{6}}, .kind = {k},
+                          .attrs = {.nnum = 2, .num = {NAN, -0.05}}};
+    return 3;
+}
+const ls_op_def ls_op_clamp = {.name = "clamp", .nin = 1, .lua_sig = "T n? n?",
+    .forward = clamp_fwd, .backward = clamp_bwd, .samples = clamp_samples};
+ls_tensor *ls_clamp(ls_tensor *x, double lo, double hi)
+{
+    ls_attrs a = {.nnum = 2, .num = {lo, hi}};
+    return ls_op_apply(LS_OP_CLAMP, &x, &a);
+}
+
+/* ==== comparisons: 1/0 in the inputs' dtype, not differentiable ==== */
+
+static ls_tensor *eq_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("eq", in, eq_run);
+}
+static ls_tensor *ne_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("ne", in, ne_run);
+}
+static ls_tensor *lt_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("lt", in, lt_run);
+}
+static ls_tensor *le_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("le", in, le_run);
+}
+static ls_tensor *gt_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("gt", in, gt_run);
+}
+static ls_tensor *ge_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("ge", in, ge_run);
+}
+const ls_op_def ls_op_eq = {.name = "eq", .nin = 2, .lua_sig = "T T", .forward = eq_fwd,
+    .backward = NULL, .samples = NULL};
+const ls_op_def ls_op_ne = {.name = "ne", .nin = 2, .lua_sig = "T T", .forward = ne_fwd,
+    .backward = NULL, .samples = NULL};
+const ls_op_def ls_op_lt = {.name = "lt", .nin = 2, .lua_sig = "T T", .forward = lt_fwd,
+    .backward = NULL, .samples = NULL};
+const ls_op_def ls_op_le = {.name = "le", .nin = 2, .lua_sig = "T T", .forward = le_fwd,
+    .backward = NULL, .samples = NULL};
+const ls_op_def ls_op_gt = {.name = "gt", .nin = 2, .lua_sig = "T T", .forward = gt_fwd,
+    .backward = NULL, .samples = NULL};
+const ls_op_def ls_op_ge = {.name = "ge", .nin = 2, .lua_sig = "T T", .forward = ge_fwd,
+    .backward = NULL, .samples = NULL};
+ls_tensor *ls_eq(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_EQ, (ls_tensor *[]){a, b}, NULL);
+}
+ls_tensor *ls_ne(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_NE, (ls_tensor *[]){a, b}, NULL);
+}
+ls_tensor *ls_lt(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_LT, (ls_tensor *[]){a, b}, NULL);
+}
+ls_tensor *ls_le(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_LE, (ls_tensor *[]){a, b}, NULL);
+}
+ls_tensor *ls_gt(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_GT, (ls_tensor *[]){a, b}, NULL);
+}
+ls_tensor *ls_ge(ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_GE, (ls_tensor *[]){a, b}, NULL);
+}
+
+/* ==== where(cond, a, b) ==== */
+
+static ls_tensor *where_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    ls_ew_ctx ctx = {0};
+    return ew_apply("where", 3, in, where_run, &ctx);
+}
+/* ga = where(cond, g, 0), gb = where(cond, 0, g), each summed to its input's shape. Selecting
+ * rather than multiplying by the mask keeps an inf or NaN in g on one side out of the other. cond
+ * gets zeros (it is piecewise constant) in case it requires grad. */
+static ls_status where_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    ls_tensor *cond = c->in[0], *zero = konst(&t, g, 0.0);
+    if (c->needs[0]) gin[0] = ls_tensor_zeros(cond->dtype, cond->ndim, cond->shape);
+    if (c->needs[1]) gin[1] = fit(ls_tmp_keep(&t, ls_where(cond, g, zero)), c->in[1]);
+    if (c->needs[2]) gin[2] = fit(ls_tmp_keep(&t, ls_where(cond, zero, g)), c->in[2]);
+    return ew_done(c, gin, &t);
+}
+static int where_samples(ls_op_sample *s)
+{
+    const ls_sample_kind m = LS_SAMPLE_MASK, r = LS_SAMPLE_REAL;
+    s[0] = (ls_op_sample){.ndim = {2, 2, 2}, .shape = {{3, 4}, {3, 4}, {3, 4}}, .kind = {m, r, r}};
+    s[1] = (ls_op_sample){.ndim = {2, 2, 2}, .shape = {{3, 4}, {3, 1}, {1, 4}}, .kind = {m, r, r}};
+    s[2] = (ls_op_sample){.ndim = {1, 2, 0}, .shape = {{3}, {2, 3}, {0}}, .kind = {m, r, r}};
+    s[3] = (ls_op_sample){.ndim = {2, 0, 1}, .shape = {{2, 1}, {0}, {3}}, .kind = {m, r, r}};
+    return 4;
+}
+const ls_op_def ls_op_where = {.name = "where", .nin = 3, .lua_sig = "T T T", .forward = where_fwd,
+    .backward = where_bwd, .samples = where_samples};
+ls_tensor *ls_where(ls_tensor *cond, ls_tensor *a, ls_tensor *b)
+{
+    return ls_op_apply(LS_OP_WHERE, (ls_tensor *[]){cond, a, b}, NULL);
+}

@@ -1,0 +1,390 @@
+/* Linear algebra: matmul (torch.matmul semantics), dot, outer.
+ *
+ * matmul(a, b):
+ *   1-D @ 1-D        -> 0-d (the dot product)
+ *   2-D @ 2-D        -> matrix product
+ *   1-D @ N-D        -> a is treated as a [1 x k] row, and that dim is removed from the result
+ *   N-D @ 1-D        -> b is treated as a [k x 1] column, and that dim is removed from the result
+ *   batched          -> the dims before the last two are batch dims, broadcast (NumPy rules)
+ * Errors name the shapes: "matmul: inner dimensions differ: [3x4] @ [5x2]".
+ *
+ * Matrix products go to OpenBLAS (cblas_sgemm / cblas_dgemm, row-major). Each operand matrix is passed
+ * as it lies when its strides allow: row-major rows (column stride 1) as NoTrans, or a transposed view
+ * (row stride 1) as Trans, with the leading dimension taken from the other stride. Only an operand whose
+ * strides fit neither (an expanded or sliced-every-other layout) is copied to contiguous first. When b
+ * has no batch dims, a's batch dims are folded into its rows so the whole product is one gemm (a view
+ * when a's rows are evenly spaced, else one copy). Otherwise there is one gemm per batch element, run
+ * one after another; each gemm uses OpenBLAS's own threads (set by ls_set_threads).
+ *
+ * dot (and 1-D @ 1-D) does not call BLAS: it sums in double over fixed chunks combined in order, so
+ * the result does not depend on the thread count (OpenBLAS's threaded dot can). */
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/parallel.h"
+#include "ops/ops.h"
+
+#define DOT_CHUNK 4096
+
+/* ---- dot kernel: 1-D a, b of equal length, any strides -> new 0-d tensor ---- */
+typedef struct dot_job {
+    const char *a, *b;
+    int64_t sa, sb, n;
+    ls_dtype dtype;
+    double *part;
+} dot_job;
+
+static void dot_chunks(void *vjob, int64_t begin, int64_t end)
+{
+    const dot_job *j = vjob;
+    for (int64_t c = begin; c < end; c++) {
+        int64_t i0 = c * DOT_CHUNK, i1 = i0 + DOT_CHUNK < j->n ? i0 + DOT_CHUNK : j->n;
+        double s0 = 0, s1 = 0;
+        int64_t i = i0;
+        if (j->dtype == LS_F32) {
+            const float *a = (const float *)j->a, *b = (const float *)j->b;
+            for (; i + 2 <= i1; i += 2) {
+                s0 += (double)a[i * j->sa] * b[i * j->sb];
+                s1 += (double)a[(i + 1) * j->sa] * b[(i + 1) * j->sb];
+            }
+            if (i < i1) s0 += (double)a[i * j->sa] * b[i * j->sb];
+        } else {
+            const double *a = (const double *)j->a, *b = (const double *)j->b;
+            for (; i + 2 <= i1; i += 2) {
+                s0 += a[i * j->sa] * b[i * j->sb];
+                s1 += a[(i + 1) * j->sa] * b[(i + 1) * j->sb];
+            }
+            if (i < i1) s0 += a[i * j->sa] * b[i * j->sb];
+        }
+        j->part[c] = s0 + s1;
+    }
+}
+
+static ls_tensor *dot_kernel(ls_tensor *a, ls_tensor *b)
+{
+    int64_t n = a->shape[0], nch = (n + DOT_CHUNK - 1) / DOT_CHUNK;
+    double *part = ls_malloc(sizeof(double) * (size_t)(nch ? nch : 1), "dot");
+    if (!part) return NULL;
+    dot_job j = {ls_tensor_data(a), ls_tensor_data(b), a->stride[0], b->stride[0], n, a->dtype, part};
+    if (nch > 0) ls_parallel_for(nch, 8, dot_chunks, &j);
+    double s = 0;
+    for (int64_t c = 0; c < nch; c++) s += part[c];
+    ls_free(part);
+    return ls_tensor_scalar(a->dtype, s);
+}
+
+/* ---- gemm plumbing ---- */
+typedef struct mat_layout {
+    CBLAS_TRANSPOSE tr;
+    int64_t ld;
+} mat_layout;
+
+/* Whether the last two dims of t (r x c) can go to row-major BLAS without a copy. */
+static bool mat_fits(const ls_tensor *t, mat_layout *L)
+{
+    int nd = t->ndim;
+    int64_t r = t->shape[nd - 2], c = t->shape[nd - 1], sr = t->stride[nd - 2], sc = t->stride[nd - 1];
+    int64_t cmin = c > 1 ? c : 1, rmin = r > 1 ? r : 1;
+    if (c <= 1 || sc == 1) {   /* rows of a row-major matrix, leading dimension = row stride */
+        int64_t ld = r <= 1 ? cmin : sr;
+        if (ld >= cmin && ld <= INT_MAX) {
+            *L = (mat_layout){CblasNoTrans, ld};
+            return true;
+        }
+    }
+    if (r <= 1 || sr == 1) {   /* the transpose of a row-major matrix: leading dimension = col stride */
+        int64_t ld = c <= 1 ? rmin : sc;
+        if (ld >= rmin && ld <= INT_MAX) {
+            *L = (mat_layout){CblasTrans, ld};
+            return true;
+        }
+    }
+    return false;
+}
+
+static void gemm(ls_dtype dt, mat_layout la, mat_layout lb, int64_t m, int64_t n, int64_t k,
+                 const char *A, const char *B, char *C)
+{
+    if (dt == LS_F32)
+        cblas_sgemm(CblasRowMajor, la.tr, lb.tr, (int)m, (int)n, (int)k, 1.0f, (const float *)A,
+                    (int)la.ld, (const float *)B, (int)lb.ld, 0.0f, (float *)C, (int)n);
+    else
+        cblas_dgemm(CblasRowMajor, la.tr, lb.tr, (int)m, (int)n, (int)k, 1.0, (const double *)A,
+                    (int)la.ld, (const double *)B, (int)lb.ld, 0.0, (double *)C, (int)n);
+}
+
+/* Make t's matrices BLAS-ready: t itself (retained) when its strides fit, else a contiguous copy. */
+static ls_tensor *mat_ready(ls_tensor *t, mat_layout *L)
+{
+    if (mat_fits(t, L)) return ls_tensor_retain(t);
+    ls_tensor *c = ls_tensor_clone(t);
+    if (c && !mat_fits(c, L)) {   /* cannot happen for a contiguous tensor within int range */
+        ls_tensor_release(c);
+        ls_error_set(LS_ERR_ARG, "matmul: matrix %s is too large for BLAS", ls_tensor_shape_str(t));
+        return NULL;
+    }
+    return c;
+}
+
+/* ---- matmul ---- */
+static ls_status matmul_check(ls_tensor *a, ls_tensor *b)
+{
+    ls_tensor *ab[2] = {a, b};
+    if (ls_check_float_same("matmul", 2, ab)) return LS_ERR_ARG;
+    if (a->ndim == 0 || b->ndim == 0)
+        return ls_error_set(LS_ERR_ARG, "matmul: both arguments need at least 1 dimension, got %s @ %s",
+                            ls_tensor_shape_str(a), ls_tensor_shape_str(b));
+    int64_t ka = a->shape[a->ndim - 1], kb = b->shape[b->ndim == 1 ? 0 : b->ndim - 2];
+    if (ka != kb)
+        return ls_error_set(LS_ERR_ARG, "matmul: inner dimensions differ: %s @ %s",
+                            ls_tensor_shape_str(a), ls_tensor_shape_str(b));
+    return LS_OK;
+}
+
+/* a2 [..., m, k] @ b2 [..., k, n] (both at least 2-D, inner dims equal) into out, which is
+ * contiguous with numel = prod(batch) * m * n. */
+static ls_status matmul_into(ls_tensor *a2, ls_tensor *b2, ls_tensor *out, int nbat,
+                             const int64_t *bshape)
+{
+    int64_t m = a2->shape[a2->ndim - 2], k = a2->shape[a2->ndim - 1], n = b2->shape[b2->ndim - 1];
+    int64_t nb = 1;
+    for (int i = 0; i < nbat; i++) nb *= bshape[i];
+    if (m == 0 || n == 0 || nb == 0) return LS_OK;
+    if (k == 0) return ls_tensor_fill_(out, 0.0);
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX)
+        return ls_error_set(LS_ERR_ARG, "matmul: %s @ %s is too large for BLAS",
+                            ls_tensor_shape_str(a2), ls_tensor_shape_str(b2));
+    size_t es = ls_dtype_size(out->dtype);
+    mat_layout la, lb;
+    if (b2->ndim == 2 && nbat > 0) {
+        /* b has no batch dims: fold a's batch dims into its rows, one gemm */
+        int64_t rows = nb * m;
+        if (rows > INT_MAX)
+            return ls_error_set(LS_ERR_ARG, "matmul: %s @ %s is too large for BLAS",
+                                ls_tensor_shape_str(a2), ls_tensor_shape_str(b2));
+        ls_tensor *af = ls_view_reshape(a2, 2, (int64_t[]){rows, k});
+        ls_tensor *ar = af ? mat_ready(af, &la) : NULL;
+        ls_tensor *br = ar ? mat_ready(b2, &lb) : NULL;
+        if (br)
+            gemm(out->dtype, la, lb, rows, n, k, ls_tensor_data(ar), ls_tensor_data(br),
+                 ls_tensor_data(out));
+        ls_tensor_release(af);
+        ls_tensor_release(ar);
+        ls_tensor_release(br);
+        return br ? LS_OK : ls_error_code();
+    }
+    ls_tensor *ar = mat_ready(a2, &la);
+    ls_tensor *br = ar ? mat_ready(b2, &lb) : NULL;
+    if (!br) {
+        ls_tensor_release(ar);
+        return ls_error_code();
+    }
+    /* batch strides of each operand aligned to bshape (0 where broadcast) */
+    int64_t sa[LS_MAX_DIMS], sb[LS_MAX_DIMS];
+    int na = ar->ndim - 2, nbb = br->ndim - 2;
+    for (int i = 0; i < nbat; i++) {
+        int ia = i - (nbat - na), ib = i - (nbat - nbb);
+        sa[i] = (ia < 0 || ar->shape[ia] == 1) ? 0 : ar->stride[ia];
+        sb[i] = (ib < 0 || br->shape[ib] == 1) ? 0 : br->stride[ib];
+    }
+    const char *A = ls_tensor_data(ar), *B = ls_tensor_data(br);
+    char *C = ls_tensor_data(out);
+    for (int64_t bi = 0; bi < nb; bi++) {
+        int64_t rem = bi, oa = 0, ob = 0;
+        for (int i = nbat - 1; i >= 0; i--) {
+            int64_t ix = rem % bshape[i];
+            rem /= bshape[i];
+            oa += ix * sa[i];
+            ob += ix * sb[i];
+        }
+        gemm(out->dtype, la, lb, m, n, k, A + oa * (int64_t)es, B + ob * (int64_t)es,
+             C + bi * m * n * (int64_t)es);
+    }
+    ls_tensor_release(ar);
+    ls_tensor_release(br);
+    return LS_OK;
+}
+
+static ls_tensor *matmul_fwd(ls_tensor *const *in, const ls_attrs *attrs)
+{
+    (void)attrs;
+    ls_tensor *a = in[0], *b = in[1];
+    if (matmul_check(a, b)) return NULL;
+    if (a->ndim == 1 && b->ndim == 1) return dot_kernel(a, b);
+    ls_tensor *a2 = a->ndim == 1 ? ls_view_unsqueeze(a, 0) : ls_tensor_retain(a);
+    ls_tensor *b2 = b->ndim == 1 ? ls_view_unsqueeze(b, 1) : ls_tensor_retain(b);
+    ls_tensor *out = NULL;
+    if (!a2 || !b2) goto done;
+    int na = a2->ndim - 2, nb = b2->ndim - 2, nbat = na > nb ? na : nb;
+    int64_t bshape[LS_MAX_DIMS], oshape[LS_MAX_DIMS];
+    for (int i = 0; i < nbat; i++) {
+        int ia = i - (nbat - na), ib = i - (nbat - nb);
+        int64_t x = ia >= 0 ? a2->shape[ia] : 1, y = ib >= 0 ? b2->shape[ib] : 1;
+        if (x != y && x != 1 && y != 1) {
+            ls_error_set(LS_ERR_ARG, "matmul: batch dimensions cannot be broadcast: %s @ %s",
+                         ls_tensor_shape_str(a), ls_tensor_shape_str(b));
+            goto done;
+        }
+        bshape[i] = x == 1 ? y : x;
+    }
+    int no = nbat;
+    memcpy(oshape, bshape, sizeof(int64_t) * (size_t)nbat);
+    if (a->ndim > 1) oshape[no++] = a2->shape[a2->ndim - 2];
+    if (b->ndim > 1) oshape[no++] = b2->shape[b2->ndim - 1];
+    out = ls_tensor_new(a->dtype, no, oshape);
+    if (out && matmul_into(a2, b2, out, nbat, bshape)) {
+        ls_tensor_release(out);
+        out = NULL;
+    }
+done:
+    ls_tensor_release(a2);
+    ls_tensor_release(b2);
+    return out;
+}
+
+/* ga = sum_to(g @ b^T, a's shape), gb = sum_to(a^T @ g, b's shape), with 1-D operands promoted (and
+ * g given the removed dim back) first. All recorded, so differentiable again. */
+static ls_status matmul_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tensor *a = c->in[0], *b = c->in[1];
+    ls_tmp tmp = {0};
+    if (a->ndim == 1 && b->ndim == 1) {   /* g is 0-d */
+        if (c->needs[0]) gin[0] = ls_mul(g, b);
+        if (c->needs[1]) gin[1] = ls_mul(g, a);
+    } else {
+        ls_tensor *A = a->ndim == 1 ? ls_tmp_keep(&tmp, ls_unsqueeze(a, 0)) : a;
+        ls_tensor *B = b->ndim == 1 ? ls_tmp_keep(&tmp, ls_unsqueeze(b, 1)) : b;
+        ls_tensor *G = g;
+        if (a->ndim == 1) G = ls_tmp_keep(&tmp, ls_unsqueeze(G, G->ndim - 1));
+        if (b->ndim == 1 && G) G = ls_tmp_keep(&tmp, ls_unsqueeze(G, G->ndim));
+        if (c->needs[0]) {
+            ls_tensor *bt = ls_tmp_keep(&tmp, ls_transpose(B, -1, -2));
+            ls_tensor *ga = ls_tmp_keep(&tmp, ls_matmul(G, bt));
+            gin[0] = ls_sum_to(ga, a->ndim, a->shape);
+        }
+        if (c->needs[1]) {
+            ls_tensor *at = ls_tmp_keep(&tmp, ls_transpose(A, -1, -2));
+            ls_tensor *gb = ls_tmp_keep(&tmp, ls_matmul(at, G));
+            if (b->ndim == 1 && gb) gb = ls_tmp_keep(&tmp, ls_squeeze(gb, gb->ndim - 1));
+            gin[1] = ls_sum_to(gb, b->ndim, b->shape);
+        }
+    }
+    ls_tmp_free(&tmp);
+    for (int k = 0; k < 2; k++)
+        if (c->needs[k] && !gin[k]) return ls_error_code() ? ls_error_code() : LS_ERR_ARG;
+    return LS_OK;
+}
+static int matmul_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {2, 2}, .shape = {{3, 4}, {4, 2}}};
+    s[1] = (ls_op_sample){.ndim = {1, 1}, .shape = {{4}, {4}}};
+    s[2] = (ls_op_sample){.ndim = {1, 3}, .shape = {{4}, {2, 4, 3}}};
+    s[3] = (ls_op_sample){.ndim = {3, 1}, .shape = {{2, 3, 4}, {4}}};
+    s[4] = (ls_op_sample){.ndim = {4, 3}, .shape = {{2, 1, 3, 4}, {3, 4, 2}}};
+    s[5] = (ls_op_sample){.ndim = {2, 3}, .shape = {{3, 4}, {2, 4, 5}}};
+    return 6;
+}
+const ls_op_def ls_op_matmul = {"matmul", 2, "T T", matmul_fwd, matmul_bwd, matmul_samples};
+
+ls_tensor *ls_matmul(ls_tensor *a, ls_tensor *b)
+{
+    ls_tensor *in[2] = {a, b};
+    return ls_op_apply(LS_OP_MATMUL, in, NULL);
+}
+
+/* ---- dot: 1-D . 1-D -> 0-d ---- */
+static ls_tensor *dot_fwd(ls_tensor *const *in, const ls_attrs *attrs)
+{
+    (void)attrs;
+    if (ls_check_float_same("dot", 2, in)) return NULL;
+    if (in[0]->ndim != 1 || in[1]->ndim != 1) {
+        ls_error_set(LS_ERR_ARG, "dot: expected two 1-D tensors, got %s and %s",
+                     ls_tensor_shape_str(in[0]), ls_tensor_shape_str(in[1]));
+        return NULL;
+    }
+    if (in[0]->shape[0] != in[1]->shape[0]) {
+        ls_error_set(LS_ERR_ARG, "dot: sizes differ: %s and %s", ls_tensor_shape_str(in[0]),
+                     ls_tensor_shape_str(in[1]));
+        return NULL;
+    }
+    return dot_kernel(in[0], in[1]);
+}
+static ls_status dot_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    if (c->needs[0] && !(gin[0] = ls_mul(g, c->in[1]))) return ls_error_code();
+    if (c->needs[1] && !(gin[1] = ls_mul(g, c->in[0]))) return ls_error_code();
+    return LS_OK;
+}
+static int dot_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {1, 1}, .shape = {{5}, {5}}};
+    return 1;
+}
+const ls_op_def ls_op_dot = {"dot", 2, "T T", dot_fwd, dot_bwd, dot_samples};
+
+ls_tensor *ls_dot(ls_tensor *a, ls_tensor *b)
+{
+    ls_tensor *in[2] = {a, b};
+    return ls_op_apply(LS_OP_DOT, in, NULL);
+}
+
+/* ---- outer: 1-D (n) x 1-D (m) -> [n x m], out[i][j] = a[i] b[j] ---- */
+static void outer_run(void *ctx, int64_t n, char **p, const int64_t *s)
+{
+    if (*(const ls_dtype *)ctx == LS_F32) {
+        float *o = (float *)p[0];
+        const float *a = (const float *)p[1], *b = (const float *)p[2];
+        for (int64_t i = 0; i < n; i++) o[i * s[0]] = a[i * s[1]] * b[i * s[2]];
+    } else {
+        double *o = (double *)p[0];
+        const double *a = (const double *)p[1], *b = (const double *)p[2];
+        for (int64_t i = 0; i < n; i++) o[i * s[0]] = a[i * s[1]] * b[i * s[2]];
+    }
+}
+static ls_tensor *outer_fwd(ls_tensor *const *in, const ls_attrs *attrs)
+{
+    (void)attrs;
+    if (ls_check_float_same("outer", 2, in)) return NULL;
+    if (in[0]->ndim != 1 || in[1]->ndim != 1) {
+        ls_error_set(LS_ERR_ARG, "outer: expected two 1-D tensors, got %s and %s",
+                     ls_tensor_shape_str(in[0]), ls_tensor_shape_str(in[1]));
+        return NULL;
+    }
+    int64_t shape[2] = {in[0]->shape[0], in[1]->shape[0]};
+    ls_tensor *out = ls_tensor_new(in[0]->dtype, 2, shape);
+    ls_tensor *av = ls_view_unsqueeze(in[0], 1), *bv = ls_view_unsqueeze(in[1], 0);
+    if (out && av && bv) {
+        const ls_tensor *ops[2] = {av, bv};
+        ls_iter it;
+        ls_iter_init(&it, out, 2, ops);
+        ls_dtype dt = out->dtype;
+        ls_iter_run(&it, outer_run, &dt);
+    } else {
+        ls_tensor_release(out);
+        out = NULL;
+    }
+    ls_tensor_release(av);
+    ls_tensor_release(bv);
+    return out;
+}
+/* ga = g @ b, gb = a @ g (= g^T a) */
+static ls_status outer_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    if (c->needs[0] && !(gin[0] = ls_matmul(g, c->in[1]))) return ls_error_code();
+    if (c->needs[1] && !(gin[1] = ls_matmul(c->in[0], g))) return ls_error_code();
+    return LS_OK;
+}
+static int outer_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {1, 1}, .shape = {{3}, {4}}};
+    return 1;
+}
+const ls_op_def ls_op_outer = {"outer", 2, "T T", outer_fwd, outer_bwd, outer_samples};
+
+ls_tensor *ls_outer(ls_tensor *a, ls_tensor *b)
+{
+    ls_tensor *in[2] = {a, b};
+    return ls_op_apply(LS_OP_OUTER, in, NULL);
+}

@@ -1,0 +1,121 @@
+/* Ops: the one place every tensor operation is defined.
+ *
+ * An op is one `const ls_op_def` (name, arity, Lua signature, forward kernel, backward rule, sample
+ * inputs for the gradient check) plus one line in engine/ops/registry.h. The registry drives the enum
+ * (LS_OP_*), the Lua methods (engine/lua/lx_ops.c parses arguments from `lua_sig`) and the gradient-check
+ * list (tests/c/test_gradcheck.c).
+ *
+ * Calling an op: ls_op_apply(LS_OP_ADD, inputs, &attrs), or the typed wrapper the op file exports
+ * (ls_add(a, b)). Inputs are borrowed; the result is a new reference, or NULL with the error set. Every
+ * op returns NULL when any input is NULL, so expressions can be chained and checked once at the end
+ * (the error of the first failure is kept).
+ *
+ * Backward rules are written with recorded ops (ls_mul, ls_sum_to, ...), never with raw kernels, so
+ * when the backward pass runs with create_graph the gradient is itself a differentiable graph. A fused
+ * kernel's hand-written backward is registered as an op of its own with its own backward. Rules may
+ * not keep references to the op's output (that would make a cycle); they recompute what they need from
+ * the inputs. */
+#ifndef LS_OP_H
+#define LS_OP_H
+
+#include <stdbool.h>
+
+#include "tensor/tensor.h"
+
+#define LS_OP_MAX_INPUTS 4
+
+enum { LS_REDUCE_MEAN = 0, LS_REDUCE_SUM = 1, LS_REDUCE_NONE = 2 };
+
+/* Non-tensor arguments. Which fields an op reads is given by its lua_sig. */
+typedef struct ls_attrs {
+    int dim;                       /* 'd': the first 0-based dim given (has_dim says whether) */
+    bool has_dim;
+    int ndims;                     /* 'D': 0-based dims, all_dims when absent; each 'd' also appends */
+    int dims[LS_MAX_DIMS];
+    bool all_dims;
+    bool keepdim;                  /* 'k' */
+    int nints;                     /* 'S' shape, 'i' integers, 'I' 1-based indices stored 0-based */
+    int64_t ints[LS_MAX_DIMS];
+    int nnum;                      /* 'n' numbers; an absent optional number is NAN */
+    double num[4];
+} ls_attrs;
+
+/* What a backward rule sees. needs[k] says whether input k wants a gradient. */
+typedef struct ls_backward_ctx {
+    int nin;
+    ls_tensor *const *in;
+    const ls_attrs *attrs;
+    const bool *needs;
+} ls_backward_ctx;
+
+/* Sample inputs for the gradient check: shapes and value ranges of each input, plus attrs. */
+typedef enum { LS_SAMPLE_REAL = 0, LS_SAMPLE_POSITIVE, LS_SAMPLE_AWAY_FROM_ZERO, LS_SAMPLE_INDEX,
+               LS_SAMPLE_MASK } ls_sample_kind;
+typedef struct ls_op_sample {
+    int ndim[LS_OP_MAX_INPUTS];
+    int64_t shape[LS_OP_MAX_INPUTS][LS_MAX_DIMS];
+    ls_sample_kind kind[LS_OP_MAX_INPUTS];   /* REAL: U(-1,1); POSITIVE: U(0.5,2); AWAY_FROM_ZERO:
+                                                 +-U(0.3,1); INDEX: i64 in [0, index_hi); MASK: 0/1 */
+    int64_t index_hi;
+    ls_attrs attrs;
+} ls_op_sample;
+#define LS_OP_MAX_SAMPLES 6
+
+typedef struct ls_op_def {
+    const char *name;       /* Lua method name and error prefix */
+    int nin;                /* tensor inputs */
+    /* Lua signature: the method's arguments in order, space separated tokens:
+     *   T  tensor input (in order; a Lua number becomes a 0-d tensor of the first tensor's dtype)
+     *   n  number      d  dim (1-based in Lua)     D  dims (a number or a table; absent = all)
+     *   X  index tensor input: i64 holding 1-based positions in Lua, converted to 0-based here
+     *   k  keepdim     S  shape (table or integers) i  integer      I  index (1-based in Lua)
+     *   R  reduction: "mean" (default) | "sum" | "none", or a table {reduction = ...}; stored as a
+     *      number LS_REDUCE_* in the next num slot
+     * A trailing '?' makes a token optional. Dims are converted from 1-based only (negative ones are
+     * passed through); the op range-checks them with ls_check_dim. NULL: no generic Lua method (the
+     * binding exposes it by hand, e.g. cast). */
+    const char *lua_sig;
+    /* Compute the result without recording. Inputs are non-NULL. */
+    ls_tensor *(*forward)(ls_tensor *const *in, const ls_attrs *a);
+    /* Set gin[k] (new reference) for each k with needs[k], using recorded ops; NULL = not
+     * differentiable (integer outputs, comparisons). */
+    ls_status (*backward)(const ls_backward_ctx *c, ls_tensor *gout, ls_tensor **gin);
+    /* Fill up to LS_OP_MAX_SAMPLES samples; return the count. NULL only for ops without backward. */
+    int (*samples)(ls_op_sample *s);
+    /* The result holds 0-based positions (argmax): the binding adds 1 for Lua. Last, so positional
+     * initialisers of the fields above may omit it. */
+    bool returns_index;
+} ls_op_def;
+
+#include "ops/registry.h"
+
+#define LS_OP_ENUM(e, def) e,
+typedef enum ls_op_id { LS_OP_LIST(LS_OP_ENUM) LS_OP_COUNT } ls_op_id;
+#undef LS_OP_ENUM
+
+#define LS_OP_DECL(e, def) extern const ls_op_def def;
+LS_OP_LIST(LS_OP_DECL)
+#undef LS_OP_DECL
+
+extern const ls_op_def *const ls_ops[LS_OP_COUNT];
+
+/* Run op `id` on inputs (NULL-propagating) and record it in the graph when grad mode is on and an
+ * input requires grad. */
+ls_tensor *ls_op_apply(ls_op_id id, ls_tensor *const *in, const ls_attrs *a);
+/* Look an op up by name (-1 if none). */
+int ls_op_find(const char *name);
+
+/* ---- helpers for op files ---- */
+/* A small pool of temporaries for backward rules: keep() returns its argument and remembers it;
+ * ls_tmp_free releases everything kept. */
+typedef struct ls_tmp {
+    int n;
+    ls_tensor *t[64];
+} ls_tmp;
+ls_tensor *ls_tmp_keep(ls_tmp *s, ls_tensor *t);
+void ls_tmp_free(ls_tmp *s);
+
+/* Check that inputs are f32/f64 and share one dtype; error names `who`. */
+ls_status ls_check_float_same(const char *who, int n, ls_tensor *const *in);
+
+#endif

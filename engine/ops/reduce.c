@@ -1,0 +1,833 @@
+/* Reductions: sum, mean, var, std, max, min, argmax, argmin, norm, logsumexp, and sum_to (the adjoint
+ * of expand).
+ *
+ * Dims: an op reduces over the dims in attrs (0-based, negative counts from the end, each at most once)
+ * or over all dims when none are given. keepdim keeps reduced dims as size 1.
+ *
+ * Layout. Every reduction goes through one plan: x is permuted so the kept dims come first and the
+ * reduced dims last, and made contiguous when that view is not (no copy for the common cases: all
+ * dims of a contiguous tensor, or trailing dims). The data is then O rows of R elements, one row per
+ * output element.
+ *
+ * Work split and determinism. A row is cut into chunks of RED_CHUNK elements at fixed positions; a
+ * task is one (row, chunk) pair and writes one partial result. Tasks run in parallel
+ * (ls_parallel_for), and the partials of a row are then combined serially, in chunk order. Chunk
+ * boundaries depend only on R, so results are bit-for-bit the same for any thread count.
+ *
+ * Accuracy. Values are accumulated in double for both dtypes (f32 inputs are widened chunk by chunk),
+ * with four interleaved accumulators inside a chunk and chunks added in order: the error of a sum of N
+ * terms grows like (RED_CHUNK / 4 + N / RED_CHUNK) eps_f64 instead of N eps.
+ *
+ * NaN: max/min/argmax/argmin and norm-inf propagate NaN (argmax/argmin return the first NaN), as
+ * torch does. Empty reductions: sum and the 1-/2-norms give 0, mean/var/std NaN, logsumexp -inf;
+ * max, min, argmax, argmin and the inf-norm are errors naming the op and the shape.
+ *
+ * Backward rules are written with recorded ops and recompute what they need from the input (the
+ * keepdim form of the same reduction), never from the op's own output. */
+#include <math.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/parallel.h"
+#include "ops/ops.h"
+
+#define RED_CHUNK 4096
+#define RED_GRAIN 32768   /* elements per ls_parallel_for chunk */
+
+/* ---------------------------------------------------------------------------------------------- */
+/* dims and plans                                                                                   */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* red[d] = whether dim d of x is reduced: the dims in a, or all dims when none are given. */
+static ls_status red_dims(const char *who, const ls_tensor *x, const ls_attrs *a, bool *red)
+{
+    memset(red, 0, sizeof(bool) * LS_MAX_DIMS);
+    if (a->all_dims || a->ndims == 0) {
+        for (int d = 0; d < x->ndim; d++) red[d] = true;
+        return LS_OK;
+    }
+    if (a->ndims < 0 || a->ndims > LS_MAX_DIMS)
+        return ls_error_set(LS_ERR_ARG, "%s: %d dims given (at most %d)", who, a->ndims, LS_MAX_DIMS);
+    for (int i = 0; i < a->ndims; i++) {
+        int d = a->dims[i];
+        if (ls_check_dim(who, x->ndim, &d)) return LS_ERR_ARG;
+        if (x->ndim == 0) continue;   /* a 0-d tensor accepts dim 0 / -1 and reduces nothing */
+        if (red[d])
+            return ls_error_set(LS_ERR_ARG, "%s: dimension %d appears more than once", who, d + 1);
+        red[d] = true;
+    }
+    return LS_OK;
+}
+
+/* Number of elements reduced per output element. */
+static int64_t red_count(const ls_tensor *x, const bool *red)
+{
+    int64_t r = 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (red[d]) r *= x->shape[d];
+    return r;
+}
+
+typedef struct red_plan {
+    ls_tensor *rows;                 /* contiguous: O rows of R elements */
+    int64_t O, R;
+    int ndim;                        /* result shape (keepdim or not) */
+    int64_t shape[LS_MAX_DIMS];
+} red_plan;
+
+static ls_status plan_init(red_plan *p, const ls_tensor *x, const bool *red, bool keepdim)
+{
+    int perm[LS_MAX_DIMS], np = 0;
+    p->O = 1;
+    p->R = 1;
+    p->ndim = 0;
+    p->rows = NULL;
+    for (int d = 0; d < x->ndim; d++) {
+        if (!red[d]) {
+            perm[np++] = d;
+            p->O *= x->shape[d];
+            p->shape[p->ndim++] = x->shape[d];
+        } else {
+            p->R *= x->shape[d];
+            if (keepdim) p->shape[p->ndim++] = 1;
+        }
+    }
+    for (int d = 0; d < x->ndim; d++)
+        if (red[d]) perm[np++] = d;
+    ls_tensor *v = ls_view_permute(x, perm);
+    if (!v) return ls_error_code();
+    p->rows = ls_tensor_contiguous(v);
+    ls_tensor_release(v);
+    return p->rows ? LS_OK : ls_error_code();
+}
+
+static void plan_free(red_plan *p)
+{
+    ls_tensor_release(p->rows);
+    p->rows = NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the row kernel                                                                                   */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef enum {
+    RK_SUM,      /* sum x */
+    RK_ABSSUM,   /* sum |x| */
+    RK_SQSUM,    /* sum x^2 */
+    RK_SQDEV,    /* sum (x - c)^2, c per row */
+    RK_EXPSUM,   /* sum exp(x - c), c per row */
+    RK_MAX,
+    RK_MIN,
+    RK_ABSMAX,   /* max |x| */
+    RK_ARGMAX,
+    RK_ARGMIN
+} red_kind;
+
+static bool red_is_sum(red_kind k) { return k <= RK_EXPSUM; }
+
+/* Whether candidate v replaces the current best b: strictly better (so the first of equal values
+ * stays), or a NaN replacing a number (NaN wins and the first NaN stays). */
+static inline bool red_better(red_kind k, double v, double b)
+{
+    if (v != v) return b == b;
+    if (k == RK_MIN || k == RK_ARGMIN) return v < b;
+    return v > b;
+}
+
+/* Sum TERM(xj) over x[0..n) with four interleaved accumulators. */
+#define RED_SUM4(TERM)                                                                  \
+    do {                                                                                \
+        for (j = 0; j + 4 <= n; j += 4) {                                               \
+            double x0 = x[j], x1 = x[j + 1], x2 = x[j + 2], x3 = x[j + 3];              \
+            s0 += TERM(x0);                                                             \
+            s1 += TERM(x1);                                                             \
+            s2 += TERM(x2);                                                             \
+            s3 += TERM(x3);                                                             \
+        }                                                                               \
+        for (; j < n; j++) {                                                            \
+            double x0 = x[j];                                                           \
+            s0 += TERM(x0);                                                             \
+        }                                                                               \
+    } while (0)
+#define RED_T_ID(v) (v)
+#define RED_T_ABS(v) fabs(v)
+#define RED_T_SQ(v) ((v) * (v))
+#define RED_T_SQDEV(v) (((v) - c) * ((v) - c))
+#define RED_T_EXP(v) exp((v) - c)
+
+/* Reduce one segment x[0..n) (n >= 1) into *v (and *ix, the position of the best element, for the
+ * arg kinds). c is the row's centre for RK_SQDEV / RK_EXPSUM. */
+static void red_segment(red_kind k, const double *x, int64_t n, double c, double *v, int64_t *ix)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t j;
+    switch (k) {
+    case RK_SUM: RED_SUM4(RED_T_ID); break;
+    case RK_ABSSUM: RED_SUM4(RED_T_ABS); break;
+    case RK_SQSUM: RED_SUM4(RED_T_SQ); break;
+    case RK_SQDEV: RED_SUM4(RED_T_SQDEV); break;
+    case RK_EXPSUM: RED_SUM4(RED_T_EXP); break;
+    case RK_ABSMAX: {
+        double b = fabs(x[0]);
+        for (j = 1; j < n; j++) {
+            double a = fabs(x[j]);
+            if (red_better(RK_MAX, a, b)) b = a;
+        }
+        *v = b;
+        return;
+    }
+    default: {   /* max, min, argmax, argmin */
+        double b = x[0];
+        int64_t bi = 0;
+        for (j = 1; j < n; j++)
+            if (red_better(k, x[j], b)) {
+                b = x[j];
+                bi = j;
+            }
+        *v = b;
+        if (ix) *ix = bi;
+        return;
+    }
+    }
+    *v = (s0 + s1) + (s2 + s3);
+}
+
+typedef struct red_job {
+    red_kind kind;
+    const char *base;
+    ls_dtype dtype;
+    int64_t R, nch;
+    const double *center;
+    double *pv;
+    int64_t *pi;
+} red_job;
+
+static void red_tasks(void *vjob, int64_t begin, int64_t end)
+{
+    const red_job *jb = vjob;
+    double buf[RED_CHUNK];
+    for (int64_t t = begin; t < end; t++) {
+        int64_t o = t / jb->nch, r0 = (t % jb->nch) * RED_CHUNK;
+        int64_t n = jb->R - r0 < RED_CHUNK ? jb->R - r0 : RED_CHUNK;
+        const double *x;
+        if (jb->dtype == LS_F32) {
+            const float *f = (const float *)jb->base + o * jb->R + r0;
+            for (int64_t j = 0; j < n; j++) buf[j] = f[j];
+            x = buf;
+        } else {
+            x = (const double *)jb->base + o * jb->R + r0;
+        }
+        int64_t ix = 0;
+        red_segment(jb->kind, x, n, jb->center ? jb->center[o] : 0.0, &jb->pv[t], &ix);
+        if (jb->pi) jb->pi[t] = r0 + ix;
+    }
+}
+
+/* Reduce every row of the plan: rowv[o] (and rowi[o] for the arg kinds). R must be >= 1 for the
+ * max-like kinds; for sums an empty row gives 0. */
+static ls_status plan_run(const red_plan *p, red_kind kind, const double *center, double *rowv,
+                          int64_t *rowi)
+{
+    int64_t O = p->O, R = p->R;
+    if (O == 0) return LS_OK;
+    if (R == 0) {
+        for (int64_t o = 0; o < O; o++) rowv[o] = 0.0;
+        return LS_OK;
+    }
+    int64_t nch = (R + RED_CHUNK - 1) / RED_CHUNK;
+    bool arg = kind == RK_ARGMAX || kind == RK_ARGMIN;
+    double *pv = rowv;
+    int64_t *pi = rowi;
+    if (nch > 1) {
+        pv = ls_malloc(sizeof(double) * (size_t)(O * nch), "reduce");
+        pi = arg ? ls_malloc(sizeof(int64_t) * (size_t)(O * nch), "reduce") : NULL;
+        if (!pv || (arg && !pi)) {
+            ls_free(pv);
+            ls_free(pi);
+            return LS_ERR_MEM;
+        }
+    }
+    red_job jb = {kind, ls_tensor_data(p->rows), p->rows->dtype, R, nch, center, pv, arg ? pi : NULL};
+    int64_t per = R < RED_CHUNK ? R : RED_CHUNK;
+    int64_t grain = RED_GRAIN / per > 0 ? RED_GRAIN / per : 1;
+    ls_parallel_for(O * nch, grain, red_tasks, &jb);
+    if (nch > 1) {
+        for (int64_t o = 0; o < O; o++) {
+            double v = pv[o * nch];
+            int64_t i = arg ? pi[o * nch] : 0;
+            for (int64_t c = 1; c < nch; c++) {
+                double w = pv[o * nch + c];
+                if (red_is_sum(kind)) {
+                    v += w;
+                } else if (red_better(kind == RK_ABSMAX ? RK_MAX : kind, w, v)) {
+                    v = w;
+                    if (arg) i = pi[o * nch + c];
+                }
+            }
+            rowv[o] = v;
+            if (arg) rowi[o] = i;
+        }
+        ls_free(pv);
+        ls_free(pi);
+    }
+    return LS_OK;
+}
+
+/* A new tensor of the plan's result shape holding rowv (converted to dtype) or rowi (i64). */
+static ls_tensor *plan_output(const red_plan *p, ls_dtype dtype, const double *rowv,
+                              const int64_t *rowi)
+{
+    ls_tensor *out = ls_tensor_new(dtype, p->ndim, p->shape);
+    if (!out) return NULL;
+    void *d = ls_tensor_data(out);
+    for (int64_t o = 0; o < p->O; o++) {
+        if (dtype == LS_F32) ((float *)d)[o] = (float)rowv[o];
+        else if (dtype == LS_F64) ((double *)d)[o] = rowv[o];
+        else ((int64_t *)d)[o] = rowi[o];
+    }
+    return out;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* forward kernels                                                                                  */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef enum { RF_SUM, RF_MEAN, RF_VAR, RF_STD, RF_MAX, RF_MIN, RF_NORM1, RF_NORM2, RF_NORMINF,
+               RF_LSE } red_fn;
+
+/* The whole forward of a value reduction over `red`. corr: var/std correction. */
+static ls_tensor *reduce_values(const char *who, ls_tensor *x, const bool *red, bool keepdim,
+                                red_fn fn, double corr)
+{
+    if (ls_check_float_same(who, 1, &x)) return NULL;
+    red_plan p;
+    if (plan_init(&p, x, red, keepdim)) return NULL;
+    if (p.R == 0 && (fn == RF_MAX || fn == RF_MIN || fn == RF_NORMINF)) {
+        ls_error_set(LS_ERR_ARG, "%s: cannot reduce over an empty dimension of tensor %s "
+                     "(the result has no identity)", who, ls_tensor_shape_str(x));
+        plan_free(&p);
+        return NULL;
+    }
+    double *rowv = ls_malloc(sizeof(double) * (size_t)(p.O ? 2 * p.O : 1), "reduce");
+    if (!rowv) {
+        plan_free(&p);
+        return NULL;
+    }
+    double *aux = rowv + p.O;   /* per-row centre for the two-pass kinds */
+    double R = (double)p.R;
+    ls_status rc = LS_OK;
+    switch (fn) {
+    case RF_SUM: rc = plan_run(&p, RK_SUM, NULL, rowv, NULL); break;
+    case RF_MEAN:
+        rc = plan_run(&p, RK_SUM, NULL, rowv, NULL);
+        for (int64_t o = 0; o < p.O; o++) rowv[o] /= R;   /* 0/0 = NaN for an empty row */
+        break;
+    case RF_VAR:
+    case RF_STD: {
+        /* two passes: the mean, then the sum of squared deviations from it */
+        rc = plan_run(&p, RK_SUM, NULL, aux, NULL);
+        for (int64_t o = 0; o < p.O; o++) aux[o] /= R;
+        if (!rc) rc = plan_run(&p, RK_SQDEV, aux, rowv, NULL);
+        double dof = R - corr > 0 ? R - corr : 0.0;
+        for (int64_t o = 0; o < p.O; o++) {
+            rowv[o] = p.R ? rowv[o] / dof : NAN;
+            if (fn == RF_STD) rowv[o] = sqrt(rowv[o]);
+        }
+        break;
+    }
+    case RF_MAX: rc = plan_run(&p, RK_MAX, NULL, rowv, NULL); break;
+    case RF_MIN: rc = plan_run(&p, RK_MIN, NULL, rowv, NULL); break;
+    case RF_NORM1: rc = plan_run(&p, RK_ABSSUM, NULL, rowv, NULL); break;
+    case RF_NORM2:
+        rc = plan_run(&p, RK_SQSUM, NULL, rowv, NULL);
+        for (int64_t o = 0; o < p.O; o++) rowv[o] = sqrt(rowv[o]);
+        break;
+    case RF_NORMINF: rc = plan_run(&p, RK_ABSMAX, NULL, rowv, NULL); break;
+    case RF_LSE: {
+        /* max m, then m + log(sum exp(x - m)); a non-finite m (all -inf, any +inf, NaN) is the
+         * answer itself */
+        if (p.R == 0) {
+            for (int64_t o = 0; o < p.O; o++) rowv[o] = -INFINITY;
+            break;
+        }
+        rc = plan_run(&p, RK_MAX, NULL, aux, NULL);
+        double *m = aux;
+        if (!rc) {
+            /* reuse rowv for the centres so aux keeps the maxima */
+            for (int64_t o = 0; o < p.O; o++) rowv[o] = isfinite(m[o]) ? m[o] : 0.0;
+            double *sums = ls_malloc(sizeof(double) * (size_t)p.O, "reduce");
+            if (!sums) {
+                rc = LS_ERR_MEM;
+                break;
+            }
+            rc = plan_run(&p, RK_EXPSUM, rowv, sums, NULL);
+            for (int64_t o = 0; o < p.O; o++) rowv[o] = isfinite(m[o]) ? m[o] + log(sums[o]) : m[o];
+            ls_free(sums);
+        }
+        break;
+    }
+    }
+    ls_tensor *out = rc ? NULL : plan_output(&p, x->dtype, rowv, NULL);
+    ls_free(rowv);
+    plan_free(&p);
+    return out;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* backward helpers                                                                                 */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* g in the keepdim shape of the reduction (x's rank, 1 in reduced dims), so it broadcasts
+ * against x. Borrowed when already so; otherwise a recorded reshape kept in tmp. */
+static ls_tensor *grad_keepdim(ls_tmp *tmp, const ls_backward_ctx *c, ls_tensor *g, const bool *red)
+{
+    ls_tensor *x = c->in[0];
+    if (c->attrs->keepdim || x->ndim == g->ndim) return g;
+    int64_t shape[LS_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = red[d] ? 1 : x->shape[d];
+    return ls_tmp_keep(tmp, ls_reshape(g, x->ndim, shape));
+}
+
+/* The same reduction of the input again, with keepdim (recorded). */
+static ls_tensor *redo_keepdim(ls_tmp *tmp, const ls_backward_ctx *c, ls_op_id op)
+{
+    ls_attrs a = *c->attrs;
+    a.keepdim = true;
+    return ls_tmp_keep(tmp, ls_op_apply(op, c->in, &a));
+}
+
+/* Close a backward rule: free temporaries, report whether the gradient was made. */
+static ls_status grad_done(ls_tmp *tmp, ls_tensor **gin)
+{
+    ls_tmp_free(tmp);
+    return gin[0] ? LS_OK : (ls_error_code() ? ls_error_code() : LS_ERR_ARG);
+}
+
+/* Copy the typed wrapper's dims into attrs (ndims == 0: all dims). */
+static bool attrs_dims(const char *who, ls_attrs *a, int ndims, const int *dims, bool keepdim)
+{
+    if (ndims < 0 || ndims > LS_MAX_DIMS) {
+        ls_error_set(LS_ERR_ARG, "%s: %d dims given (at most %d)", who, ndims, LS_MAX_DIMS);
+        return false;
+    }
+    a->ndims = ndims;
+    if (ndims) memcpy(a->dims, dims, sizeof(int) * (size_t)ndims);
+    a->all_dims = ndims == 0;
+    a->keepdim = keepdim;
+    return true;
+}
+
+static ls_tensor *reduce_apply(ls_op_id op, const char *who, ls_tensor *x, int ndims, const int *dims,
+                               bool keepdim, int nnum, double num0)
+{
+    ls_attrs a = {.nnum = nnum, .num = {num0}};
+    if (!attrs_dims(who, &a, ndims, dims, keepdim)) return NULL;
+    return ls_op_apply(op, &x, &a);
+}
+
+/* ---- sum ---- */
+static ls_tensor *sum_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    bool red[LS_MAX_DIMS];
+    if (red_dims("sum", in[0], a, red)) return NULL;
+    return reduce_values("sum", in[0], red, a->keepdim, RF_SUM, 0);
+}
+static ls_status sum_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    bool red[LS_MAX_DIMS];
+    if (red_dims("sum", c->in[0], c->attrs, red)) return LS_ERR_ARG;
+    ls_tmp tmp = {0};
+    ls_tensor *gk = grad_keepdim(&tmp, c, g, red);
+    gin[0] = ls_expand(gk, c->in[0]->ndim, c->in[0]->shape);
+    return grad_done(&tmp, gin);
+}
+/* Shared by sum, mean, logsumexp: all dims, dim subsets in any order, negative dims, keepdim. */
+static int reduce_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .attrs = {.all_dims = true}};
+    s[1] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}}, .attrs = {.ndims = 2, .dims = {0, 2}}};
+    s[2] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}},
+                          .attrs = {.ndims = 1, .dims = {-1}, .keepdim = true}};
+    s[3] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}},
+                          .attrs = {.ndims = 2, .dims = {1, 0}, .keepdim = true}};
+    s[4] = (ls_op_sample){.ndim = {1}, .shape = {{5}}, .attrs = {.all_dims = true, .keepdim = true}};
+    return 5;
+}
+const ls_op_def ls_op_sum = {"sum", 1, "T D? k?", sum_fwd, sum_bwd, reduce_samples};
+
+ls_tensor *ls_sum(ls_tensor *x, int ndims, const int *dims, bool keepdim)
+{
+    return reduce_apply(LS_OP_SUM, "sum", x, ndims, dims, keepdim, 0, 0);
+}
+
+/* ---- mean ---- */
+static ls_tensor *mean_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    bool red[LS_MAX_DIMS];
+    if (red_dims("mean", in[0], a, red)) return NULL;
+    return reduce_values("mean", in[0], red, a->keepdim, RF_MEAN, 0);
+}
+static ls_status mean_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    bool red[LS_MAX_DIMS];
+    if (red_dims("mean", c->in[0], c->attrs, red)) return LS_ERR_ARG;
+    ls_tmp tmp = {0};
+    ls_tensor *gk = grad_keepdim(&tmp, c, g, red);
+    ls_tensor *gs = ls_tmp_keep(&tmp, ls_mul_scalar(gk, 1.0 / (double)red_count(c->in[0], red)));
+    gin[0] = ls_expand(gs, c->in[0]->ndim, c->in[0]->shape);
+    return grad_done(&tmp, gin);
+}
+const ls_op_def ls_op_mean = {"mean", 1, "T D? k?", mean_fwd, mean_bwd, reduce_samples};
+
+ls_tensor *ls_mean(ls_tensor *x, int ndims, const int *dims, bool keepdim)
+{
+    return reduce_apply(LS_OP_MEAN, "mean", x, ndims, dims, keepdim, 0, 0);
+}
+
+/* ---- var, std (correction in num[0]; NAN = 1, Bessel's correction, as torch) ---- */
+static double attr_correction(const ls_attrs *a)
+{
+    return (a->nnum < 1 || isnan(a->num[0])) ? 1.0 : a->num[0];
+}
+static ls_tensor *var_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    bool red[LS_MAX_DIMS];
+    if (red_dims("var", in[0], a, red)) return NULL;
+    return reduce_values("var", in[0], red, a->keepdim, RF_VAR, attr_correction(a));
+}
+static ls_tensor *std_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    bool red[LS_MAX_DIMS];
+    if (red_dims("std", in[0], a, red)) return NULL;
+    return reduce_values("std", in[0], red, a->keepdim, RF_STD, attr_correction(a));
+}
+/* var: g * 2 (x - mean) / (N - correction); std = sqrt(var): g * (x - mean) / ((N - correction) std).
+ * The mean (and std) are recomputed from x with keepdim. */
+static ls_status var_std_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin, bool is_std)
+{
+    const char *who = is_std ? "std" : "var";
+    ls_tensor *x = c->in[0];
+    bool red[LS_MAX_DIMS];
+    if (red_dims(who, x, c->attrs, red)) return LS_ERR_ARG;
+    double dof = (double)red_count(x, red) - attr_correction(c->attrs);
+    if (dof < 0) dof = 0;
+    ls_tmp tmp = {0};
+    ls_tensor *gk = grad_keepdim(&tmp, c, g, red);
+    ls_tensor *m = redo_keepdim(&tmp, c, LS_OP_MEAN);
+    ls_tensor *dev = ls_tmp_keep(&tmp, ls_sub(x, m));
+    if (is_std) {
+        ls_tensor *s = redo_keepdim(&tmp, c, LS_OP_STD);
+        ls_tensor *q = ls_tmp_keep(&tmp, ls_div(gk, s));
+        ls_tensor *d = ls_tmp_keep(&tmp, ls_mul_scalar(dev, 1.0 / dof));
+        gin[0] = ls_mul(q, d);
+    } else {
+        ls_tensor *d = ls_tmp_keep(&tmp, ls_mul_scalar(dev, 2.0 / dof));
+        gin[0] = ls_mul(gk, d);
+    }
+    return grad_done(&tmp, gin);
+}
+static ls_status var_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    return var_std_bwd(c, g, gin, false);
+}
+static ls_status std_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    return var_std_bwd(c, g, gin, true);
+}
+static int var_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .attrs = {.all_dims = true, .nnum = 1,
+                                                                   .num = {NAN}}};
+    s[1] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}},
+                          .attrs = {.ndims = 1, .dims = {1}, .nnum = 1, .num = {0}}};
+    s[2] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}},
+                          .attrs = {.ndims = 2, .dims = {0, -1}, .keepdim = true, .nnum = 1,
+                                    .num = {NAN}}};
+    s[3] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}},
+                          .attrs = {.ndims = 1, .dims = {-1}, .keepdim = true, .nnum = 1, .num = {1}}};
+    return 4;
+}
+const ls_op_def ls_op_var = {"var", 1, "T D? k? n?", var_fwd, var_bwd, var_samples};
+const ls_op_def ls_op_std = {"std", 1, "T D? k? n?", std_fwd, std_bwd, var_samples};
+
+ls_tensor *ls_var(ls_tensor *x, int ndims, const int *dims, bool keepdim, double correction)
+{
+    return reduce_apply(LS_OP_VAR, "var", x, ndims, dims, keepdim, 1, correction);
+}
+ls_tensor *ls_std(ls_tensor *x, int ndims, const int *dims, bool keepdim, double correction)
+{
+    return reduce_apply(LS_OP_STD, "std", x, ndims, dims, keepdim, 1, correction);
+}
+
+/* ---- max, min (values) ---- */
+static ls_tensor *max_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    bool red[LS_MAX_DIMS];
+    if (red_dims("max", in[0], a, red)) return NULL;
+    return reduce_values("max", in[0], red, a->keepdim, RF_MAX, 0);
+}
+static ls_tensor *min_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    bool red[LS_MAX_DIMS];
+    if (red_dims("min", in[0], a, red)) return NULL;
+    return reduce_values("min", in[0], red, a->keepdim, RF_MIN, 0);
+}
+/* g shared equally by the elements equal to the extreme (torch.amax's convention):
+ * mask = (x == max_keepdim), gx = mask * g / sum(mask). */
+static ls_status extreme_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin, ls_op_id op)
+{
+    ls_tensor *x = c->in[0];
+    bool red[LS_MAX_DIMS];
+    if (red_dims(ls_ops[op]->name, x, c->attrs, red)) return LS_ERR_ARG;
+    ls_tmp tmp = {0};
+    ls_tensor *gk = grad_keepdim(&tmp, c, g, red);
+    ls_tensor *m = redo_keepdim(&tmp, c, op);
+    ls_tensor *mask = ls_tmp_keep(&tmp, ls_eq(x, m));
+    ls_attrs ka = *c->attrs;
+    ka.keepdim = true;
+    ls_tensor *cnt = ls_tmp_keep(&tmp, ls_op_apply(LS_OP_SUM, &mask, &ka));
+    ls_tensor *share = ls_tmp_keep(&tmp, ls_div(gk, cnt));
+    gin[0] = ls_mul(mask, share);
+    return grad_done(&tmp, gin);
+}
+static ls_status max_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    return extreme_bwd(c, g, gin, LS_OP_MAX);
+}
+static ls_status min_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    return extreme_bwd(c, g, gin, LS_OP_MIN);
+}
+static int extreme_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .attrs = {.all_dims = true}};
+    s[1] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}},
+                          .attrs = {.ndims = 1, .dims = {1}, .keepdim = true}};
+    s[2] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}}, .attrs = {.ndims = 2, .dims = {0, -1}}};
+    return 3;
+}
+const ls_op_def ls_op_max = {"max", 1, "T D? k?", max_fwd, max_bwd, extreme_samples};
+const ls_op_def ls_op_min = {"min", 1, "T D? k?", min_fwd, min_bwd, extreme_samples};
+
+ls_tensor *ls_max(ls_tensor *x, int ndims, const int *dims, bool keepdim)
+{
+    return reduce_apply(LS_OP_MAX, "max", x, ndims, dims, keepdim, 0, 0);
+}
+ls_tensor *ls_min(ls_tensor *x, int ndims, const int *dims, bool keepdim)
+{
+    return reduce_apply(LS_OP_MIN, "min", x, ndims, dims, keepdim, 0, 0);
+}
+
+/* ---- argmax, argmin (i64; no dim: flat index into the row-major order of all elements) ---- */
+static ls_tensor *arg_fwd(const char *who, ls_tensor *x, const ls_attrs *a, red_kind kind)
+{
+    if (ls_check_float_same(who, 1, &x)) return NULL;
+    bool red[LS_MAX_DIMS] = {false};
+    if (a->has_dim) {
+        int d = a->dim;
+        if (ls_check_dim(who, x->ndim, &d)) return NULL;
+        if (x->ndim > 0) red[d] = true;
+    } else {
+        for (int d = 0; d < x->ndim; d++) red[d] = true;
+    }
+    red_plan p;
+    if (plan_init(&p, x, red, a->keepdim)) return NULL;
+    if (p.R == 0) {
+        ls_error_set(LS_ERR_ARG, "%s: cannot reduce over an empty dimension of tensor %s", who,
+                     ls_tensor_shape_str(x));
+        plan_free(&p);
+        return NULL;
+    }
+    size_t n = (size_t)(p.O ? p.O : 1);
+    double *rowv = ls_malloc(sizeof(double) * n, "reduce");
+    int64_t *rowi = ls_malloc(sizeof(int64_t) * n, "reduce");
+    ls_tensor *out = NULL;
+    if (rowv && rowi && plan_run(&p, kind, NULL, rowv, rowi) == LS_OK)
+        out = plan_output(&p, LS_I64, rowv, rowi);
+    ls_free(rowv);
+    ls_free(rowi);
+    plan_free(&p);
+    return out;
+}
+static ls_tensor *argmax_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    return arg_fwd("argmax", in[0], a, RK_ARGMAX);
+}
+static ls_tensor *argmin_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    return arg_fwd("argmin", in[0], a, RK_ARGMIN);
+}
+const ls_op_def ls_op_argmax = {"argmax", 1, "T d? k?", argmax_fwd, NULL, NULL};
+const ls_op_def ls_op_argmin = {"argmin", 1, "T d? k?", argmin_fwd, NULL, NULL};
+
+/* dim < 0: over all elements (flat index); to count from the end, pass dim + ndim. */
+ls_tensor *ls_argmax(ls_tensor *x, int dim, bool keepdim)
+{
+    ls_attrs a = {.dim = dim, .has_dim = dim >= 0, .ndims = dim >= 0, .dims = {dim},
+                  .keepdim = keepdim};
+    return ls_op_apply(LS_OP_ARGMAX, &x, &a);
+}
+ls_tensor *ls_argmin(ls_tensor *x, int dim, bool keepdim)
+{
+    ls_attrs a = {.dim = dim, .has_dim = dim >= 0, .ndims = dim >= 0, .dims = {dim},
+                  .keepdim = keepdim};
+    return ls_op_apply(LS_OP_ARGMIN, &x, &a);
+}
+
+/* ---- norm (p in num[0]: 1, 2 (NAN), inf) ---- */
+static ls_status norm_p(const ls_attrs *a, double *p)
+{
+    *p = (a->nnum < 1 || isnan(a->num[0])) ? 2.0 : a->num[0];
+    if (*p == 1.0 || *p == 2.0 || *p == INFINITY) return LS_OK;
+    return ls_error_set(LS_ERR_ARG, "norm: p must be 1, 2 or inf, got %g", *p);
+}
+static ls_tensor *norm_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    bool red[LS_MAX_DIMS];
+    double p;
+    if (norm_p(a, &p) || red_dims("norm", in[0], a, red)) return NULL;
+    red_fn fn = p == 1.0 ? RF_NORM1 : p == 2.0 ? RF_NORM2 : RF_NORMINF;
+    return reduce_values("norm", in[0], red, a->keepdim, fn, 0);
+}
+/* p = 1: g sign(x).  p = 2: g x / n, with n = 0 replaced by 1 (x is 0 there, so the gradient is the
+ * subgradient 0 and no NaN enters a second derivative).  p = inf: like max of |x|, times sign(x). */
+static ls_status norm_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tensor *x = c->in[0];
+    bool red[LS_MAX_DIMS];
+    double p;
+    if (norm_p(c->attrs, &p) || red_dims("norm", x, c->attrs, red)) return LS_ERR_ARG;
+    ls_tmp tmp = {0};
+    ls_tensor *gk = grad_keepdim(&tmp, c, g, red);
+    if (p == 1.0) {
+        ls_tensor *sg = ls_tmp_keep(&tmp, ls_sign(x));
+        gin[0] = ls_mul(gk, sg);
+        return grad_done(&tmp, gin);
+    }
+    ls_tensor *n = redo_keepdim(&tmp, c, LS_OP_NORM);
+    if (p == 2.0) {
+        ls_tensor *zero = ls_tmp_keep(&tmp, ls_tensor_scalar(x->dtype, 0.0));
+        ls_tensor *one = ls_tmp_keep(&tmp, ls_tensor_scalar(x->dtype, 1.0));
+        ls_tensor *isz = ls_tmp_keep(&tmp, zero && n ? ls_eq(n, zero) : NULL);
+        ls_tensor *safe = ls_tmp_keep(&tmp, one ? ls_where(isz, one, n) : NULL);
+        ls_tensor *q = ls_tmp_keep(&tmp, ls_div(gk, safe));
+        gin[0] = ls_mul(x, q);
+        return grad_done(&tmp, gin);
+    }
+    ls_tensor *ax = ls_tmp_keep(&tmp, ls_abs(x));
+    ls_tensor *mask = ls_tmp_keep(&tmp, ls_eq(ax, n));
+    ls_attrs ka = *c->attrs;
+    ka.keepdim = true;
+    ls_tensor *cnt = ls_tmp_keep(&tmp, ls_op_apply(LS_OP_SUM, &mask, &ka));
+    ls_tensor *sg = ls_tmp_keep(&tmp, ls_sign(x));
+    ls_tensor *route = ls_tmp_keep(&tmp, ls_mul(mask, sg));
+    ls_tensor *share = ls_tmp_keep(&tmp, ls_div(gk, cnt));
+    gin[0] = ls_mul(route, share);
+    return grad_done(&tmp, gin);
+}
+static int norm_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .attrs = {.all_dims = true, .nnum = 1,
+                                                                   .num = {NAN}}};
+    s[1] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}},
+                          .attrs = {.ndims = 2, .dims = {0, 2}, .nnum = 1, .num = {2}}};
+    s[2] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .kind = {LS_SAMPLE_AWAY_FROM_ZERO},
+                          .attrs = {.ndims = 1, .dims = {1}, .keepdim = true, .nnum = 1, .num = {1}}};
+    s[3] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}}, .kind = {LS_SAMPLE_AWAY_FROM_ZERO},
+                          .attrs = {.ndims = 1, .dims = {-1}, .nnum = 1, .num = {INFINITY}}};
+    s[4] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .kind = {LS_SAMPLE_AWAY_FROM_ZERO},
+                          .attrs = {.all_dims = true, .keepdim = true, .nnum = 1, .num = {INFINITY}}};
+    return 5;
+}
+/* x:norm(p, dims, keepdim) */
+const ls_op_def ls_op_norm = {"norm", 1, "T n? D? k?", norm_fwd, norm_bwd, norm_samples};
+
+ls_tensor *ls_norm(ls_tensor *x, double p, int ndims, const int *dims, bool keepdim)
+{
+    return reduce_apply(LS_OP_NORM, "norm", x, ndims, dims, keepdim, 1, p);
+}
+
+/* ---- logsumexp ---- */
+static ls_tensor *logsumexp_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    bool red[LS_MAX_DIMS];
+    if (red_dims("logsumexp", in[0], a, red)) return NULL;
+    return reduce_values("logsumexp", in[0], red, a->keepdim, RF_LSE, 0);
+}
+/* g * exp(x - lse), i.e. g times the softmax over the reduced dims. */
+static ls_status logsumexp_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    bool red[LS_MAX_DIMS];
+    if (red_dims("logsumexp", c->in[0], c->attrs, red)) return LS_ERR_ARG;
+    ls_tmp tmp = {0};
+    ls_tensor *gk = grad_keepdim(&tmp, c, g, red);
+    ls_tensor *l = redo_keepdim(&tmp, c, LS_OP_LOGSUMEXP);
+    ls_tensor *d = ls_tmp_keep(&tmp, ls_sub(c->in[0], l));
+    ls_tensor *sm = ls_tmp_keep(&tmp, ls_exp(d));
+    gin[0] = ls_mul(gk, sm);
+    return grad_done(&tmp, gin);
+}
+const ls_op_def ls_op_logsumexp = {"logsumexp", 1, "T D? k?", logsumexp_fwd, logsumexp_bwd,
+                                   reduce_samples};
+
+ls_tensor *ls_logsumexp(ls_tensor *x, int ndims, const int *dims, bool keepdim)
+{
+    return reduce_apply(LS_OP_LOGSUMEXP, "logsumexp", x, ndims, dims, keepdim, 0, 0);
+}
+
+/* ---- sum_to (shape in ints): the adjoint of expand ----
+ * x's shape must be `shape` broadcast (NumPy rules): leading extra dims are summed away, and dims
+ * where shape has 1 and x does not are summed with keepdim. */
+static ls_tensor *sum_to_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    ls_tensor *x = in[0];
+    int n = a->nints, lead = x->ndim - a->nints;
+    bool red[LS_MAX_DIMS] = {false}, any = false;
+    bool ok = n >= 0 && lead >= 0;
+    for (int i = 0; ok && i < x->ndim; i++) {
+        int si = i - lead;
+        if (si < 0) red[i] = true;
+        else if (a->ints[si] == 1 && x->shape[i] != 1) red[i] = true;
+        else if (a->ints[si] != x->shape[i]) ok = false;
+        any = any || red[i];
+    }
+    if (!ok) {
+        char b[LS_SHAPE_STR_MAX];
+        ls_error_set(LS_ERR_ARG, "sum_to: cannot sum %s down to %s", ls_tensor_shape_str(x),
+                     ls_shape_str(n < 0 ? 0 : n, a->ints, b, sizeof b));
+        return NULL;
+    }
+    if (!any) return ls_view_reshape(x, n, a->ints);   /* only leading 1s dropped: a view */
+    if (ls_check_float_same("sum_to", 1, &x)) return NULL;
+    ls_tensor *r = reduce_values("sum_to", x, red, true, RF_SUM, 0);
+    if (!r) return NULL;
+    ls_tensor *v = ls_view_reshape(r, n, a->ints);
+    ls_tensor_release(r);
+    return v;
+}
+static ls_status sum_to_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    gin[0] = ls_expand(g, c->in[0]->ndim, c->in[0]->shape);
+    return gin[0] ? LS_OK : ls_error_code();
+}
+static int sum_to_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}}, .attrs = {.nints = 2, .ints = {3, 1}}};
+    s[1] = (ls_op_sample){.ndim = {3}, .shape = {{2, 3, 4}}, .attrs = {.nints = 3, .ints = {1, 3, 4}}};
+    s[2] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .attrs = {.nints = 0}};
+    s[3] = (ls_op_sample){.ndim = {2}, .shape = {{3, 4}}, .attrs = {.nints = 2, .ints = {3, 4}}};
+    return 4;
+}
+const ls_op_def ls_op_sum_to = {"sum_to", 1, "T S", sum_to_fwd, sum_to_bwd, sum_to_samples};
+
+ls_tensor *ls_sum_to(ls_tensor *x, int ndim, const int64_t *shape)
+{
+    if (ndim < 0 || ndim > LS_MAX_DIMS) {
+        ls_error_set(LS_ERR_ARG, "sum_to: %d dimensions (at most %d supported)", ndim, LS_MAX_DIMS);
+        return NULL;
+    }
+    ls_attrs a = {.nints = ndim};
+    if (ndim) memcpy(a.ints, shape, sizeof(int64_t) * (size_t)ndim);
+    return ls_op_apply(LS_OP_SUM_TO, &x, &a);
+}

@@ -1,0 +1,117 @@
+--- landscape.fs: small file-system helpers on top of LuaFileSystem.
+--
+-- Following Lua's io library and lfs: misuse (a non-string path) raises an error; an operating-system
+-- failure returns nil, a message naming the path, and an errno where one is known.
+--
+--   local fs = require "landscape.fs"
+--   fs.mkdir_p("results/shards")                   -- like `mkdir -p`
+--   for _, p in ipairs(fs.list("results/shards", "^shard%-%d+%.csv$")) do ... end
+local lfs = require "lfs"
+
+local M = {}
+
+local function check_path(path, who)
+    if type(path) ~= "string" then
+        error(string.format("fs.%s: path must be a string, got %s", who, type(path)), 3)
+    end
+end
+
+--- True if something (file, directory, ...) exists at `path`.
+function M.exists(path)
+    check_path(path, "exists")
+    return lfs.attributes(path, "mode") ~= nil
+end
+
+--- True if `path` is a directory.
+function M.isdir(path)
+    check_path(path, "isdir")
+    return lfs.attributes(path, "mode") == "directory"
+end
+
+--- True if `path` is a regular file.
+function M.isfile(path)
+    check_path(path, "isfile")
+    return lfs.attributes(path, "mode") == "file"
+end
+
+--- The directory part of a path ("a/b/c.csv" -> "a/b", "c.csv" -> ".", "/x" -> "/").
+function M.dirname(path)
+    check_path(path, "dirname")
+    local d = path:match("^(.*[^/])/+[^/]*$")
+    if d then return d end
+    return path:sub(1, 1) == "/" and "/" or "."
+end
+
+--- The last component of a path ("a/b/c.csv" -> "c.csv").
+function M.basename(path)
+    check_path(path, "basename")
+    return path:match("([^/]*)/*$")
+end
+
+--- Join path components with "/" (an absolute component restarts the path).
+function M.join(...)
+    local out = nil
+    for i = 1, select("#", ...) do
+        local part = select(i, ...)
+        check_path(part, "join")
+        if out == nil or part:sub(1, 1) == "/" then
+            out = part
+        elseif part ~= "" then
+            out = (out:sub(-1) == "/" or out == "") and (out .. part) or (out .. "/" .. part)
+        end
+    end
+    return out or ""
+end
+
+--- Create a directory and any missing parents, like `mkdir -p`. Returns true, or nil, message.
+-- An existing directory is success; an existing non-directory in the way is a failure.
+function M.mkdir_p(path)
+    check_path(path, "mkdir_p")
+    if path == "" then return true end
+    local mode = lfs.attributes(path, "mode")
+    if mode == "directory" then return true end
+    if mode then return nil, string.format("mkdir_p: %s: exists and is not a directory", path) end
+    local parent = M.dirname(path)
+    if parent ~= path then
+        local ok, err = M.mkdir_p(parent)
+        if not ok then return nil, err end
+    end
+    local ok, err, code = lfs.mkdir(path)
+    -- Another process may have created it in between (shards starting together): that is fine.
+    if not ok and lfs.attributes(path, "mode") ~= "directory" then
+        return nil, string.format("mkdir_p: %s: %s", path, err), code
+    end
+    return true
+end
+
+--- The files (not directories) in `dir` whose names match the Lua pattern `pattern` (default: all),
+-- as sorted full paths ("dir/name"). Returns nil, message if `dir` cannot be read.
+function M.list(dir, pattern)
+    check_path(dir, "list")
+    if pattern ~= nil and type(pattern) ~= "string" then
+        error(string.format("fs.list: pattern must be a string, got %s", type(pattern)), 2)
+    end
+    if lfs.attributes(dir, "mode") ~= "directory" then
+        return nil, string.format("list: %s: not a directory or does not exist", dir)
+    end
+    local ok, iter, state = pcall(lfs.dir, dir)
+    if not ok then return nil, string.format("list: %s: %s", dir, tostring(iter)) end
+    local out = {}
+    for name in iter, state do
+        if name ~= "." and name ~= ".." and (pattern == nil or name:find(pattern)) then
+            local full = M.join(dir, name)
+            if lfs.attributes(full, "mode") == "file" then out[#out + 1] = full end
+        end
+    end
+    table.sort(out)
+    return out
+end
+
+--- Remove a file if it exists. Returns true, or nil, message.
+function M.remove(path)
+    check_path(path, "remove")
+    if not M.exists(path) then return true end
+    return os.remove(path)
+end
+
+return M

@@ -1,0 +1,652 @@
+/* Elementwise ops (engine/ops/elementwise.c): every op against a naive double-precision reference in
+ * both dtypes, on contiguous, transposed, narrowed (non-contiguous), broadcast, 0-d and empty inputs,
+ * plus sizes large enough to be split over the thread pool; special values (overflow in sigmoid and
+ * softplus, NaN propagation); error messages; and the gradient conventions the registry-driven
+ * gradient check cannot see because its samples avoid them (ties, clamp boundaries, zeros).
+ *
+ * Tolerances: f64 results must match the reference to 1e-12 relative (libm in both, differing only
+ * in formula rounding); f32 results to 1e-6 relative (single-precision libm, a few ulp). */
+#include "check.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "autograd/autograd.h"
+#include "ops/ops.h"
+
+static const ls_dtype dtypes[2] = {LS_F32, LS_F64};
+
+/* ---- inputs ---- */
+
+enum { REAL, POSITIVE, AWAY, SMALLINT };   /* U(-2,2), U(0.1,3), +-U(0.3,2), {-1,0,1} */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static double uniform(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+static double draw(int kind)
+{
+    double u = uniform();
+    switch (kind) {
+    case POSITIVE: return 0.1 + 2.9 * u;
+    case AWAY: return (uniform() < 0.5 ? -1 : 1) * (0.3 + 1.7 * u);
+    case SMALLINT: return (double)((int)(u * 3.0) - 1);
+    default: return -2.0 + 4.0 * u;
+    }
+}
+
+/* A contiguous tensor of random values. */
+static ls_tensor *make(ls_dtype d, int ndim, const int64_t *shape, int kind)
+{
+    ls_tensor *t = ls_tensor_new(d, ndim, shape);
+    int64_t n = ls_tensor_numel(t);
+    for (int64_t i = 0; i < n; i++) {
+        double v = draw(kind);
+        if (d == LS_F32) ((float *)ls_tensor_data(t))[i] = (float)v;
+        else ((double *)ls_tensor_data(t))[i] = v;
+    }
+    return t;
+}
+
+/* Layouts of an input of a given 2-d shape: contiguous, a transposed view, a narrowed view. */
+enum { CONTIG, TRANSPOSED, NARROWED, NLAYOUTS };
+static ls_tensor *make_layout(ls_dtype d, int64_t r, int64_t c, int kind, int layout)
+{
+    if (layout == CONTIG) return make(d, 2, (int64_t[]){r, c}, kind);
+    ls_tensor *base, *v;
+    if (layout == TRANSPOSED) {
+        base = make(d, 2, (int64_t[]){c, r}, kind);
+        v = ls_view_transpose(base, 0, 1);
+    } else {
+        base = make(d, 2, (int64_t[]){r, c + 3}, kind);
+        v = ls_view_narrow(base, 1, 2, c);
+    }
+    ls_tensor_release(base);
+    return v;
+}
+
+/* Element of `t` broadcast to `shape` at flat position i. */
+static double bget(const ls_tensor *t, int ndim, const int64_t *shape, int64_t i)
+{
+    int64_t idx[LS_MAX_DIMS] = {0}, tidx[LS_MAX_DIMS] = {0};
+    for (int d = ndim - 1; d >= 0; d--) {
+        idx[d] = i % shape[d];
+        i /= shape[d];
+    }
+    for (int d = 0; d < t->ndim; d++) {
+        int od = d + ndim - t->ndim;
+        tidx[d] = t->shape[d] == 1 ? 0 : idx[od];
+    }
+    return ls_tensor_get(t, tidx);
+}
+
+static double tol_for(ls_dtype d, double ref)
+{
+    double scale = fabs(ref) > 1.0 ? fabs(ref) : 1.0;
+    return (d == LS_F32 ? 1e-6 : 1e-12) * scale;
+}
+
+/* Compare out with ref over all elements; returns the number of mismatches (each also CHECKed). */
+static int same_value(double got, double want, ls_dtype d)
+{
+    if (isnan(want)) return isnan(got);
+    if (isinf(want)) return got == want;
+    return fabs(got - want) <= tol_for(d, want);
+}
+
+/* ---- unary ---- */
+
+static double ref_neg(double x) { return -x; }
+static double ref_sign(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : x; }
+static double ref_relu(double x) { return x > 0 ? x : 0.0; }
+static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double ref_softplus(double x) { return log(1.0 + exp(x)); }
+
+typedef struct {
+    const char *name;
+    ls_tensor *(*fn)(ls_tensor *);
+    double (*ref)(double);
+    int kind;
+} unary_case;
+
+static const unary_case unary_cases[] = {
+    {"neg", ls_neg, ref_neg, REAL},         {"exp", ls_exp, exp, REAL},
+    {"log", ls_log, log, POSITIVE},         {"sqrt", ls_sqrt, sqrt, POSITIVE},
+    {"abs", ls_abs, fabs, REAL},            {"sign", ls_sign, ref_sign, SMALLINT},
+    {"relu", ls_relu, ref_relu, REAL},      {"tanh", ls_tanh, tanh, REAL},
+    {"sigmoid", ls_sigmoid, ref_sigmoid, REAL}, {"softplus", ls_softplus, ref_softplus, REAL},
+};
+#define N_UNARY (int)(sizeof unary_cases / sizeof unary_cases[0])
+
+static void check_unary_on(const unary_case *uc, ls_tensor *x)
+{
+    ls_tensor *y = uc->fn(x);
+    CHECK(y != NULL);
+    if (!y) {
+        fprintf(stderr, "  %s: %s\n", uc->name, ls_error_message());
+        return;
+    }
+    CHECK(y->dtype == x->dtype && y->ndim == x->ndim);
+    CHECK(memcmp(y->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim) == 0);
+    CHECK(ls_tensor_is_contiguous(y));
+    int64_t n = ls_tensor_numel(x);
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double want = uc->ref(ls_tensor_get_flat(x, i));
+        if (!same_value(ls_tensor_get_flat(y, i), want, x->dtype) && bad++ < 3)
+            fprintf(stderr, "  %s(%s) at %lld: got %.9g want %.9g\n", uc->name,
+                    ls_dtype_name(x->dtype), (long long)i, ls_tensor_get_flat(y, i), want);
+    }
+    CHECK(bad == 0);
+    ls_tensor_release(y);
+}
+
+static void test_unary(void)
+{
+    for (int u = 0; u < N_UNARY; u++)
+        for (int di = 0; di < 2; di++) {
+            const unary_case *uc = &unary_cases[u];
+            ls_dtype d = dtypes[di];
+            for (int layout = 0; layout < NLAYOUTS; layout++) {
+                ls_tensor *x = make_layout(d, 5, 7, uc->kind, layout);
+                check_unary_on(uc, x);
+                ls_tensor_release(x);
+            }
+            ls_tensor *x0 = make(d, 0, NULL, uc->kind);                           /* 0-d */
+            ls_tensor *xe = make(d, 2, (int64_t[]){0, 3}, uc->kind);              /* empty */
+            ls_tensor *xl = make(d, 2, (int64_t[]){300, 301}, uc->kind);          /* > 1 chunk */
+            check_unary_on(uc, x0);
+            check_unary_on(uc, xe);
+            check_unary_on(uc, xl);
+            ls_tensor_release(x0);
+            ls_tensor_release(xe);
+            ls_tensor_release(xl);
+        }
+}
+
+/* ---- binary ---- */
+
+static double ref_add(double a, double b) { return a + b; }
+static double ref_sub(double a, double b) { return a - b; }
+static double ref_mul(double a, double b) { return a * b; }
+static double ref_div(double a, double b) { return a / b; }
+static double ref_min(double a, double b) { return a < b ? a : b; }
+static double ref_max(double a, double b) { return a > b ? a : b; }
+static double ref_eq(double a, double b) { return a == b; }
+static double ref_ne(double a, double b) { return a != b; }
+static double ref_lt(double a, double b) { return a < b; }
+static double ref_le(double a, double b) { return a <= b; }
+static double ref_gt(double a, double b) { return a > b; }
+static double ref_ge(double a, double b) { return a >= b; }
+
+typedef struct {
+    const char *name;
+    ls_tensor *(*fn)(ls_tensor *, ls_tensor *);
+    double (*ref)(double, double);
+    int kind_a, kind_b;
+} binary_case;
+
+static const binary_case binary_cases[] = {
+    {"add", ls_add, ref_add, REAL, REAL},          {"sub", ls_sub, ref_sub, REAL, REAL},
+    {"mul", ls_mul, ref_mul, REAL, REAL},          {"div", ls_div, ref_div, REAL, AWAY},
+    {"pow", ls_pow, pow, POSITIVE, REAL},          {"minimum", ls_minimum, ref_min, SMALLINT, REAL},
+    {"maximum", ls_maximum, ref_max, REAL, SMALLINT}, {"eq", ls_eq, ref_eq, SMALLINT, SMALLINT},
+    {"ne", ls_ne, ref_ne, SMALLINT, SMALLINT},     {"lt", ls_lt, ref_lt, SMALLINT, SMALLINT},
+    {"le", ls_le, ref_le, SMALLINT, SMALLINT},     {"gt", ls_gt, ref_gt, SMALLINT, SMALLINT},
+    {"ge", ls_ge, ref_ge, SMALLINT, SMALLINT},
+};
+#define N_BINARY (int)(sizeof binary_cases / sizeof binary_cases[0])
+
+static void check_binary_on(const binary_case *bc, ls_tensor *a, ls_tensor *b, int ndim,
+                            const int64_t *shape)
+{
+    ls_tensor *y = bc->fn(a, b);
+    CHECK(y != NULL);
+    if (!y) {
+        fprintf(stderr, "  %s: %s\n", bc->name, ls_error_message());
+        return;
+    }
+    CHECK(y->dtype == a->dtype && y->ndim == ndim);
+    CHECK(memcmp(y->shape, shape, sizeof(int64_t) * (size_t)ndim) == 0);
+    int64_t n = ls_tensor_numel(y);
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double want = bc->ref(bget(a, ndim, shape, i), bget(b, ndim, shape, i));
+        if (!same_value(ls_tensor_get_flat(y, i), want, a->dtype) && bad++ < 3)
+            fprintf(stderr, "  %s(%s %s, %s) at %lld: got %.9g want %.9g\n", bc->name,
+                    ls_dtype_name(a->dtype), ls_tensor_shape_str(a), ls_tensor_shape_str(b),
+                    (long long)i, ls_tensor_get_flat(y, i), want);
+    }
+    CHECK(bad == 0);
+    ls_tensor_release(y);
+}
+
+/* Broadcast pairs: {ndim_a, shape_a, ndim_b, shape_b, ndim_out, shape_out}. */
+typedef struct {
+    int na;
+    int64_t sa[3];
+    int nb;
+    int64_t sb[3];
+    int no;
+    int64_t so[3];
+} bcast_case;
+static const bcast_case bcasts[] = {
+    {2, {3, 1}, 2, {1, 4}, 2, {3, 4}},      {2, {2, 3}, 1, {3}, 2, {2, 3}},
+    {1, {3}, 2, {2, 3}, 2, {2, 3}},         {0, {0}, 2, {2, 2}, 2, {2, 2}},
+    {2, {2, 2}, 0, {0}, 2, {2, 2}},         {0, {0}, 0, {0}, 0, {0}},
+    {2, {0, 3}, 1, {3}, 2, {0, 3}},         {3, {2, 1, 3}, 2, {4, 1}, 3, {2, 4, 3}},
+    {2, {300, 257}, 1, {257}, 2, {300, 257}}, {2, {300, 257}, 0, {0}, 2, {300, 257}},
+    {0, {0}, 2, {300, 257}, 2, {300, 257}}, {2, {300, 1}, 2, {300, 257}, 2, {300, 257}},
+    {2, {300, 257}, 2, {300, 257}, 2, {300, 257}},
+};
+
+static void test_binary(void)
+{
+    for (int k = 0; k < N_BINARY; k++)
+        for (int di = 0; di < 2; di++) {
+            const binary_case *bc = &binary_cases[k];
+            ls_dtype d = dtypes[di];
+            /* every pair of layouts of a [5x7] operand */
+            for (int la = 0; la < NLAYOUTS; la++)
+                for (int lb = 0; lb < NLAYOUTS; lb++) {
+                    ls_tensor *a = make_layout(d, 5, 7, bc->kind_a, la);
+                    ls_tensor *b = make_layout(d, 5, 7, bc->kind_b, lb);
+                    check_binary_on(bc, a, b, 2, (int64_t[]){5, 7});
+                    ls_tensor_release(a);
+                    ls_tensor_release(b);
+                }
+            for (size_t c = 0; c < sizeof bcasts / sizeof bcasts[0]; c++) {
+                const bcast_case *bk = &bcasts[c];
+                ls_tensor *a = make(d, bk->na, bk->sa, bc->kind_a);
+                ls_tensor *b = make(d, bk->nb, bk->sb, bc->kind_b);
+                check_binary_on(bc, a, b, bk->no, bk->so);
+                ls_tensor_release(a);
+                ls_tensor_release(b);
+            }
+            /* a transposed operand against a broadcast row */
+            ls_tensor *a = make_layout(d, 6, 5, bc->kind_a, TRANSPOSED);
+            ls_tensor *b = make(d, 1, (int64_t[]){5}, bc->kind_b);
+            check_binary_on(bc, a, b, 2, (int64_t[]){6, 5});
+            check_binary_on(bc, b, a, 2, (int64_t[]){6, 5});
+            ls_tensor_release(a);
+            ls_tensor_release(b);
+        }
+}
+
+/* pow's scalar-exponent fast paths (2, 1, -1) and the general path agree with libm pow. */
+static void test_pow_scalar(void)
+{
+    static const double exps[] = {2.0, 1.0, -1.0, 0.5, 3.0, 0.0, -2.5};
+    for (int di = 0; di < 2; di++)
+        for (size_t e = 0; e < sizeof exps / sizeof exps[0]; e++) {
+            ls_tensor *x = make(dtypes[di], 2, (int64_t[]){40, 1001}, POSITIVE);
+            ls_tensor *y = ls_pow_scalar(x, exps[e]);
+            CHECK(y != NULL);
+            int bad = 0;
+            for (int64_t i = 0; y && i < ls_tensor_numel(x); i++) {
+                double want = pow(ls_tensor_get_flat(x, i), exps[e]);
+                bad += !same_value(ls_tensor_get_flat(y, i), want, x->dtype);
+            }
+            CHECK(bad == 0);
+            ls_tensor_release(x);
+            ls_tensor_release(y);
+        }
+}
+
+static void test_scalar_wrappers(void)
+{
+    for (int di = 0; di < 2; di++) {
+        ls_tensor *x = make(dtypes[di], 1, (int64_t[]){7}, REAL);
+        ls_tensor *a = ls_add_scalar(x, 2.5), *m = ls_mul_scalar(x, -3.0);
+        CHECK(a && m && a->dtype == x->dtype && m->ndim == 1 && m->shape[0] == 7);
+        for (int64_t i = 0; a && m && i < 7; i++) {
+            double v = ls_tensor_get_flat(x, i);
+            CHECK_NEAR(ls_tensor_get_flat(a, i), v + 2.5, tol_for(x->dtype, v + 2.5));
+            CHECK_NEAR(ls_tensor_get_flat(m, i), v * -3.0, tol_for(x->dtype, v * 3.0));
+        }
+        ls_tensor_release(a);
+        ls_tensor_release(m);
+        ls_tensor_release(x);
+    }
+    CHECK(ls_add_scalar(NULL, 1.0) == NULL);
+    CHECK(ls_mul_scalar(NULL, 1.0) == NULL);
+    CHECK(ls_pow_scalar(NULL, 2.0) == NULL);
+}
+
+/* ---- clamp ---- */
+
+static void test_clamp(void)
+{
+    static const double bounds[][2] = {{-0.5, 0.75}, {-0.5, NAN}, {NAN, 0.25}, {NAN, NAN},
+                                       {1.0, -1.0}};
+    for (int di = 0; di < 2; di++)
+        for (size_t b = 0; b < sizeof bounds / sizeof bounds[0]; b++)
+            for (int layout = 0; layout < NLAYOUTS; layout++) {
+                double lo = bounds[b][0], hi = bounds[b][1];
+                ls_tensor *x = make_layout(dtypes[di], 4, 6, REAL, layout);
+                ls_tensor *y = ls_clamp(x, lo, hi);
+                CHECK(y != NULL);
+                int bad = 0;
+                for (int64_t i = 0; y && i < 24; i++) {
+                    double v = ls_tensor_get_flat(x, i), want = v;
+                    if (!isnan(lo) && want < lo) want = lo;
+                    if (!isnan(hi) && want > hi) want = hi;   /* lo > hi gives hi, as torch */
+                    bad += !same_value(ls_tensor_get_flat(y, i), want, x->dtype);
+                }
+                CHECK(bad == 0);
+                ls_tensor_release(x);
+                ls_tensor_release(y);
+            }
+}
+
+/* ---- where ---- */
+
+static void test_where(void)
+{
+    /* {cond, a, b} shapes and the output */
+    static const struct {
+        int n[3];
+        int64_t s[3][2];
+        int no;
+        int64_t so[2];
+    } cases[] = {
+        {{2, 2, 2}, {{4, 5}, {4, 5}, {4, 5}}, 2, {4, 5}},
+        {{2, 2, 0}, {{4, 1}, {1, 5}, {0}}, 2, {4, 5}},
+        {{1, 0, 2}, {{5}, {0}, {4, 5}}, 2, {4, 5}},
+        {{0, 0, 0}, {{0}, {0}, {0}}, 0, {0}},
+        {{2, 1, 1}, {{0, 3}, {3}, {1}}, 2, {0, 3}},
+        {{2, 2, 2}, {{300, 257}, {300, 257}, {300, 257}}, 2, {300, 257}},
+    };
+    for (int di = 0; di < 2; di++) {
+        ls_dtype d = dtypes[di];
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            ls_tensor *cond = make(d, cases[c].n[0], cases[c].s[0], SMALLINT);   /* -1/0/1 */
+            ls_tensor *a = make(d, cases[c].n[1], cases[c].s[1], REAL);
+            ls_tensor *b = make(d, cases[c].n[2], cases[c].s[2], REAL);
+            ls_tensor *y = ls_where(cond, a, b);
+            CHECK(y != NULL && y->ndim == cases[c].no);
+            int bad = 0;
+            int64_t n = y ? ls_tensor_numel(y) : 0;
+            for (int64_t i = 0; i < n; i++) {
+                int no = cases[c].no;
+                const int64_t *so = cases[c].so;
+                double want = bget(cond, no, so, i) != 0 ? bget(a, no, so, i) : bget(b, no, so, i);
+                bad += ls_tensor_get_flat(y, i) != want;
+            }
+            CHECK(bad == 0);
+            ls_tensor_release(cond);
+            ls_tensor_release(a);
+            ls_tensor_release(b);
+            ls_tensor_release(y);
+        }
+        /* non-contiguous operands; -0.0 counts as false */
+        ls_tensor *cond = make_layout(d, 5, 7, SMALLINT, TRANSPOSED);
+        ls_tensor_set(cond, (int64_t[]){0, 0}, -0.0);
+        ls_tensor *a = make_layout(d, 5, 7, REAL, NARROWED), *b = make_layout(d, 5, 7, REAL, CONTIG);
+        ls_tensor *y = ls_where(cond, a, b);
+        int bad = 0;
+        for (int64_t i = 0; y && i < 35; i++) {
+            double c = ls_tensor_get_flat(cond, i);
+            bad += ls_tensor_get_flat(y, i) !=
+                   (c != 0 ? ls_tensor_get_flat(a, i) : ls_tensor_get_flat(b, i));
+        }
+        CHECK(y && bad == 0);
+        CHECK(y && ls_tensor_get_flat(y, 0) == ls_tensor_get_flat(b, 0));
+        ls_tensor_release(cond);
+        ls_tensor_release(a);
+        ls_tensor_release(b);
+        ls_tensor_release(y);
+    }
+}
+
+/* ---- special values ---- */
+
+static double one_value(ls_tensor *(*fn)(ls_tensor *), ls_dtype d, double x)
+{
+    ls_tensor *t = ls_tensor_scalar(d, x), *y = fn(t);
+    double v = y ? ls_tensor_get_flat(y, 0) : -12345.0;
+    ls_tensor_release(t);
+    ls_tensor_release(y);
+    return v;
+}
+static double two_values(ls_tensor *(*fn)(ls_tensor *, ls_tensor *), ls_dtype d, double x, double y)
+{
+    ls_tensor *a = ls_tensor_scalar(d, x), *b = ls_tensor_scalar(d, y), *r = fn(a, b);
+    double v = r ? ls_tensor_get_flat(r, 0) : -12345.0;
+    ls_tensor_release(a);
+    ls_tensor_release(b);
+    ls_tensor_release(r);
+    return v;
+}
+
+static void test_special_values(void)
+{
+    for (int di = 0; di < 2; di++) {
+        ls_dtype d = dtypes[di];
+        CHECK(one_value(ls_sigmoid, d, 100.0) == 1.0);
+        double s = one_value(ls_sigmoid, d, -80.0);           /* e^-80 ~ 1.8e-35, no NaN */
+        CHECK(s > 0 && fabs(s - exp(-80.0)) <= 1e-6 * exp(-80.0));
+        CHECK(one_value(ls_sigmoid, d, -1000.0) == 0.0);
+        CHECK(one_value(ls_sigmoid, d, 1000.0) == 1.0);
+        CHECK(one_value(ls_softplus, d, 1000.0) == 1000.0);   /* not inf */
+        CHECK(one_value(ls_softplus, d, 100.0) == 100.0);
+        double sp = one_value(ls_softplus, d, -80.0);          /* log1p(e^-80) = e^-80, not 0 */
+        CHECK(sp > 0 && fabs(sp - exp(-80.0)) <= 1e-6 * exp(-80.0));
+        CHECK(one_value(ls_softplus, d, 0.0) == (d == LS_F32 ? (double)logf(2.0f) : log(2.0)));
+        CHECK(one_value(ls_tanh, d, 50.0) == 1.0);
+        CHECK(one_value(ls_sign, d, 0.0) == 0.0);
+        CHECK(one_value(ls_sign, d, -3.0) == -1.0);
+        CHECK(isnan(one_value(ls_relu, d, NAN)));
+        CHECK(isnan(one_value(ls_sign, d, NAN)));
+        CHECK(isnan(two_values(ls_maximum, d, NAN, 1.0)));
+        CHECK(isnan(two_values(ls_maximum, d, 1.0, NAN)));
+        CHECK(isnan(two_values(ls_minimum, d, NAN, 1.0)));
+        CHECK(isnan(two_values(ls_minimum, d, 1.0, NAN)));
+        CHECK(two_values(ls_eq, d, NAN, NAN) == 0.0);
+        CHECK(two_values(ls_ne, d, NAN, NAN) == 1.0);
+        CHECK(isinf(one_value(ls_log, d, 0.0)) && one_value(ls_log, d, 0.0) < 0);
+        CHECK(two_values(ls_div, d, 1.0, 0.0) == INFINITY);
+        ls_tensor *t = ls_tensor_scalar(d, NAN), *c = ls_clamp(t, -1.0, 1.0);
+        CHECK(c && isnan(ls_tensor_get_flat(c, 0)));
+        ls_tensor_release(t);
+        ls_tensor_release(c);
+    }
+}
+
+/* ---- errors ---- */
+
+static int error_has(const char *needle)
+{
+    int ok = strstr(ls_error_message(), needle) != NULL;
+    if (!ok) fprintf(stderr, "  error was \"%s\", expected \"%s\"\n", ls_error_message(), needle);
+    return ok;
+}
+
+static void test_errors(void)
+{
+    ls_tensor *a = make(LS_F32, 2, (int64_t[]){3, 4}, REAL);
+    ls_tensor *b = make(LS_F32, 1, (int64_t[]){5}, REAL);
+    ls_tensor *c = make(LS_F64, 2, (int64_t[]){3, 4}, REAL);
+    ls_tensor *i = ls_tensor_zeros(LS_I64, 2, (int64_t[]){3, 4});
+    ls_tensor *u = ls_tensor_zeros(LS_U8, 1, (int64_t[]){4});
+
+    CHECK(ls_add(a, b) == NULL);
+    CHECK(error_has("add: shapes [3x4] and [5] cannot be broadcast"));
+    CHECK(ls_lt(b, a) == NULL);
+    CHECK(error_has("lt: shapes [5] and [3x4] cannot be broadcast"));
+    CHECK(ls_mul(a, c) == NULL);
+    CHECK(error_has("mul: dtype mismatch: f32 and f64"));
+    CHECK(ls_exp(i) == NULL);
+    CHECK(error_has("exp: expected a float tensor (f32 or f64), got i64"));
+    CHECK(ls_maximum(a, i) == NULL);
+    CHECK(error_has("maximum: expected a float tensor (f32 or f64), got i64"));
+    CHECK(ls_clamp(u, 0, 1) == NULL);
+    CHECK(error_has("clamp: expected a float tensor (f32 or f64), got u8"));
+    CHECK(ls_add_scalar(i, 1.0) == NULL);
+    CHECK(error_has("add: expected a float tensor"));
+    CHECK(ls_where(a, a, b) == NULL);
+    CHECK(error_has("where: shapes [3x4] and [5] cannot be broadcast"));
+    CHECK(ls_where(c, a, a) == NULL);
+    CHECK(error_has("where: dtype mismatch: f64 and f32"));
+    /* NULL inputs propagate without replacing the first error */
+    ls_error_set(LS_ERR_ARG, "earlier failure");
+    CHECK(ls_add(NULL, a) == NULL && ls_sigmoid(NULL) == NULL && ls_where(a, NULL, a) == NULL);
+    CHECK(ls_clamp(NULL, 0, 1) == NULL);
+    CHECK(error_has("earlier failure"));
+
+    ls_tensor_release(a);
+    ls_tensor_release(b);
+    ls_tensor_release(c);
+    ls_tensor_release(i);
+    ls_tensor_release(u);
+}
+
+/* ---- gradient conventions (points the gradient check's samples avoid on purpose) ---- */
+
+/* Gradients of sum(out) with respect to the inputs, out = f(inputs); returns the status. */
+static ls_status grads_of(ls_tensor *out, int nin, ls_tensor *const *in, ls_tensor **g)
+{
+    ls_tensor *ones = ls_tensor_full(out->dtype, out->ndim, out->shape, 1.0);
+    ls_grad_opts o = {.grad_outputs = &ones};
+    ls_status st = ls_autograd_grad(1, &out, nin, in, &o, g);
+    ls_tensor_release(ones);
+    return st;
+}
+
+static ls_tensor *vec(const double *v, int64_t n)
+{
+    ls_tensor *t = ls_tensor_from_buffer(LS_F64, 1, &n, v);
+    ls_requires_grad_(t, true);
+    return t;
+}
+
+static void check_vec(const ls_tensor *t, const double *want, int64_t n)
+{
+    CHECK(t != NULL && ls_tensor_numel(t) == n);
+    for (int64_t i = 0; t && i < n; i++) CHECK_NEAR(ls_tensor_get_flat(t, i), want[i], 1e-14);
+}
+
+static void test_gradient_conventions(void)
+{
+    /* maximum / minimum: ties split the gradient half and half */
+    ls_tensor *a = vec((double[]){1, 2, 3}, 3), *b = vec((double[]){1, 0, 5}, 3);
+    ls_tensor *g[3] = {0};
+    ls_tensor *mx = ls_maximum(a, b), *mn = ls_minimum(a, b);
+    CHECK(grads_of(mx, 2, (ls_tensor *[]){a, b}, g) == LS_OK);
+    check_vec(g[0], (double[]){0.5, 1, 0}, 3);
+    check_vec(g[1], (double[]){0.5, 0, 1}, 3);
+    ls_tensor_release(g[0]);
+    ls_tensor_release(g[1]);
+    CHECK(grads_of(mn, 2, (ls_tensor *[]){a, b}, g) == LS_OK);
+    check_vec(g[0], (double[]){0.5, 0, 1}, 3);
+    check_vec(g[1], (double[]){0.5, 1, 0}, 3);
+    ls_tensor_release(g[0]);
+    ls_tensor_release(g[1]);
+    ls_tensor_release(mx);
+    ls_tensor_release(mn);
+    ls_tensor_release(a);
+    ls_tensor_release(b);
+
+    /* clamp passes the gradient on the boundaries; relu, abs and sign give 0 at 0 */
+    ls_tensor *x = vec((double[]){-1, 0, 0.5, 1, 2}, 5);
+    ls_tensor *y = ls_clamp(x, 0.0, 1.0);
+    CHECK(grads_of(y, 1, &x, g) == LS_OK);
+    check_vec(g[0], (double[]){0, 1, 1, 1, 0}, 5);
+    ls_tensor_release(g[0]);
+    ls_tensor_release(y);
+    y = ls_clamp(x, NAN, 0.5);
+    CHECK(grads_of(y, 1, &x, g) == LS_OK);
+    check_vec(g[0], (double[]){1, 1, 1, 0, 0}, 5);
+    ls_tensor_release(g[0]);
+    ls_tensor_release(y);
+    y = ls_relu(x);
+    CHECK(grads_of(y, 1, &x, g) == LS_OK);
+    check_vec(g[0], (double[]){0, 0, 1, 1, 1}, 5);
+    ls_tensor_release(g[0]);
+    ls_tensor_release(y);
+    y = ls_abs(x);
+    CHECK(grads_of(y, 1, &x, g) == LS_OK);
+    check_vec(g[0], (double[]){-1, 0, 1, 1, 1}, 5);
+    ls_tensor_release(g[0]);
+    ls_tensor_release(y);
+    y = ls_sign(x);
+    CHECK(grads_of(y, 1, &x, g) == LS_OK);
+    check_vec(g[0], (double[]){0, 0, 0, 0, 0}, 5);
+    ls_tensor_release(g[0]);
+    ls_tensor_release(y);
+    ls_tensor_release(x);
+
+    /* pow: d/db a^b is 0 at a == 0 (not NaN); d/da 0^2 = 0 */
+    a = vec((double[]){0, 2}, 2);
+    b = vec((double[]){2, 3}, 2);
+    y = ls_pow(a, b);
+    CHECK(grads_of(y, 2, (ls_tensor *[]){a, b}, g) == LS_OK);
+    check_vec(g[0], (double[]){0, 12}, 2);
+    check_vec(g[1], (double[]){0, 8 * log(2.0)}, 2);
+    ls_tensor_release(g[0]);
+    ls_tensor_release(g[1]);
+    ls_tensor_release(y);
+    ls_tensor_release(a);
+    ls_tensor_release(b);
+
+    /* where: the gradient goes to the selected side only (summed back for a broadcast side) and
+     * none to cond */
+    ls_tensor *cond = vec((double[]){1, 0, 1}, 3);
+    a = vec((double[]){5, 6, 7}, 3);
+    b = ls_tensor_scalar(LS_F64, 9.0);
+    ls_requires_grad_(b, true);
+    y = ls_where(cond, a, b);
+    CHECK(grads_of(y, 3, (ls_tensor *[]){cond, a, b}, g) == LS_OK);
+    check_vec(g[0], (double[]){0, 0, 0}, 3);
+    check_vec(g[1], (double[]){1, 0, 1}, 3);
+    check_vec(g[2], (double[]){1}, 1);
+    CHECK(g[2] && g[2]->ndim == 0);
+    for (int k = 0; k < 3; k++) ls_tensor_release(g[k]);
+    ls_tensor_release(y);
+    ls_tensor_release(cond);
+    ls_tensor_release(a);
+    ls_tensor_release(b);
+
+    /* broadcast gradients are summed back to each input's shape */
+    a = ls_tensor_full(LS_F64, 2, (int64_t[]){3, 1}, 1.0);
+    b = ls_tensor_full(LS_F64, 2, (int64_t[]){1, 4}, 2.0);
+    ls_requires_grad_(a, true);
+    ls_requires_grad_(b, true);
+    y = ls_mul(a, b);
+    CHECK(grads_of(y, 2, (ls_tensor *[]){a, b}, g) == LS_OK);
+    check_vec(g[0], (double[]){8, 8, 8}, 3);
+    check_vec(g[1], (double[]){3, 3, 3, 3}, 4);
+    CHECK(g[0] && g[0]->ndim == 2 && g[0]->shape[0] == 3 && g[0]->shape[1] == 1);
+    ls_tensor_release(g[0]);
+    ls_tensor_release(g[1]);
+    ls_tensor_release(y);
+    ls_tensor_release(a);
+    ls_tensor_release(b);
+
+    /* comparisons are not recorded */
+    x = vec((double[]){1, 2}, 2);
+    ls_tensor *z = ls_tensor_scalar(LS_F64, 1.5);
+    y = ls_gt(x, z);
+    CHECK(y && !y->requires_grad && y->grad_fn == NULL);
+    ls_tensor_release(y);
+    ls_tensor_release(z);
+    ls_tensor_release(x);
+}
+
+int main(void)
+{
+    test_unary();
+    test_binary();
+    test_pow_scalar();
+    test_scalar_wrappers();
+    test_clamp();
+    test_where();
+    test_special_values();
+    test_errors();
+    test_gradient_conventions();
+    return check_done("test_ops_elementwise");
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages landscape needs (only those missing), then configures and builds into
+# build/ (or $LANDSCAPE_BUILD_DIR). Used by run.sh and test.sh; `--test` also installs the test oracles
+# (python3-torch, python3-numpy). Extra arguments go to cmake's configure step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs="build-essential cmake pkg-config lua5.4 liblua5.4-dev libopenblas-dev liblapacke-dev
+      lua-filesystem libcsv-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox"
+if [ "${1:-}" = "--test" ]; then
+    shift
+    pkgs="$pkgs lua-busted python3-torch python3-numpy"
+fi
+
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "landscape: installing Debian packages:$missing"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
+fi
+
+build="${LANDSCAPE_BUILD_DIR:-build}"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+cmake --build "$build" -j"$(nproc)"
