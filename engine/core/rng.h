@@ -11,11 +11,12 @@
  *              from words 2-3 (53 bits each); f32 rounds the f64 result
  *   rademacher top bit of word 0;  bernoulli: 53-bit uniform < p (same mask for f32 and f64)
  *   randint    all 128 bits (see below);  permutation: one block per Fisher-Yates step
- * so with the same seed and offset an f32 uniform is the f64 uniform truncated to 24 bits, an f32
+ * so with the same seed and offset an f32 uniform on [0, 1) is the f64 one truncated to 24 bits, an f32
  * normal is the f64 normal rounded to f32, and randint/rademacher/bernoulli do not depend on dtype.
  *
  * Preconditions are the caller's (the Lua binding checks them and raises): dtype as listed, n >= 0,
- * lo <= hi for uniform, lo < hi for randint, 0 <= p <= 1. Nothing here allocates or fails. */
+ * lo <= hi with hi - lo finite for uniform, lo < hi for randint, 0 <= p <= 1. Nothing here
+ * allocates or fails. */
 #ifndef LS_RNG_H
 #define LS_RNG_H
 

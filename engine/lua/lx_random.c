@@ -47,6 +47,7 @@ static int lx_random_fill(lua_State *L, lx_dist dist, const char *who)
     int opts = lua_istable(L, 1) ? 2 : nd + 1;
     if (!lua_isnoneornil(L, opts) && !lua_istable(L, opts))
         return luaL_error(L, "%s: expected a shape (a table or integers) and an options table", who);
+    lua_settop(L, opts);   /* fix the options slot before pushing results */
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, who);
     if (!ls_dtype_is_float(dt))
         return luaL_error(L, "%s: dtype must be f32 or f64, got %s", who, ls_dtype_name(dt));
@@ -86,6 +87,7 @@ static int lx_randint(lua_State *L)
     int64_t shape[LS_MAX_DIMS];
     int nd = lx_checkshape(L, 3, shape, "randint");
     int opts = lua_istable(L, 3) ? 4 : 3 + nd;
+    lua_settop(L, opts);
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_I64, "randint");
     if (dt == LS_U8) return luaL_error(L, "randint: dtype u8 is not supported");
     ls_rng local, *r = lx_stream(L, opts, &local, "randint");
@@ -101,6 +103,7 @@ static int lx_randperm(lua_State *L)
 {
     lua_Integer n = luaL_checkinteger(L, 1);
     if (n < 0) return luaL_error(L, "randperm: n must be >= 0, got %d", (int)n);
+    lua_settop(L, 2);
     ls_rng local, *r = lx_stream(L, 2, &local, "randperm");
     ls_tensor **box = lx_newtensorbox(L);
     int64_t sz = n;

@@ -66,6 +66,7 @@ static void lx_table_fill(lua_State *L, int idx, ls_tensor *t, int d, int64_t *i
 /* ls.tensor(table_or_number [, {dtype =}]) */
 static int lx_tensor_new(lua_State *L)
 {
+    lua_settop(L, 2);   /* fix the options slot before pushing results */
     ls_dtype dt = lx_optdtype(L, 2, "dtype", LS_F32, "tensor");
     int rg = lx_optboolean(L, 2, "requires_grad", 0, "tensor");
     ls_tensor **box = lx_newtensorbox(L);
@@ -98,6 +99,7 @@ static int lx_shape_and_opts(lua_State *L, int idx, int64_t *shape, int *opts, c
     if (!lua_isnoneornil(L, *opts) && !lua_istable(L, *opts))
         luaL_error(L, "%s: expected a shape (a table or integers) and an options table, got %s at "
                    "argument %d", who, luaL_typename(L, *opts), *opts);
+    lua_settop(L, *opts);
     return nd;
 }
 
@@ -113,6 +115,7 @@ static int lx_filled(lua_State *L, const char *who, int has_value)
         if (!lua_istable(L, 1)) return luaL_argerror(L, 1, "full: shape must be a table");
         nd = lx_checkshape(L, 1, shape, who);
         opts = 3;
+        lua_settop(L, 3);
     } else {
         nd = lx_shape_and_opts(L, first, shape, &opts, who);
     }
@@ -130,6 +133,7 @@ static int lx_full(lua_State *L) { return lx_filled(L, "full", 1); }
 static int lx_like(lua_State *L, double v)
 {
     ls_tensor *t = lx_checktensor(L, 1);
+    lua_settop(L, 2);
     ls_dtype dt = lx_optdtype(L, 2, "dtype", t->dtype, "zeros_like");
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_full(dt, t->ndim, t->shape, v);
@@ -148,6 +152,7 @@ static int lx_arange(lua_State *L)
     if (n == 0) return luaL_error(L, "arange: expected arange(stop), arange(start, stop) or "
                                      "arange(start, stop, step)");
     double start = n >= 2 ? a[0] : 0, stop = n >= 2 ? a[1] : a[0], step = n == 3 ? a[2] : 1;
+    lua_settop(L, n + 1);
     ls_dtype dt = lx_optdtype(L, n + 1, "dtype", LS_F32, "arange");
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_arange(dt, start, stop, step);
@@ -161,6 +166,7 @@ static int lx_eye(lua_State *L)
     lua_Integer m = lua_type(L, 2) == LUA_TNUMBER ? luaL_checkinteger(L, 2) : n;
     int opts = lua_type(L, 2) == LUA_TNUMBER ? 3 : 2;
     if (n < 0 || m < 0) return luaL_error(L, "eye: negative size %d x %d", (int)n, (int)m);
+    lua_settop(L, opts);
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, "eye");
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_eye(dt, n, m);
@@ -375,7 +381,7 @@ static int lx_tensor_index(lua_State *L)
             else lua_pushnil(L);
             return 1;
         }
-        if (strcmp(k, "requires_grad") == 0) { lua_pushboolean(L, t->requires_grad); return 1; }
+        if (strcmp(k, "needs_grad") == 0) { lua_pushboolean(L, t->requires_grad); return 1; }
         if (strcmp(k, "is_leaf") == 0) { lua_pushboolean(L, t->grad_fn == NULL); return 1; }
         if (strcmp(k, "grad_fn") == 0) {
             if (t->grad_fn) lua_pushstring(L, ls_ops[t->grad_fn->op]->name);

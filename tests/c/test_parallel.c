@@ -311,6 +311,28 @@ static void test_overhead(void)
     }
 }
 
+/* ---- idle workers sleep: no CPU time is burnt between jobs ---- */
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void test_idle_sleeps(void)
+{
+    ls_set_threads(4);
+    atomic_long count = 0;
+    ls_parallel_for(1000, 10, noop_fn, &count);
+    usleep(20000);   /* let late workers settle */
+    double c0 = cpu_seconds();
+    usleep(200000);
+    double used = cpu_seconds() - c0;
+    printf("CPU time used by an idle pool of 3 workers over 0.2 s: %.4f s\n", used);
+    CHECK(used < 0.02);
+}
+
 int main(void)
 {
     test_default_threads();   /* first: the children must start without a pool */
@@ -322,5 +344,6 @@ int main(void)
     test_concurrent_callers();
     test_fork();
     test_overhead();
+    test_idle_sleeps();
     return check_done("test_parallel");
 }

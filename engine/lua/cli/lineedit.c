@@ -576,6 +576,18 @@ char *ls_lineedit_read(ls_lineedit *le, const char *prompt, ls_line_status *stat
     free(le->scratch);
     le->scratch = NULL;
 
+    /* Output that did not end in a newline (io.write "123") would be overwritten by the prompt, which
+     * is drawn from column 0. So first write a full row of spaces and a carriage return, as zsh does:
+     * from column 0 this ends in the terminal's deferred-wrap state and the CR returns to the same,
+     * still empty, row; from any other column it wraps, leaving the partial line intact above. */
+    size_t cols = (size_t)ls_terminal_columns();
+    char *pad = malloc(cols + 1);
+    if (pad) {
+        memset(pad, ' ', cols);
+        pad[cols] = '\r';
+        ls_write_all(pad, cols + 1);
+        free(pad);
+    }
     *status = ls_le_edit(le);
     tcsetattr(STDIN_FILENO, TCSADRAIN, &orig);
     if (*status != LS_LINE_OK) return NULL;

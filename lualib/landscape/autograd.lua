@@ -1,0 +1,113 @@
+--- Autograd helpers built on ls.grad: Hessian-vector products, Jacobian-vector products (by the
+-- double-vjp trick), vector-Jacobian products, and a finite-difference gradient check for Lua
+-- functions. All accept a single tensor or a list of tensors wherever "tensors" is written.
+local ls = require "landscape"
+
+local M = {}
+
+local function as_list(t)
+  if ls.is_tensor(t) then return {t}, true end
+  assert(type(t) == "table", "expected a tensor or a list of tensors")
+  return t, false
+end
+
+local function unwrap(list, single)
+  if single then return list[1] end
+  return list
+end
+
+-- <a, b> summed over a list of tensor pairs, as a recorded scalar.
+local function inner(as, bs)
+  local total
+  for i = 1, #as do
+    local term = (as[i] * bs[i]):sum()
+    total = total and (total + term) or term
+  end
+  return total
+end
+
+--- ls.hvp(f, params, v) -> H v, shaped like params.
+-- f: a function of no arguments returning a scalar loss that depends on params.
+-- params: tensors with requires_grad; v: tensors of the same shapes.
+-- Exact: the gradient is taken with create_graph and differentiated again.
+function M.hvp(f, params, v)
+  local ps, single = as_list(params)
+  local vs = as_list(v)
+  if #vs ~= #ps then
+    error(string.format("hvp: %d directions for %d parameters", #vs, #ps), 2)
+  end
+  local loss = f()
+  local g = ls.grad(loss, ps, {create_graph = true})
+  local hv = ls.grad(inner(g, vs), ps, {allow_unused = true})
+  for i = 1, #ps do
+    if hv[i] == nil then hv[i] = ls.zeros_like(ps[i]) end
+  end
+  return unwrap(hv, single)
+end
+
+--- ls.vjp(f, inputs, u) -> (outputs, u^T J): the gradient of <f(inputs), u> w.r.t. inputs.
+function M.vjp(f, inputs, u)
+  local xs, single = as_list(inputs)
+  local y = f(table.unpack(xs))
+  local g = ls.grad(y, xs, {grad_outputs = u, allow_unused = true})
+  for i = 1, #xs do
+    if g[i] == nil then g[i] = ls.zeros_like(xs[i]) end
+  end
+  return y, unwrap(g, single)
+end
+
+--- ls.jvp(f, inputs, v) -> (outputs, J v) by the double-vjp trick: with a dummy u that requires grad,
+-- g(u) = J^T u is linear in u, so d<g(u), v>/du = J v. f must return one tensor.
+function M.jvp(f, inputs, v)
+  local xs, single = as_list(inputs)
+  local vs = as_list(v)
+  local y = f(table.unpack(xs))
+  local u = ls.zeros_like(y):requires_grad()
+  local g = ls.grad(y, xs, {grad_outputs = u, create_graph = true, allow_unused = true})
+  local gs, ds = {}, {}
+  for i = 1, #xs do
+    if g[i] ~= nil then
+      gs[#gs + 1] = g[i]
+      ds[#ds + 1] = vs[i]
+    end
+  end
+  if #gs == 0 then return y, ls.zeros_like(y) end
+  local jv = ls.grad(inner(gs, ds), u, {allow_unused = true})
+  if jv == nil then jv = ls.zeros_like(y) end
+  return y, jv
+end
+
+--- ls.gradcheck(f, inputs, {eps = 1e-6, atol = 1e-6, rtol = 1e-5}) -> true, or false and a message.
+-- Compares ls.grad of sum(f(inputs) * r) (r a fixed random projection) with central differences.
+-- Inputs should be f64 tensors with requires_grad.
+function M.gradcheck(f, inputs, opts)
+  opts = opts or {}
+  local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-6, opts.rtol or 1e-5
+  local xs = as_list(inputs)
+  local y = f(table.unpack(xs))
+  local r = ls.rand(y:size(), {seed = opts.seed or 1, dtype = y:type(), lo = -1, hi = 1})
+  local g = ls.grad((y * r):sum(), xs, {allow_unused = true})
+  local function value()
+    return ls.no_grad(function() return (f(table.unpack(xs)) * r):sum():item() end)
+  end
+  for i, x in ipairs(xs) do
+    local flat = x:detach():reshape(-1)
+    for j = 1, flat:numel() do
+      local x0 = flat[j]
+      flat[j] = x0 + eps
+      local lp = value()
+      flat[j] = x0 - eps
+      local lm = value()
+      flat[j] = x0
+      local num = (lp - lm) / (2 * eps)
+      local ana = g[i] and g[i]:reshape(-1)[j] or 0
+      if math.abs(ana - num) > atol + rtol * math.abs(num) then
+        return false, string.format("gradcheck: input %d element %d: analytic %.10g, numeric %.10g",
+                                    i, j, ana, num)
+      end
+    end
+  end
+  return true
+end
+
+return M
