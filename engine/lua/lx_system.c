@@ -1,4 +1,6 @@
 /* Threads, version and memory accounting from Lua. */
+#include <time.h>
+
 #include "core/alloc.h"
 #include "core/parallel.h"
 #include "lx.h"
@@ -36,7 +38,17 @@ static int lx_memory(lua_State *L)
     return 1;
 }
 
+/* ls.clock(): monotonic wall-clock seconds (for timing; os.clock is CPU time summed over threads) */
+static int lx_clock(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+    return 1;
+}
+
 static const luaL_Reg lx_system_module[] = {
+    {"clock", lx_clock},
     {"set_threads", lx_set_threads}, {"get_threads", lx_get_threads},
     {"available_cores", lx_available_cores}, {"memory", lx_memory}, {NULL, NULL}};
 

@@ -104,12 +104,13 @@ local function balanced_subset(labels, n, seed, who)
 end
 M.balanced_subset = public(balanced_subset)
 
--- Rows idx (1-based list) of tensor t along dim 1, as a new tensor.
+-- Rows idx (a 1-based list) of tensor t along dim 1, as a new tensor. Row by row through 1-based
+-- indexing (t[i] is a number for 1-d t, else a view of row i, copied into out[k]).
 local function take_rows(t, idx)
     local shape = t:size()
     shape[1] = #idx
     local out = ls.zeros(shape, {dtype = t.dtype})
-    for k, i in ipairs(idx) do out[k] = t[i] end   -- a number (1-d) or a row view, copied in
+    for k, i in ipairs(idx) do out[k] = t[i] end
     return out
 end
 

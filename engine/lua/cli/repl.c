@@ -226,7 +226,7 @@ void lx_repl_run(lua_State *L)
     ls_lineedit_history_load(r.le, lx_repl_history_path(L), LX_REPL_HISTORY_CAP);
     lua_settop(L, base);
 
-    printf("%s %s (%s)  --  ls = require \"landscape\" to begin, Ctrl-D to quit\n", LS_PROGNAME,
+    printf("%s %s (%s) -- ls = require \"landscape\" to begin, Ctrl-D quits\n", LS_PROGNAME,
            LS_VERSION, LUA_RELEASE);
     fflush(stdout);
     int status;
