@@ -1,12 +1,16 @@
-#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT, pthread_setname_np */
+#endif
 #include "core/parallel.h"
 
 #include <cblas.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -107,6 +111,16 @@ static long env_threads(void)
     return v;
 }
 
+/* OpenBLAS gets the same count, but never more than the cores we may run on: more BLAS threads than
+ * cores never helps, and each OpenBLAS thread busy-waits for a while after it is started or used
+ * (OPENBLAS_THREAD_TIMEOUT), so surplus ones would starve the engine's own workers. The engine's pool
+ * itself is not capped, so tests can oversubscribe it on purpose. */
+static void set_blas_threads(int t)
+{
+    int cores = ls_available_cores();
+    openblas_set_num_threads(t < cores ? t : cores);
+}
+
 static void pool_shutdown(void);
 static void pool_atfork_child(void);
 
@@ -115,7 +129,7 @@ static void pool_init(void)
     long n = env_threads();
     int t = clamp_threads(n > 0 ? n : ls_available_cores());
     atomic_store(&wanted_threads, t);
-    openblas_set_num_threads(t);
+    set_blas_threads(t);
     atexit(pool_shutdown);
     pthread_atfork(NULL, NULL, pool_atfork_child);
 }
@@ -125,7 +139,7 @@ void ls_set_threads(int n)
     pthread_once(&init_once, pool_init);
     int t = clamp_threads(n);
     atomic_store(&wanted_threads, t);
-    openblas_set_num_threads(t);
+    set_blas_threads(t);
 }
 
 int ls_get_threads(void)
@@ -150,6 +164,9 @@ static void run_chunks(const ls_job *j)
 static void *worker_main(void *arg)
 {
     int id = (int)(intptr_t)arg;
+    char name[16];
+    snprintf(name, sizeof name, "ls-worker-%d", id);
+    pthread_setname_np(pthread_self(), name);   /* shows in top -H, gdb, perf */
     tls_in_parallel = true;
     pthread_mutex_lock(&pool_mutex);
     uint64_t seen = generation;
@@ -188,11 +205,17 @@ static void pool_resize(int want)
         pthread_mutex_lock(&pool_mutex);
         target = want;
         pthread_mutex_unlock(&pool_mutex);
+        /* Workers start with every signal blocked, so signals (Ctrl-C in the REPL) go to the
+         * application's threads, never to a pool worker. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         while (nworkers < want) {
             if (pthread_create(&workers[nworkers], NULL, worker_main, (void *)(intptr_t)nworkers))
                 break;
             nworkers++;
         }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_mutex_lock(&pool_mutex);
         target = nworkers;
         pthread_mutex_unlock(&pool_mutex);

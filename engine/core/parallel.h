@@ -11,7 +11,8 @@
 
 #define LS_MAX_THREADS 256
 
-/* n >= 1; clamps to LS_MAX_THREADS. */
+/* n >= 1; clamps to LS_MAX_THREADS. OpenBLAS gets min(n, ls_available_cores()): surplus BLAS threads
+ * only busy-wait. The pool resizes at the next parallel call; safe to call between any two calls. */
 void ls_set_threads(int n);
 int ls_get_threads(void);
 /* Cores available to this process (sched affinity). */

@@ -73,7 +73,7 @@ void ls_rng_init(ls_rng *r, uint64_t seed)
 /* ---- bits to numbers ----
  * u24: the top 24 bits of word 0, in [0, 1) with step 2^-24 (f32).
  * u53: word 0 then the top 21 bits of word 1, in [0, 1) with step 2^-53 (f64).
- * u24 is u53 truncated to 24 bits, so an f32 draw is the f64 draw of the same element rounded down. */
+ * u24 is u53 truncated to 24 bits: an f32 U[0, 1) draw is the f64 one of the same element rounded down. */
 static inline float bits_u24(uint32_t w0) { return (float)(w0 >> 8) * 0x1p-24f; }
 
 static inline uint64_t bits_53(uint32_t w0, uint32_t w1)
@@ -89,12 +89,14 @@ static inline double bits_u53(uint32_t w0, uint32_t w1) { return (double)bits_53
  * 1 +- range / 2^128 <= 1 +- 2^-64: unbiased for any practical purpose, no rejection loop, one block.
  * Written with 64x64 -> 128 products: x * range = A * 2^64 + B with A = hi * range, B = lo * range,
  * and floor((A * 2^64 + B) / 2^128) = floor((A + floor(B / 2^64)) / 2^64); the sum fits in 128 bits. */
+__extension__ typedef unsigned __int128 u128;   /* GCC and Clang on 64-bit targets */
+
 static inline uint64_t bits_bounded(const uint32_t w[4], uint64_t range)
 {
-    unsigned __int128 hi = ((uint64_t)w[0] << 32) | w[1];
-    unsigned __int128 lo = ((uint64_t)w[2] << 32) | w[3];
-    unsigned __int128 a = hi * range;
-    unsigned __int128 b = lo * range;
+    u128 hi = ((uint64_t)w[0] << 32) | w[1];
+    u128 lo = ((uint64_t)w[2] << 32) | w[3];
+    u128 a = hi * range;
+    u128 b = lo * range;
     return (uint64_t)((a + (b >> 64)) >> 64);
 }
 

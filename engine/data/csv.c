@@ -267,19 +267,37 @@ static int csv_put_field(FILE *f, const char *s, int ncols)
 }
 
 /* The header of an existing, non-empty file as a parsed state (names at arena + cells[i]); sets
- * *ends_nl to whether the file's last byte is a newline. Returns LS_OK with s->ncols = -1 when the
- * file holds no record at all. */
+ * *ends_nl to whether the file's last byte is a newline. Only the first CSV_HEADER_MAX bytes are read,
+ * so appending to a long table costs the same as appending to a short one. Returns LS_OK with
+ * s->ncols = -1 when the file holds no record at all. */
+#define CSV_HEADER_MAX ((size_t)1 << 20)
 static ls_status csv_existing_header(const char *path, csv_state *s, bool *ends_nl)
 {
-    size_t n;
-    char *buf = csv_slurp("csv_write", path, &n);
-    if (!buf) return ls_error_code();
+    FILE *f = fopen(path, "rb");
+    if (!f) return ls_error_set(LS_ERR_IO, "csv_write: %s: %s", path, strerror(errno));
+    char *buf = malloc(CSV_HEADER_MAX);
+    if (!buf) {
+        fclose(f);
+        return ls_error_set(LS_ERR_MEM, "csv_write: %s: out of memory", path);
+    }
+    size_t n = fread(buf, 1, CSV_HEADER_MAX, f);
+    int last = EOF;
+    if (fseek(f, -1, SEEK_END) == 0) last = fgetc(f);
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return ls_error_set(LS_ERR_IO, "csv_write: %s: read error", path);
+    }
     s->who = "csv_write";
     s->name = path;
     s->header_only = true;
     ls_status st = csv_run(s, buf, n);
-    *ends_nl = n == 0 || buf[n - 1] == '\n';
     free(buf);
+    *ends_nl = last == EOF || last == '\n';
+    if (st == LS_OK && !s->done && n == CSV_HEADER_MAX)
+        st = ls_error_set(LS_ERR_IO, "csv_write: %s: header row longer than %zu bytes", path,
+                          CSV_HEADER_MAX);
     return st;
 }
 
@@ -336,6 +354,10 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
 
     bool header = true, ends_nl = true;
     struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        free(order);
+        return ls_error_set(LS_ERR_IO, "csv_write: %s: is a directory", path);
+    }
     if (append && stat(path, &st) == 0 && st.st_size > 0) {
         csv_state h = {0};
         ls_status rc = csv_existing_header(path, &h, &ends_nl);

@@ -45,7 +45,8 @@ typedef struct idx_src {
     size_t memlen, pos;
 } idx_src;
 
-/* Read up to n bytes; returns the count read (short at end of input), or -1 on a decompression error. */
+/* Read up to n bytes; returns the count read (short at end of input), or -1 on a decompression
+ * error. */
 static int64_t idx_src_read(idx_src *s, void *buf, size_t n)
 {
     if (!s->gz) {
@@ -95,7 +96,8 @@ static void idx_widen(int64_t *dst, const unsigned char *src, size_t size, size_
         } else if (size == 2) {
             dst[i] = (int16_t)(uint16_t)((unsigned)src[0] << 8 | src[1]);
         } else {
-            uint32_t u = (uint32_t)src[0] << 24 | (uint32_t)src[1] << 16 | (uint32_t)src[2] << 8 | src[3];
+            uint32_t u = (uint32_t)src[0] << 24 | (uint32_t)src[1] << 16 |
+                         (uint32_t)src[2] << 8 | src[3];
             dst[i] = (int32_t)u;
         }
     }

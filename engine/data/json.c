@@ -166,7 +166,8 @@ static int j_number(jparser *j, ls_json *v)
         frac = true;
         j->p++;
         if (j->p < j->end && (*j->p == '+' || *j->p == '-')) j->p++;
-        if (j->p >= j->end || *j->p < '0' || *j->p > '9') return j_fail(j, "digit expected in exponent");
+        if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+            return j_fail(j, "digit expected in exponent");
         while (j->p < j->end && *j->p >= '0' && *j->p <= '9') j->p++;
     }
     v->kind = LS_JSON_NUM;
@@ -251,7 +252,8 @@ static int j_container(jparser *j, ls_json *v, int close)
 static int j_value(jparser *j, ls_json *v)
 {
     j_ws(j);
-    if (++j->nvalues > LS_JSON_MAX_VALUES) return j_fail(j, "more than %zu JSON values", LS_JSON_MAX_VALUES);
+    if (++j->nvalues > LS_JSON_MAX_VALUES)
+        return j_fail(j, "more than %zu JSON values", LS_JSON_MAX_VALUES);
     if (j->p >= j->end) return j_fail(j, "unexpected end of input");
     if (!v->pos) v->pos = (size_t)(j->p - j->start);
     unsigned c = *j->p;

@@ -503,7 +503,8 @@ static const char *st_dtype_tag(ls_dtype d)
 static ls_status st_check_names(const char *path, const char *what, int n, const char *const *s)
 {
     for (int k = 0; k < n; k++) {
-        if (!s[k]) return ls_error_set(LS_ERR_ARG, "save_safetensors: %s: %s %d is NULL", path, what, k);
+        if (!s[k])
+            return ls_error_set(LS_ERR_ARG, "save_safetensors: %s: %s %d is NULL", path, what, k);
         if (ls_json_utf8_check((const unsigned char *)s[k], strlen(s[k])) != strlen(s[k]))
             return ls_error_set(LS_ERR_ARG, "save_safetensors: %s: %s '%.80s' is not valid UTF-8",
                                 path, what, s[k]);
@@ -516,7 +517,8 @@ ls_status ls_safetensors_save(const char *path, int n, const char *const *names,
                               const char *const *meta_keys, const char *const *meta_values)
 {
     ls_status rc = LS_OK;
-    if (n < 0 || nmeta < 0) return ls_error_set(LS_ERR_ARG, "save_safetensors: %s: negative count", path);
+    if (n < 0 || nmeta < 0)
+        return ls_error_set(LS_ERR_ARG, "save_safetensors: %s: negative count", path);
     if ((rc = st_check_names(path, "tensor name", n, names)) ||
         (rc = st_check_names(path, "metadata key", nmeta, meta_keys)) ||
         (rc = st_check_names(path, "metadata value", nmeta, meta_values)))

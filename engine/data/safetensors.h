@@ -15,8 +15,8 @@
  * i64; BOOL -> u8. Others (U64, F8_*) are refused with a message naming the dtype and tensor.
  *
  * Saving writes F32, F64, I64 and U8 tensors. The header is compact JSON with "__metadata__" first
- * (only when there is metadata; keys in bytewise order), then the tensors ordered by element size, largest first, and by name
- * (bytewise) within a size, so every tensor is naturally aligned in the file; the header is padded
+ * (only when there is metadata; keys in bytewise order), then the tensors ordered by element size,
+ * largest first, and by name (bytewise) within a size, so every tensor is naturally aligned in the file; the header is padded
  * with spaces to a multiple of 8 bytes, as the reference writer does. The file is written to
  * "<path>.part" and renamed into place. */
 #ifndef LS_SAFETENSORS_H

@@ -55,6 +55,13 @@ int luaopen_landscape(lua_State *L)
     lua_newtable(L);
     lua_pushcfunction(L, lx_module_index);
     lua_setfield(L, -2, "__index");
+    /* the lazy fields, for the REPL's completion (it never calls __index) */
+    lua_createtable(L, (int)(sizeof lx_lazy / sizeof lx_lazy[0]), 0);
+    for (size_t i = 0; i < sizeof lx_lazy / sizeof lx_lazy[0]; i++) {
+        lua_pushstring(L, lx_lazy[i].field);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "__names");
     lua_setmetatable(L, -2);
     return 1;
 }

@@ -46,7 +46,8 @@ static void lx_free_st(void *p) { ls_safetensors_free(p); }
 /* A userdata array of n pointers, collected with the stack; raises naming `who` if n is absurd. */
 static void *lx_ptrarray(lua_State *L, size_t n, const char *who)
 {
-    if (n > ((size_t)1 << 40) / sizeof(void *)) luaL_error(L, "%s: too many items (%I)", who, (lua_Integer)n);
+    if (n > ((size_t)1 << 40) / sizeof(void *))
+        luaL_error(L, "%s: too many items (%I)", who, (lua_Integer)n);
     return lua_newuserdatauv(L, (n ? n : 1) * sizeof(void *), 0);
 }
 
@@ -165,7 +166,8 @@ static int lx_io_csv_write(lua_State *L)
     int append = lua_toboolean(L, 4);
     lua_settop(L, 4);
     size_t ncols = lua_rawlen(L, 2), nrows = lua_rawlen(L, 3);
-    if (ncols == 0) return luaL_error(L, "csv_write: %s: columns must be a non-empty list of names", path);
+    if (ncols == 0)
+        return luaL_error(L, "csv_write: %s: columns must be a non-empty list of names", path);
     if (ncols > 1 << 20) return luaL_error(L, "csv_write: %s: too many columns", path);
     if (nrows > ((size_t)1 << 40) / ncols) return luaL_error(L, "csv_write: %s: too many rows", path);
 

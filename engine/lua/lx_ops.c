@@ -39,13 +39,20 @@ static ls_tensor *lx_index_input(lua_State *L, int arg, const char *who)
     return *box;
 }
 
-static int lx_dim_value(lua_State *L, int arg, const char *who)
+/* The 1-based dim at stack slot idx -> 0-based (negative kept). `what` names it in errors:
+ * "argument 2" or "dims[2]". */
+static int lx_dim_value(lua_State *L, int idx, const char *who, const char *what)
 {
     int ok;
-    lua_Integer d = lua_tointegerx(L, arg, &ok);
-    if (!ok) luaL_error(L, "%s: argument %d must be a dimension (integer), got %s", who, arg,
-                        luaL_typename(L, arg));
+    lua_Integer d = lua_tointegerx(L, idx, &ok);
+    if (!ok) luaL_error(L, "%s: %s must be a dimension (integer), got %s", who, what,
+                        lua_type(L, idx) == LUA_TNUMBER ? "a non-integer number"
+                                                        : luaL_typename(L, idx));
     if (d == 0) luaL_error(L, "%s: dimension 0 is invalid (dims are 1-based; -1 is the last)", who);
+    /* the op range-checks against its input's rank; here only keep huge values from wrapping in int */
+    if (d > LS_MAX_DIMS + 1 || d < -(LS_MAX_DIMS + 1))
+        luaL_error(L, "%s: dimension %I out of range (a tensor has at most %d dims)", who,
+                   (LUAI_UACINT)d, LS_MAX_DIMS);
     return d > 0 ? (int)d - 1 : (int)d;
 }
 
@@ -103,7 +110,9 @@ static int lx_op_call(lua_State *L)
             break;
         case 'd':
             if (!absent) {
-                int d = lx_dim_value(L, arg, who);
+                lua_pushfstring(L, "argument %d", arg);
+                int d = lx_dim_value(L, arg, who, lua_tostring(L, -1));
+                lua_pop(L, 1);
                 if (!a.has_dim) { a.dim = d; a.has_dim = true; }
                 a.dims[a.ndims++] = d;
                 a.all_dims = false;
@@ -114,17 +123,29 @@ static int lx_op_call(lua_State *L)
             if (absent) { arg++; break; }
             a.all_dims = false;
             if (lua_istable(L, arg)) {
-                int n = (int)luaL_len(L, arg);
-                if (n > LS_MAX_DIMS) return luaL_error(L, "%s: too many dims", who);
-                for (int i = 0; i < n; i++) {
+                lua_Integer n = luaL_len(L, arg);
+                if (n > LS_MAX_DIMS)
+                    return luaL_error(L, "%s: %I dims given (at most %d)", who, (LUAI_UACINT)n,
+                                      LS_MAX_DIMS);
+                for (int i = 0; i < (int)n; i++) {
                     lua_geti(L, arg, i + 1);
-                    a.dims[a.ndims++] = lx_dim_value(L, lua_gettop(L), who);
-                    lua_pop(L, 1);
+                    lua_pushfstring(L, "dims[%d]", i + 1);
+                    a.dims[a.ndims++] = lx_dim_value(L, -2, who, lua_tostring(L, -1));
+                    lua_pop(L, 2);
                 }
                 arg++;
-            } else {   /* consecutive integers */
-                while (arg <= top && lua_type(L, arg) == LUA_TNUMBER && a.ndims < LS_MAX_DIMS)
-                    a.dims[a.ndims++] = lx_dim_value(L, arg++, who);
+            } else if (lua_type(L, arg) == LUA_TNUMBER) {   /* consecutive integers */
+                while (arg <= top && lua_type(L, arg) == LUA_TNUMBER) {
+                    if (a.ndims == LS_MAX_DIMS)
+                        return luaL_error(L, "%s: more than %d dims given", who, LS_MAX_DIMS);
+                    lua_pushfstring(L, "argument %d", arg);
+                    a.dims[a.ndims++] = lx_dim_value(L, arg, who, lua_tostring(L, -1));
+                    lua_pop(L, 1);
+                    arg++;
+                }
+            } else if (!lua_isboolean(L, arg)) {   /* a boolean is the keepdim that follows */
+                return luaL_error(L, "%s: argument %d must be a dimension, a table of dimensions or "
+                                  "nil, got %s", who, arg, luaL_typename(L, arg));
             }
             break;
         case 'k':
@@ -160,10 +181,11 @@ static int lx_op_call(lua_State *L)
             int ok;
             lua_Integer v = lua_tointegerx(L, arg, &ok);
             if (!ok) return luaL_error(L, "%s: argument %d must be an integer, got %s", who, arg,
-                                       luaL_typename(L, arg));
+                                       lua_type(L, arg) == LUA_TNUMBER ? "a non-integer number"
+                                                                       : luaL_typename(L, arg));
             if (tok == 'I') {
-                if (v < 1) return luaL_error(L, "%s: index %d out of range (indices are 1-based)",
-                                             who, (int)v);
+                if (v < 1) return luaL_error(L, "%s: index %I out of range (indices are 1-based)",
+                                             who, (LUAI_UACINT)v);
                 v -= 1;
             }
             if (a.nints == LS_MAX_DIMS) return luaL_error(L, "%s: too many integer arguments", who);

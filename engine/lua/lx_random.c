@@ -27,8 +27,10 @@ static ls_rng *lx_stream(lua_State *L, int opts, ls_rng *local, const char *who)
         if (!lua_isnil(L, -1)) {
             int ok;
             lua_Integer s = lua_tointegerx(L, -1, &ok);
-            if (!ok) luaL_error(L, "%s: option 'seed' must be an integer, got %s", who,
-                                luaL_typename(L, -1));
+            if (!ok)
+                luaL_error(L, "%s: option 'seed' must be an integer, got %s", who,
+                           lua_type(L, -1) == LUA_TNUMBER ? "a non-integer number"
+                                                          : luaL_typename(L, -1));
             lua_pop(L, 1);
             ls_rng_init(local, (uint64_t)s);
             return local;
@@ -38,12 +40,21 @@ static ls_rng *lx_stream(lua_State *L, int opts, ls_rng *local, const char *who)
     return &lx_global_rng;
 }
 
+/* Sizes must be >= 0 (checked here so the error names the Lua function, not ls_tensor_new). */
+static void lx_checksizes(lua_State *L, int nd, const int64_t *shape, const char *who)
+{
+    for (int i = 0; i < nd; i++)
+        if (shape[i] < 0)
+            luaL_error(L, "%s: negative size %I in dimension %d", who, (LUAI_UACINT)shape[i], i + 1);
+}
+
 typedef enum { LX_UNIFORM, LX_NORMAL, LX_RADEMACHER } lx_dist;
 
 static int lx_random_fill(lua_State *L, lx_dist dist, const char *who)
 {
     int64_t shape[LS_MAX_DIMS];
     int nd = lx_checkshape(L, 1, shape, who);
+    lx_checksizes(L, nd, shape, who);
     int opts = lua_istable(L, 1) ? 2 : nd + 1;
     if (!lua_isnoneornil(L, opts) && !lua_istable(L, opts))
         return luaL_error(L, "%s: expected a shape (a table or integers) and an options table", who);
@@ -59,12 +70,12 @@ static int lx_random_fill(lua_State *L, lx_dist dist, const char *who)
     void *p = ls_tensor_data(*box);
     if (dist == LX_UNIFORM) {
         double lo = lx_optnumber(L, opts, "lo", 0.0, who), hi = lx_optnumber(L, opts, "hi", 1.0, who);
-        if (!(lo < hi)) return luaL_error(L, "%s: need lo < hi, got lo=%g hi=%g", who, lo, hi);
+        if (!(lo < hi)) return luaL_error(L, "%s: need lo < hi, got lo=%f hi=%f", who, lo, hi);
         ls_rng_uniform(r, dt, p, n, lo, hi);
     } else if (dist == LX_NORMAL) {
         double mean = lx_optnumber(L, opts, "mean", 0.0, who);
         double std = lx_optnumber(L, opts, "std", 1.0, who);
-        if (!(std >= 0)) return luaL_error(L, "%s: std must be >= 0, got %g", who, std);
+        if (!(std >= 0)) return luaL_error(L, "%s: std must be >= 0, got %f", who, std);
         ls_rng_normal(r, dt, p, n, mean, std);
     } else {
         ls_rng_rademacher(r, dt, p, n);
@@ -83,9 +94,11 @@ static int lx_rademacher(lua_State *L) { return lx_random_fill(L, LX_RADEMACHER,
 static int lx_randint(lua_State *L)
 {
     lua_Integer lo = luaL_checkinteger(L, 1), hi = luaL_checkinteger(L, 2);
-    if (lo >= hi) return luaL_error(L, "randint: need lo < hi, got lo=%d hi=%d", (int)lo, (int)hi);
+    if (lo >= hi) return luaL_error(L, "randint: need lo < hi, got lo=%I hi=%I", (LUAI_UACINT)lo,
+                                      (LUAI_UACINT)hi);
     int64_t shape[LS_MAX_DIMS];
     int nd = lx_checkshape(L, 3, shape, "randint");
+    lx_checksizes(L, nd, shape, "randint");
     int opts = lua_istable(L, 3) ? 4 : 3 + nd;
     lua_settop(L, opts);
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_I64, "randint");
@@ -102,7 +115,7 @@ static int lx_randint(lua_State *L)
 static int lx_randperm(lua_State *L)
 {
     lua_Integer n = luaL_checkinteger(L, 1);
-    if (n < 0) return luaL_error(L, "randperm: n must be >= 0, got %d", (int)n);
+    if (n < 0) return luaL_error(L, "randperm: n must be >= 0, got %I", (LUAI_UACINT)n);
     lua_settop(L, 2);
     ls_rng local, *r = lx_stream(L, 2, &local, "randperm");
     ls_tensor **box = lx_newtensorbox(L);

@@ -38,12 +38,9 @@ static int lx_table_shape(lua_State *L, int idx, int64_t *shape)
 static void lx_table_fill(lua_State *L, int idx, ls_tensor *t, int d, int64_t *index)
 {
     int64_t len = (int64_t)luaL_len(L, idx);
-    if (len != t->shape[d]) {
-        char where[64];
-        snprintf(where, sizeof where, "%lld", (long long)t->shape[d]);
-        luaL_error(L, "tensor: ragged table: dimension %d has length %lld here, %s elsewhere", d + 1,
-                   (long long)len, where);
-    }
+    if (len != t->shape[d])   /* lua_pushfstring knows %I (lua_Integer), not %lld */
+        luaL_error(L, "tensor: ragged table: dimension %d has length %I here, %I elsewhere", d + 1,
+                   (LUAI_UACINT)len, (LUAI_UACINT)t->shape[d]);
     for (int64_t i = 0; i < len; i++) {
         index[d] = i;
         lua_geti(L, idx, i + 1);
@@ -76,7 +73,8 @@ static int lx_tensor_new(lua_State *L)
         int64_t shape[LS_MAX_DIMS], index[LS_MAX_DIMS] = {0};
         int nd = lx_table_shape(L, 1, shape);
         *box = ls_tensor_new(dt, nd, shape);
-        if (*box && ls_tensor_numel(*box) > 0) lx_table_fill(L, 1, *box, 0, index);
+        /* also when empty: {{}, {1}} is ragged, not a [2x0] tensor */
+        if (*box) lx_table_fill(L, 1, *box, 0, index);
     } else if (lx_totensor(L, 1)) {
         *box = ls_tensor_cast(lx_totensor(L, 1), dt);
         if (*box && *box == lx_totensor(L, 1)) {
@@ -89,6 +87,15 @@ static int lx_tensor_new(lua_State *L)
     if (!*box) return lx_error(L);
     if (rg && ls_requires_grad_(*box, true)) return lx_error(L);
     return 1;
+}
+
+/* Sizes of a new tensor must be >= 0 (checked here so the error names the Lua function; reshape and
+ * expand take -1 and check for themselves). */
+static void lx_checksizes(lua_State *L, int nd, const int64_t *shape, const char *who)
+{
+    for (int i = 0; i < nd; i++)
+        if (shape[i] < 0)
+            luaL_error(L, "%s: negative size %I in dimension %d", who, (LUAI_UACINT)shape[i], i + 1);
 }
 
 /* Shape arguments followed by an optional options table: f(shape..., opts) */
@@ -119,6 +126,7 @@ static int lx_filled(lua_State *L, const char *who, int has_value)
     } else {
         nd = lx_shape_and_opts(L, first, shape, &opts, who);
     }
+    lx_checksizes(L, nd, shape, who);
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, who);
     ls_tensor **box = lx_newtensorbox(L);
     if (strcmp(who, "zeros") == 0) *box = ls_tensor_zeros(dt, nd, shape);
@@ -130,18 +138,18 @@ static int lx_zeros(lua_State *L) { return lx_filled(L, "zeros", 0); }
 static int lx_ones(lua_State *L) { return lx_filled(L, "ones", 0); }
 static int lx_full(lua_State *L) { return lx_filled(L, "full", 1); }
 
-static int lx_like(lua_State *L, double v)
+static int lx_like(lua_State *L, double v, const char *who)
 {
     ls_tensor *t = lx_checktensor(L, 1);
     lua_settop(L, 2);
-    ls_dtype dt = lx_optdtype(L, 2, "dtype", t->dtype, "zeros_like");
+    ls_dtype dt = lx_optdtype(L, 2, "dtype", t->dtype, who);
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_full(dt, t->ndim, t->shape, v);
     if (!*box) return lx_error(L);
     return 1;
 }
-static int lx_zeros_like(lua_State *L) { return lx_like(L, 0); }
-static int lx_ones_like(lua_State *L) { return lx_like(L, 1); }
+static int lx_zeros_like(lua_State *L) { return lx_like(L, 0, "zeros_like"); }
+static int lx_ones_like(lua_State *L) { return lx_like(L, 1, "ones_like"); }
 
 /* ls.arange(stop) / ls.arange(start, stop [, step]) [, {dtype}] — PyTorch's half-open range */
 static int lx_arange(lua_State *L)
@@ -165,7 +173,7 @@ static int lx_eye(lua_State *L)
     lua_Integer n = luaL_checkinteger(L, 1);
     lua_Integer m = lua_type(L, 2) == LUA_TNUMBER ? luaL_checkinteger(L, 2) : n;
     int opts = lua_type(L, 2) == LUA_TNUMBER ? 3 : 2;
-    if (n < 0 || m < 0) return luaL_error(L, "eye: negative size %d x %d", (int)n, (int)m);
+    if (n < 0 || m < 0) return luaL_error(L, "eye: negative size %I x %I", (LUAI_UACINT)n, (LUAI_UACINT)m);
     lua_settop(L, opts);
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, "eye");
     ls_tensor **box = lx_newtensorbox(L);
@@ -237,8 +245,8 @@ static int lx_tensor_item(lua_State *L)
 {
     ls_tensor *t = lx_checktensor(L, 1);
     if (ls_tensor_numel(t) != 1)
-        return luaL_error(L, "item: tensor of shape %s has %lld elements, expected 1",
-                          ls_tensor_shape_str(t), (long long)ls_tensor_numel(t));
+        return luaL_error(L, "item: tensor of shape %s has %I elements, expected 1",
+                          ls_tensor_shape_str(t), (LUAI_UACINT)ls_tensor_numel(t));
     double v = ls_tensor_get_flat(t, 0);
     if (ls_dtype_is_float(t->dtype)) lua_pushnumber(L, v);
     else lua_pushinteger(L, (lua_Integer)v);
@@ -355,14 +363,20 @@ static int64_t lx_checkindex(lua_State *L, const ls_tensor *t, lua_Integer i)
     int64_t n = t->shape[0];
     if (i < 0) i += n + 1;
     if (i < 1 || i > n)
-        luaL_error(L, "index: index %d out of range for dimension 1 of size %d (indices are 1-based)",
-                   (int)i, (int)n);
+        luaL_error(L, "index: index %I out of range for dimension 1 of size %I (indices are 1-based)",
+                   (LUAI_UACINT)i, (LUAI_UACINT)n);
     return i - 1;
 }
 
 static int lx_tensor_index(lua_State *L)
 {
-    ls_tensor *t = lx_checktensor(L, 1);
+    ls_tensor **tbox = luaL_checkudata(L, 1, LX_TENSOR);
+    if (!*tbox) {   /* name what was asked of the closed tensor: x:sum() -> "... ('sum')" */
+        if (lua_type(L, 2) == LUA_TSTRING)
+            return luaL_error(L, "tensor has been closed (using '%s')", lua_tostring(L, 2));
+        return luaL_error(L, "tensor has been closed");
+    }
+    ls_tensor *t = *tbox;
     if (lua_type(L, 2) == LUA_TNUMBER) {
         int64_t i = lx_checkindex(L, t, luaL_checkinteger(L, 2));
         if (t->ndim == 1) {
@@ -377,7 +391,7 @@ static int lx_tensor_index(lua_State *L)
     const char *k = lua_tostring(L, 2);
     if (k && lua_type(L, 2) == LUA_TSTRING) {   /* properties */
         if (strcmp(k, "grad") == 0) {
-            if (t->grad) lx_pushtensor(L, ls_tensor_retain(t->grad));
+            if (t->grad) *lx_newtensorbox(L) = ls_tensor_retain(t->grad);
             else lua_pushnil(L);
             return 1;
         }
@@ -460,7 +474,8 @@ typedef struct {
 static void lx_fmt_value(lx_fmt *f, double v)
 {
     char s[64];
-    if (f->isint) snprintf(s, sizeof s, "%*lld", f->width, (long long)v);
+    if (isnan(v)) snprintf(s, sizeof s, "%*s", f->width, "nan");   /* not glibc's "-nan" */
+    else if (f->isint) snprintf(s, sizeof s, "%*lld", f->width, (long long)v);
     else if (f->sci) snprintf(s, sizeof s, "%*.4e", f->width, v);
     else snprintf(s, sizeof s, "%*.4f", f->width, v);
     luaL_addstring(f->b, s);

@@ -3,7 +3,8 @@
  * Index tensors are i64 and 0-BASED here in C: an index value i names element i of the dimension. The
  * Lua binding converts 1-based Lua tables and tensors before calling these. Error messages are written
  * for the Lua user, like the rest of the engine's (see view.c): dims and the offending index value
- * are printed 1-based, e.g. "gather: index 8 out of range for dimension 2 of size 5" for a C value of 7.
+ * are printed 1-based, e.g. "gather: index 8 out of range for dimension 2 of size 5" for a C value
+ * of 7.
  * Every index value is checked before any output is written.
  *
  *   gather(x, dim, idx)            out[i][j] = x[idx[i][j]][j]     (dim 0; torch.gather)
@@ -18,13 +19,14 @@
  * gather and index_select copy elements of any dtype; scatter_add and index_add need float x and src
  * of one dtype. Gradients flow to x and src, never to idx.
  *
- * Kernels. gather and index_select are one strided loop (ls_iter) over the output, with x seen through
- * a view whose stride along dim is 0 and the index value supplying the offset along dim. scatter_add and
- * index_add are races waiting to happen (two source elements may land on one output element), so they
- * are split by the non-indexed coordinates only: each parallel item owns one line of the output along
- * dim and walks its source line in order. That makes them race-free and deterministic (the additions
- * into each output element happen in source order, whatever the thread count). index_select and
- * index_add reuse those kernels with the 1-D index broadcast over the other dims (stride 0). */
+ * Kernels. gather and index_select are one strided loop (ls_iter) over the output, with x seen
+ * through a view whose stride along dim is 0 and the index value supplying the offset along dim.
+ * scatter_add and index_add could race (two source elements may land on one output element), so they
+ * are split by the non-indexed coordinates only: each parallel item owns one line of the output
+ * along dim and walks its source line in order. That makes them race-free and deterministic (the
+ * additions into each output element happen in source order, whatever the thread count).
+ * index_select and index_add reuse those kernels with the 1-D index broadcast over the other dims
+ * (stride 0). */
 #include <string.h>
 
 #include "core/parallel.h"
@@ -39,7 +41,8 @@ static ls_status check_index_tensor(const char *who, const ls_tensor *idx)
     return LS_OK;
 }
 
-/* Every value of idx must lie in [0, size). Scans in row-major order, so the first bad value is named. */
+/* Every value of idx must lie in [0, size). Scans in row-major order, so the first bad value is
+ * named. */
 static ls_status check_index_values(const char *who, const ls_tensor *idx, int dim, int64_t size)
 {
     ls_tensor *c = ls_tensor_contiguous(idx);
@@ -248,7 +251,7 @@ static int gather_samples(ls_op_sample *s)
                           .attrs = {.dim = 1, .has_dim = true}};
     return 3;
 }
-const ls_op_def ls_op_gather = {"gather", 2, "T d T", gather_fwd, gather_bwd, gather_samples};
+const ls_op_def ls_op_gather = {"gather", 2, "T d X", gather_fwd, gather_bwd, gather_samples};
 
 ls_tensor *ls_gather(ls_tensor *x, int dim, ls_tensor *index)
 {
@@ -294,7 +297,7 @@ static int scatter_add_samples(ls_op_sample *s)
                           .attrs = {.dim = -1, .has_dim = true}};
     return 3;
 }
-const ls_op_def ls_op_scatter_add = {"scatter_add", 3, "T d T T", scatter_add_fwd, scatter_add_bwd,
+const ls_op_def ls_op_scatter_add = {"scatter_add", 3, "T d X T", scatter_add_fwd, scatter_add_bwd,
                                      scatter_add_samples};
 
 ls_tensor *ls_scatter_add(ls_tensor *x, int dim, ls_tensor *index, ls_tensor *src)
@@ -349,7 +352,7 @@ static int index_select_samples(ls_op_sample *s)
                           .attrs = {.dim = 1, .has_dim = true}};
     return 3;
 }
-const ls_op_def ls_op_index_select = {"index_select", 2, "T d T", index_select_fwd, index_select_bwd,
+const ls_op_def ls_op_index_select = {"index_select", 2, "T d X", index_select_fwd, index_select_bwd,
                                       index_select_samples};
 
 ls_tensor *ls_index_select(ls_tensor *x, int dim, ls_tensor *index)
@@ -404,7 +407,7 @@ static int index_add_samples(ls_op_sample *s)
                           .attrs = {.dim = -1, .has_dim = true}};
     return 3;
 }
-const ls_op_def ls_op_index_add = {"index_add", 3, "T d T T", index_add_fwd, index_add_bwd,
+const ls_op_def ls_op_index_add = {"index_add", 3, "T d X T", index_add_fwd, index_add_bwd,
                                    index_add_samples};
 
 ls_tensor *ls_index_add(ls_tensor *x, int dim, ls_tensor *index, ls_tensor *src)

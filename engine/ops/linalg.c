@@ -8,13 +8,15 @@
  *   batched          -> the dims before the last two are batch dims, broadcast (NumPy rules)
  * Errors name the shapes: "matmul: inner dimensions differ: [3x4] @ [5x2]".
  *
- * Matrix products go to OpenBLAS (cblas_sgemm / cblas_dgemm, row-major). Each operand matrix is passed
- * as it lies when its strides allow: row-major rows (column stride 1) as NoTrans, or a transposed view
- * (row stride 1) as Trans, with the leading dimension taken from the other stride. Only an operand whose
- * strides fit neither (an expanded or sliced-every-other layout) is copied to contiguous first. When b
- * has no batch dims, a's batch dims are folded into its rows so the whole product is one gemm (a view
- * when a's rows are evenly spaced, else one copy). Otherwise there is one gemm per batch element, run
- * one after another; each gemm uses OpenBLAS's own threads (set by ls_set_threads).
+ * Matrix products go to OpenBLAS (cblas_sgemm / cblas_dgemm, row-major). Each operand matrix is
+ * passed as it lies when its strides allow: row-major rows (column stride 1) as NoTrans, or a
+ * transposed view (row stride 1) as Trans, with the leading dimension taken from the other stride.
+ * Only an operand whose strides fit neither (an expanded or sliced-every-other layout) is copied to
+ * contiguous first. When b has no batch dims, a's batch dims are folded into its rows so the whole
+ * product is one gemm (a view when a's rows are evenly spaced, else one copy). Otherwise there is one
+ * gemm per batch element, run one after another; each gemm uses OpenBLAS's own threads (set by
+ * ls_set_threads). OpenBLAS's gemm is reproducible for a fixed thread count, but its last bits can
+ * change with the number of threads.
  *
  * dot (and 1-D @ 1-D) does not call BLAS: it sums in double over fixed chunks combined in order, so
  * the result does not depend on the thread count (OpenBLAS's threaded dot can). */

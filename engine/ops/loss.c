@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "autograd/autograd.h"
 #include "core/alloc.h"
 #include "core/parallel.h"
 #include "ops/ops.h"

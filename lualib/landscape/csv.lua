@@ -48,14 +48,16 @@ function M.write(path, rows, opts)
     if type(opts) ~= "table" then error("csv.write: options must be a table", 2) end
     for k in pairs(opts) do
         if k ~= "columns" and k ~= "append" then
-            error(string.format("csv.write: unknown option '%s' (known: columns, append)", tostring(k)), 2)
+            error(string.format("csv.write: unknown option '%s' (known: columns, append)",
+                                tostring(k)), 2)
         end
     end
     local columns = opts.columns
     if columns == nil then
         columns = sorted_union_of_keys(rows)
         if #columns == 0 then
-            error(string.format("csv.write: %s: no columns (give rows with keys or opts.columns)", path), 2)
+            error(string.format("csv.write: %s: no columns (give rows with keys or opts.columns)",
+                                path), 2)
         end
     elseif type(columns) ~= "table" then
         error("csv.write: option 'columns' must be a list of names", 2)

@@ -1,16 +1,17 @@
 --- landscape.repl: the pure-Lua half of the `landscape` REPL.
 --
--- The C front end (engine/lua/cli/repl.c) reads lines and runs chunks; it calls two functions of this
--- module: M.show(...) to turn the results of a chunk into text, and M.complete_line(text, width) when
--- the user presses Tab. Everything here is a plain function that can be used and tested on its own:
+-- The C front end (engine/lua/cli/repl.c) reads lines and runs chunks; it calls two functions of
+-- this module: M.show(...) to turn the results of a chunk into text, and M.complete_line(text,
+-- width) when the user presses Tab. Everything here is a plain function that can be used and tested
+-- on its own:
 --
 --   local repl = require "landscape.repl"
 --   print(repl.pretty({1, 2, x = {y = "z"}}))   --> {1, 2, x = {y = "z"}}
 --   repl.complete("string.fo")                 --> 1, {"string.format"}
 --
 -- Nothing here calls a metamethod other than __tostring (to show userdata and objects): completion
--- follows metatables' __index only when it is a table (or their `methods` table, see M.complete) and
--- reads tables with rawget/next, so pressing Tab never runs user code.
+-- follows metatables' __index only when it is a table (or their `methods` table, see M.complete)
+-- and reads tables with rawget/next, so pressing Tab never runs user code.
 local M = {}
 
 local KEYWORDS = {
@@ -76,10 +77,11 @@ local function render_key(k, opts)
     return "[" .. safe_tostring(k) .. "]"
 end
 
--- Renders one table. `path` holds the tables being rendered above this one, so a reference back to an
--- ancestor prints as <cycle> instead of recursing forever; a table that is merely shared (reached twice,
--- not through itself) is printed each time, bounded by the depth limit. The entries are rendered once,
--- then laid out on one line if they fit in the width left at this level, else one entry per line.
+-- Renders one table. `path` holds the tables being rendered above this one, so a reference back to
+-- an ancestor prints as <cycle> instead of recursing forever; a table that is merely shared
+-- (reached twice, not through itself) is printed each time, bounded by the depth limit. The entries
+-- are rendered once, then laid out on one line if they fit in the width left at this level, else
+-- one entry per line.
 local function render_table(t, opts, level, path)
     if path[t] then return "<cycle>" end
     if next(t) == nil then return "{}" end
@@ -104,7 +106,8 @@ local function render_table(t, opts, level, path)
         total = total + 1
         if shown < opts.items then
             shown = shown + 1
-            entries[shown] = render_key(k, opts) .. " = " .. render(rawget(t, k), opts, level + 1, path)
+            local value = render(rawget(t, k), opts, level + 1, path)
+            entries[shown] = render_key(k, opts) .. " = " .. value
         end
     end
     path[t] = nil
@@ -113,8 +116,8 @@ local function render_table(t, opts, level, path)
     local one_line = "{" .. table.concat(entries, ", ") .. "}"
     local room = opts.width - level * #opts.indent
     if #one_line <= room and not one_line:find("\n", 1, true) then return one_line end
-    -- Multi-line layout: short entries are packed several to a line (a long array of numbers takes a
-    -- few lines, not one per number); an entry that spans lines gets lines of its own.
+    -- Multi-line layout: short entries are packed several to a line (a long array of numbers takes
+    -- a few lines, not one per number); an entry that spans lines gets lines of its own.
     local lines, cur = { "{" }, nil
     for _, e in ipairs(entries) do
         local item = e .. ","
@@ -158,7 +161,8 @@ end
 --   width  = 80    a table whose one-line form fits in this many columns stays on one line
 --   indent = "  "  indentation of nested multi-line tables
 --   string = 200   strings inside tables longer than this are cut, with their length shown
--- A table that contains itself (directly or through other tables) prints the back reference as <cycle>.
+-- A table that contains itself (directly or through other tables) prints the back reference as
+-- <cycle>.
 function M.pretty(v, opts)
     local o = {}
     for k, d in pairs(DEFAULTS) do
@@ -170,8 +174,8 @@ function M.pretty(v, opts)
 end
 
 --- M.show(...) -> string: the results of a REPL chunk as printed by the REPL (no trailing newline).
--- Each value goes through M.pretty; values are separated by tabs, or by newlines when one of them spans
--- several lines. No values gives the empty string.
+-- Each value goes through M.pretty; values are separated by tabs, or by newlines when one of them
+-- spans several lines. No values gives the empty string.
 function M.show(...)
     local n = select("#", ...)
     local parts, multi = {}, false
@@ -186,8 +190,9 @@ end
 -- Completion
 ---------------------------------------------------------------------------------------------------
 
--- Whether the end of `text` lies inside a string literal or a comment, where identifiers are not code.
--- Short strings with escapes, long brackets ([[ ]], [==[ ]==]) and -- comments are recognised.
+-- Whether the end of `text` lies inside a string literal or a comment, where identifiers are not
+-- code. Short strings with escapes, long brackets ([[ ]], [==[ ]==]) and -- comments are
+-- recognised.
 local function in_string_or_comment(text)
     local i, n = 1, #text
     while i <= n do
@@ -229,9 +234,9 @@ local function in_string_or_comment(text)
     return false
 end
 
--- Where completion looks after obj's own fields: its metatable's __index when that is a table, else the
--- metatable's `methods` table (the binding's convention when __index is a function that serves both
--- properties and methods, as for landscape.Tensor). nil when there is neither.
+-- Where completion looks after obj's own fields: its metatable's __index when that is a table, else
+-- the metatable's `methods` table (the binding's convention when __index is a function that serves
+-- both properties and methods, as for landscape.Tensor). nil when there is neither.
 local function next_scope(obj)
     local mt = debug.getmetatable(obj)
     if mt == nil then return nil end
@@ -261,9 +266,10 @@ local function is_callable(v)
     return mt ~= nil and rawget(mt, "__call") ~= nil
 end
 
--- Adds to `set` the identifier keys of obj and of the tables reachable through next_scope. A metatable
--- may also list names that its __index function provides (e.g. lazily loaded submodules) in a table
--- `__names`, as an array of strings; those count as fields (and, not being resolvable, as methods).
+-- Adds to `set` the identifier keys of obj and of the tables reachable through next_scope. A
+-- metatable may also list names that its __index function provides (e.g. lazily loaded submodules)
+-- in a table `__names`, as an array of strings; those count as fields (and, not being resolvable,
+-- as methods).
 local function collect_fields(obj, set, methods_only)
     local visited = {}
     for _ = 1, MAX_INDEX_CHAIN do
@@ -306,12 +312,13 @@ end
 --- M.complete(text, env) -> start, candidates
 -- text: the line up to the cursor; env: where global names are looked up (default _G).
 -- Completes the identifier path that ends `text`: a global or keyword (`pri` -> `print`), a field
--- (`ls.ra` -> `ls.randn`) or a method (`x:su` -> `x:sum`, callable fields only). Fields of tables and
--- of their metatables' __index tables count, so userdata methods complete; when __index is a function,
--- the metatable's `methods` table and `__names` list stand in for it. Names starting with "_" are
--- offered only once the partial name starts with "_".
--- start is the 1-based index in text where the word begins; candidates is the sorted list of complete
--- words (each starting with text:sub(start)). Nothing to complete gives start = #text + 1 and {}.
+-- (`ls.ra` -> `ls.randn`) or a method (`x:su` -> `x:sum`, callable fields only). Fields of tables
+-- and of their metatables' __index tables count, so userdata methods complete; when __index is a
+-- function, the metatable's `methods` table and `__names` list stand in for it. Names starting with
+-- "_" are offered only once the partial name starts with "_".
+-- start is the 1-based index in text where the word begins; candidates is the sorted list of
+-- complete words (each starting with text:sub(start)). Nothing to complete gives start = #text + 1
+-- and {}.
 function M.complete(text, env)
     env = env or _G
     local none = #text + 1
@@ -359,8 +366,8 @@ function M.common_prefix(list)
     return p
 end
 
---- M.columns(items, width) -> string: items laid out in columns down then across (like ls), each line
--- ending in "\n", no line wider than width (default 80) unless a single item is.
+--- M.columns(items, width) -> string: items laid out in columns down then across (like ls), each
+-- line ending in "\n", no line wider than width (default 80) unless a single item is.
 function M.columns(items, width)
     width = width or 80
     if #items == 0 then return "" end

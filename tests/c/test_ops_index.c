@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
+#include "core/alloc.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
 
@@ -326,14 +327,49 @@ static void test_errors(void)
           has_msg("index_add: source [3x5] must have shape [3x3]"));
     CHECK(ls_index_add(x, 0, is, s3) == NULL && has_msg("index_add: index 4 out of range"));
     ls_tensor *sc = ls_tensor_scalar(LS_F32, 1);
-    CHECK(ls_index_select(sc, 0, r1) == NULL && has_msg("index_select: expects a tensor with at least"));
+    CHECK(ls_index_select(sc, 0, r1) == NULL &&
+          has_msg("index_select: expects a tensor with at least"));
     CHECK(ls_gather(NULL, 0, r1) == NULL);
     ls_tensor *objs[] = {x, ib, in, src, src3, src64, fi, big, r1, is, s2, s3, sc};
     for (int k = 0; k < (int)(sizeof objs / sizeof objs[0]); k++) ls_tensor_release(objs[k]);
 }
 
+/* ---- allocation failures: NULL with a message, nothing leaked ---- */
+static void test_alloc_failures(void)
+{
+    ls_tensor *x = make_layout(LS_F32, (int64_t[]){3, 4, 5}, TRANSPOSED);
+    ls_tensor *b = make_index(3, (int64_t[]){2, 3, 4}, 3);
+    ls_tensor *idx = ls_view_transpose(b, 0, 2);   /* [4x3x2], non-contiguous: validated via a copy */
+    ls_tensor *src = make(LS_F32, 3, (int64_t[]){4, 3, 2});
+    ls_tensor *i1 = make_index(1, (int64_t[]){6}, 4);
+    ls_tensor *s1 = make(LS_F32, 3, (int64_t[]){3, 6, 5});
+    size_t live = ls_alloc_live_bytes();
+    int failures = 0;
+    for (long n = 1; n <= 6; n++) {
+        ls_tensor *y[4];
+        ls_alloc_fail_after(n);
+        y[0] = ls_gather(x, 1, idx);
+        ls_alloc_fail_after(n);
+        y[1] = ls_scatter_add(x, 1, idx, src);
+        ls_alloc_fail_after(n);
+        y[2] = ls_index_select(x, 1, i1);
+        ls_alloc_fail_after(n);
+        y[3] = ls_index_add(x, 1, i1, s1);
+        ls_alloc_fail_after(0);
+        for (int k = 0; k < 4; k++) {
+            if (!y[k]) failures++;
+            ls_tensor_release(y[k]);
+        }
+    }
+    CHECK(failures > 0);
+    CHECK(ls_alloc_live_bytes() == live);
+    ls_tensor *objs[] = {x, b, idx, src, i1, s1};
+    for (int k = 0; k < 6; k++) ls_tensor_release(objs[k]);
+}
+
 int main(void)
 {
+    test_alloc_failures();
     test_gather_scatter();
     test_select_add();
     test_edges();

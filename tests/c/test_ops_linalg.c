@@ -5,13 +5,15 @@
  * error messages.
  *
  * Tolerance: |got - ref| <= eps_d * 4 * sum_k |a_ik b_kj| + tiny, with eps_d 2^-23 (f32, sgemm
- * accumulates in float) or 2^-52 (f64) — the standard forward error bound of a dot product, with room. */
+ * accumulates in float) or 2^-52 (f64): the standard forward error bound of a dot product, with
+ * room. */
 #include "check.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
 
@@ -213,7 +215,8 @@ static void test_matmul_views_agree(void)
     for (int di = 0; di < 2; di++) {
         ls_dtype d = dtypes[di];
         ls_tensor *A = make(d, 2, (int64_t[]){130, 70}), *B = make(d, 2, (int64_t[]){90, 130});
-        ls_tensor *At = ls_view_transpose(A, 0, 1), *Bt = ls_view_transpose(B, 0, 1);   /* [70x130], [130x90] */
+        /* [70x130] @ [130x90] */
+        ls_tensor *At = ls_view_transpose(A, 0, 1), *Bt = ls_view_transpose(B, 0, 1);
         ls_tensor *Ac = ls_tensor_clone(At), *Bc = ls_tensor_clone(Bt);
         ls_tensor *y1 = ls_matmul(At, Bt), *y2 = ls_matmul(Ac, Bc);
         CHECK(y1 && y2 && y1->shape[0] == 70 && y1->shape[1] == 90);
@@ -282,7 +285,8 @@ static void test_dot_outer(void)
 static void test_errors(void)
 {
     ls_tensor *a = make(LS_F32, 2, (int64_t[]){3, 4}), *b = make(LS_F32, 2, (int64_t[]){5, 2});
-    ls_tensor *c = make(LS_F64, 2, (int64_t[]){4, 2}), *i = ls_tensor_zeros(LS_I64, 2, (int64_t[]){4, 2});
+    ls_tensor *c = make(LS_F64, 2, (int64_t[]){4, 2});
+    ls_tensor *i = ls_tensor_zeros(LS_I64, 2, (int64_t[]){4, 2});
     ls_tensor *s = ls_tensor_scalar(LS_F32, 1), *v = make(LS_F32, 1, (int64_t[]){3});
     ls_tensor *b3 = make(LS_F32, 3, (int64_t[]){2, 3, 4}), *b4 = make(LS_F32, 3, (int64_t[]){3, 4, 5});
     CHECK(ls_matmul(a, b) == NULL && has_msg("matmul: inner dimensions differ: [3x4] @ [5x2]"));
@@ -302,8 +306,37 @@ static void test_errors(void)
     for (int k = 0; k < 9; k++) ls_tensor_release(objs[k]);
 }
 
+/* ---- allocation failures: NULL with a message, nothing leaked ---- */
+static void test_alloc_failures(void)
+{
+    ls_tensor *a = make_layout(LS_F64, 3, (int64_t[]){2, 3, 4}, NOFIT);   /* copied for BLAS */
+    ls_tensor *b = make_layout(LS_F64, 2, (int64_t[]){4, 5}, EXPAND);
+    ls_tensor *v = make(LS_F64, 1, (int64_t[]){5000}), *w = make(LS_F64, 1, (int64_t[]){3});
+    size_t live = ls_alloc_live_bytes();
+    int failures = 0;
+    for (long n = 1; n <= 8; n++) {
+        ls_tensor *y[3];
+        ls_alloc_fail_after(n);
+        y[0] = ls_matmul(a, b);
+        ls_alloc_fail_after(n);
+        y[1] = ls_dot(v, v);
+        ls_alloc_fail_after(n);
+        y[2] = ls_outer(v, w);
+        ls_alloc_fail_after(0);
+        for (int k = 0; k < 3; k++) {
+            if (!y[k]) failures++;
+            ls_tensor_release(y[k]);
+        }
+    }
+    CHECK(failures > 0);
+    CHECK(ls_alloc_live_bytes() == live);
+    ls_tensor *objs[] = {a, b, v, w};
+    for (int k = 0; k < 4; k++) ls_tensor_release(objs[k]);
+}
+
 int main(void)
 {
+    test_alloc_failures();
     test_matmul_cases();
     test_matmul_views_agree();
     test_dot_outer();

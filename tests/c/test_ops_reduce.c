@@ -1,9 +1,9 @@
 /* Reductions (engine/ops/reduce.c): every op against a naive reference (long double loops over
- * ls_tensor_get) in both dtypes, on contiguous, transposed and narrowed 3-d inputs, for every subset of
- * dims (given as dims or as "none = all"), negative dims, keepdim both ways; argmax/argmin ties and
- * NaN; rows longer than one reduction chunk; empty reductions; sum_to; bit-identical results for 1
- * and 2 threads; error messages; and gradient conventions the gradient check's samples avoid (ties,
- * zero norm).
+ * ls_tensor_get) in both dtypes, on contiguous, transposed, narrowed and expanded 3-d inputs, for
+ * every subset of dims (given as dims or as "none = all"), negative dims, keepdim both ways;
+ * argmax/argmin ties and NaN; reductions longer than one chunk on both kernel paths; empty
+ * reductions; sum_to; bit-identical results for 1 and 2 threads; allocation failures; error
+ * messages; and gradient conventions the gradient check's samples avoid (ties, zero norm).
  *
  * Tolerances: f64 1e-12 relative (the kernel sums in double with a different order), f32 1e-6
  * relative (the kernel accumulates in double and rounds once). */
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
+#include "core/alloc.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
 
@@ -50,8 +51,9 @@ static ls_tensor *from_values(ls_dtype d, int ndim, const int64_t *shape, const 
     return t;
 }
 
-/* A [a x b x c] input: contiguous, a fully transposed view, or narrowed along dim 1. */
-enum { CONTIG, TRANSPOSED, NARROWED, NLAYOUTS };
+/* A [a x b x c] input: contiguous, a fully transposed view, narrowed along dim 1, or expanded along
+ * dim 1 (stride 0). */
+enum { CONTIG, TRANSPOSED, NARROWED, EXPANDED, NLAYOUTS };
 static ls_tensor *make_layout(ls_dtype d, const int64_t *s, int layout)
 {
     if (layout == CONTIG) return make(d, 3, s);
@@ -59,9 +61,12 @@ static ls_tensor *make_layout(ls_dtype d, const int64_t *s, int layout)
     if (layout == TRANSPOSED) {
         base = make(d, 3, (int64_t[]){s[2], s[1], s[0]});
         v = ls_view_permute(base, (int[]){2, 1, 0});
-    } else {
+    } else if (layout == NARROWED) {
         base = make(d, 3, (int64_t[]){s[0], s[1] + 3, s[2]});
         v = ls_view_narrow(base, 1, 2, s[1]);
+    } else {
+        base = make(d, 3, (int64_t[]){s[0], 1, s[2]});
+        v = ls_view_expand(base, 3, s);
     }
     ls_tensor_release(base);
     return v;
@@ -106,7 +111,9 @@ static double ref_row(int fn, const double *v, int64_t n, double corr)
     }
     case F_NORM1: for (int64_t i = 0; i < n; i++) s += fabs(v[i]); return (double)s;
     case F_NORM2: for (int64_t i = 0; i < n; i++) s += (long double)v[i] * v[i]; return sqrt((double)s);
-    case F_NORMINF: for (int64_t i = 0; i < n; i++) s = fabs(v[i]) > s ? fabs(v[i]) : s; return (double)s;
+    case F_NORMINF:
+        for (int64_t i = 0; i < n; i++) s = fabs(v[i]) > s ? fabs(v[i]) : s;
+        return (double)s;
     case F_LSE: {
         m = v[0];
         for (int64_t i = 1; i < n; i++) m = v[i] > m ? v[i] : m;
@@ -132,10 +139,16 @@ static int64_t ref_reduce(const ls_tensor *x, const bool *red, int fn, double co
     double *vals = malloc(sizeof(double) * (size_t)(R ? R : 1));
     for (int64_t o = 0; o < O; o++) {
         int64_t idx[LS_MAX_DIMS] = {0}, rem = o;
-        for (int i = nk - 1; i >= 0; i--) { idx[kd[i]] = rem % x->shape[kd[i]]; rem /= x->shape[kd[i]]; }
+        for (int i = nk - 1; i >= 0; i--) {
+            idx[kd[i]] = rem % x->shape[kd[i]];
+            rem /= x->shape[kd[i]];
+        }
         for (int64_t r = 0; r < R; r++) {
             rem = r;
-            for (int i = nr - 1; i >= 0; i--) { idx[rd[i]] = rem % x->shape[rd[i]]; rem /= x->shape[rd[i]]; }
+            for (int i = nr - 1; i >= 0; i--) {
+                idx[rd[i]] = rem % x->shape[rd[i]];
+                rem /= x->shape[rd[i]];
+            }
             vals[r] = ls_tensor_get(x, idx);
         }
         out[o] = ref_row(fn, vals, R, corr);
@@ -235,7 +248,8 @@ static void test_arg(void)
         ls_tensor *a = ls_argmax(x, -1, false);   /* flat: first 5 at position 1 */
         CHECK(a && a->ndim == 0 && a->dtype == LS_I64 && ls_tensor_get_flat(a, 0) == 1);
         ls_tensor *b = ls_argmin(x, -1, true);    /* flat, keepdim: shape [1x1], first -2 at 3 */
-        CHECK(b && b->ndim == 2 && b->shape[0] == 1 && b->shape[1] == 1 && ls_tensor_get_flat(b, 0) == 3);
+        CHECK(b && b->ndim == 2 && b->shape[0] == 1 && b->shape[1] == 1 &&
+              ls_tensor_get_flat(b, 0) == 3);
         ls_tensor *c = ls_argmax(x, 1, false);    /* rows {1,5,5} -> 1, {-2,-2,0} -> 2 */
         CHECK(c && c->ndim == 1 && ls_tensor_get_flat(c, 0) == 1 && ls_tensor_get_flat(c, 1) == 2);
         ls_tensor *e = ls_argmin(x, 0, true);     /* cols: {1,-2}->1, {5,-2}->1, {5,0}->1 */
@@ -269,7 +283,8 @@ static void test_arg(void)
     }
 }
 
-/* ---- rows longer than one chunk (4096): partials combined across chunks ---- */
+/* ---- reductions longer than one chunk (4096), on the row path (partials combined across chunks)
+ * and the column path (outputs adjacent in memory reduced together) ---- */
 static void test_long_rows(void)
 {
     for (int di = 0; di < 2; di++) {
@@ -286,6 +301,30 @@ static void test_long_rows(void)
             check_case(fn, x, 2u, false, false, 1.0);
             check_case(fn, xt, 1u, true, false, 1.0);
         }
+        /* the column path: adjacent outputs reduced together (kept dims contiguous in memory) */
+        ls_tensor *cx = make(d, 2, (int64_t[]){5000, 10});
+        ls_tensor_set(cx, (int64_t[]){4096, 3}, 9.0);
+        ls_tensor_set(cx, (int64_t[]){4999, 3}, 9.0);
+        ls_tensor *c3 = make(d, 3, (int64_t[]){3, 50, 10}), *c4 = make(d, 3, (int64_t[]){6, 7, 9});
+        for (int fn = 0; fn < NFN; fn++) {
+            check_case(fn, cx, 1u, false, false, 1.0);
+            check_case(fn, c3, 2u, true, false, 1.0);
+            if (fn != F_ARGMAX && fn != F_ARGMIN) check_case(fn, c4, 3u, false, true, 0.0);
+        }
+        ls_tensor *cam = ls_argmax(cx, 0, false);
+        CHECK(cam && ls_tensor_get_flat(cam, 3) == 4096);
+        ls_tensor_release(cam);
+        ls_tensor_set(cx, (int64_t[]){7, 5}, NAN);
+        ls_tensor_set(cx, (int64_t[]){9, 5}, NAN);
+        cam = ls_argmin(cx, 0, true);
+        ls_tensor *cmx = ls_max(cx, 1, (int[]){0}, false);
+        CHECK(cam && ls_tensor_get_flat(cam, 5) == 7 && ls_tensor_get_flat(cam, 4) != 7);
+        CHECK(cmx && isnan(ls_tensor_get_flat(cmx, 5)) && !isnan(ls_tensor_get_flat(cmx, 4)));
+        ls_tensor_release(cam);
+        ls_tensor_release(cmx);
+        ls_tensor_release(cx);
+        ls_tensor_release(c3);
+        ls_tensor_release(c4);
         ls_tensor *am = ls_argmax(x, 1, false), *an = ls_argmin(x, 1, false);
         CHECK(am && ls_tensor_get_flat(am, 0) == 4096 && ls_tensor_get_flat(am, 1) == 19999);
         CHECK(an && ls_tensor_get_flat(an, 2) == 4095);
@@ -472,8 +511,33 @@ static void test_grad_conventions(void)
     ls_tensor_release(z);
 }
 
+/* ---- allocation failures: every failure point gives NULL with a message, and leaks nothing ---- */
+static void test_alloc_failures(void)
+{
+    ls_tensor *x = make(LS_F32, 2, (int64_t[]){3, 9000});   /* rows of 3 chunks: partial buffers */
+    ls_tensor *xt = ls_view_transpose(x, 0, 1);             /* needs a permuted copy */
+    size_t live = ls_alloc_live_bytes();
+    int failures = 0;
+    for (long n = 1; n <= 12; n++)
+        for (int fn = 0; fn < NFN; fn++) {
+            ls_alloc_fail_after(n);
+            ls_tensor *y = run_fn(fn, xt, 1, (int[]){0}, false, 1.0);
+            ls_alloc_fail_after(0);
+            if (!y) {
+                failures++;
+                CHECK(ls_error_code() == LS_ERR_MEM && ls_error_message()[0] != 0);
+            }
+            ls_tensor_release(y);
+        }
+    CHECK(failures > 0);
+    CHECK(ls_alloc_live_bytes() == live);
+    ls_tensor_release(xt);
+    ls_tensor_release(x);
+}
+
 int main(void)
 {
+    test_alloc_failures();
     test_all_subsets();
     test_arg();
     test_long_rows();

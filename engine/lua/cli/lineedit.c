@@ -1,11 +1,17 @@
 /* The REPL's line editor; see lineedit.h for the keys and the contract.
  *
- * Display model: the prompt and the line occupy one terminal row. When the line is wider than the row, a
- * window of it (starting at byte `scroll`) is shown, moved just enough to keep the cursor visible. Each
- * change redraws the row in one write(): carriage return, prompt, visible text, erase to end of row, then
- * carriage return and a move right to the cursor column. Columns are counted in UTF-8 code points (wide
- * CJK characters would be miscounted; nothing else is). Output goes through write() on fd 1 after stdio
- * has been flushed, so it never interleaves with buffered stdio output. */
+ * Display model: the prompt and the line occupy one terminal row. When the line is wider than the
+ * row, a window of it (starting at byte `scroll`) is shown, moved just enough to keep the cursor
+ * visible. Each change redraws the row in one write(): carriage return, prompt, visible text, erase
+ * to end of row, then carriage return and a move right to the cursor column. Columns are counted in
+ * UTF-8 code points (wide CJK characters would be miscounted; nothing else is). Output goes through
+ * write() on fd 1 after stdio has been flushed, so it never interleaves with buffered stdio output.
+ */
+
+/* termios, getline(), strcasecmp() and TIOCGWINSZ are POSIX/BSD, not C11. */
+#define _XOPEN_SOURCE 700
+#define _DEFAULT_SOURCE
+
 #include "lineedit.h"
 
 #include <ctype.h>
@@ -163,7 +169,8 @@ static void ls_le_insert(ls_lineedit *le, const char *s, size_t n)
     le->pos += n;
 }
 
-/* Removes buf[from, to) and leaves the cursor at `from`. With keep, the text is saved for Ctrl-Y. */
+/* Removes buf[from, to) and leaves the cursor at `from`. With keep, the text is saved for Ctrl-Y.
+ */
 static void ls_le_remove(ls_lineedit *le, size_t from, size_t to, int keep)
 {
     if (to <= from) return;
@@ -221,9 +228,9 @@ static size_t ls_le_bigword_left(const ls_lineedit *le)
 /* ---- display ---- */
 
 /* Redraws the row; see the comment at the top of the file. The window start moves right until the
- * cursor fits, and back left while the rest of the line still fits, so deleting text never leaves the
- * visible part scrolled further than needed. The last column stays empty to avoid the terminal's
- * deferred wrap. */
+ * cursor fits, and back left while the rest of the line still fits, so deleting text never leaves
+ * the visible part scrolled further than needed. The last column stays empty to avoid the
+ * terminal's deferred wrap. */
 static void ls_le_refresh(ls_lineedit *le)
 {
     size_t cols = (size_t)ls_terminal_columns();
@@ -281,8 +288,8 @@ static void ls_le_history_push(ls_lineedit *le, const char *line)
     le->hist[le->hist_len++] = copy;
 }
 
-/* Replaces the history file with the entries in memory: written to a temporary file, then renamed over
- * the old one, so a failure half-way never truncates the history. */
+/* Replaces the history file with the entries in memory: written to a temporary file, then renamed
+ * over the old one, so a failure half-way never truncates the history. */
 static void ls_le_history_rewrite(ls_lineedit *le)
 {
     size_t n = strlen(le->hist_path);
@@ -357,15 +364,8 @@ void ls_lineedit_history_add(ls_lineedit *le, const char *line)
     close(fd);
 }
 
-int ls_lineedit_history_len(const ls_lineedit *le) { return le->hist_len; }
-
-const char *ls_lineedit_history_get(const ls_lineedit *le, int i)
-{
-    return i >= 0 && i < le->hist_len ? le->hist[i] : NULL;
-}
-
-/* Shows history entry hist_index + dir. Leaving the line being typed saves it in scratch; coming back
- * down past the newest entry restores it. */
+/* Shows history entry hist_index + dir. Leaving the line being typed saves it in scratch; coming
+ * back down past the newest entry restores it. */
 static void ls_le_history_move(ls_lineedit *le, int dir)
 {
     int target = le->hist_index + dir;
@@ -380,8 +380,8 @@ static void ls_le_history_move(ls_lineedit *le, int dir)
 
 /* ---- keys ---- */
 
-/* Decodes the rest of an escape sequence (ESC already read): CSI "ESC [ params final", SS3 "ESC O x",
- * or Alt+key "ESC x". Unknown sequences are consumed whole and ignored. */
+/* Decodes the rest of an escape sequence (ESC already read): CSI "ESC [ params final", SS3 "ESC O
+ * x", or Alt+key "ESC x". Unknown sequences are consumed whole and ignored. */
 static int ls_read_escape(void)
 {
     int c = ls_read_byte();
@@ -435,8 +435,8 @@ static int ls_read_escape(void)
     }
 }
 
-/* Tab: with only blanks before the cursor it indents (four spaces); otherwise it asks the completion
- * callback and applies the replacement and/or prints the listing under the line. */
+/* Tab: with only blanks before the cursor it indents (four spaces); otherwise it asks the
+ * completion callback and applies the replacement and/or prints the listing under the line. */
 static void ls_le_complete(ls_lineedit *le)
 {
     size_t i = 0;
@@ -546,10 +546,10 @@ static char *ls_le_read_plain(const char *prompt, ls_line_status *status)
     return line;
 }
 
-/* Raw mode: no echo, no line buffering, no signal keys (Ctrl-C and Ctrl-Z arrive as bytes), no CR->NL
- * or flow-control translation of input. Output processing is left as the user has it. The terminal is
- * switched with TCSADRAIN, not TCSAFLUSH, so lines typed or pasted ahead are not thrown away, and it is
- * restored before returning: Lua code never runs with the terminal in raw mode. */
+/* Raw mode: no echo, no line buffering, no signal keys (Ctrl-C and Ctrl-Z arrive as bytes), no
+ * CR->NL or flow-control translation of input. Output processing is left as the user has it. The
+ * terminal is switched with TCSADRAIN, not TCSAFLUSH, so lines typed or pasted ahead are not thrown
+ * away, and it is restored before returning: Lua code never runs with the terminal in raw mode. */
 char *ls_lineedit_read(ls_lineedit *le, const char *prompt, ls_line_status *status)
 {
     fflush(stdout);
@@ -576,10 +576,11 @@ char *ls_lineedit_read(ls_lineedit *le, const char *prompt, ls_line_status *stat
     free(le->scratch);
     le->scratch = NULL;
 
-    /* Output that did not end in a newline (io.write "123") would be overwritten by the prompt, which
-     * is drawn from column 0. So first write a full row of spaces and a carriage return, as zsh does:
-     * from column 0 this ends in the terminal's deferred-wrap state and the CR returns to the same,
-     * still empty, row; from any other column it wraps, leaving the partial line intact above. */
+    /* Output that did not end in a newline (io.write "123") would be overwritten by the prompt,
+     * which is drawn from column 0. So first write a full row of spaces and a carriage return, as
+     * zsh does: from column 0 this ends in the terminal's deferred-wrap state and the CR returns to
+     * the same, still empty, row; from any other column it wraps, leaving the partial line intact
+     * above. */
     size_t cols = (size_t)ls_terminal_columns();
     char *pad = malloc(cols + 1);
     if (pad) {
@@ -620,8 +621,6 @@ void ls_lineedit_free(ls_lineedit *le)
     free(le->killed);
     free(le);
 }
-
-int ls_lineedit_is_raw(const ls_lineedit *le) { return le->raw; }
 
 void ls_lineedit_set_completion(ls_lineedit *le, ls_complete_fn fn, void *ud)
 {

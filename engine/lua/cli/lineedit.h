@@ -1,12 +1,13 @@
-/* A small line editor for the landscape REPL (no readline/libedit): the terminal in raw mode through
- * termios while a line is being read, one line that scrolls horizontally when it is wider than the
- * terminal, history with up/down and a history file, and tab completion through a callback. When stdin or
- * stdout is not a terminal, or TERM is dumb, it falls back to a plain prompt and getline().
+/* A small line editor for the landscape REPL (no readline/libedit): the terminal in raw mode
+ * through termios while a line is being read, one line that scrolls horizontally when it is wider
+ * than the terminal, history with up/down and a history file, and tab completion through a
+ * callback. When stdin or stdout is not a terminal, or TERM is dumb, it falls back to a plain
+ * prompt and getline().
  *
  * Keys: Left/Right (Ctrl-B/F), Alt-B/F and Ctrl-Left/Right by word, Home/End (Ctrl-A/E), Backspace,
- * Delete, Ctrl-D (delete under cursor; end of input on an empty line), Ctrl-U/K (kill to start/end),
- * Ctrl-W and Alt-Backspace (kill previous word), Up/Down (Ctrl-P/N) history, Ctrl-L clear screen,
- * Ctrl-C abandon the line, Tab complete, Enter accept.
+ * Delete, Ctrl-D (delete under cursor; end of input on an empty line), Ctrl-U/K (kill to
+ * start/end), Ctrl-W and Alt-Backspace (kill previous word), Up/Down (Ctrl-P/N) history, Ctrl-L
+ * clear screen, Ctrl-C abandon the line, Tab complete, Enter accept.
  *
  * Nothing here knows about Lua; repl.c supplies the completion callback. */
 #ifndef LS_LINEEDIT_H
@@ -25,10 +26,11 @@ typedef enum {
 typedef struct {
     size_t start;      /* byte offset in the line where the completed word begins (<= cursor) */
     char *replacement; /* replaces line[start, cursor) */
-    char *listing;     /* printed below the line (e.g. candidates in columns), then the line is redrawn */
+    char *listing;     /* printed below the line (candidates in columns); the line is redrawn */
 } ls_completion;
 
-/* line: the whole line (NUL-terminated); cursor: byte offset of the cursor; width: terminal columns. */
+/* line: the whole line (NUL-terminated); cursor: byte offset of the cursor; width: terminal
+ * columns. */
 typedef void (*ls_complete_fn)(void *ud, const char *line, size_t cursor, int width,
                                ls_completion *out);
 
@@ -38,22 +40,18 @@ typedef struct ls_lineedit ls_lineedit;
 ls_lineedit *ls_lineedit_new(void);
 /* Frees the editor (NULL is a no-op). The terminal is never left in raw mode between reads. */
 void ls_lineedit_free(ls_lineedit *le);
-/* Whether lines are edited in raw mode (1) or read plainly (0). */
-int ls_lineedit_is_raw(const ls_lineedit *le);
 void ls_lineedit_set_completion(ls_lineedit *le, ls_complete_fn fn, void *ud);
 
 /* Reads one line after printing prompt. Returns a malloc'd line without its newline when *status is
  * LS_LINE_OK, else NULL. */
 char *ls_lineedit_read(ls_lineedit *le, const char *prompt, ls_line_status *status);
 
-/* Keeps at most cap entries (cap >= 1). Loads the history file `path` (its last cap lines; a file that
- * has grown past 2*cap lines is rewritten with those) and appends each later entry to it. A missing or
- * unwritable file is silently ignored. path NULL or "" keeps history in memory only. */
+/* Keeps at most cap entries (cap >= 1). Loads the history file `path` (its last cap lines; a file
+ * that has grown past 2*cap lines is rewritten with those) and appends each later entry to it. A
+ * missing or unwritable file is silently ignored. path NULL or "" keeps history in memory only. */
 void ls_lineedit_history_load(ls_lineedit *le, const char *path, int cap);
-/* Adds a line to the history (and the file), skipping empty lines and repeats of the last entry. */
+/* Adds a line to the history, skipping empty lines and repeats of the last entry. The file is
+ * appended to only when stdin is a terminal. */
 void ls_lineedit_history_add(ls_lineedit *le, const char *line);
-/* The number of entries and entry i (0 = oldest), for tests and tools. */
-int ls_lineedit_history_len(const ls_lineedit *le);
-const char *ls_lineedit_history_get(const ls_lineedit *le, int i);
 
 #endif

@@ -2,17 +2,22 @@
  *
  *   landscape [options] [script [args]]
  *
- * It has the interface of the stock lua5.4 interpreter (lua.c): the same options (-e -l -i -v -E -W - --),
- * the same global `arg` table and `...` for the script, stdin run as a script when it is not a terminal,
- * and a REPL (repl.c) when it is. On top of that: `require "landscape"` is built in (the binding is linked
- * into the executable and registered in package.preload), and package.path finds the landscape Lua helpers
- * (LANDSCAPE_PATH, the source tree when run from the build tree, the install directory). Scripts run with a
- * traceback on error and exit status 1, as under xpcall(main, debug.traceback). */
+ * It has the interface of the stock lua5.4 interpreter (lua.c): the same options (-e -l -i -v -E -W
+ * - --), the same global `arg` table and `...` for the script, stdin run as a script when it is not
+ * a terminal, and a REPL (repl.c) when it is. On top of that: `require "landscape"` is built in
+ * (the binding is linked into the executable and registered in package.preload), and package.path
+ * finds the landscape Lua helpers (LANDSCAPE_PATH, the source tree when run from the build tree,
+ * the install directory). Scripts run with a traceback on error and exit status 1, as under
+ * xpcall(main, debug.traceback). */
+
+/* realpath() and sigaction() are POSIX, not C11. */
+#define _XOPEN_SOURCE 700
+#define _DEFAULT_SOURCE
+
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,10 +47,10 @@ int luaopen_landscape(lua_State *L);
 /* The state the SIGINT handler interrupts (there is only one). */
 static lua_State *lx_cli_state = NULL;
 
-/* Ctrl-C while Lua code runs (as in lua.c): a signal handler may not raise a Lua error, but it may set a
- * hook, so it sets one that fires at the next Lua instruction and raises "interrupted!" there. A long C
- * kernel is therefore interrupted when it returns to Lua. The handler also restores the default action,
- * so a second Ctrl-C kills a process that is stuck in C. */
+/* Ctrl-C while Lua code runs (as in lua.c): a signal handler may not raise a Lua error, but it may
+ * set a hook, so it sets one that fires at the next Lua instruction and raises "interrupted!"
+ * there. A long C kernel is therefore interrupted when it returns to Lua. The handler also restores
+ * the default action, so a second Ctrl-C kills a process that is stuck in C. */
 static void lx_cli_stop(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -56,7 +61,8 @@ static void lx_cli_stop(lua_State *L, lua_Debug *ar)
 static void lx_cli_on_sigint(int sig)
 {
     signal(sig, SIG_DFL);
-    lua_sethook(lx_cli_state, lx_cli_stop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+    lua_sethook(lx_cli_state, lx_cli_stop, mask, 1);
 }
 
 /* The message handler: the message (or a non-string error object's __tostring) plus a traceback. */
@@ -140,9 +146,9 @@ static int lx_cli_dolibrary(lua_State *L, const char *spec)
 /* ---- package.path and the built-in module ---- */
 
 /* Whether this executable is the one in the build tree, which is the directory holding the build's
- * lua/ folder (LS_BUILD_LUA_DIR without its last component). Both sides are compared after realpath(),
- * so symlinks to either do not matter. An installed or copied executable is never in the build tree,
- * whatever the install prefix is. */
+ * lua/ folder (LS_BUILD_LUA_DIR without its last component). Both sides are compared after
+ * realpath(), so symlinks to either do not matter. An installed or copied executable is never in
+ * the build tree, whatever the install prefix is. */
 static int lx_cli_in_build_tree(void)
 {
     char *exe = realpath("/proc/self/exe", NULL);
@@ -159,8 +165,8 @@ static int lx_cli_in_build_tree(void)
     return same;
 }
 
-/* Adds LANDSCAPE_PATH's entries: ';'-separated, each a template with '?' as in LUA_PATH, or a directory,
- * which stands for "dir/?.lua;dir/?/init.lua". Empty entries are skipped. */
+/* Adds LANDSCAPE_PATH's entries: ';'-separated, each a template with '?' as in LUA_PATH, or a
+ * directory, which stands for "dir/?.lua;dir/?/init.lua". Empty entries are skipped. */
 static void lx_cli_add_user_path(luaL_Buffer *b, const char *spec)
 {
     while (*spec) {
@@ -183,8 +189,27 @@ static void lx_cli_add_user_path(luaL_Buffer *b, const char *spec)
     }
 }
 
-/* package.path = LANDSCAPE_PATH .. source lualib (build tree only) .. install dir .. the stock path.
- * package.cpath is left as Lua set it, so Debian's C modules (lfs) are found as usual. */
+/* Pushes `prefix` followed by the templates of `path` that are not already in prefix (both
+ * ';'-separated, prefix ending in ';'). The first occurrence of a template is the one that counts,
+ * so dropping the later copies changes nothing but the length of package.path. */
+static void lx_cli_pushjoined(lua_State *L, const char *prefix, const char *path)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, prefix);
+    while (*path) {
+        size_t n = strcspn(path, ";");
+        int dup = 0;
+        for (const char *p = prefix; n > 0 && *p && !dup; p += strcspn(p, ";") + 1)
+            dup = strncmp(p, path, n) == 0 && (p[n] == ';' || p[n] == '\0');
+        if (!dup) luaL_addlstring(&b, path, n + (path[n] == ';'));
+        path += n + (path[n] == ';');
+    }
+    luaL_pushresult(&b);
+}
+
+/* package.path = LANDSCAPE_PATH .. source lualib (build tree only) .. install dir .. the stock
+ * path. package.cpath is left as Lua set it, so Debian's C modules (lfs) are found as usual. */
 static void lx_cli_setpaths(lua_State *L, int noenv)
 {
     luaL_Buffer b;
@@ -197,11 +222,9 @@ static void lx_cli_setpaths(lua_State *L, int noenv)
     luaL_pushresult(&b);          /* prefix */
     lua_getglobal(L, "package");  /* prefix package */
     lua_getfield(L, -1, "path");  /* prefix package path */
-    lua_pushvalue(L, -3);
-    lua_insert(L, -2);            /* prefix package prefix path */
-    lua_concat(L, 2);
-    lua_setfield(L, -2, "path");
-    lua_pop(L, 2);
+    lx_cli_pushjoined(L, lua_tostring(L, -3), lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 3);
 
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_landscape);
@@ -327,7 +350,8 @@ static int lx_cli_runargs(lua_State *L, char **argv, int first)
 }
 
 /* The global `arg`, as lua.c builds it: arg[0] is the script, arg[1..] its arguments, and the
- * interpreter and options before it at negative indices. Without a script, arg[0] is the interpreter. */
+ * interpreter and options before it at negative indices. Without a script, arg[0] is the
+ * interpreter. */
 static void lx_cli_createargtable(lua_State *L, char **argv, int argc, int script)
 {
     if (script == argc) script = 0;
@@ -376,7 +400,7 @@ static int lx_cli_handle_init(lua_State *L)
     return lx_cli_dostring(L, init, name);
 }
 
-/* Everything runs in protected mode, so even an out-of-memory error while setting up is reported. */
+/* Everything runs in protected mode, so even running out of memory while setting up is reported. */
 static int lx_cli_pmain(lua_State *L)
 {
     int argc = (int)lua_tointeger(L, 1);

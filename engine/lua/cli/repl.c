@@ -1,11 +1,12 @@
 /* The landscape REPL: read a chunk (with continuation lines), run it, show its results.
  *
- * It follows lua.c's doREPL: a line is first compiled as "return <line>;" so that an expression shows its
- * value; if that fails it is compiled as a statement, and while the compiler's complaint is a syntax
- * error at "<eof>" the chunk is incomplete and a continuation line is read with the ">> " prompt. Errors
- * are printed with their traceback and the loop goes on. Results are rendered by M.show of the Lua module
- * landscape.repl, which also supplies tab-completion candidates (M.complete_line); if that module cannot
- * be loaded the REPL still works, printing with print() and without completion. */
+ * It follows lua.c's doREPL: a line is first compiled as "return <line>;" so that an expression
+ * shows its value; if that fails it is compiled as a statement, and while the compiler's complaint
+ * is a syntax error at "<eof>" the chunk is incomplete and a continuation line is read with the ">>
+ * " prompt. Errors are printed with their traceback and the loop goes on. Results are rendered by
+ * M.show of the Lua module landscape.repl, which also supplies tab-completion candidates
+ * (M.complete_line); if that module cannot be loaded the REPL still works, printing with print()
+ * and without completion. */
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -32,7 +33,8 @@ typedef struct {
 /* Tab completion: asks M.complete_line(text before the cursor, width, _G) and converts its answer
  * (1-based start, replacement or nil, listing or nil) for the line editor. Any error means "no
  * completion"; the stack is left as it was found. */
-static void lx_repl_complete(void *ud, const char *line, size_t cursor, int width, ls_completion *out)
+static void lx_repl_complete(void *ud, const char *line, size_t cursor, int width,
+                             ls_completion *out)
 {
     lx_repl *r = ud;
     lua_State *L = r->L;
@@ -74,8 +76,8 @@ static const char *lx_repl_prompt(lua_State *L, int firstline)
     return p;
 }
 
-/* Reads one line and pushes it as a string (only when the status is LS_LINE_OK). Lines go to history as
- * they are typed, each physical line on its own. */
+/* Reads one line and pushes it as a string (only when the status is LS_LINE_OK). Lines go to
+ * history as they are typed, each physical line on its own. */
 static ls_line_status lx_repl_pushline(lx_repl *r, int firstline)
 {
     lua_State *L = r->L;
@@ -102,9 +104,10 @@ static int lx_repl_incomplete(lua_State *L, int status)
     return msg != NULL && n >= m && strcmp(msg + n - m, LX_REPL_EOFMARK) == 0;
 }
 
-/* Reads and compiles one chunk. Returns LX_REPL_QUIT at end of input, LX_REPL_SKIP when Ctrl-C dropped
- * the input, else a load status with the compiled function or the error message pushed. End of input in
- * the middle of a chunk reports the chunk's syntax error (the next read then ends the loop). */
+/* Reads and compiles one chunk. Returns LX_REPL_QUIT at end of input, LX_REPL_SKIP when Ctrl-C
+ * dropped the input, else a load status with the compiled function or the error message pushed. End
+ * of input in the middle of a chunk reports the chunk's syntax error (the next read then ends the
+ * loop). */
 static int lx_repl_loadline(lx_repl *r)
 {
     lua_State *L = r->L;
@@ -178,8 +181,8 @@ static void lx_repl_print(lx_repl *r, int base)
     lua_pop(L, 1);
 }
 
-/* The history file: $LANDSCAPE_HISTORY if set (empty: no file), else ~/.landscape_history. With -E the
- * variable is ignored. Pushes the path (or nil) and returns it. */
+/* The history file: $LANDSCAPE_HISTORY if set (empty: no file), else ~/.landscape_history. With -E
+ * the variable is ignored. Pushes the path (or nil) and returns it. */
 static const char *lx_repl_history_path(lua_State *L)
 {
     int noenv = lua_getfield(L, LUA_REGISTRYINDEX, "LUA_NOENV") != LUA_TNIL && lua_toboolean(L, -1);

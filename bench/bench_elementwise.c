@@ -1,0 +1,328 @@
+/* bench_elementwise: ls_add, ls_mul, ls_exp, ls_relu and ls_sum on contiguous tensors of 1e6 and 1e7
+ * elements (--quick: 1e6 only), f32 and f64, 1 and 2 threads, against two peers:
+ *
+ *   stream  the memory-bandwidth limit, measured in the same run: a plain C loop that reads and writes
+ *           the same bytes as the op, into preallocated and already touched buffers, split over the
+ *           same number of threads by a small pthread pool of its own (below). add: c = a + b;
+ *           mul: c = a * b; exp and relu: c = a (a copy: what a unary op costs if its arithmetic were
+ *           free); sum: a read-only pass accumulating in double, like the engine. A ratio near 1 means
+ *           the op runs at the speed of memory; above 1 is overhead (allocation, page faults of a fresh
+ *           output, arithmetic: exp is compute-bound by nature).
+ *   torch   the same op in PyTorch (torch.add, ...), timed by bench/peer_elementwise.py, which this
+ *           program runs once before its own measurements, with the same sizes, dtypes and thread
+ *           counts (torch.set_num_threads). Skipped with a note on stderr when python3 or torch is
+ *           missing. LANDSCAPE_PYTHON names the interpreter (default /usr/bin/python3).
+ *
+ * Ours is the whole op as a user calls it: it allocates its output (the peers do too for torch, not for
+ * stream) and releases it. The stream loops are compiled with the same vectorisation settings as the
+ * engine's elementwise kernels (engine/ops/elementwise.c), and with loop-to-memcpy rewriting off so
+ * the copy stays a plain loop (glibc's memcpy switches to non-temporal stores for large blocks, which
+ * no elementwise kernel uses).
+ *
+ * stdout: the CSV rows (bench_util.h). stderr: the peers' notes and the peak RSS of both processes. */
+#define _GNU_SOURCE /* popen */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "core/parallel.h"
+#include "core/rng.h"
+#include "ops/ops.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "no-tree-loop-distribute-patterns")
+#endif
+
+#ifndef LS_BENCH_DIR
+#define LS_BENCH_DIR "bench"
+#endif
+
+enum { OP_ADD, OP_MUL, OP_EXP, OP_RELU, OP_SUM, NOPS };
+static const char *const op_names[NOPS] = {"add", "mul", "exp", "relu", "sum"};
+
+/* ==== the stream peer ==== */
+
+#define STREAM_MAX_THREADS 16
+
+typedef struct stream_job {
+    int op;
+    ls_dtype dtype;
+    const void *a, *b;
+    void *c;
+    int64_t n;
+    int nthreads;
+    double part[STREAM_MAX_THREADS];   /* sum: one partial per thread */
+} stream_job;
+
+/* Thread `id`'s share of the job: contiguous pieces, 16-element (64-byte for f32) aligned. */
+static void stream_piece(stream_job *j, int id)
+{
+    int64_t per = (j->n / j->nthreads + 15) / 16 * 16;
+    int64_t lo = per * id, hi = id == j->nthreads - 1 ? j->n : lo + per;
+    if (lo > j->n) lo = j->n;
+    if (hi > j->n) hi = j->n;
+    if (j->dtype == LS_F32) {
+        const float *restrict a = j->a, *restrict b = j->b;
+        float *restrict c = j->c;
+        switch (j->op) {
+        case OP_ADD: for (int64_t i = lo; i < hi; i++) c[i] = a[i] + b[i]; break;
+        case OP_MUL: for (int64_t i = lo; i < hi; i++) c[i] = a[i] * b[i]; break;
+        case OP_SUM: {
+            double acc[16] = {0};
+            int64_t i = lo;
+            for (; i + 16 <= hi; i += 16)
+                for (int k = 0; k < 16; k++) acc[k] += (double)a[i + k];
+            for (; i < hi; i++) acc[0] += (double)a[i];
+            double s = 0;
+            for (int k = 0; k < 16; k++) s += acc[k];
+            j->part[id] = s;
+            break;
+        }
+        default: for (int64_t i = lo; i < hi; i++) c[i] = a[i]; break;
+        }
+    } else {
+        const double *restrict a = j->a, *restrict b = j->b;
+        double *restrict c = j->c;
+        switch (j->op) {
+        case OP_ADD: for (int64_t i = lo; i < hi; i++) c[i] = a[i] + b[i]; break;
+        case OP_MUL: for (int64_t i = lo; i < hi; i++) c[i] = a[i] * b[i]; break;
+        case OP_SUM: {
+            double acc[16] = {0};
+            int64_t i = lo;
+            for (; i + 16 <= hi; i += 16)
+                for (int k = 0; k < 16; k++) acc[k] += a[i + k];
+            for (; i < hi; i++) acc[0] += a[i];
+            double s = 0;
+            for (int k = 0; k < 16; k++) s += acc[k];
+            j->part[id] = s;
+            break;
+        }
+        default: for (int64_t i = lo; i < hi; i++) c[i] = a[i]; break;
+        }
+    }
+}
+
+/* A minimal pool: nthreads - 1 workers parked on a barrier; the caller releases them with a barrier,
+ * runs piece 0 itself and waits on a second barrier. */
+typedef struct stream_pool {
+    int nthreads;
+    pthread_t th[STREAM_MAX_THREADS];
+    pthread_barrier_t start, done;
+    stream_job *job;   /* NULL: exit */
+} stream_pool;
+
+typedef struct { stream_pool *pool; int id; } stream_worker_arg;
+static stream_worker_arg worker_args[STREAM_MAX_THREADS];
+
+static void *stream_worker(void *varg)
+{
+    stream_worker_arg *w = varg;
+    for (;;) {
+        pthread_barrier_wait(&w->pool->start);
+        if (!w->pool->job) return NULL;
+        stream_piece(w->pool->job, w->id);
+        pthread_barrier_wait(&w->pool->done);
+    }
+}
+
+static void pool_start(stream_pool *p, int nthreads)
+{
+    p->nthreads = nthreads;
+    p->job = NULL;
+    if (nthreads < 2) return;
+    pthread_barrier_init(&p->start, NULL, (unsigned)nthreads);
+    pthread_barrier_init(&p->done, NULL, (unsigned)nthreads);
+    for (int i = 1; i < nthreads; i++) {
+        worker_args[i] = (stream_worker_arg){p, i};
+        if (pthread_create(&p->th[i], NULL, stream_worker, &worker_args[i])) {
+            fprintf(stderr, "bench_elementwise: pthread_create failed\n");
+            exit(1);
+        }
+    }
+}
+
+static void pool_stop(stream_pool *p)
+{
+    if (p->nthreads < 2) return;
+    p->job = NULL;
+    pthread_barrier_wait(&p->start);
+    for (int i = 1; i < p->nthreads; i++) pthread_join(p->th[i], NULL);
+    pthread_barrier_destroy(&p->start);
+    pthread_barrier_destroy(&p->done);
+}
+
+static void pool_run(stream_pool *p, stream_job *j)
+{
+    j->nthreads = p->nthreads;
+    if (p->nthreads < 2) {
+        stream_piece(j, 0);
+        return;
+    }
+    p->job = j;
+    pthread_barrier_wait(&p->start);
+    stream_piece(j, 0);
+    pthread_barrier_wait(&p->done);
+}
+
+/* ==== the two sides ==== */
+
+typedef struct ew_ctx {
+    int op;
+    ls_tensor *a, *b;
+    stream_pool *pool;
+    stream_job job;
+    volatile double sink;
+} ew_ctx;
+
+static void ours(void *vctx)
+{
+    ew_ctx *x = vctx;
+    ls_tensor *r = NULL;
+    switch (x->op) {
+    case OP_ADD: r = ls_add(x->a, x->b); break;
+    case OP_MUL: r = ls_mul(x->a, x->b); break;
+    case OP_EXP: r = ls_exp(x->a); break;
+    case OP_RELU: r = ls_relu(x->a); break;
+    default: r = ls_sum(x->a, 0, NULL, false); break;
+    }
+    if (!r) bench_die(op_names[x->op]);
+    ls_tensor_release(r);
+}
+
+static void stream(void *vctx)
+{
+    ew_ctx *x = vctx;
+    pool_run(x->pool, &x->job);
+    if (x->op == OP_SUM) {
+        double s = 0;
+        for (int i = 0; i < x->pool->nthreads; i++) s += x->job.part[i];
+        x->sink = s;
+    }
+}
+
+/* ==== the torch peer ==== */
+
+typedef struct torch_row {
+    int op, threads;
+    ls_dtype dtype;
+    int64_t n;
+    double ms;
+} torch_row;
+
+#define MAX_TORCH_ROWS 256
+static torch_row torch_rows[MAX_TORCH_ROWS];
+static int ntorch;
+
+/* Runs peer_elementwise.py once and keeps its rows. */
+static void run_torch_peer(const bench_opts *o, const int64_t *sizes, int nsizes)
+{
+    const char *py = getenv("LANDSCAPE_PYTHON");
+    if (!py || !*py) py = "/usr/bin/python3";
+    const char *dir = getenv("LANDSCAPE_BENCH_DIR");
+    if (!dir || !*dir) dir = LS_BENCH_DIR;
+    char cmd[2048], sz[256] = "";
+    for (int i = 0; i < nsizes; i++)
+        snprintf(sz + strlen(sz), sizeof sz - strlen(sz), "%s%lld", i ? "," : "",
+                 (long long)sizes[i]);
+    snprintf(cmd, sizeof cmd, "'%s' '%s/peer_elementwise.py' --sizes %s --reps %d --min-sample %g",
+             py, dir, sz, o->reps, o->min_sample);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        fprintf(stderr, "# torch peer: cannot run %s\n", cmd);
+        return;
+    }
+    char line[512];
+    while (fgets(line, sizeof line, p)) {
+        char op[32], dt[8];
+        int threads;
+        long long n;
+        double ms;
+        if (line[0] == '#') {
+            fprintf(stderr, "%s", line);   /* the peer's own notes (its peak RSS) */
+            continue;
+        }
+        if (sscanf(line, "%31[^,],%7[^,],%d,%lld,%lf", op, dt, &threads, &n, &ms) != 5) continue;
+        if (ntorch == MAX_TORCH_ROWS) break;
+        torch_row *r = &torch_rows[ntorch];
+        r->op = -1;
+        for (int k = 0; k < NOPS; k++)
+            if (strcmp(op, op_names[k]) == 0) r->op = k;
+        if (r->op < 0 || ls_dtype_parse(dt, &r->dtype)) continue;
+        r->threads = threads;
+        r->n = n;
+        r->ms = ms;
+        ntorch++;
+    }
+    int st = pclose(p);
+    if (st != 0 || ntorch == 0)
+        fprintf(stderr, "# torch peer: no timings (exit status %d; is python3-torch installed?) "
+                        "from: %s\n", st, cmd);
+}
+
+static const torch_row *torch_find(int op, ls_dtype dt, int threads, int64_t n)
+{
+    for (int i = 0; i < ntorch; i++)
+        if (torch_rows[i].op == op && torch_rows[i].dtype == dt && torch_rows[i].threads == threads &&
+            torch_rows[i].n == n)
+            return &torch_rows[i];
+    return NULL;
+}
+
+static ls_tensor *random_vector(ls_dtype dt, int64_t n, uint64_t seed)
+{
+    ls_tensor *t = ls_tensor_new(dt, 1, &n);
+    if (!t) bench_die("ls_tensor_new");
+    ls_rng rng;
+    ls_rng_init(&rng, seed);
+    ls_rng_uniform(&rng, dt, ls_tensor_data(t), n, -1.0, 1.0);
+    return t;
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o;
+    bench_parse_args(argc, argv,
+                     "ls_add/mul/exp/relu/sum vs the memory-bandwidth limit (peer stream) and PyTorch "
+                     "(peer torch)", &o);
+    const int64_t sizes[] = {1000000, 10000000};
+    int nsizes = o.quick ? 1 : 2;
+    run_torch_peer(&o, sizes, nsizes);
+
+    const ls_dtype dtypes[] = {LS_F32, LS_F64};
+    const int threads[] = {1, 2};
+    bench_header();
+    for (int ti = 0; ti < 2; ti++) {
+        ls_set_threads(threads[ti]);
+        stream_pool pool;
+        pool_start(&pool, threads[ti]);
+        for (int di = 0; di < 2; di++) {
+            for (int si = 0; si < nsizes; si++) {
+                int64_t n = sizes[si];
+                ls_tensor *a = random_vector(dtypes[di], n, 1), *b = random_vector(dtypes[di], n, 2);
+                ls_tensor *c = ls_tensor_zeros(dtypes[di], 1, &n);   /* zeros: touched */
+                if (!c) bench_die("ls_tensor_zeros");
+                for (int op = 0; op < NOPS; op++) {
+                    ew_ctx x = {.op = op, .a = a, .b = b, .pool = &pool};
+                    x.job = (stream_job){.op = op, .dtype = dtypes[di], .a = ls_tensor_data(a),
+                                         .b = ls_tensor_data(b), .c = ls_tensor_data(c), .n = n};
+                    double ms_o, ms_s;
+                    bench_pair(&o, ours, &x, stream, &x, &ms_o, &ms_s);
+                    char wl[64], cnt[32];
+                    snprintf(wl, sizeof wl, "%s_%s", op_names[op], bench_count_str(n, cnt, 32));
+                    const char *dn = ls_dtype_name(dtypes[di]);
+                    bench_row(wl, dn, threads[ti], ms_o, "stream", ms_s);
+                    const torch_row *tr = torch_find(op, dtypes[di], threads[ti], n);
+                    if (tr) bench_row(wl, dn, threads[ti], ms_o, "torch", tr->ms);
+                }
+                ls_tensor_release(a);
+                ls_tensor_release(b);
+                ls_tensor_release(c);
+            }
+        }
+        pool_stop(&pool);
+    }
+    bench_report_rss("bench_elementwise");
+    return 0;
+}

@@ -1,0 +1,149 @@
+/* Shared helpers of the C benchmarks (see bench_util.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/status.h"
+
+#define BENCH_MAX_REPS 64
+
+void bench_parse_args(int argc, char **argv, const char *usage, bench_opts *o)
+{
+    o->quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            o->quick = true;
+        } else {
+            FILE *f = strcmp(argv[i], "--help") == 0 ? stdout : stderr;
+            fprintf(f, "usage: %s [--quick]\n  %s\n  CSV on stdout, diagnostics on stderr.\n",
+                    argv[0], usage);
+            exit(f == stdout ? 0 : 2);
+        }
+    }
+    o->reps = o->quick ? 5 : 11;
+    o->min_sample = o->quick ? 0.01 : 0.04;
+}
+
+double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double run_sample(bench_fn f, void *ctx, long iters)
+{
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) f(ctx);
+    return bench_now() - t0;
+}
+
+/* Calls in one sample so that it lasts at least min_sample seconds, from one timed call (which also
+ * serves as the first warm-up). */
+static long calibrate(const bench_opts *o, bench_fn f, void *ctx)
+{
+    double t = run_sample(f, ctx, 1);
+    if (t >= o->min_sample) return 1;
+    if (t < 1e-7) t = 1e-7;
+    long n = (long)(o->min_sample / t) + 1;
+    /* a second, steadier estimate over ~1/4 of a sample */
+    long probe = n / 4 > 1 ? n / 4 : 1;
+    t = run_sample(f, ctx, probe) / (double)probe;
+    if (t < 1e-9) t = 1e-9;
+    n = (long)(o->min_sample / t) + 1;
+    return n < 1 ? 1 : n;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, void *cb, double *ms_a,
+                double *ms_b)
+{
+    int reps = o->reps < BENCH_MAX_REPS ? o->reps : BENCH_MAX_REPS;
+    long na = calibrate(o, a, ca), nb = b ? calibrate(o, b, cb) : 0;
+    run_sample(a, ca, na);
+    if (b) run_sample(b, cb, nb);
+    double sa[BENCH_MAX_REPS], sb[BENCH_MAX_REPS];
+    for (int r = 0; r < reps; r++) {
+        sa[r] = run_sample(a, ca, na) / (double)na;
+        if (b) sb[r] = run_sample(b, cb, nb) / (double)nb;
+    }
+    *ms_a = 1e3 * median(sa, reps);
+    if (b) *ms_b = 1e3 * median(sb, reps);
+}
+
+double bench_one(const bench_opts *o, bench_fn f, void *ctx)
+{
+    double ms;
+    bench_pair(o, f, ctx, NULL, NULL, &ms, NULL);
+    return ms;
+}
+
+void bench_header(void)
+{
+    printf("workload,dtype,threads,ours_ms,peer,peer_ms,ratio\n");
+    fflush(stdout);
+}
+
+void bench_row(const char *workload, const char *dtype, int threads, double ours_ms,
+               const char *peer, double peer_ms)
+{
+    printf("%s,%s,%d,%.4f,%s,%.4f,%.3f\n", workload, dtype, threads, ours_ms, peer, peer_ms,
+           ours_ms / peer_ms);
+    fflush(stdout);
+}
+
+const char *bench_count_str(int64_t n, char *buf, int size)
+{
+    int e = 0;
+    int64_t m = n;
+    while (m >= 10 && m % 10 == 0) {
+        m /= 10;
+        e++;
+    }
+    if (m == 1 && e >= 3) snprintf(buf, (size_t)size, "1e%d", e);
+    else snprintf(buf, (size_t)size, "%lld", (long long)n);
+    return buf;
+}
+
+long bench_peak_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+void bench_report_rss(const char *name)
+{
+    long kb = bench_peak_rss_kb();
+    if (kb >= 0) fprintf(stderr, "# %s: peak RSS %.1f MiB\n", name, (double)kb / 1024.0);
+    else fprintf(stderr, "# %s: peak RSS unknown (no /proc/self/status)\n", name);
+}
+
+void bench_die(const char *who)
+{
+    fprintf(stderr, "%s: %s\n", who, ls_error_message());
+    exit(1);
+}

@@ -1,0 +1,57 @@
+/* Shared helpers of the C benchmarks: wall clock, side-by-side timing, the CSV rows, peak memory.
+ *
+ * Every benchmark prints tidy CSV on stdout with the header
+ *     workload,dtype,threads,ours_ms,peer,peer_ms,ratio
+ * (ratio = ours_ms / peer_ms: below 1 means the engine is faster) and diagnostics on stderr, each line
+ * starting with '#', so `bench_x > out.csv` keeps the table clean.
+ *
+ * Timing (bench_pair). Each side is run once to warm up and to calibrate an inner loop of `iters` calls
+ * so that one sample lasts at least min_sample seconds (small workloads would otherwise be timed at the
+ * clock's resolution); then one more warm-up sample per side, then `reps` samples taken alternately,
+ * ours then peer, so slow drift (turbo, a noisy neighbour) hits both sides alike. The reported time is
+ * the median sample divided by iters, in milliseconds. */
+#ifndef LS_BENCH_UTIL_H
+#define LS_BENCH_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct bench_opts {
+    bool quick;          /* --quick: fewer sizes and reps, a shorter version in seconds */
+    int reps;            /* timed samples per side */
+    double min_sample;   /* seconds per sample, at least */
+} bench_opts;
+
+/* Parses --quick and --help; exits with a usage message on anything else. `usage` is the program's
+ * one-line description. */
+void bench_parse_args(int argc, char **argv, const char *usage, bench_opts *o);
+
+/* Monotonic wall-clock seconds. */
+double bench_now(void);
+
+typedef void (*bench_fn)(void *ctx);
+
+/* Median milliseconds per call of a(ca) and of b(cb), measured side by side (see above). */
+void bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, void *cb, double *ms_a,
+                double *ms_b);
+/* The same for one function alone. */
+double bench_one(const bench_opts *o, bench_fn f, void *ctx);
+
+/* The CSV header and one row. */
+void bench_header(void);
+void bench_row(const char *workload, const char *dtype, int threads, double ours_ms,
+               const char *peer, double peer_ms);
+
+/* "1e6" for exact powers of ten from 1e3 up, else the decimal number. Returns buf. */
+const char *bench_count_str(int64_t n, char *buf, int size);
+
+/* Peak resident set size of this process in KiB (VmHWM in /proc/self/status), -1 if unknown. */
+long bench_peak_rss_kb(void);
+/* Prints "# <name>: peak RSS <n> MiB" on stderr. */
+void bench_report_rss(const char *name);
+
+/* Prints "<who>: <engine error message>" on stderr and exits with status 1 (a benchmark has no
+ * way to go on after the engine refused its input). */
+void bench_die(const char *who);
+
+#endif
