@@ -12,8 +12,8 @@
  * that transposed operands reach BLAS without a copy. Rows whose names end in _nt / _tn have the second
  * / first operand as a transposed view (ls_view_transpose), passed to BLAS as Trans.
  *
- * stdout: the CSV rows (bench_util.h). stderr: a GFLOP/s table (2 m n k / time) for both sides, the
- * result check, and the peak RSS. */
+ * stdout: the CSV rows (bench_util.h). stderr: a GFLOP/s table (2 m n k / time) for both sides with
+ * the minor page faults per call, the result check, and the peak RSS. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -116,7 +116,8 @@ typedef struct gf_row {
     const char *name;
     const char *dtype;
     int threads;
-    double ours, peer;
+    double ours, peer;           /* GFLOP/s */
+    double ours_flt, peer_flt;   /* minor page faults per call */
 } gf_row;
 
 int main(int argc, char **argv)
@@ -153,8 +154,8 @@ int main(int argc, char **argv)
                 ctx_init(&x, &cases[ci], dtypes[di]);
                 double cr = check(&x);
                 if (cr > worst_check) worst_check = cr;
-                double ms_o, ms_p;
-                bench_pair(&o, ours, &x, peer, &x, &ms_o, &ms_p);
+                bench_result r = bench_pair(&o, ours, &x, peer, &x);
+                double ms_o = r.ms_a, ms_p = r.ms_b;
                 const char *dn = ls_dtype_name(dtypes[di]);
                 bench_row(cases[ci].name, dn, threads[ti], ms_o, "openblas", ms_p);
                 double flop = 2.0 * (double)cases[ci].m * (double)cases[ci].n * (double)cases[ci].k;
@@ -164,15 +165,18 @@ int main(int argc, char **argv)
                 g->threads = threads[ti];
                 g->ours = flop / (ms_o * 1e6);
                 g->peer = flop / (ms_p * 1e6);
+                g->ours_flt = r.faults_a;
+                g->peer_flt = r.faults_b;
                 ctx_free(&x);
             }
         }
     }
-    fprintf(stderr, "# GFLOP/s = 2 m n k / time\n# workload,dtype,threads,ours_gflops,"
-                    "openblas_gflops\n");
+    fprintf(stderr, "# GFLOP/s = 2 m n k / time; faults = minor page faults per call\n"
+                    "# workload,dtype,threads,ours_gflops,openblas_gflops,ours_faults,"
+                    "openblas_faults\n");
     for (int i = 0; i < ngf; i++)
-        fprintf(stderr, "# %s,%s,%d,%.2f,%.2f\n", gf[i].name, gf[i].dtype, gf[i].threads,
-                gf[i].ours, gf[i].peer);
+        fprintf(stderr, "# %s,%s,%d,%.2f,%.2f,%.2f,%.2f\n", gf[i].name, gf[i].dtype,
+                gf[i].threads, gf[i].ours, gf[i].peer, gf[i].ours_flt, gf[i].peer_flt);
     fprintf(stderr, "# check: largest |ours - openblas| / max|openblas| = %.3g\n", worst_check);
     bench_report_rss("bench_matmul");
     return 0;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "core/status.h"
@@ -14,18 +15,35 @@
 void bench_parse_args(int argc, char **argv, const char *usage, bench_opts *o)
 {
     o->quick = false;
+    int reps = 0;
+    bool help = false;
+    double min_sample = 0;
     for (int i = 1; i < argc; i++) {
+        char *end = NULL;
         if (strcmp(argv[i], "--quick") == 0) {
             o->quick = true;
+        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > BENCH_MAX_REPS) goto usage;
+            reps = (int)v;
+        } else if (strcmp(argv[i], "--min-sample") == 0 && i + 1 < argc) {
+            double v = strtod(argv[++i], &end);
+            if (*end || !(v > 0 && v <= 10)) goto usage;
+            min_sample = v;
         } else {
-            FILE *f = strcmp(argv[i], "--help") == 0 ? stdout : stderr;
-            fprintf(f, "usage: %s [--quick]\n  %s\n  CSV on stdout, diagnostics on stderr.\n",
-                    argv[0], usage);
-            exit(f == stdout ? 0 : 2);
+            help = strcmp(argv[i], "--help") == 0;
+            goto usage;
         }
     }
-    o->reps = o->quick ? 5 : 11;
-    o->min_sample = o->quick ? 0.01 : 0.04;
+    o->reps = reps ? reps : (o->quick ? 5 : 11);
+    o->min_sample = min_sample > 0 ? min_sample : (o->quick ? 0.01 : 0.04);
+    return;
+usage:;
+    FILE *f = help ? stdout : stderr;
+    fprintf(f, "usage: %s [--quick] [--reps N (11; quick 5; at most %d)] [--min-sample SECONDS "
+            "(0.04; quick 0.01)]\n  %s\n  CSV on stdout, notes on stderr.\n", argv[0],
+            BENCH_MAX_REPS, usage);
+    exit(f == stdout ? 0 : 2);
 }
 
 double bench_now(void)
@@ -33,6 +51,12 @@ double bench_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static long minor_faults(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_minflt : 0;
 }
 
 static double run_sample(bench_fn f, void *ctx, long iters)
@@ -70,27 +94,30 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-void bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, void *cb, double *ms_a,
-                double *ms_b)
+bench_result bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, void *cb)
 {
     int reps = o->reps < BENCH_MAX_REPS ? o->reps : BENCH_MAX_REPS;
     long na = calibrate(o, a, ca), nb = b ? calibrate(o, b, cb) : 0;
     run_sample(a, ca, na);
     if (b) run_sample(b, cb, nb);
     double sa[BENCH_MAX_REPS], sb[BENCH_MAX_REPS];
+    long fa = 0, fb = 0;
     for (int r = 0; r < reps; r++) {
+        long f0 = minor_faults();
         sa[r] = run_sample(a, ca, na) / (double)na;
+        long f1 = minor_faults();
         if (b) sb[r] = run_sample(b, cb, nb) / (double)nb;
+        fa += f1 - f0;
+        fb += minor_faults() - f1;
     }
-    *ms_a = 1e3 * median(sa, reps);
-    if (b) *ms_b = 1e3 * median(sb, reps);
-}
-
-double bench_one(const bench_opts *o, bench_fn f, void *ctx)
-{
-    double ms;
-    bench_pair(o, f, ctx, NULL, NULL, &ms, NULL);
-    return ms;
+    bench_result res = {0};
+    res.ms_a = 1e3 * median(sa, reps);
+    res.faults_a = (double)fa / ((double)na * reps);
+    if (b) {
+        res.ms_b = 1e3 * median(sb, reps);
+        res.faults_b = (double)fb / ((double)nb * reps);
+    }
+    return res;
 }
 
 void bench_header(void)

@@ -1,7 +1,9 @@
 #include "core/alloc.h"
 #include "core/status.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,8 +18,94 @@ void ls_alloc_fail_after(long n) { atomic_store(&ls_fail_countdown, n); }
 
 size_t ls_alloc_live_bytes(void) { return atomic_load(&ls_live_bytes); }
 
+/* Large tensors are allocated and freed at the same sizes over and over (every training step). glibc
+ * serves blocks above 32 MiB with fresh mmaps and unmaps them on free, so each step would pay a page
+ * fault per 4 KiB touched — on a virtual machine that cost 25x the arithmetic of an elementwise op. So
+ * freed blocks of at least LS_CACHE_MIN bytes are kept in a small cache (most recent first, at most
+ * LS_CACHE_SLOTS blocks and LS_CACHE_MAX bytes) and handed out again for a request of the same size. */
+#define LS_CACHE_MIN ((size_t)1 << 20)
+#define LS_CACHE_SLOTS 16
+#define LS_CACHE_MAX ((size_t)1 << 30)
+static struct { size_t total; char *base; } ls_cache[LS_CACHE_SLOTS];
+static int ls_cache_n;
+static size_t ls_cache_bytes;
+static pthread_mutex_t ls_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static char *ls_cache_take(size_t total)
+{
+    char *base = NULL;
+    pthread_mutex_lock(&ls_cache_lock);
+    for (int i = 0; i < ls_cache_n; i++)
+        if (ls_cache[i].total == total) {
+            base = ls_cache[i].base;
+            ls_cache_bytes -= total;
+            ls_cache[i] = ls_cache[--ls_cache_n];
+            break;
+        }
+    pthread_mutex_unlock(&ls_cache_lock);
+    return base;
+}
+
+/* Keep base for reuse; returns 0 when the cache is full (the caller frees it). */
+static int ls_cache_put(size_t total, char *base)
+{
+    int kept = 0;
+    pthread_mutex_lock(&ls_cache_lock);
+    if (total <= LS_CACHE_MAX) {
+        while (ls_cache_n > 0 && (ls_cache_n == LS_CACHE_SLOTS || ls_cache_bytes + total > LS_CACHE_MAX)) {
+            /* evict the oldest (slot 0) */
+            ls_cache_bytes -= ls_cache[0].total;
+            free(ls_cache[0].base);
+            for (int i = 1; i < ls_cache_n; i++) ls_cache[i - 1] = ls_cache[i];
+            ls_cache_n--;
+        }
+        ls_cache[ls_cache_n].total = total;
+        ls_cache[ls_cache_n].base = base;
+        ls_cache_n++;
+        ls_cache_bytes += total;
+        kept = 1;
+    }
+    pthread_mutex_unlock(&ls_cache_lock);
+    return kept;
+}
+
+static void ls_cache_release_all(void)
+{
+    pthread_mutex_lock(&ls_cache_lock);
+    for (int i = 0; i < ls_cache_n; i++) free(ls_cache[i].base);
+    ls_cache_n = 0;
+    ls_cache_bytes = 0;
+    pthread_mutex_unlock(&ls_cache_lock);
+}
+
+/* Block size for a request: header + payload rounded to LS_ALIGN, and blocks of LS_HUGE or more to
+ * whole 2 MiB pages, so that they can be backed by transparent huge pages (one fault per 2 MiB instead
+ * of per 4 KiB). */
+#define LS_HUGE ((size_t)4 << 20)
+#define LS_HUGE_PAGE ((size_t)2 << 20)
+static size_t ls_block_size(size_t nbytes)
+{
+    size_t total = LS_ALIGN + ((nbytes + LS_ALIGN - 1) / LS_ALIGN) * LS_ALIGN;
+    if (total >= LS_HUGE) total = (total + LS_HUGE_PAGE - 1) / LS_HUGE_PAGE * LS_HUGE_PAGE;
+    return total;
+}
+
+static char *ls_block_alloc(size_t total)
+{
+    if (total < LS_HUGE) return aligned_alloc(LS_ALIGN, total);
+    char *base = aligned_alloc(LS_HUGE_PAGE, total);
+#ifdef MADV_HUGEPAGE
+    if (base) madvise(base, total, MADV_HUGEPAGE);   /* advisory: failure is harmless */
+#endif
+    return base;
+}
+
+static pthread_once_t ls_alloc_once = PTHREAD_ONCE_INIT;
+static void ls_alloc_init(void) { atexit(ls_cache_release_all); }
+
 void *ls_malloc(size_t nbytes, const char *what)
 {
+    pthread_once(&ls_alloc_once, ls_alloc_init);
     long c = atomic_load(&ls_fail_countdown);
     if (c > 0 && atomic_fetch_sub(&ls_fail_countdown, 1) == 1) {
         ls_error_set(LS_ERR_MEM, "%s: out of memory (injected failure)", what);
@@ -27,8 +115,13 @@ void *ls_malloc(size_t nbytes, const char *what)
         ls_error_set(LS_ERR_MEM, "%s: allocation of %zu bytes is too large", what, nbytes);
         return NULL;
     }
-    size_t total = LS_ALIGN + ((nbytes + LS_ALIGN - 1) / LS_ALIGN) * LS_ALIGN;
-    char *base = aligned_alloc(LS_ALIGN, total);
+    size_t total = ls_block_size(nbytes);
+#ifdef LS_NO_ALLOC_CACHE   /* sanitizer builds: every block fresh, so use-after-free is caught */
+    char *base = NULL;
+#else
+    char *base = total >= LS_CACHE_MIN ? ls_cache_take(total) : NULL;
+#endif
+    if (!base) base = ls_block_alloc(total);
     if (!base) {
         ls_error_set(LS_ERR_MEM, "%s: out of memory allocating %zu bytes", what, nbytes);
         return NULL;
@@ -49,6 +142,11 @@ void ls_free(void *p)
 {
     if (!p) return;
     char *base = (char *)p - LS_ALIGN;
-    atomic_fetch_sub(&ls_live_bytes, ((ls_alloc_header *)base)->nbytes);
+    size_t nbytes = ((ls_alloc_header *)base)->nbytes;
+    atomic_fetch_sub(&ls_live_bytes, nbytes);
+    size_t total = ls_block_size(nbytes);
+#ifndef LS_NO_ALLOC_CACHE
+    if (total >= LS_CACHE_MIN && ls_cache_put(total, base)) return;
+#endif
     free(base);
 }

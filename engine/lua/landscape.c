@@ -10,7 +10,7 @@ static const struct { const char *field, *module; } lx_lazy[] = {
     {"data", "landscape.data"},   {"csv", "landscape.csv"},       {"fs", "landscape.fs"},
     {"repl", "landscape.repl"},   {"hvp", "landscape.autograd"},  {"jvp", "landscape.autograd"},
     {"vjp", "landscape.autograd"}, {"gradcheck", "landscape.autograd"},
-    {"safetensors", "landscape.safetensors"},
+    {"optim", "landscape.optim"},
 };
 
 static int lx_module_index(lua_State *L)
@@ -52,6 +52,7 @@ int luaopen_landscape(lua_State *L)
     lx_open_random(L);
     lx_open_system(L);
     lx_open_io(L);
+    lx_open_optim(L);
     lua_newtable(L);
     lua_pushcfunction(L, lx_module_index);
     lua_setfield(L, -2, "__index");

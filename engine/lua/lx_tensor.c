@@ -361,11 +361,11 @@ static int64_t lx_checkindex(lua_State *L, const ls_tensor *t, lua_Integer i)
 {
     if (t->ndim == 0) luaL_error(L, "index: cannot index a 0-d tensor");
     int64_t n = t->shape[0];
-    if (i < 0) i += n + 1;
-    if (i < 1 || i > n)
-        luaL_error(L, "index: index %I out of range for dimension 1 of size %I (indices are 1-based)",
-                   (LUAI_UACINT)i, (LUAI_UACINT)n);
-    return i - 1;
+    lua_Integer j = i < 0 ? i + n + 1 : i;   /* -1 is the last; the error names i as given */
+    if (j < 1 || j > n)
+        luaL_error(L, "index: index %I out of range for dimension 1 of size %I (indices are 1-based, "
+                   "negative from the end)", (LUAI_UACINT)i, (LUAI_UACINT)n);
+    return j - 1;
 }
 
 static int lx_tensor_index(lua_State *L)

@@ -21,6 +21,8 @@
  *   - pow: d/db a^b is taken as 0 where a == 0 and b >= 0 (instead of 0 * log 0 = NaN);
  *   - comparisons are not differentiable; where sends no gradient to cond. */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/ops.h"
@@ -109,20 +111,26 @@ typedef struct ls_ew_ctx {
     }
 
 /* Compute-bound kernels are also compiled for AVX2 + FMA (8 floats a step instead of SSE2's 4) and
- * picked at run time by simd_pick() when the CPU has both; results are fixed for a given machine.
- * (GCC's target_clones would do this automatically, but its load-time resolver chose the baseline
- * clone on an AVX2 machine here, so the choice is made explicitly.) */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * picked at run time by simd_pick() when the CPU has both. Results are fixed for a given machine;
+ * LANDSCAPE_SIMD=baseline in the environment forces the SSE2 kernels everywhere, for results that
+ * agree bit for bit across x86-64 machines. (GCC's target_clones would dispatch automatically, but
+ * its load-time resolver chose the baseline clone on an AVX2 machine here, so the choice is made
+ * explicitly.) */
+#if defined(__x86_64__) && defined(__GNUC__)
 #define LS_HAVE_AVX2_CLONES 1
 #define LS_AVX2_FMA __attribute__((target("avx2,fma")))
 static bool cpu_has_avx2_fma(void)
 {
-    static int cached = -1;   /* benign race: every thread computes the same value */
-    if (cached < 0) {
+    static atomic_int cached = -1;   /* threads racing here all compute the same value */
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("LANDSCAPE_SIMD");
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+            !(env && strcmp(env, "baseline") == 0);
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
     }
-    return cached;
+    return v;
 }
 #define simd_pick(generic, avx2) (cpu_has_avx2_fma() ? (avx2) : (generic))
 #else
@@ -170,7 +178,9 @@ static inline float exp_f32(float x)
     p = p * r + 5.0000001201e-1f;
     float y = p * r * r + r + 1.0f;
     int32_t n1 = n >> 1, n2 = n - n1;
-    y = y * f32_from_bits((n1 + 127) << 23) * f32_from_bits((n2 + 127) << 23);
+    /* unsigned shifts: for a NaN x, n is garbage and a signed shift could overflow */
+    y = y * f32_from_bits((int32_t)((uint32_t)(n1 + 127) << 23)) *
+        f32_from_bits((int32_t)((uint32_t)(n2 + 127) << 23));
     return x > 88.72283935546875f ? INFINITY : y;
 }
 

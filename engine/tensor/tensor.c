@@ -288,6 +288,12 @@ static void ls_copy_run(void *vctx, int64_t n, char **p, const int64_t *s)
         for (int64_t i = 0; i < n; i++) o[i * s[0]] = a[i * s[1]];
         return;
     }
+    if (c->src == LS_U8 && c->dst == LS_F32) {   /* image bytes -> float: the data loaders' path */
+        float *o = (float *)p[0];
+        const uint8_t *a = (const uint8_t *)p[1];
+        for (int64_t i = 0; i < n; i++) o[i * s[0]] = a[i * s[1]];
+        return;
+    }
     for (int64_t i = 0; i < n; i++)
         ls_store(c->dst, p[0] + i * s[0] * (int64_t)ds, ls_load(c->src, p[1] + i * s[1] * (int64_t)ss));
 }

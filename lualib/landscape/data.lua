@@ -2,12 +2,16 @@
 --
 --   local data = require "landscape.data"
 --   local train = data.fashion_mnist{split = "train", n = 1000, seed = 1}
---   -- train.x: Tensor [1000, 1, 28, 28] f32, train.y: Tensor [1000] i64 in 0..9, train.classes
+--   -- train.x: Tensor [1000, 1, 28, 28] f32, train.y: Tensor [1000] i64 in 1..10, train.classes
 --
 -- Fashion-MNIST comes from Debian's dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist)
 -- or the directory in $LANDSCAPE_FASHION_MNIST_DIR, as the four gzip'd IDX files of the original
--- release. Labels stay 0-based (0 = T-shirt/top ... 9 = Ankle boot): they are class ids, not Lua
--- indices, and match PyTorch's torchvision labels; classes[y + 1] is the name of label y.
+-- release.
+--
+-- Labels are 1-based class indices, like every index on the Lua side: y = the file's label + 1
+-- (1 = T-shirt/top ... 10 = Ankle boot; torchvision's label is y - 1). So classes[y] names a label,
+-- and y goes straight into ls.cross_entropy, ls.one_hot and comparisons with argmax, which all count
+-- classes from 1.
 local ls = require "landscape"
 
 local M = {}
@@ -138,7 +142,8 @@ end
 --   classes = nil     list of class names to attach
 --   name = "idx"      the function name used in error messages
 -- Returns {x = Tensor [N, 1, H, W] (images given as [N, H, W] gain a channel dim), y = Tensor [N]
--- i64, classes = ..., n = N, source = images path}.
+-- i64 holding the file's labels + 1 (1-based class indices), classes = ..., n = N, source = images
+-- path}.
 local function load_idx(opts)
     local who = (type(opts) == "table" and opts.name) or "idx"
     opts = check_options(opts, {images = true, labels = true, n = true, seed = true, normalize = true,
@@ -179,7 +184,7 @@ local function load_idx(opts)
             fail("%s: %s has %d images but %s holds labels of shape [%s]", who, opts.images, N,
                  opts.labels, table.concat(yl:size(), "x"))
         end
-        y = yl:long()
+        y = (yl:double() + 1):long()   -- file labels are 0-based class ids
     end
     if n ~= nil and n > N then
         fail("%s: asked for n = %d examples but %s holds %d", who, n, opts.images, N)
@@ -223,7 +228,7 @@ M.idx = public(load_idx)
 --   dtype = "f32"     "f32" or "f64"
 --   dir = nil         directory of the four .gz files; default $LANDSCAPE_FASHION_MNIST_DIR, else
 --                     /usr/share/datasets/fashion-mnist
--- Returns {x = Tensor [N, 1, 28, 28], y = Tensor [N] i64 in 0..9, classes = names (classes[y + 1]),
+-- Returns {x = Tensor [N, 1, 28, 28], y = Tensor [N] i64 in 1..10, classes = names (classes[y]),
 -- n = N, source = images path, split = split, normalize = {mean, std} or nil}.
 local function fashion_mnist(opts)
     opts = check_options(opts, {split = true, n = true, seed = true, normalize = true, dtype = true,

@@ -5,11 +5,17 @@
  * gradient check cannot see because its samples avoid them (ties, clamp boundaries, zeros).
  *
  * Tolerances: f64 results must match the reference to 1e-12 relative (libm in both, differing only
- * in formula rounding); f32 results to 1e-6 relative (single-precision libm, a few ulp). */
+ * in formula rounding); f32 results to 1e-6 relative. The f32 exp, tanh, sigmoid and softplus are
+ * the engine's own vectorised kernels: a sweep over a dense grid of f32 inputs bounds their error in
+ * ulp, once with the default kernels and once (in a child process) with LANDSCAPE_SIMD=baseline. */
+#define _GNU_SOURCE /* setenv */
 #include "check.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "autograd/autograd.h"
 #include "ops/ops.h"
@@ -315,6 +321,86 @@ static void test_scalar_wrappers(void)
     CHECK(ls_add_scalar(NULL, 1.0) == NULL);
     CHECK(ls_mul_scalar(NULL, 1.0) == NULL);
     CHECK(ls_pow_scalar(NULL, 2.0) == NULL);
+}
+
+/* ---- f32 transcendental kernels: error in ulp over a dense sweep ---- */
+
+/* |got - want| in units of the spacing of f32 numbers at want (2^-149 in the subnormal range). */
+static double ulps(float got, double want)
+{
+    if (isnan(want)) return isnan(got) ? 0.0 : INFINITY;
+    if (isinf((float)want) || isinf(got)) return got == (float)want ? 0.0 : INFINITY;   /* overflow */
+    int e;
+    frexp(want, &e);
+    double spacing = ldexp(1.0, (e - 24 < -149) ? -149 : e - 24);
+    return fabs((double)got - want) / spacing;
+}
+
+static double ref_softplus_stable(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+static void test_f32_accuracy(void)
+{
+    /* every 1021st f32 in [0, 110], both signs, and the edges of each kernel's ranges */
+    static const float edges[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 88.72283935546875f,
+                                  88.7228394f, 89.5f, -87.33654f, -103.9f, -104.5f, -150.0f,
+                                  0.625f, -0.625f, 0.41421356f, 1e-30f, -1e-30f, 1e-40f};
+    int64_t cap = 2 * (int64_t)(0x42DC0000u / 1021) + 64, n = 0;
+    float *buf = malloc((size_t)cap * sizeof *buf);
+    for (uint32_t b = 0; b <= 0x42DC0000u; b += 1021) {   /* 0x42DC0000 = 110.0f */
+        float f;
+        memcpy(&f, &b, sizeof f);
+        buf[n++] = f;
+        buf[n++] = -f;
+    }
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) buf[n++] = edges[i];
+    ls_tensor *x = ls_tensor_from_buffer(LS_F32, 1, &n, buf);
+    static const struct {
+        ls_tensor *(*fn)(ls_tensor *);
+        double (*ref)(double);
+        double max_ulp;
+        const char *name;
+    } ops[] = {{ls_exp, exp, 1.5, "exp"},
+               {ls_tanh, tanh, 2.0, "tanh"},
+               {ls_sigmoid, ref_sigmoid, 3.0, "sigmoid"},
+               {ls_softplus, ref_softplus_stable, 2.5, "softplus"}};
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        ls_tensor *y = ops[k].fn(x);
+        CHECK(y != NULL);
+        const float *o = y ? ls_tensor_data(y) : NULL;
+        double worst = 0;
+        float at = 0;
+        for (int64_t i = 0; o && i < n; i++) {
+            double e = ulps(o[i], ops[k].ref((double)buf[i]));
+            if (!(e <= worst)) {
+                worst = e;
+                at = buf[i];
+            }
+        }
+        if (!(worst <= ops[k].max_ulp))
+            fprintf(stderr, "  %s f32: %.2f ulp at x = %.9g\n", ops[k].name, worst, at);
+        CHECK(worst <= ops[k].max_ulp);
+        ls_tensor_release(y);
+    }
+    ls_tensor_release(x);
+    free(buf);
+}
+
+/* The same sweep with the baseline (SSE2) kernels, which must be chosen before any op runs: in a
+ * child process, whose exit code is its number of failed checks. */
+static int baseline_child(void)
+{
+    setenv("LANDSCAPE_SIMD", "baseline", 1);
+    test_f32_accuracy();
+    return check_failures;
+}
+static int in_child(int (*body)(void))
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) _exit(body());
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 /* ---- clamp ---- */
@@ -639,6 +725,8 @@ static void test_gradient_conventions(void)
 
 int main(void)
 {
+    CHECK(in_child(baseline_child) == 0);
+    test_f32_accuracy();
     test_unary();
     test_binary();
     test_pow_scalar();

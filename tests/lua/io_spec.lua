@@ -161,7 +161,11 @@ describe("Fashion-MNIST", function()
         assert.are.equal("i64", ds.y.dtype)
         assert.are.equal("train", ds.split)
         assert.are.equal(10, #ds.classes)
-        assert.are.equal("Ankle boot", ds.classes[ds.y[1] + 1])
+        assert.are.equal(10, ds.y[1])                      -- file label 9, 1-based
+        assert.are.equal("Ankle boot", ds.classes[ds.y[1]])
+        local lo, hi = math.huge, -math.huge
+        for _, v in ipairs(ds.y:totable()) do lo, hi = math.min(lo, v), math.max(hi, v) end
+        assert.are.same({1, 10}, {lo, hi})
         assert.near((217 / 255 - 0.2860) / 0.3530, ds.x[1][1][15][15], 1e-6)
         assert.near((0 - 0.2860) / 0.3530, ds.x[1][1][1][1], 1e-6)
         assert.truthy(ds.source:find("train-images-idx3-ubyte.gz", 1, true))
@@ -179,20 +183,23 @@ describe("Fashion-MNIST", function()
         assert.are_not.same(flat(a.x), flat(c.x))
         local counts = {}
         for _, v in ipairs(a.y:totable()) do counts[v] = (counts[v] or 0) + 1 end
-        for k = 0, 9 do assert.are.equal(k < 5 and 3 or 2, counts[k]) end
+        for k = 1, 10 do assert.are.equal(k <= 5 and 3 or 2, counts[k]) end
+        -- 1-based labels go straight into the class-index ops
+        assert.are.same({25, 10}, ls.one_hot(a.y, 10):size())
+        assert.are.equal(25, ls.one_hot(a.y, 10):double():sum():item())
         -- the rows are the raw rows picked by balanced_subset, scaled to [0, 1]
         local raw = ls.io.read_idx(FMNIST .. "/t10k-images-idx3-ubyte.gz")
         local labels = ls.io.read_idx(FMNIST .. "/t10k-labels-idx1-ubyte.gz"):totable()
         local idx = data.balanced_subset(labels, 25, 7)
         for k = 1, 25, 6 do
-            assert.are.equal(labels[idx[k]], a.y[k])
+            assert.are.equal(labels[idx[k]] + 1, a.y[k])
             assert.are.equal(raw[idx[k]][14][14] / 255, a.x[k][1][14][14])
         end
         for k = 2, 25 do assert.is_true(idx[k - 1] < idx[k]) end
         local d = data.fashion_mnist{split = "test", n = 100, normalize = {mean = 0.5, std = 0.5}}
         local counts2 = {}
         for _, v in ipairs(d.y:totable()) do counts2[v] = (counts2[v] or 0) + 1 end
-        for k = 0, 9 do assert.are.equal(10, counts2[k]) end
+        for k = 1, 10 do assert.are.equal(10, counts2[k]) end
         local lo, hi = math.huge, -math.huge
         for _, v in ipairs(flat(d.x)) do lo, hi = math.min(lo, v), math.max(hi, v) end
         assert.are.equal(-1, lo)
@@ -232,7 +239,7 @@ describe("landscape.data.idx", function()
         assert.are.same({8, 1, 4, 4}, ds.x:size())
         local counts = {}
         for _, v in ipairs(ds.y:totable()) do counts[v] = (counts[v] or 0) + 1 end
-        assert.are.same({[0] = 2, 2, 2, 2}, counts)
+        assert.are.same({2, 2, 2, 2}, counts)
         local all = data.idx{images = FIXTURES .. "/tiny-images-idx3-ubyte.gz"}
         assert.are.equal(20, all.n)
         assert.is_nil(all.y)

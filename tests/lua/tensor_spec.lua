@@ -171,20 +171,6 @@ end
 local function f64(t) return ls.tensor(t, { dtype = "f64" }) end
 local function i64(t) return ls.tensor(t, { dtype = "i64" }) end
 
--- Two engine bugs outside engine/lua/ (see the final report / docs/tensor.md "Known issues"): the
--- specs that depend on them run as soon as the engine is fixed and are pending until then.
-local function argmax_is_1_based()
-    return ls.tensor({ 5, 9, 1 }):argmax():item() == 2
-end
-local function index_ops_are_1_based()
-    local ok, r = pcall(ls.index_select, ls.tensor({ 10, 20 }), 1, i64({ 1 }))
-    return ok and r[1] == 10
-end
-local ARGMAX_PENDING = "engine/ops/reduce.c: argmax/argmin defs lack returns_index = true, so Lua "
-    .. "gets 0-based positions"
-local INDEX_PENDING = "engine/ops/index.c: gather/scatter_add/index_select/index_add declare the "
-    .. "index as 'T' instead of 'X' in lua_sig, so Lua indices are taken 0-based"
-
 -- A fixed f64 test tensor [2x3x4] and its table.
 local X = ls.randn({ 2, 3, 4 }, { seed = 11, dtype = "f64" })
 local XT = X:totable()
@@ -669,7 +655,6 @@ describe("reductions", function()
     end)
 
     it("argmax / argmin return 1-based positions as i64", function()
-        if not argmax_is_1_based() then pending(ARGMAX_PENDING) return end
         local am = X:argmax(3)
         assert.are.equal("i64", am.dtype)
         assert.are.same(ref_reduce(XT, { 3 }, false, R.argmax), am:totable())
@@ -744,19 +729,16 @@ describe("index ops take 1-based indices", function()
     local M = f64({ { 1, 2, 3 }, { 4, 5, 6 } })
 
     it("gather along a dim", function()
-        if not index_ops_are_1_based() then pending(INDEX_PENDING) return end
         assert.are.same({ { 3, 1 }, { 5, 5 } }, M:gather(2, i64({ { 3, 1 }, { 2, 2 } })):totable())
         assert.are.same({ { 4, 2, 6 } }, M:gather(1, i64({ { 2, 1, 2 } })):totable())
     end)
 
     it("index_select with an index tensor or a Lua list", function()
-        if not index_ops_are_1_based() then pending(INDEX_PENDING) return end
         assert.are.same({ { 3, 1 }, { 6, 4 } }, M:index_select(2, i64({ 3, 1 })):totable())
         assert.are.same({ { 4, 5, 6 }, { 4, 5, 6 } }, M:index_select(1, { 2, 2 }):totable())
     end)
 
     it("scatter_add and index_add accumulate repeated indices", function()
-        if not index_ops_are_1_based() then pending(INDEX_PENDING) return end
         local z = ls.zeros(2, 3, { dtype = "f64" })
         local s = z:scatter_add(2, i64({ { 1, 1, 3 } }), f64({ { 1, 2, 3 } }))
         assert.are.same({ { 3, 0, 3 }, { 0, 0, 0 } }, s:totable())

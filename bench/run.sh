@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds what is needed and runs every benchmark, printing one CSV on stdout (the header once, then the
+# rows of bench_matmul, bench_elementwise and bench_autograd.lua) and notes on stderr ('#' lines: the
+# machine, the load, GFLOP/s, page faults, peak RSS of each process).
+#
+#   bench/run.sh [--quick] [other options passed to every benchmark] > results.csv
+#
+# LANDSCAPE_BUILD_DIR: the build directory (default: build). LANDSCAPE_PYTHON: the interpreter with
+# PyTorch for the peers (default /usr/bin/python3). OPENBLAS_* settings in the environment are used
+# as they are, by both sides. The benchmarks are not part of ctest.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${LANDSCAPE_BUILD_DIR:-$root/build}"
+
+note() { echo "# $*" >&2; }
+
+if [ ! -f "$build/CMakeCache.txt" ]; then
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >&2
+fi
+cmake --build "$build" -j"$(nproc)" --target bench_matmul bench_elementwise landscape >&2
+
+cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+note "date: $(date -u '+%Y-%m-%d %H:%M UTC'); command: bench/run.sh $*"
+note "machine: ${cpu:-unknown CPU}, $(nproc) cores; $(uname -sr)"
+note "environment: $(env | grep '^OPENBLAS_' | tr '\n' ' ' || true)"
+note "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+first=1
+# Runs one benchmark; its header line is dropped after the first benchmark's.
+run() {
+    local name="$1"
+    shift
+    note "running $name"
+    local t0=$SECONDS
+    if [ "$first" = 1 ]; then
+        "$@"
+        first=0
+    else
+        "$@" | tail -n +2
+    fi
+    note "$name took $((SECONDS - t0)) s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+run bench_matmul "$build/bench/bench_matmul" "$@"
+run bench_elementwise "$build/bench/bench_elementwise" "$@"
+run bench_autograd.lua "$build/landscape" "$root/bench/bench_autograd.lua" "$@"
