@@ -1,11 +1,13 @@
 --- bench_autograd.lua: forward, gradient and Hessian-vector product of an MLP, against PyTorch.
 --
 --   build/landscape bench/bench_autograd.lua [--quick] [--acts tanh,relu] [--batch 1000]
---                                            [--reps 11] [--min-sample 0.04]
+--                                            [--reps 11] [--min-sample 0.04] [--gc sample]
 --
 -- Options (defaults): --quick (off: tanh only, 5 reps, 0.01 s samples), --acts ("tanh,relu"; quick:
--- "tanh"), --batch (1000), --reps (11; quick 5), --min-sample (0.04 s; quick 0.01). LANDSCAPE_PYTHON
--- names the peer's interpreter (default /usr/bin/python3).
+-- "tanh"), --batch (1000), --reps (11; quick 5), --min-sample (0.04 s; quick 0.01), --gc ("sample":
+-- a full collection before every sample, outside the timed region; "never": only Lua's own collector
+-- runs, as in a user's loop without collectgarbage). LANDSCAPE_PYTHON names the peer's interpreter
+-- (default /usr/bin/python3).
 --
 -- The model: an MLP 784-128-128-10 with tanh or relu on a batch of random N(0, 1) inputs with random
 -- labels, cross-entropy loss, in f32 and f64, with 1 and 2 threads (ls.set_threads). Workloads:
@@ -22,8 +24,10 @@
 -- lasts at least min-sample seconds; then one warm-up round and `reps` rounds in which forward, grad
 -- and hvp take one sample each, in turn (so drift hits all three alike); the median sample per
 -- workload, in milliseconds per call, on the wall clock (ls.clock; os.clock would add up the CPU time
--- of all threads). Garbage is collected between samples, outside the timed region; inside a sample
--- Lua's collector runs as it would in a user's loop.
+-- of all threads). With --gc sample (the default) garbage is collected between samples, outside the
+-- timed region; inside a sample Lua's collector runs as it would in a user's loop. Lua does not see the
+-- memory a tensor holds (its box is a few bytes), so left alone it collects late: --gc never shows
+-- what that costs.
 --
 -- stdout: tidy CSV (workload,dtype,threads,ours_ms,peer,peer_ms,ratio). stderr: '#' notes, the peak
 -- RSS of this process and of the peer.
@@ -32,7 +36,7 @@ local ls = require "landscape"
 local clock = ls.clock or os.clock
 
 -- ---- options ----
-local opts = {quick = false, acts = nil, batch = 1000, reps = nil, min_sample = nil}
+local opts = {quick = false, acts = nil, batch = 1000, reps = nil, min_sample = nil, gc = "sample"}
 do
   local args = {...}
   local i = 1
@@ -40,11 +44,16 @@ do
     local a = args[i]
     if a == "--quick" then
       opts.quick = true
-    elseif a == "--acts" or a == "--batch" or a == "--reps" or a == "--min-sample" then
+    elseif a == "--acts" or a == "--batch" or a == "--reps" or a == "--min-sample" or a == "--gc" then
       local v = args[i + 1]
       if v == nil then error("bench_autograd: " .. a .. " needs a value", 0) end
       if a == "--acts" then
         opts.acts = v
+      elseif a == "--gc" then
+        if v ~= "sample" and v ~= "never" then
+          error("bench_autograd: --gc must be 'sample' or 'never', got '" .. v .. "'", 0)
+        end
+        opts.gc = v
       else
         local num = tonumber(v)
         if not num or num <= 0 then error("bench_autograd: bad value for " .. a .. ": " .. v, 0) end
@@ -56,7 +65,7 @@ do
       i = i + 1
     else
       io.stderr:write("usage: bench_autograd.lua [--quick] [--acts tanh,relu] [--batch N] ",
-                      "[--reps N] [--min-sample S]\n")
+                      "[--reps N] [--min-sample S] [--gc sample|never]\n")
       os.exit(a == "--help" and 0 or 2)
     end
     i = i + 1
@@ -104,11 +113,12 @@ local function time_round_robin(names, fns)
     iters[k] = calibrate(fns[k])
     times[k] = {}
   end
-  collectgarbage()
+  local gc = opts.gc == "sample" and collectgarbage or function() end
+  gc()
   for _, k in ipairs(names) do run(fns[k], iters[k]) end
   for _ = 1, opts.reps do
     for _, k in ipairs(names) do
-      collectgarbage()
+      gc()
       times[k][#times[k] + 1] = run(fns[k], iters[k])
     end
   end
@@ -206,6 +216,8 @@ end
 
 local function main()
   if not ls.clock then note("ls.clock is missing: timing with os.clock (CPU time of all threads)") end
+  note("bench_autograd.lua: batch %d, reps %d, min-sample %g s, gc %s", opts.batch, opts.reps,
+       opts.min_sample, opts.gc)
   local acts = {}
   for a in opts.acts:gmatch("[^,]+") do acts[#acts + 1] = a end
   local peer = run_peer()
@@ -225,7 +237,7 @@ local function main()
         row("grad_over_forward_" .. act, dtype, threads, ms.grad, "ours_forward", ms.forward)
         row("hvp_over_grad_" .. act, dtype, threads, ms.hvp, "ours_grad", ms.grad)
         fns = nil
-        collectgarbage()
+        if opts.gc == "sample" then collectgarbage() end
       end
     end
   end

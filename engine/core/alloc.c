@@ -26,6 +26,12 @@ size_t ls_alloc_live_bytes(void) { return atomic_load(&ls_live_bytes); }
 #define LS_CACHE_MIN ((size_t)1 << 20)
 #define LS_CACHE_SLOTS 16
 #define LS_CACHE_MAX ((size_t)1 << 30)
+/* Sanitizer builds get every block fresh, so that a use after free is caught. */
+#ifdef LS_NO_ALLOC_CACHE
+#define LS_CACHE_ON 0
+#else
+#define LS_CACHE_ON 1
+#endif
 static struct { size_t total; char *base; } ls_cache[LS_CACHE_SLOTS];
 static int ls_cache_n;
 static size_t ls_cache_bytes;
@@ -34,6 +40,7 @@ static pthread_mutex_t ls_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *ls_cache_take(size_t total)
 {
     char *base = NULL;
+    if (!LS_CACHE_ON) return NULL;
     pthread_mutex_lock(&ls_cache_lock);
     for (int i = 0; i < ls_cache_n; i++)
         if (ls_cache[i].total == total) {
@@ -50,6 +57,7 @@ static char *ls_cache_take(size_t total)
 static int ls_cache_put(size_t total, char *base)
 {
     int kept = 0;
+    if (!LS_CACHE_ON) return 0;
     pthread_mutex_lock(&ls_cache_lock);
     if (total <= LS_CACHE_MAX) {
         while (ls_cache_n > 0 && (ls_cache_n == LS_CACHE_SLOTS || ls_cache_bytes + total > LS_CACHE_MAX)) {
@@ -116,11 +124,7 @@ void *ls_malloc(size_t nbytes, const char *what)
         return NULL;
     }
     size_t total = ls_block_size(nbytes);
-#ifdef LS_NO_ALLOC_CACHE   /* sanitizer builds: every block fresh, so use-after-free is caught */
-    char *base = NULL;
-#else
     char *base = total >= LS_CACHE_MIN ? ls_cache_take(total) : NULL;
-#endif
     if (!base) base = ls_block_alloc(total);
     if (!base) {
         ls_error_set(LS_ERR_MEM, "%s: out of memory allocating %zu bytes", what, nbytes);
@@ -145,8 +149,6 @@ void ls_free(void *p)
     size_t nbytes = ((ls_alloc_header *)base)->nbytes;
     atomic_fetch_sub(&ls_live_bytes, nbytes);
     size_t total = ls_block_size(nbytes);
-#ifndef LS_NO_ALLOC_CACHE
     if (total >= LS_CACHE_MIN && ls_cache_put(total, base)) return;
-#endif
     free(base);
 }

@@ -11,6 +11,7 @@ static const struct { const char *field, *module; } lx_lazy[] = {
     {"repl", "landscape.repl"},   {"hvp", "landscape.autograd"},  {"jvp", "landscape.autograd"},
     {"vjp", "landscape.autograd"}, {"gradcheck", "landscape.autograd"},
     {"optim", "landscape.optim"},
+    {"nn", "landscape.nn"},
 };
 
 static int lx_module_index(lua_State *L)

@@ -22,7 +22,7 @@ void lx_pushtensor(lua_State *L, ls_tensor *t);
 /* The tensor at idx, or raise "bad argument #i to 'f' (landscape.Tensor expected, got X)". Also raises
  * if the box was closed. */
 ls_tensor *lx_checktensor(lua_State *L, int idx);
-/* The tensor at idx, or NULL if it is not a Tensor. */
+/* The tensor at idx, or NULL if it is not a Tensor (raises if it is a closed Tensor). */
 ls_tensor *lx_totensor(lua_State *L, int idx);
 /* Raise the engine's last error message as a Lua error. Never returns. */
 int lx_error(lua_State *L);

@@ -49,7 +49,7 @@ static int lx_dim_value(lua_State *L, int idx, const char *who, const char *what
                         lua_type(L, idx) == LUA_TNUMBER ? "a non-integer number"
                                                         : luaL_typename(L, idx));
     if (d == 0) luaL_error(L, "%s: dimension 0 is invalid (dims are 1-based; -1 is the last)", who);
-    /* the op range-checks against its input's rank; here only keep huge values from wrapping in int */
+    /* the op range-checks against its input's rank; here, only keep huge values from wrapping */
     if (d > LS_MAX_DIMS + 1 || d < -(LS_MAX_DIMS + 1))
         luaL_error(L, "%s: dimension %I out of range (a tensor has at most %d dims)", who,
                    (LUAI_UACINT)d, LS_MAX_DIMS);
@@ -144,8 +144,8 @@ static int lx_op_call(lua_State *L)
                     arg++;
                 }
             } else if (!lua_isboolean(L, arg)) {   /* a boolean is the keepdim that follows */
-                return luaL_error(L, "%s: argument %d must be a dimension, a table of dimensions or "
-                                  "nil, got %s", who, arg, luaL_typename(L, arg));
+                return luaL_error(L, "%s: argument %d must be a dimension, a table of dimensions "
+                                  "or nil, got %s", who, arg, luaL_typename(L, arg));
             }
             break;
         case 'k':

@@ -45,7 +45,8 @@ static void lx_checksizes(lua_State *L, int nd, const int64_t *shape, const char
 {
     for (int i = 0; i < nd; i++)
         if (shape[i] < 0)
-            luaL_error(L, "%s: negative size %I in dimension %d", who, (LUAI_UACINT)shape[i], i + 1);
+            luaL_error(L, "%s: negative size %I in dimension %d", who, (LUAI_UACINT)shape[i],
+                       i + 1);
 }
 
 typedef enum { LX_UNIFORM, LX_NORMAL, LX_RADEMACHER } lx_dist;

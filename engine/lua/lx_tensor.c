@@ -95,7 +95,8 @@ static void lx_checksizes(lua_State *L, int nd, const int64_t *shape, const char
 {
     for (int i = 0; i < nd; i++)
         if (shape[i] < 0)
-            luaL_error(L, "%s: negative size %I in dimension %d", who, (LUAI_UACINT)shape[i], i + 1);
+            luaL_error(L, "%s: negative size %I in dimension %d", who, (LUAI_UACINT)shape[i],
+                       i + 1);
 }
 
 /* Shape arguments followed by an optional options table: f(shape..., opts) */
@@ -173,7 +174,8 @@ static int lx_eye(lua_State *L)
     lua_Integer n = luaL_checkinteger(L, 1);
     lua_Integer m = lua_type(L, 2) == LUA_TNUMBER ? luaL_checkinteger(L, 2) : n;
     int opts = lua_type(L, 2) == LUA_TNUMBER ? 3 : 2;
-    if (n < 0 || m < 0) return luaL_error(L, "eye: negative size %I x %I", (LUAI_UACINT)n, (LUAI_UACINT)m);
+    if (n < 0 || m < 0)
+        return luaL_error(L, "eye: negative size %I x %I", (LUAI_UACINT)n, (LUAI_UACINT)m);
     lua_settop(L, opts);
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, "eye");
     ls_tensor **box = lx_newtensorbox(L);
@@ -363,8 +365,8 @@ static int64_t lx_checkindex(lua_State *L, const ls_tensor *t, lua_Integer i)
     int64_t n = t->shape[0];
     lua_Integer j = i < 0 ? i + n + 1 : i;   /* -1 is the last; the error names i as given */
     if (j < 1 || j > n)
-        luaL_error(L, "index: index %I out of range for dimension 1 of size %I (indices are 1-based, "
-                   "negative from the end)", (LUAI_UACINT)i, (LUAI_UACINT)n);
+        luaL_error(L, "index: index %I out of range for dimension 1 of size %I (indices are "
+                   "1-based, negative from the end)", (LUAI_UACINT)i, (LUAI_UACINT)n);
     return j - 1;
 }
 
@@ -600,7 +602,7 @@ static int lx_meta_unm(lua_State *L)
 /* ls.is_tensor(v) */
 static int lx_is_tensor(lua_State *L)
 {
-    lua_pushboolean(L, lx_totensor(L, 1) != NULL);
+    lua_pushboolean(L, luaL_testudata(L, 1, LX_TENSOR) != NULL);   /* closed ones too */
     return 1;
 }
 

@@ -21,8 +21,8 @@ void lx_pushtensor(lua_State *L, ls_tensor *t)
     luaL_setmetatable(L, LX_TENSOR);
 }
 
-/* A closed box (its <close> scope ended, or __gc ran) is a Tensor that can no longer be used: say so,
- * rather than "expected a tensor, got landscape.Tensor". */
+/* A closed box (its <close> scope ended, or __gc ran) is a Tensor that can no longer be used: say
+ * so, rather than "expected a tensor, got landscape.Tensor". */
 static int lx_closed_error(lua_State *L, int idx)
 {
     if (idx > 0) return luaL_argerror(L, idx, "tensor has been closed");
@@ -54,8 +54,8 @@ int lx_checkdim(lua_State *L, int idx, int ndim, const char *who)
     lua_Integer d = luaL_checkinteger(L, idx);
     int lim = ndim > 0 ? ndim : 1;
     if (d == 0 || d > lim || d < -lim)
-        return luaL_error(L, "%s: dimension %I out of range for a %d-d tensor (dims are 1-based)", who,
-                          (LUAI_UACINT)d, ndim);
+        return luaL_error(L, "%s: dimension %I out of range for a %d-d tensor (dims are 1-based)",
+                          who, (LUAI_UACINT)d, ndim);
     return d > 0 ? (int)d - 1 : (int)d + lim;
 }
 

@@ -4,12 +4,12 @@
  * dtype.
  *
  * Kernels. Every kernel is an ls_iter run function (engine/tensor/tensor.h): it receives a run of
- * `n` elements with per-operand element strides. Each kernel is written once as an expression in `x`
- * (and `y`); the LS_*_KERNEL macros below expand it into one run function whose name is spelled out
- * in the invocation (grep finds `exp_run`), holding an f32 loop and an f64 loop. Each loop has a
- * stride-1 branch the compiler vectorises (the common case: contiguous inputs arrive as one long
- * run) and, for binary ops, branches for a broadcast scalar operand (stride 0: `x + 2`, a bias along
- * the last dim); everything else takes the general strided loop. The output is always freshly
+ * `n` elements with per-operand element strides. Each kernel is written once as an expression in
+ * `x` (and `y`); the LS_*_KERNEL macros below expand it into one run function whose name is spelled
+ * out in the invocation (grep finds `exp_run`), holding an f32 loop and an f64 loop. Each loop has
+ * a stride-1 branch the compiler vectorises (the common case: contiguous inputs arrive as one long
+ * run) and, for binary ops, branches for a broadcast scalar operand (stride 0: `x + 2`, a bias
+ * along the last dim); everything else takes the general strided loop. The output is always freshly
  * allocated, so `restrict` holds and no run-time alias checks are needed.
  *
  * Backward rules use recorded ops only and never the op's output (see op.h), so they differentiate
@@ -28,9 +28,13 @@
 #include "ops/ops.h"
 
 /* GCC 12's -O2 does not vectorise loops of unknown trip count (its "very cheap" cost model); these
- * loops are the engine's hot path, so this file asks for vectorisation with the normal cost model. */
+ * loops are the engine's hot path, so this file asks for vectorisation with the normal cost model.
+ * Without no-trapping-math GCC will not turn float selects (relu, clamp, the range checks in the
+ * f32 kernels) into vector blends. Neither math option changes a result: nothing here reads errno
+ * or the floating-point exception flags. (Clang vectorises at -O2 and needs none of this.) */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "no-math-errno", "no-trapping-math")
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
+#pragma GCC optimize("no-math-errno", "no-trapping-math")
 #endif
 
 /* What every kernel gets as ctx: the dtype, and clamp's bounds. */
@@ -292,7 +296,7 @@ LS_BINARY_KERNEL(ge_run, (float)(x >= y), (double)(x >= y))
 LS_BINARY_KERNEL(pow_general_run, powf(x, y), pow(x, y))
 
 /* pow with a broadcast scalar exponent of 2, 1 or -1 (squares in losses, ls_pow_scalar in backward
- * rules) skips the library pow; the results are identical, since pow is correctly rounded there. */
+ * rules) skips the library pow: x * x and 1 / x are correctly rounded, so at least as accurate. */
 static void pow_run(void *vctx, int64_t n, char **p, const int64_t *s)
 {
     const ls_ew_ctx *c = vctx;
@@ -307,11 +311,10 @@ static void pow_run(void *vctx, int64_t n, char **p, const int64_t *s)
             return;
         }
         if (e == -1.0) {
-            ls_ew_ctx c1 = *c;
-            char one[8];
-            if (c->dtype == LS_F32) *(float *)one = 1.0f;
-            else *(double *)one = 1.0;
-            div_run(&c1, n, (char *[]){p[0], one, p[1]}, (const int64_t[]){1, 0, 1});
+            union { float f; double d; } one;
+            if (c->dtype == LS_F32) one.f = 1.0f;
+            else one.d = 1.0;
+            div_run(vctx, n, (char *[]){p[0], (char *)&one, p[1]}, (const int64_t[]){1, 0, 1});
             return;
         }
     }

@@ -63,6 +63,16 @@
     X(LS_OP_SCATTER_ADD, ls_op_scatter_add)        \
     X(LS_OP_INDEX_SELECT, ls_op_index_select)      \
     X(LS_OP_INDEX_ADD, ls_op_index_add)            \
+    /* conv.c */                                   \
+    X(LS_OP_CONV2D, ls_op_conv2d)                  \
+    X(LS_OP_CONV2D_INPUT_GRAD, ls_op_conv2d_input_grad) \
+    X(LS_OP_CONV2D_WEIGHT_GRAD, ls_op_conv2d_weight_grad) \
+    /* pool.c */                                   \
+    X(LS_OP_MAXPOOL2D, ls_op_maxpool2d)            \
+    X(LS_OP_MAXPOOL2D_SCATTER, ls_op_maxpool2d_scatter) \
+    X(LS_OP_MAXPOOL2D_PICK, ls_op_maxpool2d_pick)  \
+    X(LS_OP_AVGPOOL2D, ls_op_avgpool2d)            \
+    X(LS_OP_AVGPOOL2D_BACKWARD, ls_op_avgpool2d_backward) \
     /* loss.c */                                   \
     X(LS_OP_LOG_SOFTMAX, ls_op_log_softmax)        \
     X(LS_OP_SOFTMAX, ls_op_softmax)                \

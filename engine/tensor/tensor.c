@@ -155,13 +155,18 @@ static double ls_load(ls_dtype d, const char *p)
     return 0;
 }
 
+/* Conversions to integer dtypes truncate toward zero and saturate at the type's range; NaN becomes 0
+ * (a float-to-integer conversion out of range is undefined behaviour in C, so it is never done). */
 static void ls_store(ls_dtype d, char *p, double v)
 {
     switch (d) {
     case LS_F32: *(float *)p = (float)v; break;
     case LS_F64: *(double *)p = v; break;
-    case LS_I64: *(int64_t *)p = (int64_t)v; break;
-    case LS_U8: *(uint8_t *)p = (uint8_t)v; break;
+    case LS_I64:
+        *(int64_t *)p = v != v ? 0 : v >= 9223372036854775807.0 ? INT64_MAX
+                                   : v <= -9223372036854775808.0 ? INT64_MIN : (int64_t)v;
+        break;
+    case LS_U8: *(uint8_t *)p = v != v || v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v; break;
     }
 }
 

@@ -6,7 +6,10 @@
 --   local fs = require "landscape.fs"
 --   fs.mkdir_p("results/shards")                   -- like `mkdir -p`
 --   for _, p in ipairs(fs.list("results/shards", "^shard%-%d+%.csv$")) do ... end
+-- LuaFileSystem also sets a global `lfs`; landscape's modules set no globals, so undo that.
+local had_lfs_global = rawget(_G, "lfs") ~= nil
 local lfs = require "lfs"
+if not had_lfs_global then _G.lfs = nil end
 
 local M = {}
 

@@ -1,13 +1,15 @@
-/* Elementwise ops (engine/ops/elementwise.c): every op against a naive double-precision reference in
- * both dtypes, on contiguous, transposed, narrowed (non-contiguous), broadcast, 0-d and empty inputs,
- * plus sizes large enough to be split over the thread pool; special values (overflow in sigmoid and
- * softplus, NaN propagation); error messages; and the gradient conventions the registry-driven
- * gradient check cannot see because its samples avoid them (ties, clamp boundaries, zeros).
+/* Elementwise ops (engine/ops/elementwise.c): every op against a naive double-precision reference
+ * in both dtypes, on contiguous, transposed, narrowed (non-contiguous), broadcast, 0-d and empty
+ * inputs, plus sizes large enough to be split over the thread pool; special values (overflow in
+ * sigmoid and softplus, NaN propagation); error messages; and the gradient conventions the
+ * registry-driven gradient check cannot see because its samples avoid them (ties, clamp boundaries,
+ * zeros).
  *
  * Tolerances: f64 results must match the reference to 1e-12 relative (libm in both, differing only
  * in formula rounding); f32 results to 1e-6 relative. The f32 exp, tanh, sigmoid and softplus are
- * the engine's own vectorised kernels: a sweep over a dense grid of f32 inputs bounds their error in
- * ulp, once with the default kernels and once (in a child process) with LANDSCAPE_SIMD=baseline. */
+ * the engine's own vectorised kernels: a sweep over a dense grid of f32 inputs bounds their error
+ * in ulp, once with the default kernels and once (in a child process) with
+ * LANDSCAPE_SIMD=baseline. */
 #define _GNU_SOURCE /* setenv */
 #include "check.h"
 
@@ -329,7 +331,8 @@ static void test_scalar_wrappers(void)
 static double ulps(float got, double want)
 {
     if (isnan(want)) return isnan(got) ? 0.0 : INFINITY;
-    if (isinf((float)want) || isinf(got)) return got == (float)want ? 0.0 : INFINITY;   /* overflow */
+    if (isinf((float)want) || isinf(got))   /* overflow: want rounds to inf in f32 */
+        return got == (float)want ? 0.0 : INFINITY;
     int e;
     frexp(want, &e);
     double spacing = ldexp(1.0, (e - 24 < -149) ? -149 : e - 24);
@@ -472,7 +475,8 @@ static void test_where(void)
         /* non-contiguous operands; -0.0 counts as false */
         ls_tensor *cond = make_layout(d, 5, 7, SMALLINT, TRANSPOSED);
         ls_tensor_set(cond, (int64_t[]){0, 0}, -0.0);
-        ls_tensor *a = make_layout(d, 5, 7, REAL, NARROWED), *b = make_layout(d, 5, 7, REAL, CONTIG);
+        ls_tensor *a = make_layout(d, 5, 7, REAL, NARROWED);
+        ls_tensor *b = make_layout(d, 5, 7, REAL, CONTIG);
         ls_tensor *y = ls_where(cond, a, b);
         int bad = 0;
         for (int64_t i = 0; y && i < 35; i++) {

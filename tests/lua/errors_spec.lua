@@ -1,8 +1,8 @@
--- The bad-input spec: every case calls the Lua API wrongly inside pcall and checks the error MESSAGE,
--- which must name the function and the shapes / dims / dtype involved. A case passes only when the
--- call fails AND every expected substring is in the message, so a missing check (a call that
--- succeeds, crashes, or fails for another reason) fails it. All cases run in one interpreter: a crash
--- would take the whole spec down.
+-- The bad-input spec: every case calls the Lua API wrongly inside pcall and checks the error
+-- MESSAGE, which must name the function and the shapes / dims / dtype involved. A case passes only
+-- when the call fails AND every expected substring is in the message, so a missing check (a call
+-- that succeeds, crashes, or fails for another reason) fails it. All cases run in one interpreter:
+-- a crash would take the whole spec down.
 local ls = require "landscape"
 
 local function f64(t) return ls.tensor(t, { dtype = "f64" }) end
@@ -36,7 +36,8 @@ local cases = {
     { "comparison lt", function() return M:lt(N) end, "lt:", "[2x3] and [3x2]" },
     { "where: condition does not broadcast", function() return ls.where(ls.zeros(2), M, M) end,
       "where:", "cannot be broadcast" },
-    { "matmul: inner dimensions differ", function() return ls.matmul(ls.zeros(3, 4), ls.zeros(5, 2)) end,
+    { "matmul: inner dimensions differ",
+      function() return ls.matmul(ls.zeros(3, 4), ls.zeros(5, 2)) end,
       "matmul: inner dimensions differ: [3x4] @ [5x2]" },
     { "matmul: vector lengths differ", function() return ls.zeros(3):matmul(ls.zeros(4)) end,
       "matmul: inner dimensions differ: [3] @ [4]" },
@@ -55,7 +56,8 @@ local cases = {
       "mse_loss:", "[2x3]", "[3x2]", "same shape" },
     { "copy: source does not broadcast", function() return M:clone():copy(ls.zeros(2)) end,
       "copy:", "[2]" },
-    { "index assignment of a wrong-shaped row", function() local x = M:clone(); x[1] = ls.zeros(4) end,
+    { "index assignment of a wrong-shaped row",
+      function() local x = M:clone(); x[1] = ls.zeros(4) end,
       "copy:", "[3] and [4]" },
     { "scatter_add: source shape differs from the index's",
       function() return ls.scatter_add(M, 2, i64({ { 1 } }), ls.zeros(1, 2)) end,
@@ -98,7 +100,8 @@ local cases = {
       "exp: expected a float tensor (f32 or f64), got i64" },
     { "relu of u8", function() return ls.zeros(2):byte():relu() end,
       "relu: expected a float tensor", "got u8" },
-    { "sum of i64", function() return i64({ 1, 2 }):sum() end, "sum: expected a float tensor", "i64" },
+    { "sum of i64",
+      function() return i64({ 1, 2 }):sum() end, "sum: expected a float tensor", "i64" },
     { "i64 + number", function() return i64({ 1 }) + 1 end, "add: expected a float tensor", "i64" },
     { "matmul of i64", function() return ls.matmul(i64({ { 1 } }), i64({ { 1 } })) end,
       "matmul: expected a float tensor", "i64" },
@@ -165,27 +168,36 @@ local cases = {
     { "{requires_grad = 'yes'}", function() return ls.tensor({ 1 }, { requires_grad = "yes" }) end,
       "tensor: option 'requires_grad' must be a boolean, got string" },
     { "{retain_graph = 'yes'}",
-      function() local w = ls.zeros(2):requires_grad() return (w * w):sum():backward({ retain_graph = "yes" }) end,
+      function()
+          local w = ls.zeros(2):requires_grad()
+          return (w * w):sum():backward({ retain_graph = "yes" })
+      end,
       "backward: option 'retain_graph' must be a boolean, got string" },
     { "{create_graph = 1}",
-      function() local w = ls.zeros(2):requires_grad() return ls.grad(w:sum(), w, { create_graph = 1 }) end,
+      function()
+          local w = ls.zeros(2):requires_grad()
+          return ls.grad(w:sum(), w, { create_graph = 1 })
+      end,
       "grad: option 'create_graph' must be a boolean, got number" },
     { "{reduction = 3}",
       function() return ls.cross_entropy(ls.zeros(2, 3), i64({ 1, 1 }), { reduction = 3 }) end,
       "cross_entropy: option 'reduction' must be a string, got number" },
     { "reduction 'avg'", function() return ls.mse_loss(M, M, "avg") end,
       "mse_loss: reduction must be 'mean', 'sum' or 'none', got 'avg'" },
-    { "cast to an unknown dtype", function() return M:cast("f16") end, "cast: unknown dtype 'f16'" },
+    { "cast to an unknown dtype",
+      function() return M:cast("f16") end, "cast: unknown dtype 'f16'" },
 
     -- ---- bad shapes ----
-    { "negative size", function() return ls.zeros(-1, 2) end, "zeros: negative size -1 in dimension 1" },
+    { "negative size",
+      function() return ls.zeros(-1, 2) end, "zeros: negative size -1 in dimension 1" },
     { "negative size in a random tensor", function() return ls.rand({ 2, -3 }) end,
       "rand: negative size -3 in dimension 2" },
     { "more than 8 dims as a table", function() return ls.ones({ 1, 1, 1, 1, 1, 1, 1, 1, 1 }) end,
       "ones: 9 dimensions (at most 8)" },
     { "more than 8 dims as integers", function() return ls.zeros(1, 1, 1, 1, 1, 1, 1, 1, 1) end,
       "zeros: more than 8 dimensions" },
-    { "nesting deeper than 8", function() return ls.tensor({ { { { { { { { { 1 } } } } } } } } }) end,
+    { "nesting deeper than 8",
+      function() return ls.tensor({ { { { { { { { { 1 } } } } } } } } }) end,
       "tensor: nesting deeper than 8" },
     { "non-integer size", function() return ls.zeros(2.5) end, "zeros: size 1 is not an integer" },
     { "non-integer shape entry", function() return ls.randn({ 2, 2.5 }) end,
@@ -202,7 +214,8 @@ local cases = {
     { "reshape: size -2", function() return M:reshape(-2, 3) end, "reshape: invalid size -2" },
     { "expand: impossible", function() return M:expand(3, 3) end,
       "expand: cannot expand [2x3] to [3x3]" },
-    { "expand: fewer dims", function() return M:expand(3) end, "expand: cannot expand [2x3] to [3]" },
+    { "expand: fewer dims",
+      function() return M:expand(3) end, "expand: cannot expand [2x3] to [3]" },
     { "permute: a repeated dim", function() return M:permute(1, 1) end,
       "permute: not a permutation of 2 dims for [2x3]" },
     { "permute: too few dims", function() return M:permute(1) end,
@@ -233,10 +246,12 @@ local cases = {
     { "eye: negative size", function() return ls.eye(-1) end, "eye: negative size -1 x -1" },
     { "arange: zero step", function() return ls.arange(0, 1, 0) end,
       "arange: invalid range start=0 stop=1 step=0" },
-    { "arange without numbers", function() return ls.arange("a") end, "arange: expected arange(stop)" },
+    { "arange without numbers",
+      function() return ls.arange("a") end, "arange: expected arange(stop)" },
     { "randint: lo >= hi", function() return ls.randint(5, 1, { 2 }) end,
       "randint: need lo < hi, got lo=5 hi=1" },
-    { "randperm: negative n", function() return ls.randperm(-1) end, "randperm: n must be >= 0, got -1" },
+    { "randperm: negative n",
+      function() return ls.randperm(-1) end, "randperm: n must be >= 0, got -1" },
 
     -- ---- index tensors ----
     { "gather with an f32 index", function() return M:gather(2, ls.tensor({ { 1 } })) end,
@@ -258,15 +273,19 @@ local cases = {
       "one_hot: index 0 out of range for 2 classes" },
     { "one_hot with label > C", function() return ls.one_hot({ 3 }, 2) end,
       "one_hot: index 3 out of range for 2 classes" },
-    { "cross_entropy with label 0", function() return ls.cross_entropy(ls.zeros(2, 3), { 0, 1 }) end,
+    { "cross_entropy with label 0",
+      function() return ls.cross_entropy(ls.zeros(2, 3), { 0, 1 }) end,
       "cross_entropy: target 0 of sample 1 out of range for 3 classes (labels are 1..3 in Lua)" },
-    { "cross_entropy with label > C", function() return ls.cross_entropy(ls.zeros(2, 3), i64({ 1, 4 })) end,
+    { "cross_entropy with label > C",
+      function() return ls.cross_entropy(ls.zeros(2, 3), i64({ 1, 4 })) end,
       "cross_entropy: target 4 of sample 2 out of range for 3 classes" },
-    { "cross_entropy with f32 labels", function() return ls.cross_entropy(ls.zeros(2, 3), ls.ones(2)) end,
+    { "cross_entropy with f32 labels",
+      function() return ls.cross_entropy(ls.zeros(2, 3), ls.ones(2)) end,
       "cross_entropy: index tensor must be integer (i64), got f32" },
     { "cross_entropy with too many labels", function() return ls.cross_entropy(M, { 1, 1, 1 }) end,
       "cross_entropy: targets must be 2 class indices", "[3]" },
-    { "cross_entropy with 1-d scores", function() return ls.cross_entropy(ls.zeros(3), { 1, 1, 1 }) end,
+    { "cross_entropy with 1-d scores",
+      function() return ls.cross_entropy(ls.zeros(3), { 1, 1, 1 }) end,
       "cross_entropy: scores must be [N x C], got [3]" },
     { "nll_loss with label > C", function() return ls.nll_loss(M, { 1, 4 }) end,
       "nll_loss: target 4 of sample 2 out of range for 3 classes" },
@@ -297,7 +316,10 @@ local cases = {
       end,
       "grad: input 1 (shape [3]) is not part of the graph", "allow_unused" },
     { "an input that does not require grad",
-      function() local w = ls.zeros(2):requires_grad() return ls.grad((w * 2):sum(), ls.zeros(2)) end,
+      function()
+          local w = ls.zeros(2):requires_grad()
+          return ls.grad((w * 2):sum(), ls.zeros(2))
+      end,
       "grad: input 1 (shape [2]) does not require grad" },
     { "backward twice without retain_graph",
       function()
@@ -309,9 +331,11 @@ local cases = {
       "backward: the graph through 'sum' was already freed", "retain_graph = true" },
     { "requires_grad on an integer tensor", function() return i64({ 1 }):requires_grad() end,
       "requires_grad: only float tensors can require gradients, got i64" },
-    { "fill on a tensor that requires grad", function() return ls.zeros(3):requires_grad():fill(1) end,
+    { "fill on a tensor that requires grad",
+      function() return ls.zeros(3):requires_grad():fill(1) end,
       "fill: in-place change of a tensor that requires grad (shape [3])" },
-    { "zero on a tensor that requires grad", function() return ls.zeros(2):requires_grad():zero() end,
+    { "zero on a tensor that requires grad",
+      function() return ls.zeros(2):requires_grad():zero() end,
       "zero: in-place change of a tensor that requires grad" },
     { "index assignment on a tensor that requires grad",
       function() local w = ls.zeros(3):requires_grad(); w[1] = 2 end,
@@ -337,7 +361,8 @@ local cases = {
       "tensor has been closed" },
 
     -- ---- threads ----
-    { "set_threads(0)", function() ls.set_threads(0) end, "set_threads: n must be in 1..", "got 0" },
+    { "set_threads(0)",
+      function() ls.set_threads(0) end, "set_threads: n must be in 1..", "got 0" },
     { "set_threads(100000)", function() ls.set_threads(100000) end, "got 100000" },
     { "set_threads('a')", function() ls.set_threads("a") end, "set_threads", "number expected" },
 }

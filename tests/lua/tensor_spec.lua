@@ -1,8 +1,9 @@
--- Specs of the Tensor API seen from Lua (engine/lua/lx_tensor.c, lx_ops.c, lx_random.c, lx_system.c).
+-- Specs of the Tensor API seen from Lua (engine/lua/lx_tensor.c, lx_ops.c, lx_random.c,
+-- lx_system.c).
 --
--- Values are checked against independent computations in plain Lua: the reference helpers below walk
--- x:totable() with loops; the engine never checks itself. Most inputs are f64 so tolerances can be
--- tight; f32 cases use f32-sized tolerances. The error paths live in errors_spec.lua.
+-- Values are checked against independent computations in plain Lua: the reference helpers below
+-- walk x:totable() with loops; the engine never checks itself. Most inputs are f64 so tolerances can
+-- be tight; f32 cases use f32-sized tolerances. The error paths live in errors_spec.lua.
 local ls = require "landscape"
 
 -- ---------------------------------------------------------------------------------------------
@@ -135,8 +136,16 @@ end
 function R.std(corr) local f = R.var(corr) return function(v) return math.sqrt(f(v)) end end
 function R.max(v) local m = -math.huge for _, x in ipairs(v) do m = math.max(m, x) end return m end
 function R.min(v) local m = math.huge for _, x in ipairs(v) do m = math.min(m, x) end return m end
-function R.argmax(v) local b = 1 for i, x in ipairs(v) do if x > v[b] then b = i end end return b end
-function R.argmin(v) local b = 1 for i, x in ipairs(v) do if x < v[b] then b = i end end return b end
+function R.argmax(v)
+    local b = 1
+    for i, x in ipairs(v) do if x > v[b] then b = i end end
+    return b
+end
+function R.argmin(v)
+    local b = 1
+    for i, x in ipairs(v) do if x < v[b] then b = i end end
+    return b
+end
 function R.lse(v)
     local m, s = R.max(v), 0
     for _, x in ipairs(v) do s = s + math.exp(x - m) end
@@ -144,7 +153,11 @@ function R.lse(v)
 end
 function R.norm1(v) local s = 0 for _, x in ipairs(v) do s = s + math.abs(x) end return s end
 function R.norm2(v) local s = 0 for _, x in ipairs(v) do s = s + x * x end return math.sqrt(s) end
-function R.norminf(v) local m = 0 for _, x in ipairs(v) do m = math.max(m, math.abs(x)) end return m end
+function R.norminf(v)
+    local m = 0
+    for _, x in ipairs(v) do m = math.max(m, math.abs(x)) end
+    return m
+end
 
 -- Deep comparison of numbers / nested tables with a relative-and-absolute tolerance.
 local function close(actual, expected, tol, path)
@@ -266,6 +279,27 @@ describe("creation", function()
         assert.is_true(ls.is_tensor(ls.zeros(1)))
         assert.is_false(ls.is_tensor({}))
         assert.is_false(ls.is_tensor(3))
+        local z
+        do
+            local c <close> = ls.zeros(1)
+            z = c
+        end
+        assert.is_true(ls.is_tensor(z))   -- a closed tensor is still a Tensor
+    end)
+
+    it("views made from a tensor outlive its <close> scope", function()
+        local v
+        do
+            local c <close> = ls.tensor({ 1, 2, 3 })
+            v = c:narrow(1, 2, 2)
+        end
+        assert.are.same({ 2, 3 }, v:totable())
+    end)
+
+    it("ls.Tensor is the method table: functions added there become methods", function()
+        ls.Tensor.spec_sumsq = function(x) return (x * x):sum() end
+        assert.are.equal(25, ls.tensor({ 3, 4 }):spec_sumsq():item())
+        ls.Tensor.spec_sumsq = nil
     end)
 
     it("requires_grad option and the autograd properties", function()
@@ -598,7 +632,8 @@ describe("reductions", function()
         { { 2 }, true }, { { 1, 3 }, true }, { nil, true },
     }
     local function label(dims, keep)
-        return (dims and "{" .. table.concat(dims, ",") .. "}" or "all") .. (keep and " keepdim" or "")
+        local d = dims and "{" .. table.concat(dims, ",") .. "}" or "all"
+        return d .. (keep and " keepdim" or "")
     end
     local ops = {
         sum = R.sum, mean = R.mean, max = R.max, min = R.min, logsumexp = R.lse,
@@ -721,7 +756,8 @@ describe("linear algebra", function()
         local a, b = f64({ 1, 2, 3 }), f64({ 4, -5, 6 })
         assert.are.equal(12, a:dot(b):item())
         assert.are.equal(12, ls.dot(a, b):item())
-        assert.are.same({ { 4, -5 }, { 8, -10 }, { 12, -15 } }, ls.outer(a, b:narrow(1, 1, 2)):totable())
+        assert.are.same({ { 4, -5 }, { 8, -10 }, { 12, -15 } },
+                        ls.outer(a, b:narrow(1, 1, 2)):totable())
     end)
 end)
 
@@ -860,7 +896,8 @@ describe("randomness", function()
     end)
 
     it("randn has the requested mean and std; f32 is the f64 draw rounded", function()
-        local v = flat(ls.randn({ 20000 }, { seed = 2, dtype = "f64", mean = 3, std = 2 }):totable())
+        local opts = { seed = 2, dtype = "f64", mean = 3, std = 2 }
+        local v = flat(ls.randn({ 20000 }, opts):totable())
         assert.is_true(math.abs(R.mean(v) - 3) < 0.1)
         assert.is_true(math.abs(math.sqrt(R.var(1)(v)) - 2) < 0.1)
         close(ls.randn({ 8 }, { seed = 4 }):totable(),

@@ -1,0 +1,440 @@
+/* Pooling: maxpool2d and avgpool2d over k x k windows with stride s (default k), no padding, NCHW:
+ * x [N,C,H,W] -> [N,C,Ho,Wo], Ho = (H - k) / s + 1, Wo = (W - k) / s + 1 (trailing rows and columns
+ * that fill no window are dropped), as torch.nn.functional.max_pool2d / avg_pool2d with padding 0,
+ * dilation 1 and ceil_mode False.
+ *
+ * maxpool2d takes the first maximum of each window in row-major order (ties: the earliest element,
+ * like PyTorch), and a NaN wins over numbers (PyTorch's rule: a NaN replaces the running maximum, so
+ * with several NaNs the last one is picked). Its gradient routes g to those positions; rather than
+ * keep the argmax (the rules may not hold on to outputs), two registered ops recompute it from x:
+ *   maxpool2d_scatter(x, g [pooled]) -> [x's shape]: g added at each window's argmax (overlapping
+ *       windows, s < k, may add several values into one element);
+ *   maxpool2d_pick(x, gg [x's shape]) -> [pooled]: gg read at each window's argmax.
+ * They are adjoint to each other in their second argument, so
+ *   maxpool2d:  dx = scatter(x, U);   scatter: dg = pick(x, U);   pick: dgg = scatter(x, U),
+ * and x gets a zero gradient through scatter and pick (the argmax is piecewise constant in x).
+ *
+ * avgpool2d is linear: its adjoint avgpool2d_backward(g) (ints {k, s, H, W}) spreads g / (k k) over
+ * each window, and the adjoint of that is avgpool2d again.
+ *
+ * Kernels run on the thread pool over (image, channel) planes; each item owns one output plane
+ * (scatter and avgpool2d_backward zero and fill a whole input plane in a fixed order), so results are
+ * bitwise independent of the thread count. */
+#include <math.h>
+#include <string.h>
+
+#include "core/parallel.h"
+#include "ops/nn_ops.h"
+#include "ops/ops.h"
+
+#define POOL_GRAIN 16384   /* elements per parallel chunk, roughly */
+
+typedef struct pool_geom {
+    int64_t N, C, H, W, k, s, Ho, Wo;
+} pool_geom;
+
+/* ---- argument checks ---- */
+
+/* Kernel ints[0] (required) and stride ints[1] (default: the kernel). */
+static ls_status pool_params(const char *who, const ls_attrs *a, pool_geom *g)
+{
+    if (a->nints < 1) return ls_error_set(LS_ERR_ARG, "%s: missing the kernel size", who);
+    g->k = a->ints[0];
+    g->s = a->nints >= 2 ? a->ints[1] : g->k;
+    if (g->k < 1) return ls_error_set(LS_ERR_ARG, "%s: kernel size must be >= 1, got %lld", who,
+                                      (long long)g->k);
+    if (g->s < 1) return ls_error_set(LS_ERR_ARG, "%s: stride must be >= 1, got %lld", who,
+                                      (long long)g->s);
+    return LS_OK;
+}
+
+/* From the input size (N, C, H, W set): the output size; fails when the kernel does not fit. */
+static ls_status pool_finish(const char *who, pool_geom *g, const char *xs)
+{
+    if (g->k > g->H || g->k > g->W)
+        return ls_error_set(LS_ERR_ARG, "%s: kernel %lldx%lld is larger than the input %lldx%lld "
+                            "(input %s)", who, (long long)g->k, (long long)g->k, (long long)g->H,
+                            (long long)g->W, xs);
+    g->Ho = (g->H - g->k) / g->s + 1;
+    g->Wo = (g->W - g->k) / g->s + 1;
+    return LS_OK;
+}
+
+/* x must be a 4-D float tensor; fills g from it and the attrs. */
+static ls_status pool_geom_x(const char *who, const ls_tensor *x, const ls_attrs *a, pool_geom *g)
+{
+    if (!ls_dtype_is_float(x->dtype))
+        return ls_error_set(LS_ERR_ARG, "%s: expected a float tensor (f32 or f64), got %s", who,
+                            ls_dtype_name(x->dtype));
+    if (x->ndim != 4)
+        return ls_error_set(LS_ERR_ARG, "%s: expected a 4-D input [N x C x H x W], got %s", who,
+                            ls_tensor_shape_str(x));
+    if (pool_params(who, a, g)) return ls_error_code();
+    g->N = x->shape[0], g->C = x->shape[1], g->H = x->shape[2], g->W = x->shape[3];
+    return pool_finish(who, g, ls_tensor_shape_str(x));
+}
+
+/* t must have shape [N, C, h, w]. */
+static ls_status pool_check_shape(const char *who, const char *what, const ls_tensor *t,
+                                  const pool_geom *g, int64_t h, int64_t w)
+{
+    int64_t want[4] = {g->N, g->C, h, w};
+    if (t->ndim != 4 || memcmp(t->shape, want, sizeof want) != 0) {
+        char b[LS_SHAPE_STR_MAX];
+        return ls_error_set(LS_ERR_ARG, "%s: %s %s should be %s", who, what, ls_tensor_shape_str(t),
+                            ls_shape_str(4, want, b, sizeof b));
+    }
+    return LS_OK;
+}
+
+/* ---- kernels ---- */
+
+/* The offset (row-major within the plane) of the maximum of the k x k window at p, row stride W:
+ * the first maximum, a NaN replacing the running maximum (PyTorch's rule). */
+static inline int64_t pool_argmax_f32(const float *p, int64_t W, int64_t k)
+{
+    float m = p[0];
+    int64_t at = 0;
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < k; j++) {
+            float v = p[i * W + j];
+            if (v > m || isnan(v)) { m = v; at = i * W + j; }
+        }
+    return at;
+}
+static inline int64_t pool_argmax_f64(const double *p, int64_t W, int64_t k)
+{
+    double m = p[0];
+    int64_t at = 0;
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < k; j++) {
+            double v = p[i * W + j];
+            if (v > m || isnan(v)) { m = v; at = i * W + j; }
+        }
+    return at;
+}
+
+enum { POOL_MAX, POOL_SCATTER, POOL_PICK, POOL_AVG, POOL_AVG_BACK };
+
+/* One job over the N*C planes. x: the tensor the windows are read from (maxpool family) or the
+ * input of avgpool; src: the second operand (g or gg); dst: the output. All contiguous. */
+typedef struct pool_job {
+    const pool_geom *g;
+    int kind;
+    ls_dtype dt;
+    const void *x, *src;
+    void *dst;
+} pool_job;
+
+#define POOL_PLANE(T, ARGMAX)                                                                      \
+    do {                                                                                           \
+        int64_t HW = g->H * g->W, PO = g->Ho * g->Wo;                                              \
+        const T *xp = j->x ? (const T *)j->x + t * HW : NULL;                                      \
+        const T *sp = (const T *)j->src;                                                           \
+        T *dp = (T *)j->dst;                                                                       \
+        T inv = (T)1 / (T)(g->k * g->k);                                                           \
+        switch (j->kind) {                                                                         \
+        case POOL_MAX:                                                                             \
+            dp += t * PO;                                                                          \
+            for (int64_t a = 0; a < g->Ho; a++)                                                    \
+                for (int64_t b = 0; b < g->Wo; b++) {                                              \
+                    const T *w = xp + a * g->s * g->W + b * g->s;                                  \
+                    dp[a * g->Wo + b] = w[ARGMAX(w, g->W, g->k)];                                  \
+                }                                                                                  \
+            break;                                                                                 \
+        case POOL_SCATTER: /* dst: x's shape; src: pooled */                                       \
+            dp += t * HW, sp += t * PO;                                                            \
+            memset(dp, 0, sizeof(T) * (size_t)HW);                                                 \
+            for (int64_t a = 0; a < g->Ho; a++)                                                    \
+                for (int64_t b = 0; b < g->Wo; b++) {                                              \
+                    int64_t o = a * g->s * g->W + b * g->s;                                        \
+                    dp[o + ARGMAX(xp + o, g->W, g->k)] += sp[a * g->Wo + b];                       \
+                }                                                                                  \
+            break;                                                                                 \
+        case POOL_PICK: /* dst: pooled; src: x's shape */                                          \
+            dp += t * PO, sp += t * HW;                                                            \
+            for (int64_t a = 0; a < g->Ho; a++)                                                    \
+                for (int64_t b = 0; b < g->Wo; b++) {                                              \
+                    int64_t o = a * g->s * g->W + b * g->s;                                        \
+                    dp[a * g->Wo + b] = sp[o + ARGMAX(xp + o, g->W, g->k)];                        \
+                }                                                                                  \
+            break;                                                                                 \
+        case POOL_AVG:                                                                             \
+            dp += t * PO;                                                                          \
+            for (int64_t a = 0; a < g->Ho; a++)                                                    \
+                for (int64_t b = 0; b < g->Wo; b++) {                                              \
+                    const T *w = xp + a * g->s * g->W + b * g->s;                                  \
+                    T sum = 0;                                                                     \
+                    for (int64_t i = 0; i < g->k; i++)                                             \
+                        for (int64_t jj = 0; jj < g->k; jj++) sum += w[i * g->W + jj];             \
+                    dp[a * g->Wo + b] = sum / (T)(g->k * g->k);                                    \
+                }                                                                                  \
+            break;                                                                                 \
+        case POOL_AVG_BACK: /* dst: x's shape; src: pooled */                                      \
+            dp += t * HW, sp += t * PO;                                                            \
+            memset(dp, 0, sizeof(T) * (size_t)HW);                                                 \
+            for (int64_t a = 0; a < g->Ho; a++)                                                    \
+                for (int64_t b = 0; b < g->Wo; b++) {                                              \
+                    T *w = dp + a * g->s * g->W + b * g->s;                                        \
+                    T v = sp[a * g->Wo + b] * inv;                                                 \
+                    for (int64_t i = 0; i < g->k; i++)                                             \
+                        for (int64_t jj = 0; jj < g->k; jj++) w[i * g->W + jj] += v;               \
+                }                                                                                  \
+            break;                                                                                 \
+        }                                                                                          \
+    } while (0)
+
+static void pool_planes(void *vj, int64_t begin, int64_t end)
+{
+    const pool_job *j = vj;
+    const pool_geom *g = j->g;
+    for (int64_t t = begin; t < end; t++) {
+        if (j->dt == LS_F32) POOL_PLANE(float, pool_argmax_f32);
+        else POOL_PLANE(double, pool_argmax_f64);
+    }
+}
+
+/* Run `kind` with contiguous copies of x and src (either may be NULL, not both) into a new tensor
+ * of oshape. */
+static ls_tensor *pool_apply(const pool_geom *g, int kind, ls_tensor *x, ls_tensor *src,
+                             const int64_t *oshape)
+{
+    ls_dtype dt = x ? x->dtype : src->dtype;
+    ls_tensor *xc = x ? ls_tensor_contiguous(x) : NULL;
+    ls_tensor *sc = src && (xc || !x) ? ls_tensor_contiguous(src) : NULL;
+    ls_tensor *out = (xc || !x) && (sc || !src) ? ls_tensor_new(dt, 4, oshape) : NULL;
+    if (out) {
+        pool_job j = {g, kind, dt, xc ? ls_tensor_data(xc) : NULL, sc ? ls_tensor_data(sc) : NULL,
+                      ls_tensor_data(out)};
+        int64_t per = g->H * g->W + g->Ho * g->Wo;
+        int64_t grain = per >= POOL_GRAIN ? 1 : POOL_GRAIN / (per > 0 ? per : 1);
+        ls_parallel_for(g->N * g->C, grain, pool_planes, &j);
+    }
+    ls_tensor_release(xc);
+    ls_tensor_release(sc);
+    return out;
+}
+
+static ls_status pool_done(const ls_backward_ctx *c, ls_tensor **gin)
+{
+    for (int k = 0; k < c->nin; k++)
+        if (c->needs[k] && !gin[k]) return ls_error_code() ? ls_error_code() : LS_ERR_ARG;
+    return LS_OK;
+}
+
+/* k and s of a recorded pooling op */
+static void pool_ks(const ls_attrs *a, int64_t *k, int64_t *s)
+{
+    *k = a->ints[0];
+    *s = a->nints >= 2 ? a->ints[1] : *k;
+}
+
+/* ---- maxpool2d ---- */
+
+static ls_tensor *maxpool2d_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    pool_geom g;
+    if (pool_geom_x("maxpool2d", in[0], a, &g)) return NULL;
+    return pool_apply(&g, POOL_MAX, in[0], NULL, (int64_t[]){g.N, g.C, g.Ho, g.Wo});
+}
+
+static ls_status maxpool2d_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
+{
+    int64_t k, s;
+    pool_ks(c->attrs, &k, &s);
+    gin[0] = ls_maxpool2d_scatter(c->in[0], u, k, s);
+    return pool_done(c, gin);
+}
+
+static int maxpool2d_samples(ls_op_sample *s)
+{
+    /* Continuous random inputs have no ties. Non-square with default stride; overlapping windows
+     * (one element can be the maximum of several); stride > kernel (elements in no window). */
+    s[0] = (ls_op_sample){.ndim = {4}, .shape = {{2, 3, 4, 6}}, .attrs = {.nints = 1, .ints = {2}}};
+    s[1] = (ls_op_sample){.ndim = {4}, .shape = {{1, 2, 5, 5}},
+                          .attrs = {.nints = 2, .ints = {3, 1}}};
+    s[2] = (ls_op_sample){.ndim = {4}, .shape = {{1, 2, 5, 7}},
+                          .attrs = {.nints = 2, .ints = {2, 3}}};
+    return 3;
+}
+
+const ls_op_def ls_op_maxpool2d = {.name = "maxpool2d", .nin = 1, .lua_sig = "T i i?",
+                                   .forward = maxpool2d_fwd, .backward = maxpool2d_bwd,
+                                   .samples = maxpool2d_samples};
+
+ls_tensor *ls_maxpool2d(ls_tensor *x, int64_t kernel, int64_t stride)
+{
+    ls_attrs a = {.nints = 2, .ints = {kernel, stride <= 0 ? kernel : stride}};
+    return ls_op_apply(LS_OP_MAXPOOL2D, &x, &a);
+}
+
+/* ---- maxpool2d_scatter(x, g) and maxpool2d_pick(x, gg), ints {k, s} ---- */
+
+static ls_tensor *maxpool2d_scatter_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    const char *who = "maxpool2d_scatter";
+    pool_geom g;
+    if (ls_check_float_same(who, 2, in) || pool_geom_x(who, in[0], a, &g) ||
+        pool_check_shape(who, "gradient", in[1], &g, g.Ho, g.Wo))
+        return NULL;
+    return pool_apply(&g, POOL_SCATTER, in[0], in[1], in[0]->shape);
+}
+
+static ls_tensor *maxpool2d_pick_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    const char *who = "maxpool2d_pick";
+    pool_geom g;
+    if (ls_check_float_same(who, 2, in) || pool_geom_x(who, in[0], a, &g) ||
+        pool_check_shape(who, "values", in[1], &g, g.H, g.W))
+        return NULL;
+    return pool_apply(&g, POOL_PICK, in[0], in[1], (int64_t[]){g.N, g.C, g.Ho, g.Wo});
+}
+
+/* x: zero (piecewise constant); the second operand: the other op of the pair */
+static ls_status maxpool2d_pair_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin,
+                                    bool scatter)
+{
+    ls_tensor *x = c->in[0];
+    int64_t k, s;
+    pool_ks(c->attrs, &k, &s);
+    if (c->needs[0]) gin[0] = ls_tensor_zeros(x->dtype, x->ndim, x->shape);
+    if (c->needs[1])
+        gin[1] = scatter ? ls_maxpool2d_pick(x, u, k, s) : ls_maxpool2d_scatter(x, u, k, s);
+    return pool_done(c, gin);
+}
+static ls_status maxpool2d_scatter_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
+{
+    return maxpool2d_pair_bwd(c, u, gin, true);
+}
+static ls_status maxpool2d_pick_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
+{
+    return maxpool2d_pair_bwd(c, u, gin, false);
+}
+
+static int maxpool2d_scatter_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {4, 4}, .shape = {{2, 3, 4, 6}, {2, 3, 2, 3}},
+                          .attrs = {.nints = 2, .ints = {2, 2}}};
+    s[1] = (ls_op_sample){.ndim = {4, 4}, .shape = {{1, 2, 5, 5}, {1, 2, 3, 3}},
+                          .attrs = {.nints = 2, .ints = {3, 1}}};
+    s[2] = (ls_op_sample){.ndim = {4, 4}, .shape = {{1, 2, 5, 7}, {1, 2, 2, 2}},
+                          .attrs = {.nints = 2, .ints = {2, 3}}};
+    return 3;
+}
+static int maxpool2d_pick_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {4, 4}, .shape = {{2, 3, 4, 6}, {2, 3, 4, 6}},
+                          .attrs = {.nints = 2, .ints = {2, 2}}};
+    s[1] = (ls_op_sample){.ndim = {4, 4}, .shape = {{1, 2, 5, 5}, {1, 2, 5, 5}},
+                          .attrs = {.nints = 2, .ints = {3, 1}}};
+    s[2] = (ls_op_sample){.ndim = {4, 4}, .shape = {{1, 2, 5, 7}, {1, 2, 5, 7}},
+                          .attrs = {.nints = 2, .ints = {2, 3}}};
+    return 3;
+}
+
+const ls_op_def ls_op_maxpool2d_scatter = {.name = "maxpool2d_scatter", .nin = 2, .lua_sig = NULL,
+                                           .forward = maxpool2d_scatter_fwd,
+                                           .backward = maxpool2d_scatter_bwd,
+                                           .samples = maxpool2d_scatter_samples};
+const ls_op_def ls_op_maxpool2d_pick = {.name = "maxpool2d_pick", .nin = 2, .lua_sig = NULL,
+                                        .forward = maxpool2d_pick_fwd,
+                                        .backward = maxpool2d_pick_bwd,
+                                        .samples = maxpool2d_pick_samples};
+
+ls_tensor *ls_maxpool2d_scatter(ls_tensor *x, ls_tensor *g, int64_t kernel, int64_t stride)
+{
+    ls_attrs a = {.nints = 2, .ints = {kernel, stride <= 0 ? kernel : stride}};
+    return ls_op_apply(LS_OP_MAXPOOL2D_SCATTER, (ls_tensor *[]){x, g}, &a);
+}
+
+ls_tensor *ls_maxpool2d_pick(ls_tensor *x, ls_tensor *gg, int64_t kernel, int64_t stride)
+{
+    ls_attrs a = {.nints = 2, .ints = {kernel, stride <= 0 ? kernel : stride}};
+    return ls_op_apply(LS_OP_MAXPOOL2D_PICK, (ls_tensor *[]){x, gg}, &a);
+}
+
+/* ---- avgpool2d ---- */
+
+static ls_tensor *avgpool2d_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    pool_geom g;
+    if (pool_geom_x("avgpool2d", in[0], a, &g)) return NULL;
+    return pool_apply(&g, POOL_AVG, in[0], NULL, (int64_t[]){g.N, g.C, g.Ho, g.Wo});
+}
+
+static ls_status avgpool2d_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
+{
+    ls_tensor *x = c->in[0];
+    int64_t k, s;
+    pool_ks(c->attrs, &k, &s);
+    gin[0] = ls_avgpool2d_backward(u, k, s, x->shape[2], x->shape[3]);
+    return pool_done(c, gin);
+}
+
+const ls_op_def ls_op_avgpool2d = {.name = "avgpool2d", .nin = 1, .lua_sig = "T i i?",
+                                   .forward = avgpool2d_fwd, .backward = avgpool2d_bwd,
+                                   .samples = maxpool2d_samples};
+
+ls_tensor *ls_avgpool2d(ls_tensor *x, int64_t kernel, int64_t stride)
+{
+    ls_attrs a = {.nints = 2, .ints = {kernel, stride <= 0 ? kernel : stride}};
+    return ls_op_apply(LS_OP_AVGPOOL2D, &x, &a);
+}
+
+/* ---- avgpool2d_backward(g), ints {k, s, H, W} ---- */
+
+static ls_tensor *avgpool2d_backward_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    const char *who = "avgpool2d_backward";
+    ls_tensor *gy = in[0];
+    pool_geom g;
+    if (ls_check_float_same(who, 1, in)) return NULL;
+    if (gy->ndim != 4) {
+        ls_error_set(LS_ERR_ARG, "%s: expected a 4-D gradient [N x C x Ho x Wo], got %s", who,
+                     ls_tensor_shape_str(gy));
+        return NULL;
+    }
+    if (pool_params(who, a, &g)) return NULL;
+    if (a->nints < 4 || a->ints[2] < 0 || a->ints[3] < 0) {
+        ls_error_set(LS_ERR_ARG, "%s: needs the input height and width (ints {kernel, stride, H, "
+                     "W})", who);
+        return NULL;
+    }
+    g.N = gy->shape[0], g.C = gy->shape[1], g.H = a->ints[2], g.W = a->ints[3];
+    char xs[LS_SHAPE_STR_MAX];
+    ls_shape_str(4, (int64_t[]){g.N, g.C, g.H, g.W}, xs, sizeof xs);
+    if (pool_finish(who, &g, xs) || pool_check_shape(who, "gradient", gy, &g, g.Ho, g.Wo))
+        return NULL;
+    return pool_apply(&g, POOL_AVG_BACK, NULL, gy, (int64_t[]){g.N, g.C, g.H, g.W});
+}
+
+static ls_status avgpool2d_backward_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
+{
+    int64_t k, s;
+    pool_ks(c->attrs, &k, &s);
+    gin[0] = ls_avgpool2d(u, k, s);
+    return pool_done(c, gin);
+}
+
+static int avgpool2d_backward_samples(ls_op_sample *s)
+{
+    /* the adjoints of maxpool2d_samples' shapes: g [N,C,Ho,Wo], ints {k, s, H, W} */
+    s[0] = (ls_op_sample){.ndim = {4}, .shape = {{2, 3, 2, 3}},
+                          .attrs = {.nints = 4, .ints = {2, 2, 4, 6}}};
+    s[1] = (ls_op_sample){.ndim = {4}, .shape = {{1, 2, 3, 3}},
+                          .attrs = {.nints = 4, .ints = {3, 1, 5, 5}}};
+    s[2] = (ls_op_sample){.ndim = {4}, .shape = {{1, 2, 2, 2}},
+                          .attrs = {.nints = 4, .ints = {2, 3, 5, 7}}};
+    return 3;
+}
+
+const ls_op_def ls_op_avgpool2d_backward = {.name = "avgpool2d_backward", .nin = 1,
+                                            .lua_sig = NULL, .forward = avgpool2d_backward_fwd,
+                                            .backward = avgpool2d_backward_bwd,
+                                            .samples = avgpool2d_backward_samples};
+
+ls_tensor *ls_avgpool2d_backward(ls_tensor *g, int64_t kernel, int64_t stride, int64_t h, int64_t w)
+{
+    ls_attrs a = {.nints = 4, .ints = {kernel, stride <= 0 ? kernel : stride, h, w}};
+    return ls_op_apply(LS_OP_AVGPOOL2D_BACKWARD, &g, &a);
+}
