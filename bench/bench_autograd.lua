@@ -5,29 +5,30 @@
 --
 -- Options (defaults): --quick (off: tanh only, 5 reps, 0.01 s samples), --acts ("tanh,relu"; quick:
 -- "tanh"), --batch (1000), --reps (11; quick 5), --min-sample (0.04 s; quick 0.01), --gc ("sample":
--- a full collection before every sample, outside the timed region; "never": only Lua's own collector
--- runs, as in a user's loop without collectgarbage). LANDSCAPE_PYTHON names the peer's interpreter
--- (default /usr/bin/python3).
+-- a full collection before every sample, outside the timed region; "never": only Lua's own
+-- collector runs, as in a user's loop without collectgarbage). LANDSCAPE_PYTHON names the peer's
+-- interpreter (default /usr/bin/python3).
 --
--- The model: an MLP 784-128-128-10 with tanh or relu on a batch of random N(0, 1) inputs with random
--- labels, cross-entropy loss, in f32 and f64, with 1 and 2 threads (ls.set_threads). Workloads:
+-- The model: an MLP 784-128-128-10 with tanh or relu on a batch of random N(0, 1) inputs with
+-- random labels, cross-entropy loss, in f32 and f64, with 1 and 2 threads (ls.set_threads).
+-- Workloads:
 --   forward_<act>  loss = f(params), the graph recorded (the parameters require grad)
 --   grad_<act>     loss = f(params); ls.grad(loss, params)
 --   hvp_<act>      ls.hvp(f, params, v): the gradient with create_graph, then the gradient of
 --                  <g, v> (PyHessian's Hessian-vector product)
 -- each against the same computation in PyTorch (bench/peer_autograd.py, run once before our own
--- timings, same sizes, its own random weights). Then the two internal ratios the issue asks for, ours
--- against ours: grad_over_forward_<act> (goal <= 3) and hvp_over_grad_<act> (goal <= 2.5), with
--- peer = ours_forward / ours_grad.
+-- timings, same sizes, its own random weights). Then the two internal ratios the issue asks for,
+-- ours against ours: grad_over_forward_<act> (goal <= 3) and hvp_over_grad_<act> (goal <= 2.5),
+-- with peer = ours_forward / ours_grad.
 --
 -- Timing: each workload is called once to warm up and to calibrate an inner loop so that one sample
--- lasts at least min-sample seconds; then one warm-up round and `reps` rounds in which forward, grad
--- and hvp take one sample each, in turn (so drift hits all three alike); the median sample per
--- workload, in milliseconds per call, on the wall clock (ls.clock; os.clock would add up the CPU time
--- of all threads). With --gc sample (the default) garbage is collected between samples, outside the
--- timed region; inside a sample Lua's collector runs as it would in a user's loop. Lua does not see the
--- memory a tensor holds (its box is a few bytes), so left alone it collects late: --gc never shows
--- what that costs.
+-- lasts at least min-sample seconds; then one warm-up round and `reps` rounds in which forward,
+-- grad and hvp take one sample each, in turn (so drift hits all three alike); the median sample per
+-- workload, in milliseconds per call, on the wall clock (ls.clock; os.clock would add up the CPU
+-- time of all threads). With --gc sample (the default) garbage is collected between samples,
+-- outside the timed region; inside a sample Lua's collector runs as it would in a user's loop. Lua
+-- does not see the memory a tensor holds (its box is a few bytes), so left alone it collects late:
+-- --gc never shows what that costs.
 --
 -- stdout: tidy CSV (workload,dtype,threads,ours_ms,peer,peer_ms,ratio). stderr: '#' notes, the peak
 -- RSS of this process and of the peer.
@@ -44,7 +45,8 @@ do
     local a = args[i]
     if a == "--quick" then
       opts.quick = true
-    elseif a == "--acts" or a == "--batch" or a == "--reps" or a == "--min-sample" or a == "--gc" then
+    elseif a == "--acts" or a == "--batch" or a == "--reps" or a == "--min-sample"
+        or a == "--gc" then
       local v = args[i + 1]
       if v == nil then error("bench_autograd: " .. a .. " needs a value", 0) end
       if a == "--acts" then
@@ -57,8 +59,8 @@ do
       else
         local num = tonumber(v)
         if not num or num <= 0 then error("bench_autograd: bad value for " .. a .. ": " .. v, 0) end
-        if a == "--batch" then opts.batch = math.tointeger(num) or error("bench_autograd: --batch "
-                                                                           .. "must be an integer", 0)
+        if a == "--batch" then
+          opts.batch = math.tointeger(num) or error("bench_autograd: --batch must be an integer", 0)
         elseif a == "--reps" then opts.reps = math.tointeger(num) or math.floor(num)
         else opts.min_sample = num end
       end
@@ -215,7 +217,9 @@ local function row(workload, dtype, threads, ours, peer, peer_ms)
 end
 
 local function main()
-  if not ls.clock then note("ls.clock is missing: timing with os.clock (CPU time of all threads)") end
+  if not ls.clock then
+    note("ls.clock is missing: timing with os.clock (the CPU time of all threads)")
+  end
   note("bench_autograd.lua: batch %d, reps %d, min-sample %g s, gc %s", opts.batch, opts.reps,
        opts.min_sample, opts.gc)
   local acts = {}

@@ -1,23 +1,23 @@
-/* bench_elementwise: ls_add, ls_mul, ls_exp, ls_relu and ls_sum on contiguous tensors of 1e6 and 1e7
- * elements (--quick: 1e6 only), f32 and f64, 1 and 2 threads, against two peers:
+/* bench_elementwise: ls_add, ls_mul, ls_exp, ls_relu and ls_sum on contiguous tensors of 1e6 and
+ * 1e7 elements (--quick: 1e6 only), f32 and f64, 1 and 2 threads, against two peers:
  *
- *   stream  the memory-bandwidth limit, measured in the same run: a plain C loop that reads and writes
- *           the same bytes as the op, into preallocated and already touched buffers, split over the
- *           same number of threads by a small pthread pool of its own (below). add: c = a + b;
- *           mul: c = a * b; exp and relu: c = a (a copy: what a unary op costs if its arithmetic were
- *           free); sum: a read-only pass accumulating in double, like the engine. A ratio near 1 means
- *           the op runs at the speed of memory; above 1 is overhead (allocation, page faults of a fresh
- *           output, arithmetic: exp is compute-bound by nature).
+ *   stream  the memory-bandwidth limit, measured in the same run: a plain C loop that reads and
+ *           writes the same bytes as the op, into preallocated and already touched buffers, split
+ *           over the same number of threads by a small pthread pool of its own (below).
+ *           add: c = a + b; mul: c = a * b; exp and relu: c = a (a copy: what a unary op costs if
+ *           its arithmetic were free); sum: a read-only pass accumulating in double, like the
+ *           engine. A ratio near 1 means the op runs at the speed of memory; above 1 is overhead
+ *           (allocation, page faults of a fresh output, arithmetic: exp is compute-bound by nature).
  *   torch   the same op in PyTorch (torch.add, ...), timed by bench/peer_elementwise.py, which this
  *           program runs once before its own measurements, with the same sizes, dtypes and thread
  *           counts (torch.set_num_threads). Skipped with a note on stderr when python3 or torch is
  *           missing. LANDSCAPE_PYTHON names the interpreter (default /usr/bin/python3).
  *
- * Ours is the whole op as a user calls it: it allocates its output (the peers do too for torch, not for
- * stream) and releases it. The stream loops are compiled with the same vectorisation settings as the
- * engine's elementwise kernels (engine/ops/elementwise.c), and with loop-to-memcpy rewriting off so
- * the copy stays a plain loop (glibc's memcpy switches to non-temporal stores for large blocks, which
- * no elementwise kernel uses).
+ * Ours is the whole op as a user calls it: it allocates its output (the peers do too for torch, not
+ * for stream) and releases it. The stream loops are compiled with the same vectorisation settings
+ * as the engine's elementwise kernels (engine/ops/elementwise.c), and with loop-to-memcpy rewriting
+ * off so the copy stays a plain loop (glibc's memcpy switches to non-temporal stores for large
+ * blocks, which no elementwise kernel uses).
  *
  * stdout: the CSV rows (bench_util.h). stderr: the minor page faults per call of ours and stream (a
  * fresh output that the kernel has to map costs one fault per 4 KiB page), the torch peer's notes,
@@ -34,7 +34,8 @@
 #include "ops/ops.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "no-tree-loop-distribute-patterns")
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic",                                \
+                     "no-tree-loop-distribute-patterns")
 #endif
 
 #ifndef LS_BENCH_DIR
@@ -123,8 +124,8 @@ STREAM_INLINE void stream_body(stream_job *j, int id)
 }
 
 /* The loops at the project's flags (x86-64 baseline: SSE2), and, on x86-64 CPUs that have it, with
- * AVX2 (32-byte loads and stores), which reach a higher bandwidth when the data sits in cache. The peer
- * uses the widest the CPU offers, so that it stays the limit a kernel could reach. */
+ * AVX2 (32-byte loads and stores), which reach a higher bandwidth when the data sits in cache. The
+ * peer uses the widest the CPU offers, so that it stays the limit a kernel could reach. */
 static void stream_piece_generic(stream_job *j, int id) { stream_body(j, id); }
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target("avx2"))) static void stream_piece_avx2(stream_job *j, int id)
@@ -148,8 +149,8 @@ static void stream_piece(stream_job *j, int id)
     else stream_piece_generic(j, id);
 }
 
-/* A minimal pool: nthreads - 1 workers parked on a barrier; the caller releases them with a barrier,
- * runs piece 0 itself and waits on a second barrier. */
+/* A minimal pool: nthreads - 1 workers parked on a barrier; the caller releases them with a
+ * barrier, runs piece 0 itself and waits on a second barrier. */
 typedef struct stream_pool {
     int nthreads;
     pthread_t th[STREAM_MAX_THREADS];
@@ -307,10 +308,10 @@ static void run_torch_peer(const bench_opts *o, const int64_t *sizes, int nsizes
 
 static const torch_row *torch_find(int op, ls_dtype dt, int threads, int64_t n)
 {
-    for (int i = 0; i < ntorch; i++)
-        if (torch_rows[i].op == op && torch_rows[i].dtype == dt && torch_rows[i].threads == threads &&
-            torch_rows[i].n == n)
-            return &torch_rows[i];
+    for (int i = 0; i < ntorch; i++) {
+        const torch_row *r = &torch_rows[i];
+        if (r->op == op && r->dtype == dt && r->threads == threads && r->n == n) return r;
+    }
     return NULL;
 }
 
@@ -332,8 +333,8 @@ int main(int argc, char **argv)
 {
     bench_opts o;
     bench_parse_args(argc, argv,
-                     "ls_add/mul/exp/relu/sum vs the memory-bandwidth limit (peer stream) and PyTorch "
-                     "(peer torch)", &o);
+                     "ls_add/mul/exp/relu/sum vs the memory-bandwidth limit (peer stream) and "
+                     "PyTorch (peer torch)", &o);
     const int64_t sizes[] = {1000000, 10000000};
     int nsizes = o.quick ? 1 : 2;
     stream_avx2 = stream_use_avx2();
@@ -350,7 +351,8 @@ int main(int argc, char **argv)
         for (int di = 0; di < 2; di++) {
             for (int si = 0; si < nsizes; si++) {
                 int64_t n = sizes[si];
-                ls_tensor *a = random_vector(dtypes[di], n, 1), *b = random_vector(dtypes[di], n, 2);
+                ls_tensor *a = random_vector(dtypes[di], n, 1);
+                ls_tensor *b = random_vector(dtypes[di], n, 2);
                 ls_tensor *c = ls_tensor_zeros(dtypes[di], 1, &n);   /* zeros: touched */
                 if (!c) bench_die("ls_tensor_zeros");
                 for (int op = 0; op < NOPS; op++) {
@@ -377,7 +379,8 @@ int main(int argc, char **argv)
         }
         pool_stop(&pool);
     }
-    fprintf(stderr, "# minor page faults per call (vector_pages: 4 KiB pages of one n-element vector)\n"
+    fprintf(stderr, "# minor page faults per call (vector_pages: 4 KiB pages of one n-element "
+                    "vector)\n"
                     "# workload,dtype,threads,ours_faults,stream_faults,vector_pages\n");
     for (int i = 0; i < nnotes; i++) fputs(notes[i], stderr);
     bench_report_rss("bench_elementwise");

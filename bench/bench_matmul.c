@@ -1,16 +1,16 @@
 /* bench_matmul: ls_matmul against cblas_sgemm / cblas_dgemm called directly on the same buffers.
  *
- * What is compared. Ours is the whole op as a user calls it: ls_matmul(a, b) (argument checks, layout
- * analysis, allocation of the output, the gemm, and releasing the result). The peer is the bare BLAS
- * call writing into a preallocated, already touched output. Both use the same OpenBLAS library and
- * thread count, so the ratio is the engine's overhead on top of BLAS. The goal (issue: matmul within
- * 95 % of OpenBLAS) is ratio <= 1.05 at n >= 256.
+ * What is compared. Ours is the whole op as a user calls it: ls_matmul(a, b) (argument checks,
+ * layout analysis, allocation of the output, the gemm, and releasing the result). The peer is the
+ * bare BLAS call writing into a preallocated, already touched output. Both use the same OpenBLAS
+ * library and thread count, so the ratio is the engine's overhead on top of BLAS. The goal (issue:
+ * matmul within 95 % of OpenBLAS) is ratio <= 1.05 at n >= 256.
  *
- * Workloads: square products matmul_<n> (n = 64 ... 1024; --quick stops at 256), f32 and f64, 1 and 2
- * threads. Then the products of the MLP benchmark (bench_autograd.lua, batch 1000, 784-128): the
- * forward x @ W, and the two backward products that read transposed views, g @ W^T and x^T @ g, to show
- * that transposed operands reach BLAS without a copy. Rows whose names end in _nt / _tn have the second
- * / first operand as a transposed view (ls_view_transpose), passed to BLAS as Trans.
+ * Workloads: square products matmul_<n> (n = 64 ... 1024; --quick stops at 256), f32 and f64, 1 and
+ * 2 threads. Then the products of the MLP benchmark (bench_autograd.lua, batch 1000, 784-128): the
+ * forward x @ W, and the two backward products that read transposed views, g @ W^T and x^T @ g, to
+ * show that transposed operands reach BLAS without a copy. Rows whose names end in _nt / _tn have
+ * the second / first operand as a transposed view (ls_view_transpose), passed to BLAS as Trans.
  *
  * stdout: the CSV rows (bench_util.h). stderr: a GFLOP/s table (2 m n k / time) for both sides with
  * the minor page faults per call, the result check, and the peak RSS. */
@@ -123,8 +123,8 @@ typedef struct gf_row {
 int main(int argc, char **argv)
 {
     bench_opts o;
-    bench_parse_args(argc, argv,
-                     "ls_matmul vs cblas_sgemm/cblas_dgemm on the same buffers (peer openblas)", &o);
+    bench_parse_args(argc, argv, "ls_matmul vs cblas_sgemm/cblas_dgemm on the same buffers "
+                     "(peer openblas)", &o);
     mm_case cases[16];
     int nc = 0;
     const int64_t sizes[] = {64, 128, 256, 512, 1024};

@@ -2,14 +2,14 @@
  *
  * Every benchmark prints tidy CSV on stdout with the header
  *     workload,dtype,threads,ours_ms,peer,peer_ms,ratio
- * (ratio = ours_ms / peer_ms: below 1 means the engine is faster) and diagnostics on stderr, each line
- * starting with '#', so `bench_x > out.csv` keeps the table clean.
+ * (ratio = ours_ms / peer_ms: below 1 means the engine is faster) and diagnostics on stderr, each
+ * line starting with '#', so `bench_x > out.csv` keeps the table clean.
  *
- * Timing (bench_pair). Each side is run once to warm up and to calibrate an inner loop of `iters` calls
- * so that one sample lasts at least min_sample seconds (small workloads would otherwise be timed at the
- * clock's resolution); then one more warm-up sample per side, then `reps` samples taken alternately,
- * ours then peer, so slow drift (turbo, a noisy neighbour) hits both sides alike. The reported time is
- * the median sample divided by iters, in milliseconds. */
+ * Timing (bench_pair). Each side is run once to warm up and to calibrate an inner loop of `iters`
+ * calls so that one sample lasts at least min_sample seconds (small workloads would otherwise be
+ * timed at the clock's resolution); then one more warm-up sample per side, then `reps` samples
+ * taken alternately, ours then peer, so slow drift (turbo, a noisy neighbour) hits both sides
+ * alike. The reported time is the median sample divided by iters, in milliseconds. */
 #ifndef LS_BENCH_UTIL_H
 #define LS_BENCH_UTIL_H
 

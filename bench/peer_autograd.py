@@ -10,9 +10,9 @@ cross_entropy; not nn.Linear's fused addmm). Three timings per dtype and thread 
   hvp      loss = f(params); g = torch.autograd.grad(loss, params, create_graph=True);
            torch.autograd.grad(g, params, grad_outputs=v)      (PyHessian's Hessian-vector product)
 
-Timing as on the Lua side: one call to warm up and calibrate an inner loop so a sample lasts at least
---min-sample seconds, one warm-up round, then --reps rounds in which forward, grad and hvp each take
-one sample in turn; the median sample per workload, in ms per call.
+Timing as on the Lua side: one call to warm up and calibrate an inner loop so a sample lasts at
+least --min-sample seconds, one warm-up round, then --reps rounds in which forward, grad and hvp
+each take one sample in turn; the median sample per workload, in ms per call.
 
 Prints `workload,dtype,threads,ms` lines, and `#`-lines (peak RSS) the caller copies to stderr.
 """

@@ -2,9 +2,9 @@
 """The PyTorch peer of bench_elementwise (which runs this script once and reads its stdout).
 
 Times torch.add / mul / exp / relu / sum on contiguous 1-D tensors of the given sizes, float32 and
-float64, with 1 and 2 threads (torch.set_num_threads), the same way the C side does: one call to warm
-up and calibrate an inner loop so that a sample lasts at least --min-sample seconds, one warm-up
-sample, then the median of --reps samples, in milliseconds per call.
+float64, with 1 and 2 threads (torch.set_num_threads), the same way the C side does: one call to
+warm up and calibrate an inner loop so that a sample lasts at least --min-sample seconds, one
+warm-up sample, then the median of --reps samples, in milliseconds per call.
 
 Prints `op,dtype,threads,n,ms` lines, and `#`-lines with notes (peak RSS) that the caller copies to
 stderr.

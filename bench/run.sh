@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds what is needed and runs every benchmark, printing one CSV on stdout (the header once, then the
-# rows of bench_matmul, bench_elementwise and bench_autograd.lua) and notes on stderr ('#' lines: the
-# machine, the load, GFLOP/s, page faults, peak RSS of each process).
+# Builds what is needed and runs every benchmark, printing one CSV on stdout (the header once, then
+# the rows of bench_matmul, bench_elementwise and bench_autograd.lua) and notes on stderr ('#'
+# lines: the machine, the load, GFLOP/s, page faults, peak RSS of each process).
 #
 #   bench/run.sh [--quick] [other options passed to every benchmark] > results.csv
 #

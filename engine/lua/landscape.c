@@ -12,6 +12,8 @@ static const struct { const char *field, *module; } lx_lazy[] = {
     {"vjp", "landscape.autograd"}, {"gradcheck", "landscape.autograd"},
     {"optim", "landscape.optim"},
     {"nn", "landscape.nn"},
+    {"train", "landscape.training"}, {"evaluate", "landscape.training"},
+    {"dataset", "landscape.training"},
 };
 
 static int lx_module_index(lua_State *L)

@@ -1,6 +1,7 @@
-/* Optimizer kernels for lualib/landscape/optim.lua, as the sub-table `_optim` of the module. These are
- * internal: positional arguments, no defaults. The user-facing API (options tables, state, schedules)
- * is ls.optim in Lua. Every call updates tensors in place on their storage, outside the autograd graph.
+/* Optimizer kernels for lualib/landscape/optim.lua, as the sub-table `_optim` of the module. These
+ * are internal: positional arguments, no defaults. The user-facing API (options tables, state,
+ * schedules) is ls.optim in Lua. Every call updates tensors in place on their storage, outside the
+ * autograd graph.
  *
  *   _optim.sgd_step(param, grad, buf|nil, first, lr, momentum, dampening, weight_decay, nesterov)
  *   _optim.adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq|nil, step, lr, beta1, beta2,
@@ -54,7 +55,8 @@ static int lx_optim_clip_grad_norm(lua_State *L)
         lua_geti(L, 1, i + 1);
         grads[i] = lx_totensor(L, -1);
         lua_pop(L, 1);
-        if (!grads[i]) return luaL_error(L, "clip_grad_norm: gradient %d is not a tensor", (int)i + 1);
+        if (!grads[i])
+            return luaL_error(L, "clip_grad_norm: gradient %d is not a tensor", (int)i + 1);
     }
     double total;
     if (ls_optim_clip_grad_norm((int)n, grads, max_norm, norm_type, error_if_nonfinite, &total))

@@ -42,7 +42,7 @@
 #include "ops/nn_ops.h"
 #include "ops/ops.h"
 
-#define CONV_SLICE_BYTES ((int64_t)16 << 20)   /* column buffer per slice */
+#define CONV_SLICE_BYTES ((int64_t)4 << 20)    /* column buffer per slice */
 #define CONV_GRAIN 16384                       /* elements written per parallel chunk, roughly */
 #define CONV_MAX_PAD ((int64_t)1 << 30)
 
@@ -247,36 +247,79 @@ static void conv_gemm(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64
                     beta, C, (int)ldc);
 }
 
-/* Images per slice: the column buffer [K, nb*P] stays within CONV_SLICE_BYTES (at least 1 image)
- * and nb*P within BLAS's int range. */
-static int64_t conv_slice(const conv_geom *g, size_t es)
+/* How one slice of images is laid out and multiplied.
+ *
+ * PER_IMAGE: col is [nb][K][P] (each image's columns contiguous) and there is one GEMM per image,
+ *   whose result lands directly in the image's [O, P] plane of y (or is read from g's): no
+ *   transposes. Used with one thread: OpenBLAS runs these small GEMMs (64 x 196 x 288 for a
+ *   CNN's second layer) at full single-core speed, but does not split them well over threads.
+ * SLICE: col is [K][nb*P] (image-major columns) and there is ONE GEMM per slice against a [O, nb*P]
+ *   "rows" buffer, which a parallel copy moves to or from NCHW. Used with several threads: one big
+ *   GEMM keeps all of OpenBLAS's threads busy (measured: 128 GEMMs of 64x196x288 take 13 ms on two
+ *   threads, one GEMM of 64x25088x288 8 ms), and the copies cost a memory pass. */
+typedef struct conv_plan {
+    bool slice;      /* SLICE (else PER_IMAGE) */
+    int64_t nb;      /* images per slice */
+    size_t es;
+    char *col;       /* K * nb * P elements */
+    char *rows;      /* SLICE: O * nb * P elements */
+} conv_plan;
+
+/* Images per slice: the column buffer stays within CONV_SLICE_BYTES (at least one image) and
+ * nb*P within BLAS's int range. NULL buffers (error set) on allocation failure. */
+static ls_status conv_plan_new(conv_plan *pl, const conv_geom *g, ls_dtype dt, const char *who)
 {
-    int64_t per = g->K * g->P * (int64_t)es;
-    int64_t nb = per > 0 ? conv_slice_bytes / per : g->N;
+    pl->es = ls_dtype_size(dt);
+    pl->slice = ls_get_threads() > 1;
+    int64_t per = g->K * g->P * (int64_t)pl->es;
+    int64_t nb = per > 0 ? CONV_SLICE_BYTES / per : g->N;
     if (nb < 1) nb = 1;
     if (g->P > 0 && nb > INT_MAX / g->P) nb = INT_MAX / g->P;
     if (nb > g->N) nb = g->N;
-    return nb;
+    pl->nb = nb;
+    size_t ncol = (size_t)(g->K * nb * g->P), nrows = pl->slice ? (size_t)(g->O * nb * g->P) : 0;
+    pl->col = ls_malloc((ncol + nrows > 0 ? ncol + nrows : 1) * pl->es, who);
+    pl->rows = pl->col ? pl->col + ncol * pl->es : NULL;
+    return pl->col ? LS_OK : ls_error_code();
 }
 
-static int conv_layout_mode = -1;
-static int64_t conv_slice_bytes = CONV_SLICE_BYTES;
-static void conv_layout(const conv_geom *g, int64_t b, int64_t *L, int64_t *is)
+/* The job for im2col/col2im on the slice of b images starting at n0. */
+static conv_job conv_plan_job(const conv_plan *pl, const conv_geom *g, ls_dtype dt, int64_t n0,
+                              int64_t b, const void *src, void *dst)
 {
-    if (conv_layout_mode < 0) {
-        const char *e = getenv("LS_CONV_LAYOUT");
-        conv_layout_mode = e ? atoi(e) : 1;
-        e = getenv("LS_CONV_SLICE");
-        if (e) conv_slice_bytes = atoll(e);
+    conv_job j = {g, dt, src, dst, n0, pl->slice ? b * g->P : g->P,
+                  pl->slice ? g->P : g->K * g->P};
+    return j;
+}
+
+/* Copy between image planes in NCHW ([b, O, P] at `nchw`) and the rows buffer [O, L]. */
+typedef struct conv_tjob {
+    const conv_geom *g;
+    size_t es;
+    char *nchw, *rows;
+    int64_t L;
+    bool to_rows;
+} conv_tjob;
+
+static void conv_transpose_items(void *vj, int64_t begin, int64_t end)
+{
+    const conv_tjob *j = vj;
+    int64_t O = j->g->O, P = j->g->P;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t nl = t / O, o = t % O;
+        char *a = j->nchw + (nl * O + o) * P * (int64_t)j->es;
+        char *r = j->rows + (o * j->L + nl * P) * (int64_t)j->es;
+        if (j->to_rows) memcpy(r, a, (size_t)P * j->es);
+        else memcpy(a, r, (size_t)P * j->es);
     }
-    if (conv_layout_mode == 0) { *L = b * g->P; *is = g->P; }
-    else { *L = g->P; *is = g->K * g->P; }
 }
 
-static void *conv_cols(const conv_geom *g, int64_t nb, size_t es, const char *who)
+static void conv_transpose(const conv_geom *g, const conv_plan *pl, const void *nchw, int64_t b,
+                           bool to_rows)
 {
-    int64_t n = g->K * nb * g->P;
-    return ls_malloc((size_t)(n > 0 ? n : 1) * es, who);
+    conv_tjob j = {g, pl->es, (char *)nchw, pl->rows, b * g->P, to_rows};
+    int64_t grain = g->P >= CONV_GRAIN ? 1 : CONV_GRAIN / (g->P > 0 ? g->P : 1);
+    ls_parallel_for(b * g->O, grain, conv_transpose_items, &j);
 }
 
 /* ---- the three kernels on contiguous operands ---- */
@@ -290,19 +333,23 @@ static ls_status conv_forward_raw(const conv_geom *g, ls_dtype dt, const void *x
         memset(y, 0, (size_t)(g->N * g->O * g->P) * es);
         return LS_OK;
     }
-    int64_t nb = conv_slice(g, es);
-    void *col = conv_cols(g, nb, es, "conv2d");
-    if (!col) return ls_error_code();
-    for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
-        int64_t b = g->N - n0 < nb ? g->N - n0 : nb, L, is;
-        conv_layout(g, b, &L, &is);
-        conv_job j = {g, dt, x, col, n0, L, is};
+    conv_plan pl;
+    if (conv_plan_new(&pl, g, dt, "conv2d")) return ls_error_code();
+    for (int64_t n0 = 0; n0 < g->N; n0 += pl.nb) {
+        int64_t b = g->N - n0 < pl.nb ? g->N - n0 : pl.nb;
+        char *yb = (char *)y + n0 * g->O * g->P * es;
+        conv_job j = conv_plan_job(&pl, g, dt, n0, b, x, pl.col);
         conv_run(g, im2col_items, &j, b);
-        for (int64_t nl = 0; nl < b; nl++)
-            conv_gemm(dt, false, false, g->O, g->P, g->K, w, g->K, (char *)col + nl * is * es, L,
-                      0.0, (char *)y + (n0 + nl) * g->O * g->P * es, g->P);
+        if (pl.slice) {
+            conv_gemm(dt, false, false, g->O, j.L, g->K, w, g->K, pl.col, j.L, 0.0, pl.rows, j.L);
+            conv_transpose(g, &pl, yb, b, false);
+        } else {
+            for (int64_t nl = 0; nl < b; nl++)
+                conv_gemm(dt, false, false, g->O, g->P, g->K, w, g->K, pl.col + nl * j.is * es,
+                          j.L, 0.0, yb + nl * g->O * g->P * es, g->P);
+        }
     }
-    ls_free(col);
+    ls_free(pl.col);
     return LS_OK;
 }
 
@@ -315,20 +362,23 @@ static ls_status conv_input_grad_raw(const conv_geom *g, ls_dtype dt, const void
         memset(gx, 0, (size_t)(g->N * g->C * g->H * g->W) * es);
         return LS_OK;
     }
-    int64_t nb = conv_slice(g, es);
-    void *col = conv_cols(g, nb, es, "conv2d_input_grad");
-    if (!col) return ls_error_code();
-    for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
-        int64_t b = g->N - n0 < nb ? g->N - n0 : nb, L, is;
-        conv_layout(g, b, &L, &is);
-        for (int64_t nl = 0; nl < b; nl++)
-            conv_gemm(dt, true, false, g->K, g->P, g->O, w, g->K,
-                      (const char *)gy + (n0 + nl) * g->O * g->P * es, g->P, 0.0,
-                      (char *)col + nl * is * es, L);
-        conv_job j = {g, dt, col, gx, n0, L, is};
+    conv_plan pl;
+    if (conv_plan_new(&pl, g, dt, "conv2d_input_grad")) return ls_error_code();
+    for (int64_t n0 = 0; n0 < g->N; n0 += pl.nb) {
+        int64_t b = g->N - n0 < pl.nb ? g->N - n0 : pl.nb;
+        const char *gb = (const char *)gy + n0 * g->O * g->P * es;
+        conv_job j = conv_plan_job(&pl, g, dt, n0, b, pl.col, gx);
+        if (pl.slice) {
+            conv_transpose(g, &pl, gb, b, true);
+            conv_gemm(dt, true, false, g->K, j.L, g->O, w, g->K, pl.rows, j.L, 0.0, pl.col, j.L);
+        } else {
+            for (int64_t nl = 0; nl < b; nl++)
+                conv_gemm(dt, true, false, g->K, g->P, g->O, w, g->K, gb + nl * g->O * g->P * es,
+                          g->P, 0.0, pl.col + nl * j.is * es, j.L);
+        }
         conv_run(g, col2im_items, &j, b);
     }
-    ls_free(col);
+    ls_free(pl.col);
     return LS_OK;
 }
 
@@ -339,20 +389,23 @@ static ls_status conv_weight_grad_raw(const conv_geom *g, ls_dtype dt, const voi
     size_t es = ls_dtype_size(dt);
     memset(gw, 0, (size_t)(g->O * g->K) * es);
     if (g->K == 0 || g->O == 0 || g->P == 0 || g->N == 0) return LS_OK;
-    int64_t nb = conv_slice(g, es);
-    void *col = conv_cols(g, nb, es, "conv2d_weight_grad");
-    if (!col) return ls_error_code();
-    for (int64_t n0 = 0; n0 < g->N; n0 += nb) {
-        int64_t b = g->N - n0 < nb ? g->N - n0 : nb, L, is;
-        conv_layout(g, b, &L, &is);
-        conv_job j = {g, dt, x, col, n0, L, is};
+    conv_plan pl;
+    if (conv_plan_new(&pl, g, dt, "conv2d_weight_grad")) return ls_error_code();
+    for (int64_t n0 = 0; n0 < g->N; n0 += pl.nb) {
+        int64_t b = g->N - n0 < pl.nb ? g->N - n0 : pl.nb;
+        const char *gb = (const char *)gy + n0 * g->O * g->P * es;
+        conv_job j = conv_plan_job(&pl, g, dt, n0, b, x, pl.col);
         conv_run(g, im2col_items, &j, b);
-        for (int64_t nl = 0; nl < b; nl++)
-            conv_gemm(dt, false, true, g->O, g->K, g->P,
-                      (const char *)gy + (n0 + nl) * g->O * g->P * es, g->P,
-                      (const char *)col + nl * is * es, L, 1.0, gw, g->K);
+        if (pl.slice) {
+            conv_transpose(g, &pl, gb, b, true);
+            conv_gemm(dt, false, true, g->O, g->K, j.L, pl.rows, j.L, pl.col, j.L, 1.0, gw, g->K);
+        } else {
+            for (int64_t nl = 0; nl < b; nl++)
+                conv_gemm(dt, false, true, g->O, g->K, g->P, gb + nl * g->O * g->P * es, g->P,
+                          pl.col + nl * j.is * es, j.L, 1.0, gw, g->K);
+        }
     }
-    ls_free(col);
+    ls_free(pl.col);
     return LS_OK;
 }
 

@@ -117,8 +117,9 @@ ls_status ls_optim_sgd_step(ls_tensor *param, const ls_tensor *grad, ls_tensor *
     if (!isfinite(cfg->dampening))
         return ls_error_set(LS_ERR_ARG, "%s: invalid dampening %g", who, cfg->dampening);
     if (cfg->nesterov && (cfg->momentum <= 0.0 || cfg->dampening != 0.0))
-        return ls_error_set(LS_ERR_ARG, "%s: Nesterov momentum requires a momentum and zero dampening "
-                            "(momentum %g, dampening %g)", who, cfg->momentum, cfg->dampening);
+        return ls_error_set(LS_ERR_ARG, "%s: Nesterov momentum requires a momentum and zero "
+                            "dampening (momentum %g, dampening %g)", who, cfg->momentum,
+                            cfg->dampening);
     if ((rc = check_param(who, param))) return rc;
     if ((rc = check_like(who, "gradient", param, grad, false))) return rc;
     if (cfg->momentum != 0.0 && (rc = check_like(who, "momentum buffer", param, momentum_buf, true)))
@@ -203,11 +204,13 @@ ls_status ls_optim_adam_step(ls_tensor *param, const ls_tensor *grad, ls_tensor 
     if ((rc = check_nonneg(who, "epsilon value", cfg->eps))) return rc;
     if ((rc = check_nonneg(who, "weight_decay value", cfg->weight_decay))) return rc;
     if (!(cfg->beta1 >= 0.0 && cfg->beta1 < 1.0))
-        return ls_error_set(LS_ERR_ARG, "%s: invalid beta parameter at index 1: %g (must be in [0, 1))",
-                            who, cfg->beta1);
+        return ls_error_set(LS_ERR_ARG,
+                            "%s: invalid beta parameter at index 1: %g (must be in [0, 1))", who,
+                            cfg->beta1);
     if (!(cfg->beta2 >= 0.0 && cfg->beta2 < 1.0))
-        return ls_error_set(LS_ERR_ARG, "%s: invalid beta parameter at index 2: %g (must be in [0, 1))",
-                            who, cfg->beta2);
+        return ls_error_set(LS_ERR_ARG,
+                            "%s: invalid beta parameter at index 2: %g (must be in [0, 1))", who,
+                            cfg->beta2);
     if (step < 1)
         return ls_error_set(LS_ERR_ARG, "%s: step count %lld must be >= 1", who, (long long)step);
     if ((rc = check_param(who, param))) return rc;
@@ -225,7 +228,8 @@ ls_status ls_optim_adam_step(ls_tensor *param, const ls_tensor *grad, ls_tensor 
                   .m = ls_tensor_data(exp_avg), .v = ls_tensor_data(exp_avg_sq),
                   .vmax = cfg->amsgrad ? ls_tensor_data(max_exp_avg_sq) : NULL,
                   .beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->eps,
-                  .weight_decay = cfg->weight_decay, .decay_factor = 1.0 - cfg->lr * cfg->weight_decay,
+                  .weight_decay = cfg->weight_decay,
+                  .decay_factor = 1.0 - cfg->lr * cfg->weight_decay,
                   .bc2_sqrt = sqrt(bias_correction2), .neg_step_size = -(cfg->lr / bias_correction1),
                   .amsgrad = cfg->amsgrad, .decoupled = cfg->decoupled_weight_decay};
     ls_parallel_for(ls_tensor_numel(param), LS_OPTIM_GRAIN, adam_chunk, &c);
@@ -245,7 +249,8 @@ typedef struct norm_ctx {
 } norm_ctx;
 
 /* Per-chunk partial result: sum g^2 (p = 2), max |g| (p = inf), or sum |g|^p, in double. Each
- * chunk writes only its own slot, so the combination below is independent of which thread ran what. */
+ * chunk writes only its own slot, so the combination below is independent of which thread ran
+ * what. */
 #define NORM_LOOP(T)                                                                               \
     do {                                                                                           \
         const T *g = (const T *)c->g;                                                              \

@@ -12,11 +12,11 @@
  *             p = p - (lr / (1 - beta1^t)) * m / denom
  *   AdamW     as Adam, but the decay is decoupled: p = p*(1 - lr*wd) first, and g is not changed.
  *
- * Parameters and optimizer state (momentum buffers, moments) must be contiguous f32 or f64 tensors of
- * the parameter's shape and dtype; a gradient of the right shape and dtype may have any layout. A
- * mismatch is an LS_ERR_ARG naming the optimizer and the shapes. Work is split over the thread pool in
- * fixed chunks of elements; every element's update is independent, so results do not depend on the
- * thread count. */
+ * Parameters and optimizer state (momentum buffers, moments) must be contiguous f32 or f64 tensors
+ * of the parameter's shape and dtype; a gradient of the right shape and dtype may have any layout.
+ * A mismatch is an LS_ERR_ARG naming the optimizer and the shapes. Work is split over the thread
+ * pool in fixed chunks of elements; every element's update is independent, so results do not
+ * depend on the thread count. */
 #ifndef LS_OPTIM_H
 #define LS_OPTIM_H
 
@@ -36,8 +36,8 @@ typedef struct ls_sgd_config {
 } ls_sgd_config;
 
 /* One SGD step on `param` using `grad`. `momentum_buf` is the parameter-shaped buffer (may be NULL
- * when momentum == 0); on the first step (`first_step`) it is overwritten with the (decayed) gradient,
- * exactly as torch clones it, so its previous contents do not matter. */
+ * when momentum == 0); on the first step (`first_step`) it is overwritten with the (decayed)
+ * gradient, exactly as torch clones it, so its previous contents do not matter. */
 ls_status ls_optim_sgd_step(ls_tensor *param, const ls_tensor *grad, ls_tensor *momentum_buf,
                             bool first_step, const ls_sgd_config *cfg);
 

@@ -21,7 +21,7 @@
 --   m:state_dict()            parameters and buffers, torch's order and names, as detached aliases
 --   m:load_state_dict(sd [, {strict = true, cast = false}])
 --   m:save(path [, metadata]), ls.nn.load_into(m, path [, opts])   safetensors
---   m:train([on = true]), m:eval(), m.training
+--   m:train([on = true]), m:eval(), m.training, m:freeze_running_stats([on = true])
 --   m:zero_grad(), m:num_parameters(), m:clone(), m:to(dtype)
 --   m:flatten_parameters(), m:set_flat_parameters(v)
 --   m:children(), m:named_children(), m:modules(), m:apply(fn), tostring(m)
@@ -369,6 +369,18 @@ end
 
 function Module:eval() return self:train(false) end
 
+--- m:freeze_running_stats([on = true]): while on, train-mode forwards of every batch-norm module
+-- in m still normalise with batch statistics but leave running_mean, running_var and
+-- num_batches_tracked alone (for curvature probes in train mode that must not move the statistics
+-- eval mode uses). Not a torch feature; not saved in the state dict. Returns m.
+function Module:freeze_running_stats(on)
+    if on == nil then on = true end
+    walk(self, "", function(m)
+        if m.running_mean ~= nil then m.frozen_stats = on and true or nil end
+    end)
+    return self
+end
+
 --- m:zero_grad(): drop the accumulated .grad of every parameter.
 function Module:zero_grad()
     for _, p in ipairs(self:parameters()) do p:zero_grad() end
@@ -659,14 +671,16 @@ function BatchNorm:forward(x)
         end
         mean = x:mean(dims, true)
         var = x:var(dims, true, 0)
-        local mom = self.momentum
-        ls.no_grad(function()
-            local bm = mean:detach():reshape(self.num_features)
-            local bv = var:detach():reshape(self.num_features) * (count / (count - 1))
-            self.running_mean:copy(self.running_mean * (1 - mom) + bm * mom)
-            self.running_var:copy(self.running_var * (1 - mom) + bv * mom)
-            self.num_batches_tracked:fill(self.num_batches_tracked:item() + 1)
-        end)
+        if not self.frozen_stats then
+            local mom = self.momentum
+            ls.no_grad(function()
+                local bm = mean:detach():reshape(self.num_features)
+                local bv = var:detach():reshape(self.num_features) * (count / (count - 1))
+                self.running_mean:copy(self.running_mean * (1 - mom) + bm * mom)
+                self.running_var:copy(self.running_var * (1 - mom) + bv * mom)
+                self.num_batches_tracked:fill(self.num_batches_tracked:item() + 1)
+            end)
+        end
     else
         mean = self.running_mean:reshape(bshape)
         var = self.running_var:reshape(bshape)

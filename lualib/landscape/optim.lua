@@ -116,12 +116,16 @@ local function param_list(params, who)
     local out, seen = {}, {}
     for i = 1, #list do
         local p = list[i]
-        if not ls.is_tensor(p) then fail("%s: params[%d] is not a tensor (got %s)", who, i, type(p)) end
+        if not ls.is_tensor(p) then
+            fail("%s: params[%d] is not a tensor (got %s)", who, i, type(p))
+        end
         if not p.needs_grad then
             fail("%s: params[%d] %s does not require grad (call :requires_grad() on it)", who, i,
                  shape_str(p))
         end
-        if not p.is_leaf then fail("%s: params[%d] is not a leaf tensor (it has a grad_fn)", who, i) end
+        if not p.is_leaf then
+            fail("%s: params[%d] is not a leaf tensor (it has a grad_fn)", who, i)
+        end
         local id = C.id(p)
         if seen[id] then fail("%s: params[%d] is the same tensor as params[%d]", who, i, seen[id]) end
         seen[id] = i
@@ -149,7 +153,9 @@ KINDS.sgd = {
         check_nonneg(c.lr, "lr", who, "learning rate")
         check_nonneg(c.momentum, "momentum", who)
         check_number(c.dampening, "dampening", who)
-        if not is_finite(c.dampening) then fail("%s: invalid dampening %s", who, tostring(c.dampening)) end
+        if not is_finite(c.dampening) then
+            fail("%s: invalid dampening %s", who, tostring(c.dampening))
+        end
         check_nonneg(c.weight_decay, "weight_decay", who)
         check_boolean(c.nesterov, "nesterov", who)
         if c.nesterov and (c.momentum <= 0 or c.dampening ~= 0) then
@@ -165,9 +171,12 @@ local function validate_adam(c, who)
     end
     for i = 1, 2 do
         local b = c.betas[i]
-        if type(b) ~= "number" then fail("%s: betas[%d] must be a number, got %s", who, i, type(b)) end
+        if type(b) ~= "number" then
+            fail("%s: betas[%d] must be a number, got %s", who, i, type(b))
+        end
         if not (b >= 0 and b < 1) then
-            fail("%s: invalid beta parameter at index %d: %s (must be in [0, 1))", who, i, tostring(b))
+            fail("%s: invalid beta parameter at index %d: %s (must be in [0, 1))", who, i,
+                 tostring(b))
         end
     end
     check_nonneg(c.eps, "eps", who, "epsilon value")
@@ -283,17 +292,16 @@ local function step_adam(self)
 end
 
 local function step_impl(self)
-    if getmetatable(self) ~= Optimizer then fail("step: call it as opt:step()") end
     KINDS[self.kind].validate(self, self.kind)
     if self.kind == "sgd" then step_sgd(self) else step_adam(self) end
 end
-local step_checked = public(step_impl)
 
 --- opt:step([closure]) -> closure's result or nil
 -- One update of every parameter that has a .grad (parameters without one are skipped and keep
 -- their state, as in torch). With a closure (a function that clears the gradients, computes the
 -- loss, calls backward and returns the loss), it is called first and its result returned.
 function Optimizer:step(closure)
+    if getmetatable(self) ~= Optimizer then error("step: call it as opt:step()", 2) end
     local loss
     if closure ~= nil then
         if type(closure) ~= "function" then
@@ -302,13 +310,15 @@ function Optimizer:step(closure)
         end
         loss = closure()
     end
-    step_checked(self)
+    local ok, err = pcall(step_impl, self)
+    if not ok then error(err, 2) end   -- at the caller's line, as `public` does
     return loss
 end
 
 --- opt:zero_grad(): drop every parameter's .grad (torch's zero_grad(set_to_none=True)); the next
 -- backward starts the gradients afresh.
 function Optimizer:zero_grad()
+    if getmetatable(self) ~= Optimizer then error("zero_grad: call it as opt:zero_grad()", 2) end
     for _, p in ipairs(self.params) do p.grad = nil end
 end
 
@@ -348,7 +358,7 @@ local function load_state_dict(self, sd)
     local who = self.kind .. ": load_state_dict"
     if type(sd) ~= "table" then fail("%s: expected a table, got %s", who, type(sd)) end
     if sd.kind ~= self.kind then
-        fail("%s: the state is for a %s optimizer", who, tostring(sd.kind))
+        fail("%s: the state belongs to an optimizer of kind '%s'", who, tostring(sd.kind))
     end
     if sd.n_params ~= #self.params then
         fail("%s: the state has %s parameters, this optimizer %d", who, tostring(sd.n_params),
@@ -381,7 +391,9 @@ local function load_state_dict(self, sd)
         for _, k in ipairs(STATE_KEYS[self.kind]) do
             local t = s[k]
             if t ~= nil then
-                if not ls.is_tensor(t) then fail("%s: parameter %d: %s is not a tensor", who, i, k) end
+                if not ls.is_tensor(t) then
+                    fail("%s: parameter %d: %s is not a tensor", who, i, k)
+                end
                 if shape_str(t) ~= shape_str(p) or t.dtype ~= p.dtype then
                     fail("%s: parameter %d: %s is %s %s but the parameter is %s %s", who, i, k,
                          shape_str(t), t.dtype, shape_str(p), p.dtype)
@@ -454,7 +466,9 @@ local function clip_grad_norm(params, max_norm, opts)
     local grads = {}
     for i = 1, #list do
         local p = list[i]
-        if not ls.is_tensor(p) then fail("%s: params[%d] is not a tensor (got %s)", who, i, type(p)) end
+        if not ls.is_tensor(p) then
+            fail("%s: params[%d] is not a tensor (got %s)", who, i, type(p))
+        end
         local g = p.grad
         if g ~= nil then grads[#grads + 1] = g end
     end
@@ -543,19 +557,33 @@ function Schedule:state_dict()
 end
 
 --- sched:load_state_dict(sd): restore it (the optimizer's lr comes from the optimizer's own state)
-Schedule.load_state_dict = public(function(self, sd)
+local function schedule_check(self, sd)
     if type(sd) ~= "table" or sd.kind ~= self.kind then
         fail("schedule: load_state_dict: expected the state of a '%s' schedule", self.kind)
     end
-    if self.schedulers and (type(sd.schedulers) ~= "table" or #sd.schedulers ~= #self.schedulers) then
-        fail("schedule: load_state_dict: expected %d nested schedules", #self.schedulers)
+    if self.schedulers then
+        if type(sd.schedulers) ~= "table" or #sd.schedulers ~= #self.schedulers then
+            fail("schedule: load_state_dict: expected %d nested schedules", #self.schedulers)
+        end
+        for i, s in ipairs(self.schedulers) do schedule_check(s, sd.schedulers[i]) end
     end
+    if math.type(sd.last_epoch) ~= "integer" or type(sd._last_lr) ~= "number" then
+        fail("schedule: load_state_dict: the state has no integer last_epoch and numeric _last_lr")
+    end
+end
+
+local function schedule_load(self, sd)
     for _, k in ipairs(SCHEDULE_FIELDS) do
         if sd[k] ~= nil then self[k] = copy_value(sd[k]) end
     end
     if self.schedulers then
-        for i, s in ipairs(self.schedulers) do s:load_state_dict(sd.schedulers[i]) end
+        for i, s in ipairs(self.schedulers) do schedule_load(s, sd.schedulers[i]) end
     end
+end
+
+Schedule.load_state_dict = public(function(self, sd)
+    schedule_check(self, sd)   -- everything first, so a bad state changes nothing
+    schedule_load(self, sd)
 end)
 
 function Schedule:__tostring()

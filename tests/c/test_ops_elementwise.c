@@ -6,10 +6,10 @@
  * zeros).
  *
  * Tolerances: f64 results must match the reference to 1e-12 relative (libm in both, differing only
- * in formula rounding); f32 results to 1e-6 relative. The f32 exp, tanh, sigmoid and softplus are
- * the engine's own vectorised kernels: a sweep over a dense grid of f32 inputs bounds their error
- * in ulp, once with the default kernels and once (in a child process) with
- * LANDSCAPE_SIMD=baseline. */
+ * in formula rounding); f32 results to 1e-6 relative. exp, tanh, sigmoid and softplus are the
+ * engine's own vectorised kernels: sweeps over dense grids of inputs (f32) and many random ones
+ * (f64, against long double) bound their error in ulp, once with the default kernels and once (in a
+ * child process) with LANDSCAPE_SIMD=baseline. */
 #define _GNU_SOURCE /* setenv */
 #include "check.h"
 
@@ -325,7 +325,7 @@ static void test_scalar_wrappers(void)
     CHECK(ls_pow_scalar(NULL, 2.0) == NULL);
 }
 
-/* ---- f32 transcendental kernels: error in ulp over a dense sweep ---- */
+/* ---- the engine's exp, tanh, sigmoid and softplus kernels: error in ulp over sweeps ---- */
 
 /* |got - want| in units of the spacing of f32 numbers at want (2^-149 in the subnormal range). */
 static double ulps(float got, double want)
@@ -388,12 +388,76 @@ static void test_f32_accuracy(void)
     free(buf);
 }
 
-/* The same sweep with the baseline (SSE2) kernels, which must be chosen before any op runs: in a
+/* |got - want| in units of the spacing of doubles at want. */
+static double ulps64(double got, long double want)
+{
+    if (isnan((double)want)) return isnan(got) ? 0.0 : INFINITY;
+    if (isinf((double)want) || isinf(got)) return got == (double)want ? 0.0 : INFINITY;
+    int e;
+    frexpl(want, &e);
+    long double spacing = ldexpl(1.0L, (e - 53 < -1074) ? -1074 : e - 53);
+    return (double)(fabsl((long double)got - want) / spacing);
+}
+static long double refl_sigmoid(long double x) { return 1.0L / (1.0L + expl(-x)); }
+static long double refl_softplus(long double x)
+{
+    return x > 0 ? x + log1pl(expl(-x)) : log1pl(expl(x));
+}
+
+/* f64 kernels against long double libm: random points over exp's whole range, over [-40, 40], and
+ * of magnitudes e^-40 .. e^5, plus edges. */
+static void test_f64_accuracy(void)
+{
+    static const double edges[] = {0.0, -0.0, INFINITY, -INFINITY, NAN, 709.782712893383973096,
+                                   709.7827128933841, -745.1332191019411, -745.2, -708.4, 0.4,
+                                   -0.4, 0.39999999999999997, 0.41421356237309503, 1e-300};
+    int64_t n = 600000;
+    double *buf = malloc((size_t)n * sizeof *buf);
+    for (int64_t i = 0; i < n; i++) {
+        double u = uniform();
+        if (i % 3 == 0) buf[i] = -760.0 + 1480.0 * u;
+        else if (i % 3 == 1) buf[i] = -40.0 + 80.0 * u;
+        else buf[i] = (uniform() < 0.5 ? -1 : 1) * exp(-40.0 + 45.0 * u);
+    }
+    memcpy(buf, edges, sizeof edges);
+    ls_tensor *x = ls_tensor_from_buffer(LS_F64, 1, &n, buf);
+    static const struct {
+        ls_tensor *(*fn)(ls_tensor *);
+        long double (*ref)(long double);
+        double max_ulp;
+        const char *name;
+    } ops[] = {{ls_exp, expl, 1.5, "exp"},
+               {ls_tanh, tanhl, 2.5, "tanh"},
+               {ls_sigmoid, refl_sigmoid, 3.0, "sigmoid"},
+               {ls_softplus, refl_softplus, 3.5, "softplus"}};
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        ls_tensor *y = ops[k].fn(x);
+        CHECK(y != NULL);
+        const double *o = y ? ls_tensor_data(y) : NULL;
+        double worst = 0, at = 0;
+        for (int64_t i = 0; o && i < n; i++) {
+            double e = ulps64(o[i], ops[k].ref((long double)buf[i]));
+            if (!(e <= worst)) {
+                worst = e;
+                at = buf[i];
+            }
+        }
+        if (!(worst <= ops[k].max_ulp))
+            fprintf(stderr, "  %s f64: %.2f ulp at x = %.17g\n", ops[k].name, worst, at);
+        CHECK(worst <= ops[k].max_ulp);
+        ls_tensor_release(y);
+    }
+    ls_tensor_release(x);
+    free(buf);
+}
+
+/* The same sweeps with the baseline (SSE2) kernels, which must be chosen before any op runs: in a
  * child process, whose exit code is its number of failed checks. */
 static int baseline_child(void)
 {
     setenv("LANDSCAPE_SIMD", "baseline", 1);
     test_f32_accuracy();
+    test_f64_accuracy();
     return check_failures;
 }
 static int in_child(int (*body)(void))
@@ -731,6 +795,7 @@ int main(void)
 {
     CHECK(in_child(baseline_child) == 0);
     test_f32_accuracy();
+    test_f64_accuracy();
     test_unary();
     test_binary();
     test_pow_scalar();

@@ -1,8 +1,8 @@
-/* Optimizer kernels: SGD (plain, momentum, dampening, Nesterov, weight decay), Adam, AdamW and AMSGrad
- * against scalar reference formulas over several steps in f32 and f64; gradient clipping by total
- * norm (2, 1, 3 and inf norms, below and above max_norm, non-contiguous gradients, empty lists,
- * non-finite totals); 1 vs 2 threads bitwise identical on tensors spanning many chunks; error
- * messages naming the optimizer and the shapes; no leaked tensors. */
+/* Optimizer kernels: SGD (plain, momentum, dampening, Nesterov, weight decay), Adam, AdamW and
+ * AMSGrad against scalar reference formulas over several steps in f32 and f64; gradient clipping
+ * by total norm (2, 1, 3 and inf norms, below and above max_norm, non-contiguous gradients, empty
+ * lists, non-finite totals); 1 vs 2 threads bitwise identical on tensors spanning many chunks;
+ * error messages naming the optimizer and the shapes; no leaked tensors. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,10 +168,12 @@ static void test_adam(void)
         c.beta2 = 0.6;
         adam_case(dt, c);                       /* AdamW + AMSGrad, fast-moving averages */
     }
-    /* first step of Adam moves every element by about lr (m/sqrt(v) = sign(g) after bias correction) */
+    /* Adam's first step moves every element by about lr (m/sqrt(v) = sign(g) after bias
+     * correction) */
     ls_tensor *p = ls_tensor_zeros(LS_F64, 1, (int64_t[]){3});
     ls_tensor *g = ls_tensor_from_buffer(LS_F64, 1, (int64_t[]){3}, (double[]){3.0, -0.25, 0.0});
-    ls_tensor *m = ls_tensor_zeros(LS_F64, 1, (int64_t[]){3}), *v = ls_tensor_zeros(LS_F64, 1, (int64_t[]){3});
+    ls_tensor *m = ls_tensor_zeros(LS_F64, 1, (int64_t[]){3});
+    ls_tensor *v = ls_tensor_zeros(LS_F64, 1, (int64_t[]){3});
     ls_adam_config c = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
     CHECK(ls_optim_adam_step(p, g, m, v, NULL, 1, &c) == LS_OK);
     CHECK_NEAR(get(p, 0), -0.1, 1e-8);
@@ -361,7 +363,8 @@ static void test_errors(void)
     CHECK(msg_has("sgd:", "i64"));
     CHECK(ls_optim_sgd_step(p, g, s, true, &(ls_sgd_config){.lr = -1}) == LS_ERR_ARG);
     CHECK(msg_has("sgd: invalid learning rate", NULL));
-    CHECK(ls_optim_sgd_step(p, g, s, true, &(ls_sgd_config){.lr = 1, .nesterov = true}) == LS_ERR_ARG);
+    CHECK(ls_optim_sgd_step(p, g, s, true, &(ls_sgd_config){.lr = 1, .nesterov = true}) ==
+          LS_ERR_ARG);
     CHECK(msg_has("Nesterov", NULL));
 
     CHECK(ls_optim_adam_step(p, g_bad, s, s, NULL, 1, &ac) == LS_ERR_ARG);

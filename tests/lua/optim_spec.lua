@@ -278,7 +278,8 @@ seq(lambda o: L.CosineAnnealingLR(o, T_max=10, eta_min=0.001))
 seq(lambda o: L.LinearLR(o, start_factor=0.1, total_iters=5))
 seq(lambda o: L.LinearLR(o, start_factor=0.25, end_factor=0.5, total_iters=4))
 seq(lambda o: L.SequentialLR(o, [L.LinearLR(o, start_factor=0.1, total_iters=5),
-                                 L.CosineAnnealingLR(o, T_max=20)], milestones=[5]))]==], SCHED_EPOCHS))
+                                 L.CosineAnnealingLR(o, T_max=20)], milestones=[5]))]==],
+  SCHED_EPOCHS))
 
 describe("schedules against torch.optim.lr_scheduler", function()
   it("step, cosine (past t_max), warmup and warmup-then-cosine give torch's lr sequences", function()
@@ -304,7 +305,9 @@ describe("schedules against torch.optim.lr_scheduler", function()
       sequence(function(o) return S.step(o, {step_size = 3, gamma = 0.5}) end),
       sequence(function(o) return S.cosine(o, {t_max = 10, eta_min = 0.001}) end),
       sequence(function(o) return S.warmup(o, {steps = 5, start_factor = 0.1}) end),
-      sequence(function(o) return S.warmup(o, {steps = 4, start_factor = 0.25, end_factor = 0.5}) end),
+      sequence(function(o)
+        return S.warmup(o, {steps = 4, start_factor = 0.25, end_factor = 0.5})
+      end),
       sequence(function(o)
         local w = S.warmup(o, {steps = 5, start_factor = 0.1})
         local c = S.cosine(o, {t_max = 20})
@@ -386,7 +389,7 @@ describe("clip_grad_norm", function()
     end
   end)
 
-  it("returns 0 without gradients, accepts a model, and refuses non-finite norms on request", function()
+  it("returns 0 without gradients, accepts a model, refuses non-finite norms on request", function()
     local p = ls.ones({2}, {dtype = "f64"}):requires_grad()
     assert.are.equal(0, optim.clip_grad_norm({p}, 1))
     p.grad = ls.tensor({3, 4}, {dtype = "f64"})
@@ -417,7 +420,8 @@ describe("state_dict", function()
       a:step()
     end
     local sd = a:state_dict()
-    -- a second optimizer over copies of the current parameters, with default hyperparameters, loads it
+    -- a second optimizer over copies of the current parameters, with default hyperparameters,
+    -- loads it
     local pb = {}
     for i, p in ipairs(pa) do pb[i] = p:detach():clone():requires_grad() end
     local b = optim[kind](pb)
@@ -437,7 +441,8 @@ describe("state_dict", function()
   end
 
   it("round-trips SGD with momentum exactly", function()
-    local sd = continue_equal("sgd", {lr = 0.05, momentum = 0.9, nesterov = true, weight_decay = 1e-3})
+    local sd = continue_equal("sgd", {lr = 0.05, momentum = 0.9, nesterov = true,
+                                      weight_decay = 1e-3})
     assert.are.equal("sgd", sd.kind)
     assert.is_true(ls.is_tensor(sd.state[1].momentum_buffer))
   end)
@@ -468,6 +473,31 @@ describe("state_dict", function()
     end
   end)
 
+  it("round-trips a sequential schedule and refuses another schedule's state", function()
+    local function make()
+      local opt = optim.sgd({ls.zeros({1}):requires_grad()}, {lr = 0.1})
+      local w = optim.schedule.warmup(opt, {steps = 3, start_factor = 0.1})
+      local c = optim.schedule.cosine(opt, {t_max = 6})
+      return opt, optim.schedule.sequential(opt, {schedulers = {w, c}, milestones = {3}})
+    end
+    local o1, s1 = make()
+    for _ = 1, 2 do s1:step() end
+    local osd, ssd = o1:state_dict(), s1:state_dict()
+    local o2, s2 = make()
+    o2:load_state_dict(osd)
+    s2:load_state_dict(ssd)
+    for _ = 1, 10 do
+      s1:step()
+      s2:step()
+      assert.are.equal(o1.lr, o2.lr)
+    end
+    local _, cos = make()
+    local ok, err = pcall(function() cos:load_state_dict(optim.schedule.step(o1, {step_size = 2})
+                                                         :state_dict()) end)
+    assert.is_false(ok)
+    assert.matches("expected the state of a 'sequential' schedule", err, 1, true)
+  end)
+
   it("refuses a state of another kind, count or shape", function()
     local p = ls.zeros({2, 2}, {dtype = "f64"}):requires_grad()
     local a = optim.adam({p})
@@ -476,7 +506,8 @@ describe("state_dict", function()
     local sd = a:state_dict()
     local ok, err = pcall(function() optim.sgd({p}):load_state_dict(sd) end)
     assert.is_false(ok)
-    assert.matches("sgd: load_state_dict: the state is for a adam optimizer", err, 1, true)
+    assert.matches("sgd: load_state_dict: the state belongs to an optimizer of kind 'adam'", err,
+                   1, true)
     local q = ls.zeros({4}, {dtype = "f64"}):requires_grad()
     ok, err = pcall(function() optim.adam({q}):load_state_dict(sd) end)
     assert.is_false(ok)
@@ -527,7 +558,8 @@ describe("bad input", function()
     local opt = optim.sgd({w}, {lr = 0.1})
     opt.lr = -1
     w.grad = ls.zeros({2, 3}, {dtype = "f64"})
-    expect(function() opt:step() end, "sgd: invalid learning rate -1")
+    local err = expect(function() opt:step() end, "sgd: invalid learning rate -1")
+    assert.matches("optim_spec.lua:%d+: sgd:", err)
     opt.lr = "x"
     expect(function() opt:step() end, "sgd: option 'lr' must be a number, got string")
     expect(function() opt:step(5) end, "sgd: step's closure must be a function")
@@ -548,7 +580,8 @@ describe("bad input", function()
            "schedulers[2] belongs to a different optimizer")
     expect(function() S.sequential(opt, {schedulers = {a}, milestones = {2}}) end,
            "expected 0 milestones for 1 schedulers, got 1")
-    expect(function() optim.clip_grad_norm({w}, "big") end, "clip_grad_norm: max_norm must be a number")
+    expect(function() optim.clip_grad_norm({w}, "big") end,
+           "clip_grad_norm: max_norm must be a number")
     expect(function() optim.clip_grad_norm({w}, 1, 0) end, "clip_grad_norm: norm_type must be > 0")
     expect(function() optim.clip_grad_norm({w}, 1, {p = 2}) end, "clip_grad_norm: unknown option 'p'")
   end)
