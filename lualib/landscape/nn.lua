@@ -685,8 +685,17 @@ function BatchNorm:forward(x)
         mean = self.running_mean:reshape(bshape)
         var = self.running_var:reshape(bshape)
     end
-    local y = (x - mean) / (var + self.eps):sqrt()
-    if self.affine then y = y * self.weight:reshape(bshape) + self.bias:reshape(bshape) end
+    -- (x - mean) * scale + bias with scale = weight / sqrt(var + eps) formed on the [C] statistics
+    -- first: three passes over x instead of four. (x * scale + (bias - mean * scale) would save
+    -- one more, but loses precision when |mean| >> std.)
+    local scale = (var + self.eps):sqrt()
+    if self.affine then
+        scale = self.weight:reshape(bshape) / scale
+    else
+        scale = 1 / scale
+    end
+    local y = (x - mean) * scale
+    if self.affine then y = y + self.bias:reshape(bshape) end
     return y
 end
 

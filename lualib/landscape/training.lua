@@ -248,7 +248,9 @@ end
 --                            state.row = the epoch's log row). Returning false stops the run
 --                            (status "stopped").
 --   every = nil              see callback
---   schedule = nil           an object with step(), called after each epoch (ls.optim.schedule.*)
+--   schedule = nil           an object with step() (ls.optim.schedule.*), called after each epoch
+--   schedule_every = "epoch" or "step": call schedule:step() after every optimizer step instead
+--                            (for warmup schedules counted in iterations)
 --   clip_grad_norm = nil     clip the gradients' total 2-norm to this before each step
 --   eval = nil               a Dataset evaluated (ls.evaluate) after each epoch
 --   eval_batch = 1000        batch of that evaluation
@@ -274,6 +276,7 @@ local function train(model, d, opts)
     opts = check_options(opts, {optimizer = true, epochs = true, batch = true, seed = true,
                                 shuffle = true, drop_last = true, augment = true, loss = true,
                                 callback = true, every = true, schedule = true,
+                                schedule_every = true,
                                 clip_grad_norm = true, eval = true, eval_batch = true,
                                 log_every = true, progress = true}, who)
     check_model(model, who)
@@ -304,6 +307,13 @@ local function train(model, d, opts)
                          or type(sched.step) ~= "function") then
         fail("%s: option 'schedule' must have a step() method", who)
     end
+    local sched_every = opts.schedule_every or "epoch"
+    if sched_every ~= "epoch" and sched_every ~= "step" then
+        fail("%s: option 'schedule_every' must be \"epoch\" or \"step\", got %s", who,
+             tostring(sched_every))
+    end
+    local sched_step = sched and sched_every == "step"
+    local sched_epoch = sched and sched_every == "epoch"
     local clip = opts.clip_grad_norm
     if clip ~= nil and (type(clip) ~= "number" or not (clip > 0)) then
         fail("%s: option 'clip_grad_norm' must be a positive number, got %s", who, tostring(clip))
@@ -369,6 +379,7 @@ local function train(model, d, opts)
             loss:backward()
             if clip_grad_norm then clip_grad_norm(model:parameters(), clip) end
             opt:step()
+            if sched_step then sched:step() end
             sum_loss = sum_loss + lv * B
             hits = hits + correct(logits, yb)
             seen = seen + B
@@ -400,7 +411,7 @@ local function train(model, d, opts)
         end
         rep.epoch_end(epoch, row)
         if log.status == "stopped" then break end
-        if sched then sched:step() end
+        if sched_epoch then sched:step() end
         if callback and not every then
             local r = callback({epoch = epoch, step = step, epoch_step = k, loss = row.train_loss,
                                 model = model, optimizer = opt, row = row})
