@@ -512,6 +512,25 @@ const ls_op_def ls_op_softplus = {.name = "softplus", .nin = 1, .lua_sig = "T",
     .forward = softplus_fwd, .backward = softplus_bwd, .samples = real_samples};
 ls_tensor *ls_softplus(ls_tensor *x) { return ls_op_apply(LS_OP_SOFTPLUS, &x, NULL); }
 
+/* erf (libm's, scalar): the Gaussian CDF behind exact GELU, Phi(x) = (1 + erf(x / sqrt 2)) / 2. */
+LS_UNARY_KERNEL(erf_run, erff(x), erf(x))
+static ls_tensor *erf_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return unary("erf", in, erf_run);
+}
+static ls_status erf_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tmp t = {0};   /* g * 2/sqrt(pi) * exp(-x^2) */
+    ls_tensor *x = c->in[0];
+    ls_tensor *e = ls_tmp_keep(&t, ls_exp(ls_tmp_keep(&t, ls_neg(ls_tmp_keep(&t, ls_mul(x, x))))));
+    gin[0] = ls_mul(g, ls_tmp_keep(&t, ls_mul_scalar(e, 1.1283791670955126)));
+    return ew_done(c, gin, &t);
+}
+const ls_op_def ls_op_erf = {.name = "erf", .nin = 1, .lua_sig = "T",
+    .forward = erf_fwd, .backward = erf_bwd, .samples = real_samples};
+ls_tensor *ls_erf(ls_tensor *x) { return ls_op_apply(LS_OP_ERF, &x, NULL); }
+
 /* ==== binary ops ==== */
 
 static ls_tensor *add_fwd(ls_tensor *const *in, const ls_attrs *a)
@@ -746,37 +765,50 @@ ls_tensor *ls_clamp(ls_tensor *x, double lo, double hi)
     return ls_op_apply(LS_OP_CLAMP, &x, &a);
 }
 
-/* ==== comparisons: 1/0 in the inputs' dtype, not differentiable ==== */
+/* ==== comparisons: 1/0 in the inputs' dtype, not differentiable ====
+ * Integer inputs (labels, argmax results) are compared as f64 (exact below 2^53) and give an f64
+ * mask, so `pred:eq(y):mean()` is an accuracy. */
+
+static ls_tensor *compare(const char *who, ls_tensor *const *in, ls_iter_fn fn)
+{
+    if (ls_dtype_is_float(in[0]->dtype) || ls_dtype_is_float(in[1]->dtype))
+        return binary(who, in, fn);
+    ls_tensor *d[2] = {ls_tensor_cast(in[0], LS_F64), ls_tensor_cast(in[1], LS_F64)};
+    ls_tensor *out = d[0] && d[1] ? binary(who, d, fn) : NULL;
+    ls_tensor_release(d[0]);
+    ls_tensor_release(d[1]);
+    return out;
+}
 
 static ls_tensor *eq_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("eq", in, eq_run);
+    return compare("eq", in, eq_run);
 }
 static ls_tensor *ne_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("ne", in, ne_run);
+    return compare("ne", in, ne_run);
 }
 static ls_tensor *lt_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("lt", in, lt_run);
+    return compare("lt", in, lt_run);
 }
 static ls_tensor *le_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("le", in, le_run);
+    return compare("le", in, le_run);
 }
 static ls_tensor *gt_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("gt", in, gt_run);
+    return compare("gt", in, gt_run);
 }
 static ls_tensor *ge_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("ge", in, ge_run);
+    return compare("ge", in, ge_run);
 }
 const ls_op_def ls_op_eq = {.name = "eq", .nin = 2, .lua_sig = "T T", .forward = eq_fwd,
     .backward = NULL, .samples = NULL};

@@ -29,6 +29,7 @@ ls_tensor *ls_relu(ls_tensor *x);
 ls_tensor *ls_tanh(ls_tensor *x);
 ls_tensor *ls_sigmoid(ls_tensor *x);
 ls_tensor *ls_softplus(ls_tensor *x);
+ls_tensor *ls_erf(ls_tensor *x);
 /* elementwise.c — binary with NumPy broadcasting; both inputs must share a float dtype */
 ls_tensor *ls_add(ls_tensor *a, ls_tensor *b);
 ls_tensor *ls_sub(ls_tensor *a, ls_tensor *b);

@@ -34,6 +34,7 @@
 #endif
 
 #define POOL_GRAIN 16384   /* elements per parallel chunk, roughly */
+#define POOL_MAX_KERNEL 46340
 
 typedef struct pool_geom {
     int64_t N, C, H, W, k, s, Ho, Wo;
@@ -47,8 +48,9 @@ static ls_status pool_params(const char *who, const ls_attrs *a, pool_geom *g)
     if (a->nints < 1) return ls_error_set(LS_ERR_ARG, "%s: missing the kernel size", who);
     g->k = a->ints[0];
     g->s = a->nints >= 2 ? a->ints[1] : g->k;
-    if (g->k < 1) return ls_error_set(LS_ERR_ARG, "%s: kernel size must be >= 1, got %lld", who,
-                                      (long long)g->k);
+    if (g->k < 1 || g->k > POOL_MAX_KERNEL)   /* window positions i*k + j are kept in 32 bits */
+        return ls_error_set(LS_ERR_ARG, "%s: kernel size must be in [1, %d], got %lld", who,
+                            POOL_MAX_KERNEL, (long long)g->k);
     if (g->s < 1) return ls_error_set(LS_ERR_ARG, "%s: stride must be >= 1, got %lld", who,
                                       (long long)g->s);
     return LS_OK;
@@ -95,39 +97,10 @@ static ls_status pool_check_shape(const char *who, const char *what, const ls_te
 
 /* ---- kernels ---- */
 
-/* The offset (row-major within the plane) of the maximum of the k x k window at p, row stride W:
- * the first maximum, a NaN replacing the running maximum (PyTorch's rule). */
-static inline int64_t pool_argmax_f32(const float *p, int64_t W, int64_t k)
-{
-    float m = p[0];
-    int64_t at = 0;
-    for (int64_t i = 0; i < k; i++)
-        for (int64_t j = 0; j < k; j++) {
-            float v = p[i * W + j];
-            bool take = (v > m) | (v != v);   /* no branch: random data mispredicts half the time */
-            m = take ? v : m;
-            at = take ? i * W + j : at;
-        }
-    return at;
-}
-static inline int64_t pool_argmax_f64(const double *p, int64_t W, int64_t k)
-{
-    double m = p[0];
-    int64_t at = 0;
-    for (int64_t i = 0; i < k; i++)
-        for (int64_t j = 0; j < k; j++) {
-            double v = p[i * W + j];
-            bool take = (v > m) | (v != v);   /* no branch: random data mispredicts half the time */
-            m = take ? v : m;
-            at = take ? i * W + j : at;
-        }
-    return at;
-}
-
 enum { POOL_MAX, POOL_SCATTER, POOL_PICK, POOL_AVG, POOL_AVG_BACK };
 
-/* One job over the N*C planes. x: the tensor the windows are read from (maxpool family) or the
- * input of avgpool; src: the second operand (g or gg); dst: the output. All contiguous. */
+/* One job over the N*C planes (item t = plane t). x: the tensor whose windows are read (NULL for
+ * avgpool2d_backward); src: the second operand (g or gg); dst: the output. All contiguous. */
 typedef struct pool_job {
     const pool_geom *g;
     int kind;
@@ -136,93 +109,71 @@ typedef struct pool_job {
     void *dst;
 } pool_job;
 
-#define POOL_PLANE(T, ARGMAX)                                                                      \
+/* The max family, any k and s. For a block of up to POOL_BLOCK adjacent windows of one output row,
+ * m[] and q[] hold each window's running maximum and its position i*k + j in the window; the window
+ * elements are visited in row-major order (i, j) with the update run across the block, so the inner
+ * loop is a branch-free select the compiler vectorises. The update takes v when v > m or v is NaN:
+ * the first maximum wins ties, and a NaN replaces the running maximum (PyTorch's rule). Then MAX
+ * writes m, PICK reads src at the argmax, SCATTER adds g there (in row-major window order, into a
+ * plane zeroed first: overlapping windows may hit one element several times). QT is an integer type
+ * as wide as T. */
+#define POOL_BLOCK 64
+#define POOL_MAX_PLANE(T, QT)                                                                      \
     do {                                                                                           \
-        int64_t HW = g->H * g->W, PO = g->Ho * g->Wo;                                              \
-        const T *xp = j->x ? (const T *)j->x + t * HW : NULL;                                      \
-        const T *sp = (const T *)j->src;                                                           \
-        T *dp = (T *)j->dst;                                                                       \
-        T inv = (T)1 / (T)(g->k * g->k);                                                           \
-        switch (j->kind) {                                                                         \
-        case POOL_MAX:                                                                             \
-            dp += t * PO;                                                                          \
-            for (int64_t a = 0; a < g->Ho; a++) {                                              \
-                    const T *r0 = xp + 2 * a * g->W, *r1 = r0 + g->W;                              \
-                    T *o = dp + a * g->Wo;                                                         \
-                    for (int64_t b = 0; b < g->Wo; b++) {                                          \
-                        T m = r0[2 * b], v = r0[2 * b + 1];                                        \
-                        m = ((v > m) | (v != v)) ? v : m;                                          \
-                        v = r1[2 * b];                                                             \
-                        m = ((v > m) | (v != v)) ? v : m;                                          \
-                        v = r1[2 * b + 1];                                                         \
-                        o[b] = ((v > m) | (v != v)) ? v : m;                                       \
+        int64_t W = g->W, Wo = g->Wo, k = g->k, s = g->s, HW = g->H * W, PO = g->Ho * Wo;          \
+        const T *xp = (const T *)j->x + t * HW;                                                    \
+        if (j->kind == POOL_SCATTER) memset((T *)j->dst + t * HW, 0, sizeof(T) * (size_t)HW);      \
+        for (int64_t a = 0; a < g->Ho; a++)                                                        \
+            for (int64_t b0 = 0; b0 < Wo; b0 += POOL_BLOCK) {                                      \
+                int64_t nb = Wo - b0 < POOL_BLOCK ? Wo - b0 : POOL_BLOCK;                          \
+                const T *w0 = xp + a * s * W + b0 * s;                                             \
+                T m[POOL_BLOCK];                                                                   \
+                QT q[POOL_BLOCK];                                                                  \
+                for (int64_t b = 0; b < nb; b++) m[b] = w0[b * s], q[b] = 0;                       \
+                for (int64_t i = 0; i < k; i++)                                                    \
+                    for (int64_t jj = 0; jj < k; jj++) {                                           \
+                        const T *r = w0 + i * W + jj;                                              \
+                        QT here = (QT)(i * k + jj);                                                \
+                        for (int64_t b = 0; b < nb; b++) {                                         \
+                            T v = r[b * s];                                                        \
+                            bool tk = (v > m[b]) | (v != v);                                       \
+                            m[b] = tk ? v : m[b];                                                  \
+                            q[b] = tk ? here : q[b];                                               \
+                        }                                                                          \
                     }                                                                              \
+                if (j->kind == POOL_MAX) {                                                         \
+                    T *o = (T *)j->dst + t * PO + a * Wo + b0;                                     \
+                    for (int64_t b = 0; b < nb; b++) o[b] = m[b];                                  \
+                } else if (j->kind == POOL_PICK) {                                                 \
+                    const T *sp = (const T *)j->src + t * HW + a * s * W + b0 * s;                 \
+                    T *o = (T *)j->dst + t * PO + a * Wo + b0;                                     \
+                    for (int64_t b = 0; b < nb; b++)                                               \
+                        o[b] = sp[(int64_t)q[b] / k * W + (int64_t)q[b] % k + b * s];              \
+                } else {                                                                           \
+                    const T *gp = (const T *)j->src + t * PO + a * Wo + b0;                        \
+                    T *d = (T *)j->dst + t * HW + a * s * W + b0 * s;                              \
+                    for (int64_t b = 0; b < nb; b++)                                               \
+                        d[(int64_t)q[b] / k * W + (int64_t)q[b] % k + b * s] += gp[b];             \
                 }                                                                                  \
-                break;                                                                             \
             }                                                                                      \
-            for (int64_t a = 0; a < g->Ho; a++)                                                    \
-                for (int64_t b = 0; b < g->Wo; b++) {                                              \
-                    const T *w = xp + a * g->s * g->W + b * g->s;                                  \
-                    dp[a * g->Wo + b] = w[ARGMAX(w, g->W, g->k)];                                  \
-                }                                                                                  \
-            break;                                                                                 \
-        case POOL_SCATTER: /* dst: x's shape; src: pooled */                                       \
-            dp += t * HW, sp += t * PO;                                                            \
-            memset(dp, 0, sizeof(T) * (size_t)HW);                                                 \
-            for (int64_t a = 0; a < g->Ho; a++)                                                    \
-                for (int64_t b = 0; b < g->Wo; b++) {                                              \
-                    int64_t o = a * g->s * g->W + b * g->s;                                        \
-                    dp[o + ARGMAX(xp + o, g->W, g->k)] += sp[a * g->Wo + b];                       \
-                }                                                                                  \
-            break;                                                                                 \
-        case POOL_PICK: /* dst: pooled; src: x's shape */                                          \
-            dp += t * PO, sp += t * HW;                                                            \
-            for (int64_t a = 0; a < g->Ho; a++)                                                    \
-                for (int64_t b = 0; b < g->Wo; b++) {                                              \
-                    int64_t o = a * g->s * g->W + b * g->s;                                        \
-                    dp[a * g->Wo + b] = sp[o + ARGMAX(xp + o, g->W, g->k)];                        \
-                }                                                                                  \
-            break;                                                                                 \
-        case POOL_AVG:                                                                             \
-            dp += t * PO;                                                                          \
-            for (int64_t a = 0; a < g->Ho; a++)                                                    \
-                for (int64_t b = 0; b < g->Wo; b++) {                                              \
-                    const T *w = xp + a * g->s * g->W + b * g->s;                                  \
-                    T sum = 0;                                                                     \
-                    for (int64_t i = 0; i < g->k; i++)                                             \
-                        for (int64_t jj = 0; jj < g->k; jj++) sum += w[i * g->W + jj];             \
-                    dp[a * g->Wo + b] = sum / (T)(g->k * g->k);                                    \
-                }                                                                                  \
-            break;                                                                                 \
-        case POOL_AVG_BACK: /* dst: x's shape; src: pooled */                                      \
-            dp += t * HW, sp += t * PO;                                                            \
-            memset(dp, 0, sizeof(T) * (size_t)HW);                                                 \
-            for (int64_t a = 0; a < g->Ho; a++)                                                    \
-                for (int64_t b = 0; b < g->Wo; b++) {                                              \
-                    T *w = dp + a * g->s * g->W + b * g->s;                                        \
-                    T v = sp[a * g->Wo + b] * inv;                                                 \
-                    for (int64_t i = 0; i < g->k; i++)                                             \
-                        for (int64_t jj = 0; jj < g->k; jj++) w[i * g->W + jj] += v;               \
-                }                                                                                  \
-            break;                                                                                 \
-        }                                                                                          \
     } while (0)
 
-/* k = s = 2, the CNN case. Each window's maximum and its position q (0..3, row-major) are computed
- * with selects on values of type T, no branches and no mixed-width integers, so the compiler
- * vectorises the loops (a branchy argmax on random data mispredicts every other window: 20x
- * slower). Scatter writes every element of the covered part of the plane (the gradient or 0), so
- * only the uncovered last row or column (odd H or W) needs zeroing. Same results as POOL_PLANE. */
+/* k = s = 2, the CNN case: the same results with the window unrolled, and every loop a chain of
+ * same-width selects on values loaded unconditionally, which GCC vectorises (a branchy argmax on
+ * random data mispredicts every other window: 20x slower). The position q (0..3) is kept in T;
+ * PICK carries the candidate value along with the maximum instead (selecting on q afterwards
+ * becomes a table lookup). SCATTER writes each element of the covered part of the plane (g or 0),
+ * so only an uncovered last row or column (odd H or W) needs zeroing. */
 #define POOL2_ARGMAX(T)                                                                            \
-    T m = r0[2 * b], q = 0, v = r0[2 * b + 1], tk;                                                 \
-    tk = ((v > m) | (v != v)) ? (T)1 : (T)0;                                                       \
-    m = tk != 0 ? v : m, q = tk != 0 ? (T)1 : q;                                                   \
+    T m = r0[2 * b], q = 0, v = r0[2 * b + 1];                                                     \
+    bool tk = (v > m) | (v != v);                                                                  \
+    m = tk ? v : m, q = tk ? (T)1 : q;                                                             \
     v = r1[2 * b];                                                                                 \
-    tk = ((v > m) | (v != v)) ? (T)1 : (T)0;                                                       \
-    m = tk != 0 ? v : m, q = tk != 0 ? (T)2 : q;                                                   \
+    tk = (v > m) | (v != v);                                                                       \
+    m = tk ? v : m, q = tk ? (T)2 : q;                                                             \
     v = r1[2 * b + 1];                                                                             \
-    tk = ((v > m) | (v != v)) ? (T)1 : (T)0;                                                       \
-    m = tk != 0 ? v : m, q = tk != 0 ? (T)3 : q
+    tk = (v > m) | (v != v);                                                                       \
+    m = tk ? v : m, q = tk ? (T)3 : q
 
 #define POOL2_PLANE(T)                                                                             \
     do {                                                                                           \
@@ -240,11 +191,17 @@ typedef struct pool_job {
             } else if (j->kind == POOL_PICK) {                                                     \
                 const T *s0 = (const T *)j->src + t * HW + 2 * a * W, *s1 = s0 + W;               \
                 T *o = (T *)j->dst + t * PO + a * Wo;                                              \
-                for (int64_t b = 0; b < Wo; b++) {                                                 \
-                    POOL2_ARGMAX(T);                                                               \
-                    (void)m;                                                                       \
-                    o[b] = q == 0 ? s0[2 * b] : q == 1 ? s0[2 * b + 1]                             \
-                                              : q == 2 ? s1[2 * b] : s1[2 * b + 1];                \
+                for (int64_t b = 0; b < Wo; b++) { /* carry the candidate along with m */      \
+                    T c = s0[2 * b], c1 = s0[2 * b + 1], c2 = s1[2 * b], c3 = s1[2 * b + 1];       \
+                    T m = r0[2 * b], v = r0[2 * b + 1];                                            \
+                    bool tk = (v > m) | (v != v);                                                  \
+                    m = tk ? v : m, c = tk ? c1 : c;                                               \
+                    v = r1[2 * b];                                                                 \
+                    tk = (v > m) | (v != v);                                                       \
+                    m = tk ? v : m, c = tk ? c2 : c;                                               \
+                    v = r1[2 * b + 1];                                                             \
+                    tk = (v > m) | (v != v);                                                       \
+                    o[b] = tk ? c3 : c;                                                            \
                 }                                                                                  \
             } else { /* POOL_SCATTER */                                                            \
                 const T *gr = (const T *)j->src + t * PO + a * Wo;                                 \
@@ -265,19 +222,51 @@ typedef struct pool_job {
             memset((T *)j->dst + t * HW + 2 * g->Ho * W, 0, sizeof(T) * (size_t)W);                \
     } while (0)
 
+/* avgpool2d (sum in row-major window order, divided by k*k, as PyTorch) and its adjoint (g / (k*k)
+ * added over each window, windows in row-major order, into a zeroed plane). */
+#define POOL_AVG_PLANE(T)                                                                          \
+    do {                                                                                           \
+        int64_t W = g->W, Wo = g->Wo, k = g->k, s = g->s, HW = g->H * W, PO = g->Ho * Wo;          \
+        if (j->kind == POOL_AVG) {                                                                 \
+            const T *xp = (const T *)j->x + t * HW;                                                \
+            T *o = (T *)j->dst + t * PO;                                                           \
+            for (int64_t a = 0; a < g->Ho; a++)                                                    \
+                for (int64_t b = 0; b < Wo; b++) {                                                 \
+                    const T *w = xp + a * s * W + b * s;                                           \
+                    T sum = 0;                                                                     \
+                    for (int64_t i = 0; i < k; i++)                                                \
+                        for (int64_t jj = 0; jj < k; jj++) sum += w[i * W + jj];                   \
+                    o[a * Wo + b] = sum / (T)(k * k);                                              \
+                }                                                                                  \
+        } else {                                                                                   \
+            const T *sp = (const T *)j->src + t * PO;                                              \
+            T *dp = (T *)j->dst + t * HW, inv = (T)1 / (T)(k * k);                                 \
+            memset(dp, 0, sizeof(T) * (size_t)HW);                                                 \
+            for (int64_t a = 0; a < g->Ho; a++)                                                    \
+                for (int64_t b = 0; b < Wo; b++) {                                                 \
+                    T *w = dp + a * s * W + b * s, v = sp[a * Wo + b] * inv;                       \
+                    for (int64_t i = 0; i < k; i++)                                                \
+                        for (int64_t jj = 0; jj < k; jj++) w[i * W + jj] += v;                     \
+                }                                                                                  \
+        }                                                                                          \
+    } while (0)
+
 static void pool_planes(void *vj, int64_t begin, int64_t end)
 {
     const pool_job *j = vj;
     const pool_geom *g = j->g;
-    bool two = g->k == 2 && g->s == 2 &&
-               (j->kind == POOL_MAX || j->kind == POOL_PICK || j->kind == POOL_SCATTER);
+    bool avg = j->kind == POOL_AVG || j->kind == POOL_AVG_BACK;
+    bool two = !avg && g->k == 2 && g->s == 2;
+    bool f32 = j->dt == LS_F32;
     for (int64_t t = begin; t < end; t++) {
-        if (two && j->dt == LS_F32) POOL2_PLANE(float);
+        if (avg && f32) POOL_AVG_PLANE(float);
+        else if (avg) POOL_AVG_PLANE(double);
+        else if (two && f32) POOL2_PLANE(float);
         else if (two) POOL2_PLANE(double);
-        else if (j->dt == LS_F32) POOL_PLANE(float, pool_argmax_f32);
-        else POOL_PLANE(double, pool_argmax_f64);
+        else if (f32) POOL_MAX_PLANE(float, int32_t);
+        else POOL_MAX_PLANE(double, int64_t);
     }
-}}
+}
 
 /* Run `kind` with contiguous copies of x and src (either may be NULL, not both) into a new tensor
  * of oshape. */

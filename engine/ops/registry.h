@@ -27,6 +27,7 @@
     X(LS_OP_TANH, ls_op_tanh)                      \
     X(LS_OP_SIGMOID, ls_op_sigmoid)                \
     X(LS_OP_SOFTPLUS, ls_op_softplus)              \
+    X(LS_OP_ERF, ls_op_erf)                        \
     X(LS_OP_ADD, ls_op_add)                        \
     X(LS_OP_SUB, ls_op_sub)                        \
     X(LS_OP_MUL, ls_op_mul)                        \

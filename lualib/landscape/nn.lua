@@ -59,18 +59,17 @@ local function check_options(opts, known, who)
 end
 
 local function check_posint(v, who, what)
-    if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
-        fail("%s: %s must be a positive integer, got %s", who, what, tostring(v))
-    end
-    if v < 1 then fail("%s: %s must be a positive integer, got %s", who, what, tostring(v)) end
-    return math.tointeger(v)
+    local n = type(v) == "number" and math.tointeger(v) or nil
+    if not n or n < 1 then fail("%s: %s must be a positive integer, got %s", who, what, tostring(v)) end
+    return n
 end
 
 local function check_nonneg_int(v, who, what)
-    if type(v) ~= "number" or v ~= math.floor(v) or v < 0 then
+    local n = type(v) == "number" and math.tointeger(v) or nil
+    if not n or n < 0 then
         fail("%s: %s must be a non-negative integer, got %s", who, what, tostring(v))
     end
-    return math.tointeger(v)
+    return n
 end
 
 local function check_dtype(d, who)
@@ -96,6 +95,14 @@ end
 local function check_input(x, who)
     if not ls.is_tensor(x) then fail("%s: expected a tensor input, got %s", who, type(x)) end
     return x
+end
+
+-- A layer with parameters of dtype `dt` refuses an input of another dtype with a useful message.
+local function check_input_dtype(x, dt, who)
+    if x.dtype ~= dt then
+        fail("%s: input is %s but the layer is %s (convert one: x:cast(\"%s\") or model:to(\"%s\"))",
+             who, x.dtype, dt, dt, x.dtype)
+    end
 end
 
 local function fmt_num(v)
@@ -207,10 +214,8 @@ local function walk(m, prefix, fn)
     for _, c in ipairs(m._children) do walk(c[2], prefix .. c[1] .. ".", fn) end
 end
 
--- An ordered list of {name, tensor} that also maps name -> tensor.
-local function named_list()
-    return {}
-end
+-- An ordered list of {name, tensor} that also maps name -> tensor: named_add(list, name, t).
+local function named_list() return {} end
 local function named_add(list, name, t)
     list[#list + 1] = {name, t}
     list[name] = t
@@ -545,6 +550,7 @@ end
 
 function Linear:forward(x)
     check_input(x, "Linear")
+    check_input_dtype(x, self.weight.dtype, "Linear")
     if x.ndim < 1 or x:size(x.ndim) ~= self.in_features then
         fail("Linear(%d -> %d): input %s should have %d features in its last dim",
              self.in_features, self.out_features, shape_str(x), self.in_features)
@@ -595,6 +601,7 @@ end
 
 function Conv2d:forward(x)
     check_input(x, "Conv2d")
+    check_input_dtype(x, self.weight.dtype, "Conv2d")
     if x.ndim ~= 4 or x:size(2) ~= self.in_channels then
         fail("Conv2d(%d -> %d): input %s should be [N x %d x H x W]", self.in_channels,
              self.out_channels, shape_str(x), self.in_channels)
@@ -652,6 +659,7 @@ end
 
 function BatchNorm:forward(x)
     check_input(x, self._type)
+    check_input_dtype(x, self.running_mean.dtype, self._type)
     local nd = x.ndim
     if not self._ndims[nd] or x:size(2) ~= self.num_features then
         fail("%s(%d): input %s should be %s", self._type, self.num_features, shape_str(x),

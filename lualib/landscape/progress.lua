@@ -71,9 +71,11 @@ function Bar:render(done, info)
     local bar = string.rep("=", fill) .. (fill < self.width and ">" or "")
         .. string.rep(" ", math.max(self.width - fill - 1, 0))
     local digits = #tostring(total)
-    return string.format("%s [%s] %" .. digits .. "d/%d %s  %s%s", self.label, bar, done, total,
-                         fmt_time(elapsed), done < total and ("eta " .. fmt_time(eta)) or "",
-                         info and info ~= "" and ("  " .. info) or "")
+    local line = string.format("%s [%s] %" .. digits .. "d/%d %s", self.label, bar, done, total,
+                               fmt_time(elapsed))
+    if done < total then line = line .. "  eta " .. fmt_time(eta) end
+    if info and info ~= "" then line = line .. "  " .. info end
+    return line
 end
 
 --- bar:update(done [, info]): redraw (throttled) with `done` units finished and an info text.

@@ -199,8 +199,9 @@ local function reporter(mode, log_every, epochs, nb)
         if mode == "bar" then
             bar:update(k, string.format("loss %.4f  acc %.4f", loss, acc))
         elseif mode == "log" and log_every and step % log_every == 0 then
-            io.stdout:write(string.format("%s  step %d/%d (%d)  loss %.4f  acc %.4f  lr %.4g\n",
-                                          label(epoch), k, nb, step, loss, acc, lr))
+            io.stdout:write(string.format("%s  step %d/%d (%d)  loss %.4f  acc %.4f%s\n",
+                                          label(epoch), k, nb, step, loss, acc,
+                                          lr and string.format("  lr %.4g", lr) or ""))
             io.stdout:flush()
         end
     end
@@ -211,7 +212,8 @@ local function reporter(mode, log_every, epochs, nb)
             s = s .. string.format("  eval_loss %.4f  eval_acc %.4f", row.eval_loss,
                                    row.eval_accuracy)
         end
-        return s .. string.format("  lr %.4g  %.1fs", row.lr, row.seconds)
+        if type(row.lr) == "number" then s = s .. string.format("  lr %.4g", row.lr) end
+        return s .. string.format("  %.1fs", row.seconds)
     end
     function r.epoch_end(epoch, row)
         if mode == "bar" then
@@ -383,7 +385,8 @@ local function train(model, d, opts)
             sum_loss = sum_loss + lv * B
             hits = hits + correct(logits, yb)
             seen = seen + B
-            rep.step(epoch, k, step, sum_loss / seen, hits / seen, lr or 0)
+            rep.step(epoch, k, step, sum_loss / seen, hits / seen,
+                     type(lr) == "number" and lr or nil)
             if callback and every and step % every == 0 then
                 local r = callback({epoch = epoch, step = step, epoch_step = k, loss = lv,
                                     model = model, optimizer = opt})

@@ -3,7 +3,6 @@
 -- Hessian-vector products through modules against finite differences in float64.
 -- The PyTorch comparisons are in nn_torch_spec.lua.
 local ls = require "landscape"
-local lfs = require "lfs"
 local nn = ls.nn
 
 local HAS_CONV = ls.conv2d ~= nil and ls.maxpool2d ~= nil and ls.avgpool2d ~= nil
@@ -69,6 +68,8 @@ describe("layers", function()
         local b = nn.linear(4, 3)
         assert.are.equal(0, maxdiff(a.weight, b.weight))
         assert.matches("should have 4 features", errmsg(l.forward, l, ls.zeros({2, 5}, {dtype = "f64"})))
+        assert.matches("Linear: input is f32 but the layer is f64",
+                       errmsg(l.forward, l, ls.zeros({2, 4})))
     end)
 
     conv_it("conv2d: shapes with stride and padding, bias broadcast, fan-in bound", function()
@@ -83,7 +84,8 @@ describe("layers", function()
         local r = nn.conv2d(2, 4, {3, 1})
         assert.are.same({4, 2, 3, 1}, r.weight:size())
         assert.are.same({1, 4, 3, 5}, r(ls.zeros({1, 2, 5, 5})):size())
-        assert.matches("should be %[N x 3 x H x W%]", errmsg(c.forward, c, ls.zeros({2, 4, 9, 8})))
+        assert.matches("should be %[N x 3 x H x W%]",
+                       errmsg(c.forward, c, ls.zeros({2, 4, 9, 8}, {dtype = "f64"})))
     end)
 
     it("activations: values", function()

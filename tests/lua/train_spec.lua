@@ -37,7 +37,7 @@ local function standin(seed)
     function opt:zero_grad() w.grad = nil end
     function opt:step()
         self.steps = self.steps + 1
-        ls.no_grad(function() w:detach():copy(w - w.grad * self.lr) end)
+        ls.no_grad(function() w:detach():copy(w - w.grad * (self.lr or 0.5)) end)
     end
     return model, opt
 end
@@ -181,6 +181,13 @@ describe("the training log", function()
         assert.are.same({4, 8, 12, 16, 20}, steps)
         assert.truthy(out:find("epoch 1/2  train_loss %d%.%d+  train_acc %d%.%d+  lr 0.5"))
         assert.truthy(out:find("epoch 2/2  train_loss"))
+        local m2, o2 = standin(2)
+        o2.lr = nil                                     -- an optimizer without an lr field
+        local out2 = capture(function()
+            ls.train(m2, blobs(20, 1), {optimizer = o2, batch = 10, log_every = 1, progress = "log"})
+        end)
+        assert.truthy(out2:find("step 2/2 (2)  loss", 1, true))
+        assert.falsy(out2:find("lr", 1, true))
         local silent = capture(function()
             ls.train(model, blobs(100, 1), {optimizer = opt, batch = 10, progress = false})
         end)
