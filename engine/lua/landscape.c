@@ -11,9 +11,15 @@ static const struct { const char *field, *module; } lx_lazy[] = {
     {"repl", "landscape.repl"},   {"hvp", "landscape.autograd"},  {"jvp", "landscape.autograd"},
     {"vjp", "landscape.autograd"}, {"gradcheck", "landscape.autograd"},
     {"optim", "landscape.optim"},
+    {"curvature", "landscape.curvature"},
     {"nn", "landscape.nn"},
     {"train", "landscape.training"}, {"evaluate", "landscape.training"},
     {"dataset", "landscape.training"},
+    {"margins", "landscape.margins"},
+    {"stats", "landscape.stats"},
+    {"sharpness", "landscape.sharpness"},
+    {"landscape", "landscape.landscape"},
+    {"plot", "landscape.plot"},
 };
 
 static int lx_module_index(lua_State *L)
@@ -56,6 +62,7 @@ int luaopen_landscape(lua_State *L)
     lx_open_system(L);
     lx_open_io(L);
     lx_open_optim(L);
+    lx_open_curvature(L);
     lua_newtable(L);
     lua_pushcfunction(L, lx_module_index);
     lua_setfield(L, -2, "__index");

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
+#include "core/alloc.h"
 #include "core/parallel.h"
 #include "ops/nn_ops.h"
 #include "ops/ops.h"
@@ -464,6 +465,41 @@ static void test_errors(void)
     ls_tensor_release(x3), ls_tensor_release(big), ls_tensor_release(xi);
 }
 
+/* Every allocation failure inside the ops gives NULL and an error, and leaks nothing. */
+static void test_alloc_failures(void)
+{
+    ls_tensor *x = make(LS_F32, 3, 2, 9, 8), *w = make(LS_F32, 4, 2, 3, 3);
+    ls_tensor *g = make(LS_F32, 3, 4, 5, 4), *p = make(LS_F32, 3, 2, 4, 4);
+    ls_tensor *pg = make(LS_F32, 3, 2, 2, 2);
+    int saved = ls_get_threads();
+    for (int slice = 0; slice < 2; slice++) {   /* per-image and per-slice GEMM plans */
+        ls_set_threads(slice + 1);
+        size_t base = ls_alloc_live_bytes();
+        int failed = 0;
+        for (long n = 1; n <= 4; n++) {
+            for (int op = 0; op < 5; op++) {
+                ls_alloc_fail_after(n);
+                ls_tensor *r = op == 0   ? ls_conv2d(x, w, 2, 1)
+                               : op == 1 ? ls_conv2d_input_grad(g, w, 2, 1, 9, 8)
+                               : op == 2 ? ls_conv2d_weight_grad(x, g, 2, 1, 3, 3)
+                               : op == 3 ? ls_maxpool2d_scatter(p, pg, 2, 2)
+                                         : ls_avgpool2d_backward(g, 2, 1, 6, 5);
+                ls_alloc_fail_after(0);
+                if (!r) {
+                    failed++;
+                    CHECK(ls_error_code() == LS_ERR_MEM);
+                }
+                ls_tensor_release(r);
+            }
+        }
+        CHECK(failed > 0);
+        CHECK(ls_alloc_live_bytes() == base);
+    }
+    ls_set_threads(saved);
+    ls_tensor_release(x), ls_tensor_release(w), ls_tensor_release(g), ls_tensor_release(p);
+    ls_tensor_release(pg);
+}
+
 int main(void)
 {
     test_conv();
@@ -472,5 +508,6 @@ int main(void)
     test_ties();
     test_threads();
     test_errors();
+    test_alloc_failures();
     return check_done("ops_conv");
 }

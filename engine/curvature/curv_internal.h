@@ -1,0 +1,33 @@
+/* Helpers shared by the files of engine/curvature (not part of the public API). */
+#ifndef LS_CURV_INTERNAL_H
+#define LS_CURV_INTERNAL_H
+
+#include "curvature/linop.h"
+
+/* Applies an operator to f64 vectors: converts into the operator dtype, calls matvec, converts back,
+ * rejects non-finite output, counts calls. `who` names the estimator in errors. */
+typedef struct curv_mv {
+    const ls_linop *op;
+    const char *who;
+    ls_tensor *vin, *vout;
+    int64_t count;
+} curv_mv;
+
+ls_status curv_mv_init(curv_mv *mv, const ls_linop *op, const char *who);
+ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y);
+void curv_mv_free(curv_mv *mv);
+
+double curv_dot(int64_t n, const double *x, const double *y);
+double curv_nrm2(int64_t n, const double *x);
+
+/* w -= V (V^T w) twice (classical Gram-Schmidt with one reorthogonalisation); V holds `cols`
+ * contiguous columns of length n; h is scratch of length cols. */
+void curv_orthogonalise(int64_t n, int cols, const double *V, double *w, double *h);
+
+/* One Lanczos step on the basis V (column j is v_j, unit norm): w = A v_j - beta_{j-1} v_{j-1},
+ * alpha_j = <v_j, w>, w -= alpha_j v_j, full reorthogonalisation against v_0..v_j, *beta = ||w||.
+ * w and h (length j+1) are scratch; on return w holds the unnormalised next vector. */
+ls_status curv_lanczos_step(curv_mv *mv, double *V, int j, double beta_prev, double *alpha,
+                            double *beta, double *w, double *h);
+
+#endif

@@ -1,0 +1,496 @@
+/* Operators and eigen-estimators: the matvec adapter, dense operators, Lanczos with full
+ * reorthogonalisation, PyHessian-compatible power iteration. See linop.h for the contract. */
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/rng.h"
+#include "curvature/curv_internal.h"
+
+/* ==== operators ==================================================================================== */
+
+ls_status ls_linop_check(const ls_linop *op, const char *who)
+{
+    if (!op || !op->matvec) return ls_error_set(LS_ERR_ARG, "%s: operator has no matvec", who);
+    if (op->n < 1)
+        return ls_error_set(LS_ERR_ARG, "%s: operator size must be >= 1, got %lld", who,
+                            (long long)op->n);
+    if (!ls_dtype_is_float(op->dtype))
+        return ls_error_set(LS_ERR_ARG, "%s: operator dtype must be f32 or f64, got %s", who,
+                            ls_dtype_name(op->dtype));
+    return LS_OK;
+}
+
+ls_status ls_linop_dense_matvec(void *ctx, const ls_tensor *v, ls_tensor *out)
+{
+    const ls_tensor *A = ctx;
+    int64_t n = A->shape[0];
+    if (v->dtype != A->dtype || out->dtype != A->dtype)
+        return ls_error_set(LS_ERR_ARG, "dense matvec: dtype mismatch (matrix %s, vector %s)",
+                            ls_dtype_name(A->dtype), ls_dtype_name(v->dtype));
+    ls_tensor *Ac = ls_tensor_contiguous(A);
+    if (!Ac) return ls_error_code();
+    if (A->dtype == LS_F64)
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)n, 1.0, ls_tensor_data(Ac), (int)n,
+                    ls_tensor_data(v), 1, 0.0, ls_tensor_data(out), 1);
+    else
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)n, 1.0f, ls_tensor_data(Ac), (int)n,
+                    ls_tensor_data(v), 1, 0.0f, ls_tensor_data(out), 1);
+    ls_tensor_release(Ac);
+    return LS_OK;
+}
+
+ls_status ls_linop_dense(ls_linop *op, const ls_tensor *A)
+{
+    if (!A || A->ndim != 2 || A->shape[0] != A->shape[1] || A->shape[0] < 1)
+        return ls_error_set(LS_ERR_ARG, "dense operator: expected a square non-empty matrix, got %s",
+                            A ? ls_tensor_shape_str(A) : "nil");
+    if (!ls_dtype_is_float(A->dtype))
+        return ls_error_set(LS_ERR_ARG, "dense operator: matrix dtype must be f32 or f64, got %s",
+                            ls_dtype_name(A->dtype));
+    op->n = A->shape[0];
+    op->dtype = A->dtype;
+    op->matvec = ls_linop_dense_matvec;
+    op->ctx = (void *)A;
+    return LS_OK;
+}
+
+/* ==== the f64 matvec adapter ======================================================================= */
+
+ls_status curv_mv_init(curv_mv *mv, const ls_linop *op, const char *who)
+{
+    memset(mv, 0, sizeof *mv);
+    mv->op = op;
+    mv->who = who;
+    int64_t shape[1] = {op->n};
+    mv->vin = ls_tensor_new(op->dtype, 1, shape);
+    mv->vout = ls_tensor_new(op->dtype, 1, shape);
+    if (!mv->vin || !mv->vout) {
+        curv_mv_free(mv);
+        return ls_error_code() ? ls_error_code() : LS_ERR_MEM;
+    }
+    return LS_OK;
+}
+
+void curv_mv_free(curv_mv *mv)
+{
+    ls_tensor_release(mv->vin);
+    ls_tensor_release(mv->vout);
+    mv->vin = mv->vout = NULL;
+}
+
+ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y)
+{
+    int64_t n = mv->op->n;
+    if (mv->op->dtype == LS_F64) {
+        memcpy(ls_tensor_data(mv->vin), x, (size_t)n * sizeof(double));
+    } else {
+        float *d = ls_tensor_data(mv->vin);
+        for (int64_t i = 0; i < n; i++) d[i] = (float)x[i];
+    }
+    /* the callee may leave garbage: zero the output so a callback that writes nothing is visible */
+    memset(ls_tensor_data(mv->vout), 0, (size_t)n * ls_dtype_size(mv->op->dtype));
+    ls_error_clear();
+    ls_status st = mv->op->matvec(mv->op->ctx, mv->vin, mv->vout);
+    mv->count++;
+    if (st != LS_OK) {
+        if (!ls_error_message()[0])
+            return ls_error_set(st, "%s: matvec failed (status %d)", mv->who, (int)st);
+        return st;
+    }
+    if (mv->op->dtype == LS_F64) {
+        memcpy(y, ls_tensor_data(mv->vout), (size_t)n * sizeof(double));
+    } else {
+        const float *d = ls_tensor_data(mv->vout);
+        for (int64_t i = 0; i < n; i++) y[i] = d[i];
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(y[i]))
+            return ls_error_set(LS_ERR_ARG, "%s: matvec returned a non-finite value (%g at entry %lld)",
+                                mv->who, y[i], (long long)i + 1);
+    return LS_OK;
+}
+
+double curv_dot(int64_t n, const double *x, const double *y)
+{
+    return cblas_ddot((int)n, x, 1, y, 1);
+}
+
+double curv_nrm2(int64_t n, const double *x)
+{
+    return cblas_dnrm2((int)n, x, 1);
+}
+
+void curv_orthogonalise(int64_t n, int cols, const double *V, double *w, double *h)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        cblas_dgemv(CblasColMajor, CblasTrans, (int)n, cols, 1.0, V, (int)n, w, 1, 0.0, h, 1);
+        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)n, cols, -1.0, V, (int)n, h, 1, 1.0, w, 1);
+    }
+}
+
+ls_status curv_lanczos_step(curv_mv *mv, double *V, int j, double beta_prev, double *alpha,
+                            double *beta, double *w, double *h)
+{
+    int64_t n = mv->op->n;
+    const double *vj = V + (int64_t)j * n;
+    ls_status st = curv_mv_apply(mv, vj, w);
+    if (st) return st;
+    if (j > 0) cblas_daxpy((int)n, -beta_prev, V + (int64_t)(j - 1) * n, 1, w, 1);
+    double a = curv_dot(n, vj, w);
+    cblas_daxpy((int)n, -a, vj, 1, w, 1);
+    curv_orthogonalise(n, j + 1, V, w, h);
+    *alpha = a;
+    *beta = curv_nrm2(n, w);
+    return LS_OK;
+}
+
+/* ==== names ======================================================================================== */
+
+int ls_eig_which_parse(const char *s, ls_eig_which *out)
+{
+    static const struct { const char *name; ls_eig_which w; } t[] = {
+        {"largest", LS_EIG_LARGEST},     {"LA", LS_EIG_LARGEST},  {"smallest", LS_EIG_SMALLEST},
+        {"SA", LS_EIG_SMALLEST},         {"both", LS_EIG_BOTH},   {"BE", LS_EIG_BOTH},
+        {"magnitude", LS_EIG_MAGNITUDE}, {"LM", LS_EIG_MAGNITUDE}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(s, t[i].name) == 0) {
+            *out = t[i].w;
+            return 0;
+        }
+    return -1;
+}
+
+const char *ls_eig_which_name(ls_eig_which w)
+{
+    switch (w) {
+    case LS_EIG_LARGEST: return "largest";
+    case LS_EIG_SMALLEST: return "smallest";
+    case LS_EIG_BOTH: return "both";
+    case LS_EIG_MAGNITUDE: return "magnitude";
+    }
+    return "?";
+}
+
+void ls_eig_result_free(ls_eig_result *r)
+{
+    if (!r) return;
+    free(r->values);
+    free(r->residuals);
+    free(r->converged);
+    ls_tensor_release(r->vectors);
+    memset(r, 0, sizeof *r);
+}
+
+static ls_status eig_result_alloc(ls_eig_result *r, int k, const char *who)
+{
+    memset(r, 0, sizeof *r);
+    r->k = k;
+    r->values = calloc((size_t)k, sizeof(double));
+    r->residuals = calloc((size_t)k, sizeof(double));
+    r->converged = calloc((size_t)k, sizeof(bool));
+    if (!r->values || !r->residuals || !r->converged) {
+        ls_eig_result_free(r);
+        return ls_error_set(LS_ERR_MEM, "%s: out of memory", who);
+    }
+    return LS_OK;
+}
+
+/* ==== Lanczos ====================================================================================== */
+
+/* Pick k Ritz indices (theta ascending, m of them) in output order; returns the count (<= k). */
+static int select_ritz(const double *theta, int m, int k, ls_eig_which which, int *idx)
+{
+    int c = 0;
+    switch (which) {
+    case LS_EIG_LARGEST:
+        for (int i = m - 1; i >= 0 && c < k; i--) idx[c++] = i;
+        break;
+    case LS_EIG_SMALLEST:
+        for (int i = 0; i < m && c < k; i++) idx[c++] = i;
+        break;
+    case LS_EIG_BOTH: {
+        int hi = (k + 1) / 2, lo = k / 2;
+        if (hi + lo > m) { hi = (m + 1) / 2; lo = m / 2; }
+        for (int i = 0; i < hi; i++) idx[c++] = m - 1 - i;
+        for (int i = 0; i < lo; i++) idx[c++] = i;
+        break;
+    }
+    case LS_EIG_MAGNITUDE: {
+        /* merge from both ends of the ascending list */
+        int lo = 0, hi = m - 1;
+        while (c < k && lo <= hi) {
+            if (fabs(theta[hi]) >= fabs(theta[lo])) idx[c++] = hi--;
+            else idx[c++] = lo++;
+        }
+        break;
+    }
+    }
+    return c;
+}
+
+ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_result *out)
+{
+    static const char *who = "lanczos";
+    memset(out, 0, sizeof *out);
+    ls_status st = ls_linop_check(op, who);
+    if (st) return st;
+    int64_t n = op->n;
+    int k = opts->k;
+    if (k < 1) return ls_error_set(LS_ERR_ARG, "lanczos: k must be >= 1, got %d", k);
+    if (k > n)
+        return ls_error_set(LS_ERR_ARG, "lanczos: k = %d exceeds the operator size %lld", k,
+                            (long long)n);
+    double tol = opts->tol > 0 ? opts->tol : 1e-6;
+    int64_t max_iter = opts->max_iter > 0 ? opts->max_iter : 300;
+    if (max_iter > n) max_iter = n;
+    if (max_iter < k) max_iter = k;
+
+    curv_mv mv;
+    if ((st = curv_mv_init(&mv, op, who))) return st;
+    int cap = 0;
+    double *V = NULL, *w = NULL, *h = NULL, *alpha = NULL, *beta = NULL, *d = NULL, *e = NULL,
+           *Z = NULL;
+    int *idx = NULL;
+    ls_rng rng;
+    ls_rng_init(&rng, opts->seed);
+    if ((st = eig_result_alloc(out, k, who))) goto done;
+    w = malloc((size_t)n * sizeof(double));
+    h = malloc((size_t)(max_iter + 1) * sizeof(double));
+    alpha = malloc((size_t)(max_iter + 1) * sizeof(double));
+    beta = malloc((size_t)(max_iter + 1) * sizeof(double));
+    d = malloc((size_t)(max_iter + 1) * sizeof(double));
+    e = malloc((size_t)(max_iter + 1) * sizeof(double));
+    idx = malloc((size_t)k * sizeof(int));
+    if (!w || !h || !alpha || !beta || !d || !e || !idx) {
+        st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory (n = %lld)", (long long)n);
+        goto done;
+    }
+
+    /* start vector */
+    cap = (int)(max_iter < 32 ? max_iter + 1 : 32);
+    V = malloc((size_t)cap * (size_t)n * sizeof(double));
+    if (!V) {
+        st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory for the Krylov basis (n = %lld)",
+                          (long long)n);
+        goto done;
+    }
+    if (opts->v0) memcpy(V, opts->v0, (size_t)n * sizeof(double));
+    else ls_rng_rademacher(&rng, LS_F64, V, n);
+    double nv = curv_nrm2(n, V);
+    if (!(nv > 0) || !isfinite(nv)) {
+        st = ls_error_set(LS_ERR_ARG, "lanczos: start vector is zero or not finite");
+        goto done;
+    }
+    cblas_dscal((int)n, 1.0 / nv, V, 1);
+
+    double anorm = 0;
+    int m = 0, nsel = 0;
+    bool ok = false;
+    while (m < max_iter) {
+        int j = m;
+        double a, b;
+        if ((st = curv_lanczos_step(&mv, V, j, j > 0 ? beta[j - 1] : 0.0, &a, &b, w, h))) goto done;
+        alpha[j] = a;
+        beta[j] = b;
+        m = j + 1;
+        anorm = fmax(anorm, fabs(a) + b + (j > 0 ? beta[j - 1] : 0.0));
+
+        /* convergence test: every step while m <= 100, then every 4th (dstev with vectors is O(m^3)) */
+        bool last = (m == max_iter);
+        if (m >= k && (m <= 100 || m % 4 == 0 || last)) {
+            free(Z);
+            Z = malloc((size_t)m * (size_t)m * sizeof(double));
+            if (!Z) { st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory"); goto done; }
+            memcpy(d, alpha, (size_t)m * sizeof(double));
+            if (m > 1) memcpy(e, beta, (size_t)(m - 1) * sizeof(double));
+            lapack_int info = LAPACKE_dstev(LAPACK_COL_MAJOR, 'V', m, d, e, Z, m);
+            if (info != 0) {
+                st = ls_error_set(LS_ERR_STATE, "lanczos: dstev failed (info %d)", (int)info);
+                goto done;
+            }
+            nsel = select_ritz(d, m, k, opts->which, idx);
+            double scale = 0;
+            for (int i = 0; i < m; i++) scale = fmax(scale, fabs(d[i]));
+            ok = (nsel == k);
+            for (int c = 0; c < nsel; c++) {
+                double th = d[idx[c]];
+                double res = fabs(b * Z[(int64_t)idx[c] * m + (m - 1)]);
+                out->values[c] = th;
+                out->residuals[c] = res;
+                out->converged[c] = res <= tol * fmax(fabs(th), 1e-10 * scale);
+                ok = ok && out->converged[c];
+            }
+            if (ok || last) break;
+        }
+        if (m == max_iter) break;
+
+        /* next basis vector, growing the basis geometrically */
+        if (m + 1 > cap) {
+            int64_t ncap = (int64_t)cap * 2;
+            if (ncap > max_iter + 1) ncap = max_iter + 1;
+            double *nV = realloc(V, (size_t)ncap * (size_t)n * sizeof(double));
+            if (!nV) {
+                st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory growing the basis to %lld x %lld",
+                                  (long long)n, (long long)ncap);
+                goto done;
+            }
+            V = nV;
+            cap = (int)ncap;
+        }
+        double *vn = V + (int64_t)m * n;
+        if (b <= 1e-12 * anorm) {
+            /* invariant subspace: continue with a fresh random direction orthogonal to the basis */
+            double nb = 0;
+            for (int tries = 0; tries < 3 && !(nb > 1e-8); tries++) {
+                ls_rng_rademacher(&rng, LS_F64, vn, n);
+                double n0 = curv_nrm2(n, vn);
+                curv_orthogonalise(n, m, V, vn, h);
+                nb = curv_nrm2(n, vn) / n0;
+            }
+            if (!(nb > 1e-8)) break;   /* the space is exhausted: cannot happen for m < n */
+            cblas_dscal((int)n, 1.0 / curv_nrm2(n, vn), vn, 1);
+            beta[j] = 0.0;
+        } else {
+            for (int64_t i = 0; i < n; i++) vn[i] = w[i] / b;
+        }
+    }
+    out->iterations = m;
+    out->matvecs = mv.count;
+    out->all_converged = ok;
+    if (nsel < k) {
+        st = ls_error_set(LS_ERR_STATE, "lanczos: only %d of %d Ritz pairs available", nsel, k);
+        goto done;
+    }
+
+    if (opts->want_vectors) {
+        /* Ritz vectors y_c = V_m Z[:, idx[c]] */
+        double *Zs = malloc((size_t)m * (size_t)k * sizeof(double));
+        double *Y = malloc((size_t)n * (size_t)k * sizeof(double));
+        int64_t shape[2] = {n, k};
+        out->vectors = ls_tensor_new(op->dtype, 2, shape);
+        if (!Zs || !Y || !out->vectors) {
+            free(Zs);
+            free(Y);
+            st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory for Ritz vectors");
+            goto done;
+        }
+        for (int c = 0; c < k; c++)
+            memcpy(Zs + (int64_t)c * m, Z + (int64_t)idx[c] * m, (size_t)m * sizeof(double));
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, k, m, 1.0, V, (int)n, Zs, m,
+                    0.0, Y, (int)n);
+        /* tensor is row-major [n x k]: element (i, c) at i*k + c */
+        if (op->dtype == LS_F64) {
+            double *t = ls_tensor_data(out->vectors);
+            for (int64_t i = 0; i < n; i++)
+                for (int c = 0; c < k; c++) t[i * k + c] = Y[(int64_t)c * n + i];
+        } else {
+            float *t = ls_tensor_data(out->vectors);
+            for (int64_t i = 0; i < n; i++)
+                for (int c = 0; c < k; c++) t[i * k + c] = (float)Y[(int64_t)c * n + i];
+        }
+        free(Zs);
+        free(Y);
+    }
+
+done:
+    if (st) ls_eig_result_free(out);
+    free(V);
+    free(w);
+    free(h);
+    free(alpha);
+    free(beta);
+    free(d);
+    free(e);
+    free(Z);
+    free(idx);
+    curv_mv_free(&mv);
+    return st;
+}
+
+/* ==== power iteration (PyHessian compatibility) ==================================================== */
+
+ls_status ls_power_iteration(const ls_linop *op, const ls_power_opts *opts, ls_eig_result *out)
+{
+    static const char *who = "power";
+    memset(out, 0, sizeof *out);
+    ls_status st = ls_linop_check(op, who);
+    if (st) return st;
+    int64_t n = op->n;
+    int k = opts->k;
+    if (k < 1) return ls_error_set(LS_ERR_ARG, "power: k must be >= 1, got %d", k);
+    if (k > n)
+        return ls_error_set(LS_ERR_ARG, "power: k = %d exceeds the operator size %lld", k,
+                            (long long)n);
+    int max_iter = opts->max_iter > 0 ? opts->max_iter : 100;
+    double tol = opts->tol > 0 ? opts->tol : 1e-3;
+    curv_mv mv;
+    if ((st = curv_mv_init(&mv, op, who))) return st;
+    double *E = NULL, *v = NULL, *Hv = NULL;
+    ls_rng rng;
+    ls_rng_init(&rng, opts->seed);
+    if ((st = eig_result_alloc(out, k, who))) goto done;
+    E = malloc((size_t)n * (size_t)k * sizeof(double));   /* found eigenvectors, columns */
+    v = malloc((size_t)n * sizeof(double));
+    Hv = malloc((size_t)n * sizeof(double));
+    if (!E || !v || !Hv) { st = ls_error_set(LS_ERR_MEM, "power: out of memory"); goto done; }
+    int total = 0;
+    for (int p = 0; p < k; p++) {
+        ls_rng_normal(&rng, LS_F64, v, n, 0.0, 1.0);
+        cblas_dscal((int)n, 1.0 / (curv_nrm2(n, v) + 1e-6), v, 1);
+        double lam = 0, res = 0;
+        bool have = false, conv = false;
+        for (int it = 0; it < max_iter; it++) {
+            total++;
+            /* orthnormal(v, found): one modified Gram-Schmidt pass, then normalise (+1e-6) */
+            for (int q = 0; q < p; q++) {
+                const double *eq = E + (int64_t)q * n;
+                cblas_daxpy((int)n, -curv_dot(n, v, eq), eq, 1, v, 1);
+            }
+            cblas_dscal((int)n, 1.0 / (curv_nrm2(n, v) + 1e-6), v, 1);
+            if ((st = curv_mv_apply(&mv, v, Hv))) goto done;
+            double tmp = curv_dot(n, Hv, v);
+            double r2 = 0;
+            for (int64_t i = 0; i < n; i++) r2 += (Hv[i] - tmp * v[i]) * (Hv[i] - tmp * v[i]);
+            res = sqrt(r2);
+            double nh = curv_nrm2(n, Hv);
+            for (int64_t i = 0; i < n; i++) v[i] = Hv[i] / (nh + 1e-6);
+            if (!have) {
+                lam = tmp;
+                have = true;
+            } else if (fabs(lam - tmp) / (fabs(lam) + 1e-6) < tol) {
+                conv = true;
+                break;   /* lam stays the previous Rayleigh quotient, as in PyHessian */
+            } else {
+                lam = tmp;
+            }
+        }
+        out->values[p] = lam;
+        out->residuals[p] = res;
+        out->converged[p] = conv;
+        memcpy(E + (int64_t)p * n, v, (size_t)n * sizeof(double));
+    }
+    out->iterations = total;
+    out->matvecs = mv.count;
+    out->all_converged = true;
+    for (int p = 0; p < k; p++) out->all_converged = out->all_converged && out->converged[p];
+    int64_t shape[2] = {n, k};
+    out->vectors = ls_tensor_new(op->dtype, 2, shape);
+    if (!out->vectors) { st = ls_error_code() ? ls_error_code() : LS_ERR_MEM; goto done; }
+    for (int64_t i = 0; i < n; i++)
+        for (int c = 0; c < k; c++) {
+            double x = E[(int64_t)c * n + i];
+            if (op->dtype == LS_F64) ((double *)ls_tensor_data(out->vectors))[i * k + c] = x;
+            else ((float *)ls_tensor_data(out->vectors))[i * k + c] = (float)x;
+        }
+done:
+    if (st) ls_eig_result_free(out);
+    free(E);
+    free(v);
+    free(Hv);
+    curv_mv_free(&mv);
+    return st;
+}

@@ -1,0 +1,397 @@
+--- Hessian spectrum of a network on Fashion-MNIST: extreme eigenvalues, trace (total and per layer)
+-- and the spectral density by stochastic Lanczos quadrature; tidy CSVs and a gnuplot figure.
+--
+-- usage: landscape scripts/hessian_spectrum.lua [options]
+--   --model FILE.safetensors  weights to analyse (default: train a small MLP first, see below)
+--   --arch mlp|cnn            architecture of --model: mlp = ls.nn.mlp{hidden = --hidden},
+--                             cnn = ls.nn.cnn{} (default mlp)
+--   --hidden 32               MLP hidden widths, comma-separated (default 32)
+--   --n 1000                  Fashion-MNIST training images the Hessian averages over (a seeded
+--                             class-balanced subset)
+--   --batch 1000              batch of the Hessian operator (batches are weighted by size)
+--   --mode eval|train         batch-norm/dropout mode of the operator (default eval)
+--   --k 3                     number of top and of bottom eigenvalues
+--   --probes 100              Hutchinson probes for the trace and for each per-layer trace
+--   --steps 100 --runs 10     SLQ Lanczos steps and runs
+--   --seed 1                  seeds the data subset, the training and every estimator
+--   --train-steps 300         steps of the quick training run when no --model is given (SGD,
+--                             lr 0.05, momentum 0.9, batch 100, on 5000 other training images)
+--   --threads T               engine and BLAS threads (default: all cores)
+--   --out out/                output directory
+-- Writes, in DIR, with every setting in columns:
+--   hessian_eigs.csv     which (top|bottom), rank, eigenvalue, residual, converged
+--   hessian_trace.csv    param (all or a parameter name), numel, trace, stderr, probes
+--   hessian_density.csv  grid, density (Gaussian smoothing, sigma = (max - min) / steps)
+--   hessian_density.png  the density on a log scale (skipped with a warning without gnuplot)
+-- The estimators are those of landscape.curvature (op:eigs, op:trace, op:density). While that
+-- module is not installed, a plain-Lua fallback (Lanczos with full reorthogonalisation, Hutchinson
+-- with Rademacher probes, SLQ) is used and the CSVs say estimator = "fallback".
+local ls = require "landscape"
+local fs = require "landscape.fs"
+local curvature = require "landscape.hessian"
+
+local function usage(msg)
+    io.stderr:write("hessian_spectrum: ", msg, "\n",
+                    "usage: landscape scripts/hessian_spectrum.lua [--model FILE --arch mlp|cnn] "
+                    .. "[--n N] [--batch B] [--mode eval|train] [--k K] [--probes P] [--steps S] "
+                    .. "[--runs R] [--seed S] [--out DIR] (see the header of this script)\n")
+    os.exit(1)
+end
+
+local cfg = {arch = "mlp", hidden = "32", n = 1000, batch = 1000, mode = "eval", k = 3, probes = 100,
+             steps = 100, runs = 10, seed = 1, train_steps = 300, out = "out"}
+local NUMBERS = {n = true, batch = true, k = true, probes = true, steps = true, runs = true,
+                 seed = true, train_steps = true, threads = true}
+local STRINGS = {model = true, arch = true, hidden = true, mode = true, out = true}
+local i = 1
+while i <= #arg do
+    local k = arg[i]:match("^%-%-([%w_-]+)$")
+    if not k then usage("unexpected argument " .. arg[i]) end
+    k = k:gsub("-", "_")
+    if not (NUMBERS[k] or STRINGS[k]) then usage("unknown option --" .. k) end
+    local v = arg[i + 1]
+    if v == nil then usage("--" .. k .. " needs a value") end
+    if NUMBERS[k] then
+        v = math.tointeger(tonumber(v))
+        if v == nil or v < 1 then usage("--" .. k .. " needs a positive whole number, got " .. arg[i + 1]) end
+    end
+    cfg[k] = v
+    i = i + 2
+end
+if cfg.threads then ls.set_threads(cfg.threads) end
+cfg.threads = ls.get_threads()
+if cfg.arch ~= "mlp" and cfg.arch ~= "cnn" then usage("--arch must be mlp or cnn, got " .. cfg.arch) end
+if cfg.mode ~= "eval" and cfg.mode ~= "train" then usage("--mode must be eval or train, got " .. cfg.mode) end
+
+local timings = {}
+local function timed(name, fn)
+    local t = ls.clock()
+    local r = table.pack(fn())
+    timings[#timings + 1] = {name, ls.clock() - t}
+    return table.unpack(r, 1, r.n)
+end
+
+---------------------------------------------------------------------------------------------------
+-- model and data
+---------------------------------------------------------------------------------------------------
+local hidden = {}
+for w in cfg.hidden:gmatch("[^,]+") do
+    hidden[#hidden + 1] = math.tointeger(tonumber(w)) or usage("bad --hidden " .. cfg.hidden)
+end
+local model = cfg.arch == "mlp" and ls.nn.mlp{hidden = hidden, seed = cfg.seed} or ls.nn.cnn{seed = cfg.seed}
+local data = timed("load", function()
+    return ls.data.fashion_mnist{split = "train", n = cfg.n, seed = cfg.seed}
+end)
+
+if cfg.model then
+    ls.nn.load_into(model, cfg.model)
+    cfg.source = cfg.model
+else
+    -- a quick training run on a different subset (seed + 1000), so the analysed point is not random
+    local train = ls.data.fashion_mnist{split = "train", n = 5000, seed = cfg.seed + 1000}
+    local opt = ls.optim.sgd(model, {lr = 0.05, momentum = 0.9})
+    local epochs = math.ceil(cfg.train_steps * 100 / train.n)
+    local log = timed("train", function()
+        return ls.train(model, train, {optimizer = opt, epochs = epochs, batch = 100, seed = cfg.seed,
+                                       progress = false,
+                                       callback = function(s) return s.step < cfg.train_steps end,
+                                       every = 1})
+    end)
+    cfg.source = string.format("trained %d steps", log.steps)
+end
+local ev = ls.evaluate(model:eval(), data)
+print(string.format("%s, %d parameters; %s; loss %.4f, accuracy %.2f %% on the %d analysed images",
+                    cfg.arch, model:num_parameters(), cfg.source, ev.loss, 100 * ev.accuracy, data.n))
+
+local H = curvature.hessian(model, data, {batch = cfg.batch, mode = cfg.mode})
+
+---------------------------------------------------------------------------------------------------
+-- estimators: landscape.curvature, or a plain-Lua fallback
+---------------------------------------------------------------------------------------------------
+local has_module = pcall(require, "landscape.curvature")
+cfg.estimator = has_module and "landscape.curvature" or "fallback"
+if not has_module then
+    io.stderr:write("hessian_spectrum: landscape.curvature is not installed; using the plain-Lua " ..
+                    "fallback estimators\n")
+end
+
+-- Eigen-decomposition of a symmetric tridiagonal matrix (diagonal a, off-diagonal b) by implicit QL
+-- (tqli); returns the eigenvalues and the first and last components of each eigenvector.
+local function tridiag_eig(a, b)
+    local n = #a
+    local d, e, z1, zm = {}, {}, {}, {}
+    for j = 1, n do d[j], z1[j], zm[j] = a[j], j == 1 and 1 or 0, j == n and 1 or 0 end
+    for j = 1, n - 1 do e[j] = b[j] end
+    e[n] = 0
+    local function rotate(z, i, s, c)
+        local f = z[i + 1]
+        z[i + 1] = s * z[i] + c * f
+        z[i] = c * z[i] - s * f
+    end
+    for l = 1, n do
+        for _ = 1, 60 do
+            local m = l
+            while m < n do
+                local dd = math.abs(d[m]) + math.abs(d[m + 1])
+                if math.abs(e[m]) <= 1e-15 * dd then break end
+                m = m + 1
+            end
+            if m == l then break end
+            local g = (d[l + 1] - d[l]) / (2 * e[l])
+            local r = math.sqrt(g * g + 1)
+            g = d[m] - d[l] + e[l] / (g + (g >= 0 and r or -r))
+            local s, c, p = 1, 1, 0
+            local early = false
+            for ii = m - 1, l, -1 do
+                local f, bb = s * e[ii], c * e[ii]
+                r = math.sqrt(f * f + g * g)
+                e[ii + 1] = r
+                if r == 0 then
+                    d[ii + 1] = d[ii + 1] - p
+                    e[m] = 0
+                    early = true
+                    break
+                end
+                s, c = f / r, g / r
+                g = d[ii + 1] - p
+                r = (d[ii] - g) * s + 2 * c * bb
+                p = s * r
+                d[ii + 1] = g + p
+                g = c * r - bb
+                rotate(z1, ii, s, c)
+                rotate(zm, ii, s, c)
+            end
+            if not early then
+                d[l] = d[l] - p
+                e[l] = g
+                e[m] = 0
+            end
+        end
+    end
+    return d, z1, zm
+end
+
+-- Lanczos with full reorthogonalisation from a Rademacher start: alphas, betas (b[j] couples j, j+1)
+local function lanczos(op, steps, seed)
+    local q = ls.rademacher({op.n}, {seed = seed, dtype = op.dtype})
+    q = q / q:norm():item()
+    local Q, a, b = {q}, {}, {}
+    for j = 1, math.min(steps, op.n) do
+        local w = op:matvec(Q[j])
+        a[j] = w:dot(Q[j]):item()
+        for _ = 1, 2 do
+            for _, qq in ipairs(Q) do w = w - qq * w:dot(qq):item() end
+        end
+        local beta = w:norm():item()
+        if j == math.min(steps, op.n) or beta < 1e-10 * math.abs(a[j]) then
+            b[j] = beta
+            break
+        end
+        b[j] = beta
+        Q[j + 1] = w / beta
+    end
+    return a, b
+end
+
+local F = {}
+function F.eigs(op, k, seed)
+    local steps = math.min(op.n, math.max(4 * k, 80))
+    local a, b = lanczos(op, steps, seed)
+    local m = #a
+    local theta, _, zm = tridiag_eig(a, b)
+    local idx = {}
+    for j = 1, m do idx[j] = j end
+    table.sort(idx, function(x, y) return theta[x] > theta[y] end)
+    local top, bottom = {}, {}
+    for r = 1, k do
+        local j, jb = idx[r], idx[m + 1 - r]
+        top[r] = {value = theta[j], residual = math.abs(b[m] * zm[j])}
+        bottom[r] = {value = theta[jb], residual = math.abs(b[m] * zm[jb])}
+    end
+    return top, bottom
+end
+
+function F.trace(op, probes, seed)
+    local s, s2 = 0, 0
+    for p = 1, probes do
+        local z = ls.rademacher({op.n}, {seed = seed * 1000003 + p, dtype = op.dtype})
+        local t = op:matvec(z):dot(z):item()
+        s, s2 = s + t, s2 + t * t
+    end
+    local mean = s / probes
+    local var = probes > 1 and (s2 - probes * mean * mean) / (probes - 1) or 0
+    return {estimate = mean, stderr = math.sqrt(math.max(var, 0) / probes)}
+end
+
+function F.slq(op, steps, runs, seed)
+    local nodes, weights = {}, {}
+    for r = 1, runs do
+        local a, b = lanczos(op, steps, seed * 7919 + r)
+        local theta, z1 = tridiag_eig(a, b)
+        for j = 1, #a do
+            nodes[#nodes + 1] = theta[j]
+            weights[#weights + 1] = z1[j] ^ 2 / runs
+        end
+    end
+    return nodes, weights
+end
+
+-- Uniform access to the module's results (field names differ between versions).
+local function eigs(op, k, seed)
+    if not has_module then return F.eigs(op, k, seed) end
+    local function get(which)
+        local r = op:eigs{k = k, which = which, seed = seed}
+        local out = {}
+        for j = 1, k do
+            local v = r.values and r.values[j] or r[j]
+            if type(v) == "table" then v = v.value end
+            out[j] = {value = v, residual = r.residuals and r.residuals[j],
+                      converged = r.converged and r.converged[j]}
+        end
+        return out
+    end
+    return get("largest"), get("smallest")
+end
+
+local function trace(op, probes, seed)
+    if not has_module then return F.trace(op, probes, seed) end
+    local r = op:trace{probes = probes, seed = seed, method = "hutchinson"}
+    return {estimate = r.estimate or r.trace or r.value, stderr = r.stderr}
+end
+
+local function slq(op, steps, runs, seed)
+    if not has_module then return F.slq(op, steps, runs, seed) end
+    local r = op:density{steps = steps, runs = runs, seed = seed}
+    local nodes, weights = {}, {}
+    local rn, rw = r.nodes, r.weights
+    if ls.is_tensor(rn) then rn, rw = rn:reshape(-1):totable(), rw:reshape(-1):totable() end
+    local scale = (r.runs and #rn > 0) and 1 / r.runs or 1
+    for j = 1, #rn do
+        nodes[j] = rn[j]
+        weights[j] = rw[j] * scale
+    end
+    return nodes, weights
+end
+
+---------------------------------------------------------------------------------------------------
+-- measurements
+---------------------------------------------------------------------------------------------------
+local settings = H:settings()
+settings.params = nil   -- all of them; per-layer rows name theirs
+for _, key in ipairs({"arch", "source", "seed", "estimator", "threads"}) do settings[key] = cfg[key] end
+settings.hidden = cfg.arch == "mlp" and cfg.hidden or ""
+local function row(t)
+    for key, v in pairs(settings) do if t[key] == nil then t[key] = v end end
+    return t
+end
+local SETTING_COLS = {"operator", "mode", "batch", "n_data", "n_params", "dtype", "loss", "arch",
+                      "hidden", "source", "seed", "estimator", "threads"}
+local function columns(extra)
+    local out = {}
+    for _, c in ipairs(SETTING_COLS) do out[#out + 1] = c end
+    for _, c in ipairs(extra) do out[#out + 1] = c end
+    return out
+end
+
+local gn = timed("grad_norm", function() return curvature.grad_norm(model, data, {batch = cfg.batch, mode = cfg.mode}) end)
+local top, bottom = timed("eigs", function() return eigs(H, cfg.k, cfg.seed) end)
+local tr = timed("trace", function() return trace(H, cfg.probes, cfg.seed) end)
+local layers = timed("trace_per_layer", function()
+    local out = {}
+    for j, sub in ipairs(H:per_layer()) do local r = trace(sub, cfg.probes, cfg.seed)
+        out[j] = {name = sub.name, n = sub.n, r = r, matvecs = sub.matvecs}
+    end
+    return out
+end)
+local nodes, weights = timed("density", function() return slq(H, cfg.steps, cfg.runs, cfg.seed) end)
+
+-- eigenvalue rows
+local eig_rows = {}
+for r = 1, cfg.k do
+    for _, e in ipairs({{"top", top[r]}, {"bottom", bottom[r]}}) do
+        eig_rows[#eig_rows + 1] = row{which = e[1], rank = r, eigenvalue = e[2].value,
+                                      residual = e[2].residual, converged = e[2].converged,
+                                      grad_norm = gn.norm, mean_loss = gn.loss}
+    end
+end
+-- trace rows
+local tr_rows = {row{param = "all", numel = H.n, trace = tr.estimate, stderr = tr.stderr,
+                     probes = cfg.probes, method = "hutchinson"}}
+for _, l in ipairs(layers) do
+    tr_rows[#tr_rows + 1] = row{param = l.name, numel = l.n, trace = l.r.estimate, stderr = l.r.stderr,
+                                probes = cfg.probes, method = "hutchinson"}
+end
+-- density rows: Gaussian smoothing with sigma = (max - min) / steps on a padded grid
+local lo, hi = math.huge, -math.huge
+for _, v in ipairs(nodes) do lo, hi = math.min(lo, v), math.max(hi, v) end
+local spread = math.max(hi - lo, 1e-12)
+local sigma = spread / cfg.steps
+local g0, g1, ngrid = lo - 0.1 * spread, hi + 0.1 * spread, 1000
+local dens_rows = {}
+for j = 0, ngrid - 1 do
+    local x = g0 + (g1 - g0) * j / (ngrid - 1)
+    local dsum = 0
+    for t = 1, #nodes do
+        local u = (x - nodes[t]) / sigma
+        if u * u < 80 then dsum = dsum + weights[t] * math.exp(-0.5 * u * u) end
+    end
+    dens_rows[#dens_rows + 1] = row{grid = x, density = dsum / (sigma * math.sqrt(2 * math.pi)),
+                                    steps = cfg.steps, runs = cfg.runs, sigma = sigma}
+end
+
+assert(fs.mkdir_p(cfg.out))
+local p_eigs, p_tr = cfg.out .. "/hessian_eigs.csv", cfg.out .. "/hessian_trace.csv"
+local p_dens, p_png = cfg.out .. "/hessian_density.csv", cfg.out .. "/hessian_density.png"
+ls.csv.write(p_eigs, eig_rows, {columns = columns({"which", "rank", "eigenvalue", "residual",
+                                                   "converged", "grad_norm", "mean_loss"})})
+ls.csv.write(p_tr, tr_rows, {columns = columns({"param", "numel", "trace", "stderr", "probes", "method"})})
+ls.csv.write(p_dens, dens_rows, {columns = columns({"grid", "density", "steps", "runs", "sigma"})})
+
+-- the figure
+local function has_gnuplot()
+    local p = io.popen("command -v gnuplot 2>/dev/null")
+    local out = p:read("a")
+    p:close()
+    return out ~= ""
+end
+local plotted = false
+if has_gnuplot() then
+    local dat, gp = cfg.out .. "/hessian_density.dat", cfg.out .. "/hessian_density.gp"
+    local fh = assert(io.open(dat, "w"))
+    for _, r in ipairs(dens_rows) do fh:write(string.format("%.10g %.10g\n", r.grid, r.density + 1e-7)) end
+    fh:close()
+    fh = assert(io.open(gp, "w"))
+    fh:write(string.format([[
+set terminal pngcairo size 900,600
+set output '%s'
+set logscale y
+set xlabel 'eigenvalue'
+set ylabel 'density (+1e-7)'
+set title 'Hessian spectral density (%s mode, N = %d, SLQ %d steps x %d runs, sigma = %.3g)'
+plot '%s' using 1:2 with lines lw 2 notitle
+]], p_png, cfg.mode, data.n, cfg.steps, cfg.runs, sigma, dat))
+    fh:close()
+    plotted = os.execute("gnuplot " .. gp) == true
+    if not plotted then io.stderr:write("hessian_spectrum: gnuplot failed on ", gp, "\n") end
+else
+    io.stderr:write("hessian_spectrum: gnuplot is not installed; skipping ", p_png, "\n")
+end
+
+-- summary
+local function list(es)
+    local parts = {}
+    for j, e in ipairs(es) do parts[j] = string.format("%.6g", e.value) end
+    return table.concat(parts, ", ")
+end
+print(string.format("gradient norm %.4g; top eigenvalues %s; bottom %s", gn.norm, list(top), list(bottom)))
+print(string.format("trace %.6g +- %.3g (Hutchinson, %d probes)", tr.estimate, tr.stderr, cfg.probes))
+for _, l in ipairs(layers) do
+    print(string.format("  %-12s %8d  trace %.6g +- %.3g", l.name, l.n, l.r.estimate, l.r.stderr))
+end
+local parts = {}
+for _, t in ipairs(timings) do parts[#parts + 1] = string.format("%s %.1f s", t[1], t[2]) end
+local matvecs = H.matvecs
+for _, l in ipairs(layers) do matvecs = matvecs + l.matvecs end
+print(string.format("%d Hessian-vector products over %d images (%d threads); %s", matvecs, data.n,
+                    cfg.threads, table.concat(parts, ", ")))
+print("wrote " .. table.concat({p_eigs, p_tr, p_dens, plotted and p_png or nil}, " "))

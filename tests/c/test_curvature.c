@@ -1,0 +1,512 @@
+/* Curvature estimators on dense symmetric matrices with known spectra A = Q diag(lambda) Q^T, Q the
+ * orthogonal factor of a random Gaussian matrix (LAPACKE_dgeqrf + dorgqr): Lanczos and power
+ * iteration against the chosen eigenvalues, Hutchinson / Hutch++ / diagonal unbiasedness and stderr
+ * coverage over many seeds, SLQ moments against tr(A^p)/n, density mass, and the error paths. */
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "core/rng.h"
+#include "curvature/linop.h"
+
+/* ---- fixtures ---- */
+
+/* [n x n] f64 tensor Q diag(lam) Q^T with a random orthogonal Q from `seed`. */
+static ls_tensor *make_sym(int n, const double *lam, uint64_t seed)
+{
+    double *G = malloc(sizeof(double) * n * n), *tau = malloc(sizeof(double) * n);
+    ls_rng r;
+    ls_rng_init(&r, seed);
+    ls_rng_normal(&r, LS_F64, G, (int64_t)n * n, 0, 1);
+    LAPACKE_dgeqrf(LAPACK_COL_MAJOR, n, n, G, n, tau);
+    LAPACKE_dorgqr(LAPACK_COL_MAJOR, n, n, n, G, n, tau);
+    int64_t shape[2] = {n, n};
+    ls_tensor *A = ls_tensor_zeros(LS_F64, 2, shape);
+    double *a = ls_tensor_data(A);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j <= i; j++) {
+            double s = 0;
+            for (int c = 0; c < n; c++) s += G[c * n + i] * lam[c] * G[c * n + j];
+            a[i * n + j] = a[j * n + i] = s;
+        }
+    free(G);
+    free(tau);
+    return A;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+/* ||A y - theta y|| / |theta| for column c of res->vectors */
+static double eig_residual(const ls_tensor *A, const ls_eig_result *res, int c)
+{
+    int64_t n = A->shape[0];
+    const double *a = ls_tensor_data(A);
+    double r2 = 0, y2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int64_t j = 0; j < n; j++) s += a[i * n + j] * ls_tensor_get_flat(res->vectors, j * res->k + c);
+        double yi = ls_tensor_get_flat(res->vectors, i * res->k + c);
+        r2 += (s - res->values[c] * yi) * (s - res->values[c] * yi);
+        y2 += yi * yi;
+    }
+    return sqrt(r2 / y2) / fabs(res->values[c]);
+}
+
+/* matvec callbacks for the error paths */
+static ls_status nan_matvec(void *ctx, const ls_tensor *v, ls_tensor *out)
+{
+    (void)ctx;
+    (void)v;
+    ((double *)ls_tensor_data(out))[1] = NAN;
+    return LS_OK;
+}
+static ls_status failing_matvec(void *ctx, const ls_tensor *v, ls_tensor *out)
+{
+    (void)ctx; (void)v; (void)out;
+    return ls_error_set(LS_ERR_IO, "my matvec: batch 3 missing");
+}
+
+/* ---- Lanczos ---- */
+
+static void test_lanczos(void)
+{
+    enum { N = 60 };
+    double lam[N];
+    for (int i = 0; i < N; i++) lam[i] = -5.0 + 14.0 * i / (N - 1);   /* [-5, 9] */
+    lam[N - 1] = 12.0; lam[N - 2] = 11.0; lam[0] = -9.0;              /* gaps at both ends */
+    ls_tensor *A = make_sym(N, lam, 11);
+    ls_linop op;
+    CHECK(ls_linop_dense(&op, A) == LS_OK);
+    double sorted[N];
+    memcpy(sorted, lam, sizeof lam);
+    qsort(sorted, N, sizeof(double), cmp_desc);   /* descending */
+
+    ls_eig_result r;
+    ls_lanczos_opts o = {.k = 3, .which = LS_EIG_LARGEST, .seed = 1, .want_vectors = true};
+    CHECK(ls_lanczos(&op, &o, &r) == LS_OK);
+    CHECK(r.all_converged);
+    for (int c = 0; c < 3; c++) {
+        CHECK_NEAR(r.values[c], sorted[c], 1e-8 * fabs(sorted[c]));
+        CHECK(eig_residual(A, &r, c) < 1e-5);
+    }
+    CHECK(r.matvecs == r.iterations && r.matvecs < N);
+    ls_eig_result_free(&r);
+
+    o.which = LS_EIG_SMALLEST;   /* most negative first */
+    CHECK(ls_lanczos(&op, &o, &r) == LS_OK);
+    for (int c = 0; c < 3; c++) {
+        CHECK_NEAR(r.values[c], sorted[N - 1 - c], 1e-8 * fabs(sorted[N - 1 - c]));
+        CHECK(eig_residual(A, &r, c) < 1e-5);
+    }
+    ls_eig_result_free(&r);
+
+    o.which = LS_EIG_BOTH;
+    o.k = 4;
+    CHECK(ls_lanczos(&op, &o, &r) == LS_OK);
+    CHECK_NEAR(r.values[0], 12.0, 1e-8 * 12);
+    CHECK_NEAR(r.values[1], 11.0, 1e-8 * 11);
+    CHECK_NEAR(r.values[2], -9.0, 1e-8 * 9);
+    CHECK_NEAR(r.values[3], sorted[N - 2], 1e-8 * 5);
+    ls_eig_result_free(&r);
+
+    o.which = LS_EIG_MAGNITUDE;
+    o.k = 2;
+    CHECK(ls_lanczos(&op, &o, &r) == LS_OK);
+    CHECK_NEAR(r.values[0], 12.0, 1e-8 * 12);
+    CHECK_NEAR(r.values[1], 11.0, 1e-8 * 11);
+    ls_eig_result_free(&r);
+
+    /* same seed, same numbers; f32 operator to f32 accuracy */
+    ls_eig_result r2;
+    o = (ls_lanczos_opts){.k = 2, .which = LS_EIG_LARGEST, .seed = 5};
+    CHECK(ls_lanczos(&op, &o, &r) == LS_OK && ls_lanczos(&op, &o, &r2) == LS_OK);
+    CHECK(r.values[0] == r2.values[0] && r.values[1] == r2.values[1] && r.matvecs == r2.matvecs);
+    ls_eig_result_free(&r);
+    ls_eig_result_free(&r2);
+    ls_tensor *A32 = ls_tensor_cast(A, LS_F32);
+    ls_linop op32;
+    CHECK(ls_linop_dense(&op32, A32) == LS_OK);
+    o.tol = 1e-5;
+    o.want_vectors = true;
+    CHECK(ls_lanczos(&op32, &o, &r) == LS_OK);
+    CHECK_NEAR(r.values[0], 12.0, 1e-5 * 12);
+    CHECK(r.vectors && r.vectors->dtype == LS_F32);
+    ls_eig_result_free(&r);
+    ls_tensor_release(A32);
+    ls_tensor_release(A);
+
+    /* clustered top (10, 10 - 1e-3, 10 - 2e-3) and negative-dominant magnitude */
+    for (int i = 0; i < N; i++) lam[i] = -1.0 + 2.0 * i / (N - 1);
+    lam[N - 1] = 10.0; lam[N - 2] = 10.0 - 1e-3; lam[N - 3] = 10.0 - 2e-3; lam[0] = -20.0;
+    A = make_sym(N, lam, 12);
+    CHECK(ls_linop_dense(&op, A) == LS_OK);
+    o = (ls_lanczos_opts){.k = 3, .which = LS_EIG_LARGEST, .seed = 2, .tol = 1e-10};
+    CHECK(ls_lanczos(&op, &o, &r) == LS_OK);
+    CHECK_NEAR(r.values[0], 10.0, 1e-8 * 10);
+    CHECK_NEAR(r.values[1], 10.0 - 1e-3, 1e-8 * 10);
+    CHECK_NEAR(r.values[2], 10.0 - 2e-3, 1e-8 * 10);
+    ls_eig_result_free(&r);
+    o = (ls_lanczos_opts){.k = 1, .which = LS_EIG_MAGNITUDE, .seed = 2};
+    CHECK(ls_lanczos(&op, &o, &r) == LS_OK);
+    CHECK_NEAR(r.values[0], -20.0, 1e-8 * 20);
+    ls_eig_result_free(&r);
+    ls_tensor_release(A);
+
+    /* degenerate: 7 with multiplicity 3. A single Krylov sequence sees one copy; once the space is
+     * exhausted (tol unreachable, max_iter = n) the breakdown restarts recover the multiplicity. */
+    enum { M = 30 };
+    double lam2[M];
+    for (int i = 0; i < M; i++) lam2[i] = 0.1 * i;
+    lam2[M - 1] = lam2[M - 2] = lam2[M - 3] = 7.0;
+    A = make_sym(M, lam2, 13);
+    CHECK(ls_linop_dense(&op, A) == LS_OK);
+    o = (ls_lanczos_opts){.k = 1, .which = LS_EIG_LARGEST, .seed = 3, .want_vectors = true};
+    CHECK(ls_lanczos(&op, &o, &r) == LS_OK);
+    CHECK_NEAR(r.values[0], 7.0, 7e-8);
+    CHECK(eig_residual(A, &r, 0) < 1e-5);
+    ls_eig_result_free(&r);
+    o = (ls_lanczos_opts){.k = 4, .which = LS_EIG_LARGEST, .seed = 3, .tol = 1e-300, .max_iter = M};
+    CHECK(ls_lanczos(&op, &o, &r) == LS_OK);
+    CHECK_NEAR(r.values[0], 7.0, 7e-8);
+    CHECK_NEAR(r.values[1], 7.0, 7e-8);
+    CHECK_NEAR(r.values[2], 7.0, 7e-8);
+    CHECK_NEAR(r.values[3], 0.1 * (M - 4), 1e-8);
+    CHECK(r.iterations == M);
+    ls_eig_result_free(&r);
+    ls_tensor_release(A);
+}
+
+/* Plain Lanczos (three-term recurrence, no reorthogonalisation) from v0, stopped by the same residual
+ * test on the top Ritz value; returns the number of matvecs. */
+static int plain_lanczos_matvecs(const ls_tensor *A, const double *v0, double tol, double *theta)
+{
+    int n = (int)A->shape[0];
+    const double *a = ls_tensor_data(A);
+    double *vp = calloc(n, sizeof(double)), *v = malloc(sizeof(double) * n), *w = malloc(sizeof(double) * n);
+    double *al = malloc(sizeof(double) * n), *be = malloc(sizeof(double) * n);
+    double *d = malloc(sizeof(double) * n), *e = malloc(sizeof(double) * n), *Z = malloc(sizeof(double) * n * n);
+    double nv = 0;
+    for (int i = 0; i < n; i++) nv += v0[i] * v0[i];
+    for (int i = 0; i < n; i++) v[i] = v0[i] / sqrt(nv);
+    int m = 0;
+    for (int j = 0; j < n; j++) {
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int c = 0; c < n; c++) s += a[i * n + c] * v[c];
+            w[i] = s - (j ? be[j - 1] * vp[i] : 0);
+        }
+        double alpha = 0;
+        for (int i = 0; i < n; i++) alpha += v[i] * w[i];
+        double b = 0;
+        for (int i = 0; i < n; i++) { w[i] -= alpha * v[i]; b += w[i] * w[i]; }
+        b = sqrt(b);
+        al[j] = alpha; be[j] = b; m = j + 1;
+        memcpy(d, al, sizeof(double) * m);
+        memcpy(e, be, sizeof(double) * m);
+        LAPACKE_dstev(LAPACK_COL_MAJOR, 'V', m, d, e, Z, m);
+        *theta = d[m - 1];
+        if (fabs(b * Z[(m - 1) * m + m - 1]) <= tol * fabs(d[m - 1])) break;
+        for (int i = 0; i < n; i++) { vp[i] = v[i]; v[i] = w[i] / b; }
+    }
+    free(vp); free(v); free(w); free(al); free(be); free(d); free(e); free(Z);
+    return m;
+}
+
+static void test_lanczos_vs_plain(void)
+{
+    enum { N = 300 };
+    double lam[N];
+    for (int i = 0; i < N; i++) lam[i] = 1.0 - 1.5 * i / N + 0.01 * sin((double)i);   /* tight top gap */
+    double top = lam[0];
+    for (int i = 1; i < N; i++) top = fmax(top, lam[i]);
+    ls_tensor *A = make_sym(N, lam, 21);
+    ls_linop op;
+    ls_linop_dense(&op, A);
+    double v0[N];
+    ls_rng r;
+    ls_rng_init(&r, 4);
+    ls_rng_rademacher(&r, LS_F64, v0, N);
+    double theta = 0;
+    int plain = plain_lanczos_matvecs(A, v0, 1e-4, &theta);
+    ls_eig_result res;
+    ls_lanczos_opts o = {.k = 1, .which = LS_EIG_LARGEST, .tol = 1e-4, .v0 = v0};
+    CHECK(ls_lanczos(&op, &o, &res) == LS_OK);
+    CHECK(res.all_converged);
+    CHECK(res.matvecs <= plain);
+    CHECK_NEAR(res.values[0], top, 1e-4);
+    CHECK_NEAR(theta, top, 1e-4);
+    printf("lanczos top eigenvalue to tol 1e-4, n = %d: %lld matvecs (plain Lanczos: %d)\n", N,
+           (long long)res.matvecs, plain);
+    ls_eig_result_free(&res);
+    ls_tensor_release(A);
+}
+
+/* ---- power iteration ---- */
+
+static void test_power(void)
+{
+    enum { N = 40 };
+    double lam[N];
+    for (int i = 0; i < N; i++) lam[i] = -1.0 + 2.0 * i / (N - 1);
+    lam[N - 1] = 10.0; lam[N - 2] = 5.0;
+    ls_tensor *A = make_sym(N, lam, 31);
+    ls_linop op;
+    ls_linop_dense(&op, A);
+    ls_eig_result r;
+    ls_power_opts o = {.k = 2, .seed = 1};
+    CHECK(ls_power_iteration(&op, &o, &r) == LS_OK);
+    CHECK(r.all_converged);
+    CHECK_NEAR(r.values[0], 10.0, 3e-2);   /* PyHessian's stopping rule: ~1e-3 relative */
+    CHECK_NEAR(r.values[1], 5.0, 5e-2);
+    CHECK(r.matvecs <= 200 && r.vectors);
+    /* eigenvector: |cos| with the exact one is near 1, i.e. small residual */
+    CHECK(eig_residual(A, &r, 0) < 0.05);
+    ls_eig_result_free(&r);
+    ls_tensor_release(A);
+    lam[0] = -30.0;   /* PyHessian returns the negative eigenvalue of largest magnitude */
+    A = make_sym(N, lam, 32);
+    ls_linop_dense(&op, A);
+    o.k = 1;
+    CHECK(ls_power_iteration(&op, &o, &r) == LS_OK);
+    CHECK_NEAR(r.values[0], -30.0, 0.1);
+    ls_eig_result_free(&r);
+    ls_tensor_release(A);
+}
+
+/* ---- trace and diagonal ---- */
+
+static double exact_trace(const ls_tensor *A)
+{
+    double t = 0;
+    int64_t n = A->shape[0];
+    for (int64_t i = 0; i < n; i++) t += ls_tensor_get_flat(A, i * n + i);
+    return t;
+}
+
+static void test_trace(void)
+{
+    enum { N = 30, SEEDS = 200, P = 50 };
+    double lam[N];
+    for (int i = 0; i < N; i++) lam[i] = 3.0 * sin(1.0 + i) + 0.5;
+    ls_tensor *A = make_sym(N, lam, 41);
+    ls_linop op;
+    ls_linop_dense(&op, A);
+    double tr = exact_trace(A), fro = 0, dg = 0;
+    for (int64_t i = 0; i < N * N; i++) fro += pow(ls_tensor_get_flat(A, i), 2);
+    for (int64_t i = 0; i < N; i++) dg += pow(ls_tensor_get_flat(A, i * N + i), 2);
+    double var1 = 2 * (fro - dg);   /* Var(z^T A z) for Rademacher z */
+    double sum = 0, sum2 = 0;
+    int covered = 0;
+    for (int s = 0; s < SEEDS; s++) {
+        ls_trace_result t;
+        CHECK(ls_trace_estimate(&op, LS_TRACE_HUTCHINSON, P, (uint64_t)s + 100, &t) == LS_OK);
+        sum += t.estimate;
+        sum2 += t.estimate * t.estimate;
+        covered += fabs(t.estimate - tr) <= 3 * t.stderr_;
+        if (s == 0) CHECK(t.probes == P && t.sketch == 0);
+    }
+    double mean = sum / SEEDS, var = sum2 / SEEDS - mean * mean;
+    CHECK_NEAR(mean, tr, 4 * sqrt(var1 / P / SEEDS));
+    CHECK(var > 0.7 * var1 / P && var < 1.4 * var1 / P);
+    CHECK(covered >= 0.95 * SEEDS);
+    /* reproducible */
+    ls_trace_result a, b;
+    ls_trace_estimate(&op, LS_TRACE_HUTCHINSON, 10, 7, &a);
+    ls_trace_estimate(&op, LS_TRACE_HUTCHINSON, 10, 7, &b);
+    CHECK(a.estimate == b.estimate && a.stderr_ == b.stderr_);
+    ls_tensor_release(A);
+
+    /* low rank plus noise: Hutch++ unbiased, covered, far smaller variance at the same matvecs */
+    enum { M = 100, Q = 30 };
+    double lam2[M];
+    for (int i = 0; i < M; i++) lam2[i] = 0.05 * cos((double)i);
+    lam2[0] = 100; lam2[1] = 80; lam2[2] = 60; lam2[3] = 50; lam2[4] = -40;
+    A = make_sym(M, lam2, 42);
+    ls_linop_dense(&op, A);
+    tr = exact_trace(A);
+    double sh = 0, sh2 = 0, sp = 0, sp2 = 0;
+    int cov_pp = 0;
+    for (int s = 0; s < SEEDS; s++) {
+        ls_trace_result h, p;
+        CHECK(ls_trace_estimate(&op, LS_TRACE_HUTCHINSON, Q, (uint64_t)s, &h) == LS_OK);
+        CHECK(ls_trace_estimate(&op, LS_TRACE_HUTCHPP, Q, (uint64_t)s, &p) == LS_OK);
+        if (s == 0) CHECK(p.probes == Q && p.sketch == Q / 3);
+        sh += h.estimate; sh2 += h.estimate * h.estimate;
+        sp += p.estimate; sp2 += p.estimate * p.estimate;
+        cov_pp += fabs(p.estimate - tr) <= 3 * p.stderr_;
+    }
+    double vh = sh2 / SEEDS - pow(sh / SEEDS, 2), vp = sp2 / SEEDS - pow(sp / SEEDS, 2);
+    CHECK_NEAR(sp / SEEDS, tr, 4 * sqrt(vp / SEEDS) + 1e-9);
+    CHECK_NEAR(sh / SEEDS, tr, 4 * sqrt(vh / SEEDS));
+    CHECK(vp < 1e-3 * vh);
+    CHECK(cov_pp >= 0.95 * SEEDS);
+    printf("low-rank trace, %d matvecs: variance hutchinson %.3g, hutch++ %.3g\n", Q, vh, vp);
+    ls_tensor_release(A);
+}
+
+static void test_diag(void)
+{
+    enum { N = 12, P = 2000 };
+    double lam[N];
+    for (int i = 0; i < N; i++) lam[i] = i - 4.0;
+    ls_tensor *A = make_sym(N, lam, 51);
+    ls_linop op;
+    ls_linop_dense(&op, A);
+    ls_tensor *est, *se;
+    CHECK(ls_diag_estimate(&op, P, 3, &est, &se) == LS_OK);
+    int ok = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double truth = ls_tensor_get_flat(A, i * N + i);
+        double e = ls_tensor_get_flat(est, i), s = ls_tensor_get_flat(se, i);
+        ok += fabs(e - truth) <= 4 * s && s > 0 && s < 1;
+    }
+    CHECK(ok == N);
+    ls_tensor_release(est);
+    ls_tensor_release(se);
+    ls_tensor_release(A);
+    /* a diagonal matrix is recovered exactly by one probe (z_i^2 = 1), stderr 0 */
+    int64_t shape[2] = {N, N};
+    A = ls_tensor_zeros(LS_F64, 2, shape);
+    for (int64_t i = 0; i < N; i++) ((double *)ls_tensor_data(A))[i * N + i] = lam[i];
+    ls_linop_dense(&op, A);
+    CHECK(ls_diag_estimate(&op, 3, 9, &est, &se) == LS_OK);
+    for (int64_t i = 0; i < N; i++) {
+        CHECK(ls_tensor_get_flat(est, i) == lam[i]);
+        CHECK(ls_tensor_get_flat(se, i) == 0);
+    }
+    ls_tensor_release(est);
+    ls_tensor_release(se);
+    ls_tensor_release(A);
+}
+
+/* ---- SLQ ---- */
+
+static void test_slq(void)
+{
+    enum { N = 120, RUNS = 40, STEPS = 12 };
+    double lam[N];
+    for (int i = 0; i < N; i++) lam[i] = -2.0 + 5.0 * pow((double)i / (N - 1), 2);
+    ls_tensor *A = make_sym(N, lam, 61);
+    ls_linop op;
+    ls_linop_dense(&op, A);
+    ls_slq_result r;
+    CHECK(ls_slq(&op, STEPS, RUNS, 7, &r) == LS_OK);
+    CHECK(r.matvecs == (int64_t)RUNS * STEPS && r.steps == STEPS);
+    int wsum_ok = 0, node_ok = 1;
+    for (int run = 0; run < RUNS; run++) {
+        double s = 0;
+        for (int i = 0; i < STEPS; i++) {
+            s += r.weights[run * STEPS + i];
+            double x = r.nodes[run * STEPS + i];
+            node_ok &= x >= -2.0 - 1e-9 && x <= 3.0 + 1e-9;
+        }
+        wsum_ok += fabs(s - 1) < 1e-12;
+    }
+    CHECK(wsum_ok == RUNS && node_ok);
+    for (int p = 1; p <= 3; p++) {
+        double truth = 0;
+        for (int i = 0; i < N; i++) truth += pow(lam[i], p);
+        truth /= N;
+        /* statistical error from the spread of per-run estimates */
+        double s = 0, s2 = 0;
+        for (int run = 0; run < RUNS; run++) {
+            ls_slq_result one = {.runs = 1, .steps = STEPS, .nodes = r.nodes + run * STEPS,
+                                 .weights = r.weights + run * STEPS};
+            double m = ls_slq_moment(&one, p);
+            s += m; s2 += m * m;
+        }
+        double mean = s / RUNS, se = sqrt((s2 / RUNS - mean * mean) / (RUNS - 1));
+        CHECK_NEAR(ls_slq_moment(&r, p), mean, 1e-12);
+        CHECK_NEAR(mean, truth, 4 * se);
+    }
+    CHECK_NEAR(ls_slq_moment(&r, 0), 1.0, 1e-12);
+    /* density integrates to 1 */
+    enum { G = 2001 };
+    static double grid[G], dens[G];
+    for (int g = 0; g < G; g++) grid[g] = -3.0 + 7.0 * g / (G - 1);
+    ls_slq_density(&r, 0.05, grid, G, dens);
+    double mass = 0;
+    for (int g = 0; g + 1 < G; g++) mass += 0.5 * (dens[g] + dens[g + 1]) * (grid[g + 1] - grid[g]);
+    CHECK_NEAR(mass, 1.0, 1e-6);
+    ls_slq_result_free(&r);
+
+    /* many runs: converges (tr(A^2)/n to 0.5 %) */
+    CHECK(ls_slq(&op, 6, 3000, 8, &r) == LS_OK);
+    double t2 = 0;
+    for (int i = 0; i < N; i++) t2 += lam[i] * lam[i];
+    CHECK_NEAR(ls_slq_moment(&r, 2), t2 / N, 5e-3 * t2 / N);
+    ls_slq_result_free(&r);
+
+    /* steps >= n: exact quadrature for every polynomial, up to the Rademacher start */
+    CHECK(ls_slq(&op, 500, 1, 9, &r) == LS_OK);
+    CHECK(r.steps == N);
+    ls_slq_result_free(&r);
+    ls_tensor_release(A);
+}
+
+/* ---- errors ---- */
+
+static void test_errors(void)
+{
+    double lam[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    ls_tensor *A = make_sym(10, lam, 71);
+    ls_linop op;
+    ls_linop_dense(&op, A);
+    ls_eig_result r;
+    ls_lanczos_opts o = {.k = 12, .which = LS_EIG_LARGEST};
+    CHECK(ls_lanczos(&op, &o, &r) == LS_ERR_ARG);
+    CHECK(strcmp(ls_error_message(), "lanczos: k = 12 exceeds the operator size 10") == 0);
+    o.k = 0;
+    CHECK(ls_lanczos(&op, &o, &r) == LS_ERR_ARG);
+    CHECK(strstr(ls_error_message(), "lanczos: k must be >= 1") != NULL);
+    ls_power_opts po = {.k = 11};
+    CHECK(ls_power_iteration(&op, &po, &r) == LS_ERR_ARG);
+    CHECK(strstr(ls_error_message(), "power: k = 11 exceeds") != NULL);
+    ls_trace_result t;
+    CHECK(ls_trace_estimate(&op, LS_TRACE_HUTCHPP, 2, 1, &t) == LS_ERR_ARG);
+    CHECK(strstr(ls_error_message(), "hutch++") != NULL);
+    ls_slq_result s;
+    CHECK(ls_slq(&op, 0, 1, 1, &s) == LS_ERR_ARG);
+    ls_linop bad = op;
+    bad.n = 0;
+    CHECK(ls_lanczos(&bad, &(ls_lanczos_opts){.k = 1}, &r) == LS_ERR_ARG);
+    CHECK(strstr(ls_error_message(), "operator size must be >= 1") != NULL);
+    bad = op;
+    bad.dtype = LS_I64;
+    CHECK(ls_trace_estimate(&bad, LS_TRACE_HUTCHINSON, 3, 1, &t) == LS_ERR_ARG);
+    CHECK(strstr(ls_error_message(), "dtype") != NULL);
+    bad = op;
+    bad.matvec = nan_matvec;
+    CHECK(ls_lanczos(&bad, &(ls_lanczos_opts){.k = 1}, &r) == LS_ERR_ARG);
+    CHECK(strstr(ls_error_message(), "lanczos: matvec returned a non-finite value") != NULL);
+    CHECK(ls_slq(&bad, 3, 2, 1, &s) == LS_ERR_ARG);
+    bad.matvec = failing_matvec;
+    CHECK(ls_trace_estimate(&bad, LS_TRACE_HUTCHPP, 9, 1, &t) == LS_ERR_IO);
+    CHECK(strcmp(ls_error_message(), "my matvec: batch 3 missing") == 0);
+    ls_tensor *e = NULL, *se = NULL;
+    CHECK(ls_diag_estimate(&bad, 3, 1, &e, &se) == LS_ERR_IO && e == NULL && se == NULL);
+    int64_t shape[2] = {3, 4};
+    ls_tensor *R = ls_tensor_zeros(LS_F64, 2, shape);
+    CHECK(ls_linop_dense(&op, R) == LS_ERR_ARG);
+    CHECK(strstr(ls_error_message(), "[3x4]") != NULL);
+    ls_tensor_release(R);
+    ls_tensor_release(A);
+}
+
+int main(void)
+{
+    test_lanczos();
+    test_lanczos_vs_plain();
+    test_power();
+    test_trace();
+    test_diag();
+    test_slq();
+    test_errors();
+    return check_done("test_curvature");
+}
