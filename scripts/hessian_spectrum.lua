@@ -21,7 +21,8 @@
 -- Writes, in DIR, with every setting in columns:
 --   hessian_eigs.csv     which (top|bottom), rank, eigenvalue, residual, converged
 --   hessian_trace.csv    param (all or a parameter name), numel, trace, stderr, probes
---   hessian_density.csv  grid, density (Gaussian smoothing, sigma = (max - min) / steps)
+--   hessian_density.csv  grid, density (Gaussian smoothing of the SLQ nodes, standard deviation
+--                        sigma = (max - min) / steps, on [min - 5 sigma, max + 5 sigma], 1000 points)
 --   hessian_density.png  the density on a log scale (skipped with a warning without gnuplot)
 -- The estimators are those of landscape.curvature (op:eigs, op:trace, op:density). While that
 -- module is not installed, a plain-Lua fallback (Lanczos with full reorthogonalisation, Hutchinson
@@ -246,7 +247,7 @@ local function eigs(op, k, seed)
             local v = r.values and r.values[j] or r[j]
             if type(v) == "table" then v = v.value end
             out[j] = {value = v, residual = r.residuals and r.residuals[j],
-                      converged = r.converged and r.converged[j]}
+                      converged = r.converged_each and r.converged_each[j]}
         end
         return out
     end
@@ -259,18 +260,31 @@ local function trace(op, probes, seed)
     return {estimate = r.estimate or r.trace or r.value, stderr = r.stderr}
 end
 
-local function slq(op, steps, runs, seed)
-    if not has_module then return F.slq(op, steps, runs, seed) end
-    local r = op:density{steps = steps, runs = runs, seed = seed}
-    local nodes, weights = {}, {}
-    local rn, rw = r.nodes, r.weights
-    if ls.is_tensor(rn) then rn, rw = rn:reshape(-1):totable(), rw:reshape(-1):totable() end
-    local scale = (r.runs and #rn > 0) and 1 / r.runs or 1
-    for j = 1, #rn do
-        nodes[j] = rn[j]
-        weights[j] = rw[j] * scale
+-- The smoothed density: {grid = list, density = list, sigma}. Module: op:density (Gaussian of standard
+-- deviation (max - min) / steps on [min - 5 sigma, max + 5 sigma], 1000 points). Fallback: the same
+-- kernel and grid from the plain-Lua SLQ nodes.
+local function density(op, steps, runs, seed)
+    if has_module then
+        local d = op:density{steps = steps, runs = runs, seed = seed}
+        return {grid = d.grid:totable(), density = d.density:totable(), sigma = d.sigma}
     end
-    return nodes, weights
+    local nodes, weights = F.slq(op, steps, runs, seed)
+    local lo, hi = math.huge, -math.huge
+    for _, v in ipairs(nodes) do lo, hi = math.min(lo, v), math.max(hi, v) end
+    local sigma = (hi - lo) / math.min(steps, op.n)
+    if not (sigma > 0) then sigma = 1e-3 * math.max(1, math.abs(hi)) end
+    local g0, g1, ngrid = lo - 5 * sigma, hi + 5 * sigma, 1000
+    local out = {grid = {}, density = {}, sigma = sigma}
+    for j = 1, ngrid do
+        local x = g0 + (g1 - g0) * (j - 1) / (ngrid - 1)
+        local dsum = 0
+        for t = 1, #nodes do
+            local u = (x - nodes[t]) / sigma
+            if u * u < 80 then dsum = dsum + weights[t] * math.exp(-0.5 * u * u) end
+        end
+        out.grid[j], out.density[j] = x, dsum / (sigma * math.sqrt(2 * math.pi))
+    end
+    return out
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -303,7 +317,7 @@ local layers = timed("trace_per_layer", function()
     end
     return out
 end)
-local nodes, weights = timed("density", function() return slq(H, cfg.steps, cfg.runs, cfg.seed) end)
+local dens = timed("density", function() return density(H, cfg.steps, cfg.runs, cfg.seed) end)
 
 -- eigenvalue rows
 local eig_rows = {}
@@ -321,22 +335,12 @@ for _, l in ipairs(layers) do
     tr_rows[#tr_rows + 1] = row{param = l.name, numel = l.n, trace = l.r.estimate, stderr = l.r.stderr,
                                 probes = cfg.probes, method = "hutchinson"}
 end
--- density rows: Gaussian smoothing with sigma = (max - min) / steps on a padded grid
-local lo, hi = math.huge, -math.huge
-for _, v in ipairs(nodes) do lo, hi = math.min(lo, v), math.max(hi, v) end
-local spread = math.max(hi - lo, 1e-12)
-local sigma = spread / cfg.steps
-local g0, g1, ngrid = lo - 0.1 * spread, hi + 0.1 * spread, 1000
+-- density rows
+local sigma = dens.sigma
 local dens_rows = {}
-for j = 0, ngrid - 1 do
-    local x = g0 + (g1 - g0) * j / (ngrid - 1)
-    local dsum = 0
-    for t = 1, #nodes do
-        local u = (x - nodes[t]) / sigma
-        if u * u < 80 then dsum = dsum + weights[t] * math.exp(-0.5 * u * u) end
-    end
-    dens_rows[#dens_rows + 1] = row{grid = x, density = dsum / (sigma * math.sqrt(2 * math.pi)),
-                                    steps = cfg.steps, runs = cfg.runs, sigma = sigma}
+for j, x in ipairs(dens.grid) do
+    dens_rows[j] = row{grid = x, density = dens.density[j], steps = cfg.steps, runs = cfg.runs,
+                       sigma = sigma}
 end
 
 assert(fs.mkdir_p(cfg.out))

@@ -297,6 +297,10 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
         if (!opts->retain_graph && rc == LS_OK) ls_node_drop_inputs(n);
     }
 
+    /* an input listed twice gets the same gradient in both places (slots fill the first one) */
+    for (int i = 0; i < nin && rc == LS_OK; i++)
+        for (int j = 0; j < i && !islot[i]; j++)
+            if (inputs[j] == inputs[i] && islot[j]) islot[i] = ls_tensor_retain(islot[j]);
     for (int i = 0; i < nin && rc == LS_OK; i++)
         if (!islot[i] && !opts->allow_unused)
             rc = ls_error_set(LS_ERR_ARG, "%s: input %d (shape %s) is not part of the graph of the "

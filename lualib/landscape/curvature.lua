@@ -235,7 +235,7 @@ function Operator:density(opts)
         local a, b = lo - 5 * sigma, hi + 5 * sigma
         local t = {}
         for i = 1, npts do t[i] = a + (b - a) * (i - 1) / (npts - 1) end
-        grid = ls.tensor(t, "f64")
+        grid = ls.tensor(t, {dtype = "f64"})
     end
     local dens = C.density(nodes, weights, sigma, grid)
     local d = {grid = grid, density = dens, nodes = nodes, weights = weights, sigma = sigma,

@@ -51,6 +51,13 @@ describe("grad and backward", function()
     assert.matches("gradients can only be implicitly created for scalar outputs", err)
   end)
 
+  it("gives an input listed twice its gradient in both places", function()
+    local a = ls.tensor({1, 2}, {dtype = "f64"}):requires_grad()
+    local g = ls.grad((a * a):sum(), {a, a})
+    assert.are.same({2, 4}, g[1]:totable())
+    assert.are.same({2, 4}, g[2]:totable())
+  end)
+
   it("records nothing under no_grad and restores the mode after an error", function()
     local w = ls.ones({2}, {dtype = "f64"}):requires_grad()
     local inside = ls.no_grad(function() return (w * 2).needs_grad end)
