@@ -24,12 +24,10 @@
 --   hessian_density.csv  grid, density (Gaussian smoothing of the SLQ nodes, standard deviation
 --                        sigma = (max - min) / steps, on [min - 5 sigma, max + 5 sigma], 1000 points)
 --   hessian_density.png  the density on a log scale (skipped with a warning without gnuplot)
--- The estimators are those of landscape.curvature (op:eigs, op:trace, op:density). While that
--- module is not installed, a plain-Lua fallback (Lanczos with full reorthogonalisation, Hutchinson
--- with Rademacher probes, SLQ) is used and the CSVs say estimator = "fallback".
+-- The estimators are those of landscape.curvature (op:eigs, op:trace, op:density).
 local ls = require "landscape"
 local fs = require "landscape.fs"
-local curvature = require "landscape.hessian"
+local curvature = ls.curvature
 
 local function usage(msg)
     io.stderr:write("hessian_spectrum: ", msg, "\n",
@@ -107,146 +105,17 @@ print(string.format("%s, %d parameters; %s; loss %.4f, accuracy %.2f %% on the %
 local H = curvature.hessian(model, data, {batch = cfg.batch, mode = cfg.mode})
 
 ---------------------------------------------------------------------------------------------------
--- estimators: landscape.curvature, or a plain-Lua fallback
+-- estimators (landscape.curvature)
 ---------------------------------------------------------------------------------------------------
-local has_module = pcall(require, "landscape.curvature")
-cfg.estimator = has_module and "landscape.curvature" or "fallback"
-if not has_module then
-    io.stderr:write("hessian_spectrum: landscape.curvature is not installed; using the plain-Lua " ..
-                    "fallback estimators\n")
-end
+cfg.estimator = "landscape.curvature"
 
--- Eigen-decomposition of a symmetric tridiagonal matrix (diagonal a, off-diagonal b) by implicit QL
--- (tqli); returns the eigenvalues and the first and last components of each eigenvector.
-local function tridiag_eig(a, b)
-    local n = #a
-    local d, e, z1, zm = {}, {}, {}, {}
-    for j = 1, n do d[j], z1[j], zm[j] = a[j], j == 1 and 1 or 0, j == n and 1 or 0 end
-    for j = 1, n - 1 do e[j] = b[j] end
-    e[n] = 0
-    local function rotate(z, i, s, c)
-        local f = z[i + 1]
-        z[i + 1] = s * z[i] + c * f
-        z[i] = c * z[i] - s * f
-    end
-    for l = 1, n do
-        for _ = 1, 60 do
-            local m = l
-            while m < n do
-                local dd = math.abs(d[m]) + math.abs(d[m + 1])
-                if math.abs(e[m]) <= 1e-15 * dd then break end
-                m = m + 1
-            end
-            if m == l then break end
-            local g = (d[l + 1] - d[l]) / (2 * e[l])
-            local r = math.sqrt(g * g + 1)
-            g = d[m] - d[l] + e[l] / (g + (g >= 0 and r or -r))
-            local s, c, p = 1, 1, 0
-            local early = false
-            for ii = m - 1, l, -1 do
-                local f, bb = s * e[ii], c * e[ii]
-                r = math.sqrt(f * f + g * g)
-                e[ii + 1] = r
-                if r == 0 then
-                    d[ii + 1] = d[ii + 1] - p
-                    e[m] = 0
-                    early = true
-                    break
-                end
-                s, c = f / r, g / r
-                g = d[ii + 1] - p
-                r = (d[ii] - g) * s + 2 * c * bb
-                p = s * r
-                d[ii + 1] = g + p
-                g = c * r - bb
-                rotate(z1, ii, s, c)
-                rotate(zm, ii, s, c)
-            end
-            if not early then
-                d[l] = d[l] - p
-                e[l] = g
-                e[m] = 0
-            end
-        end
-    end
-    return d, z1, zm
-end
-
--- Lanczos with full reorthogonalisation from a Rademacher start: alphas, betas (b[j] couples j, j+1)
-local function lanczos(op, steps, seed)
-    local q = ls.rademacher({op.n}, {seed = seed, dtype = op.dtype})
-    q = q / q:norm():item()
-    local Q, a, b = {q}, {}, {}
-    for j = 1, math.min(steps, op.n) do
-        local w = op:matvec(Q[j])
-        a[j] = w:dot(Q[j]):item()
-        for _ = 1, 2 do
-            for _, qq in ipairs(Q) do w = w - qq * w:dot(qq):item() end
-        end
-        local beta = w:norm():item()
-        if j == math.min(steps, op.n) or beta < 1e-10 * math.abs(a[j]) then
-            b[j] = beta
-            break
-        end
-        b[j] = beta
-        Q[j + 1] = w / beta
-    end
-    return a, b
-end
-
-local F = {}
-function F.eigs(op, k, seed)
-    local steps = math.min(op.n, math.max(4 * k, 80))
-    local a, b = lanczos(op, steps, seed)
-    local m = #a
-    local theta, _, zm = tridiag_eig(a, b)
-    local idx = {}
-    for j = 1, m do idx[j] = j end
-    table.sort(idx, function(x, y) return theta[x] > theta[y] end)
-    local top, bottom = {}, {}
-    for r = 1, k do
-        local j, jb = idx[r], idx[m + 1 - r]
-        top[r] = {value = theta[j], residual = math.abs(b[m] * zm[j])}
-        bottom[r] = {value = theta[jb], residual = math.abs(b[m] * zm[jb])}
-    end
-    return top, bottom
-end
-
-function F.trace(op, probes, seed)
-    local s, s2 = 0, 0
-    for p = 1, probes do
-        local z = ls.rademacher({op.n}, {seed = seed * 1000003 + p, dtype = op.dtype})
-        local t = op:matvec(z):dot(z):item()
-        s, s2 = s + t, s2 + t * t
-    end
-    local mean = s / probes
-    local var = probes > 1 and (s2 - probes * mean * mean) / (probes - 1) or 0
-    return {estimate = mean, stderr = math.sqrt(math.max(var, 0) / probes)}
-end
-
-function F.slq(op, steps, runs, seed)
-    local nodes, weights = {}, {}
-    for r = 1, runs do
-        local a, b = lanczos(op, steps, seed * 7919 + r)
-        local theta, z1 = tridiag_eig(a, b)
-        for j = 1, #a do
-            nodes[#nodes + 1] = theta[j]
-            weights[#weights + 1] = z1[j] ^ 2 / runs
-        end
-    end
-    return nodes, weights
-end
-
--- Uniform access to the module's results (field names differ between versions).
+-- top and bottom k eigenpairs: lists of {value, residual, converged}
 local function eigs(op, k, seed)
-    if not has_module then return F.eigs(op, k, seed) end
     local function get(which)
         local r = op:eigs{k = k, which = which, seed = seed}
         local out = {}
         for j = 1, k do
-            local v = r.values and r.values[j] or r[j]
-            if type(v) == "table" then v = v.value end
-            out[j] = {value = v, residual = r.residuals and r.residuals[j],
+            out[j] = {value = r.values[j], residual = r.residuals and r.residuals[j],
                       converged = r.converged_each and r.converged_each[j]}
         end
         return out
@@ -255,36 +124,14 @@ local function eigs(op, k, seed)
 end
 
 local function trace(op, probes, seed)
-    if not has_module then return F.trace(op, probes, seed) end
     local r = op:trace{probes = probes, seed = seed, method = "hutchinson"}
-    return {estimate = r.estimate or r.trace or r.value, stderr = r.stderr}
+    return {estimate = r.estimate, stderr = r.stderr}
 end
 
--- The smoothed density: {grid = list, density = list, sigma}. Module: op:density (Gaussian of standard
--- deviation (max - min) / steps on [min - 5 sigma, max + 5 sigma], 1000 points). Fallback: the same
--- kernel and grid from the plain-Lua SLQ nodes.
+-- The smoothed SLQ density: {grid = list, density = list, sigma} (op:density's default kernel).
 local function density(op, steps, runs, seed)
-    if has_module then
-        local d = op:density{steps = steps, runs = runs, seed = seed}
-        return {grid = d.grid:totable(), density = d.density:totable(), sigma = d.sigma}
-    end
-    local nodes, weights = F.slq(op, steps, runs, seed)
-    local lo, hi = math.huge, -math.huge
-    for _, v in ipairs(nodes) do lo, hi = math.min(lo, v), math.max(hi, v) end
-    local sigma = (hi - lo) / math.min(steps, op.n)
-    if not (sigma > 0) then sigma = 1e-3 * math.max(1, math.abs(hi)) end
-    local g0, g1, ngrid = lo - 5 * sigma, hi + 5 * sigma, 1000
-    local out = {grid = {}, density = {}, sigma = sigma}
-    for j = 1, ngrid do
-        local x = g0 + (g1 - g0) * (j - 1) / (ngrid - 1)
-        local dsum = 0
-        for t = 1, #nodes do
-            local u = (x - nodes[t]) / sigma
-            if u * u < 80 then dsum = dsum + weights[t] * math.exp(-0.5 * u * u) end
-        end
-        out.grid[j], out.density[j] = x, dsum / (sigma * math.sqrt(2 * math.pi))
-    end
-    return out
+    local d = op:density{steps = steps, runs = runs, seed = seed}
+    return {grid = d.grid:totable(), density = d.density:totable(), sigma = d.sigma}
 end
 
 ---------------------------------------------------------------------------------------------------

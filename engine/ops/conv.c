@@ -34,6 +34,7 @@
  * CONV_SLICE_BYTES. */
 #include <cblas.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,11 @@
 #include "core/parallel.h"
 #include "ops/nn_ops.h"
 #include "ops/ops.h"
+
+/* As in elementwise.c: GCC 12's -O2 vectorises the short im2col/col2im row loops only when asked. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
+#endif
 
 #define CONV_SLICE_BYTES ((int64_t)4 << 20)    /* column buffer per slice */
 #define CONV_GRAIN 16384                       /* elements written per parallel chunk, roughly */
@@ -166,8 +172,8 @@ static void conv_valid(int64_t j, int64_t W, int64_t Wo, int64_t s, int64_t p, i
                     T *o = d + a * g->Wo;                                                          \
                     const T *xr = xp + (a * g->s - g->p + i) * g->W;                               \
                     for (int64_t b = 0; b < blo; b++) o[b] = 0;                                    \
-                    if (g->s == 1)                                                                 \
-                        memcpy(o + blo, xr + blo + off, sizeof(T) * (size_t)(bhi - blo));          \
+                    if (g->s == 1) /* short rows: a loop beats a memcpy call */                    \
+                        for (int64_t b = blo; b < bhi; b++) o[b] = xr[b + off];                    \
                     else                                                                           \
                         for (int64_t b = blo; b < bhi; b++) o[b] = xr[b * g->s + off];             \
                     for (int64_t b = bhi; b < g->Wo; b++) o[b] = 0;                                \
@@ -322,6 +328,338 @@ static void conv_transpose(const conv_geom *g, const conv_plan *pl, const void *
     ls_parallel_for(b * g->O, grain, conv_transpose_items, &j);
 }
 
+/* ---- AVX-512 path ----
+ *
+ * On CPUs with AVX-512 (checked at run time) the three kernels skip BLAS: OpenBLAS here runs the
+ * AVX2 kernels it was told to use (OPENBLAS_CORETYPE) or detects, at half the width, and it splits
+ * small GEMMs poorly over threads. Instead the batch is cut into a fixed number of chunks of whole
+ * images, run on the engine's pool, and each chunk does its images one at a time with its own
+ * scratch: im2col into [K, P], then register-blocked tiles.
+ *
+ * The tile (ck_tile_f32 / ck_tile_f64) computes a CK_MR x NR block (12 x 32 floats, 12 x 16
+ * doubles: 24 zmm accumulators) of C = A B, with A packed as [inner][CK_MR] (one broadcast per row)
+ * and B read as rows of NR consecutive elements with any row stride; masked loads and stores
+ * handle a last partial block of columns, and rows past `nrows` are not stored. Each element of C
+ * is ONE chain of fused multiply-adds over the inner index in order, starting from 0 (or from C's
+ * old value), so results do not depend on the thread count, and the same inputs give the same bits
+ * from both dtypes' code paths' structure.
+ *   forward:     y_n [O, P]     = W [O, K] . col_n [K, P]          (A = W packed once per call)
+ *   input grad:  gcol_n [K, P]  = W^T [K, O] . g_n [O, P]          (A = W^T packed once), col2im
+ *   weight grad: gw^T [K, O]   += col_n [K, P] . g_n^T [P, O]      (both packed per image)
+ * The weight gradient sums over images: each chunk accumulates its own images into its own partial
+ * [K, O] in image order, and the partials are added in chunk order at the end. The chunk count
+ * depends only on N and the sizes (CK_CHUNKS, CK_SCRATCH_BYTES), so this is deterministic too. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CK_HAVE 1
+#include <immintrin.h>
+#else
+#define CK_HAVE 0
+#endif
+
+#define CK_MR 12
+#define CK_CHUNKS 32                            /* at most this many chunks per call */
+#define CK_SCRATCH_BYTES ((int64_t)64 << 20)    /* scratch of all chunks together, roughly */
+
+static _Atomic bool ck_blas_only;
+
+void ls_conv2d_use_blas(bool on) { ck_blas_only = on; }
+
+/* C[r, c] (+)= sum_k A[r*rsa + k*ksa] B[k*ldb + c] for r < nrows (<= CK_MR), c < ncols (<= NR). */
+typedef void (*ck_tile_fn)(int64_t kk, const void *A, int64_t rsa, int64_t ksa, const void *B,
+                           int64_t ldb, int ncols, void *C, int64_t ldc, int nrows, bool acc);
+
+#if CK_HAVE
+/* The tile body for MR rows and NV vectors of columns, both compile-time constants at each call
+ * (always_inline), so the accumulators stay in registers and a block of 4 rows or 16 columns (the
+ * remainder of O = 64 or P = 196) costs a quarter or a half of a full one, not a full one. */
+#define CK_BODY(T, VEC, LANES, MASKT, ZERO, LOADZ, STOREM, SET1, FMA)                               \
+    do {                                                                                           \
+        const T *A = Av, *B = Bv;                                                                  \
+        T *C = Cv;                                                                                 \
+        MASKT m[2];                                                                                \
+        for (int v = 0; v < 2; v++) {                                                              \
+            int n = ncols - v * LANES;                                                             \
+            m[v] = n >= LANES ? (MASKT)~(MASKT)0 : n <= 0 ? 0 : (MASKT)((1u << n) - 1);            \
+        }                                                                                          \
+        VEC c[CK_MR][2];                                                                           \
+        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                      \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                                   \
+                c[r][v] = acc && r < nrows ? LOADZ(m[v], C + r * ldc + v * LANES) : ZERO();        \
+        for (int64_t k = 0; k < kk; k++) {                                                         \
+            VEC b[2];                                                                              \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                                   \
+                b[v] = LOADZ(m[v], B + k * ldb + v * LANES);                                       \
+            const T *a = A + k * ksa;                                                              \
+            _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) {                                \
+                VEC ar = SET1(a[r * rsa]);                                                         \
+                _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                               \
+                    c[r][v] = FMA(ar, b[v], c[r][v]);                                              \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                      \
+            if (r < nrows)                                                                         \
+                _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                               \
+                    STOREM(C + r * ldc + v * LANES, m[v], c[r][v]);                                \
+    } while (0)
+
+#define CK_ARGS                                                                                    \
+    int64_t kk, const void *Av, int64_t rsa, int64_t ksa, const void *Bv, int64_t ldb, int ncols, \
+        void *Cv, int64_t ldc, int nrows, bool acc
+#define CK_TARGET __attribute__((target("avx512f"), always_inline)) static inline
+
+CK_TARGET void ck_body_f32(const int MR, const int NV, CK_ARGS)
+{
+    CK_BODY(float, __m512, 16, __mmask16, _mm512_setzero_ps, _mm512_maskz_loadu_ps,
+            _mm512_mask_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps);
+}
+CK_TARGET void ck_body_f64(const int MR, const int NV, CK_ARGS)
+{
+    CK_BODY(double, __m512d, 8, __mmask8, _mm512_setzero_pd, _mm512_maskz_loadu_pd,
+            _mm512_mask_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd);
+}
+
+/* 12 x 32 floats (or 12 x 16 doubles), with narrower bodies for the remainders. */
+__attribute__((target("avx512f"))) static void ck_tile_f32(CK_ARGS)
+{
+    bool one = ncols <= 16;
+    if (nrows > 8) {
+        if (one) ck_body_f32(12, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+        else ck_body_f32(12, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+    } else if (nrows > 4) {
+        if (one) ck_body_f32(8, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+        else ck_body_f32(8, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+    } else {
+        if (one) ck_body_f32(4, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+        else ck_body_f32(4, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+    }
+}
+__attribute__((target("avx512f"))) static void ck_tile_f64(CK_ARGS)
+{
+    bool one = ncols <= 8;
+    if (nrows > 8) {
+        if (one) ck_body_f64(12, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+        else ck_body_f64(12, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+    } else if (nrows > 4) {
+        if (one) ck_body_f64(8, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+        else ck_body_f64(8, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+    } else {
+        if (one) ck_body_f64(4, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+        else ck_body_f64(4, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
+    }
+}
+#endif
+
+/* The tile for dt when the AVX-512 path is on, else NULL (use BLAS). *nr: its column count. */
+static ck_tile_fn ck_tile_for(ls_dtype dt, int *nr)
+{
+#if CK_HAVE
+    if (!ck_blas_only && __builtin_cpu_supports("avx512f")) {
+        *nr = dt == LS_F32 ? 32 : 16;
+        return dt == LS_F32 ? ck_tile_f32 : ck_tile_f64;
+    }
+#endif
+    (void)dt;
+    *nr = 0;
+    return NULL;
+}
+
+const char *ls_conv2d_path(void)
+{
+    int nr;
+    return ck_tile_for(LS_F32, &nr) ? "avx512" : "blas";
+}
+
+/* Interleave `rows` rows of M (element (r, k) at M[r*rs + k*ks]) into panels of `width` rows:
+ * out[(r / width) * inner * width + k * width + r % width], rows past the end zero-filled. */
+#define CK_PACK_LOOP(T)                                                                            \
+    do {                                                                                           \
+        const T *src = (const T *)M;                                                               \
+        T *dst = (T *)out;                                                                         \
+        for (int64_t i = 0; i < rows; i += width) {                                                \
+            int64_t h = rows - i < width ? rows - i : width;                                       \
+            T *panel = dst + i * inner;                                                            \
+            for (int64_t r = 0; r < h; r++) {                                                      \
+                const T *row = src + (i + r) * rs;                                                 \
+                for (int64_t k = 0; k < inner; k++) panel[k * width + r] = row[k * ks];            \
+            }                                                                                      \
+            for (int64_t r = h; r < width; r++)                                                    \
+                for (int64_t k = 0; k < inner; k++) panel[k * width + r] = 0;                      \
+        }                                                                                          \
+    } while (0)
+
+static void ck_pack(size_t es, const void *M, int64_t rows, int64_t inner, int64_t rs, int64_t ks,
+                    int64_t width, void *out)
+{
+    if (es == 4) CK_PACK_LOOP(uint32_t);   /* a bit copy: the dtype does not matter */
+    else CK_PACK_LOOP(uint64_t);
+}
+
+static int64_t ck_round(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+typedef struct ck_job {
+    const conv_geom *g;
+    ls_dtype dt;
+    size_t es;
+    int nr;
+    ck_tile_fn tile;
+    const char *a, *b;     /* the operands: x or g, and the packed weight (forward, input grad) */
+    char *out;             /* y, gx, or the weight gradient's partials [nch][K][O] */
+    char *scratch;         /* per chunk: `per` elements */
+    int64_t per, nch;
+} ck_job;
+
+/* Images [*n0, *n1) of chunk c, and its scratch. */
+static char *ck_chunk(const ck_job *j, int64_t c, int64_t *n0, int64_t *n1)
+{
+    *n0 = c * j->g->N / j->nch;
+    *n1 = (c + 1) * j->g->N / j->nch;
+    return j->scratch + c * j->per * (int64_t)j->es;
+}
+
+static void ck_forward_chunks(void *vj, int64_t begin, int64_t end)
+{
+    const ck_job *j = vj;
+    const conv_geom *g = j->g;
+    size_t es = j->es;
+    for (int64_t c = begin; c < end; c++) {
+        int64_t n0, n1;
+        char *col = ck_chunk(j, c, &n0, &n1);
+        for (int64_t n = n0; n < n1; n++) {
+            conv_job cj = {g, j->dt, j->a, col, n, g->P, g->K * g->P};
+            im2col_items(&cj, 0, g->C);
+            char *yn = j->out + n * g->O * g->P * (int64_t)es;
+            for (int64_t q = 0; q < g->P; q += j->nr)
+                for (int64_t i = 0; i < g->O; i += CK_MR)
+                    j->tile(g->K, j->b + i * g->K * (int64_t)es, 1, CK_MR, col + q * (int64_t)es, g->P,
+                            (int)(g->P - q < j->nr ? g->P - q : j->nr),
+                            yn + (i * g->P + q) * (int64_t)es, g->P,
+                            (int)(g->O - i < CK_MR ? g->O - i : CK_MR), false);
+        }
+    }
+}
+
+static void ck_input_grad_chunks(void *vj, int64_t begin, int64_t end)
+{
+    const ck_job *j = vj;
+    const conv_geom *g = j->g;
+    size_t es = j->es;
+    for (int64_t c = begin; c < end; c++) {
+        int64_t n0, n1;
+        char *gcol = ck_chunk(j, c, &n0, &n1);
+        for (int64_t n = n0; n < n1; n++) {
+            const char *gn = j->a + n * g->O * g->P * (int64_t)es;
+            for (int64_t q = 0; q < g->P; q += j->nr)
+                for (int64_t i = 0; i < g->K; i += CK_MR)
+                    j->tile(g->O, j->b + i * (int64_t)es, 1, g->K, gn + q * (int64_t)es, g->P,
+                            (int)(g->P - q < j->nr ? g->P - q : j->nr),
+                            gcol + (i * g->P + q) * (int64_t)es, g->P,
+                            (int)(g->K - i < CK_MR ? g->K - i : CK_MR), false);
+            conv_job cj = {g, j->dt, gcol, j->out, n, g->P, g->K * g->P};
+            col2im_items(&cj, 0, g->C);
+        }
+    }
+}
+
+static void ck_weight_grad_chunks(void *vj, int64_t begin, int64_t end)
+{
+    const ck_job *j = vj;
+    const conv_geom *g = j->g;
+    size_t es = j->es;
+    int64_t K = g->K, O = g->O, P = g->P;
+    for (int64_t c = begin; c < end; c++) {
+        int64_t n0, n1;
+        char *col = ck_chunk(j, c, &n0, &n1);                      /* [K][P]: A in place */
+        char *bp = col + K * P * (int64_t)es;                      /* g_n^T as [O/nr][P][nr] */
+        char *part = j->out + c * K * O * (int64_t)es;             /* gw^T [K, O] */
+        memset(part, 0, (size_t)(K * O) * es);
+        for (int64_t n = n0; n < n1; n++) {
+            conv_job cj = {g, j->dt, j->a, col, n, P, K * P};
+            im2col_items(&cj, 0, g->C);
+            ck_pack(es, j->b + n * O * P * (int64_t)es, O, P, P, 1, j->nr, bp);
+            for (int64_t i = 0; i < K; i += CK_MR)
+                for (int64_t q = 0; q < O; q += j->nr)
+                    j->tile(P, col + i * P * (int64_t)es, P, 1, bp + q * P * (int64_t)es, j->nr,
+                            (int)(O - q < j->nr ? O - q : j->nr), part + (i * O + q) * (int64_t)es,
+                            O, (int)(K - i < CK_MR ? K - i : CK_MR), true);
+        }
+    }
+}
+
+/* Chunk count and scratch for `per` elements per chunk; NULL (error set) on allocation failure. */
+static char *ck_scratch(const conv_geom *g, size_t es, int64_t per, int64_t *nch, const char *who)
+{
+    int64_t n = g->N < CK_CHUNKS ? g->N : CK_CHUNKS;
+    int64_t fit = CK_SCRATCH_BYTES / (per * (int64_t)es > 0 ? per * (int64_t)es : 1);
+    if (n > fit) n = fit;
+    if (n < 1) n = 1;
+    *nch = n;
+    return ls_malloc((size_t)(n * per) * es, who);
+}
+
+/* The three kernels on the AVX-512 path. Preconditions as for the BLAS ones, and N, K, O, P > 0. */
+static ls_status ck_forward(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
+                            const void *x, const void *w, void *y)
+{
+    size_t es = ls_dtype_size(dt);
+    ck_job j = {g, dt, es, nr, tile, x, NULL, y, NULL, g->K * g->P, 0};
+    char *wp = ls_malloc((size_t)(ck_round(g->O, CK_MR) * g->K) * es, "conv2d");
+    j.scratch = wp ? ck_scratch(g, es, j.per, &j.nch, "conv2d") : NULL;
+    if (j.scratch) {
+        ck_pack(es, w, g->O, g->K, g->K, 1, CK_MR, wp);
+        j.b = wp;
+        ls_parallel_for(j.nch, 1, ck_forward_chunks, &j);
+    }
+    ls_free(j.scratch);
+    ls_free(wp);
+    return j.scratch ? LS_OK : ls_error_code();
+}
+
+static ls_status ck_input_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
+                               const void *gy, const void *w, void *gx)
+{
+    /* A = W^T read in place: rows k, inner o at w[o*K + k], 12 consecutive rows per o */
+    size_t es = ls_dtype_size(dt);
+    ck_job j = {g, dt, es, nr, tile, gy, w, gx, NULL, g->K * g->P, 0};
+    j.scratch = ck_scratch(g, es, j.per, &j.nch, "conv2d_input_grad");
+    if (j.scratch) ls_parallel_for(j.nch, 1, ck_input_grad_chunks, &j);
+    ls_free(j.scratch);
+    return j.scratch ? LS_OK : ls_error_code();
+}
+
+/* gw[o, k] = sum over chunks c in order of part_c[k, o]: the partials summed into partial 0 row
+ * by row (contiguous), then transposed. */
+#define CK_WG_SUM(T)                                                                               \
+    do {                                                                                           \
+        T *p0 = (T *)j.out;                                                                        \
+        int64_t n = g->K * g->O;                                                                   \
+        for (int64_t c = 1; c < j.nch; c++) {                                                      \
+            const T *pc = p0 + c * n;                                                              \
+            for (int64_t i = 0; i < n; i++) p0[i] += pc[i];                                        \
+        }                                                                                          \
+        T *o = gw;                                                                                 \
+        for (int64_t k = 0; k < g->K; k++)                                                         \
+            for (int64_t oo = 0; oo < g->O; oo++) o[oo * g->K + k] = p0[k * g->O + oo];            \
+    } while (0)
+
+static ls_status ck_weight_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
+                                const void *x, const void *gy, void *gw)
+{
+    size_t es = ls_dtype_size(dt);
+    int64_t per = g->K * g->P + ck_round(g->O, nr) * g->P;
+    ck_job j = {g, dt, es, nr, tile, x, gy, NULL, NULL, per, 0};
+    j.scratch = ck_scratch(g, es, per, &j.nch, "conv2d_weight_grad");
+    j.out = j.scratch ? ls_malloc((size_t)(j.nch * g->K * g->O) * es, "conv2d_weight_grad") : NULL;
+    if (j.out) {
+        ls_parallel_for(j.nch, 1, ck_weight_grad_chunks, &j);
+        if (dt == LS_F32) CK_WG_SUM(float);
+        else CK_WG_SUM(double);
+    }
+    ls_status rc = j.out ? LS_OK : ls_error_code();
+    ls_free(j.out);
+    ls_free(j.scratch);
+    return rc;
+}
+
 /* ---- the three kernels on contiguous operands ---- */
 
 /* y [N,O,Ho,Wo] = conv2d(x, w) */
@@ -333,6 +671,9 @@ static ls_status conv_forward_raw(const conv_geom *g, ls_dtype dt, const void *x
         memset(y, 0, (size_t)(g->N * g->O * g->P) * es);
         return LS_OK;
     }
+    int nr;
+    ck_tile_fn tile = ck_tile_for(dt, &nr);
+    if (tile && g->N > 0 && g->O > 0 && g->P > 0) return ck_forward(g, dt, tile, nr, x, w, y);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d")) return ls_error_code();
     for (int64_t n0 = 0; n0 < g->N; n0 += pl.nb) {
@@ -362,6 +703,9 @@ static ls_status conv_input_grad_raw(const conv_geom *g, ls_dtype dt, const void
         memset(gx, 0, (size_t)(g->N * g->C * g->H * g->W) * es);
         return LS_OK;
     }
+    int nr;
+    ck_tile_fn tile = ck_tile_for(dt, &nr);
+    if (tile && g->N > 0 && g->K > 0) return ck_input_grad(g, dt, tile, nr, gy, w, gx);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d_input_grad")) return ls_error_code();
     for (int64_t n0 = 0; n0 < g->N; n0 += pl.nb) {
@@ -389,6 +733,9 @@ static ls_status conv_weight_grad_raw(const conv_geom *g, ls_dtype dt, const voi
     size_t es = ls_dtype_size(dt);
     memset(gw, 0, (size_t)(g->O * g->K) * es);
     if (g->K == 0 || g->O == 0 || g->P == 0 || g->N == 0) return LS_OK;
+    int nr;
+    ck_tile_fn tile = ck_tile_for(dt, &nr);
+    if (tile) return ck_weight_grad(g, dt, tile, nr, x, gy, gw);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d_weight_grad")) return ls_error_code();
     for (int64_t n0 = 0; n0 < g->N; n0 += pl.nb) {

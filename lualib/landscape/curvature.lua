@@ -276,6 +276,9 @@ function Operator:moments(opts)
 end
 
 -- Model operators (Hessian / GGN / Fisher over datasets) live in landscape.hessian, re-exported here.
-local ok, hess = pcall(require, "landscape.hessian"); if ok then for k, v in pairs(hess) do M[k] = v end end
+-- (An error inside that module propagates; only its absence is tolerated.)
+if package.searchpath("landscape.hessian", package.path) then
+    for k, v in pairs(require "landscape.hessian") do M[k] = v end
+end
 
 return M
