@@ -1,6 +1,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -122,7 +123,15 @@ static char *ls_block_alloc(size_t total)
 }
 
 static pthread_once_t ls_alloc_once = PTHREAD_ONCE_INIT;
-static void ls_alloc_init(void) { atexit(ls_cache_release_all); }
+static void ls_alloc_init(void)
+{
+    atexit(ls_cache_release_all);
+    /* Blocks below the cache's minimum come from glibc's heap: keep it from returning mid-size blocks
+     * (a batch of images is ~400 KiB) to the system with mmap/munmap and trimming, which would make
+     * every reuse page-fault again. 32 MiB is the largest mmap threshold glibc accepts. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
 
 void *ls_malloc(size_t nbytes, const char *what)
 {

@@ -2,10 +2,27 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "lx.h"
+
+/* Lua's collector sees a tensor as a few bytes of userdata, not the megabytes it holds, so without
+ * help dead batches pile up between collections. Every new tensor box checks how much the engine's
+ * live memory grew since the last check and, past LX_GC_BYTES, runs a collection step of that size. */
+#define LX_GC_BYTES ((size_t)16 << 20)
+static size_t lx_gc_mark;
+
+static void lx_gc_pressure(lua_State *L)
+{
+    size_t live = ls_alloc_live_bytes();
+    if (live < lx_gc_mark) lx_gc_mark = live;
+    if (live - lx_gc_mark < LX_GC_BYTES) return;
+    lua_gc(L, LUA_GCSTEP, (int)((live - lx_gc_mark) >> 10));
+    lx_gc_mark = ls_alloc_live_bytes();
+}
 
 ls_tensor **lx_newtensorbox(lua_State *L)
 {
+    lx_gc_pressure(L);
     ls_tensor **box = lua_newuserdatauv(L, sizeof(ls_tensor *), 0);
     *box = NULL;
     luaL_setmetatable(L, LX_TENSOR);
@@ -15,6 +32,7 @@ ls_tensor **lx_newtensorbox(lua_State *L)
 void lx_pushtensor(lua_State *L, ls_tensor *t)
 {
     if (!t) lx_error(L);
+    lx_gc_pressure(L);
     ls_tensor **box = lua_newuserdatauv(L, sizeof(ls_tensor *), 0);
     *box = t;   /* if the line above raised (out of memory), t leaks: callers that can, use the
                  * box-first pattern via lx_newtensorbox */

@@ -4,8 +4,8 @@
  *       y[n,o,a,b] = sum_{c,i,j} w[o,c,i,j] x[n,c, a s - p + i, b s - p + j]   (0 outside x)
  *       Ho = (H + 2p - kh) / s + 1, Wo likewise: torch.nn.functional.conv2d without bias, dilation
  *       or groups (a layer adds its bias by broadcasting).
- *   conv2d_input_grad(g [N,O,Ho,Wo], w) -> [N,C,H,W]: the adjoint of x -> conv2d(x, w) (a transposed
- *       convolution); H, W are given (ints {s, p, H, W}) since several sizes give one Ho.
+ *   conv2d_input_grad(g [N,O,Ho,Wo], w) -> [N,C,H,W]: the adjoint of x -> conv2d(x, w) (a
+ *       transposed convolution); H, W are given (ints {s, p, H, W}): several sizes give one Ho.
  *   conv2d_weight_grad(x, g [N,O,Ho,Wo]) -> [O,C,kh,kw]: the adjoint of w -> conv2d(x, w); ints
  *       {s, p, kh, kw}.
  *
@@ -17,21 +17,20 @@
  * (from <U, input_grad(g, w)> = <conv2d(U, w), g> and <U, weight_grad(x, g)> = <conv2d(x, U), g>).
  * All are recorded ops, so derivatives of any order come out exact.
  *
- * Kernels. All three are GEMMs against the "column" matrix of x (im2col): for a slice of nb images,
- * col is [K, nb*P] with K = C*kh*kw rows (c, i, j) and one column per output position (image, a, b),
- * holding the input element that w[., c, i, j] meets at that position (0 in the padding). Then
- *   forward:      y_n [O, P]     = w [O, K] @ col_n [K, P]
- *   input grad:   gcol_n [K, P]  = w^T [K, O] @ g_n [O, P], and col2im adds gcol back onto x's grid
- *   weight grad:  gw [O, K]     += g_n [O, P] @ col_n^T [P, K]
- * where col_n is image n's block of columns (a sub-matrix of col with leading dimension nb*P) and
- * g_n, y_n are image n's [O, P] planes, contiguous in NCHW, so no transposes are needed. im2col and
- * col2im run on the thread pool over (image, channel) pairs, each writing its own part of the output
- * (col2im accumulates a whole input plane in a fixed order), so they are bitwise independent of the
- * thread count. The GEMMs are issued one image at a time between the parallel phases, never inside a
- * pool chunk, and use OpenBLAS's threads. OpenBLAS splits a GEMM over output blocks, not over the
- * inner dimension, so in practice results do not change with the thread count either, but that is
- * OpenBLAS's behaviour, not a promise of this file. Slices bound the column buffer to
- * CONV_SLICE_BYTES. */
+ * Kernels. All three are matrix products against the "column" matrix of x (im2col): for image n,
+ * col_n is [K, P] with K = C*kh*kw rows (c, i, j) and one column per output position (a, b),
+ * holding the input element that w[., c, i, j] meets there (0 in the padding). Then
+ *   forward:      y_n [O, P]     = w [O, K] . col_n [K, P]
+ *   input grad:   gcol_n [K, P]  = w^T [K, O] . g_n [O, P], and col2im adds gcol_n onto x's grid
+ *   weight grad:  gw [O, K]     += g_n [O, P] . col_n^T [P, K]          (summed over images)
+ * with g_n, y_n image n's [O, P] planes, contiguous in NCHW. Two implementations:
+ *   - on CPUs with AVX-512 (checked at run time), this file's own register-blocked kernels, run on
+ *     the engine's pool over chunks of whole images: bitwise independent of the thread count (see
+ *     "AVX-512 path" below);
+ *   - elsewhere, im2col on the pool and OpenBLAS GEMMs between the parallel phases, never inside a
+ *     pool chunk (see "BLAS path"); OpenBLAS's results can change in the last bits with the thread
+ *     count, as for matmul.
+ * Measured against PyTorch (oneDNN) in docs/ops-conv-pool.md. */
 #include <cblas.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -43,7 +42,7 @@
 #include "ops/nn_ops.h"
 #include "ops/ops.h"
 
-/* As in elementwise.c: GCC 12's -O2 vectorises the short im2col/col2im row loops only when asked. */
+/* As in elementwise.c: GCC 12's -O2 vectorises the short im2col/col2im row loops only if asked. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
 #endif
@@ -59,7 +58,8 @@ typedef struct conv_geom {
 
 /* ---- argument checks ---- */
 
-static ls_status conv_check4(const char *who, const char *what, const char *dims, const ls_tensor *t)
+static ls_status conv_check4(const char *who, const char *what, const char *dims,
+                              const ls_tensor *t)
 {
     if (t->ndim != 4)
         return ls_error_set(LS_ERR_ARG, "%s: expected a 4-D %s [%s], got %s", who, what, dims,
@@ -72,7 +72,8 @@ static ls_status conv_stride_pad(const char *who, const ls_attrs *a, int64_t *s,
 {
     *s = a->nints >= 1 ? a->ints[0] : 1;
     *p = a->nints >= 2 ? a->ints[1] : 0;
-    if (*s < 1) return ls_error_set(LS_ERR_ARG, "%s: stride must be >= 1, got %lld", who, (long long)*s);
+    if (*s < 1)
+        return ls_error_set(LS_ERR_ARG, "%s: stride must be >= 1, got %lld", who, (long long)*s);
     if (*p < 0 || *p > CONV_MAX_PAD)
         return ls_error_set(LS_ERR_ARG, "%s: padding must be in [0, 2^30], got %lld", who,
                             (long long)*p);
@@ -84,8 +85,9 @@ static ls_status conv_stride_pad(const char *who, const ls_attrs *a, int64_t *s,
 static ls_status conv_finish(const char *who, conv_geom *g, const char *x, const char *w)
 {
     if (g->kh < 1 || g->kw < 1)
-        return ls_error_set(LS_ERR_ARG, "%s: kernel size %lldx%lld must be at least 1x1 (weight %s)",
-                            who, (long long)g->kh, (long long)g->kw, w);
+        return ls_error_set(LS_ERR_ARG,
+                            "%s: kernel size %lldx%lld must be at least 1x1 (weight %s)", who,
+                            (long long)g->kh, (long long)g->kw, w);
     int64_t hp = g->H + 2 * g->p, wp = g->W + 2 * g->p;
     if (g->kh > hp || g->kw > wp)
         return ls_error_set(LS_ERR_ARG, "%s: kernel %lldx%lld is larger than the padded input "
@@ -159,7 +161,7 @@ static void conv_valid(int64_t j, int64_t W, int64_t Wo, int64_t s, int64_t p, i
 #define IM2COL_ITEM(T)                                                                             \
     do {                                                                                           \
         const T *xp = (const T *)j->src + ((j->n0 + nl) * g->C + c) * g->H * g->W;                 \
-        T *base = (T *)j->dst + nl * j->is;                                                         \
+        T *base = (T *)j->dst + nl * j->is;                                                        \
         for (int64_t i = 0; i < g->kh; i++) {                                                      \
             int64_t alo, ahi;                                                                      \
             conv_valid(i, g->H, g->Ho, g->s, g->p, &alo, &ahi);                                    \
@@ -199,7 +201,7 @@ static void im2col_items(void *vj, int64_t begin, int64_t end)
 #define COL2IM_ITEM(T)                                                                             \
     do {                                                                                           \
         T *xp = (T *)j->dst + ((j->n0 + nl) * g->C + c) * g->H * g->W;                             \
-        const T *base = (const T *)j->src + nl * j->is;                                             \
+        const T *base = (const T *)j->src + nl * j->is;                                            \
         memset(xp, 0, sizeof(T) * (size_t)(g->H * g->W));                                          \
         for (int64_t i = 0; i < g->kh; i++) {                                                      \
             int64_t alo, ahi;                                                                      \
@@ -253,7 +255,12 @@ static void conv_gemm(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64
                     beta, C, (int)ldc);
 }
 
-/* How one slice of images is laid out and multiplied.
+/* ---- BLAS path ----
+ *
+ * im2col for a slice of images (parallel over (image, channel) pairs, each writing its own rows;
+ * col2im likewise accumulates whole input planes in a fixed order, so both are thread-independent),
+ * then OpenBLAS. Slices bound the column buffer to CONV_SLICE_BYTES (at least one image). How one
+ * slice is laid out and multiplied:
  *
  * PER_IMAGE: col is [nb][K][P] (each image's columns contiguous) and there is one GEMM per image,
  *   whose result lands directly in the image's [O, P] plane of y (or is read from g's): no
@@ -330,25 +337,28 @@ static void conv_transpose(const conv_geom *g, const conv_plan *pl, const void *
 
 /* ---- AVX-512 path ----
  *
- * On CPUs with AVX-512 (checked at run time) the three kernels skip BLAS: OpenBLAS here runs the
- * AVX2 kernels it was told to use (OPENBLAS_CORETYPE) or detects, at half the width, and it splits
- * small GEMMs poorly over threads. Instead the batch is cut into a fixed number of chunks of whole
- * images, run on the engine's pool, and each chunk does its images one at a time with its own
- * scratch: im2col into [K, P], then register-blocked tiles.
+ * On CPUs with AVX-512 (checked at run time; ls_conv2d_use_blas(true) turns it off) the kernels
+ * skip BLAS. OpenBLAS 0.3.21 runs AVX2 kernels on this class of CPU (it predates Zen 4/5 and is
+ * pinned with OPENBLAS_CORETYPE=Haswell here), half the vector width, and splits small per-image
+ * GEMMs poorly over threads. Here the batch is cut into chunks of whole images run on the engine's
+ * pool; each chunk does its images one at a time in its own scratch: im2col into [K, P] (vector
+ * versions for stride 1), then register-blocked tiles, then col2im for the input gradient.
  *
- * The tile (ck_tile_f32 / ck_tile_f64) computes a CK_MR x NR block (12 x 32 floats, 12 x 16
- * doubles: 24 zmm accumulators) of C = A B, with A packed as [inner][CK_MR] (one broadcast per row)
- * and B read as rows of NR consecutive elements with any row stride; masked loads and stores
- * handle a last partial block of columns, and rows past `nrows` are not stored. Each element of C
- * is ONE chain of fused multiply-adds over the inner index in order, starting from 0 (or from C's
- * old value), so results do not depend on the thread count, and the same inputs give the same bits
- * from both dtypes' code paths' structure.
- *   forward:     y_n [O, P]     = W [O, K] . col_n [K, P]          (A = W packed once per call)
- *   input grad:  gcol_n [K, P]  = W^T [K, O] . g_n [O, P]          (A = W^T packed once), col2im
- *   weight grad: gw^T [K, O]   += col_n [K, P] . g_n^T [P, O]      (both packed per image)
- * The weight gradient sums over images: each chunk accumulates its own images into its own partial
- * [K, O] in image order, and the partials are added in chunk order at the end. The chunk count
- * depends only on N and the sizes (CK_CHUNKS, CK_SCRATCH_BYTES), so this is deterministic too. */
+ * The tile (ck_tile_f32 / ck_tile_f64) computes a block of up to CK_MR x NR (12 x 32 floats or
+ * 12 x 16 doubles: 24 zmm accumulators; narrower bodies for remainder blocks) of C = A B, with A
+ * read by element strides (one broadcast per row and inner index: W in packed panels, W^T or col_n
+ * in place) and B read as rows of NR consecutive elements with any row stride, masked at a partial
+ * last block. Each element of C is ONE chain of fused multiply-adds over the inner index in order,
+ * from 0 (or from C's old value), whatever the chunking or the thread count:
+ *   forward:     y_n [O, P]    = W [O, K] . col_n [K, P]         A = W packed once per call
+ *   input grad:  gcol_n [K, P] = W^T [K, O] . g_n [O, P]         A = W read in place (transposed)
+ *   weight grad: one of two ways round, packing the smaller operand per image (see below).
+ * The weight gradient sums over images: each chunk accumulates its images in order into its own
+ * partial, and the partials are added in chunk order at the end; the chunk count (CK_CHUNKS, fewer
+ * when the scratch would pass CK_SCRATCH_BYTES) depends only on the sizes, not on the threads. The
+ * forward and the input gradient compute each image the same way in any chunk, so their chunk
+ * count follows the thread count. All three are therefore bitwise independent of the thread count
+ * (tests/c/test_ops_conv.c checks it). */
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CK_HAVE 1
 #include <immintrin.h>
@@ -357,7 +367,7 @@ static void conv_transpose(const conv_geom *g, const conv_plan *pl, const void *
 #endif
 
 #define CK_MR 12
-#define CK_CHUNKS 32                            /* at most this many chunks per call */
+#define CK_CHUNKS 16                            /* weight gradient: partial sums */
 #define CK_SCRATCH_BYTES ((int64_t)64 << 20)    /* scratch of all chunks together, roughly */
 
 static _Atomic bool ck_blas_only;
@@ -372,7 +382,7 @@ typedef void (*ck_tile_fn)(int64_t kk, const void *A, int64_t rsa, int64_t ksa, 
 /* The tile body for MR rows and NV vectors of columns, both compile-time constants at each call
  * (always_inline), so the accumulators stay in registers and a block of 4 rows or 16 columns (the
  * remainder of O = 64 or P = 196) costs a quarter or a half of a full one, not a full one. */
-#define CK_BODY(T, VEC, LANES, MASKT, ZERO, LOADZ, STOREM, SET1, FMA)                               \
+#define CK_BODY(T, VEC, LANES, MASKT, ZERO, LOADZ, STOREM, SET1, FMA)                             \
     do {                                                                                           \
         const T *A = Av, *B = Bv;                                                                  \
         T *C = Cv;                                                                                 \
@@ -447,7 +457,152 @@ __attribute__((target("avx512f"))) static void ck_tile_f64(CK_ARGS)
         else ck_body_f64(4, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
     }
 }
+/* im2col and col2im of one image for stride 1 with masked vector moves (rows of 14 are mostly loop
+ * overhead for the scalar versions). The masks depend only on the kernel column j and the block of
+ * the row, so they are computed once per j (at most CK_MAXBLK blocks of a row: Wo, W <= 128 floats
+ * or 64 doubles; wider images take the scalar versions).
+ *   im2col: each column row (c, i, j) is written whole, a masked load of x's row per block (its
+ *     zeros included).
+ *   col2im: each row of x is summed in registers over its (i, j) contributions in that order and
+ *     stored once, no read-modify-write of x: the same additions in the same order as the scalar
+ *     col2im (which adds into a zeroed plane over i, j, a, b), so the same bits. */
+#define CK_MAXBLK 8
+#define CK_MASK(T_, lo, hi) /* bits [lo, hi) of a lane mask, empty when hi <= lo */                \
+    ((hi) > (lo) ? (T_)((((uint32_t)1 << (hi)) - 1) & ~(((uint32_t)1 << (lo)) - 1)) : (T_)0)
+
+#define CK_IM2COL_S1(T, VEC, LANES, MASKT, LOADZ, STOREM, ZERO)                                    \
+    do {                                                                                           \
+        int64_t Wo = g->Wo, W = g->W, nblk = (Wo + LANES - 1) / LANES;                             \
+        const T *xn = xv;                                                                          \
+        MASKT all[CK_MAXBLK], val[CK_MAXBLK];                                                      \
+        for (int64_t k = 0; k < nblk; k++) {                                                       \
+            int64_t n = Wo - k * LANES < LANES ? Wo - k * LANES : LANES;                           \
+            all[k] = CK_MASK(MASKT, 0, n);                                                         \
+        }                                                                                          \
+        for (int64_t c = 0; c < g->C; c++)                                                         \
+            for (int64_t i = 0; i < g->kh; i++) {                                                  \
+                int64_t alo, ahi;                                                                  \
+                conv_valid(i, g->H, g->Ho, 1, g->p, &alo, &ahi);                                   \
+                for (int64_t jj = 0; jj < g->kw; jj++) {                                           \
+                    int64_t blo, bhi, off = jj - g->p;                                             \
+                    conv_valid(jj, W, Wo, 1, g->p, &blo, &bhi);                                    \
+                    for (int64_t k = 0; k < nblk; k++) {                                           \
+                        int64_t lo = blo - k * LANES, hi = bhi - k * LANES;                        \
+                        lo = lo < 0 ? 0 : lo > LANES ? LANES : lo;                                 \
+                        hi = hi < 0 ? 0 : hi > LANES ? LANES : hi;                                 \
+                        val[k] = CK_MASK(MASKT, lo, hi);                                           \
+                    }                                                                              \
+                    T *d = (T *)colv + ((c * g->kh + i) * g->kw + jj) * g->P;                      \
+                    for (int64_t a = 0; a < g->Ho; a++) {                                          \
+                        T *o = d + a * Wo;                                                         \
+                        if (a < alo || a >= ahi) {                                                 \
+                            for (int64_t k = 0; k < nblk; k++)                                     \
+                                STOREM(o + k * LANES, all[k], ZERO());                             \
+                            continue;                                                              \
+                        }                                                                          \
+                        const T *xr = xn + (c * g->H + a - g->p + i) * W + off;                    \
+                        for (int64_t k = 0; k < nblk; k++)                                         \
+                            STOREM(o + k * LANES, all[k], LOADZ(val[k], xr + k * LANES));          \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+    } while (0)
+
+#define CK_COL2IM_S1(T, VEC, LANES, MASKT, LOADZ, STOREM, ZERO, ADD)                               \
+    do {                                                                                           \
+        int64_t Wo = g->Wo, W = g->W, kw = g->kw, nblk = (W + LANES - 1) / LANES;                  \
+        T *xn = xv;                                                                                \
+        MASKT all[CK_MAXBLK], val[CK_MAXBLK][CK_MAXKW];                                            \
+        for (int64_t k = 0; k < nblk; k++) {                                                       \
+            int64_t n = W - k * LANES < LANES ? W - k * LANES : LANES;                             \
+            all[k] = CK_MASK(MASKT, 0, n);                                                         \
+            for (int64_t jj = 0; jj < kw; jj++) { /* lanes with b = k*LANES+l-jj+p in [0,Wo) */ \
+                int64_t lo = jj - g->p - k * LANES, hi = Wo + jj - g->p - k * LANES;               \
+                lo = lo < 0 ? 0 : lo > n ? n : lo;                                                 \
+                hi = hi < 0 ? 0 : hi > n ? n : hi;                                                 \
+                val[k][jj] = CK_MASK(MASKT, lo, hi);                                               \
+            }                                                                                      \
+        }                                                                                          \
+        for (int64_t c = 0; c < g->C; c++)                                                         \
+            for (int64_t h = 0; h < g->H; h++)                                                     \
+                for (int64_t k = 0; k < nblk; k++) {                                               \
+                    VEC acc = ZERO();                                                              \
+                    for (int64_t i = 0; i < g->kh; i++) {                                          \
+                        int64_t a = h + g->p - i;                                                  \
+                        if (a < 0 || a >= g->Ho) continue;                                         \
+                        const T *row = (const T *)colv + (c * g->kh + i) * kw * g->P + a * Wo +    \
+                                       k * LANES + g->p;                                           \
+                        for (int64_t jj = 0; jj < kw; jj++)                                        \
+                            acc = ADD(acc, LOADZ(val[k][jj], row + jj * g->P - jj));               \
+                    }                                                                              \
+                    STOREM(xn + (c * g->H + h) * W + k * LANES, all[k], acc);                      \
+                }                                                                                  \
+    } while (0)
+#define CK_MAXKW 16
+
+/* xv: the image (read by im2col, written by col2im); colv: its columns [K][P]. */
+__attribute__((target("avx512f"))) static void ck_im2col_s1_f32(const conv_geom *g, const void *xv,
+                                                                  void *colv)
+{
+    CK_IM2COL_S1(float, __m512, 16, __mmask16, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps,
+                 _mm512_setzero_ps);
+}
+__attribute__((target("avx512f"))) static void ck_im2col_s1_f64(const conv_geom *g, const void *xv,
+                                                                  void *colv)
+{
+    CK_IM2COL_S1(double, __m512d, 8, __mmask8, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd,
+                 _mm512_setzero_pd);
+}
+__attribute__((target("avx512f"))) static void ck_col2im_s1_f32(const conv_geom *g, void *xv,
+                                                                  const void *colv)
+{
+    CK_COL2IM_S1(float, __m512, 16, __mmask16, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps,
+                 _mm512_setzero_ps, _mm512_add_ps);
+}
+__attribute__((target("avx512f"))) static void ck_col2im_s1_f64(const conv_geom *g, void *xv,
+                                                                  const void *colv)
+{
+    CK_COL2IM_S1(double, __m512d, 8, __mmask8, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd,
+                 _mm512_setzero_pd, _mm512_add_pd);
+}
 #endif
+
+/* im2col (col2im) of image n of x (into gx) on the AVX-512 path: the vector versions where they
+ * apply (stride 1, rows of at most CK_MAXBLK vectors, kw <= CK_MAXKW), else the scalar items. */
+static bool ck_rows_ok(const conv_geom *g, ls_dtype dt)
+{
+    int64_t lanes = dt == LS_F32 ? 16 : 8;
+    return CK_HAVE && g->s == 1 && g->W <= CK_MAXBLK * lanes && g->Wo <= CK_MAXBLK * lanes &&
+           g->kw <= CK_MAXKW;
+}
+
+static void ck_im2col(const conv_geom *g, ls_dtype dt, const void *x, void *col, int64_t n)
+{
+#if CK_HAVE
+    if (ck_rows_ok(g, dt)) {
+        const char *xn = (const char *)x + n * g->C * g->H * g->W * (int64_t)ls_dtype_size(dt);
+        if (dt == LS_F32) ck_im2col_s1_f32(g, xn, col);
+        else ck_im2col_s1_f64(g, xn, col);
+        return;
+    }
+#endif
+    conv_job cj = {g, dt, x, col, n, g->P, g->K * g->P};
+    im2col_items(&cj, 0, g->C);
+}
+
+static void ck_col2im(const conv_geom *g, ls_dtype dt, const void *col, void *gx, int64_t n)
+{
+#if CK_HAVE
+    if (ck_rows_ok(g, dt)) {
+        char *xn = (char *)gx + n * g->C * g->H * g->W * (int64_t)ls_dtype_size(dt);
+        if (dt == LS_F32) ck_col2im_s1_f32(g, xn, col);
+        else ck_col2im_s1_f64(g, xn, col);
+        return;
+    }
+#endif
+    conv_job cj = {g, dt, col, gx, n, g->P, g->K * g->P};
+    col2im_items(&cj, 0, g->C);
+}
 
 /* The tile for dt when the AVX-512 path is on, else NULL (use BLAS). *nr: its column count. */
 static ck_tile_fn ck_tile_for(ls_dtype dt, int *nr)
@@ -496,6 +651,10 @@ static void ck_pack(size_t es, const void *M, int64_t rows, int64_t inner, int64
 
 static int64_t ck_round(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
+/* Panels of a packed B: nr columns wide, or nr/2 when n fits that (the tile then runs one vector
+ * of columns, and a narrow B is not padded to nr with zeros). */
+static int64_t ck_bwidth(int64_t n, int nr) { return n <= nr / 2 ? nr / 2 : nr; }
+
 typedef struct ck_job {
     const conv_geom *g;
     ls_dtype dt;
@@ -525,12 +684,12 @@ static void ck_forward_chunks(void *vj, int64_t begin, int64_t end)
         int64_t n0, n1;
         char *col = ck_chunk(j, c, &n0, &n1);
         for (int64_t n = n0; n < n1; n++) {
-            conv_job cj = {g, j->dt, j->a, col, n, g->P, g->K * g->P};
-            im2col_items(&cj, 0, g->C);
+            ck_im2col(g, j->dt, j->a, col, n);
             char *yn = j->out + n * g->O * g->P * (int64_t)es;
             for (int64_t q = 0; q < g->P; q += j->nr)
                 for (int64_t i = 0; i < g->O; i += CK_MR)
-                    j->tile(g->K, j->b + i * g->K * (int64_t)es, 1, CK_MR, col + q * (int64_t)es, g->P,
+                    j->tile(g->K, j->b + i * g->K * (int64_t)es, 1, CK_MR,
+                            col + q * (int64_t)es, g->P,
                             (int)(g->P - q < j->nr ? g->P - q : j->nr),
                             yn + (i * g->P + q) * (int64_t)es, g->P,
                             (int)(g->O - i < CK_MR ? g->O - i : CK_MR), false);
@@ -554,47 +713,60 @@ static void ck_input_grad_chunks(void *vj, int64_t begin, int64_t end)
                             (int)(g->P - q < j->nr ? g->P - q : j->nr),
                             gcol + (i * g->P + q) * (int64_t)es, g->P,
                             (int)(g->K - i < CK_MR ? g->K - i : CK_MR), false);
-            conv_job cj = {g, j->dt, gcol, j->out, n, g->P, g->K * g->P};
-            col2im_items(&cj, 0, g->C);
+            ck_col2im(g, j->dt, gcol, j->out, n);
         }
     }
 }
 
+/* Two ways round, packing the smaller operand per image (g_n: O*P, or col_n: K*P elements):
+ *   K >= O: gw^T [K, O] += col_n [K, P] . g_n^T, A = col_n read in place, B = g_n packed;
+ *   K < O:  gw [O, K]   += g_n [O, P] . col_n^T, A = g_n read in place, B = col_n packed
+ *           (a first layer: K = C*kh*kw = 9 for one input channel, O = 32). */
 static void ck_weight_grad_chunks(void *vj, int64_t begin, int64_t end)
 {
     const ck_job *j = vj;
     const conv_geom *g = j->g;
     size_t es = j->es;
     int64_t K = g->K, O = g->O, P = g->P;
+    bool swap = K < O;
+    int64_t M = swap ? O : K, Nc = swap ? K : O;   /* the partial is [M, Nc] */
+    int64_t wb = ck_bwidth(Nc, j->nr);             /* B's panel width */
     for (int64_t c = begin; c < end; c++) {
         int64_t n0, n1;
-        char *col = ck_chunk(j, c, &n0, &n1);                      /* [K][P]: A in place */
-        char *bp = col + K * P * (int64_t)es;                      /* g_n^T as [O/nr][P][nr] */
-        char *part = j->out + c * K * O * (int64_t)es;             /* gw^T [K, O] */
+        char *col = ck_chunk(j, c, &n0, &n1);                      /* [K][P] */
+        char *bp = col + K * P * (int64_t)es;                      /* [Nc/wb][P][wb] */
+        char *part = j->out + c * K * O * (int64_t)es;
         memset(part, 0, (size_t)(K * O) * es);
         for (int64_t n = n0; n < n1; n++) {
-            conv_job cj = {g, j->dt, j->a, col, n, P, K * P};
-            im2col_items(&cj, 0, g->C);
-            ck_pack(es, j->b + n * O * P * (int64_t)es, O, P, P, 1, j->nr, bp);
-            for (int64_t i = 0; i < K; i += CK_MR)
-                for (int64_t q = 0; q < O; q += j->nr)
-                    j->tile(P, col + i * P * (int64_t)es, P, 1, bp + q * P * (int64_t)es, j->nr,
-                            (int)(O - q < j->nr ? O - q : j->nr), part + (i * O + q) * (int64_t)es,
-                            O, (int)(K - i < CK_MR ? K - i : CK_MR), true);
+            ck_im2col(g, j->dt, j->a, col, n);
+            const char *gn = j->b + n * O * P * (int64_t)es;
+            const char *a = swap ? gn : col;
+            ck_pack(es, swap ? col : gn, Nc, P, P, 1, wb, bp);
+            for (int64_t i = 0; i < M; i += CK_MR)
+                for (int64_t q = 0; q < Nc; q += wb)
+                    j->tile(P, a + i * P * (int64_t)es, P, 1, bp + q * P * (int64_t)es, wb,
+                            (int)(Nc - q < wb ? Nc - q : wb), part + (i * Nc + q) * (int64_t)es, Nc,
+                            (int)(M - i < CK_MR ? M - i : CK_MR), true);
         }
     }
 }
 
-/* Chunk count and scratch for `per` elements per chunk; NULL (error set) on allocation failure. */
-static char *ck_scratch(const conv_geom *g, size_t es, int64_t per, int64_t *nch, const char *who)
+/* Chunk count and scratch for `per` elements per chunk; NULL (error set) on allocation failure.
+ * `most` chunks at most (fewer when the scratch would pass CK_SCRATCH_BYTES, at least one). */
+static char *ck_scratch(const conv_geom *g, size_t es, int64_t per, int64_t most, int64_t *nch,
+                        const char *who)
 {
-    int64_t n = g->N < CK_CHUNKS ? g->N : CK_CHUNKS;
+    int64_t n = g->N < most ? g->N : most;
     int64_t fit = CK_SCRATCH_BYTES / (per * (int64_t)es > 0 ? per * (int64_t)es : 1);
     if (n > fit) n = fit;
     if (n < 1) n = 1;
     *nch = n;
     return ls_malloc((size_t)(n * per) * es, who);
 }
+
+/* Chunks for the forward and the input gradient, whose results do not depend on the chunking: a
+ * few per thread, to balance the load with little scratch. */
+static int64_t ck_free_chunks(void) { return 4 * (int64_t)ls_get_threads(); }
 
 /* The three kernels on the AVX-512 path. Preconditions as for the BLAS ones, and N, K, O, P > 0. */
 static ls_status ck_forward(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
@@ -603,7 +775,7 @@ static ls_status ck_forward(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, in
     size_t es = ls_dtype_size(dt);
     ck_job j = {g, dt, es, nr, tile, x, NULL, y, NULL, g->K * g->P, 0};
     char *wp = ls_malloc((size_t)(ck_round(g->O, CK_MR) * g->K) * es, "conv2d");
-    j.scratch = wp ? ck_scratch(g, es, j.per, &j.nch, "conv2d") : NULL;
+    j.scratch = wp ? ck_scratch(g, es, j.per, ck_free_chunks(), &j.nch, "conv2d") : NULL;
     if (j.scratch) {
         ck_pack(es, w, g->O, g->K, g->K, 1, CK_MR, wp);
         j.b = wp;
@@ -620,14 +792,13 @@ static ls_status ck_input_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile,
     /* A = W^T read in place: rows k, inner o at w[o*K + k], 12 consecutive rows per o */
     size_t es = ls_dtype_size(dt);
     ck_job j = {g, dt, es, nr, tile, gy, w, gx, NULL, g->K * g->P, 0};
-    j.scratch = ck_scratch(g, es, j.per, &j.nch, "conv2d_input_grad");
+    j.scratch = ck_scratch(g, es, j.per, ck_free_chunks(), &j.nch, "conv2d_input_grad");
     if (j.scratch) ls_parallel_for(j.nch, 1, ck_input_grad_chunks, &j);
     ls_free(j.scratch);
     return j.scratch ? LS_OK : ls_error_code();
 }
 
-/* gw[o, k] = sum over chunks c in order of part_c[k, o]: the partials summed into partial 0 row
- * by row (contiguous), then transposed. */
+/* gw = the sum over chunks c, in order, of the partials (then transposed when they are gw^T). */
 #define CK_WG_SUM(T)                                                                               \
     do {                                                                                           \
         T *p0 = (T *)j.out;                                                                        \
@@ -637,17 +808,21 @@ static ls_status ck_input_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile,
             for (int64_t i = 0; i < n; i++) p0[i] += pc[i];                                        \
         }                                                                                          \
         T *o = gw;                                                                                 \
-        for (int64_t k = 0; k < g->K; k++)                                                         \
-            for (int64_t oo = 0; oo < g->O; oo++) o[oo * g->K + k] = p0[k * g->O + oo];            \
+        if (g->K < g->O)                                                                           \
+            memcpy(o, p0, sizeof(T) * (size_t)n);                                                  \
+        else                                                                                       \
+            for (int64_t k = 0; k < g->K; k++)                                                     \
+                for (int64_t oo = 0; oo < g->O; oo++) o[oo * g->K + k] = p0[k * g->O + oo];        \
     } while (0)
 
 static ls_status ck_weight_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
                                 const void *x, const void *gy, void *gw)
 {
     size_t es = ls_dtype_size(dt);
-    int64_t per = g->K * g->P + ck_round(g->O, nr) * g->P;
+    int64_t nc = g->K < g->O ? g->K : g->O;
+    int64_t per = g->K * g->P + ck_round(nc, ck_bwidth(nc, nr)) * g->P;
     ck_job j = {g, dt, es, nr, tile, x, gy, NULL, NULL, per, 0};
-    j.scratch = ck_scratch(g, es, per, &j.nch, "conv2d_weight_grad");
+    j.scratch = ck_scratch(g, es, per, CK_CHUNKS, &j.nch, "conv2d_weight_grad");
     j.out = j.scratch ? ls_malloc((size_t)(j.nch * g->K * g->O) * es, "conv2d_weight_grad") : NULL;
     if (j.out) {
         ls_parallel_for(j.nch, 1, ck_weight_grad_chunks, &j);
@@ -727,8 +902,8 @@ static ls_status conv_input_grad_raw(const conv_geom *g, ls_dtype dt, const void
 }
 
 /* gw [O,C,kh,kw] = conv2d_weight_grad(x, gy) */
-static ls_status conv_weight_grad_raw(const conv_geom *g, ls_dtype dt, const void *x, const void *gy,
-                                      void *gw)
+static ls_status conv_weight_grad_raw(const conv_geom *g, ls_dtype dt, const void *x,
+                                      const void *gy, void *gw)
 {
     size_t es = ls_dtype_size(dt);
     memset(gw, 0, (size_t)(g->O * g->K) * es);

@@ -325,6 +325,19 @@ static ls_tensor *index_select_fwd(ls_tensor *const *in, const ls_attrs *a)
     int64_t oshape[LS_MAX_DIMS];
     memcpy(oshape, x->shape, sizeof oshape);
     oshape[dim] = ls_tensor_numel(idx);
+    if (dim == 0 && ls_tensor_is_contiguous(x)) {
+        /* the batch-gathering case: whole contiguous rows, one memcpy each */
+        ls_tensor *out = ls_tensor_new(x->dtype, x->ndim, oshape);
+        if (!out) return NULL;
+        size_t row = (size_t)(x->shape[0] ? ls_tensor_numel(x) / x->shape[0] : 0) *
+                     ls_dtype_size(x->dtype);
+        const char *src = ls_tensor_data(x);
+        char *dst = ls_tensor_data(out);
+        const int64_t *ip = ls_tensor_data(idx);
+        for (int64_t i = 0; i < oshape[0]; i++)
+            memcpy(dst + (size_t)i * row, src + (size_t)ip[i * idx->stride[0]] * row, row);
+        return out;
+    }
     ls_tensor *iv = broadcast_index(idx, x->ndim, oshape, dim);
     ls_tensor *out = iv ? take(x, dim, iv, oshape) : NULL;
     ls_tensor_release(iv);

@@ -1,6 +1,7 @@
 /* Typed C entry points of the convolution and pooling ops (engine/ops/conv.c, engine/ops/pool.c).
  * Same contract as ops.h: borrowed inputs, a new reference or NULL with the error set, NULL inputs
- * propagate, recorded when grad mode is on. Layout NCHW: x [N, C, H, W], conv weight [O, C, kh, kw].
+ * propagate, recorded when grad mode is on. Layout NCHW: x [N, C, H, W], conv weight
+ * [O, C, kh, kw].
  * See docs/ops-conv-pool.md. */
 #ifndef LS_NN_OPS_H
 #define LS_NN_OPS_H

@@ -4,9 +4,10 @@
  * dilation 1 and ceil_mode False.
  *
  * maxpool2d takes the first maximum of each window in row-major order (ties: the earliest element,
- * like PyTorch), and a NaN wins over numbers (PyTorch's rule: a NaN replaces the running maximum, so
- * with several NaNs the last one is picked). Its gradient routes g to those positions; rather than
- * keep the argmax (the rules may not hold on to outputs), two registered ops recompute it from x:
+ * like PyTorch), and a NaN wins over numbers (PyTorch's rule: a NaN replaces the running maximum,
+ * so with several NaNs the last one is picked). Its gradient routes g to those positions; rather
+ * than keep the argmax (the rules may not hold on to outputs), two registered ops recompute it
+ * from x:
  *   maxpool2d_scatter(x, g [pooled]) -> [x's shape]: g added at each window's argmax (overlapping
  *       windows, s < k, may add several values into one element);
  *   maxpool2d_pick(x, gg [x's shape]) -> [pooled]: gg read at each window's argmax.
@@ -18,8 +19,8 @@
  * each window, and the adjoint of that is avgpool2d again.
  *
  * Kernels run on the thread pool over (image, channel) planes; each item owns one output plane
- * (scatter and avgpool2d_backward zero and fill a whole input plane in a fixed order), so results are
- * bitwise independent of the thread count. */
+ * (scatter and avgpool2d_backward zero and fill a whole input plane in a fixed order), so results
+ * are bitwise independent of the thread count. */
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>

@@ -1,13 +1,16 @@
 /* Convolution and pooling (engine/ops/conv.c, engine/ops/pool.c) against naive direct loops.
  *
- *   conv2d, conv2d_input_grad, conv2d_weight_grad: both dtypes, many (N, C, H, W, O, kh, kw, stride,
- *     padding) combinations (non-square inputs and kernels, stride 2 and 3, padding wider than the
- *     kernel, a batch large enough to be cut into several slices), also through non-contiguous
- *     inputs. Tolerance: |got - ref| <= 8 eps sum |terms| + tiny (the forward error bound of a
+ *   conv2d, conv2d_input_grad, conv2d_weight_grad: both dtypes, many (N, C, H, W, O, kh, kw,
+ *     stride, padding) combinations (non-square inputs and kernels, stride 2 and 3, padding wider
+ *     than the kernel, a batch large enough for several slices and chunks), also through
+ *     non-contiguous inputs, on both kernel paths (AVX-512 where the CPU has it, and BLAS).
+ *     Tolerance: |got - ref| <= 8 eps sum |terms| + tiny (the forward error bound of a
  *     dot product, with room), eps = 2^-23 (f32) or 2^-52 (f64).
  *   maxpool2d, maxpool2d_scatter, maxpool2d_pick, avgpool2d, avgpool2d_backward: both dtypes, exact
- *     (the reference visits elements in the same order), with ties and NaN resolved as PyTorch does.
- *   Thread counts: 1 and 2 threads give bitwise equal pools; conv results are compared too.
+ *     (the reference visits elements in the same order), ties and NaN resolved as PyTorch does.
+ *   Thread counts: 1 and 2 threads give bitwise equal pools and AVX-512 convs; BLAS-path convs
+ *     agree to rounding (OpenBLAS may split differently).
+ *   Allocation failures: NULL with LS_ERR_MEM, nothing leaked.
  *   Errors: the messages name the op and the shapes. */
 #include "check.h"
 
@@ -162,7 +165,8 @@ static void test_conv(void)
         int64_t nx = c->N * c->C * c->H * c->W, nw = c->O * c->C * c->kh * c->kw,
                 ny = c->N * c->O * Ho * Wo;
         double *buf = malloc(sizeof(double) * (size_t)(2 * (nx + nw + ny)));
-        double *y = buf, *ym = y + ny, *gx = ym + ny, *gxm = gx + nx, *gw = gxm + nx, *gwm = gw + nw;
+        double *y = buf, *ym = y + ny, *gx = ym + ny, *gxm = gx + nx, *gw = gxm + nx;
+        double *gwm = gw + nw;
         for (int di = 0; di < 2; di++) {
             ls_dtype d = dtypes[di];
             if (ci == 8 && d == LS_F32) continue;
@@ -275,9 +279,11 @@ static void check_pools(const pool_case *c, ls_dtype d, ls_tensor *x)
                         for (int64_t j = 0; j < c->k; j++) {
                             double v = at(x, n, ch, a * c->s + i, b * c->s + j);
                             s = d == LS_F32 ? (double)((float)s + (float)v) : s + v;
-                            int64_t q = ((n * c->C + ch) * c->H + a * c->s + i) * c->W + b * c->s + j;
+                            int64_t q =
+                                ((n * c->C + ch) * c->H + a * c->s + i) * c->W + b * c->s + j;
                             double add = d == LS_F32 ? (double)((float)gv * (float)inv) : gv * inv;
-                            abr[q] = d == LS_F32 ? (double)((float)abr[q] + (float)add) : abr[q] + add;
+                            abr[q] = d == LS_F32 ? (double)((float)abr[q] + (float)add)
+                                                 : abr[q] + add;
                         }
                     double avg = d == LS_F32 ? (double)((float)s / (float)(c->k * c->k))
                                              : s / (double)(c->k * c->k);
@@ -379,7 +385,9 @@ static void test_threads(void)
                 scale = fmax(scale, fabs(a));
             }
             double tol = (d == LS_F32 ? 1e-5 : 1e-13) * scale;   /* relative to the largest value */
-            if (!(worst <= tol)) fprintf(stderr, "conv op %d %s: 1 vs 2 threads differ by %g\n", k, ls_dtype_name(d), worst);
+            if (!(worst <= tol))
+                fprintf(stderr, "conv op %d %s: 1 vs 2 threads differ by %g\n", k,
+                        ls_dtype_name(d), worst);
             CHECK(worst <= tol);
             if (own) CHECK(bitwise(r[0][k], r[1][k]));
             else if (!bitwise(r[0][k], r[1][k]))

@@ -31,8 +31,8 @@ end
 local function torch_lines(body)
   local script = os.tmpname()
   local fh = assert(io.open(script, "w"))
-  fh:write("import torch\nimport torch.nn.functional as F\ntorch.set_default_dtype(torch.float64)\n",
-           "T = torch.tensor\n",
+  fh:write("import torch\nimport torch.nn.functional as F\n",
+           "torch.set_default_dtype(torch.float64)\nT = torch.tensor\n",
            "def out(t):\n    print(' '.join(repr(float(e)) for e in t.detach().reshape(-1)))\n",
            body)
   fh:close()
