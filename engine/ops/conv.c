@@ -374,7 +374,9 @@ static _Atomic bool ck_blas_only;
 
 void ls_conv2d_use_blas(bool on) { ck_blas_only = on; }
 
-/* C[r, c] (+)= sum_k A[r*rsa + k*ksa] B[k*ldb + c] for r < nrows (<= CK_MR), c < ncols (<= NR). */
+/* C[r, c] (+)= sum_k A[r*rsa + k*ksa] B[k*ldb + c] for r < nrows (<= CK_MR), c < ncols (<= NR).
+ * A is read for all the rows of the body chosen (12, 8 or 4 >= nrows): it must hold CK_MR rows
+ * (zero padding, or anything finite: those rows are not stored). B and C are masked. */
 typedef void (*ck_tile_fn)(int64_t kk, const void *A, int64_t rsa, int64_t ksa, const void *B,
                            int64_t ldb, int ncols, void *C, int64_t ldc, int nrows, bool acc);
 
@@ -709,7 +711,8 @@ static void ck_input_grad_chunks(void *vj, int64_t begin, int64_t end)
             const char *gn = j->a + n * g->O * g->P * (int64_t)es;
             for (int64_t q = 0; q < g->P; q += j->nr)
                 for (int64_t i = 0; i < g->K; i += CK_MR)
-                    j->tile(g->O, j->b + i * (int64_t)es, 1, g->K, gn + q * (int64_t)es, g->P,
+                    j->tile(g->O, j->b + i * g->O * (int64_t)es, 1, CK_MR, gn + q * (int64_t)es,
+                            g->P,
                             (int)(g->P - q < j->nr ? g->P - q : j->nr),
                             gcol + (i * g->P + q) * (int64_t)es, g->P,
                             (int)(g->K - i < CK_MR ? g->K - i : CK_MR), false);
@@ -721,7 +724,9 @@ static void ck_input_grad_chunks(void *vj, int64_t begin, int64_t end)
 /* Two ways round, packing the smaller operand per image (g_n: O*P, or col_n: K*P elements):
  *   K >= O: gw^T [K, O] += col_n [K, P] . g_n^T, A = col_n read in place, B = g_n packed;
  *   K < O:  gw [O, K]   += g_n [O, P] . col_n^T, A = g_n read in place, B = col_n packed
- *           (a first layer: K = C*kh*kw = 9 for one input channel, O = 32). */
+ *           (a first layer: K = C*kh*kw = 9 for one input channel, O = 32).
+ * The tile reads all CK_MR rows of A (a body of 12, 8 or 4), so a last block of fewer rows is
+ * copied, zero-padded, into `tail` rather than read past the end of A. */
 static void ck_weight_grad_chunks(void *vj, int64_t begin, int64_t end)
 {
     const ck_job *j = vj;
@@ -735,18 +740,27 @@ static void ck_weight_grad_chunks(void *vj, int64_t begin, int64_t end)
         int64_t n0, n1;
         char *col = ck_chunk(j, c, &n0, &n1);                      /* [K][P] */
         char *bp = col + K * P * (int64_t)es;                      /* [Nc/wb][P][wb] */
+        char *tail = bp + ck_round(Nc, wb) * P * (int64_t)es;      /* [CK_MR][P] */
         char *part = j->out + c * K * O * (int64_t)es;
         memset(part, 0, (size_t)(K * O) * es);
+        memset(tail, 0, (size_t)(CK_MR * P) * es);
         for (int64_t n = n0; n < n1; n++) {
             ck_im2col(g, j->dt, j->a, col, n);
             const char *gn = j->b + n * O * P * (int64_t)es;
             const char *a = swap ? gn : col;
             ck_pack(es, swap ? col : gn, Nc, P, P, 1, wb, bp);
-            for (int64_t i = 0; i < M; i += CK_MR)
+            for (int64_t i = 0; i < M; i += CK_MR) {
+                int rows = (int)(M - i < CK_MR ? M - i : CK_MR);
+                const char *ai = a + i * P * (int64_t)es;
+                if (rows < CK_MR) {
+                    memcpy(tail, ai, (size_t)(rows * P) * es);
+                    ai = tail;
+                }
                 for (int64_t q = 0; q < Nc; q += wb)
-                    j->tile(P, a + i * P * (int64_t)es, P, 1, bp + q * P * (int64_t)es, wb,
+                    j->tile(P, ai, P, 1, bp + q * P * (int64_t)es, wb,
                             (int)(Nc - q < wb ? Nc - q : wb), part + (i * Nc + q) * (int64_t)es, Nc,
-                            (int)(M - i < CK_MR ? M - i : CK_MR), true);
+                            rows, true);
+            }
         }
     }
 }
@@ -789,12 +803,18 @@ static ls_status ck_forward(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, in
 static ls_status ck_input_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
                                const void *gy, const void *w, void *gx)
 {
-    /* A = W^T read in place: rows k, inner o at w[o*K + k], 12 consecutive rows per o */
     size_t es = ls_dtype_size(dt);
-    ck_job j = {g, dt, es, nr, tile, gy, w, gx, NULL, g->K * g->P, 0};
-    j.scratch = ck_scratch(g, es, j.per, ck_free_chunks(), &j.nch, "conv2d_input_grad");
-    if (j.scratch) ls_parallel_for(j.nch, 1, ck_input_grad_chunks, &j);
+    ck_job j = {g, dt, es, nr, tile, gy, NULL, gx, NULL, g->K * g->P, 0};
+    char *wp = ls_malloc((size_t)(ck_round(g->K, CK_MR) * g->O) * es, "conv2d_input_grad");
+    j.scratch = wp ? ck_scratch(g, es, j.per, ck_free_chunks(), &j.nch, "conv2d_input_grad")
+                   : NULL;
+    if (j.scratch) {
+        ck_pack(es, w, g->K, g->O, 1, g->K, CK_MR, wp);   /* W^T: row k is column k of W */
+        j.b = wp;
+        ls_parallel_for(j.nch, 1, ck_input_grad_chunks, &j);
+    }
     ls_free(j.scratch);
+    ls_free(wp);
     return j.scratch ? LS_OK : ls_error_code();
 }
 
@@ -820,7 +840,7 @@ static ls_status ck_weight_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile
 {
     size_t es = ls_dtype_size(dt);
     int64_t nc = g->K < g->O ? g->K : g->O;
-    int64_t per = g->K * g->P + ck_round(nc, ck_bwidth(nc, nr)) * g->P;
+    int64_t per = g->K * g->P + ck_round(nc, ck_bwidth(nc, nr)) * g->P + CK_MR * g->P;
     ck_job j = {g, dt, es, nr, tile, x, gy, NULL, NULL, per, 0};
     j.scratch = ck_scratch(g, es, per, CK_CHUNKS, &j.nch, "conv2d_weight_grad");
     j.out = j.scratch ? ls_malloc((size_t)(j.nch * g->K * g->O) * es, "conv2d_weight_grad") : NULL;

@@ -20,6 +20,8 @@
 -- and y goes straight into ls.cross_entropy, ls.one_hot and comparisons with argmax, which all count
 -- classes from 1.
 local ls = require "landscape"
+local util = require "landscape.util"
+local fail, public, check_options, shape_str = util.fail, util.public, util.check_options, util.shape_str
 
 local M = {}
 
@@ -41,29 +43,8 @@ local FILES = {
 -- Errors inside this module are raised without a position (level 0); each public function runs its
 -- body under pcall and re-raises at level 2, so the message points at the user's call:
 -- "train.lua:12: fashion_mnist: ...".
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
-local function public(fn)
-    return function(...)
-        local res = table.pack(pcall(fn, ...))
-        if not res[1] then error(res[2], 2) end
-        return table.unpack(res, 2, res.n)
-    end
-end
 
-local function check_options(opts, known, who)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then fail("%s: expected an options table, got %s", who, type(opts)) end
-    for k in pairs(opts) do
-        if not known[k] then
-            local names = {}
-            for name in pairs(known) do names[#names + 1] = name end
-            table.sort(names)
-            fail("%s: unknown option '%s' (known: %s)", who, tostring(k), table.concat(names, ", "))
-        end
-    end
-    return opts
-end
 
 -- Raise "<who>: <path>: No such file or directory<hint>" when a file cannot be opened.
 local function check_readable(path, who, hint)
@@ -136,10 +117,6 @@ Dataset.__index = Dataset
 Dataset.__name = "landscape.Dataset"
 M.Dataset = Dataset
 
-local function shape_str(t)
-    local s = t:size()
-    return "[" .. table.concat(s, "x") .. "]"
-end
 
 -- 64-bit mixing of integers into one seed (splitmix64's finaliser applied after each word), so the
 -- streams for (seed, epoch, purpose, batch) are unrelated for every combination.

@@ -30,40 +30,16 @@
 --            batched exactly as J_l^T (J_l v) with J_l the Jacobian of the per-sample loss vector
 --            (no per-sample loop)                                                    ~ 1 fwd + 4 bwd
 local ls = require "landscape"
+local util = require "landscape.util"
+local fail, public, check_options, shape_str = util.fail, util.public, util.check_options, util.shape_str
 
 local M = {}
 
 -- Errors inside this module are raised without a position (level 0); each public function re-raises
 -- at level 2 so the message points at the user's call.
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
-local function public(fn)
-    return function(...)
-        local res = table.pack(pcall(fn, ...))
-        if not res[1] then error(res[2], 2) end
-        return table.unpack(res, 2, res.n)
-    end
-end
 
-local function shape_str(t)
-    local s = t:size()
-    if #s == 0 then return "[]" end
-    return "[" .. table.concat(s, "x") .. "]"
-end
 
-local function check_options(opts, known, who)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then fail("%s: expected an options table, got %s", who, type(opts)) end
-    for k in pairs(opts) do
-        if not known[k] then
-            local names = {}
-            for name in pairs(known) do names[#names + 1] = name end
-            table.sort(names)
-            fail("%s: unknown option '%s' (known: %s)", who, tostring(k), table.concat(names, ", "))
-        end
-    end
-    return opts
-end
 
 -- <a, b> summed over lists of tensors, recorded when an input requires grad.
 local function inner(as, bs)

@@ -23,38 +23,15 @@
 --             logits is e_y - e_j), normalised by the logits' total variance like any other layer
 --             (opts.output = "raw" gives f_y - f_j unnormalised instead)
 local ls = require "landscape"
+local util = require "landscape.util"
+local fail, public, check_options, shape_str = util.fail, util.public, util.check_options, util.shape_str
 local stats = require "landscape.stats"
 
 local M = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
-local function public(fn)
-    return function(...)
-        local res = table.pack(pcall(fn, ...))
-        if not res[1] then error(res[2], 2) end
-        return table.unpack(res, 2, res.n)
-    end
-end
 
-local function check_options(opts, known, who)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then fail("%s: expected an options table, got %s", who, type(opts)) end
-    for k in pairs(opts) do
-        if not known[k] then
-            local names = {}
-            for name in pairs(known) do names[#names + 1] = name end
-            table.sort(names)
-            fail("%s: unknown option '%s' (known: %s)", who, tostring(k), table.concat(names, ", "))
-        end
-    end
-    return opts
-end
 
-local function shape_str(t)
-    local s = t:size()
-    return "[" .. table.concat(s, "x") .. "]"
-end
 
 local function is_module(m)
     return type(m) == "table" and type(m.forward) == "function" and m._children ~= nil

@@ -26,6 +26,8 @@
 --   m:flatten_parameters(), m:set_flat_parameters(v)
 --   m:children(), m:named_children(), m:modules(), m:apply(fn), tostring(m)
 local ls = require "landscape"
+local util = require "landscape.util"
+local fail, public, check_options, shape_str = util.fail, util.public, util.check_options, util.shape_str
 
 local M = {}
 
@@ -34,29 +36,8 @@ local M = {}
 -- under `public`, which re-raises at level 2, so the message points at the caller's line:
 -- "train.lua:12: linear: in_features must be a positive integer, got 0".
 ---------------------------------------------------------------------------------------------------
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
-local function public(fn)
-    return function(...)
-        local res = table.pack(pcall(fn, ...))
-        if not res[1] then error(res[2], 2) end
-        return table.unpack(res, 2, res.n)
-    end
-end
 
-local function check_options(opts, known, who)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then fail("%s: expected an options table, got %s", who, type(opts)) end
-    for k in pairs(opts) do
-        if not known[k] then
-            local names = {}
-            for name in pairs(known) do names[#names + 1] = name end
-            table.sort(names)
-            fail("%s: unknown option '%s' (known: %s)", who, tostring(k), table.concat(names, ", "))
-        end
-    end
-    return opts
-end
 
 local function check_posint(v, who, what)
     local n = type(v) == "number" and math.tointeger(v) or nil
@@ -86,11 +67,6 @@ local function check_seed(s, who)
     return s
 end
 
-local function shape_str(t)
-    local s = t:size()
-    if #s == 0 then return "[]" end
-    return "[" .. table.concat(s, "x") .. "]"
-end
 
 local function check_input(x, who)
     if not ls.is_tensor(x) then fail("%s: expected a tensor input, got %s", who, type(x)) end

@@ -26,6 +26,8 @@
 -- requires_grad, a gradient whose shape does not match its parameter) are raised as Lua errors that
 -- name the optimizer and point at the caller's line.
 local ls = require "landscape"
+local util = require "landscape.util"
+local fail, public, check_options, shape_str = util.fail, util.public, util.check_options, util.shape_str
 
 local C = ls._optim
 
@@ -34,29 +36,8 @@ local M = {}
 -- Errors inside this module are raised without a position (level 0); each public function runs its
 -- body under pcall and re-raises at level 2, so the message points at the user's call:
 -- "train.lua:12: sgd: invalid learning rate -1 (must be >= 0)".
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
-local function public(fn)
-    return function(...)
-        local res = table.pack(pcall(fn, ...))
-        if not res[1] then error(res[2], 2) end
-        return table.unpack(res, 2, res.n)
-    end
-end
 
-local function check_options(opts, known, who)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then fail("%s: expected an options table, got %s", who, type(opts)) end
-    for k in pairs(opts) do
-        if known[k] == nil then
-            local names = {}
-            for name in pairs(known) do names[#names + 1] = name end
-            table.sort(names)
-            fail("%s: unknown option '%s' (known: %s)", who, tostring(k), table.concat(names, ", "))
-        end
-    end
-    return opts
-end
 
 local function is_finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
 
@@ -91,7 +72,6 @@ local function check_integer(v, key, who, min)
     return v
 end
 
-local function shape_str(t) return "[" .. table.concat(t.shape, "x") .. "]" end
 
 -- params -> a fresh list of tensors, checked: non-empty, tensors, requiring grad, leaves, distinct.
 local function param_list(params, who)

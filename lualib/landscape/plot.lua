@@ -10,29 +10,12 @@
 -- `gnuplot OUT.gp`; the terminal follows the extension of `out`: .png (pngcairo), .svg, .pdf
 -- (pdfcairo). With run = false only the .dat and .gp files are written. Returns the output path and
 -- the script path. Without gnuplot on the PATH it raises an error naming the script it wrote.
+local util = require "landscape.util"
+local fail, public, check_options = util.fail, util.public, util.check_options
+
 local M = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
-local function public(fn)
-    return function(...)
-        local res = table.pack(pcall(fn, ...))
-        if not res[1] then error(res[2], 2) end
-        return table.unpack(res, 2, res.n)
-    end
-end
 
-local function check_options(opts, known, who)
-    if type(opts) ~= "table" then fail("%s: expected an options table", who) end
-    for k in pairs(opts) do
-        if not known[k] then
-            local names = {}
-            for name in pairs(known) do names[#names + 1] = name end
-            table.sort(names)
-            fail("%s: unknown option '%s' (known: %s)", who, tostring(k), table.concat(names, ", "))
-        end
-    end
-    return opts
-end
 
 local function terminal(out, size, who)
     local ext = (out:match("%.([%w]+)$") or ""):lower()

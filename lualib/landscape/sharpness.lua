@@ -22,31 +22,9 @@ M.util = U
 ---------------------------------------------------------------------------------------------------
 -- Errors: raised without a position inside, re-raised at the caller's line by `public`.
 ---------------------------------------------------------------------------------------------------
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
-U.fail = fail
-
-local function public(fn)
-    return function(...)
-        local res = table.pack(pcall(fn, ...))
-        if not res[1] then error(res[2], 2) end
-        return table.unpack(res, 2, res.n)
-    end
-end
-U.public = public
-
-function U.check_options(opts, known, who)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then fail("%s: expected an options table, got %s", who, type(opts)) end
-    for k in pairs(opts) do
-        if not known[k] then
-            local names = {}
-            for name in pairs(known) do names[#names + 1] = name end
-            table.sort(names)
-            fail("%s: unknown option '%s' (known: %s)", who, tostring(k), table.concat(names, ", "))
-        end
-    end
-    return opts
-end
+local util = require "landscape.util"
+local fail, public, shape_str = util.fail, util.public, util.shape_str
+U.fail, U.public, U.check_options = fail, public, util.check_options
 
 function U.posint(v, key, who)
     if math.type(v) ~= "integer" or v < 1 then
@@ -62,7 +40,6 @@ function U.posnum(v, key, who)
     return v
 end
 
-local function shape_str(t) return "[" .. table.concat(t:size(), "x") .. "]" end
 U.shape_str = shape_str
 
 ---------------------------------------------------------------------------------------------------

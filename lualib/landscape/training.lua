@@ -15,6 +15,8 @@
 -- An optimizer has opt:step() and opt:zero_grad() (ls.optim.sgd, adam, adamw); opt.lr is logged.
 -- docs/training.md is the reference.
 local ls = require "landscape"
+local util = require "landscape.util"
+local fail, public, check_options, shape_str = util.fail, util.public, util.check_options, util.shape_str
 local data = require "landscape.data"
 local progress = require "landscape.progress"
 
@@ -23,29 +25,8 @@ local M = {}
 -- Errors inside this module are raised without a position (level 0); each public function runs its
 -- body under pcall and re-raises at level 2, so the message points at the user's call:
 -- "run.lua:12: train: option 'optimizer' is required ...".
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
-local function public(fn)
-    return function(...)
-        local res = table.pack(pcall(fn, ...))
-        if not res[1] then error(res[2], 2) end
-        return table.unpack(res, 2, res.n)
-    end
-end
 
-local function check_options(opts, known, who)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" then fail("%s: expected an options table, got %s", who, type(opts)) end
-    for k in pairs(opts) do
-        if not known[k] then
-            local names = {}
-            for name in pairs(known) do names[#names + 1] = name end
-            table.sort(names)
-            fail("%s: unknown option '%s' (known: %s)", who, tostring(k), table.concat(names, ", "))
-        end
-    end
-    return opts
-end
 
 local function check_posint(v, key, who)
     if math.type(v) ~= "integer" or v < 1 then
@@ -67,7 +48,6 @@ end
 
 local function is_finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
 
-local function shape_str(t) return "[" .. table.concat(t:size(), "x") .. "]" end
 
 M.dataset = data.dataset
 

@@ -74,6 +74,8 @@ static const conv_case conv_cases[] = {
     {2, 2, 3, 3, 2, 5, 5, 1, 1},   /* kernel wider than the input, padding makes it fit */
     {1, 3, 6, 6, 2, 6, 6, 1, 0},   /* kernel = input: 1x1 output */
     {4, 32, 14, 14, 8, 3, 3, 1, 1},  /* a CNN's second layer, narrower */
+    {3, 1, 10, 9, 32, 3, 3, 1, 1},   /* a first layer: K = 9 < O = 32 */
+    {1, 2, 3, 140, 3, 3, 3, 1, 1},   /* rows too wide for the vector im2col: the scalar one */
     {30, 16, 32, 32, 4, 3, 3, 1, 1}, /* f64: 1.2 MB of columns per image, several slices */
 };
 
@@ -169,7 +171,7 @@ static void test_conv(void)
         double *gwm = gw + nw;
         for (int di = 0; di < 2; di++) {
             ls_dtype d = dtypes[di];
-            if (ci == 8 && d == LS_F32) continue;
+            if (ci == 10 && d == LS_F32) continue;   /* the big case in f64 only */
             ls_tensor *x = make(d, c->N, c->C, c->H, c->W), *w = make(d, c->O, c->C, c->kh, c->kw);
             ls_tensor *g = make(d, c->N, c->O, Ho, Wo);
             conv_naive(c, x, w, g, y, ym, gx, gxm, gw, gwm);
