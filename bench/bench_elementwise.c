@@ -366,9 +366,11 @@ int main(int argc, char **argv)
                     const char *dn = ls_dtype_name(dtypes[di]);
                     bench_row(wl, dn, threads[ti], ms_o, "stream", ms_s);
                     if (nnotes < MAX_NOTES)
-                        snprintf(notes[nnotes++], sizeof notes[0], "# %s,%s,%d,%.1f,%.1f,%.1f\n",
-                                 wl, dn, threads[ti], r.faults_a, r.faults_b,
-                                 (double)n * (double)ls_dtype_size(dtypes[di]) / 4096.0);
+                        snprintf(notes[nnotes++], sizeof notes[0],
+                                 "# %s,%s,%d,%.1f,%.1f,%.1f,%.3f\n", wl, dn, threads[ti],
+                                 r.faults_a, r.faults_b,
+                                 (double)n * (double)ls_dtype_size(dtypes[di]) / 4096.0,
+                                 r.cpu_ms_a / r.cpu_ms_b);
                     const torch_row *tr = torch_find(op, dtypes[di], threads[ti], n);
                     if (tr) bench_row(wl, dn, threads[ti], ms_o, "torch", tr->ms);
                 }
@@ -380,8 +382,8 @@ int main(int argc, char **argv)
         pool_stop(&pool);
     }
     fprintf(stderr, "# minor page faults per call (vector_pages: 4 KiB pages of one n-element "
-                    "vector)\n"
-                    "# workload,dtype,threads,ours_faults,stream_faults,vector_pages\n");
+                    "vector); cpu_ratio = ours / stream in process CPU time\n"
+                    "# workload,dtype,threads,ours_faults,stream_faults,vector_pages,cpu_ratio\n");
     for (int i = 0; i < nnotes; i++) fputs(notes[i], stderr);
     bench_report_rss("bench_elementwise");
     return 0;

@@ -13,7 +13,8 @@
  * the second / first operand as a transposed view (ls_view_transpose), passed to BLAS as Trans.
  *
  * stdout: the CSV rows (bench_util.h). stderr: a GFLOP/s table (2 m n k / time) for both sides with
- * the minor page faults per call, the result check, and the peak RSS. */
+ * the minor page faults per call and the ratio in CPU time (steadier than wall time on a busy
+ * machine), the result check, and the peak RSS. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -118,6 +119,7 @@ typedef struct gf_row {
     int threads;
     double ours, peer;           /* GFLOP/s */
     double ours_flt, peer_flt;   /* minor page faults per call */
+    double cpu_ratio;            /* ours / peer in process CPU time per call */
 } gf_row;
 
 int main(int argc, char **argv)
@@ -167,16 +169,19 @@ int main(int argc, char **argv)
                 g->peer = flop / (ms_p * 1e6);
                 g->ours_flt = r.faults_a;
                 g->peer_flt = r.faults_b;
+                g->cpu_ratio = r.cpu_ms_a / r.cpu_ms_b;
                 ctx_free(&x);
             }
         }
     }
-    fprintf(stderr, "# GFLOP/s = 2 m n k / time; faults = minor page faults per call\n"
+    fprintf(stderr, "# GFLOP/s = 2 m n k / wall time; faults = minor page faults per call; "
+                    "cpu_ratio = ours / openblas in process CPU time\n"
                     "# workload,dtype,threads,ours_gflops,openblas_gflops,ours_faults,"
-                    "openblas_faults\n");
+                    "openblas_faults,cpu_ratio\n");
     for (int i = 0; i < ngf; i++)
-        fprintf(stderr, "# %s,%s,%d,%.2f,%.2f,%.2f,%.2f\n", gf[i].name, gf[i].dtype,
-                gf[i].threads, gf[i].ours, gf[i].peer, gf[i].ours_flt, gf[i].peer_flt);
+        fprintf(stderr, "# %s,%s,%d,%.2f,%.2f,%.2f,%.2f,%.3f\n", gf[i].name, gf[i].dtype,
+                gf[i].threads, gf[i].ours, gf[i].peer, gf[i].ours_flt, gf[i].peer_flt,
+                gf[i].cpu_ratio);
     fprintf(stderr, "# check: largest |ours - openblas| / max|openblas| = %.3g\n", worst_check);
     bench_report_rss("bench_matmul");
     return 0;

@@ -59,11 +59,27 @@ static long minor_faults(void)
     return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_minflt : 0;
 }
 
+/* CPU seconds of the whole process (all threads). */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Wall seconds of `iters` calls; *cpu (if given) gets their process CPU seconds. */
+static double run_sample_cpu(bench_fn f, void *ctx, long iters, double *cpu)
+{
+    double c0 = cpu ? cpu_now() : 0, t0 = bench_now();
+    for (long i = 0; i < iters; i++) f(ctx);
+    double t = bench_now() - t0;
+    if (cpu) *cpu = cpu_now() - c0;
+    return t;
+}
+
 static double run_sample(bench_fn f, void *ctx, long iters)
 {
-    double t0 = bench_now();
-    for (long i = 0; i < iters; i++) f(ctx);
-    return bench_now() - t0;
+    return run_sample_cpu(f, ctx, iters, NULL);
 }
 
 /* Calls in one sample so that it lasts at least min_sample seconds, from one timed call (which also
@@ -100,21 +116,27 @@ bench_result bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, v
     long na = calibrate(o, a, ca), nb = b ? calibrate(o, b, cb) : 0;
     run_sample(a, ca, na);
     if (b) run_sample(b, cb, nb);
-    double sa[BENCH_MAX_REPS], sb[BENCH_MAX_REPS];
+    double sa[BENCH_MAX_REPS], sb[BENCH_MAX_REPS], ca_[BENCH_MAX_REPS], cb_[BENCH_MAX_REPS];
     long fa = 0, fb = 0;
     for (int r = 0; r < reps; r++) {
         long f0 = minor_faults();
-        sa[r] = run_sample(a, ca, na) / (double)na;
+        sa[r] = run_sample_cpu(a, ca, na, &ca_[r]) / (double)na;
+        ca_[r] /= (double)na;
         long f1 = minor_faults();
-        if (b) sb[r] = run_sample(b, cb, nb) / (double)nb;
+        if (b) {
+            sb[r] = run_sample_cpu(b, cb, nb, &cb_[r]) / (double)nb;
+            cb_[r] /= (double)nb;
+        }
         fa += f1 - f0;
         fb += minor_faults() - f1;
     }
     bench_result res = {0};
     res.ms_a = 1e3 * median(sa, reps);
+    res.cpu_ms_a = 1e3 * median(ca_, reps);
     res.faults_a = (double)fa / ((double)na * reps);
     if (b) {
         res.ms_b = 1e3 * median(sb, reps);
+        res.cpu_ms_b = 1e3 * median(cb_, reps);
         res.faults_b = (double)fb / ((double)nb * reps);
     }
     return res;

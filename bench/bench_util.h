@@ -32,7 +32,10 @@ double bench_now(void);
 typedef void (*bench_fn)(void *ctx);
 
 typedef struct bench_result {
-    double ms_a, ms_b;           /* median milliseconds per call */
+    double ms_a, ms_b;           /* median wall milliseconds per call */
+    double cpu_ms_a, cpu_ms_b;   /* median CPU milliseconds per call, all threads of the process:
+                                    less disturbed than wall time when other processes compete for
+                                    the cores (a diagnostic; the CSV reports wall time) */
     double faults_a, faults_b;   /* minor page faults per call during the timed samples */
 } bench_result;
 

@@ -218,6 +218,16 @@ static void lx_cli_setpaths(lua_State *L, int noenv)
     if (user) lx_cli_add_user_path(&b, user);
     if (lx_cli_in_build_tree())
         luaL_addstring(&b, LS_SOURCE_LUALIB "/?.lua;" LS_SOURCE_LUALIB "/?/init.lua;");
+    /* relative to the executable (<prefix>/bin/landscape -> <prefix>/share/lua/5.4), so that an
+     * install with `cmake --install --prefix P` finds its helpers whatever the configured prefix */
+    char *exe = realpath("/proc/self/exe", NULL);
+    char *slash = exe ? strrchr(exe, '/') : NULL;
+    if (slash) {
+        *slash = '\0';
+        luaL_addstring(&b, exe);
+        luaL_addstring(&b, "/../share/lua/5.4/?.lua;");
+    }
+    free(exe);
     luaL_addstring(&b, LS_INSTALL_LUALIB "/?.lua;" LS_INSTALL_LUALIB "/?/init.lua;");
     luaL_pushresult(&b);          /* prefix */
     lua_getglobal(L, "package");  /* prefix package */
