@@ -30,8 +30,9 @@
 -- does not see the memory a tensor holds (its box is a few bytes), so left alone it collects late:
 -- --gc never shows what that costs.
 --
--- stdout: tidy CSV (workload,dtype,threads,ours_ms,peer,peer_ms,ratio). stderr: '#' notes, the peak
--- RSS of this process and of the peer.
+-- stdout: tidy CSV (workload,dtype,threads,ours_ms,peer,peer_ms,ratio). stderr: '#' notes: the
+-- process CPU time per call of both sides (os.clock here, time.process_time in the peer), which a
+-- busy machine disturbs less than wall time, and the peak RSS of this process and of the peer.
 local ls = require "landscape"
 
 local clock = ls.clock or os.clock
@@ -84,10 +85,11 @@ local SIZES = {784, 128, 128, 10}
 local function note(...) io.stderr:write("# ", string.format(...), "\n") end
 
 -- ---- timing ----
+-- Wall seconds per call, and process CPU seconds per call (os.clock: all threads).
 local function run(fn, iters)
-  local t0 = clock()
+  local c0, t0 = os.clock(), clock()
   for _ = 1, iters do fn() end
-  return (clock() - t0) / iters
+  return (clock() - t0) / iters, (os.clock() - c0) / iters
 end
 
 local function calibrate(fn)
@@ -108,12 +110,13 @@ local function median(v)
   return 0.5 * (s[n // 2] + s[n // 2 + 1])
 end
 
--- Median ms per call of each named function, sampled round-robin (see the header).
+-- Median wall ms per call of each named function, sampled round-robin (see the header), and the
+-- median CPU ms per call.
 local function time_round_robin(names, fns)
-  local iters, times = {}, {}
+  local iters, times, cpus = {}, {}, {}
   for _, k in ipairs(names) do
     iters[k] = calibrate(fns[k])
-    times[k] = {}
+    times[k], cpus[k] = {}, {}
   end
   local gc = opts.gc == "sample" and collectgarbage or function() end
   gc()
@@ -121,12 +124,15 @@ local function time_round_robin(names, fns)
   for _ = 1, opts.reps do
     for _, k in ipairs(names) do
       gc()
-      times[k][#times[k] + 1] = run(fns[k], iters[k])
+      times[k][#times[k] + 1], cpus[k][#cpus[k] + 1] = run(fns[k], iters[k])
     end
   end
-  local ms = {}
-  for _, k in ipairs(names) do ms[k] = 1e3 * median(times[k]) end
-  return ms
+  local ms, cpu = {}, {}
+  for _, k in ipairs(names) do
+    ms[k] = 1e3 * median(times[k])
+    cpu[k] = 1e3 * median(cpus[k])
+  end
+  return ms, cpu
 end
 
 -- ---- the model ----
@@ -188,8 +194,8 @@ local function run_peer()
     if line:sub(1, 1) == "#" then
       io.stderr:write(line, "\n")
     else
-      local w, d, t, ms = line:match("^([^,]+),([^,]+),(%d+),([%d.eE+-]+)$")
-      if w then res[w .. "," .. d .. "," .. t] = tonumber(ms) end
+      local w, d, t, ms, cpu = line:match("^([^,]+),([^,]+),(%d+),([%d.eE+-]+),([%d.eE+-]+)$")
+      if w then res[w .. "," .. d .. "," .. t] = {ms = tonumber(ms), cpu = tonumber(cpu)} end
     end
   end
   local ok, how, code = p:close()
@@ -227,24 +233,33 @@ local function main()
   local peer = run_peer()
   io.stdout:write("workload,dtype,threads,ours_ms,peer,peer_ms,ratio\n")
   local names = {"forward", "grad", "hvp"}
+  local cpu_notes = {}
   for _, act in ipairs(acts) do
     for _, threads in ipairs(THREADS) do
       ls.set_threads(threads)
       for _, dtype in ipairs(DTYPES) do
         local fns = make_problem(dtype, act)
-        local ms = time_round_robin(names, fns)
+        local ms, cpu = time_round_robin(names, fns)
         for _, k in ipairs(names) do
           local w = k .. "_" .. act
           local pm = peer[w .. "," .. dtype .. "," .. threads]
-          if pm then row(w, dtype, threads, ms[k], "torch", pm) end
+          if pm then row(w, dtype, threads, ms[k], "torch", pm.ms) end
+          cpu_notes[#cpu_notes + 1] = string.format("# %s,%s,%d,%.3f,%s", w, dtype, threads, cpu[k],
+                                                    pm and string.format("%.3f", pm.cpu) or "NA")
         end
         row("grad_over_forward_" .. act, dtype, threads, ms.grad, "ours_forward", ms.forward)
         row("hvp_over_grad_" .. act, dtype, threads, ms.hvp, "ours_grad", ms.grad)
+        cpu_notes[#cpu_notes + 1] = string.format("# %s,%s,%d,cpu ratios grad/forward %.3f, "
+                                                  .. "hvp/grad %.3f", act, dtype, threads,
+                                                  cpu.grad / cpu.forward, cpu.hvp / cpu.grad)
         fns = nil
         if opts.gc == "sample" then collectgarbage() end
       end
     end
   end
+  io.stderr:write("# process CPU ms per call (all threads; steadier than wall time on a busy "
+                  .. "machine)\n# workload,dtype,threads,ours_cpu_ms,torch_cpu_ms\n",
+                  table.concat(cpu_notes, "\n"), "\n")
   local rss = peak_rss_mib()
   if rss then note("bench_autograd.lua: peak RSS %.1f MiB", rss) end
 end

@@ -7,7 +7,8 @@
  *           add: c = a + b; mul: c = a * b; exp and relu: c = a (a copy: what a unary op costs if
  *           its arithmetic were free); sum: a read-only pass accumulating in double, like the
  *           engine. A ratio near 1 means the op runs at the speed of memory; above 1 is overhead
- *           (allocation, page faults of a fresh output, arithmetic: exp is compute-bound by nature).
+ *           (allocation, page faults of a fresh output, arithmetic: exp is compute-bound by
+ *           nature).
  *   torch   the same op in PyTorch (torch.add, ...), timed by bench/peer_elementwise.py, which this
  *           program runs once before its own measurements, with the same sizes, dtypes and thread
  *           counts (torch.set_num_threads). Skipped with a note on stderr when python3 or torch is

@@ -14,7 +14,8 @@ Timing as on the Lua side: one call to warm up and calibrate an inner loop so a 
 least --min-sample seconds, one warm-up round, then --reps rounds in which forward, grad and hvp
 each take one sample in turn; the median sample per workload, in ms per call.
 
-Prints `workload,dtype,threads,ms` lines, and `#`-lines (peak RSS) the caller copies to stderr.
+Prints `workload,dtype,threads,ms,cpu_ms` lines (cpu_ms: process CPU time, all threads), and
+`#`-lines (peak RSS) the caller copies to stderr.
 """
 import argparse
 import resource
@@ -40,10 +41,11 @@ def calibrate(fn, min_sample):
 
 
 def sample(fn, iters):
-    t0 = time.perf_counter()
+    """(wall, process CPU) seconds per call."""
+    c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(iters):
         fn()
-    return (time.perf_counter() - t0) / iters
+    return (time.perf_counter() - t0) / iters, (time.process_time() - c0) / iters
 
 
 def main():
@@ -99,8 +101,9 @@ def main():
                     for k, f in fns.items():
                         times[k].append(sample(f, iters[k]))
                 for k in fns:
-                    ms = 1e3 * statistics.median(times[k])
-                    print(f"{k}_{act_name},{dn},{threads},{ms:.6f}", flush=True)
+                    ms = 1e3 * statistics.median(t[0] for t in times[k])
+                    cpu_ms = 1e3 * statistics.median(t[1] for t in times[k])
+                    print(f"{k}_{act_name},{dn},{threads},{ms:.6f},{cpu_ms:.6f}", flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"# peer_autograd.py (torch {torch.__version__}): peak RSS {rss / 1024:.1f} MiB")
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds what is needed and runs every benchmark, printing one CSV on stdout (the header once, then
-# the rows of bench_matmul, bench_elementwise and bench_autograd.lua) and notes on stderr ('#'
-# lines: the machine, the load, GFLOP/s, page faults, peak RSS of each process).
+# the rows of bench_matmul, bench_elementwise, bench_autograd.lua and any other bench/bench_*.lua)
+# and notes on stderr ('#' lines: the machine, the load, GFLOP/s, page faults, CPU times, peak RSS
+# of each process).
 #
 #   bench/run.sh [--quick] [other options passed to every benchmark] > results.csv
 #
@@ -26,21 +27,30 @@ note "environment: $(env | grep '^OPENBLAS_' | tr '\n' ' ' || true)"
 note "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 first=1
-# Runs one benchmark; its header line is dropped after the first benchmark's.
+failed=0
+# Runs one benchmark; its header line is dropped after the first benchmark's. A benchmark that fails
+# is reported and the others still run; the exit status says whether all succeeded.
 run() {
     local name="$1"
     shift
     note "running $name"
-    local t0=$SECONDS
+    local t0=$SECONDS status=0
     if [ "$first" = 1 ]; then
-        "$@"
+        "$@" || status=$?
         first=0
     else
-        "$@" | tail -n +2
+        "$@" | tail -n +2 || status=$?
     fi
+    [ "$status" = 0 ] || { note "$name FAILED (exit status $status)"; failed=1; }
     note "$name took $((SECONDS - t0)) s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 run bench_matmul "$build/bench/bench_matmul" "$@"
 run bench_elementwise "$build/bench/bench_elementwise" "$@"
 run bench_autograd.lua "$build/landscape" "$root/bench/bench_autograd.lua" "$@"
+# benchmarks of other areas written to the same format
+for script in "$root"/bench/bench_*.lua; do
+    [ "$(basename "$script")" = bench_autograd.lua ] && continue
+    run "$(basename "$script")" "$build/landscape" "$script" "$@"
+done
+exit "$failed"

@@ -198,35 +198,15 @@ ls.csv.write(p_eigs, eig_rows, {columns = columns({"which", "rank", "eigenvalue"
 ls.csv.write(p_tr, tr_rows, {columns = columns({"param", "numel", "trace", "stderr", "probes", "method"})})
 ls.csv.write(p_dens, dens_rows, {columns = columns({"grid", "density", "steps", "runs", "sigma"})})
 
--- the figure
-local function has_gnuplot()
-    local p = io.popen("command -v gnuplot 2>/dev/null")
-    local out = p:read("a")
-    p:close()
-    return out ~= ""
-end
-local plotted = false
-if has_gnuplot() then
-    local dat, gp = cfg.out .. "/hessian_density.dat", cfg.out .. "/hessian_density.gp"
-    local fh = assert(io.open(dat, "w"))
-    for _, r in ipairs(dens_rows) do fh:write(string.format("%.10g %.10g\n", r.grid, r.density + 1e-7)) end
-    fh:close()
-    fh = assert(io.open(gp, "w"))
-    fh:write(string.format([[
-set terminal pngcairo size 900,600
-set output '%s'
-set logscale y
-set xlabel 'eigenvalue'
-set ylabel 'density (+1e-7)'
-set title 'Hessian spectral density (%s mode, N = %d, SLQ %d steps x %d runs, sigma = %.3g)'
-plot '%s' using 1:2 with lines lw 2 notitle
-]], p_png, cfg.mode, data.n, cfg.steps, cfg.runs, sigma, dat))
-    fh:close()
-    plotted = os.execute("gnuplot " .. gp) == true
-    if not plotted then io.stderr:write("hessian_spectrum: gnuplot failed on ", gp, "\n") end
-else
-    io.stderr:write("hessian_spectrum: gnuplot is not installed; skipping ", p_png, "\n")
-end
+-- the figure (density + 1e-7 on a log scale, so that empty parts of the spectrum show)
+local plot_rows = {}
+for j, r in ipairs(dens_rows) do plot_rows[j] = {grid = r.grid, density = r.density + 1e-7} end
+local plotted, perr = pcall(ls.plot.lines, plot_rows, {
+    out = p_png, x = "grid", y = "density", logy = true, xlabel = "eigenvalue",
+    ylabel = "density (+1e-7)",
+    title = string.format("Hessian spectral density (%s mode, N = %d, SLQ %d steps x %d runs, " ..
+                          "sigma = %.3g)", cfg.mode, data.n, cfg.steps, cfg.runs, sigma)})
+if not plotted then io.stderr:write("hessian_spectrum: no figure: ", tostring(perr), "\n") end
 
 -- summary
 local function list(es)

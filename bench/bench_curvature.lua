@@ -1,0 +1,226 @@
+--- bench_curvature.lua: Hessian trace and top eigenvalues of a model on 1000 Fashion-MNIST images,
+-- against PyHessian-style PyTorch and SciPy's eigsh.
+--
+--   build/landscape bench/bench_curvature.lua [--quick] [--only mlp|cnn] [--reps N]
+--                                             [--probes N] [--cnn-probes N] [--cnn-threads 2]
+--
+-- Options (defaults; --quick): --only (both models), --reps (3; 1), --probes (100; 20) for the MLP,
+-- --cnn-probes (10; 2) and --cnn-threads ("2"; "2") for the CNN, whose products are slow (one
+-- Hutchinson probe costs one product, so the time scales linearly in probes). LANDSCAPE_PYTHON names
+-- the peer's interpreter (default /usr/bin/python3).
+--
+-- Data: ls.data.fashion_mnist{split = "train", n = 1000, seed = 1}, written once to a temporary
+-- safetensors file that the peer (bench/peer_curvature.py) reads, so both sides see the same
+-- images. The Hessian is that of the mean cross-entropy over all 1000 images, in one batch of 1000,
+-- eval mode. Weights differ between the sides (each its own seed-1 initialisation); the
+-- architectures are identical.
+--
+-- Workloads (each timed call is one whole estimate, operator construction included):
+--   hutchinson_mlp         H:trace{probes = 100, seed = 1} of ls.nn.mlp{hidden = {128, 128}}
+--                          (relu); peer: PyHessian's Hutchinson with 100 Rademacher probes
+--   lanczos_top3_mlp       H:eigs{k = 3, which = "largest", tol = 1e-4}; two peers, each its own row:
+--                          torch_pyhessian_power (PyHessian's power iteration with deflation,
+--                          maxIter = 100, tol = 1e-3) and torch_eigsh (scipy eigsh on a
+--                          LinearOperator, k = 3, which = 'LA', tol = 1e-4)
+--   lanczos_top3_hvps      COUNTS, not milliseconds: ours_ms = our Lanczos matvecs, peer_ms = the
+--                          products eigsh (peer "eigsh") or the power iteration (peer
+--                          "pyhessian_power") used, at 1 thread (counts do not depend on threads)
+--   hutchinson_cnn_p<N>    H:trace{probes = N} of ls.nn.cnn{channels = {32, 64}, hidden = 128,
+--                          batchnorm = true}; peer: PyHessian's Hutchinson with N probes
+-- MLP rows in f32 and f64 at 1 and 2 threads; CNN rows in f32 at --cnn-threads.
+--
+-- Timing: the peer runs first (one process per model, all its configurations), then our side; each
+-- workload is run `reps` times and the median wall time (ls.clock / time.perf_counter) is reported.
+-- A full collection precedes every sample, outside the timed region.
+--
+-- stdout: tidy CSV (workload,dtype,threads,ours_ms,peer,peer_ms,ratio), ratio = ours / peer.
+-- stderr: '#' notes (estimates of both sides, load average).
+local ls = require "landscape"
+
+local clock = ls.clock
+
+-- ---- options ----
+local opts = {quick = false, only = nil, reps = nil, probes = nil, cnn_probes = nil,
+              cnn_threads = nil}
+do
+  local args = {...}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--quick" then
+      opts.quick = true
+    elseif a == "--only" or a == "--reps" or a == "--probes" or a == "--cnn-probes"
+        or a == "--cnn-threads" then
+      local v = args[i + 1]
+      if v == nil then error("bench_curvature: " .. a .. " needs a value", 0) end
+      if a == "--only" then
+        if v ~= "mlp" and v ~= "cnn" then
+          error("bench_curvature: --only must be 'mlp' or 'cnn', got '" .. v .. "'", 0)
+        end
+        opts.only = v
+      elseif a == "--cnn-threads" then
+        opts.cnn_threads = v
+      else
+        local num = math.tointeger(tonumber(v))
+        if not num or num <= 0 then
+          error("bench_curvature: " .. a .. " must be a positive integer, got " .. v, 0)
+        end
+        opts[a:sub(3):gsub("-", "_")] = num
+      end
+      i = i + 1
+    else
+      io.stderr:write("usage: bench_curvature.lua [--quick] [--only mlp|cnn] [--reps N] ",
+                      "[--probes N] [--cnn-probes N] [--cnn-threads 1,2]\n")
+      os.exit(a == "--help" and 0 or 2)
+    end
+    i = i + 1
+  end
+  opts.reps = opts.reps or (opts.quick and 1 or 3)
+  opts.probes = opts.probes or (opts.quick and 20 or 100)
+  opts.cnn_probes = opts.cnn_probes or (opts.quick and 2 or 10)
+  opts.cnn_threads = opts.cnn_threads or "2"
+end
+
+local function note(...) io.stderr:write("# ", string.format(...), "\n") end
+
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  if not f then return "?" end
+  local s = f:read("l") or "?"
+  f:close()
+  return s:match("^(%S+ %S+ %S+)") or s
+end
+
+local function median(v)
+  local s = {}
+  for i, x in ipairs(v) do s[i] = x end
+  table.sort(s)
+  local n = #s
+  if n % 2 == 1 then return s[(n + 1) // 2] end
+  return 0.5 * (s[n // 2] + s[n // 2 + 1])
+end
+
+-- Median ms of `reps` calls of fn; returns it and the last call's result.
+local function time_it(fn)
+  local t, res = {}, nil
+  for r = 1, opts.reps do
+    collectgarbage()
+    collectgarbage()
+    local t0 = clock()
+    res = fn()
+    t[r] = (clock() - t0) * 1000
+  end
+  return median(t), res
+end
+
+local function list(s)
+  local out = {}
+  for x in s:gmatch("[^,]+") do out[#out + 1] = x end
+  return out
+end
+
+-- ---- the data, shared with the peer ----
+local data = ls.data.fashion_mnist{split = "train", n = 1000, seed = 1}
+local data64 = {x = data.x:cast("f64"), y = data.y}
+local tmp = os.tmpname()
+ls.io.save_safetensors(tmp, {x = data.x, y = data.y})
+
+-- ---- the peer ----
+local PYTHON = os.getenv("LANDSCAPE_PYTHON") or "/usr/bin/python3"
+local script = (arg and arg[0] or "bench/bench_curvature.lua"):gsub("bench_curvature%.lua$",
+                                                                    "peer_curvature.py")
+
+-- Runs the peer; returns res["workload,dtype,threads"] = {ms, hvps}.
+local function run_peer(model, dtypes, threads, probes, eigs)
+  local cmd = string.format("env -u LD_PRELOAD %s %s --data %s --model %s --dtypes %s "
+                            .. "--threads %s --probes %d --reps %d%s", PYTHON, script, tmp, model,
+                            dtypes, threads, probes, opts.reps, eigs and " --eigs" or "")
+  local res = {}
+  local p = io.popen(cmd, "r")
+  if not p then
+    note("torch peer: cannot run %s", cmd)
+    return res
+  end
+  for line in p:lines() do
+    if line:sub(1, 1) == "#" then
+      io.stderr:write(line, "\n")
+    else
+      local w, d, t, ms, n = line:match("^([^,]+),([^,]+),(%d+),([%d.eE+-]+),(%d+)$")
+      if w then res[w .. "," .. d .. "," .. t] = {ms = tonumber(ms), hvps = tonumber(n)} end
+    end
+  end
+  local ok, how, code = p:close()
+  if not ok or next(res) == nil then
+    note("torch peer: no timings (%s %s) from: %s", tostring(how), tostring(code), cmd)
+  end
+  return res
+end
+
+-- ---- output ----
+print("workload,dtype,threads,ours_ms,peer,peer_ms,ratio")
+local function row(workload, dtype, threads, ours, peer, peer_ms)
+  local ratio = (peer_ms and peer_ms > 0) and string.format("%.3f", ours / peer_ms) or ""
+  print(string.format("%s,%s,%d,%.3f,%s,%s,%s", workload, dtype, threads, ours, peer,
+                      peer_ms and string.format("%.3f", peer_ms) or "", ratio))
+  io.stdout:flush()
+end
+
+note("load average at start: %s; reps %d, MLP probes %d, CNN probes %d", loadavg(), opts.reps,
+     opts.probes, opts.cnn_probes)
+
+-- ---- MLP ----
+if opts.only ~= "cnn" then
+  local peer = run_peer("mlp", "f32,f64", "1,2", opts.probes, true)
+  note("load average after the MLP peer: %s", loadavg())
+  local hvps = {}
+  for _, dt in ipairs({"f32", "f64"}) do
+    local model = ls.nn.mlp{hidden = {128, 128}, activation = "relu", dtype = dt}
+    local d = dt == "f32" and data or data64
+    local function op() return ls.curvature.hessian(model, d, {batch = 1000, mode = "eval"}) end
+    for _, th in ipairs({1, 2}) do
+      ls.set_threads(th)
+      local key = "," .. dt .. "," .. th
+      local ms, r = time_it(function() return op():trace{probes = opts.probes, seed = 1} end)
+      note("ours hutchinson %s %d threads: %.6g (stderr %.3g)", dt, th, r.estimate, r.stderr)
+      local p = peer["hutchinson" .. key]
+      row("hutchinson_mlp", dt, th, ms, "torch_pyhessian", p and p.ms)
+      ms, r = time_it(function()
+        return op():eigs{k = 3, which = "largest", tol = 1e-4, seed = 1}
+      end)
+      note("ours lanczos %s %d threads: %.6g %.6g %.6g, %d matvecs, converged %s", dt, th,
+           r.values[1], r.values[2], r.values[3], r.matvecs, tostring(r.converged))
+      if th == 1 then hvps[dt] = r.matvecs end
+      p = peer["power_top3" .. key]
+      row("lanczos_top3_mlp", dt, th, ms, "torch_pyhessian_power", p and p.ms)
+      p = peer["eigsh_top3" .. key]
+      row("lanczos_top3_mlp", dt, th, ms, "torch_eigsh", p and p.ms)
+    end
+  end
+  for _, dt in ipairs({"f32", "f64"}) do
+    local p = peer["eigsh_top3," .. dt .. ",1"]
+    row("lanczos_top3_hvps", dt, 1, hvps[dt], "eigsh", p and p.hvps)
+    p = peer["power_top3," .. dt .. ",1"]
+    row("lanczos_top3_hvps", dt, 1, hvps[dt], "pyhessian_power", p and p.hvps)
+  end
+end
+
+-- ---- CNN ----
+if opts.only ~= "mlp" then
+  local peer = run_peer("cnn", "f32", opts.cnn_threads, opts.cnn_probes, false)
+  note("load average after the CNN peer: %s", loadavg())
+  local model = ls.nn.cnn{channels = {32, 64}, hidden = 128, classes = 10, batchnorm = true}
+  for _, th in ipairs(list(opts.cnn_threads)) do
+    th = math.tointeger(tonumber(th))
+    ls.set_threads(th)
+    local ms, r = time_it(function()
+      local H = ls.curvature.hessian(model, data, {batch = 1000, mode = "eval"})
+      return H:trace{probes = opts.cnn_probes, seed = 1}
+    end)
+    note("ours hutchinson cnn f32 %d threads: %.6g (stderr %.3g)", th, r.estimate, r.stderr)
+    local p = peer["hutchinson,f32," .. th]
+    row("hutchinson_cnn_p" .. opts.cnn_probes, "f32", th, ms, "torch_pyhessian", p and p.ms)
+  end
+end
+
+os.remove(tmp)
+note("load average at the end: %s", loadavg())

@@ -1,0 +1,121 @@
+#!/usr/bin/python3
+"""The PyTorch peer of bench_train.lua (which runs this script and reads its stdout).
+
+One "train step" on a fixed random batch [128, 1, 28, 28] with random labels, f32:
+forward, cross-entropy, backward, SGD step (lr 0.01, momentum 0.9), zero_grad. Models:
+
+  mlp_784_512_512_10  Flatten, Linear(784, 512), ReLU, Linear(512, 512), ReLU, Linear(512, 10)
+  mlp_784_64_10       Flatten, Linear(784, 64), ReLU, Linear(64, 10)
+  cnn                 ls.nn.cnn{channels = {32, 64}, hidden = 128, classes = 10, batchnorm = true}:
+                      Conv2d(1, 32, 3, padding=1, bias=False), BatchNorm2d(32), ReLU, MaxPool2d(2),
+                      Conv2d(32, 64, 3, padding=1, bias=False), BatchNorm2d(64), ReLU, MaxPool2d(2),
+                      Flatten, Linear(3136, 128), ReLU, Linear(128, 10)
+
+Timing as on the Lua side: 3 warm-up steps, then an inner loop calibrated so a sample lasts at least
+--min-sample seconds, then --reps samples; the median, in ms per step (time.perf_counter).
+Prints `workload,threads,ms` lines, and `#` lines the caller copies to stderr.
+
+--rss-child STEPS: instead, train the CNN for STEPS steps with one thread, drawing a fresh random
+batch every step (as a data loader would hand one over), and print `rss,<VmHWM in MiB>`.
+"""
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+BATCH = 128
+
+
+def make_model(name):
+    if name == "mlp_784_512_512_10":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512),
+                             nn.ReLU(), nn.Linear(512, 10))
+    if name == "mlp_784_64_10":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    if name == "cnn":
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+    raise SystemExit(f"peer_train.py: unknown workload {name}")
+
+
+def make_step(model):
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, y):
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        # set_to_none=False: the gradients are zeroed in place, as ours are (torch 1.13's default)
+        opt.zero_grad(set_to_none=False)
+        return loss
+
+    return step
+
+
+def sample(fn, iters):
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - t0) / iters
+
+
+def time_step(fn, reps, min_sample):
+    for _ in range(3):
+        fn()
+    t = max(sample(fn, 1), 1e-7)
+    iters = 1 if t >= min_sample else int(min_sample / t) + 1
+    return 1e3 * statistics.median(sample(fn, iters) for _ in range(reps))
+
+
+def peak_rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_child(steps):
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    step = make_step(make_model("cnn"))
+    for _ in range(steps):
+        x = torch.randn(BATCH, 1, 28, 28)
+        y = torch.randint(0, 10, (BATCH,))
+        step(x, y)
+    print(f"rss,{peak_rss_mib():.1f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", default="mlp_784_512_512_10,mlp_784_64_10,cnn")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--min-sample", type=float, default=0.3)
+    ap.add_argument("--rss-child", type=int, default=0)
+    args = ap.parse_args()
+    if args.rss_child > 0:
+        rss_child(args.rss_child)
+        return
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads by default", flush=True)
+    for name in args.workloads.split(","):
+        for threads in (int(t) for t in args.threads.split(",")):
+            torch.set_num_threads(threads)
+            torch.manual_seed(1)
+            x = torch.randn(BATCH, 1, 28, 28)
+            y = torch.randint(0, 10, (BATCH,))
+            step = make_step(make_model(name))
+            ms = time_step(lambda: step(x, y), args.reps, args.min_sample)
+            print(f"{name},{threads},{ms:.4f}", flush=True)
+    print(f"# torch peer peak RSS {peak_rss_mib():.1f} MiB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
