@@ -780,7 +780,7 @@ static char *ck_scratch(const conv_geom *g, size_t es, int64_t per, int64_t most
 
 /* Chunks for the forward and the input gradient, whose results do not depend on the chunking: a
  * few per thread, to balance the load with little scratch. */
-static int64_t ck_free_chunks(void) { return 16 * (int64_t)ls_get_threads(); }
+static int64_t ck_free_chunks(void) { return 4 * (int64_t)ls_get_threads(); }
 
 /* The three kernels on the AVX-512 path. Preconditions as for the BLAS ones, and N, K, O, P > 0. */
 static ls_status ck_forward(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,

@@ -228,6 +228,7 @@ local function make_op(cfg, sel)
         kind = cfg.kind, model = cfg.model, mode = cfg.mode, batch = cfg.batch, N = cfg.N,
         loss = cfg.loss, dtype = cfg.dtype, params = {}, shapes = {}, numels = {}, offsets = {},
         matvecs = 0, _cfg = cfg, _ps = {}, _x = cfg.x, _y = cfg.y, _lossfn = cfg.loss_fn,
+        cache_graph = cfg.cache_graph,
     }
     local n = 0
     for i, e in ipairs(sel) do
@@ -287,13 +288,17 @@ end
 -- (already weighted: B/N times the batch quantity of the mean loss).
 local PRODUCTS = {}
 
-function PRODUCTS.hessian(self, xb, yb, vs, w)
-    local z = self.model(xb)
-    local loss = self._lossfn(z, yb, "mean")
-    local g = ls.grad(loss, self._ps, {create_graph = true, allow_unused = true})
+function PRODUCTS.hessian(self, xb, yb, vs, w, bi)
+    local g = self._gcache and self._gcache[bi]
+    if g == nil then
+        local z = self.model(xb)
+        local loss = self._lossfn(z, yb, "mean")
+        g = ls.grad(loss, self._ps, {create_graph = true, allow_unused = true})
+        if self._gcache then self._gcache[bi] = g end
+    end
     local d = inner(g, vs)
     if d == nil then return {} end
-    local hv = ls.grad(d, self._ps, {allow_unused = true})
+    local hv = ls.grad(d, self._ps, {allow_unused = true, retain_graph = self._gcache ~= nil})
     for i = 1, #self._ps do if hv[i] ~= nil then hv[i] = hv[i] * w end end
     return hv
 end
@@ -340,10 +345,11 @@ function Op:matvec(v)
         local vs = split(self, v)
         local acc = {}
         local product = PRODUCTS[self.kind]
+        if self.cache_graph and self.kind == "hessian" then self:_check_cache() end
         with_mode(self.model, self.mode, function()
-            for _, b in ipairs(batches(self)) do
+            for bi, b in ipairs(batches(self)) do
                 local xb, yb = self._x:narrow(1, b[1], b[2]), self._y:narrow(1, b[1], b[2])
-                local part = product(self, xb, yb, vs, b[2] / self.N)
+                local part = product(self, xb, yb, vs, b[2] / self.N, bi)
                 for i = 1, #self._ps do
                     if part[i] ~= nil then acc[i] = acc[i] and (acc[i] + part[i]) or part[i] end
                 end
@@ -354,6 +360,29 @@ function Op:matvec(v)
     end)
     if not ok then error(res, 2) end
     return res
+end
+
+-- The graph cache is valid while the selected parameters hold the values they had when it was
+-- built: compare with a snapshot (one pass over the parameters, negligible next to a product).
+function Op:_check_cache()
+    if self._gcache then
+        for i, p in ipairs(self._ps) do
+            if p:detach():ne(self._snap[i]):max():item() ~= 0 then
+                self._gcache = nil
+                break
+            end
+        end
+    end
+    if not self._gcache then
+        self._gcache, self._snap = {}, {}
+        for i, p in ipairs(self._ps) do self._snap[i] = p:detach():clone() end
+    end
+end
+
+--- op:refresh(): drop the cached gradient graphs (they are rebuilt at the next product).
+function Op:refresh()
+    self._gcache, self._snap = nil, nil
+    return self
 end
 
 --- op:unflatten(v) -> map name -> tensor shaped like that parameter (copies), also a list in order.
@@ -463,7 +492,7 @@ end
 -- Constructors
 ---------------------------------------------------------------------------------------------------
 
-local KNOWN = {batch = true, mode = true, params = true, loss = true, dtype = true}
+local KNOWN = {batch = true, mode = true, params = true, loss = true, dtype = true, cache_graph = true}
 
 -- Check model, data and options; return the cfg and the selected parameters.
 local function setup(kind, model, data, opts, who)
@@ -542,8 +571,13 @@ local function setup(kind, model, data, opts, who)
                  z:size(2), math.tointeger(ymin), math.tointeger(ymax))
         end
     end
+    local cache = opts.cache_graph
+    if cache == nil then cache = batch == N end
+    if type(cache) ~= "boolean" then
+        fail("%s: option 'cache_graph' must be a boolean, got %s", who, type(cache))
+    end
     local cfg = {kind = kind, model = model, x = x, y = y, N = N, batch = batch, mode = mode,
-                 loss_fn = loss_fn, loss = loss_name, dtype = dtype, who = who}
+                 loss_fn = loss_fn, loss = loss_name, dtype = dtype, who = who, cache_graph = cache}
     return cfg, sel
 end
 
@@ -558,6 +592,11 @@ end
 --   loss = "cross_entropy"  or a function(logits, y, reduction) returning the batch mean for
 --                     reduction "mean" (and per-sample losses for "none", needed by fisher)
 --   dtype = nil       the parameters' dtype; if given it must equal it (no conversion is done)
+--   cache_graph = (one batch)  hessian only: keep each batch's gradient graph (built with
+--                     create_graph) between products, as PyHessian does, so a product costs one double
+--                     backward instead of a forward and two backwards. Default true when the data is
+--                     one batch, false otherwise (memory: one graph per batch). The cache is dropped
+--                     when the parameters change (checked exactly at every product) or by op:refresh().
 -- Fields: n, dtype, mode, batch, N, loss, kind, params (names), shapes, numels, offsets (1-based
 -- start of each parameter in the flat vector), matvecs (count). Methods: matvec, unflatten, flatten,
 -- dense, per_layer, trace_per_layer, settings, and the estimators of landscape.curvature (trace,
