@@ -3,10 +3,14 @@
 --
 --   build/landscape bench/bench_train.lua [--quick] [--only mlp_784_512_512_10,cnn,rss]
 --                                         [--reps 9] [--min-sample 0.3] [--epoch-steps 469]
+--                                         [--omp-wait passive]
 --
 -- Options (defaults): --quick (off: 5 reps, 0.1 s samples, 60 steps for the memory row), --only (all
 -- of mlp_784_512_512_10, mlp_784_64_10, cnn, rss), --reps (9; quick 5), --min-sample (0.3 s; quick
--- 0.1), --epoch-steps (469 = 60000 / 128; quick 60). LANDSCAPE_PYTHON names the peer's interpreter
+-- 0.1), --epoch-steps (469 = 60000 / 128; quick 60), --omp-wait (passive: the peer runs with
+-- OMP_WAIT_POLICY=passive; on this shared 2-core machine libgomp's default spinning made torch's
+-- 2-thread step 15x slower than its 1-thread step whenever other jobs held a core, 234 ms against
+-- 14 ms for the 512-wide MLP; passive gave 14 ms; active restores the default). LANDSCAPE_PYTHON names the peer's interpreter
 -- (default /usr/bin/python3).
 --
 -- A "train step", batch 128, f32, on a fixed random batch [128, 1, 28, 28] with random labels:
@@ -44,19 +48,22 @@ local THREADS = {1, 2}
 
 -- ---- options ----
 local opts = {quick = false, only = nil, reps = nil, min_sample = nil, epoch_steps = nil,
-              rss_child = nil}
+              rss_child = nil, omp_wait = "passive"}
 do
   local args = {...}
   local i = 1
   local function usage(code)
     io.stderr:write("usage: bench_train.lua [--quick] [--only w1,w2,rss] [--reps N] ",
-                    "[--min-sample S] [--epoch-steps N]\n")
+                    "[--min-sample S] [--epoch-steps N] [--omp-wait passive|active]\n")
     os.exit(code)
   end
   while i <= #args do
     local a = args[i]
     if a == "--quick" then
       opts.quick = true
+    elseif a == "--omp-wait" and (args[i + 1] == "passive" or args[i + 1] == "active") then
+      opts.omp_wait = args[i + 1]
+      i = i + 1
     elseif a == "--only" or a == "--reps" or a == "--min-sample" or a == "--epoch-steps"
         or a == "--rss-child" then
       local v = args[i + 1]
@@ -174,7 +181,8 @@ local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local function python()
   local py = os.getenv("LANDSCAPE_PYTHON")
   if py == nil or py == "" then py = "/usr/bin/python3" end
-  return "env -u LD_PRELOAD " .. q(py) .. " " .. q(script_dir() .. "/peer_train.py")
+  return "env -u LD_PRELOAD OMP_WAIT_POLICY=" .. q(opts.omp_wait) .. " " .. q(py) .. " "
+         .. q(script_dir() .. "/peer_train.py")
 end
 
 -- Runs cmd and returns its stdout lines that are not '#' notes (those go to stderr).
