@@ -10,8 +10,8 @@
 -- 0.1), --epoch-steps (469 = 60000 / 128; quick 60), --omp-wait (passive: the peer runs with
 -- OMP_WAIT_POLICY=passive; on this shared 2-core machine libgomp's default spinning made torch's
 -- 2-thread step 15x slower than its 1-thread step whenever other jobs held a core, 234 ms against
--- 14 ms for the 512-wide MLP; passive gave 14 ms; active restores the default). LANDSCAPE_PYTHON names the peer's interpreter
--- (default /usr/bin/python3).
+-- 14 ms for the 512-wide MLP; passive gave 14 ms; active restores the default).
+-- LANDSCAPE_PYTHON names the peer's interpreter (default /usr/bin/python3).
 --
 -- A "train step", batch 128, f32, on a fixed random batch [128, 1, 28, 28] with random labels:
 --   local loss = ls.cross_entropy(model(x), y); loss:backward(); opt:step(); opt:zero_grad()

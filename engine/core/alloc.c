@@ -29,8 +29,8 @@ size_t ls_alloc_live_bytes(void) { return atomic_load(&ls_live_bytes); }
  * freed blocks of at least LS_CACHE_MIN bytes are kept in a small cache (most recent first, at most
  * LS_CACHE_SLOTS blocks and LS_CACHE_MAX bytes) and handed out again for a request of the same size. */
 #define LS_CACHE_MIN ((size_t)1 << 20)
-#define LS_CACHE_SLOTS 16
-#define LS_CACHE_MAX ((size_t)1 << 30)
+#define LS_CACHE_SLOTS 64
+#define LS_CACHE_MAX ((size_t)256 << 20)
 /* Sanitizer builds get every block fresh, so that a use after free is caught. */
 #ifdef LS_NO_ALLOC_CACHE
 #define LS_CACHE_ON 0

@@ -6,17 +6,25 @@
 #include "lx.h"
 
 /* Lua's collector sees a tensor as a few bytes of userdata, not the megabytes it holds, so without
- * help dead batches pile up between collections. Every new tensor box checks how much the engine's
- * live memory grew since the last check and, past LX_GC_BYTES, runs a collection step of that size. */
+ * help dead tensors pile up between collections (a CNN training loop reached 2 GiB). Every new tensor
+ * box looks at the engine's live memory: past LX_GC_BYTES of growth since the last look it runs an
+ * incremental step of that size, and when live memory has doubled (plus LX_GC_SLACK) since the last
+ * full collection it runs a full one, so the heap stays within about twice what is really in use. */
 #define LX_GC_BYTES ((size_t)16 << 20)
-static size_t lx_gc_mark;
+#define LX_GC_SLACK ((size_t)64 << 20)
+static size_t lx_gc_mark, lx_gc_base;
 
 static void lx_gc_pressure(lua_State *L)
 {
     size_t live = ls_alloc_live_bytes();
     if (live < lx_gc_mark) lx_gc_mark = live;
     if (live - lx_gc_mark < LX_GC_BYTES) return;
-    lua_gc(L, LUA_GCSTEP, (int)((live - lx_gc_mark) >> 10));
+    if (live > 2 * lx_gc_base + LX_GC_SLACK) {
+        lua_gc(L, LUA_GCCOLLECT);
+        lx_gc_base = ls_alloc_live_bytes();
+    } else {
+        lua_gc(L, LUA_GCSTEP, (int)((live - lx_gc_mark) >> 10));
+    }
     lx_gc_mark = ls_alloc_live_bytes();
 }
 

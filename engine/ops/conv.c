@@ -88,6 +88,10 @@ static ls_status conv_finish(const char *who, conv_geom *g, const char *x, const
         return ls_error_set(LS_ERR_ARG,
                             "%s: kernel size %lldx%lld must be at least 1x1 (weight %s)", who,
                             (long long)g->kh, (long long)g->kw, w);
+    /* sizes from tensors with a zero dim can be anything: keep the products below in range */
+    if ((double)g->C * (double)g->kh * (double)g->kw > INT_MAX ||
+        (double)(g->H + 1) * (double)(g->W + 1) > INT64_MAX / 16 || g->O > INT_MAX)
+        return ls_error_set(LS_ERR_ARG, "%s: input %s with weight %s is too large", who, x, w);
     int64_t hp = g->H + 2 * g->p, wp = g->W + 2 * g->p;
     if (g->kh > hp || g->kw > wp)
         return ls_error_set(LS_ERR_ARG, "%s: kernel %lldx%lld is larger than the padded input "
@@ -97,7 +101,7 @@ static ls_status conv_finish(const char *who, conv_geom *g, const char *x, const
     g->Wo = (wp - g->kw) / g->s + 1;
     g->K = g->C * g->kh * g->kw;
     g->P = g->Ho * g->Wo;
-    if (g->K > INT_MAX || g->P > INT_MAX / 2 || g->O > INT_MAX)
+    if (g->P > INT_MAX / 2)
         return ls_error_set(LS_ERR_ARG, "%s: input %s with weight %s is too large", who, x, w);
     return LS_OK;
 }
@@ -147,7 +151,7 @@ typedef struct conv_job {
 static void conv_valid(int64_t j, int64_t W, int64_t Wo, int64_t s, int64_t p, int64_t *lo,
                        int64_t *hi)
 {
-    int64_t a = p - j, b = W + p - j;   /* need a <= b s < ... : b s >= a and b s < b */
+    int64_t a = p - j, b = W + p - j;   /* 0 <= b s - p + j < W  <=>  a <= b s < b */
     int64_t l = a <= 0 ? 0 : (a + s - 1) / s;
     int64_t h = b <= 0 ? 0 : (b + s - 1) / s;
     if (h > Wo) h = Wo;
@@ -156,8 +160,9 @@ static void conv_valid(int64_t j, int64_t W, int64_t Wo, int64_t s, int64_t p, i
     *hi = h;
 }
 
-/* col[(c,i,j), nl*P + a*Wo + b] = x[n0+nl, c, a s - p + i, b s - p + j]: one (image, channel) pair
- * per item, writing that channel's kh*kw rows of the image's columns. */
+/* col[(c,i,j) L + nl is + a Wo + b] = x[n0+nl, c, a s - p + i, b s - p + j] (0 in the padding),
+ * with the leading dimension L and image stride `is` of the layout in use: one (image, channel)
+ * pair per item, writing that channel's kh*kw rows of the image's columns. */
 #define IM2COL_ITEM(T)                                                                             \
     do {                                                                                           \
         const T *xp = (const T *)j->src + ((j->n0 + nl) * g->C + c) * g->H * g->W;                 \

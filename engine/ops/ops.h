@@ -85,4 +85,5 @@ ls_tensor *ls_cross_entropy(ls_tensor *x, ls_tensor *y, int reduction);
 ls_tensor *ls_nll_loss(ls_tensor *x, ls_tensor *y, int reduction);
 ls_tensor *ls_mse_loss(ls_tensor *a, ls_tensor *b, int reduction);
 
+#include "ops/nn_ops.h"
 #endif

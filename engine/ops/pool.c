@@ -21,7 +21,6 @@
  * Kernels run on the thread pool over (image, channel) planes; each item owns one output plane
  * (scatter and avgpool2d_backward zero and fill a whole input plane in a fixed order), so results
  * are bitwise independent of the thread count. */
-#include <math.h>
 #include <stdbool.h>
 #include <string.h>
 

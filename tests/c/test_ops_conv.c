@@ -472,6 +472,14 @@ static void test_errors(void)
     CHECK(r && r->shape[1] == 4 && r->shape[2] == 3 && ls_tensor_get_flat(r, 0) == 0);
     ls_tensor_release(r);
 
+    /* zero-size tensors may have huge other dims: an error, not an overflow */
+    ls_tensor *xh = ls_tensor_zeros(LS_F32, 4, (int64_t[]){0, 1 << 20, 1 << 20, 1 << 20});
+    ls_tensor *wh = ls_tensor_zeros(LS_F32, 4, (int64_t[]){0, 1 << 20, 1 << 20, 1 << 20});
+    CHECK((r = ls_conv2d(xh, wh, 1, 0)) == NULL);
+    CHECK(has_msg("conv2d: input [0x1048576x1048576x1048576] with weight "
+                  "[0x1048576x1048576x1048576] is too large"));
+    ls_tensor_release(xh), ls_tensor_release(wh);
+
     ls_tensor_release(e), ls_tensor_release(x0), ls_tensor_release(w0);
     ls_tensor_release(g), ls_tensor_release(gbad);
     ls_tensor_release(x), ls_tensor_release(w1), ls_tensor_release(w3), ls_tensor_release(wd);
