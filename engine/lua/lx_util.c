@@ -8,10 +8,10 @@
 /* Lua's collector sees a tensor as a few bytes of userdata, not the megabytes it holds, so without
  * help dead tensors pile up between collections (a CNN training loop reached 2 GiB). Every new tensor
  * box looks at the engine's live memory: past LX_GC_BYTES of growth since the last look it runs an
- * incremental step of that size, and when live memory has doubled (plus LX_GC_SLACK) since the last
- * full collection it runs a full one, so the heap stays within about twice what is really in use. */
+ * incremental step of that size, and when live memory has grown by half (plus LX_GC_SLACK) since the last
+ * full collection it runs a full one, so the heap stays within about 1.5 times what is in use. */
 #define LX_GC_BYTES ((size_t)16 << 20)
-#define LX_GC_SLACK ((size_t)64 << 20)
+#define LX_GC_SLACK ((size_t)32 << 20)
 static size_t lx_gc_mark, lx_gc_base;
 
 static void lx_gc_pressure(lua_State *L)
@@ -19,7 +19,7 @@ static void lx_gc_pressure(lua_State *L)
     size_t live = ls_alloc_live_bytes();
     if (live < lx_gc_mark) lx_gc_mark = live;
     if (live - lx_gc_mark < LX_GC_BYTES) return;
-    if (live > 2 * lx_gc_base + LX_GC_SLACK) {
+    if (live > lx_gc_base + lx_gc_base / 2 + LX_GC_SLACK) {
         lua_gc(L, LUA_GCCOLLECT);
         lx_gc_base = ls_alloc_live_bytes();
     } else {
