@@ -17,18 +17,18 @@
 --   hvp_<act>      ls.hvp(f, params, v): the gradient with create_graph, then the gradient of
 --                  <g, v> (PyHessian's Hessian-vector product)
 -- each against the same computation in PyTorch (bench/peer_autograd.py, run once before our own
--- timings, same sizes, its own random weights). Then the two internal ratios the issue asks for,
--- ours against ours: grad_over_forward_<act> (goal <= 3) and hvp_over_grad_<act> (goal <= 2.5),
--- with peer = ours_forward / ours_grad.
+-- timings, same sizes and thread counts, its own random weights). Then the two internal ratios the
+-- issue asks for, ours against ours: grad_over_forward_<act> (goal <= 3) and hvp_over_grad_<act>
+-- (goal <= 2.5), with peer = ours_forward / ours_grad.
 --
 -- Timing: each workload is called once to warm up and to calibrate an inner loop so that one sample
 -- lasts at least min-sample seconds; then one warm-up round and `reps` rounds in which forward,
 -- grad and hvp take one sample each, in turn (so drift hits all three alike); the median sample per
 -- workload, in milliseconds per call, on the wall clock (ls.clock; os.clock would add up the CPU
 -- time of all threads). With --gc sample (the default) garbage is collected between samples,
--- outside the timed region; inside a sample Lua's collector runs as it would in a user's loop. Lua
--- does not see the memory a tensor holds (its box is a few bytes), so left alone it collects late:
--- --gc never shows what that costs.
+-- outside the timed region; inside a sample Lua's collector runs as it would in a user's loop (the
+-- binding steps it for every 16 MiB of new tensor memory, engine/lua/lx_util.c); --gc never shows
+-- what a loop without any collectgarbage call gets.
 --
 -- stdout: tidy CSV (workload,dtype,threads,ours_ms,peer,peer_ms,ratio). stderr: '#' notes: the
 -- process CPU time per call of both sides (os.clock here, time.process_time in the peer), which a

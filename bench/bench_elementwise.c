@@ -2,8 +2,8 @@
  * 1e7 elements (--quick: 1e6 only), f32 and f64, 1 and 2 threads, against two peers:
  *
  *   stream  the memory-bandwidth limit, measured in the same run: a plain C loop that reads and
- *           writes the same bytes as the op, into preallocated and already touched buffers, split
- *           over the same number of threads by a small pthread pool of its own (below).
+ *           writes the same bytes as the op, into preallocated and already touched buffers, run by
+ *           a small pthread pool of its own with the same number of threads (below).
  *           add: c = a + b; mul: c = a * b; exp and relu: c = a (a copy: what a unary op costs if
  *           its arithmetic were free); sum: a read-only pass accumulating in double, like the
  *           engine. A ratio near 1 means the op runs at the speed of memory; above 1 is overhead
@@ -11,20 +11,23 @@
  *           nature).
  *   torch   the same op in PyTorch (torch.add, ...), timed by bench/peer_elementwise.py, which this
  *           program runs once before its own measurements, with the same sizes, dtypes and thread
- *           counts (torch.set_num_threads). Skipped with a note on stderr when python3 or torch is
- *           missing. LANDSCAPE_PYTHON names the interpreter (default /usr/bin/python3).
+ *           counts (torch.set_num_threads and openblas_set_num_threads). Skipped with a note on
+ *           stderr when python3 or torch is missing. LANDSCAPE_PYTHON names the interpreter
+ *           (default /usr/bin/python3).
  *
  * Ours is the whole op as a user calls it: it allocates its output (the peers do too for torch, not
- * for stream) and releases it. The stream loops are compiled with the same vectorisation settings
- * as the engine's elementwise kernels (engine/ops/elementwise.c), and with loop-to-memcpy rewriting
- * off so the copy stays a plain loop (glibc's memcpy switches to non-temporal stores for large
- * blocks, which no elementwise kernel uses).
+ * for stream) and releases it. The stream loops are compiled for the x86-64 baseline and for AVX2,
+ * and the widest the CPU has is used (the engine's memory-bound kernels are baseline-only, so at
+ * cache-resident sizes this peer is the faster of the two); loop-to-memcpy rewriting is off so the
+ * copy stays a plain loop (glibc's memcpy switches to non-temporal stores for large blocks, which
+ * no elementwise kernel uses).
  *
  * stdout: the CSV rows (bench_util.h). stderr: the minor page faults per call of ours and stream (a
- * fresh output that the kernel has to map costs one fault per 4 KiB page), the torch peer's notes,
- * and the peak RSS of both processes. */
+ * fresh output that the kernel has to map costs one fault per 4 KiB page), ours / stream in process
+ * CPU time, the torch peer's notes, and the peak RSS of both processes. */
 #define _GNU_SOURCE /* popen */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,8 +60,14 @@ typedef struct stream_job {
     void *c;
     int64_t n;
     int nthreads;
+    atomic_llong next;                 /* next chunk to claim */
     double part[STREAM_MAX_THREADS];   /* sum: one partial per thread */
 } stream_job;
+
+/* Elements per chunk: threads claim chunks from a shared counter, as the engine's pool does, so a
+ * thread slowed down by another process does not hold the others up. 64 Ki elements (256 KiB of
+ * f32) make claiming cost nothing. */
+#define STREAM_CHUNK 65536
 
 /* Read-only sums in double with sixteen independent accumulators, written out so that the compiler
  * keeps them in registers as vectors (a loop over an accumulator array was kept in memory). */
@@ -95,21 +104,16 @@ typedef struct stream_job {
 STREAM_INLINE double sum_f32(const float *restrict a, int64_t lo, int64_t hi) { SUM16(a, lo, hi); }
 STREAM_INLINE double sum_f64(const double *restrict a, int64_t lo, int64_t hi) { SUM16(a, lo, hi); }
 
-/* Thread `id`'s share of the job: contiguous pieces, 16-element (64-byte for f32) aligned. Inlined
- * into a baseline and an AVX2 function below. */
-STREAM_INLINE void stream_body(stream_job *j, int id)
+/* Elements [lo, hi) of the job, run by thread `id`. */
+STREAM_INLINE void stream_range(stream_job *j, int id, int64_t lo, int64_t hi)
 {
-    int64_t per = (j->n / j->nthreads + 15) / 16 * 16;
-    int64_t lo = per * id, hi = id == j->nthreads - 1 ? j->n : lo + per;
-    if (lo > j->n) lo = j->n;
-    if (hi > j->n) hi = j->n;
     if (j->dtype == LS_F32) {
         const float *restrict a = j->a, *restrict b = j->b;
         float *restrict c = j->c;
         switch (j->op) {
         case OP_ADD: for (int64_t i = lo; i < hi; i++) c[i] = a[i] + b[i]; break;
         case OP_MUL: for (int64_t i = lo; i < hi; i++) c[i] = a[i] * b[i]; break;
-        case OP_SUM: j->part[id] = sum_f32(a, lo, hi); break;
+        case OP_SUM: j->part[id] += sum_f32(a, lo, hi); break;
         default: for (int64_t i = lo; i < hi; i++) c[i] = a[i]; break;
         }
     } else {
@@ -118,9 +122,21 @@ STREAM_INLINE void stream_body(stream_job *j, int id)
         switch (j->op) {
         case OP_ADD: for (int64_t i = lo; i < hi; i++) c[i] = a[i] + b[i]; break;
         case OP_MUL: for (int64_t i = lo; i < hi; i++) c[i] = a[i] * b[i]; break;
-        case OP_SUM: j->part[id] = sum_f64(a, lo, hi); break;
+        case OP_SUM: j->part[id] += sum_f64(a, lo, hi); break;
         default: for (int64_t i = lo; i < hi; i++) c[i] = a[i]; break;
         }
+    }
+}
+
+/* Thread `id`'s share of the job: chunks claimed until none are left. Inlined into a baseline and
+ * an AVX2 function below. */
+STREAM_INLINE void stream_body(stream_job *j, int id)
+{
+    for (;;) {
+        int64_t lo = (int64_t)atomic_fetch_add(&j->next, 1) * STREAM_CHUNK;
+        if (lo >= j->n) return;
+        int64_t hi = j->n - lo < STREAM_CHUNK ? j->n : lo + STREAM_CHUNK;
+        stream_range(j, id, lo, hi);
     }
 }
 
@@ -202,6 +218,8 @@ static void pool_stop(stream_pool *p)
 static void pool_run(stream_pool *p, stream_job *j)
 {
     j->nthreads = p->nthreads;
+    atomic_store(&j->next, 0);
+    for (int i = 0; i < p->nthreads; i++) j->part[i] = 0;
     if (p->nthreads < 2) {
         stream_piece(j, 0);
         return;

@@ -14,15 +14,44 @@ Timing as on the Lua side: one call to warm up and calibrate an inner loop so a 
 least --min-sample seconds, one warm-up round, then --reps rounds in which forward, grad and hvp
 each take one sample in turn; the median sample per workload, in ms per call.
 
+Threads: torch.set_num_threads(n) and, for the OpenBLAS that Debian's torch runs its matrix products
+on (which torch.set_num_threads leaves at every core), openblas_set_num_threads(n).
+
 Prints `workload,dtype,threads,ms,cpu_ms` lines (cpu_ms: process CPU time, all threads), and
 `#`-lines (peak RSS) the caller copies to stderr.
 """
 import argparse
+import ctypes
 import resource
 import statistics
 import time
 
 import torch
+
+
+def openblas_libs():
+    """The OpenBLAS libraries loaded into this process (Debian's torch calls OpenBLAS for matrix
+    products)."""
+    paths = set()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if "openblas" in path and ".so" in path:
+                paths.add(path)
+    libs = []
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        if hasattr(lib, "openblas_set_num_threads"):
+            libs.append(lib)
+    return libs
+
+
+def set_threads(n, libs):
+    """Like ls_set_threads: torch.set_num_threads sets torch's own pool, but not the OpenBLAS its
+    matrix products run on, which would otherwise use every core even at "1 thread"."""
+    torch.set_num_threads(n)
+    for lib in libs:
+        lib.openblas_set_num_threads(n)
 
 
 def calibrate(fn, min_sample):
@@ -60,10 +89,14 @@ def main():
     args = ap.parse_args()
     dtypes = {"f32": torch.float32, "f64": torch.float64}
     sizes = [784, 128, 128, 10]
+    libs = openblas_libs()
+    if not libs:
+        print("# peer_autograd.py: no OpenBLAS in the torch process; thread counts set with "
+              "torch.set_num_threads only")
     for act_name in args.acts.split(","):
         act = {"tanh": torch.tanh, "relu": torch.relu}[act_name]
         for threads in (int(t) for t in args.threads.split(",")):
-            torch.set_num_threads(threads)
+            set_threads(threads, libs)
             for dn in args.dtypes.split(","):
                 dt = dtypes[dn]
                 g = torch.Generator().manual_seed(args.seed)

@@ -6,15 +6,44 @@ float64, with 1 and 2 threads (torch.set_num_threads), the same way the C side d
 warm up and calibrate an inner loop so that a sample lasts at least --min-sample seconds, one
 warm-up sample, then the median of --reps samples, in milliseconds per call.
 
+Threads: torch.set_num_threads(n), and openblas_set_num_threads(n) on the OpenBLAS in the process
+(as in peer_autograd.py; these ops do not call BLAS).
+
 Prints `op,dtype,threads,n,ms` lines, and `#`-lines with notes (peak RSS) that the caller copies to
 stderr.
 """
 import argparse
+import ctypes
 import resource
 import statistics
 import time
 
 import torch
+
+
+def openblas_libs():
+    """The OpenBLAS libraries loaded into this process (Debian's torch calls OpenBLAS for matrix
+    products)."""
+    paths = set()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if "openblas" in path and ".so" in path:
+                paths.add(path)
+    libs = []
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        if hasattr(lib, "openblas_set_num_threads"):
+            libs.append(lib)
+    return libs
+
+
+def set_threads(n, libs):
+    """Like ls_set_threads: torch.set_num_threads sets torch's own pool, but not the OpenBLAS its
+    matrix products run on, which would otherwise use every core even at "1 thread"."""
+    torch.set_num_threads(n)
+    for lib in libs:
+        lib.openblas_set_num_threads(n)
 
 
 def per_call(fn, reps, min_sample):
@@ -58,8 +87,9 @@ def main():
         ("relu", lambda a, b: torch.relu(a)),
         ("sum", lambda a, b: torch.sum(a)),
     ]
+    libs = openblas_libs()
     for threads in (int(t) for t in args.threads.split(",")):
-        torch.set_num_threads(threads)
+        set_threads(threads, libs)
         for dn in args.dtypes.split(","):
             for n in (int(s) for s in args.sizes.split(",")):
                 g = torch.Generator().manual_seed(1)
