@@ -166,7 +166,7 @@ function Module:add_child(name, m)
 end
 
 function Module:forward()
-    fail("%s: forward is not implemented", self._type)
+    fail("%s: this module has no forward(x); a custom module (ls.nn.class) must define one", self._type)
 end
 
 function Module:extra_repr() return "" end
