@@ -33,7 +33,6 @@
  * Measured against PyTorch (oneDNN) in docs/ops-conv-pool.md. */
 #include <cblas.h>
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
