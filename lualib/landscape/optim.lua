@@ -576,10 +576,14 @@ end
 
 -- StepLR ---------------------------------------------------------------------------------------
 
-local StepSchedule = setmetatable({}, {__index = Schedule})
-StepSchedule.__index = StepSchedule
-StepSchedule.__name = Schedule.__name
-StepSchedule.__tostring = Schedule.__tostring
+-- A schedule kind: its own methods, Schedule's for the rest.
+local function schedule_class()
+    local C = setmetatable({}, {__index = Schedule})
+    C.__index, C.__name, C.__tostring = C, Schedule.__name, Schedule.__tostring
+    return C
+end
+
+local StepSchedule = schedule_class()
 
 function StepSchedule:_get_lr()
     local e = self.last_epoch
@@ -609,10 +613,7 @@ end)
 
 -- CosineAnnealingLR ----------------------------------------------------------------------------
 
-local CosineSchedule = setmetatable({}, {__index = Schedule})
-CosineSchedule.__index = CosineSchedule
-CosineSchedule.__name = Schedule.__name
-CosineSchedule.__tostring = Schedule.__tostring
+local CosineSchedule = schedule_class()
 
 -- torch's CosineAnnealingLR.get_lr, expression for expression
 function CosineSchedule:_get_lr()
@@ -652,10 +653,7 @@ end)
 
 -- LinearLR (warmup) ----------------------------------------------------------------------------
 
-local WarmupSchedule = setmetatable({}, {__index = Schedule})
-WarmupSchedule.__index = WarmupSchedule
-WarmupSchedule.__name = Schedule.__name
-WarmupSchedule.__tostring = Schedule.__tostring
+local WarmupSchedule = schedule_class()
 
 -- torch's LinearLR.get_lr, expression for expression
 function WarmupSchedule:_get_lr()
@@ -698,10 +696,7 @@ end)
 
 -- SequentialLR ---------------------------------------------------------------------------------
 
-local SequentialSchedule = setmetatable({}, {__index = Schedule})
-SequentialSchedule.__index = SequentialSchedule
-SequentialSchedule.__name = Schedule.__name
-SequentialSchedule.__tostring = Schedule.__tostring
+local SequentialSchedule = schedule_class()
 
 -- torch's SequentialLR.step: the schedule whose interval holds the epoch steps; at its milestone it
 -- restarts from its epoch 0 (closed form), otherwise it takes a recursive step.
