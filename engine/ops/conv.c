@@ -235,18 +235,6 @@ static void conv_run(const conv_geom *g, ls_parallel_fn fn, conv_job *j, int64_t
 /* ---- GEMM ---- */
 
 /* C [m, n] (ldc) = alpha op(A) op(B) + beta C, row-major. */
-static void conv_gemm(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
-                      int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc)
-{
-    CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    if (dt == LS_F32)
-        cblas_sgemm(CblasRowMajor, TA, TB, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb,
-                    (float)beta, C, (int)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, TA, TB, (int)m, (int)n, (int)k, 1.0, A, (int)lda, B, (int)ldb,
-                    beta, C, (int)ldc);
-}
-
 /* ---- BLAS path ----
  *
  * im2col for a slice of images (parallel over (image, channel) pairs, each writing its own rows;
@@ -339,7 +327,7 @@ static ls_status conv_forward_raw(const conv_geom *g, ls_dtype dt, const void *x
         return LS_OK;
     }
     int nr;
-    ck_tile_fn tile = ck_tile_for(dt, &nr);
+    gemm_tile_fn tile = gemm_tile_for(dt, &nr);
     if (tile && g->N > 0 && g->O > 0 && g->P > 0) return ck_forward(g, dt, tile, nr, x, w, y);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d")) return ls_error_code();
@@ -349,11 +337,11 @@ static ls_status conv_forward_raw(const conv_geom *g, ls_dtype dt, const void *x
         conv_job j = conv_plan_job(&pl, g, dt, n0, b, x, pl.col);
         conv_run(g, im2col_items, &j, b);
         if (pl.slice) {
-            conv_gemm(dt, false, false, g->O, j.L, g->K, w, g->K, pl.col, j.L, 0.0, pl.rows, j.L);
+            gemm_blas(dt, false, false, g->O, j.L, g->K, w, g->K, pl.col, j.L, 0.0, pl.rows, j.L);
             conv_transpose(g, &pl, yb, b, false);
         } else {
             for (int64_t nl = 0; nl < b; nl++)
-                conv_gemm(dt, false, false, g->O, g->P, g->K, w, g->K, pl.col + nl * j.is * es,
+                gemm_blas(dt, false, false, g->O, g->P, g->K, w, g->K, pl.col + nl * j.is * es,
                           j.L, 0.0, yb + nl * g->O * g->P * es, g->P);
         }
     }
@@ -371,7 +359,7 @@ static ls_status conv_input_grad_raw(const conv_geom *g, ls_dtype dt, const void
         return LS_OK;
     }
     int nr;
-    ck_tile_fn tile = ck_tile_for(dt, &nr);
+    gemm_tile_fn tile = gemm_tile_for(dt, &nr);
     if (tile && g->N > 0 && g->K > 0) return ck_input_grad(g, dt, tile, nr, gy, w, gx);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d_input_grad")) return ls_error_code();
@@ -381,10 +369,10 @@ static ls_status conv_input_grad_raw(const conv_geom *g, ls_dtype dt, const void
         conv_job j = conv_plan_job(&pl, g, dt, n0, b, pl.col, gx);
         if (pl.slice) {
             conv_transpose(g, &pl, gb, b, true);
-            conv_gemm(dt, true, false, g->K, j.L, g->O, w, g->K, pl.rows, j.L, 0.0, pl.col, j.L);
+            gemm_blas(dt, true, false, g->K, j.L, g->O, w, g->K, pl.rows, j.L, 0.0, pl.col, j.L);
         } else {
             for (int64_t nl = 0; nl < b; nl++)
-                conv_gemm(dt, true, false, g->K, g->P, g->O, w, g->K, gb + nl * g->O * g->P * es,
+                gemm_blas(dt, true, false, g->K, g->P, g->O, w, g->K, gb + nl * g->O * g->P * es,
                           g->P, 0.0, pl.col + nl * j.is * es, j.L);
         }
         conv_run(g, col2im_items, &j, b);
@@ -401,7 +389,7 @@ static ls_status conv_weight_grad_raw(const conv_geom *g, ls_dtype dt, const voi
     memset(gw, 0, (size_t)(g->O * g->K) * es);
     if (g->K == 0 || g->O == 0 || g->P == 0 || g->N == 0) return LS_OK;
     int nr;
-    ck_tile_fn tile = ck_tile_for(dt, &nr);
+    gemm_tile_fn tile = gemm_tile_for(dt, &nr);
     if (tile) return ck_weight_grad(g, dt, tile, nr, x, gy, gw);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d_weight_grad")) return ls_error_code();
@@ -412,10 +400,10 @@ static ls_status conv_weight_grad_raw(const conv_geom *g, ls_dtype dt, const voi
         conv_run(g, im2col_items, &j, b);
         if (pl.slice) {
             conv_transpose(g, &pl, gb, b, true);
-            conv_gemm(dt, false, true, g->O, g->K, j.L, pl.rows, j.L, pl.col, j.L, 1.0, gw, g->K);
+            gemm_blas(dt, false, true, g->O, g->K, j.L, pl.rows, j.L, pl.col, j.L, 1.0, gw, g->K);
         } else {
             for (int64_t nl = 0; nl < b; nl++)
-                conv_gemm(dt, false, true, g->O, g->K, g->P, gb + nl * g->O * g->P * es, g->P,
+                gemm_blas(dt, false, true, g->O, g->K, g->P, gb + nl * g->O * g->P * es, g->P,
                           pl.col + nl * j.is * es, j.L, 1.0, gw, g->K);
         }
     }

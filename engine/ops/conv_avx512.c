@@ -1,11 +1,11 @@
 /* The AVX-512 path of the convolution kernels (see conv.c for the ops and the BLAS path). */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/parallel.h"
 #include "ops/conv_internal.h"
+#include "ops/gemm.h"
 #include "ops/nn_ops.h"
 
 /* As in elementwise.c: GCC 12's -O2 vectorises the short row loops only if asked. */
@@ -15,19 +15,17 @@
 
 /* ---- AVX-512 path ----
  *
- * On CPUs with AVX-512 (checked at run time; ls_conv2d_use_blas(true) turns it off) the kernels
+ * On CPUs with AVX-512 (checked at run time; ls_gemm_use_blas(true) turns it off) the kernels
  * skip BLAS. OpenBLAS 0.3.21 runs AVX2 kernels on this class of CPU (it predates Zen 4/5 and is
  * pinned with OPENBLAS_CORETYPE=Haswell here), half the vector width, and splits small per-image
  * GEMMs poorly over threads. Here the batch is cut into chunks of whole images run on the engine's
  * pool; each chunk does its images one at a time in its own scratch: im2col into [K, P] (vector
  * versions for stride 1), then register-blocked tiles, then col2im for the input gradient.
  *
- * The tile (ck_tile_f32 / ck_tile_f64) computes a block of up to CK_MR x NR (12 x 32 floats or
- * 12 x 16 doubles: 24 zmm accumulators; narrower bodies for remainder blocks) of C = A B, with A
- * read by element strides (one broadcast per row and inner index: W in packed panels, W^T or col_n
- * in place) and B read as rows of NR consecutive elements with any row stride, masked at a partial
- * last block. Each element of C is ONE chain of fused multiply-adds over the inner index in order,
- * from 0 (or from C's old value), whatever the chunking or the thread count:
+ * The GEMM tile (gemm.h: a block of up to 12 x 32 floats or 12 x 16 doubles of C = A B, A read by
+ * element strides, B as rows of nr consecutive elements) is used with A = W in packed panels, W^T
+ * or col_n in place. Each element of C is ONE chain of fused multiply-adds over the inner index in
+ * order, from 0 (or from C's old value), whatever the chunking or the thread count:
  *   forward:     y_n [O, P]    = W [O, K] . col_n [K, P]         A = W packed once per call
  *   input grad:  gcol_n [K, P] = W^T [K, O] . g_n [O, P]         A = W read in place (transposed)
  *   weight grad: one of two ways round, packing the smaller operand per image (see below).
@@ -44,94 +42,11 @@
 #define CK_HAVE 0
 #endif
 
-#define CK_MR 12
 #define CK_CHUNKS 16                            /* weight gradient: partial sums */
 #define CK_SCRATCH_BYTES ((int64_t)64 << 20)    /* scratch of all chunks together, roughly */
 
-static _Atomic bool ck_blas_only;
-
-void ls_conv2d_use_blas(bool on) { ck_blas_only = on; }
-
 
 #if CK_HAVE
-/* The tile body for MR rows and NV vectors of columns, both compile-time constants at each call
- * (always_inline), so the accumulators stay in registers and a block of 4 rows or 16 columns (the
- * remainder of O = 64 or P = 196) costs a quarter or a half of a full one, not a full one. */
-#define CK_BODY(T, VEC, LANES, MASKT, ZERO, LOADZ, STOREM, SET1, FMA)                             \
-    do {                                                                                           \
-        const T *A = Av, *B = Bv;                                                                  \
-        T *C = Cv;                                                                                 \
-        MASKT m[2];                                                                                \
-        for (int v = 0; v < 2; v++) {                                                              \
-            int n = ncols - v * LANES;                                                             \
-            m[v] = n >= LANES ? (MASKT)~(MASKT)0 : n <= 0 ? 0 : (MASKT)((1u << n) - 1);            \
-        }                                                                                          \
-        VEC c[CK_MR][2];                                                                           \
-        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                      \
-            _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                                   \
-                c[r][v] = acc && r < nrows ? LOADZ(m[v], C + r * ldc + v * LANES) : ZERO();        \
-        for (int64_t k = 0; k < kk; k++) {                                                         \
-            VEC b[2];                                                                              \
-            _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                                   \
-                b[v] = LOADZ(m[v], B + k * ldb + v * LANES);                                       \
-            const T *a = A + k * ksa;                                                              \
-            _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) {                                \
-                VEC ar = SET1(a[r * rsa]);                                                         \
-                _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                               \
-                    c[r][v] = FMA(ar, b[v], c[r][v]);                                              \
-            }                                                                                      \
-        }                                                                                          \
-        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                      \
-            if (r < nrows)                                                                         \
-                _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                               \
-                    STOREM(C + r * ldc + v * LANES, m[v], c[r][v]);                                \
-    } while (0)
-
-#define CK_ARGS                                                                                    \
-    int64_t kk, const void *Av, int64_t rsa, int64_t ksa, const void *Bv, int64_t ldb, int ncols, \
-        void *Cv, int64_t ldc, int nrows, bool acc
-#define CK_TARGET __attribute__((target("avx512f"), always_inline)) static inline
-
-CK_TARGET void ck_body_f32(const int MR, const int NV, CK_ARGS)
-{
-    CK_BODY(float, __m512, 16, __mmask16, _mm512_setzero_ps, _mm512_maskz_loadu_ps,
-            _mm512_mask_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps);
-}
-CK_TARGET void ck_body_f64(const int MR, const int NV, CK_ARGS)
-{
-    CK_BODY(double, __m512d, 8, __mmask8, _mm512_setzero_pd, _mm512_maskz_loadu_pd,
-            _mm512_mask_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd);
-}
-
-/* 12 x 32 floats (or 12 x 16 doubles), with narrower bodies for the remainders. */
-__attribute__((target("avx512f"))) static void ck_tile_f32(CK_ARGS)
-{
-    bool one = ncols <= 16;
-    if (nrows > 8) {
-        if (one) ck_body_f32(12, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-        else ck_body_f32(12, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-    } else if (nrows > 4) {
-        if (one) ck_body_f32(8, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-        else ck_body_f32(8, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-    } else {
-        if (one) ck_body_f32(4, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-        else ck_body_f32(4, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-    }
-}
-__attribute__((target("avx512f"))) static void ck_tile_f64(CK_ARGS)
-{
-    bool one = ncols <= 8;
-    if (nrows > 8) {
-        if (one) ck_body_f64(12, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-        else ck_body_f64(12, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-    } else if (nrows > 4) {
-        if (one) ck_body_f64(8, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-        else ck_body_f64(8, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-    } else {
-        if (one) ck_body_f64(4, 1, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-        else ck_body_f64(4, 2, kk, Av, rsa, ksa, Bv, ldb, ncols, Cv, ldc, nrows, acc);
-    }
-}
 /* im2col and col2im of one image for stride 1 with masked vector moves (rows of 14 are mostly loop
  * overhead for the scalar versions). The masks depend only on the kernel column j and the block of
  * the row, so they are computed once per j (at most CK_MAXBLK blocks of a row: Wo, W <= 128 floats
@@ -279,51 +194,6 @@ static void ck_col2im(const conv_geom *g, ls_dtype dt, const void *col, void *gx
     col2im_items(&cj, 0, g->C);
 }
 
-/* The tile for dt when the AVX-512 path is on, else NULL (use BLAS). *nr: its column count. */
-ck_tile_fn ck_tile_for(ls_dtype dt, int *nr)
-{
-#if CK_HAVE
-    if (!ck_blas_only && __builtin_cpu_supports("avx512f")) {
-        *nr = dt == LS_F32 ? 32 : 16;
-        return dt == LS_F32 ? ck_tile_f32 : ck_tile_f64;
-    }
-#endif
-    (void)dt;
-    *nr = 0;
-    return NULL;
-}
-
-const char *ls_conv2d_path(void)
-{
-    int nr;
-    return ck_tile_for(LS_F32, &nr) ? "avx512" : "blas";
-}
-
-/* Interleave `rows` rows of M (element (r, k) at M[r*rs + k*ks]) into panels of `width` rows:
- * out[(r / width) * inner * width + k * width + r % width], rows past the end zero-filled. */
-#define CK_PACK_LOOP(T)                                                                            \
-    do {                                                                                           \
-        const T *src = (const T *)M;                                                               \
-        T *dst = (T *)out;                                                                         \
-        for (int64_t i = 0; i < rows; i += width) {                                                \
-            int64_t h = rows - i < width ? rows - i : width;                                       \
-            T *panel = dst + i * inner;                                                            \
-            for (int64_t r = 0; r < h; r++) {                                                      \
-                const T *row = src + (i + r) * rs;                                                 \
-                for (int64_t k = 0; k < inner; k++) panel[k * width + r] = row[k * ks];            \
-            }                                                                                      \
-            for (int64_t r = h; r < width; r++)                                                    \
-                for (int64_t k = 0; k < inner; k++) panel[k * width + r] = 0;                      \
-        }                                                                                          \
-    } while (0)
-
-static void ck_pack(size_t es, const void *M, int64_t rows, int64_t inner, int64_t rs, int64_t ks,
-                    int64_t width, void *out)
-{
-    if (es == 4) CK_PACK_LOOP(uint32_t);   /* a bit copy: the dtype does not matter */
-    else CK_PACK_LOOP(uint64_t);
-}
-
 static int64_t ck_round(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 /* Panels of a packed B: nr columns wide, or nr/2 when n fits that (the tile then runs one vector
@@ -335,7 +205,7 @@ typedef struct ck_job {
     ls_dtype dt;
     size_t es;
     int nr;
-    ck_tile_fn tile;
+    gemm_tile_fn tile;
     const char *a, *b;     /* the operands: x or g, and the packed weight (forward, input grad) */
     char *out;             /* y, gx, or the weight gradient's partials [nch][K][O] */
     char *scratch;         /* per chunk: `per` elements */
@@ -362,12 +232,12 @@ static void ck_forward_chunks(void *vj, int64_t begin, int64_t end)
             ck_im2col(g, j->dt, j->a, col, n);
             char *yn = j->out + n * g->O * g->P * (int64_t)es;
             for (int64_t q = 0; q < g->P; q += j->nr)
-                for (int64_t i = 0; i < g->O; i += CK_MR)
-                    j->tile(g->K, j->b + i * g->K * (int64_t)es, 1, CK_MR,
+                for (int64_t i = 0; i < g->O; i += GEMM_MR)
+                    j->tile(g->K, j->b + i * g->K * (int64_t)es, 1, GEMM_MR,
                             col + q * (int64_t)es, g->P,
                             (int)(g->P - q < j->nr ? g->P - q : j->nr),
                             yn + (i * g->P + q) * (int64_t)es, g->P,
-                            (int)(g->O - i < CK_MR ? g->O - i : CK_MR), false);
+                            (int)(g->O - i < GEMM_MR ? g->O - i : GEMM_MR), false);
         }
     }
 }
@@ -383,12 +253,12 @@ static void ck_input_grad_chunks(void *vj, int64_t begin, int64_t end)
         for (int64_t n = n0; n < n1; n++) {
             const char *gn = j->a + n * g->O * g->P * (int64_t)es;
             for (int64_t q = 0; q < g->P; q += j->nr)
-                for (int64_t i = 0; i < g->K; i += CK_MR)
-                    j->tile(g->O, j->b + i * g->O * (int64_t)es, 1, CK_MR, gn + q * (int64_t)es,
+                for (int64_t i = 0; i < g->K; i += GEMM_MR)
+                    j->tile(g->O, j->b + i * g->O * (int64_t)es, 1, GEMM_MR, gn + q * (int64_t)es,
                             g->P,
                             (int)(g->P - q < j->nr ? g->P - q : j->nr),
                             gcol + (i * g->P + q) * (int64_t)es, g->P,
-                            (int)(g->K - i < CK_MR ? g->K - i : CK_MR), false);
+                            (int)(g->K - i < GEMM_MR ? g->K - i : GEMM_MR), false);
             ck_col2im(g, j->dt, gcol, j->out, n);
         }
     }
@@ -398,7 +268,7 @@ static void ck_input_grad_chunks(void *vj, int64_t begin, int64_t end)
  *   K >= O: gw^T [K, O] += col_n [K, P] . g_n^T, A = col_n read in place, B = g_n packed;
  *   K < O:  gw [O, K]   += g_n [O, P] . col_n^T, A = g_n read in place, B = col_n packed
  *           (a first layer: K = C*kh*kw = 9 for one input channel, O = 32).
- * The tile reads all CK_MR rows of A (a body of 12, 8 or 4), so a last block of fewer rows is
+ * The tile reads all GEMM_MR rows of A (a body of 12, 8 or 4), so a last block of fewer rows is
  * copied, zero-padded, into `tail` rather than read past the end of A. */
 static void ck_weight_grad_chunks(void *vj, int64_t begin, int64_t end)
 {
@@ -413,19 +283,19 @@ static void ck_weight_grad_chunks(void *vj, int64_t begin, int64_t end)
         int64_t n0, n1;
         char *col = ck_chunk(j, c, &n0, &n1);                      /* [K][P] */
         char *bp = col + K * P * (int64_t)es;                      /* [Nc/wb][P][wb] */
-        char *tail = bp + ck_round(Nc, wb) * P * (int64_t)es;      /* [CK_MR][P] */
+        char *tail = bp + ck_round(Nc, wb) * P * (int64_t)es;      /* [GEMM_MR][P] */
         char *part = j->out + c * K * O * (int64_t)es;
         memset(part, 0, (size_t)(K * O) * es);
-        memset(tail, 0, (size_t)(CK_MR * P) * es);
+        memset(tail, 0, (size_t)(GEMM_MR * P) * es);
         for (int64_t n = n0; n < n1; n++) {
             ck_im2col(g, j->dt, j->a, col, n);
             const char *gn = j->b + n * O * P * (int64_t)es;
             const char *a = swap ? gn : col;
-            ck_pack(es, swap ? col : gn, Nc, P, P, 1, wb, bp);
-            for (int64_t i = 0; i < M; i += CK_MR) {
-                int rows = (int)(M - i < CK_MR ? M - i : CK_MR);
+            gemm_pack(es, swap ? col : gn, Nc, P, P, 1, wb, bp);
+            for (int64_t i = 0; i < M; i += GEMM_MR) {
+                int rows = (int)(M - i < GEMM_MR ? M - i : GEMM_MR);
                 const char *ai = a + i * P * (int64_t)es;
-                if (rows < CK_MR) {
+                if (rows < GEMM_MR) {
                     memcpy(tail, ai, (size_t)(rows * P) * es);
                     ai = tail;
                 }
@@ -456,15 +326,15 @@ static char *ck_scratch(const conv_geom *g, size_t es, int64_t per, int64_t most
 static int64_t ck_free_chunks(void) { return 4 * (int64_t)ls_get_threads(); }
 
 /* The three kernels on the AVX-512 path. Preconditions as for the BLAS ones, and N, K, O, P > 0. */
-ls_status ck_forward(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
+ls_status ck_forward(const conv_geom *g, ls_dtype dt, gemm_tile_fn tile, int nr,
                             const void *x, const void *w, void *y)
 {
     size_t es = ls_dtype_size(dt);
     ck_job j = {g, dt, es, nr, tile, x, NULL, y, NULL, g->K * g->P, 0};
-    char *wp = ls_malloc((size_t)(ck_round(g->O, CK_MR) * g->K) * es, "conv2d");
+    char *wp = ls_malloc((size_t)(ck_round(g->O, GEMM_MR) * g->K) * es, "conv2d");
     j.scratch = wp ? ck_scratch(g, es, j.per, ck_free_chunks(), &j.nch, "conv2d") : NULL;
     if (j.scratch) {
-        ck_pack(es, w, g->O, g->K, g->K, 1, CK_MR, wp);
+        gemm_pack(es, w, g->O, g->K, g->K, 1, GEMM_MR, wp);
         j.b = wp;
         ls_parallel_for(j.nch, 1, ck_forward_chunks, &j);
     }
@@ -473,16 +343,16 @@ ls_status ck_forward(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
     return j.scratch ? LS_OK : ls_error_code();
 }
 
-ls_status ck_input_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
+ls_status ck_input_grad(const conv_geom *g, ls_dtype dt, gemm_tile_fn tile, int nr,
                                const void *gy, const void *w, void *gx)
 {
     size_t es = ls_dtype_size(dt);
     ck_job j = {g, dt, es, nr, tile, gy, NULL, gx, NULL, g->K * g->P, 0};
-    char *wp = ls_malloc((size_t)(ck_round(g->K, CK_MR) * g->O) * es, "conv2d_input_grad");
+    char *wp = ls_malloc((size_t)(ck_round(g->K, GEMM_MR) * g->O) * es, "conv2d_input_grad");
     j.scratch = wp ? ck_scratch(g, es, j.per, ck_free_chunks(), &j.nch, "conv2d_input_grad")
                    : NULL;
     if (j.scratch) {
-        ck_pack(es, w, g->K, g->O, 1, g->K, CK_MR, wp);   /* W^T: row k is column k of W */
+        gemm_pack(es, w, g->K, g->O, 1, g->K, GEMM_MR, wp);   /* W^T: row k is column k of W */
         j.b = wp;
         ls_parallel_for(j.nch, 1, ck_input_grad_chunks, &j);
     }
@@ -508,12 +378,12 @@ ls_status ck_input_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr
                 for (int64_t oo = 0; oo < g->O; oo++) o[oo * g->K + k] = p0[k * g->O + oo];        \
     } while (0)
 
-ls_status ck_weight_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
+ls_status ck_weight_grad(const conv_geom *g, ls_dtype dt, gemm_tile_fn tile, int nr,
                                 const void *x, const void *gy, void *gw)
 {
     size_t es = ls_dtype_size(dt);
     int64_t nc = g->K < g->O ? g->K : g->O;
-    int64_t per = g->K * g->P + ck_round(nc, ck_bwidth(nc, nr)) * g->P + CK_MR * g->P;
+    int64_t per = g->K * g->P + ck_round(nc, ck_bwidth(nc, nr)) * g->P + GEMM_MR * g->P;
     ck_job j = {g, dt, es, nr, tile, x, gy, NULL, NULL, per, 0};
     j.scratch = ck_scratch(g, es, per, CK_CHUNKS, &j.nch, "conv2d_weight_grad");
     j.out = j.scratch ? ls_malloc((size_t)(j.nch * g->K * g->O) * es, "conv2d_weight_grad") : NULL;

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 /* The sizes of one convolution. K = C*kh*kw, P = Ho*Wo. */
@@ -30,20 +31,12 @@ void conv_valid(int64_t j, int64_t W, int64_t Wo, int64_t s, int64_t p, int64_t 
 void im2col_items(void *vj, int64_t begin, int64_t end);
 void col2im_items(void *vj, int64_t begin, int64_t end);
 
-/* C[r, c] (+)= sum_k A[r*rsa + k*ksa] B[k*ldb + c] for r < nrows (<= CK_MR), c < ncols (<= NR).
- * A is read for all the rows of the body chosen (12, 8 or 4 >= nrows): it must hold CK_MR rows
- * (zero padding, or anything finite: those rows are not stored). B and C are masked. */
-typedef void (*ck_tile_fn)(int64_t kk, const void *A, int64_t rsa, int64_t ksa, const void *B,
-                           int64_t ldb, int ncols, void *C, int64_t ldc, int nrows, bool acc);
-
-/* The AVX-512 tile for dt (and its width *nr), or NULL when the CPU lacks AVX-512 or the BLAS path
- * is forced; then the three kernels below are not used. */
-ck_tile_fn ck_tile_for(ls_dtype dt, int *nr);
-ls_status ck_forward(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
+/* The three kernels of the AVX-512 path (conv_avx512.c), on the tile gemm_tile_for gave. */
+ls_status ck_forward(const conv_geom *g, ls_dtype dt, gemm_tile_fn tile, int nr,
                     const void *x, const void *w, void *y);
-ls_status ck_input_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
+ls_status ck_input_grad(const conv_geom *g, ls_dtype dt, gemm_tile_fn tile, int nr,
                     const void *gy, const void *w, void *gx);
-ls_status ck_weight_grad(const conv_geom *g, ls_dtype dt, ck_tile_fn tile, int nr,
+ls_status ck_weight_grad(const conv_geom *g, ls_dtype dt, gemm_tile_fn tile, int nr,
                     const void *x, const void *gy, void *gw);
 
 #endif

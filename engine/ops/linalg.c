@@ -8,15 +8,15 @@
  *   batched          -> the dims before the last two are batch dims, broadcast (NumPy rules)
  * Errors name the shapes: "matmul: inner dimensions differ: [3x4] @ [5x2]".
  *
- * Matrix products go to OpenBLAS (cblas_sgemm / cblas_dgemm, row-major). Each operand matrix is
- * passed as it lies when its strides allow: row-major rows (column stride 1) as NoTrans, or a
- * transposed view (row stride 1) as Trans, with the leading dimension taken from the other stride.
- * Only an operand whose strides fit neither (an expanded or sliced-every-other layout) is copied to
- * contiguous first. When b has no batch dims, a's batch dims are folded into its rows so the whole
- * product is one gemm (a view when a's rows are evenly spaced, else one copy). Otherwise there is one
- * gemm per batch element, run one after another; each gemm uses OpenBLAS's own threads (set by
- * ls_set_threads). OpenBLAS's gemm is reproducible for a fixed thread count, but its last bits can
- * change with the number of threads.
+ * Matrix products go to ls_gemm (gemm.h: the engine's AVX-512 tiles where the CPU has them, else
+ * OpenBLAS), row-major. Each operand matrix is passed as it lies when its strides allow: row-major
+ * rows (column stride 1) as NoTrans, or a transposed view (row stride 1) as Trans, with the leading
+ * dimension taken from the other stride. Only an operand whose strides fit neither (an expanded or
+ * sliced-every-other layout) is copied to contiguous first. When b has no batch dims, a's batch dims
+ * are folded into its rows so the whole product is one gemm (a view when a's rows are evenly spaced,
+ * else one copy). Otherwise there is one gemm per batch element, run one after another, each on all
+ * threads. The own path gives the same bits for any thread count; OpenBLAS is reproducible for a
+ * fixed thread count, but its last bits can change with the number of threads.
  *
  * dot (and 1-D @ 1-D) does not call BLAS: it sums in double over fixed chunks combined in order, so
  * the result does not depend on the thread count (OpenBLAS's threaded dot can). */
@@ -26,6 +26,7 @@
 
 #include "core/alloc.h"
 #include "core/parallel.h"
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 #define DOT_CHUNK 4096
@@ -106,15 +107,11 @@ static bool mat_fits(const ls_tensor *t, mat_layout *L)
     return false;
 }
 
-static void gemm(ls_dtype dt, mat_layout la, mat_layout lb, int64_t m, int64_t n, int64_t k,
-                 const char *A, const char *B, char *C)
+static ls_status gemm(ls_dtype dt, mat_layout la, mat_layout lb, int64_t m, int64_t n, int64_t k,
+                      const char *A, const char *B, char *C)
 {
-    if (dt == LS_F32)
-        cblas_sgemm(CblasRowMajor, la.tr, lb.tr, (int)m, (int)n, (int)k, 1.0f, (const float *)A,
-                    (int)la.ld, (const float *)B, (int)lb.ld, 0.0f, (float *)C, (int)n);
-    else
-        cblas_dgemm(CblasRowMajor, la.tr, lb.tr, (int)m, (int)n, (int)k, 1.0, (const double *)A,
-                    (int)la.ld, (const double *)B, (int)lb.ld, 0.0, (double *)C, (int)n);
+    return ls_gemm(dt, la.tr == CblasTrans, lb.tr == CblasTrans, m, n, k, A, la.ld, B, lb.ld, C, n,
+                   "matmul");
 }
 
 /* Make t's matrices BLAS-ready: t itself (retained) when its strides fit, else a contiguous copy. */
@@ -169,13 +166,13 @@ static ls_status matmul_into(ls_tensor *a2, ls_tensor *b2, ls_tensor *out, int n
         ls_tensor *af = ls_view_reshape(a2, 2, (int64_t[]){rows, k});
         ls_tensor *ar = af ? mat_ready(af, &la) : NULL;
         ls_tensor *br = ar ? mat_ready(b2, &lb) : NULL;
-        if (br)
-            gemm(out->dtype, la, lb, rows, n, k, ls_tensor_data(ar), ls_tensor_data(br),
-                 ls_tensor_data(out));
+        ls_status rc = br ? gemm(out->dtype, la, lb, rows, n, k, ls_tensor_data(ar),
+                                 ls_tensor_data(br), ls_tensor_data(out))
+                          : ls_error_code();
         ls_tensor_release(af);
         ls_tensor_release(ar);
         ls_tensor_release(br);
-        return br ? LS_OK : ls_error_code();
+        return rc;
     }
     ls_tensor *ar = mat_ready(a2, &la);
     ls_tensor *br = ar ? mat_ready(b2, &lb) : NULL;
@@ -193,7 +190,8 @@ static ls_status matmul_into(ls_tensor *a2, ls_tensor *b2, ls_tensor *out, int n
     }
     const char *A = ls_tensor_data(ar), *B = ls_tensor_data(br);
     char *C = ls_tensor_data(out);
-    for (int64_t bi = 0; bi < nb; bi++) {
+    ls_status rc = LS_OK;
+    for (int64_t bi = 0; bi < nb && !rc; bi++) {
         int64_t rem = bi, oa = 0, ob = 0;
         for (int i = nbat - 1; i >= 0; i--) {
             int64_t ix = rem % bshape[i];
@@ -201,12 +199,12 @@ static ls_status matmul_into(ls_tensor *a2, ls_tensor *b2, ls_tensor *out, int n
             oa += ix * sa[i];
             ob += ix * sb[i];
         }
-        gemm(out->dtype, la, lb, m, n, k, A + oa * (int64_t)es, B + ob * (int64_t)es,
-             C + bi * m * n * (int64_t)es);
+        rc = gemm(out->dtype, la, lb, m, n, k, A + oa * (int64_t)es, B + ob * (int64_t)es,
+                  C + bi * m * n * (int64_t)es);
     }
     ls_tensor_release(ar);
     ls_tensor_release(br);
-    return LS_OK;
+    return rc;
 }
 
 static ls_tensor *matmul_fwd(ls_tensor *const *in, const ls_attrs *attrs)

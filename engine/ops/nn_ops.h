@@ -20,10 +20,7 @@ ls_tensor *ls_conv2d_weight_grad(ls_tensor *x, ls_tensor *g, int64_t stride, int
                                  int64_t kh, int64_t kw);
 
 /* The three conv kernels run their own AVX-512 code on CPUs that have it, else im2col + OpenBLAS
- * (see conv.c). ls_conv2d_path() names the one in use: "avx512" or "blas". For tests and
- * benchmarks, ls_conv2d_use_blas(true) forces the BLAS path (not for concurrent use). */
-const char *ls_conv2d_path(void);
-void ls_conv2d_use_blas(bool on);
+ * (see conv.c); ls_gemm_path() / ls_gemm_use_blas() in ops/gemm.h say which and switch. */
 
 /* pool.c — windows kernel x kernel, stride `stride` (<= 0 means kernel), no padding:
  * output [N, C, (H - k) / s + 1, (W - k) / s + 1]. */

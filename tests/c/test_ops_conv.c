@@ -21,6 +21,7 @@
 #include "autograd/autograd.h"
 #include "core/alloc.h"
 #include "core/parallel.h"
+#include "ops/gemm.h"
 #include "ops/nn_ops.h"
 #include "ops/ops.h"
 
@@ -376,7 +377,7 @@ static void test_threads(void)
         /* conv: the AVX-512 path is thread-independent; on the BLAS path, with one thread the GEMMs
          * are per image and with more one per slice, and OpenBLAS's splitting may change the last
          * bits too */
-        bool own = strcmp(ls_conv2d_path(), "avx512") == 0;
+        bool own = strcmp(ls_gemm_path(), "avx512") == 0;
         for (int k = 0; k < 3; k++) {
             CHECK(r[0][k] && r[1][k]);
             if (!r[0][k] || !r[1][k]) continue;
@@ -525,14 +526,14 @@ int main(void)
 {
     /* the conv tests on both paths: the CPU's (AVX-512 where available) and BLAS */
     for (int blas = 0; blas < 2; blas++) {
-        ls_conv2d_use_blas(blas);
-        printf("conv path: %s\n", ls_conv2d_path());
+        ls_gemm_use_blas(blas);
+        printf("conv path: %s\n", ls_gemm_path());
         test_conv();
         test_conv_autograd();
         test_threads();
         test_alloc_failures();
     }
-    ls_conv2d_use_blas(false);
+    ls_gemm_use_blas(false);
     test_pools();
     test_ties();
     test_errors();

@@ -2,7 +2,9 @@
  * combinations (1-D operands, batch dims with broadcasting, empty and k = 0 products) and operand
  * layouts (contiguous, transposed view, narrowed rows, expanded batch, strides that fit no BLAS layout,
  * strided and expanded vectors), in both dtypes; dot and outer; dot's thread-count independence; and
- * error messages.
+ * error messages. The matmul tests run on both GEMM paths (gemm.h: own AVX-512 tiles where the CPU
+ * has them, and OpenBLAS); the own path is also checked bit for bit against a scalar chain of fused
+ * multiply-adds in k order (what it promises), across thread counts and across k slabs.
  *
  * Tolerance: |got - ref| <= eps_d * 4 * sum_k |a_ik b_kj| + tiny, with eps_d 2^-23 (f32, sgemm
  * accumulates in float) or 2^-52 (f64): the standard forward error bound of a dot product, with
@@ -15,6 +17,7 @@
 
 #include "core/alloc.h"
 #include "core/parallel.h"
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 static const ls_dtype dtypes[2] = {LS_F32, LS_F64};
@@ -162,6 +165,12 @@ static const mm_case cases[] = {
     {2, 2, {3, 0}, {0, 2}, 2, {3, 2}},
     {3, 2, {2, 0, 4}, {4, 3}, 3, {2, 0, 3}},
     {2, 2, {33, 70}, {70, 17}, 2, {33, 17}},
+    /* past the own path's tile and block sizes: 12-row and 32-column panels, k steps of 256, the
+     * narrow product (n < 16) computed transposed, single rows and columns */
+    {2, 2, {130, 300}, {300, 7}, 2, {130, 7}},
+    {2, 2, {61, 530}, {530, 75}, 2, {61, 75}},
+    {2, 2, {1, 300}, {300, 45}, 2, {1, 45}},
+    {3, 2, {3, 50, 40}, {40, 1}, 3, {3, 50, 1}},
 };
 #define NCASES (int)(sizeof cases / sizeof cases[0])
 
@@ -334,11 +343,83 @@ static void test_alloc_failures(void)
     for (int k = 0; k < 4; k++) ls_tensor_release(objs[k]);
 }
 
+
+/* The own GEMM path computes each element as one fma chain over k in order from zero: equal bit for
+ * bit to that scalar chain, for 1 and 2 threads, for the narrow (transposed) product, for a k long
+ * enough to be packed in three slabs (GEMM_PACK_BYTES), and for transposed operands. */
+static double fma_chain(ls_dtype d, const ls_tensor *a, const ls_tensor *b, int64_t i, int64_t j)
+{
+    int64_t k = a->shape[1];
+    const char *pa = ls_tensor_data((ls_tensor *)a), *pb = ls_tensor_data((ls_tensor *)b);
+    if (d == LS_F32) {
+        float c = 0;
+        for (int64_t q = 0; q < k; q++)
+            c = fmaf(((const float *)pa)[i * a->stride[0] + q * a->stride[1]],
+                     ((const float *)pb)[q * b->stride[0] + j * b->stride[1]], c);
+        return c;
+    }
+    double c = 0;
+    for (int64_t q = 0; q < k; q++)
+        c = fma(((const double *)pa)[i * a->stride[0] + q * a->stride[1]],
+                ((const double *)pb)[q * b->stride[0] + j * b->stride[1]], c);
+    return c;
+}
+
+static void test_gemm_own_exact(void)
+{
+    if (strcmp(ls_gemm_path(), "avx512") != 0) {
+        printf("gemm: no AVX-512 on this CPU, own-path exactness not tested\n");
+        return;
+    }
+    static const int64_t sz[][3] = {{200, 150, 300}, {150, 9, 270}, {13, 33, 5}, {2, 3, 400000}};
+    int saved = ls_get_threads();
+    for (int di = 0; di < 2; di++) {
+        ls_dtype d = dtypes[di];
+        for (int c = 0; c < 4; c++) {
+            int64_t m = sz[c][0], n = sz[c][1], k = sz[c][2];
+            for (int tr = 0; tr < 2; tr++) {
+                /* tr: a and b as transposed views of [k, m] and [n, k] storage */
+                ls_tensor *as = make(d, 2, tr ? (int64_t[]){k, m} : (int64_t[]){m, k});
+                ls_tensor *bs = make(d, 2, tr ? (int64_t[]){n, k} : (int64_t[]){k, n});
+                ls_tensor *a = tr ? ls_view_transpose(as, 0, 1) : ls_tensor_retain(as);
+                ls_tensor *b = tr ? ls_view_transpose(bs, 0, 1) : ls_tensor_retain(bs);
+                ls_set_threads(1);
+                ls_tensor *y1 = ls_matmul(a, b);
+                ls_set_threads(2);
+                ls_tensor *y2 = ls_matmul(a, b);
+                CHECK(y1 && y2);
+                int bad = 0;
+                for (int64_t i = 0; y1 && y2 && i < m; i++)
+                    for (int64_t j = 0; j < n; j++) {
+                        double want = fma_chain(d, a, b, i, j);
+                        double g1 = ls_tensor_get_flat(y1, i * n + j);
+                        double g2 = ls_tensor_get_flat(y2, i * n + j);
+                        if ((g1 != want || g2 != want) && bad++ < 2)
+                            fprintf(stderr, "  gemm %s %lldx%lldx%lld tr %d [%lld,%lld]: %.17g %.17g "
+                                    "want %.17g\n", ls_dtype_name(d), (long long)m, (long long)n,
+                                    (long long)k, tr, (long long)i, (long long)j, g1, g2, want);
+                    }
+                CHECK(bad == 0);
+                ls_tensor *objs[] = {as, bs, a, b, y1, y2};
+                for (int q = 0; q < 6; q++) ls_tensor_release(objs[q]);
+            }
+        }
+    }
+    ls_set_threads(saved);
+}
+
 int main(void)
 {
-    test_alloc_failures();
-    test_matmul_cases();
-    test_matmul_views_agree();
+    /* matmul on both GEMM paths: the CPU's (own AVX-512 tiles where available) and OpenBLAS */
+    for (int blas = 0; blas < 2; blas++) {
+        ls_gemm_use_blas(blas);
+        printf("gemm path: %s\n", ls_gemm_path());
+        test_alloc_failures();
+        test_matmul_cases();
+        test_matmul_views_agree();
+    }
+    ls_gemm_use_blas(false);
+    test_gemm_own_exact();
     test_dot_outer();
     test_errors();
     return check_done("ops_linalg");
