@@ -1,11 +1,12 @@
 /* The engine's GEMM (see gemm.h): AVX-512 register tiles on the engine's pool, or OpenBLAS.
  *
  * Own path, C = A . B with m x k and k x n operands of any strides:
- *   1. Pack (in parallel over panels): A into panels of GEMM_MR rows [k][GEMM_MR], B into panels of
- *      nr columns [k][nr] (zero-padded), for a slab of the inner index at a time (the whole of k
- *      unless the packed copies would pass GEMM_PACK_BYTES).
+ *   1. Pack (in parallel over panels), for a slab of the inner index at a time (the whole of k
+ *      unless the copies would pass GEMM_PACK_BYTES): B into panels of nr columns [k][nr]
+ *      (zero-padded) when its columns are not contiguous, and A's last panel of fewer than GEMM_MR
+ *      rows. The tile reads the rest in place: A by broadcasts of single elements, B by rows.
  *   2. Compute (in parallel over blocks of the output): each block walks the slab in steps of
- *      GEMM_KC (a B panel of GEMM_KC x nr stays in L1 while the block's A panels stream from L2)
+ *      GEMM_KC (a B panel of GEMM_KC x nr stays in L1 while the block's rows of A stream by)
  *      and calls the tile for each (row panel, column panel), continuing each element's chain.
  * Every element of C is thus one chain of fused multiply-adds over k in order whatever the block
  * sizes, the slabs or the thread count, so results do not depend on the threads. A narrow product
@@ -161,9 +162,66 @@ const char *ls_gemm_path(void)
         }                                                                                          \
     } while (0)
 
+#if GEMM_HAVE
+/* out[k * width + r] = M[r * rs + k] for r, k < 16: one 16 x 16 block of 32-bit elements transposed
+ * in registers (pairs of rows interleaved, then groups of four, then 128-bit lanes). */
+__attribute__((target("avx512f"))) static void gemm_t16(const float *M, int64_t rs, float *out,
+                                                        int64_t width)
+{
+    __m512 r[16], t[16], u[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(M + i * rs);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);       /* a0 b0 a1 b1 per 128-bit lane */
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);   /* a2 b2 a3 b3 */
+    }
+    for (int g = 0; g < 16; g += 4) {                  /* rows g..g+3: u[g + j] holds column j */
+        u[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);  /* of each lane, rows g..g+3 */
+        u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+        u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+        u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {                      /* columns j, j + 4, j + 8, j + 12 */
+        __m512 x0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+        __m512 x1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+        __m512 y0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+        __m512 y1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+        _mm512_storeu_ps(out + j * width, _mm512_shuffle_f32x4(x0, y0, 0x88));
+        _mm512_storeu_ps(out + (j + 4) * width, _mm512_shuffle_f32x4(x1, y1, 0x88));
+        _mm512_storeu_ps(out + (j + 8) * width, _mm512_shuffle_f32x4(x0, y0, 0xDD));
+        _mm512_storeu_ps(out + (j + 12) * width, _mm512_shuffle_f32x4(x1, y1, 0xDD));
+    }
+}
+
+/* The 32-bit pack of rows contiguous along the inner index (a transposed B, a row-major A) by
+ * 16 x 16 blocks; the ragged edges element by element. */
+__attribute__((target("avx512f"))) static void gemm_pack_t32(const float *M, int64_t rows,
+                                                             int64_t inner, int64_t rs,
+                                                             int64_t width, float *out)
+{
+    for (int64_t i = 0; i < rows; i += width) {
+        int64_t h = rows - i < width ? rows - i : width, hb = h / 16 * 16, kb = inner / 16 * 16;
+        float *panel = out + i * inner;
+        const float *blk = M + i * rs;
+        for (int64_t r = 0; r < hb; r += 16)
+            for (int64_t k = 0; k < kb; k += 16)
+                gemm_t16(blk + r * rs + k, rs, panel + k * width + r, width);
+        for (int64_t r = 0; r < h; r++)
+            for (int64_t k = r < hb ? kb : 0; k < inner; k++) panel[k * width + r] = blk[r * rs + k];
+        for (int64_t r = h; r < width; r++)
+            for (int64_t k = 0; k < inner; k++) panel[k * width + r] = 0;
+    }
+}
+#endif
+
 void gemm_pack(size_t es, const void *M, int64_t rows, int64_t inner, int64_t rs, int64_t ks,
                int64_t width, void *out)
 {
+#if GEMM_HAVE
+    if (es == 4 && ks == 1 && width % 16 == 0 && __builtin_cpu_supports("avx512f")) {
+        gemm_pack_t32(M, rows, inner, rs, width, out);   /* a bit copy, as below */
+        return;
+    }
+#endif
     if (es == 4) GEMM_PACK_LOOP(uint32_t);   /* a bit copy: the dtype does not matter */
     else GEMM_PACK_LOOP(uint64_t);
 }
@@ -189,8 +247,10 @@ typedef struct gemm_job {
     const char *A, *B;        /* operands with their strides (elements) */
     int64_t ars, acs, brs, bcs;
     int64_t k0, kb;           /* the current slab [k0, k0 + kb) */
-    char *Ap, *Bp;            /* its packed panels: [ceil(m/MR)][kb][MR], [ceil(n/nr)][kb][nr] */
-    int64_t npa;              /* A panels (B panels follow them in the packing items) */
+    int64_t npa, npb;         /* row panels of A, column panels of B */
+    int64_t pa0;              /* A panels [pa0, npa) are packed, the others read in place */
+    bool packb;               /* B packed (else read in place: its columns are contiguous) */
+    char *Ap, *Bp;            /* packed panels of the slab: [npa - pa0][kb][MR], [npb][kb][nr] */
     char *C;
     int64_t ldc;
     int64_t mb, nb, nbc;      /* block sizes in panels, column blocks per row of blocks */
@@ -198,17 +258,19 @@ typedef struct gemm_job {
 
 static int64_t gemm_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Items: the packed A panels, then (when packed) the B panels. */
 static void gemm_pack_items(void *vj, int64_t begin, int64_t end)
 {
     const gemm_job *j = vj;
     size_t es = j->es;
+    int64_t na = j->npa - j->pa0;
     for (int64_t it = begin; it < end; it++) {
-        if (it < j->npa) {
-            int64_t r0 = it * GEMM_MR, h = j->m - r0 < GEMM_MR ? j->m - r0 : GEMM_MR;
+        if (it < na) {
+            int64_t r0 = (j->pa0 + it) * GEMM_MR, h = j->m - r0 < GEMM_MR ? j->m - r0 : GEMM_MR;
             gemm_pack(es, j->A + (r0 * j->ars + j->k0 * j->acs) * (int64_t)es, h, j->kb, j->ars,
                       j->acs, GEMM_MR, j->Ap + it * j->kb * GEMM_MR * (int64_t)es);
         } else {
-            int64_t q = it - j->npa, c0 = q * j->nr, w = j->n - c0 < j->nr ? j->n - c0 : j->nr;
+            int64_t q = it - na, c0 = q * j->nr, w = j->n - c0 < j->nr ? j->n - c0 : j->nr;
             gemm_pack(es, j->B + (c0 * j->bcs + j->k0 * j->brs) * (int64_t)es, w, j->kb, j->bcs,
                       j->brs, j->nr, j->Bp + q * j->kb * j->nr * (int64_t)es);
         }
@@ -218,24 +280,27 @@ static void gemm_pack_items(void *vj, int64_t begin, int64_t end)
 static void gemm_blocks(void *vj, int64_t begin, int64_t end)
 {
     const gemm_job *j = vj;
-    size_t es = j->es;
-    int64_t nr = j->nr;
+    int64_t es = (int64_t)j->es, nr = j->nr, MR = GEMM_MR;
     for (int64_t it = begin; it < end; it++) {
         int64_t p0 = it / j->nbc * j->mb, q0 = it % j->nbc * j->nb;   /* first panels */
-        int64_t p1 = p0 + j->mb, q1 = q0 + j->nb;
-        if (p1 > gemm_cdiv(j->m, GEMM_MR)) p1 = gemm_cdiv(j->m, GEMM_MR);
-        if (q1 > gemm_cdiv(j->n, nr)) q1 = gemm_cdiv(j->n, nr);
+        int64_t p1 = p0 + j->mb < j->npa ? p0 + j->mb : j->npa;
+        int64_t q1 = q0 + j->nb < j->npb ? q0 + j->nb : j->npb;
         for (int64_t kc = 0; kc < j->kb; kc += GEMM_KC) {
-            int64_t kk = j->kb - kc < GEMM_KC ? j->kb - kc : GEMM_KC;
-            bool acc = j->k0 + kc > 0;
+            int64_t kk = j->kb - kc < GEMM_KC ? j->kb - kc : GEMM_KC, kg = j->k0 + kc;
+            bool acc = kg > 0;
             for (int64_t q = q0; q < q1; q++) {
-                const char *bp = j->Bp + (q * j->kb + kc) * nr * (int64_t)es;
+                const char *bp = j->packb ? j->Bp + (q * j->kb + kc) * nr * es
+                                          : j->B + (kg * j->brs + q * nr) * es;
+                int64_t ldb = j->packb ? nr : j->brs;
                 int ncols = (int)(j->n - q * nr < nr ? j->n - q * nr : nr);
                 for (int64_t p = p0; p < p1; p++) {
-                    int64_t r0 = p * GEMM_MR;
-                    j->tile(kk, j->Ap + (p * j->kb + kc) * GEMM_MR * (int64_t)es, 1, GEMM_MR, bp,
-                            nr, ncols, j->C + (r0 * j->ldc + q * nr) * (int64_t)es, j->ldc,
-                            (int)(j->m - r0 < GEMM_MR ? j->m - r0 : GEMM_MR), acc);
+                    int64_t r0 = p * MR;
+                    const char *ap = p >= j->pa0
+                                         ? j->Ap + ((p - j->pa0) * j->kb + kc) * MR * es
+                                         : j->A + (r0 * j->ars + kg * j->acs) * es;
+                    j->tile(kk, ap, p >= j->pa0 ? 1 : j->ars, p >= j->pa0 ? MR : j->acs, bp, ldb,
+                            ncols, j->C + (r0 * j->ldc + q * nr) * es, j->ldc,
+                            (int)(j->m - r0 < MR ? j->m - r0 : MR), acc);
                 }
             }
         }
@@ -243,11 +308,11 @@ static void gemm_blocks(void *vj, int64_t begin, int64_t end)
 }
 
 /* Block sizes: split the row panels (and column panels) into as few blocks of at most
- * GEMM_BLOCK_PANELS as possible, of even sizes; then halve the larger side while there are fewer
- * blocks than 2 per thread (the split does not change any result). */
+ * GEMM_BLOCK_PANELS as possible, of even sizes; then split the larger side further while there are
+ * fewer blocks than 2 per thread (the split does not change any result). */
 static void gemm_plan(gemm_job *j)
 {
-    int64_t pa = gemm_cdiv(j->m, GEMM_MR), pb = gemm_cdiv(j->n, j->nr);
+    int64_t pa = j->npa, pb = j->npb;
     int64_t ba = gemm_cdiv(pa, GEMM_BLOCK_PANELS), bb = gemm_cdiv(pb, GEMM_BLOCK_PANELS);
     int64_t want = 2 * (int64_t)ls_get_threads();
     while (ba * bb < want && (ba < pa || bb < pb)) {
@@ -262,31 +327,40 @@ static void gemm_plan(gemm_job *j)
 
 static void gemm_run(ls_parallel_fn fn, gemm_job *j, int64_t items, bool serial)
 {
+    if (items <= 0) return;
     if (serial) fn(j, 0, items);
     else ls_parallel_for(items, 1, fn, j);
 }
 
+/* What is packed: A is read in place (the tile broadcasts its elements, any strides) except a last
+ * partial panel, which is copied zero-padded since the tile reads all its rows; B in place when its
+ * columns are contiguous (the tile loads rows of nr columns, masked), else packed. */
 static ls_status gemm_own(gemm_tile_fn tile, int nr, ls_dtype dt, int64_t m, int64_t n, int64_t k,
                           const void *A, int64_t ars, int64_t acs, const void *B, int64_t brs,
                           int64_t bcs, void *C, int64_t ldc, const char *who)
 {
     size_t es = ls_dtype_size(dt);
-    gemm_job j = {tile, nr, es, m, n, k, A, B, ars, acs, brs, bcs, 0, 0, NULL, NULL,
-                  gemm_cdiv(m, GEMM_MR), C, ldc, 0, 0, 0};
-    int64_t rows = j.npa * GEMM_MR + gemm_cdiv(n, nr) * nr;   /* packed elements per unit of k */
-    int64_t slab = GEMM_PACK_BYTES / (rows * (int64_t)es);
+    gemm_job j = {.tile = tile, .nr = nr, .es = es, .m = m, .n = n, .k = k, .A = A, .B = B,
+                  .ars = ars, .acs = acs, .brs = brs, .bcs = bcs, .C = C, .ldc = ldc};
+    j.npa = gemm_cdiv(m, GEMM_MR);
+    j.npb = gemm_cdiv(n, nr);
+    j.pa0 = m % GEMM_MR ? j.npa - 1 : j.npa;
+    j.packb = bcs != 1 && n > 1;
+    int64_t rows = (j.npa - j.pa0) * GEMM_MR + (j.packb ? j.npb * nr : 0);   /* per unit of k */
+    int64_t slab = rows ? GEMM_PACK_BYTES / (rows * (int64_t)es) : k;
     slab = slab < GEMM_KC ? GEMM_KC : slab / GEMM_KC * GEMM_KC;
     if (slab > k) slab = k;
-    char *buf = ls_malloc((size_t)(rows * slab) * es, who);
-    if (!buf) return ls_error_code();
+    char *buf = NULL;
+    if (rows && !(buf = ls_malloc((size_t)(rows * slab) * es, who))) return ls_error_code();
     j.Ap = buf;
-    j.Bp = buf + j.npa * GEMM_MR * slab * (int64_t)es;
+    j.Bp = buf ? buf + (j.npa - j.pa0) * GEMM_MR * slab * (int64_t)es : NULL;
     gemm_plan(&j);
     bool serial = m * n * k <= GEMM_SERIAL_FMAS;
     int64_t blocks = gemm_cdiv(j.npa, j.mb) * j.nbc;
+    int64_t packs = (j.npa - j.pa0) + (j.packb ? j.npb : 0);
     for (j.k0 = 0; j.k0 < k; j.k0 += slab) {
         j.kb = k - j.k0 < slab ? k - j.k0 : slab;
-        gemm_run(gemm_pack_items, &j, j.npa + gemm_cdiv(n, nr), serial);
+        gemm_run(gemm_pack_items, &j, packs, serial || packs == 1);
         gemm_run(gemm_blocks, &j, blocks, serial);
     }
     ls_free(buf);
@@ -311,7 +385,7 @@ ls_status ls_gemm(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k
         return LS_OK;
     }
     int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1, brs = tb ? 1 : ldb, bcs = tb ? ldb : 1;
-    if (n >= nr / 2 || m <= n)
+    if (n >= nr / 4 || m <= n)
         return gemm_own(tile, nr, dt, m, n, k, A, ars, acs, B, brs, bcs, C, ldc, who);
     /* narrow: C^T [n, m] = B^T [n, k] . A^T [k, m], then transposed into C */
     size_t es = ls_dtype_size(dt);

@@ -264,7 +264,16 @@ static ls_status matmul_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **
             ls_tensor *ga = ls_tmp_keep(&tmp, ls_matmul(G, bt));
             gin[0] = ls_sum_to(ga, a->ndim, a->shape);
         }
-        if (c->needs[1]) {
+        if (c->needs[1] && a->ndim == 2 && b->ndim == 2 && b->stride[0] == 1 &&
+            b->stride[1] == b->shape[0] && b->shape[0] > 1) {
+            /* b is the transposed view of a row-major matrix (x @ W^T in a linear layer): compute
+             * gb as (G^T @ A)^T, so that W's gradient (gb seen through the transpose's backward)
+             * comes out row-major like W rather than as a strided view that every later use would
+             * copy. The same products in the same order, so the same numbers. */
+            ls_tensor *gt = ls_tmp_keep(&tmp, ls_transpose(G, -1, -2));
+            ls_tensor *gbt = ls_tmp_keep(&tmp, ls_matmul(gt, A));
+            gin[1] = ls_transpose(gbt, -1, -2);
+        } else if (c->needs[1]) {
             ls_tensor *at = ls_tmp_keep(&tmp, ls_transpose(A, -1, -2));
             ls_tensor *gb = ls_tmp_keep(&tmp, ls_matmul(at, G));
             if (b->ndim == 1 && gb) gb = ls_tmp_keep(&tmp, ls_squeeze(gb, gb->ndim - 1));
