@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The pool.
@@ -36,8 +37,13 @@
  * waits on `done_cond`, which each worker signals (under the mutex, after counting its chunks) when it
  * leaves the job. The acquire on `chunks_done` makes the workers' writes visible to the caller.
  *
- * Workers sleep on `wake_cond` between jobs (no spinning), so they never compete with OpenBLAS's
- * threads, which run in between engine kernels.
+ * Waiting: a worker that finishes a job first spins for up to LS_SPIN_NS, watching `published` (a
+ * lock-free copy of `generation`), and only then sleeps on `wake_cond`; the caller likewise spins
+ * on `chunks_done` before sleeping on `done_cond`. A training step issues kernels back to back, a
+ * few microseconds apart, and waking a sleeping thread costs tens of microseconds on a VM: without
+ * the spin, a worker arrived after the caller had done most of a 50 us job alone. The spin is short
+ * enough that an idle pool costs nothing measurable and does not hold a core against OpenBLAS's
+ * threads (which run between engine kernels) for long.
  *
  * Resizing: ls_set_threads only records the wanted count (and tells OpenBLAS). The next parallel call
  * adjusts the pool under `submit_mutex` before publishing: it starts missing workers, or lowers
@@ -73,6 +79,7 @@ static pthread_t workers[LS_MAX_THREADS];
 static int nworkers;          /* started and not yet joined; only the submit_mutex holder touches it */
 static int target;            /* workers with id >= target exit */
 static uint64_t generation;   /* bumped for each job */
+static atomic_uint_fast64_t published;   /* = generation, read without the mutex by spinners */
 static int active;            /* workers inside the current job */
 static ls_job job;
 static atomic_int_fast64_t next_chunk;    /* next chunk to claim (may run past nchunks) */
@@ -148,6 +155,33 @@ int ls_get_threads(void)
     return atomic_load(&wanted_threads);
 }
 
+#define LS_SPIN_NS 100000   /* how long a worker or the caller spins before sleeping */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Spin until *v != old (returns true) or LS_SPIN_NS pass (false). */
+static bool spin_while_equal(atomic_uint_fast64_t *v, uint64_t old)
+{
+    int64_t t0 = now_ns();
+    for (int i = 1;; i++) {
+        if (atomic_load_explicit(v, memory_order_acquire) != old) return true;
+        cpu_relax();
+        if (i % 64 == 0 && now_ns() - t0 > LS_SPIN_NS) return false;
+    }
+}
+
 /* Claim and run chunks until none are left. */
 static void run_chunks(const ls_job *j)
 {
@@ -171,6 +205,11 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&pool_mutex);
     uint64_t seen = generation;
     for (;;) {
+        if (generation == seen && id < target) {   /* spin a little before sleeping */
+            pthread_mutex_unlock(&pool_mutex);
+            spin_while_equal(&published, seen);
+            pthread_mutex_lock(&pool_mutex);
+        }
         while (generation == seen && id < target) pthread_cond_wait(&wake_cond, &pool_mutex);
         if (id >= target) break;
         seen = generation;
@@ -262,6 +301,7 @@ void ls_parallel_for(int64_t n, int64_t grain, ls_parallel_fn fn, void *ctx)
     atomic_store(&next_chunk, 0);
     atomic_store(&chunks_done, 0);
     generation++;
+    atomic_store_explicit(&published, generation, memory_order_release);
     pthread_mutex_unlock(&pool_mutex);
     /* Signalled after unlocking, so the woken worker does not block on a mutex we still hold. */
     pthread_cond_signal(&wake_cond);
@@ -271,6 +311,13 @@ void ls_parallel_for(int64_t n, int64_t grain, ls_parallel_fn fn, void *ctx)
     run_chunks(&mine);
     tls_in_parallel = false;
 
+    if (atomic_load(&chunks_done) < nchunks) {
+        int64_t t0 = now_ns();
+        for (int i = 1; atomic_load(&chunks_done) < nchunks; i++) {
+            cpu_relax();
+            if (i % 64 == 0 && now_ns() - t0 > LS_SPIN_NS) break;
+        }
+    }
     if (atomic_load(&chunks_done) < nchunks) {
         pthread_mutex_lock(&pool_mutex);
         while (atomic_load(&chunks_done) < nchunks) pthread_cond_wait(&done_cond, &pool_mutex);
