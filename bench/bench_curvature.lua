@@ -12,8 +12,11 @@
 -- Data: ls.data.fashion_mnist{split = "train", n = 1000, seed = 1}, written once to a temporary
 -- safetensors file that the peer (bench/peer_curvature.py) reads, so both sides see the same
 -- images. The Hessian is that of the mean cross-entropy over all 1000 images, in one batch of 1000,
--- eval mode. Weights differ between the sides (each its own seed-1 initialisation); the
--- architectures are identical.
+-- eval mode. The MLP's weights (our seed-1 initialisation, f32 and f64) and our Lanczos start
+-- vector go to the peer in the same file, so for the MLP both sides work on the SAME Hessian and
+-- eigsh starts from our start vector (the product counts are then comparable). The CNN keeps
+-- torch's own weights on the peer side (only its timing is compared); the architectures are
+-- identical.
 --
 -- Workloads (each timed call is one whole estimate, operator construction included):
 --   hutchinson_mlp         H:trace{probes = 100, seed = 1} of ls.nn.mlp{hidden = {128, 128}}
@@ -122,8 +125,21 @@ end
 -- ---- the data, shared with the peer ----
 local data = ls.data.fashion_mnist{split = "train", n = 1000, seed = 1}
 local data64 = {x = data.x:cast("f64"), y = data.y}
+-- The MLPs (seed-1 initialisation) go to the peer too, as "mlp.<dtype>.<name>" tensors, and so does
+-- our Lanczos start vector (eigs{seed = 1} draws ls.rademacher({n}, {seed = 1, dtype = "f64"})):
+-- eigsh then runs on the same Hessian from the same start, and the product counts compare.
+local shared = {x = data.x, y = data.y}
+local mlps = {}
+if opts.only ~= "cnn" then
+  for _, dt in ipairs({"f32", "f64"}) do
+    mlps[dt] = ls.nn.mlp{hidden = {128, 128}, activation = "relu", dtype = dt}
+    for _, e in ipairs(mlps[dt]:state_dict()) do shared["mlp." .. dt .. "." .. e[1]] = e[2] end
+  end
+  local n = ls.curvature.hessian(mlps.f64, data64, {batch = 1000, mode = "eval"}).n
+  shared.v0 = ls.rademacher({n}, {seed = 1, dtype = "f64"})
+end
 local tmp = os.tmpname()
-ls.io.save_safetensors(tmp, {x = data.x, y = data.y})
+ls.io.save_safetensors(tmp, shared)
 
 -- ---- the peer ----
 local PYTHON = os.getenv("LANDSCAPE_PYTHON") or "/usr/bin/python3"
@@ -174,7 +190,7 @@ if opts.only ~= "cnn" then
   note("load average after the MLP peer: %s", loadavg())
   local hvps = {}
   for _, dt in ipairs({"f32", "f64"}) do
-    local model = ls.nn.mlp{hidden = {128, 128}, activation = "relu", dtype = dt}
+    local model = mlps[dt]
     local d = dt == "f32" and data or data64
     local function op() return ls.curvature.hessian(model, d, {batch = 1000, mode = "eval"}) end
     for _, th in ipairs({1, 2}) do

@@ -15,43 +15,19 @@ least --min-sample seconds, one warm-up round, then --reps rounds in which forwa
 each take one sample in turn; the median sample per workload, in ms per call.
 
 Threads: torch.set_num_threads(n) and, for the OpenBLAS that Debian's torch runs its matrix products
-on (which torch.set_num_threads leaves at every core), openblas_set_num_threads(n).
+on (which torch.set_num_threads leaves at every core), openblas_set_num_threads(n) (peer_threads.py).
 
 Prints `workload,dtype,threads,ms,cpu_ms` lines (cpu_ms: process CPU time, all threads), and
 `#`-lines (peak RSS) the caller copies to stderr.
 """
 import argparse
-import ctypes
 import resource
 import statistics
 import time
 
 import torch
 
-
-def openblas_libs():
-    """The OpenBLAS libraries loaded into this process (Debian's torch calls OpenBLAS for matrix
-    products)."""
-    paths = set()
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            if "openblas" in path and ".so" in path:
-                paths.add(path)
-    libs = []
-    for path in sorted(paths):
-        lib = ctypes.CDLL(path)
-        if hasattr(lib, "openblas_set_num_threads"):
-            libs.append(lib)
-    return libs
-
-
-def set_threads(n, libs):
-    """Like ls_set_threads: torch.set_num_threads sets torch's own pool, but not the OpenBLAS its
-    matrix products run on, which would otherwise use every core even at "1 thread"."""
-    torch.set_num_threads(n)
-    for lib in libs:
-        lib.openblas_set_num_threads(n)
+from peer_threads import openblas_libs, set_threads
 
 
 def calibrate(fn, min_sample):
@@ -96,7 +72,7 @@ def main():
     for act_name in args.acts.split(","):
         act = {"tanh": torch.tanh, "relu": torch.relu}[act_name]
         for threads in (int(t) for t in args.threads.split(",")):
-            set_threads(threads, libs)
+            set_threads(threads)
             for dn in args.dtypes.split(","):
                 dt = dtypes[dn]
                 g = torch.Generator().manual_seed(args.seed)

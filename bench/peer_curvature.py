@@ -6,8 +6,11 @@
 FILE holds "x" [N, 1, 28, 28] f32 and "y" [N] i64 with 1-based labels (written by the Lua side with
 ls.io.save_safetensors; read here by hand with json + struct, as in tests/lua/torch_interop_spec.lua,
 because python3-safetensors may be absent). The models are the torch twins of ls.nn.mlp{hidden =
-{128, 128}} and ls.nn.cnn{channels = {32, 64}, hidden = 128, batchnorm = true}, in eval mode, with
-torch's own random weights (the timing does not depend on the values).
+{128, 128}} and ls.nn.cnn{channels = {32, 64}, hidden = 128, batchnorm = true}, in eval mode. When
+FILE also holds "<model>.<dtype>.<name>" tensors (the Lua side writes them for the MLP: its own
+state dict), they are loaded with load_state_dict(strict=True), so both sides work on the SAME
+Hessian; otherwise the model keeps torch's own seed-1 random weights (the timing does not depend on
+the values). A "v0" tensor (our Lanczos start vector, Rademacher of seed 1) is eigsh's start vector.
 
 The Hessian is that of the mean cross-entropy over all N images in one batch, as PyHessian's
 single-batch mode computes it: loss, then g = autograd.grad(loss, params, create_graph=True) built
@@ -17,8 +20,10 @@ Workloads (each timed call is one whole estimate):
   hutchinson      `probes` Rademacher probes, sum <v, Hv> / probes (no early stop)
   power_top3      PyHessian's eigenvalues(maxIter=100, tol=1e-3, top_n=3): power iteration with
                   deflation, step for step (only with --eigs)
-  eigsh_top3      scipy.sparse.linalg.eigsh(LinearOperator, k=3, which='LA', tol=1e-4), Rademacher
-                  v0 of seed 1 (only with --eigs)
+  eigsh_top3      scipy.sparse.linalg.eigsh(LinearOperator, k=3, which='LA', tol=1e-4, v0) with v0
+                  from FILE, else a Rademacher vector of numpy's seed 1 (only with --eigs)
+Threads: torch.set_num_threads(n) and openblas_set_num_threads(n) (peer_threads.py): torch's matrix
+products and SciPy's run on OpenBLAS, which torch.set_num_threads leaves at every core.
 stdout: `workload,dtype,threads,ms,hvps` (median ms over reps; hvps of the last rep).
 stderr/'#' lines: notes.
 """
@@ -31,6 +36,8 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
+
+from peer_threads import set_threads
 
 
 def note(msg):
@@ -140,7 +147,7 @@ def power_top3(model, x, y, top_n=3, max_iter=100, tol=1e-3):
     return values, H.hvps
 
 
-def eigsh_top3(model, x, y, tol=1e-4):
+def eigsh_top3(model, x, y, v0=None, tol=1e-4):
     from scipy.sparse.linalg import LinearOperator, eigsh
     H = Hessian(model, x, y)
     shapes = [p.shape for p in H.params]
@@ -155,7 +162,9 @@ def eigsh_top3(model, x, y, tol=1e-4):
         return torch.cat([h.reshape(-1) for h in hv]).numpy()
 
     op = LinearOperator((n, n), matvec=matvec, dtype=npdt)
-    v0 = (np.random.default_rng(1).integers(0, 2, n) * 2 - 1).astype(npdt)
+    if v0 is None:
+        v0 = np.random.default_rng(1).integers(0, 2, n) * 2 - 1
+    v0 = np.asarray(v0).astype(npdt)
     vals = eigsh(op, k=3, which="LA", tol=tol, v0=v0, return_eigenvectors=False)
     return sorted(vals.tolist(), reverse=True), H.hvps
 
@@ -171,21 +180,31 @@ def main():
     ap.add_argument("--eigs", action="store_true")
     a = ap.parse_args()
 
+    if a.eigs:
+        import scipy.sparse.linalg  # noqa: F401 -- load SciPy's BLAS before set_threads sees it
     data = load_safetensors(a.data)
     x32, y = data["x"], data["y"] - 1
+    v0 = data["v0"].numpy() if "v0" in data else None
     note("torch %s, %d images, model %s" % (torch.__version__, x32.shape[0], a.model))
     print("workload,dtype,threads,ms,hvps", flush=True)
     for dt in a.dtypes.split(","):
         tdt = torch.float32 if dt == "f32" else torch.float64
         torch.manual_seed(1)
         model = make_model(a.model).to(tdt).eval()
+        prefix = "%s.%s." % (a.model, dt)
+        sd = {k[len(prefix):]: v.to(tdt) for k, v in data.items() if k.startswith(prefix)}
+        if sd:
+            model.load_state_dict(sd, strict=True)
+        note("%s %s: %s weights, %s start vector for eigsh" % (
+            a.model, dt, "the Lua side's" if sd else "torch's own random",
+            "the Lua side's" if v0 is not None else "numpy's"))
         x = x32.to(tdt)
         work = [("hutchinson", lambda: hutchinson(model, x, y, a.probes))]
         if a.eigs:
             work += [("power_top3", lambda: power_top3(model, x, y)),
-                     ("eigsh_top3", lambda: eigsh_top3(model, x, y))]
+                     ("eigsh_top3", lambda: eigsh_top3(model, x, y, v0))]
         for th in [int(t) for t in a.threads.split(",")]:
-            torch.set_num_threads(th)
+            set_threads(th)
             for name, fn in work:
                 times = []
                 for _ in range(a.reps):

@@ -13,6 +13,8 @@ forward, cross-entropy, backward, SGD step (lr 0.01, momentum 0.9), zero_grad. M
 
 Timing as on the Lua side: 3 warm-up steps, then an inner loop calibrated so a sample lasts at least
 --min-sample seconds, then --reps samples; the median, in ms per step (time.perf_counter).
+Threads: torch.set_num_threads(n) and openblas_set_num_threads(n) (peer_threads.py), since torch's
+matrix products run on OpenBLAS, which torch.set_num_threads leaves at every core.
 Prints `workload,threads,ms` lines, and `#` lines the caller copies to stderr.
 
 --rss-child STEPS: instead, train the CNN for STEPS steps with one thread, drawing a fresh random
@@ -24,6 +26,8 @@ import time
 
 import torch
 from torch import nn
+
+from peer_threads import openblas_libs, set_threads
 
 BATCH = 128
 
@@ -83,7 +87,7 @@ def peak_rss_mib():
 
 
 def rss_child(steps):
-    torch.set_num_threads(1)
+    set_threads(1)
     torch.manual_seed(1)
     step = make_step(make_model("cnn"))
     for _ in range(steps):
@@ -105,9 +109,12 @@ def main():
         rss_child(args.rss_child)
         return
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads by default", flush=True)
+    if not openblas_libs():
+        print("# peer_train.py: no OpenBLAS in the torch process; thread counts set with "
+              "torch.set_num_threads only", flush=True)
     for name in args.workloads.split(","):
         for threads in (int(t) for t in args.threads.split(",")):
-            torch.set_num_threads(threads)
+            set_threads(threads)
             torch.manual_seed(1)
             x = torch.randn(BATCH, 1, 28, 28)
             y = torch.randint(0, 10, (BATCH,))

@@ -232,6 +232,126 @@ static int select_ritz(const double *theta, int m, int k, ls_eig_which which, in
     return c;
 }
 
+/* Workspace of ritz_pairs for Krylov dimensions up to `cap` and k wanted pairs. */
+typedef struct ritz_work {
+    int cap, k;
+    double *d, *e, *dc, *ec, *w, *Zr, *Zfull;   /* Zfull: m x m, only for the dstev fallback */
+    lapack_int *isuppz;
+    int *idx, *sorted;   /* selected indices in output order / ascending */
+} ritz_work;
+
+static void ritz_work_free(ritz_work *rw)
+{
+    free(rw->d);
+    free(rw->e);
+    free(rw->dc);
+    free(rw->ec);
+    free(rw->w);
+    free(rw->Zr);
+    free(rw->Zfull);
+    free(rw->isuppz);
+    free(rw->idx);
+    free(rw->sorted);
+    memset(rw, 0, sizeof *rw);
+}
+
+static bool ritz_work_init(ritz_work *rw, int cap, int k)
+{
+    memset(rw, 0, sizeof *rw);
+    rw->cap = cap;
+    rw->k = k;
+    size_t c = (size_t)cap;
+    rw->d = malloc(c * sizeof(double));
+    rw->e = malloc(c * sizeof(double));
+    rw->dc = malloc(c * sizeof(double));
+    rw->ec = malloc(c * sizeof(double));
+    rw->w = malloc(c * sizeof(double));
+    rw->Zr = malloc(c * (size_t)k * sizeof(double));
+    rw->isuppz = malloc(2 * c * sizeof(lapack_int));
+    rw->idx = malloc((size_t)k * sizeof(int));
+    rw->sorted = malloc((size_t)k * sizeof(int));
+    return rw->d && rw->e && rw->dc && rw->ec && rw->w && rw->Zr && rw->isuppz && rw->idx &&
+           rw->sorted;
+}
+
+/* ritz_pairs' fallback: all pairs by dstev (O(m^3)), then the selected ones (rw->idx). */
+static int ritz_pairs_dstev(ritz_work *rw, const double *alpha, const double *beta, int m, int nsel,
+                            double *theta, double *Zs)
+{
+    free(rw->Zfull);
+    rw->Zfull = malloc((size_t)m * (size_t)m * sizeof(double));
+    if (!rw->Zfull) {
+        ls_error_set(LS_ERR_MEM, "lanczos: out of memory");
+        return -1;
+    }
+    memcpy(rw->dc, alpha, (size_t)m * sizeof(double));
+    if (m > 1) memcpy(rw->ec, beta, (size_t)(m - 1) * sizeof(double));
+    lapack_int info = LAPACKE_dstev(LAPACK_COL_MAJOR, 'V', m, rw->dc, rw->ec, rw->Zfull, m);
+    if (info != 0) {
+        ls_error_set(LS_ERR_STATE, "lanczos: dstev failed (info %d)", (int)info);
+        return -1;
+    }
+    for (int c = 0; c < nsel; c++) {
+        theta[c] = rw->dc[rw->idx[c]];
+        memcpy(Zs + (int64_t)c * m, rw->Zfull + (int64_t)rw->idx[c] * m, (size_t)m * sizeof(double));
+    }
+    return nsel;
+}
+
+/* The wanted Ritz pairs of T_m = tridiag(beta, alpha, beta) (alpha[0..m-1], beta[0..m-2]).
+ *
+ * This runs after EVERY Lanczos step, so it must cost little next to a matvec at any m. All m Ritz
+ * values come from dsterf (O(m^2), no vectors); the wanted ones form at most two contiguous runs of
+ * the ascending list (its top and its bottom), and only their eigenvectors are computed, by dstevr
+ * with RANGE = 'I' (bisection and inverse iteration: O(m k)). dstev with vectors, the obvious call,
+ * is O(m^3) and made a per-step test too dear beyond m ~ 100. Should dstevr fail or return fewer
+ * pairs than asked (it has not been seen to), the pairs come from dstev instead.
+ *
+ * Out: the count of pairs (<= k), theta[c] and Zs[c*m .. c*m + m-1] (unit eigenvector of T_m) for
+ * c in output order (select_ritz), *scale = max |theta| over all m Ritz values. Returns -1 when
+ * LAPACK fails (error message set). */
+static int ritz_pairs(ritz_work *rw, const double *alpha, const double *beta, int m,
+                      ls_eig_which which, double *theta, double *Zs, double *scale)
+{
+    int k = rw->k;
+    memcpy(rw->d, alpha, (size_t)m * sizeof(double));
+    if (m > 1) memcpy(rw->e, beta, (size_t)(m - 1) * sizeof(double));
+    lapack_int info = LAPACKE_dsterf(m, rw->d, rw->e);
+    if (info != 0) {
+        ls_error_set(LS_ERR_STATE, "lanczos: dsterf failed (info %d)", (int)info);
+        return -1;
+    }
+    *scale = fmax(fabs(rw->d[0]), fabs(rw->d[m - 1]));
+    int nsel = select_ritz(rw->d, m, k, which, rw->idx);
+
+    /* sort the selected indices (k is small) and serve each run of consecutive ones by one call */
+    int *sorted = rw->sorted;
+    for (int c = 0; c < nsel; c++) {
+        int v = rw->idx[c], q = c;
+        for (; q > 0 && sorted[q - 1] > v; q--) sorted[q] = sorted[q - 1];
+        sorted[q] = v;
+    }
+    double abstol = LAPACKE_dlamch('S');
+    for (int r = 0; r < nsel;) {
+        int a = sorted[r], b = a;
+        while (r + 1 < nsel && sorted[r + 1] == b + 1) { b++; r++; }
+        r++;
+        memcpy(rw->dc, alpha, (size_t)m * sizeof(double));
+        if (m > 1) memcpy(rw->ec, beta, (size_t)(m - 1) * sizeof(double));
+        lapack_int got = 0;
+        info = LAPACKE_dstevr(LAPACK_COL_MAJOR, 'V', 'I', m, rw->dc, rw->ec, 0.0, 0.0, a + 1, b + 1,
+                              abstol, &got, rw->w, rw->Zr, m, rw->isuppz);
+        if (info != 0 || got != b - a + 1) return ritz_pairs_dstev(rw, alpha, beta, m, nsel, theta, Zs);
+        for (int c = 0; c < nsel; c++) {
+            int i = rw->idx[c];
+            if (i < a || i > b) continue;
+            theta[c] = rw->w[i - a];
+            memcpy(Zs + (int64_t)c * m, rw->Zr + (int64_t)(i - a) * m, (size_t)m * sizeof(double));
+        }
+    }
+    return nsel;
+}
+
 ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_result *out)
 {
     static const char *who = "lanczos";
@@ -252,9 +372,8 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     curv_mv mv;
     if ((st = curv_mv_init(&mv, op, who))) return st;
     int cap = 0;
-    double *V = NULL, *w = NULL, *h = NULL, *alpha = NULL, *beta = NULL, *d = NULL, *e = NULL,
-           *Z = NULL;
-    int *idx = NULL;
+    double *V = NULL, *w = NULL, *h = NULL, *alpha = NULL, *beta = NULL, *Zs = NULL;
+    ritz_work rw = {0};
     ls_rng rng;
     ls_rng_init(&rng, opts->seed);
     if ((st = eig_result_alloc(out, k, who))) goto done;
@@ -262,10 +381,8 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     h = malloc((size_t)(max_iter + 1) * sizeof(double));
     alpha = malloc((size_t)(max_iter + 1) * sizeof(double));
     beta = malloc((size_t)(max_iter + 1) * sizeof(double));
-    d = malloc((size_t)(max_iter + 1) * sizeof(double));
-    e = malloc((size_t)(max_iter + 1) * sizeof(double));
-    idx = malloc((size_t)k * sizeof(int));
-    if (!w || !h || !alpha || !beta || !d || !e || !idx) {
+    Zs = malloc((size_t)(max_iter + 1) * (size_t)k * sizeof(double));
+    if (!ritz_work_init(&rw, (int)max_iter + 1, k) || !w || !h || !alpha || !beta || !Zs) {
         st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory (n = %lld)", (long long)n);
         goto done;
     }
@@ -299,32 +416,26 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
         m = j + 1;
         anorm = fmax(anorm, fabs(a) + b + (j > 0 ? beta[j - 1] : 0.0));
 
-        /* convergence test: every step while m <= 100, then every 4th (dstev with vectors is O(m^3)) */
-        bool last = (m == max_iter);
-        if (m >= k && (m <= 100 || m % 4 == 0 || last)) {
-            free(Z);
-            Z = malloc((size_t)m * (size_t)m * sizeof(double));
-            if (!Z) { st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory"); goto done; }
-            memcpy(d, alpha, (size_t)m * sizeof(double));
-            if (m > 1) memcpy(e, beta, (size_t)(m - 1) * sizeof(double));
-            lapack_int info = LAPACKE_dstev(LAPACK_COL_MAJOR, 'V', m, d, e, Z, m);
-            if (info != 0) {
-                st = ls_error_set(LS_ERR_STATE, "lanczos: dstev failed (info %d)", (int)info);
+        /* Convergence test after every step, ARPACK's (dsconv): the Ritz pair (theta, V_m z) has
+         * residual ||A V_m z - theta V_m z|| = |beta_m z_m| (exact arithmetic; full
+         * reorthogonalisation keeps it so), and it has converged when that is <= tol |theta|. */
+        if (m >= k) {
+            double scale = 0;
+            nsel = ritz_pairs(&rw, alpha, beta, m, opts->which, out->values, Zs, &scale);
+            if (nsel < 0) {
+                nsel = 0;
+                st = ls_error_code() ? ls_error_code() : LS_ERR_STATE;
                 goto done;
             }
-            nsel = select_ritz(d, m, k, opts->which, idx);
-            double scale = 0;
-            for (int i = 0; i < m; i++) scale = fmax(scale, fabs(d[i]));
             ok = (nsel == k);
             for (int c = 0; c < nsel; c++) {
-                double th = d[idx[c]];
-                double res = fabs(b * Z[(int64_t)idx[c] * m + (m - 1)]);
-                out->values[c] = th;
+                double th = out->values[c];
+                double res = fabs(b * Zs[(int64_t)c * m + (m - 1)]);
                 out->residuals[c] = res;
                 out->converged[c] = res <= tol * fmax(fabs(th), 1e-10 * scale);
                 ok = ok && out->converged[c];
             }
-            if (ok || last) break;
+            if (ok) break;
         }
         if (m == max_iter) break;
 
@@ -367,19 +478,15 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     }
 
     if (opts->want_vectors) {
-        /* Ritz vectors y_c = V_m Z[:, idx[c]] */
-        double *Zs = malloc((size_t)m * (size_t)k * sizeof(double));
+        /* Ritz vectors y_c = V_m Zs[:, c] */
         double *Y = malloc((size_t)n * (size_t)k * sizeof(double));
         int64_t shape[2] = {n, k};
         out->vectors = ls_tensor_new(op->dtype, 2, shape);
-        if (!Zs || !Y || !out->vectors) {
-            free(Zs);
+        if (!Y || !out->vectors) {
             free(Y);
             st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory for Ritz vectors");
             goto done;
         }
-        for (int c = 0; c < k; c++)
-            memcpy(Zs + (int64_t)c * m, Z + (int64_t)idx[c] * m, (size_t)m * sizeof(double));
         cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, k, m, 1.0, V, (int)n, Zs, m,
                     0.0, Y, (int)n);
         /* tensor is row-major [n x k]: element (i, c) at i*k + c */
@@ -392,7 +499,6 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
             for (int64_t i = 0; i < n; i++)
                 for (int c = 0; c < k; c++) t[i * k + c] = (float)Y[(int64_t)c * n + i];
         }
-        free(Zs);
         free(Y);
     }
 
@@ -403,10 +509,8 @@ done:
     free(h);
     free(alpha);
     free(beta);
-    free(d);
-    free(e);
-    free(Z);
-    free(idx);
+    free(Zs);
+    ritz_work_free(&rw);
     curv_mv_free(&mv);
     return st;
 }
