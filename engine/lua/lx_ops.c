@@ -207,6 +207,19 @@ static int lx_op_call(lua_State *L)
     return 1;
 }
 
+/* _batchnorm_train(x, weight, bias, eps) -> y, mean, var: the batchnorm op (recorded as usual)
+ * plus the batch mean and biased variance it used ([C], not recorded), so that BatchNorm's running
+ * averages cost no extra pass over x (lualib/landscape/nn_layers.lua). Internal: no defaults. */
+static int lx_batchnorm_train(lua_State *L)
+{
+    ls_tensor *x = lx_checktensor(L, 1), *w = lx_checktensor(L, 2), *b = lx_checktensor(L, 3);
+    double eps = luaL_checknumber(L, 4);
+    ls_tensor **yb = lx_newtensorbox(L), **mb = lx_newtensorbox(L), **vb = lx_newtensorbox(L);
+    *yb = ls_batchnorm_train(x, w, b, eps, mb, vb);
+    if (!*yb) return lx_error(L);
+    return 3;
+}
+
 /* Aliases Lua users expect (Torch7 / PyTorch names). */
 static const struct { const char *alias, *op; } lx_op_aliases[] = {
     {"t", "transpose"}, {"view", "reshape"}, {"mm", "matmul"}, {"clip", "clamp"},
@@ -215,6 +228,8 @@ static const struct { const char *alias, *op; } lx_op_aliases[] = {
 void lx_open_ops(lua_State *L)
 {
     /* module table at -1 */
+    lua_pushcfunction(L, lx_batchnorm_train);
+    lua_setfield(L, -2, "_batchnorm_train");
     luaL_getmetatable(L, LX_TENSOR);
     lua_getfield(L, -1, "methods");
     for (int id = 0; id < LS_OP_COUNT; id++) {

@@ -17,7 +17,8 @@
  * Gradient conventions (also in docs/ops-elementwise.md):
  *   - minimum/maximum: at ties a == b the gradient is split 0.5 / 0.5 (as PyTorch);
  *   - clamp: the gradient passes where lo <= x <= hi, boundaries included (as PyTorch);
- *   - abs: sign(x), so 0 at x == 0; relu: 1 where x > 0, so 0 at x == 0; sign: 0 everywhere;
+ *   - abs: sign(x), so 0 at x == 0; relu: 1 where x > 0, so 0 at x == 0 (one pass:
+ *     relu_backward(g, x)); sign: 0 everywhere;
  *   - pow: d/db a^b is taken as 0 where a == 0 and b >= 0 (instead of 0 * log 0 = NaN);
  *   - comparisons are not differentiable; where sends no gradient to cond. */
 #include <math.h>
@@ -455,13 +456,41 @@ static ls_tensor *relu_fwd(ls_tensor *const *in, const ls_attrs *a)
 static ls_status relu_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
     ls_tmp t = {0};
-    ls_tensor *mask = ls_tmp_keep(&t, ls_gt(c->in[0], konst(&t, c->in[0], 0.0)));
-    gin[0] = ls_mul(g, mask);   /* g * (x > 0) */
+    gin[0] = ls_relu_backward(g, c->in[0]);   /* g where x > 0 */
     return ew_done(c, gin, &t);
 }
 const ls_op_def ls_op_relu = {.name = "relu", .nin = 1, .lua_sig = "T", .forward = relu_fwd,
     .backward = relu_bwd, .samples = away_samples};
 ls_tensor *ls_relu(ls_tensor *x) { return ls_op_apply(LS_OP_RELU, &x, NULL); }
+
+/* relu_backward(g, x) = g where x > 0, else 0 (broadcasting): relu's gradient in one pass, with no
+ * mask tensor. Where x <= 0 it gives 0 even for an inf or NaN g (as torch's threshold_backward);
+ * a NaN x gives 0, as the mask x > 0 did. Its own gradient: d/dg = relu_backward(u, x), the same
+ * mask; d/dx = 0 (the mask is piecewise constant in x). */
+LS_BINARY_KERNEL(relu_backward_run, y > 0.0f ? x : 0.0f, y > 0.0 ? x : 0.0)
+static ls_tensor *relu_backward_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return binary("relu_backward", in, relu_backward_run);
+}
+static ls_status relu_backward_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    ls_tensor *x = c->in[1];
+    if (c->needs[0]) gin[0] = fit(ls_tmp_keep(&t, ls_relu_backward(u, x)), c->in[0]);
+    if (c->needs[1]) gin[1] = ls_tensor_zeros(x->dtype, x->ndim, x->shape);
+    return ew_done(c, gin, &t);
+}
+static int relu_backward_samples(ls_op_sample *s)
+{
+    return binary_samples_kinds(s, LS_SAMPLE_REAL, LS_SAMPLE_AWAY_FROM_ZERO);
+}
+const ls_op_def ls_op_relu_backward = {.name = "relu_backward", .nin = 2, .lua_sig = "T T",
+    .forward = relu_backward_fwd, .backward = relu_backward_bwd, .samples = relu_backward_samples};
+ls_tensor *ls_relu_backward(ls_tensor *g, ls_tensor *x)
+{
+    return ls_op_apply(LS_OP_RELU_BACKWARD, (ls_tensor *[]){g, x}, NULL);
+}
 
 static ls_tensor *tanh_fwd(ls_tensor *const *in, const ls_attrs *a)
 {

@@ -26,6 +26,8 @@ ls_tensor *ls_sqrt(ls_tensor *x);
 ls_tensor *ls_abs(ls_tensor *x);
 ls_tensor *ls_sign(ls_tensor *x);
 ls_tensor *ls_relu(ls_tensor *x);
+/* g where x > 0, else 0: relu's gradient (broadcasting) */
+ls_tensor *ls_relu_backward(ls_tensor *g, ls_tensor *x);
 ls_tensor *ls_tanh(ls_tensor *x);
 ls_tensor *ls_sigmoid(ls_tensor *x);
 ls_tensor *ls_softplus(ls_tensor *x);
@@ -86,4 +88,5 @@ ls_tensor *ls_nll_loss(ls_tensor *x, ls_tensor *y, int reduction);
 ls_tensor *ls_mse_loss(ls_tensor *a, ls_tensor *b, int reduction);
 
 #include "ops/nn_ops.h"
+#include "ops/batchnorm.h"
 #endif

@@ -24,6 +24,7 @@
     X(LS_OP_ABS, ls_op_abs)                        \
     X(LS_OP_SIGN, ls_op_sign)                      \
     X(LS_OP_RELU, ls_op_relu)                      \
+    X(LS_OP_RELU_BACKWARD, ls_op_relu_backward)    \
     X(LS_OP_TANH, ls_op_tanh)                      \
     X(LS_OP_SIGMOID, ls_op_sigmoid)                \
     X(LS_OP_SOFTPLUS, ls_op_softplus)              \
@@ -74,6 +75,10 @@
     X(LS_OP_MAXPOOL2D_PICK, ls_op_maxpool2d_pick)  \
     X(LS_OP_AVGPOOL2D, ls_op_avgpool2d)            \
     X(LS_OP_AVGPOOL2D_BACKWARD, ls_op_avgpool2d_backward) \
+    /* batchnorm.c */                              \
+    X(LS_OP_BATCHNORM, ls_op_batchnorm)            \
+    X(LS_OP_BATCHNORM_GRAD_STATS, ls_op_batchnorm_grad_stats) \
+    X(LS_OP_BATCHNORM_INPUT_GRAD, ls_op_batchnorm_input_grad) \
     /* loss.c */                                   \
     X(LS_OP_LOG_SOFTMAX, ls_op_log_softmax)        \
     X(LS_OP_SOFTMAX, ls_op_softmax)                \

@@ -119,8 +119,11 @@ end
 --   running_mean = (1 - momentum) running_mean + momentum mean
 --   running_var  = (1 - momentum) running_var  + momentum var * n / (n - 1)   (unbiased, as torch)
 --   num_batches_tracked += 1
--- Eval mode: the same formula with running_mean and running_var (constants). Both modes are recorded
--- ops, so gradients and Hessian-vector products go through the normalisation.
+-- Train mode is the fused op `batchnorm` (engine/ops/batchnorm.c: 2 passes over x forward, 2 over
+-- (g, x) backward, exact double backward); ls._batchnorm_train also hands back the batch mean and
+-- variance it used, for the running statistics. Eval mode: the same formula with running_mean and
+-- running_var (constants), as composed ops. Both modes are recorded ops, so gradients and
+-- Hessian-vector products go through the normalisation.
 local BatchNorm = class("BatchNorm")
 
 local function make_batchnorm(cls, who, n, opts)
@@ -156,34 +159,33 @@ function BatchNorm:forward(x)
         fail("%s(%d): input %s should be %s", self._type, self.num_features, shape_str(x),
              self._expect:gsub("C", tostring(self.num_features)))
     end
-    local dims, bshape = {1}, {1, self.num_features}
-    for d = 3, nd do
-        dims[#dims + 1] = d
-        bshape[d] = 1
-    end
-    local mean, var
     if self.training then
         local count = x:numel() // self.num_features
         if count <= 1 then
             fail("%s(%d): expected more than 1 value per channel when training, got input %s",
                  self._type, self.num_features, shape_str(x))
         end
-        mean = x:mean(dims, true)
-        var = x:var(dims, true, 0)
+        local weight, bias = self.weight, self.bias
+        if not self.affine then
+            weight = ls.ones({self.num_features}, {dtype = x.dtype})
+            bias = ls.zeros({self.num_features}, {dtype = x.dtype})
+        end
+        local y, mean, var = ls._batchnorm_train(x, weight, bias, self.eps)
         if not self.frozen_stats then
             local mom = self.momentum
             ls.no_grad(function()
-                local bm = mean:detach():reshape(self.num_features)
-                local bv = var:detach():reshape(self.num_features) * (count / (count - 1))
-                self.running_mean:copy(self.running_mean * (1 - mom) + bm * mom)
+                local bv = var * (count / (count - 1))
+                self.running_mean:copy(self.running_mean * (1 - mom) + mean * mom)
                 self.running_var:copy(self.running_var * (1 - mom) + bv * mom)
                 self.num_batches_tracked:fill(self.num_batches_tracked:item() + 1)
             end)
         end
-    else
-        mean = self.running_mean:reshape(bshape)
-        var = self.running_var:reshape(bshape)
+        return y
     end
+    local bshape = {1, self.num_features}
+    for d = 3, nd do bshape[d] = 1 end
+    local mean = self.running_mean:reshape(bshape)
+    local var = self.running_var:reshape(bshape)
     -- (x - mean) * scale + bias with scale = weight / sqrt(var + eps) formed on the [C] statistics
     -- first: three passes over x instead of four. (x * scale + (bias - mean * scale) would save
     -- one more, but loses precision when |mean| >> std.)

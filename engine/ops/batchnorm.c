@@ -1,0 +1,775 @@
+/* Fused batch norm (training mode): three ops that together make the forward 2 passes over x and
+ * the backward 2 passes over (g, x), with every backward rule written in recorded ops, so
+ * Hessian-vector products and higher derivatives through batch norm stay exact.
+ *
+ * x is [N, C] or [N, C, d2, ...]: channels in dim 1 (index 1), viewed here as [N, C, S] with S the
+ * product of the trailing dims; each channel's statistics are over its n = N * S values.
+ *   batchnorm(x, w, b; eps) -> y = (x - mean) * (w / sqrt(var + eps)) + b, var biased.
+ *       Pass 1: per-channel sums; pass 2: y.
+ *   batchnorm_grad_stats(g, x; eps) -> [4, C]: sum(g), sum(g * xhat), mean, invstd, where
+ *       invstd = 1 / sqrt(var + eps), xhat = (x - mean) * invstd. One pass over g and x. Rows 0
+ *       and 1 are the bias and weight gradients of batchnorm.
+ *   batchnorm_input_grad(g, x, w, R) -> w r (g - A / n - (x - mu) r B / n) with (A, B, mu, r) the
+ *       rows of R: batchnorm's input gradient when R = grad_stats(g, x). One pass.
+ * The rules:
+ *   batchnorm:   R = grad_stats(g, x); dx = input_grad(g, x, w, R); dw = R[1]; db = R[0].
+ *   grad_stats:  (u = [uA; uB; umu; ur]) with R' = grad_stats(g, x) recomputed, xhat from its rows:
+ *                dg = uA + uB xhat;  dx = input_grad(g, x, uB, R') + umu / n - ur r^2 xhat / n.
+ *   input_grad:  input_grad is elementwise in g and x with per-channel coefficients, so its rule is
+ *                a few elementwise ops and per-channel sums (see bn_input_grad_bwd).
+ * No rule uses its op's output (op.h): grad_stats' rule recomputes R'.
+ *
+ * Statistics. The sums are taken about a per-channel shift K (the channel's first element), in
+ * double for both dtypes: s1 = sum(x - K), s2 = sum((x - K)^2), and with g also sum(g) and
+ * sum(g (x - K)); then mean = K + s1 / n, var = (s2 - s1 (s1 / n)) / n, sum(g (x - mean)) =
+ * sum(g (x - K)) - (s1 / n) sum(g). The shift makes the one-pass variance safe when |mean| >> std
+ * (K is within a few std of the mean); for f32 data the differences and products are exact in
+ * double (unless a channel's magnitudes span more than 2^29), so the results are the statistics
+ * with only the double rounding of the sums, rounded once to the dtype. The per-channel
+ * coefficients are then formed in the data's dtype exactly as the composed formula did
+ * (scale = w / sqrt(var + eps) in T), and the elementwise passes run in T.
+ *
+ * Layout and determinism. Stats run on the thread pool over channels: with S >= BN_ROWS_MIN each
+ * channel is one task that walks its N runs of S contiguous values with vector lanes of double
+ * accumulators (see BN_STATS_ROWS); with smaller S (batchnorm1d) a task is a block of channels
+ * whose N runs of blk * S values are contiguous, with one accumulator per (channel, s) position,
+ * added over s in order at the end. The elementwise passes run over the N rows of C * S values.
+ * All splits depend on the shape only, so results are bitwise independent of the thread count. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
+#include "autograd/autograd.h"
+#include "core/alloc.h"
+#include "core/parallel.h"
+#include "ops/ops.h"
+
+/* As in elementwise.c: GCC 12's -O2 does not vectorise these loops without being asked. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
+#endif
+
+#define BN_GRAIN 16384     /* elements per parallel chunk, roughly */
+#define BN_ROWS_MIN 16     /* S from which a channel's runs are summed with lanes */
+#define BN_COLS_SPAN 256   /* values per run of a channel block on the column path */
+#define BN_DEFAULT_EPS 1e-5
+
+typedef struct bn_geom {
+    int64_t N, C, S, n;   /* n = N * S values per channel */
+} bn_geom;
+
+/* ---- argument checks ---- */
+
+static ls_status bn_geom_x(const char *who, const ls_tensor *x, bn_geom *g)
+{
+    if (x->ndim < 2)
+        return ls_error_set(LS_ERR_ARG, "%s: expected an input [N x C] or [N x C x ...], got %s",
+                            who, ls_tensor_shape_str(x));
+    g->N = x->shape[0];
+    g->C = x->shape[1];
+    g->S = 1;
+    for (int d = 2; d < x->ndim; d++) g->S *= x->shape[d];
+    g->n = g->N * g->S;
+    if (g->n == 0 || g->C == 0)
+        return ls_error_set(LS_ERR_ARG, "%s: empty input %s", who, ls_tensor_shape_str(x));
+    return LS_OK;
+}
+
+/* v must be [C] */
+static ls_status bn_check_vec(const char *who, const char *what, const ls_tensor *v,
+                              const bn_geom *g)
+{
+    if (v->ndim != 1 || v->shape[0] != g->C)
+        return ls_error_set(LS_ERR_ARG, "%s: %s %s should be [%lld] (one value per channel)", who,
+                            what, ls_tensor_shape_str(v), (long long)g->C);
+    return LS_OK;
+}
+
+static ls_status bn_check_same_shape(const char *who, const char *what, const ls_tensor *t,
+                                     const ls_tensor *x)
+{
+    if (t->ndim != x->ndim || memcmp(t->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim) != 0)
+        return ls_error_set(LS_ERR_ARG, "%s: %s %s should have the input's shape %s", who, what,
+                            ls_tensor_shape_str(t), ls_tensor_shape_str(x));
+    return LS_OK;
+}
+
+static double bn_eps(const ls_attrs *a)
+{
+    return a->nnum < 1 || isnan(a->num[0]) ? BN_DEFAULT_EPS : a->num[0];
+}
+
+static ls_status bn_check_eps(const char *who, double eps)
+{
+    if (!(eps >= 0) || isinf(eps))
+        return ls_error_set(LS_ERR_ARG, "%s: eps must be a finite number >= 0, got %g", who, eps);
+    return LS_OK;
+}
+
+/* ---- pass 1: per-channel sums ---- */
+
+/* Per channel c: k[c] the shift, s1 = sum(x - K), s2 = sum((x - K)^2), and when gr is given
+ * sg = sum(g), sgd = sum(g (x - K)). x and gr contiguous. */
+typedef struct bn_sums {
+    double *k, *s1, *s2, *sg, *sgd;
+} bn_sums;
+
+typedef struct bn_stats_job {
+    const bn_geom *g;
+    bool f32;
+    const void *x, *gr;
+    int64_t blk;   /* channels per task on the column path */
+    bn_sums out;
+} bn_stats_job;
+
+/* The row path keeps its lanes in 4-double vectors (GCC vector extensions: SSE2 pairs by default,
+ * AVX2 registers in the clone below): without g, 16 lanes per sum (4 vectors; one more block of 8
+ * goes to the first two), with g 8 lanes per sum (8 vectors for the four sums); lane k takes the
+ * elements at s = 16 i + k (or 8 i + k) of each run, the last S % 8 elements of a run go to one
+ * scalar accumulator per sum, and everything is added in a fixed order at the end. The AVX2 clone
+ * may fuse d * d + acc into one FMA, so its results can differ from the SSE2 path's in the last
+ * bits (as elementwise.c's AVX2 kernels; LANDSCAPE_SIMD=baseline forces SSE2). */
+typedef double bn_v4d __attribute__((vector_size(32)));
+typedef float bn_v4f __attribute__((vector_size(16)));
+#define BN_LOAD4_F32(p)                                                                            \
+    __extension__({                                                                                \
+        bn_v4f v_;                                                                                 \
+        memcpy(&v_, (p), sizeof v_);                                                               \
+        __builtin_convertvector(v_, bn_v4d);                                                       \
+    })
+#define BN_LOAD4_F64(p)                                                                            \
+    __extension__({                                                                                \
+        bn_v4d v_;                                                                                 \
+        memcpy(&v_, (p), sizeof v_);                                                               \
+        v_;                                                                                        \
+    })
+#define BN_HSUM(v) (((v)[0] + (v)[1]) + ((v)[2] + (v)[3]))
+
+/* One task per channel. */
+#define BN_STATS_ROWS(T, LOAD4)                                                                    \
+    do {                                                                                           \
+        int64_t C = g->C, S = g->S;                                                                \
+        const T *xs = (const T *)j->x, *gs = (const T *)j->gr;                                     \
+        for (int64_t c = begin; c < end; c++) {                                                    \
+            double K = (double)xs[c * S], t1 = 0, t2 = 0, tg = 0, tgd = 0;                         \
+            const bn_v4d z = {0, 0, 0, 0}, Kv = z + K;                                             \
+            bn_v4d a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;                 \
+            for (int64_t n = 0; n < g->N; n++) {                                                   \
+                const T *p = xs + (n * C + c) * S;                                                 \
+                int64_t s = 0;                                                                     \
+                if (!gs) { /* a: sum d, b: sum d^2 */                                              \
+                    for (; s + 16 <= S; s += 16) {                                                 \
+                        bn_v4d d0 = LOAD4(p + s) - Kv, d1 = LOAD4(p + s + 4) - Kv;                 \
+                        bn_v4d d2 = LOAD4(p + s + 8) - Kv, d3 = LOAD4(p + s + 12) - Kv;            \
+                        a0 += d0, a1 += d1, a2 += d2, a3 += d3;                                    \
+                        b0 += d0 * d0, b1 += d1 * d1, b2 += d2 * d2, b3 += d3 * d3;                \
+                    }                                                                              \
+                    if (s + 8 <= S) {                                                              \
+                        bn_v4d d0 = LOAD4(p + s) - Kv, d1 = LOAD4(p + s + 4) - Kv;                 \
+                        a0 += d0, a1 += d1, b0 += d0 * d0, b1 += d1 * d1;                          \
+                        s += 8;                                                                    \
+                    }                                                                              \
+                    for (; s < S; s++) {                                                           \
+                        double d = (double)p[s] - K;                                               \
+                        t1 += d, t2 += d * d;                                                      \
+                    }                                                                              \
+                } else { /* a0 a1: d, a2 a3: d^2, b0 b1: g, b2 b3: g d */                          \
+                    const T *q = gs + (n * C + c) * S;                                             \
+                    for (; s + 8 <= S; s += 8) {                                                   \
+                        bn_v4d d0 = LOAD4(p + s) - Kv, d1 = LOAD4(p + s + 4) - Kv;                 \
+                        bn_v4d v0 = LOAD4(q + s), v1 = LOAD4(q + s + 4);                           \
+                        a0 += d0, a1 += d1, a2 += d0 * d0, a3 += d1 * d1;                          \
+                        b0 += v0, b1 += v1, b2 += v0 * d0, b3 += v1 * d1;                          \
+                    }                                                                              \
+                    for (; s < S; s++) {                                                           \
+                        double d = (double)p[s] - K, v = (double)q[s];                             \
+                        t1 += d, t2 += d * d, tg += v, tgd += v * d;                               \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+            j->out.k[c] = K;                                                                       \
+            if (!gs) {                                                                             \
+                j->out.s1[c] = BN_HSUM((a0 + a1) + (a2 + a3)) + t1;                                \
+                j->out.s2[c] = BN_HSUM((b0 + b1) + (b2 + b3)) + t2;                                \
+            } else {                                                                               \
+                j->out.s1[c] = BN_HSUM(a0 + a1) + t1;                                              \
+                j->out.s2[c] = BN_HSUM(a2 + a3) + t2;                                              \
+                j->out.sg[c] = BN_HSUM(b0 + b1) + tg;                                              \
+                j->out.sgd[c] = BN_HSUM(b2 + b3) + tgd;                                            \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* One task per block of blk channels: per run n the block's values are contiguous, and position j
+ * of the run (channel c0 + j / S, s = j % S) has its own accumulators. */
+#define BN_STATS_COLS(T)                                                                           \
+    do {                                                                                           \
+        int64_t C = g->C, S = g->S, B = j->blk;                                                    \
+        const T *xs = (const T *)j->x, *gs = (const T *)j->gr;                                     \
+        for (int64_t blk = begin; blk < end; blk++) {                                              \
+            int64_t c0 = blk * B, c1 = c0 + B < C ? c0 + B : C, L = (c1 - c0) * S;                 \
+            double kj[BN_COLS_SPAN], a1[BN_COLS_SPAN], a2[BN_COLS_SPAN];                           \
+            double ag[BN_COLS_SPAN], agd[BN_COLS_SPAN];                                            \
+            for (int64_t i = 0; i < L; i++) {                                                      \
+                kj[i] = (double)xs[(c0 + i / S) * S];                                              \
+                a1[i] = a2[i] = ag[i] = agd[i] = 0;                                                \
+            }                                                                                      \
+            for (int64_t n = 0; n < g->N; n++) {                                                   \
+                const T *restrict p = xs + (n * C + c0) * S;                                       \
+                if (!gs) {                                                                         \
+                    for (int64_t i = 0; i < L; i++) {                                              \
+                        double d = (double)p[i] - kj[i];                                           \
+                        a1[i] += d;                                                                \
+                        a2[i] += d * d;                                                            \
+                    }                                                                              \
+                } else {                                                                           \
+                    const T *restrict q = gs + (n * C + c0) * S;                                   \
+                    for (int64_t i = 0; i < L; i++) {                                              \
+                        double d = (double)p[i] - kj[i], gv = (double)q[i];                        \
+                        a1[i] += d;                                                                \
+                        a2[i] += d * d;                                                            \
+                        ag[i] += gv;                                                               \
+                        agd[i] += gv * d;                                                          \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+            for (int64_t c = c0; c < c1; c++) {                                                    \
+                int64_t o = (c - c0) * S;                                                          \
+                double t1 = 0, t2 = 0, tg = 0, tgd = 0;                                            \
+                for (int64_t s = 0; s < S; s++)                                                    \
+                    t1 += a1[o + s], t2 += a2[o + s], tg += ag[o + s], tgd += agd[o + s];          \
+                j->out.k[c] = kj[o];                                                               \
+                j->out.s1[c] = t1;                                                                 \
+                j->out.s2[c] = t2;                                                                 \
+                if (gs) j->out.sg[c] = tg, j->out.sgd[c] = tgd;                                    \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+static void bn_stats_rows(void *vj, int64_t begin, int64_t end)
+{
+    const bn_stats_job *j = vj;
+    const bn_geom *g = j->g;
+    if (j->f32) BN_STATS_ROWS(float, BN_LOAD4_F32);
+    else BN_STATS_ROWS(double, BN_LOAD4_F64);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* GCC's generic float-to-double vector conversion goes through memory; the intrinsic does not */
+#define BN_LOAD4_F32_AVX2(p) ((bn_v4d)_mm256_cvtps_pd(_mm_loadu_ps(p)))
+__attribute__((target("avx2,fma"))) static void bn_stats_rows_avx2(void *vj, int64_t begin,
+                                                               int64_t end)
+{
+    const bn_stats_job *j = vj;
+    const bn_geom *g = j->g;
+    if (j->f32) BN_STATS_ROWS(float, BN_LOAD4_F32_AVX2);
+    else BN_STATS_ROWS(double, BN_LOAD4_F64);
+}
+
+/* AVX2 and FMA present (LANDSCAPE_SIMD=baseline in the environment says no, as in elementwise.c) */
+static bool bn_have_avx2(void)
+{
+    static atomic_int cached = -1;   /* threads racing here all compute the same value */
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("LANDSCAPE_SIMD");
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+            !(env && strcmp(env, "baseline") == 0);
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v;
+}
+#define BN_STATS_ROWS_FN (bn_have_avx2() ? bn_stats_rows_avx2 : bn_stats_rows)
+#else
+#define BN_STATS_ROWS_FN bn_stats_rows
+#endif
+
+static void bn_stats_cols(void *vj, int64_t begin, int64_t end)
+{
+    const bn_stats_job *j = vj;
+    const bn_geom *g = j->g;
+    if (j->f32) BN_STATS_COLS(float);
+    else BN_STATS_COLS(double);
+}
+
+static int64_t bn_grain(int64_t per_item)
+{
+    return per_item >= BN_GRAIN ? 1 : BN_GRAIN / (per_item > 0 ? per_item : 1);
+}
+
+/* The sums of contiguous x (and gr, or NULL) into a new block of 5 C doubles (ls_free it through
+ * out->k); LS_ERR_MEM on failure. */
+static ls_status bn_sums_run(const bn_geom *g, const ls_tensor *x, const ls_tensor *gr,
+                             bn_sums *out)
+{
+    double *m = ls_malloc(sizeof(double) * 5 * (size_t)g->C, "batchnorm");
+    if (!m) return ls_error_code();
+    *out = (bn_sums){m, m + g->C, m + 2 * g->C, m + 3 * g->C, m + 4 * g->C};
+    bn_stats_job j = {g, x->dtype == LS_F32, ls_tensor_data(x), gr ? ls_tensor_data(gr) : NULL, 0,
+                      *out};
+    if (g->S >= BN_ROWS_MIN) {
+        ls_parallel_for(g->C, bn_grain(g->n), BN_STATS_ROWS_FN, &j);
+    } else {
+        j.blk = BN_COLS_SPAN / g->S;
+        int64_t nblk = (g->C + j.blk - 1) / j.blk;
+        ls_parallel_for(nblk, bn_grain(g->n * j.blk), bn_stats_cols, &j);
+    }
+    return LS_OK;
+}
+
+/* mean and biased variance of channel c from the sums (a rounding-negative variance becomes 0;
+ * NaN stays NaN) */
+static void bn_moments(const bn_sums *s, const bn_geom *g, int64_t c, double *mean, double *var)
+{
+    double n = (double)g->n, m1 = s->s1[c] / n, v = (s->s2[c] - s->s1[c] * m1) / n;
+    *mean = s->k[c] + m1;
+    *var = v < 0 ? 0 : v;
+}
+
+/* ---- pass 2: per-channel affine maps ---- */
+
+/* Per element, with per-channel coefficients c0..c3 (arrays of C values of T):
+ *   forward (gr NULL):   out = (x - c0) * c1 + c2
+ *   input grad:          out = ((gr - c2) - (x - c0) * c1) * c3
+ * over the N rows of C * S values; x, gr and out contiguous. */
+typedef struct bn_map_job {
+    const bn_geom *g;
+    bool f32;
+    const void *x, *gr;
+    void *out;
+    const void *k;   /* 4 C coefficients: c0 | c1 | c2 | c3 */
+} bn_map_job;
+
+#define BN_MAP(T)                                                                                  \
+    do {                                                                                           \
+        int64_t C = g->C, S = g->S;                                                                \
+        const T *c0 = (const T *)j->k, *c1 = c0 + C, *c2 = c1 + C, *c3 = c2 + C;                   \
+        for (int64_t n = begin; n < end; n++) {                                                    \
+            const T *restrict p = (const T *)j->x + n * C * S;                                     \
+            T *restrict o = (T *)j->out + n * C * S;                                               \
+            if (!j->gr && S == 1) {                                                                \
+                for (int64_t c = 0; c < C; c++) o[c] = (p[c] - c0[c]) * c1[c] + c2[c];             \
+            } else if (!j->gr) {                                                                   \
+                for (int64_t c = 0; c < C; c++) {                                                  \
+                    const T m = c0[c], k = c1[c], b = c2[c];                                       \
+                    const T *restrict pc = p + c * S;                                              \
+                    T *restrict oc = o + c * S;                                                    \
+                    for (int64_t s = 0; s < S; s++) oc[s] = (pc[s] - m) * k + b;                   \
+                }                                                                                  \
+            } else if (S == 1) {                                                                   \
+                const T *restrict q = (const T *)j->gr + n * C;                                    \
+                for (int64_t c = 0; c < C; c++)                                                    \
+                    o[c] = ((q[c] - c2[c]) - (p[c] - c0[c]) * c1[c]) * c3[c];                      \
+            } else {                                                                               \
+                const T *restrict q = (const T *)j->gr + n * C * S;                                \
+                for (int64_t c = 0; c < C; c++) {                                                  \
+                    const T m = c0[c], k = c1[c], a = c2[c], w = c3[c];                            \
+                    const T *restrict pc = p + c * S, *restrict qc = q + c * S;                    \
+                    T *restrict oc = o + c * S;                                                    \
+                    for (int64_t s = 0; s < S; s++) oc[s] = ((qc[s] - a) - (pc[s] - m) * k) * w;   \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+static void bn_map_rows(void *vj, int64_t begin, int64_t end)
+{
+    const bn_map_job *j = vj;
+    const bn_geom *g = j->g;
+    if (j->f32) BN_MAP(float);
+    else BN_MAP(double);
+}
+
+/* A new tensor of x's shape from the map with coefficients k (4 C values of x's dtype). */
+static ls_tensor *bn_map_run(const bn_geom *g, const ls_tensor *x, const ls_tensor *gr,
+                             const void *k)
+{
+    ls_tensor *out = ls_tensor_new(x->dtype, x->ndim, x->shape);
+    if (!out) return NULL;
+    bn_map_job j = {g, x->dtype == LS_F32, ls_tensor_data(x), gr ? ls_tensor_data(gr) : NULL,
+                    ls_tensor_data(out), k};
+    ls_parallel_for(g->N, bn_grain(g->C * g->S), bn_map_rows, &j);
+    return out;
+}
+
+/* ---- the three kernels ---- */
+
+/* y = batchnorm(x, w, b); with mean/var non-NULL, also the batch statistics ([C], x's dtype). */
+static ls_tensor *bn_forward(ls_tensor *x, ls_tensor *w, ls_tensor *b, double eps,
+                             ls_tensor **mean, ls_tensor **var)
+{
+    const char *who = "batchnorm";
+    ls_tensor *in[3] = {x, w, b};
+    bn_geom g;
+    if (ls_check_float_same(who, 3, in) || bn_geom_x(who, x, &g) ||
+        bn_check_vec(who, "weight", w, &g) || bn_check_vec(who, "bias", b, &g) ||
+        bn_check_eps(who, eps))
+        return NULL;
+    bool f32 = x->dtype == LS_F32;
+    ls_tensor *xc = ls_tensor_contiguous(x), *wc = ls_tensor_contiguous(w);
+    ls_tensor *bc = ls_tensor_contiguous(b), *y = NULL, *mt = NULL, *vt = NULL;
+    size_t es = ls_dtype_size(x->dtype);
+    void *k = ls_malloc(es * 4 * (size_t)g.C, who);
+    bn_sums s = {0};
+    if (mean) mt = ls_tensor_new(x->dtype, 1, &g.C);
+    if (var) vt = ls_tensor_new(x->dtype, 1, &g.C);
+    if (!xc || !wc || !bc || !k || (mean && !mt) || (var && !vt) || bn_sums_run(&g, xc, NULL, &s))
+        goto done;
+    /* the coefficients in T, as the composed formula: scale = w / sqrt(var + eps) */
+    for (int64_t c = 0; c < g.C; c++) {
+        double md, vd;
+        bn_moments(&s, &g, c, &md, &vd);
+        if (f32) {
+            float *kf = k, m = (float)md, v = (float)vd;
+            kf[c] = m;
+            kf[g.C + c] = ((const float *)ls_tensor_data(wc))[c] / sqrtf(v + (float)eps);
+            kf[2 * g.C + c] = ((const float *)ls_tensor_data(bc))[c];
+            if (mt) ((float *)ls_tensor_data(mt))[c] = m;
+            if (vt) ((float *)ls_tensor_data(vt))[c] = v;
+        } else {
+            double *kd = k;
+            kd[c] = md;
+            kd[g.C + c] = ((const double *)ls_tensor_data(wc))[c] / sqrt(vd + eps);
+            kd[2 * g.C + c] = ((const double *)ls_tensor_data(bc))[c];
+            if (mt) ((double *)ls_tensor_data(mt))[c] = md;
+            if (vt) ((double *)ls_tensor_data(vt))[c] = vd;
+        }
+    }
+    y = bn_map_run(&g, xc, NULL, k);
+done:
+    ls_free(s.k);
+    ls_free(k);
+    ls_tensor_release(xc);
+    ls_tensor_release(wc);
+    ls_tensor_release(bc);
+    if (!y) {
+        ls_tensor_release(mt);
+        ls_tensor_release(vt);
+        mt = vt = NULL;
+    }
+    if (mean) *mean = mt;
+    if (var) *var = vt;
+    return y;
+}
+
+static ls_tensor *bn_grad_stats(ls_tensor *gr, ls_tensor *x, double eps)
+{
+    const char *who = "batchnorm_grad_stats";
+    ls_tensor *in[2] = {gr, x};
+    bn_geom g;
+    if (ls_check_float_same(who, 2, in) || bn_geom_x(who, x, &g) ||
+        bn_check_same_shape(who, "gradient", gr, x) || bn_check_eps(who, eps))
+        return NULL;
+    ls_tensor *xc = ls_tensor_contiguous(x), *gc = ls_tensor_contiguous(gr);
+    ls_tensor *out = xc && gc ? ls_tensor_new(x->dtype, 2, (int64_t[]){4, g.C}) : NULL;
+    bn_sums s = {0};
+    if (out && bn_sums_run(&g, xc, gc, &s) == LS_OK) {
+        for (int64_t c = 0; c < g.C; c++) {
+            double md, vd, r, n = (double)g.n;
+            bn_moments(&s, &g, c, &md, &vd);
+            r = 1.0 / sqrt(vd + eps);
+            double row[4] = {s.sg[c], r * (s.sgd[c] - s.s1[c] / n * s.sg[c]), md, r};
+            for (int i = 0; i < 4; i++) {
+                if (x->dtype == LS_F32) ((float *)ls_tensor_data(out))[i * g.C + c] = (float)row[i];
+                else ((double *)ls_tensor_data(out))[i * g.C + c] = row[i];
+            }
+        }
+    } else {
+        ls_tensor_release(out);
+        out = NULL;
+    }
+    ls_free(s.k);
+    ls_tensor_release(xc);
+    ls_tensor_release(gc);
+    return out;
+}
+
+static ls_tensor *bn_input_grad(ls_tensor *gr, ls_tensor *x, ls_tensor *w, ls_tensor *st)
+{
+    const char *who = "batchnorm_input_grad";
+    ls_tensor *in[4] = {gr, x, w, st};
+    bn_geom g;
+    if (ls_check_float_same(who, 4, in) || bn_geom_x(who, x, &g) ||
+        bn_check_same_shape(who, "gradient", gr, x) || bn_check_vec(who, "weight", w, &g))
+        return NULL;
+    if (st->ndim != 2 || st->shape[0] != 4 || st->shape[1] != g.C) {
+        ls_error_set(LS_ERR_ARG, "%s: stats %s should be [4x%lld]", who, ls_tensor_shape_str(st),
+                     (long long)g.C);
+        return NULL;
+    }
+    bool f32 = x->dtype == LS_F32;
+    ls_tensor *xc = ls_tensor_contiguous(x), *gc = ls_tensor_contiguous(gr);
+    ls_tensor *wc = ls_tensor_contiguous(w), *sc = ls_tensor_contiguous(st), *out = NULL;
+    void *k = ls_malloc(ls_dtype_size(x->dtype) * 4 * (size_t)g.C, who);
+    if (xc && gc && wc && sc && k) {
+        /* coefficients: c0 = mu, c1 = r B / n, c2 = A / n, c3 = w r (formed in double) */
+        double n = (double)g.n;
+        for (int64_t c = 0; c < g.C; c++) {
+            double A, B, mu, r, wv;
+            if (f32) {
+                const float *sp = ls_tensor_data(sc);
+                A = sp[c], B = sp[g.C + c], mu = sp[2 * g.C + c], r = sp[3 * g.C + c];
+                wv = ((const float *)ls_tensor_data(wc))[c];
+            } else {
+                const double *sp = ls_tensor_data(sc);
+                A = sp[c], B = sp[g.C + c], mu = sp[2 * g.C + c], r = sp[3 * g.C + c];
+                wv = ((const double *)ls_tensor_data(wc))[c];
+            }
+            double co[4] = {mu, r * B / n, A / n, wv * r};
+            for (int i = 0; i < 4; i++) {
+                if (f32) ((float *)k)[i * g.C + c] = (float)co[i];
+                else ((double *)k)[i * g.C + c] = co[i];
+            }
+        }
+        out = bn_map_run(&g, xc, gc, k);
+    }
+    ls_free(k);
+    ls_tensor_release(xc);
+    ls_tensor_release(gc);
+    ls_tensor_release(wc);
+    ls_tensor_release(sc);
+    return out;
+}
+
+/* ---- backward helpers (recorded ops) ---- */
+
+/* The shape [1, C, 1, ...] of x's rank: a [C] vector reshaped to it broadcasts against x. */
+static ls_tensor *bn_bcast(ls_tmp *t, ls_tensor *v, const ls_tensor *x)
+{
+    int64_t shape[LS_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = d == 1 ? x->shape[1] : 1;
+    return ls_tmp_keep(t, ls_reshape(v, x->ndim, shape));
+}
+
+/* Row i of a [4, C] tensor, [C]. */
+static ls_tensor *bn_row(ls_tmp *t, ls_tensor *R, int i)
+{
+    return ls_tmp_keep(t, ls_select(R, 0, i));
+}
+
+/* sum of v over every dim but 1 -> [C] */
+static ls_tensor *bn_chansum(ls_tmp *t, ls_tensor *v)
+{
+    if (!v) return NULL;
+    int dims[LS_MAX_DIMS], nd = 0;
+    for (int d = 0; d < v->ndim; d++)
+        if (d != 1) dims[nd++] = d;
+    return ls_tmp_keep(t, ls_sum(v, nd, dims, false));
+}
+
+/* [4, C] with rows r[0..3] ([C] each): the sum of each row embedded at its place (a new
+ * reference). */
+static ls_tensor *bn_stack4(ls_tmp *t, ls_tensor *const *r)
+{
+    ls_tensor *acc = NULL;
+    for (int i = 0; i < 4; i++) {
+        ls_tensor *u = ls_tmp_keep(t, ls_unsqueeze(r[i], 0));
+        ls_attrs a = {.dim = 0, .has_dim = true, .nints = 2, .ints = {i, 4}};
+        ls_tensor *e = u ? ls_tmp_keep(t, ls_op_apply(LS_OP_UNNARROW, &u, &a)) : NULL;
+        acc = i == 0 ? e : ls_tmp_keep(t, ls_add(acc, e));
+    }
+    return ls_tensor_retain(acc);
+}
+
+static ls_status bn_done(const ls_backward_ctx *c, ls_tensor **gin, ls_tmp *t)
+{
+    ls_tmp_free(t);
+    for (int k = 0; k < c->nin; k++)
+        if (c->needs[k] && !gin[k]) return ls_error_code() ? ls_error_code() : LS_ERR_ARG;
+    return LS_OK;
+}
+
+static int64_t bn_count(const ls_tensor *x)
+{
+    return x->shape[1] ? ls_tensor_numel(x) / x->shape[1] : 0;
+}
+
+/* ---- batchnorm(x, w, b; eps) ---- */
+
+static ls_tensor *batchnorm_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    return bn_forward(in[0], in[1], in[2], bn_eps(a), NULL, NULL);
+}
+
+static ls_status batchnorm_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
+{
+    ls_tmp t = {0};
+    ls_tensor *R = ls_tmp_keep(&t, ls_batchnorm_grad_stats(u, c->in[0], bn_eps(c->attrs)));
+    if (c->needs[0]) gin[0] = ls_batchnorm_input_grad(u, c->in[0], c->in[1], R);
+    if (c->needs[1]) gin[1] = ls_select(R, 0, 1);
+    if (c->needs[2]) gin[2] = ls_select(R, 0, 0);
+    return bn_done(c, gin, &t);
+}
+
+/* The row path (S >= BN_ROWS_MIN, with a lane tail), the column path with S = 1 and S > 1, and a
+ * larger eps. */
+static int batchnorm_samples(ls_op_sample *s)
+{
+    ls_attrs e = {.nnum = 1, .num = {1e-5}};
+    s[0] = (ls_op_sample){.ndim = {2, 1, 1}, .shape = {{5, 3}, {3}, {3}}, .attrs = e};
+    s[1] = (ls_op_sample){.ndim = {3, 1, 1}, .shape = {{2, 3, 4}, {3}, {3}}, .attrs = e};
+    s[2] = (ls_op_sample){.ndim = {4, 1, 1}, .shape = {{2, 2, 4, 5}, {2}, {2}}, .attrs = e};
+    s[3] = (ls_op_sample){.ndim = {3, 1, 1}, .shape = {{3, 2, 3}, {2}, {2}},
+                          .attrs = {.nnum = 1, .num = {0.5}}};
+    return 4;
+}
+
+const ls_op_def ls_op_batchnorm = {.name = "batchnorm", .nin = 3, .lua_sig = "T T T n?",
+                                   .forward = batchnorm_fwd, .backward = batchnorm_bwd,
+                                   .samples = batchnorm_samples};
+
+ls_tensor *ls_batchnorm(ls_tensor *x, ls_tensor *weight, ls_tensor *bias, double eps)
+{
+    ls_attrs a = {.nnum = 1, .num = {eps}};
+    return ls_op_apply(LS_OP_BATCHNORM, (ls_tensor *[]){x, weight, bias}, &a);
+}
+
+/* ls_op_apply split in two so that the statistics of the forward come out: the forward kernel,
+ * then the same recording. */
+ls_tensor *ls_batchnorm_train(ls_tensor *x, ls_tensor *weight, ls_tensor *bias, double eps,
+                              ls_tensor **mean, ls_tensor **var)
+{
+    if (mean) *mean = NULL;
+    if (var) *var = NULL;
+    if (!x || !weight || !bias) return NULL;
+    ls_tensor *mt = NULL, *vt = NULL, *in[3] = {x, weight, bias};
+    ls_tensor *y = bn_forward(x, weight, bias, eps, &mt, &vt);
+    ls_attrs a = {.nnum = 1, .num = {eps}};
+    if (y && ls_autograd_record(LS_OP_BATCHNORM, y, in, &a) != LS_OK) {
+        ls_tensor_release(y);
+        y = NULL;
+    }
+    if (!y) {
+        ls_tensor_release(mt);
+        ls_tensor_release(vt);
+        return NULL;
+    }
+    if (mean) *mean = mt;
+    else ls_tensor_release(mt);
+    if (var) *var = vt;
+    else ls_tensor_release(vt);
+    return y;
+}
+
+/* ---- batchnorm_grad_stats(g, x; eps) -> [4, C] ---- */
+
+static ls_tensor *grad_stats_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    return bn_grad_stats(in[0], in[1], bn_eps(a));
+}
+
+static ls_status grad_stats_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
+{
+    ls_tensor *g = c->in[0], *x = c->in[1];
+    double inv_n = 1.0 / (double)bn_count(x);
+    ls_tmp t = {0};
+    ls_tensor *R = ls_tmp_keep(&t, ls_batchnorm_grad_stats(g, x, bn_eps(c->attrs)));
+    ls_tensor *mu = bn_bcast(&t, bn_row(&t, R, 2), x), *r = bn_bcast(&t, bn_row(&t, R, 3), x);
+    ls_tensor *xhat = ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t, ls_sub(x, mu)), r));
+    ls_tensor *uB = bn_row(&t, u, 1);
+    if (c->needs[0])   /* uA + uB xhat */
+        gin[0] = ls_add(bn_bcast(&t, bn_row(&t, u, 0), x),
+                        ls_tmp_keep(&t, ls_mul(bn_bcast(&t, uB, x), xhat)));
+    if (c->needs[1]) {   /* input_grad(g, x, uB, R) + umu / n - ur r^2 xhat / n */
+        ls_tensor *d = ls_tmp_keep(&t, ls_batchnorm_input_grad(g, x, uB, R));
+        ls_tensor *cm = ls_tmp_keep(&t, ls_mul_scalar(bn_bcast(&t, bn_row(&t, u, 2), x), inv_n));
+        ls_tensor *rr = ls_tmp_keep(&t, ls_mul(r, r));
+        ls_tensor *cr = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(bn_bcast(&t,
+                                    bn_row(&t, u, 3), x), rr)), inv_n));
+        gin[1] = ls_sub(ls_tmp_keep(&t, ls_add(d, cm)), ls_tmp_keep(&t, ls_mul(cr, xhat)));
+    }
+    return bn_done(c, gin, &t);
+}
+
+static int grad_stats_samples(ls_op_sample *s)
+{
+    ls_attrs e = {.nnum = 1, .num = {1e-5}};
+    s[0] = (ls_op_sample){.ndim = {2, 2}, .shape = {{5, 3}, {5, 3}}, .attrs = e};
+    s[1] = (ls_op_sample){.ndim = {4, 4}, .shape = {{2, 2, 4, 5}, {2, 2, 4, 5}}, .attrs = e};
+    s[2] = (ls_op_sample){.ndim = {3, 3}, .shape = {{3, 2, 3}, {3, 2, 3}},
+                          .attrs = {.nnum = 1, .num = {0.5}}};
+    return 3;
+}
+
+const ls_op_def ls_op_batchnorm_grad_stats = {.name = "batchnorm_grad_stats", .nin = 2,
+                                              .lua_sig = "T T n?", .forward = grad_stats_fwd,
+                                              .backward = grad_stats_bwd,
+                                              .samples = grad_stats_samples};
+
+ls_tensor *ls_batchnorm_grad_stats(ls_tensor *g, ls_tensor *x, double eps)
+{
+    ls_attrs a = {.nnum = 1, .num = {eps}};
+    return ls_op_apply(LS_OP_BATCHNORM_GRAD_STATS, (ls_tensor *[]){g, x}, &a);
+}
+
+/* ---- batchnorm_input_grad(g, x, w, R) ---- */
+
+static ls_tensor *input_grad_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return bn_input_grad(in[0], in[1], in[2], in[3]);
+}
+
+/* out = w r (g - A/n) - w r q P with q = r B / n, P = x - mu. Per-channel sums of the upstream u:
+ * Su = sum(u), Sug = sum(u g), SuP = sum(u P); with E = Sug - (A/n) Su and F = q SuP:
+ *   dg = u w r          dx = -u w r q          dw = r (E - F)
+ *   dA = -w r Su / n    dB = -w r^2 SuP / n    dmu = w r q Su    dr = w E - 2 w F */
+static ls_status input_grad_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
+{
+    ls_tensor *g = c->in[0], *x = c->in[1], *w = c->in[2], *R = c->in[3];
+    double inv_n = 1.0 / (double)bn_count(x);
+    ls_tmp t = {0};
+    ls_tensor *A = bn_row(&t, R, 0), *B = bn_row(&t, R, 1), *mu = bn_row(&t, R, 2);
+    ls_tensor *r = bn_row(&t, R, 3);
+    ls_tensor *wr = ls_tmp_keep(&t, ls_mul(w, r));
+    ls_tensor *q = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(r, B)), inv_n));
+    ls_tensor *wrq = ls_tmp_keep(&t, ls_mul(wr, q));
+    if (c->needs[0]) gin[0] = ls_mul(u, bn_bcast(&t, wr, x));
+    if (c->needs[1]) gin[1] = ls_mul(u, bn_bcast(&t, ls_tmp_keep(&t, ls_neg(wrq)), x));
+    if (c->needs[2] || c->needs[3]) {
+        ls_tensor *Su = bn_chansum(&t, u);
+        ls_tensor *Sug = bn_chansum(&t, ls_tmp_keep(&t, ls_mul(u, g)));
+        ls_tensor *P = ls_tmp_keep(&t, ls_sub(x, bn_bcast(&t, mu, x)));
+        ls_tensor *SuP = bn_chansum(&t, ls_tmp_keep(&t, ls_mul(u, P)));
+        ls_tensor *AnSu = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(A, Su)), inv_n));
+        ls_tensor *E = ls_tmp_keep(&t, ls_sub(Sug, AnSu));
+        ls_tensor *F = ls_tmp_keep(&t, ls_mul(q, SuP));
+        if (c->needs[2]) gin[2] = ls_mul(r, ls_tmp_keep(&t, ls_sub(E, F)));
+        if (c->needs[3]) {
+            ls_tensor *rows[4];
+            rows[0] = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(wr, Su)), -inv_n));
+            rows[1] = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t,
+                                  ls_mul(wr, r)), SuP)), -inv_n));
+            rows[2] = ls_tmp_keep(&t, ls_mul(wrq, Su));
+            rows[3] = ls_tmp_keep(&t, ls_sub(ls_tmp_keep(&t, ls_mul(w, E)), ls_tmp_keep(&t,
+                                  ls_mul_scalar(ls_tmp_keep(&t, ls_mul(w, F)), 2.0))));
+            gin[3] = bn_stack4(&t, rows);
+        }
+    }
+    return bn_done(c, gin, &t);
+}
+
+static int input_grad_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {2, 2, 1, 2}, .shape = {{5, 3}, {5, 3}, {3}, {4, 3}}};
+    s[1] = (ls_op_sample){.ndim = {4, 4, 1, 2}, .shape = {{2, 2, 4, 5}, {2, 2, 4, 5}, {2}, {4, 2}}};
+    s[2] = (ls_op_sample){.ndim = {3, 3, 1, 2}, .shape = {{3, 2, 3}, {3, 2, 3}, {2}, {4, 2}}};
+    return 3;
+}
+
+const ls_op_def ls_op_batchnorm_input_grad = {.name = "batchnorm_input_grad", .nin = 4,
+                                              .lua_sig = "T T T T", .forward = input_grad_fwd,
+                                              .backward = input_grad_bwd,
+                                              .samples = input_grad_samples};
+
+ls_tensor *ls_batchnorm_input_grad(ls_tensor *g, ls_tensor *x, ls_tensor *weight,
+                                   ls_tensor *stats)
+{
+    return ls_op_apply(LS_OP_BATCHNORM_INPUT_GRAD, (ls_tensor *[]){g, x, weight, stats}, NULL);
+}
