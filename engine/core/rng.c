@@ -64,6 +64,91 @@ void ls_philox4x32(uint64_t seed, uint64_t ctr, uint32_t out[4])
     philox_at(seed, ctr, out);
 }
 
+/* ---- 16 blocks at a time ----
+ * philox_batch computes the blocks of counters ctr0 .. ctr0 + 15 (the 64-bit counter split into
+ * words 0 and 1 as in philox_at, carries included) into w[word][lane]: the same bits as 16 calls of
+ * philox_at. With AVX-512 the 16 blocks run in the lanes of four vectors (one per counter word);
+ * _mm512_mul_epu32 multiplies the even 32-bit lanes, so each 32x32 -> 64 product is taken twice,
+ * for the even and the (shifted) odd lanes, and the high and low halves are blended back. */
+#define PHILOX_BATCH 16
+
+static void philox_batch_scalar(uint64_t seed, uint64_t ctr0, uint32_t w[4][PHILOX_BATCH])
+{
+    for (int j = 0; j < PHILOX_BATCH; j++) {
+        uint32_t o[4];
+        philox_at(seed, ctr0 + (uint64_t)j, o);
+        for (int q = 0; q < 4; q++) w[q][j] = o[q];
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PHILOX_HAVE_AVX512 1
+
+/* hi and lo 32-bit halves of a * m for each 32-bit lane of a */
+__attribute__((target("avx512f"), always_inline)) static inline void
+philox_mul16(__m512i a, __m512i m, __m512i *hi, __m512i *lo)
+{
+    __m512i pe = _mm512_mul_epu32(a, m);                          /* even lanes: 64-bit products */
+    __m512i po = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);   /* odd lanes */
+    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+    *lo = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+}
+
+__attribute__((target("avx512f"))) static void philox_batch_avx512(uint64_t seed, uint64_t ctr0,
+                                                                   uint32_t w[4][PHILOX_BATCH])
+{
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i base = _mm512_set1_epi32((int)(uint32_t)ctr0);
+    __m512i c0 = _mm512_add_epi32(base, iota);
+    __mmask16 carry = _mm512_cmplt_epu32_mask(c0, base);
+    __m512i hi0 = _mm512_set1_epi32((int)(uint32_t)(ctr0 >> 32));
+    __m512i c1 = _mm512_mask_add_epi32(hi0, carry, hi0, _mm512_set1_epi32(1));
+    __m512i c2 = _mm512_setzero_si512(), c3 = _mm512_setzero_si512();
+    const __m512i m0 = _mm512_set1_epi32((int)PHILOX_M0), m1 = _mm512_set1_epi32((int)PHILOX_M1);
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int r = 0; r < 10; r++) {
+        if (r > 0) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        __m512i h0, l0, h1, l1;
+        philox_mul16(c0, m0, &h0, &l0);
+        philox_mul16(c2, m1, &h1, &l1);
+        __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(h1, c1), _mm512_set1_epi32((int)k0));
+        __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(h0, c3), _mm512_set1_epi32((int)k1));
+        c0 = n0;
+        c1 = l1;
+        c2 = n2;
+        c3 = l0;
+    }
+    _mm512_storeu_si512(w[0], c0);
+    _mm512_storeu_si512(w[1], c1);
+    _mm512_storeu_si512(w[2], c2);
+    _mm512_storeu_si512(w[3], c3);
+}
+#else
+#define PHILOX_HAVE_AVX512 0
+#endif
+
+static void philox_batch(uint64_t seed, uint64_t ctr0, uint32_t w[4][PHILOX_BATCH])
+{
+#if PHILOX_HAVE_AVX512
+    static int have = -1;
+    if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    if (have) {
+        philox_batch_avx512(seed, ctr0, w);
+        return;
+    }
+#endif
+    philox_batch_scalar(seed, ctr0, w);
+}
+
+void ls_philox4x32_batch(uint64_t seed, uint64_t ctr0, uint32_t w[4][16])
+{
+    philox_batch(seed, ctr0, w);
+}
+
 void ls_rng_init(ls_rng *r, uint64_t seed)
 {
     r->seed = seed;
@@ -121,24 +206,37 @@ typedef struct fill_ctx {
     uint64_t range;         /* randint: hi - lo */
 } fill_ctx;
 
+/* Runs STMT for each element i in [begin, end) of a chunk with `const uint32_t w[4]` its block, the
+ * blocks made PHILOX_BATCH at a time. */
+#define FILL_LOOP(c, STMT)                                                                         \
+    do {                                                                                           \
+        uint32_t blk_[4][PHILOX_BATCH];                                                            \
+        for (int64_t i0_ = begin; i0_ < end; i0_ += PHILOX_BATCH) {                                \
+            philox_batch((c)->seed, (c)->offset + (uint64_t)i0_, blk_);                            \
+            int64_t n_ = end - i0_ < PHILOX_BATCH ? end - i0_ : PHILOX_BATCH;                      \
+            for (int64_t j_ = 0; j_ < n_; j_++) {                                                  \
+                const int64_t i = i0_ + j_;                                                        \
+                const uint32_t w[4] = {blk_[0][j_], blk_[1][j_], blk_[2][j_], blk_[3][j_]};        \
+                STMT;                                                                              \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
 static void uniform_chunk(void *vctx, int64_t begin, int64_t end)
 {
     const fill_ctx *c = vctx;
-    uint32_t w[4];
     if (c->dtype == LS_F32) {
         float *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
+        FILL_LOOP(c, {
             float x = (float)(c->a + c->b * bits_u24(w[0]));
             out[i] = x < c->top_f32 ? x : c->top_f32;
-        }
+        });
     } else {
         double *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
+        FILL_LOOP(c, {
             double x = c->a + c->b * bits_u53(w[0], w[1]);
             out[i] = x < c->top_f64 ? x : c->top_f64;
-        }
+        });
     }
 }
 
@@ -158,19 +256,12 @@ static inline double normal_z(const uint32_t w[4])
 static void normal_chunk(void *vctx, int64_t begin, int64_t end)
 {
     const fill_ctx *c = vctx;
-    uint32_t w[4];
     if (c->dtype == LS_F32) {
         float *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
-            out[i] = (float)(c->a + c->b * normal_z(w));
-        }
+        FILL_LOOP(c, out[i] = (float)(c->a + c->b * normal_z(w)));
     } else {
         double *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
-            out[i] = c->a + c->b * normal_z(w);
-        }
+        FILL_LOOP(c, out[i] = c->a + c->b * normal_z(w));
     }
 }
 
@@ -178,19 +269,12 @@ static void normal_chunk(void *vctx, int64_t begin, int64_t end)
 static void rademacher_chunk(void *vctx, int64_t begin, int64_t end)
 {
     const fill_ctx *c = vctx;
-    uint32_t w[4];
     if (c->dtype == LS_F32) {
         float *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
-            out[i] = (w[0] >> 31) ? 1.0f : -1.0f;
-        }
+        FILL_LOOP(c, out[i] = (w[0] >> 31) ? 1.0f : -1.0f);
     } else {
         double *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
-            out[i] = (w[0] >> 31) ? 1.0 : -1.0;
-        }
+        FILL_LOOP(c, out[i] = (w[0] >> 31) ? 1.0 : -1.0);
     }
 }
 
@@ -198,19 +282,12 @@ static void rademacher_chunk(void *vctx, int64_t begin, int64_t end)
 static void bernoulli_chunk(void *vctx, int64_t begin, int64_t end)
 {
     const fill_ctx *c = vctx;
-    uint32_t w[4];
     if (c->dtype == LS_F32) {
         float *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
-            out[i] = bits_u53(w[0], w[1]) < c->a ? 1.0f : 0.0f;
-        }
+        FILL_LOOP(c, out[i] = bits_u53(w[0], w[1]) < c->a ? 1.0f : 0.0f);
     } else {
         double *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
-            out[i] = bits_u53(w[0], w[1]) < c->a ? 1.0 : 0.0;
-        }
+        FILL_LOOP(c, out[i] = bits_u53(w[0], w[1]) < c->a ? 1.0 : 0.0);
     }
 }
 
@@ -223,25 +300,15 @@ static inline int64_t randint_value(const fill_ctx *c, const uint32_t w[4])
 static void randint_chunk(void *vctx, int64_t begin, int64_t end)
 {
     const fill_ctx *c = vctx;
-    uint32_t w[4];
     if (c->dtype == LS_F32) {
         float *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
-            out[i] = (float)randint_value(c, w);
-        }
+        FILL_LOOP(c, out[i] = (float)randint_value(c, w));
     } else if (c->dtype == LS_F64) {
         double *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
-            out[i] = (double)randint_value(c, w);
-        }
+        FILL_LOOP(c, out[i] = (double)randint_value(c, w));
     } else {
         int64_t *out = c->out;
-        for (int64_t i = begin; i < end; i++) {
-            philox_at(c->seed, c->offset + (uint64_t)i, w);
-            out[i] = randint_value(c, w);
-        }
+        FILL_LOOP(c, out[i] = randint_value(c, w));
     }
 }
 

@@ -36,6 +36,9 @@ void ls_philox4x32(uint64_t seed, uint64_t ctr, uint32_t out[4]);
 /* The same with a full 128-bit counter and 64-bit key, word for word as Random123's
  * philox4x32_R(10, ctr, key) (its known-answer vectors are in tests/c/test_rng.c). */
 void ls_philox4x32_raw(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* The blocks of counters ctr0 .. ctr0 + 15 at once (AVX-512 where available): w[word][j] is word
+ * `word` of ls_philox4x32(seed, ctr0 + j). The fills below draw their blocks this way. */
+void ls_philox4x32_batch(uint64_t seed, uint64_t ctr0, uint32_t w[4][16]);
 
 /* Fill n contiguous elements of dtype (f32 or f64; i64 also allowed for randint) starting at `out`.
  * Each advances r->offset by n. Parallel over the engine's pool; identical output for any thread count. */

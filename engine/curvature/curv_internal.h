@@ -20,8 +20,8 @@ void curv_mv_free(curv_mv *mv);
 double curv_dot(int64_t n, const double *x, const double *y);
 double curv_nrm2(int64_t n, const double *x);
 
-/* w -= V (V^T w) twice (classical Gram-Schmidt with one reorthogonalisation); V holds `cols`
- * contiguous columns of length n; h is scratch of length cols. */
+/* w -= V (V^T w), repeated once when the DGKS test asks for it (classical Gram-Schmidt, "twice is
+ * enough"); V holds `cols` contiguous columns of length n; h is scratch of length cols. */
 void curv_orthogonalise(int64_t n, int cols, const double *V, double *w, double *h);
 
 /* One Lanczos step on the basis V (column j is v_j, unit norm): w = A v_j - beta_{j-1} v_{j-1},

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/rng.h"
 #include "curvature/curv_internal.h"
 
@@ -186,7 +187,7 @@ ls_status ls_slq(const ls_linop *op, int steps, int runs, uint64_t seed, ls_slq_
     int m = steps > n ? (int)n : steps;
     curv_mv mv;
     if ((st = curv_mv_init(&mv, op, who))) return st;
-    double *V = malloc((size_t)n * (size_t)m * sizeof(double));
+    double *V = ls_malloc((size_t)n * (size_t)m * sizeof(double), "slq: Lanczos basis");
     double *w = malloc((size_t)n * sizeof(double)), *h = malloc((size_t)m * sizeof(double));
     double *alpha = malloc((size_t)m * sizeof(double)), *beta = malloc((size_t)m * sizeof(double));
     double *Z = malloc((size_t)m * (size_t)m * sizeof(double));
@@ -236,7 +237,7 @@ ls_status ls_slq(const ls_linop *op, int steps, int runs, uint64_t seed, ls_slq_
     out->matvecs = mv.count;
 done:
     if (st) ls_slq_result_free(out);
-    free(V); free(w); free(h); free(alpha); free(beta); free(Z);
+    ls_free(V); free(w); free(h); free(alpha); free(beta); free(Z);
     curv_mv_free(&mv);
     return st;
 }

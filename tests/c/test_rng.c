@@ -44,6 +44,39 @@ static void test_kat(void)
     CHECK(memcmp(a, b, sizeof a) == 0);
 }
 
+
+/* The 16-at-a-time generator equals 16 single blocks, also where the counter's low word wraps;
+ * and a fill's element i is built from the block of counter offset + i (Rademacher: the top bit of
+ * word 0), across such a wrap too. */
+static void test_batch(void)
+{
+    static const uint64_t ctrs[] = {0, 5, 0xfffffff8ULL, 0x1fffffff3ULL, 0xfffffffffffffff9ULL};
+    for (int c = 0; c < 5; c++) {
+        uint64_t seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(c + 1);
+        uint32_t w[4][16];
+        ls_philox4x32_batch(seed, ctrs[c], w);
+        int bad = 0;
+        for (int j = 0; j < 16; j++) {
+            uint32_t o[4];
+            ls_philox4x32(seed, ctrs[c] + (uint64_t)j, o);
+            for (int q = 0; q < 4; q++) bad += o[q] != w[q][j];
+        }
+        CHECK(bad == 0);
+    }
+    ls_rng r;
+    ls_rng_init(&r, 77);
+    r.offset = 0xffffffffULL - 40;
+    float x[100];
+    ls_rng_rademacher(&r, LS_F32, x, 100);
+    int bad = 0;
+    for (int i = 0; i < 100; i++) {
+        uint32_t o[4];
+        ls_philox4x32(77, 0xffffffffULL - 40 + (uint64_t)i, o);
+        bad += x[i] != ((o[0] >> 31) ? 1.0f : -1.0f);
+    }
+    CHECK(bad == 0);
+}
+
 /* ---- one fill per (distribution, dtype), for the split and thread tests ---- */
 enum { D_UNIFORM, D_NORMAL, D_RADEMACHER, D_BERNOULLI, D_RANDINT, D_COUNT };
 
@@ -471,6 +504,7 @@ static void test_streams_differ(void)
 int main(void)
 {
     test_kat();
+    test_batch();
     test_split_invariance();
     test_thread_invariance();
     test_uniform();
