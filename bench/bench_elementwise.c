@@ -1,5 +1,14 @@
 /* bench_elementwise: ls_add, ls_mul, ls_exp, ls_relu and ls_sum on contiguous tensors of 1e6 and
- * 1e7 elements (--quick: 1e6 only), f32 and f64, 1 and 2 threads, against two peers:
+ * 1e7 elements (--quick: 1e6 only), f32 and f64, 1 and 2 threads, against two peers (below); and
+ * ls_sum over some dims of two layouts a network reduces all the time, against stream only:
+ *
+ *   sum023_128x32x28x28  over dims (0, 2, 3) of [N, C, H, W]: batch-norm statistics, the per-channel
+ *                        gradient of a conv bias (sum_to); 128 runs of 784 contiguous elements per
+ *                        output
+ *   sum0_1000x128        over dim 0 of [B, F]: the bias gradient of a linear layer (batch 1000, the
+ *                        MLP of bench_autograd.lua)
+ *
+ * Their stream peer is the read-only sum of all the tensor's elements (the same bytes).
  *
  *   stream  the memory-bandwidth limit, measured in the same run: a plain C loop that reads and
  *           writes the same bytes as the op, into preallocated and already touched buffers, run by
@@ -17,10 +26,11 @@
  *
  * Ours is the whole op as a user calls it: it allocates its output (the peers do too for torch, not
  * for stream) and releases it. The stream loops are compiled for the x86-64 baseline and for AVX2,
- * and the widest the CPU has is used (the engine's memory-bound kernels are baseline-only, so at
- * cache-resident sizes this peer is the faster of the two); loop-to-memcpy rewriting is off so the
- * copy stays a plain loop (glibc's memcpy switches to non-temporal stores for large blocks, which
- * no elementwise kernel uses).
+ * and the widest the CPU has is used (the engine's memory-bound elementwise kernels are
+ * baseline-only, so at cache-resident sizes this peer is the faster of the two; ls_sum's kernels
+ * have AVX2 clones too, with the same sixteen double accumulators as SUM16 below); loop-to-memcpy
+ * rewriting is off so the copy stays a plain loop (glibc's memcpy switches to non-temporal stores
+ * for large blocks, which no elementwise kernel uses).
  *
  * stdout: the CSV rows (bench_util.h). stderr: the minor page faults per call of ours and stream (a
  * fresh output that the kernel has to map costs one fault per 4 KiB page), ours / stream in process
@@ -235,6 +245,8 @@ static void pool_run(stream_pool *p, stream_job *j)
 typedef struct ew_ctx {
     int op;
     ls_tensor *a, *b;
+    int nd;            /* sum: dims to reduce (0: all) */
+    const int *dims;
     stream_pool *pool;
     stream_job job;
     volatile double sink;
@@ -249,7 +261,7 @@ static void ours(void *vctx)
     case OP_MUL: r = ls_mul(x->a, x->b); break;
     case OP_EXP: r = ls_exp(x->a); break;
     case OP_RELU: r = ls_relu(x->a); break;
-    default: r = ls_sum(x->a, 0, NULL, false); break;
+    default: r = ls_sum(x->a, x->nd, x->dims, false); break;
     }
     if (!r) bench_die(op_names[x->op]);
     ls_tensor_release(r);
@@ -334,15 +346,32 @@ static const torch_row *torch_find(int op, ls_dtype dt, int threads, int64_t n)
     return NULL;
 }
 
-static ls_tensor *random_vector(ls_dtype dt, int64_t n, uint64_t seed)
+static ls_tensor *random_tensor(ls_dtype dt, int ndim, const int64_t *shape, uint64_t seed)
 {
-    ls_tensor *t = ls_tensor_new(dt, 1, &n);
+    ls_tensor *t = ls_tensor_new(dt, ndim, shape);
     if (!t) bench_die("ls_tensor_new");
     ls_rng rng;
     ls_rng_init(&rng, seed);
-    ls_rng_uniform(&rng, dt, ls_tensor_data(t), n, -1.0, 1.0);
+    ls_rng_uniform(&rng, dt, ls_tensor_data(t), ls_tensor_numel(t), -1.0, 1.0);
     return t;
 }
+static ls_tensor *random_vector(ls_dtype dt, int64_t n, uint64_t seed)
+{
+    return random_tensor(dt, 1, &n, seed);
+}
+
+/* The layout reductions (see the header). */
+static const struct {
+    const char *name;
+    int ndim;
+    int64_t shape[4];
+    int nd;
+    int dims[4];
+} layouts[] = {
+    {"sum023_128x32x28x28", 4, {128, 32, 28, 28}, 3, {0, 2, 3}},
+    {"sum0_1000x128", 2, {1000, 128}, 1, {0}},
+};
+#define NLAYOUTS ((int)(sizeof layouts / sizeof layouts[0]))
 
 #define MAX_NOTES 128
 static char notes[MAX_NOTES][96];
@@ -396,6 +425,21 @@ int main(int argc, char **argv)
                 ls_tensor_release(a);
                 ls_tensor_release(b);
                 ls_tensor_release(c);
+            }
+            for (int li = 0; li < NLAYOUTS; li++) {
+                ls_tensor *a = random_tensor(dtypes[di], layouts[li].ndim, layouts[li].shape, 3);
+                ew_ctx x = {.op = OP_SUM, .a = a, .nd = layouts[li].nd, .dims = layouts[li].dims,
+                            .pool = &pool};
+                x.job = (stream_job){.op = OP_SUM, .dtype = dtypes[di], .a = ls_tensor_data(a),
+                                     .n = ls_tensor_numel(a)};
+                bench_result r = bench_pair(&o, ours, &x, stream, &x);
+                const char *dn = ls_dtype_name(dtypes[di]);
+                bench_row(layouts[li].name, dn, threads[ti], r.ms_a, "stream", r.ms_b);
+                if (nnotes < MAX_NOTES)
+                    snprintf(notes[nnotes++], sizeof notes[0], "# %s,%s,%d,%.1f,%.1f,-,%.3f\n",
+                             layouts[li].name, dn, threads[ti], r.faults_a, r.faults_b,
+                             r.cpu_ms_a / r.cpu_ms_b);
+                ls_tensor_release(a);
             }
         }
         pool_stop(&pool);

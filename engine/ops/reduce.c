@@ -11,6 +11,89 @@
 
 #include "core/alloc.h"
 #include "ops/reduce_kernel.h"
+
+/* ---------------------------------------------------------------------------------------------- */
+/* forward: value reductions as one or two kernel passes (reduce_kernel.c)                          */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef enum { RF_SUM, RF_MEAN, RF_VAR, RF_STD, RF_MAX, RF_MIN, RF_NORM1, RF_NORM2, RF_NORMINF,
+               RF_LSE } red_fn;
+
+/* The whole forward of a value reduction over `red`. corr: var/std correction. */
+static ls_tensor *reduce_values(const char *who, ls_tensor *x, const bool *red, bool keepdim,
+                                red_fn fn, double corr)
+{
+    if (ls_check_float_same(who, 1, &x)) return NULL;
+    red_plan p;
+    plan_init(&p, x, red, keepdim);
+    if (p.R == 0 && (fn == RF_MAX || fn == RF_MIN || fn == RF_NORMINF)) {
+        ls_error_set(LS_ERR_ARG, "%s: cannot reduce over an empty dimension of tensor %s "
+                     "(the result has no identity)", who, ls_tensor_shape_str(x));
+        return NULL;
+    }
+    double *rowv = ls_malloc(sizeof(double) * (size_t)(p.O ? 2 * p.O : 1), "reduce");
+    if (!rowv) {
+        return NULL;
+    }
+    double *aux = rowv + p.O;   /* per-row centre for the two-pass kinds */
+    double R = (double)p.R;
+    ls_status rc = LS_OK;
+    switch (fn) {
+    case RF_SUM: rc = plan_run(&p, RK_SUM, NULL, rowv, NULL); break;
+    case RF_MEAN:
+        rc = plan_run(&p, RK_SUM, NULL, rowv, NULL);
+        for (int64_t o = 0; o < p.O; o++) rowv[o] /= R;   /* 0/0 = NaN for an empty row */
+        break;
+    case RF_VAR:
+    case RF_STD: {
+        /* two passes: the mean, then the sum of squared deviations from it */
+        rc = plan_run(&p, RK_SUM, NULL, aux, NULL);
+        for (int64_t o = 0; o < p.O; o++) aux[o] /= R;
+        if (!rc) rc = plan_run(&p, RK_SQDEV, aux, rowv, NULL);
+        double dof = R - corr > 0 ? R - corr : 0.0;
+        for (int64_t o = 0; o < p.O; o++) {
+            rowv[o] = p.R ? rowv[o] / dof : NAN;
+            if (fn == RF_STD) rowv[o] = sqrt(rowv[o]);
+        }
+        break;
+    }
+    case RF_MAX: rc = plan_run(&p, RK_MAX, NULL, rowv, NULL); break;
+    case RF_MIN: rc = plan_run(&p, RK_MIN, NULL, rowv, NULL); break;
+    case RF_NORM1: rc = plan_run(&p, RK_ABSSUM, NULL, rowv, NULL); break;
+    case RF_NORM2:
+        rc = plan_run(&p, RK_SQSUM, NULL, rowv, NULL);
+        for (int64_t o = 0; o < p.O; o++) rowv[o] = sqrt(rowv[o]);
+        break;
+    case RF_NORMINF: rc = plan_run(&p, RK_ABSMAX, NULL, rowv, NULL); break;
+    case RF_LSE: {
+        /* max m, then m + log(sum exp(x - m)); a non-finite m (all -inf, any +inf, NaN) is the
+         * answer itself */
+        if (p.R == 0) {
+            for (int64_t o = 0; o < p.O; o++) rowv[o] = -INFINITY;
+            break;
+        }
+        rc = plan_run(&p, RK_MAX, NULL, aux, NULL);
+        double *m = aux;
+        if (!rc) {
+            /* reuse rowv for the centres so aux keeps the maxima */
+            for (int64_t o = 0; o < p.O; o++) rowv[o] = isfinite(m[o]) ? m[o] : 0.0;
+            double *sums = ls_malloc(sizeof(double) * (size_t)p.O, "reduce");
+            if (!sums) {
+                rc = LS_ERR_MEM;
+                break;
+            }
+            rc = plan_run(&p, RK_EXPSUM, rowv, sums, NULL);
+            for (int64_t o = 0; o < p.O; o++) rowv[o] = isfinite(m[o]) ? m[o] + log(sums[o]) : m[o];
+            ls_free(sums);
+        }
+        break;
+    }
+    }
+    ls_tensor *out = rc ? NULL : plan_output(&p, x->dtype, rowv, NULL);
+    ls_free(rowv);
+    return out;
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* backward helpers                                                                                 */
 /* ---------------------------------------------------------------------------------------------- */

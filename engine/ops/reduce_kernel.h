@@ -1,4 +1,5 @@
-/* Internal to the reduction ops (reduce.c): the reduction plan and its kernels (reduce_kernel.c). */
+/* Internal to the reduction ops (reduce.c): the reduction plan and its kernels (reduce_kernel.c).
+ * The tests include it to check which kernel a layout takes. */
 #ifndef LS_REDUCE_KERNEL_H
 #define LS_REDUCE_KERNEL_H
 
@@ -35,17 +36,20 @@ typedef enum {
     RK_ARGMIN
 } red_kind;
 
-typedef enum { RF_SUM, RF_MEAN, RF_VAR, RF_STD, RF_MAX, RF_MIN, RF_NORM1, RF_NORM2, RF_NORMINF,
-               RF_LSE } red_fn;
-
 ls_status red_dims(const char *who, const ls_tensor *x, const ls_attrs *a, bool *red);
 int64_t red_count(const ls_tensor *x, const bool *red);
 void plan_init(red_plan *p, const ls_tensor *x, const bool *red, bool keepdim);
+/* The kernel plan_run uses (see there): the row path reading contiguous runs in place (innermost
+ * reduced dim contiguous), the row path gathering elements, or the column path (innermost kept dim
+ * contiguous and at least 8 long, innermost reduced dim not). */
+typedef enum { RED_PATH_RUNS, RED_PATH_GATHER, RED_PATH_COLS } red_path;
+red_path plan_path(const red_plan *p);
 ls_status plan_run(const red_plan *p, red_kind kind, const double *center, double *rowv,
-                          int64_t *rowi);
-ls_tensor *plan_output(const red_plan *p, ls_dtype dtype, const double *rowv,
-                              const int64_t *rowi);
-ls_tensor *reduce_values(const char *who, ls_tensor *x, const bool *red, bool keepdim,
-                                red_fn fn, double corr);
+                   int64_t *rowi);
+ls_tensor *plan_output(const red_plan *p, ls_dtype dtype, const double *rowv, const int64_t *rowi);
+/* Which kernels plan_run uses: mode 0 the x86-64 baseline ones, 1 the AVX2 clones when the CPU has
+ * AVX2 (and LANDSCAPE_SIMD is not "baseline"), -1 decide that again on next use (the default).
+ * Returns the previous choice (0 or 1). For tests: both give bit-identical results. */
+int red_simd_select(int mode);
 
 #endif

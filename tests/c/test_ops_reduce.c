@@ -1,9 +1,11 @@
 /* Reductions (engine/ops/reduce.c): every op against a naive reference (long double loops over
  * ls_tensor_get) in both dtypes, on contiguous, transposed, narrowed and expanded 3-d inputs, for
  * every subset of dims (given as dims or as "none = all"), negative dims, keepdim both ways;
- * argmax/argmin ties and NaN; reductions longer than one chunk on both kernel paths; empty
- * reductions; sum_to; bit-identical results for 1 and 2 threads; allocation failures; error
- * messages; and gradient conventions the gradient check's samples avoid (ties, zero norm).
+ * argmax/argmin ties and NaN; reductions longer than one chunk on every kernel path; the layouts
+ * each kernel (runs, columns, gather) is for, with run lengths 1, 7, 17, 1023, and views that must
+ * not take the run path; empty reductions; sum_to; bit-identical results for 1 and 2 threads and for
+ * the baseline and AVX2 kernels; allocation failures; error messages; and gradient conventions the
+ * gradient check's samples avoid (ties, zero norm).
  *
  * Tolerances: f64 1e-12 relative (the kernel sums in double with a different order), f32 1e-6
  * relative (the kernel accumulates in double and rounds once). */
@@ -17,6 +19,7 @@
 #include "core/alloc.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
+#include "ops/reduce_kernel.h"   /* plan_path, red_simd_select: which kernel a layout takes */
 
 static const ls_dtype dtypes[2] = {LS_F32, LS_F64};
 
@@ -204,11 +207,11 @@ static void check_case(int fn, ls_tensor *x, unsigned mask, bool keep, bool negd
     }
     CHECK(y->ndim == want_nd && memcmp(y->shape, want_shape, sizeof(int64_t) * (size_t)want_nd) == 0);
     CHECK(y->dtype == ((fn == F_ARGMAX || fn == F_ARGMIN) ? LS_I64 : x->dtype));
-    double ref[256];
-    int64_t O = ref_reduce(x, red, fn, corr, ref);
-    CHECK(ls_tensor_numel(y) == O);
+    int64_t O = ls_tensor_numel(y);
+    double *ref = malloc(sizeof(double) * (size_t)(O ? O : 1));
+    CHECK(ref_reduce(x, red, fn, corr, ref) == O);
     int bad = 0;
-    for (int64_t o = 0; o < O && o < 256; o++) {
+    for (int64_t o = 0; o < O; o++) {
         double got = ls_tensor_get_flat(y, o);
         if (!same_value(got, ref[o], x->dtype) && bad++ < 3) {
             CHECK(false);
@@ -217,6 +220,7 @@ static void check_case(int fn, ls_tensor *x, unsigned mask, bool keep, bool negd
         }
     }
     CHECK(bad == 0);
+    free(ref);
     ls_tensor_release(y);
 }
 
@@ -335,6 +339,185 @@ static void test_long_rows(void)
     }
 }
 
+/* ---- the kernel paths of reduce_kernel.c: each layout takes the kernel it should (plan_path), and
+ * every op agrees with the reference on it. Run lengths 1, 7, 17 and 1023 exercise the sixteen-lane
+ * run kernels' partial last block; runs split by a chunk boundary, column blocks wider than 2048
+ * and more than 256 rows exercise the partial results. ---- */
+static unsigned mask_of(int n, const int *dims)
+{
+    unsigned m = 0;
+    for (int i = 0; i < n; i++) m |= 1u << dims[i];
+    return m;
+}
+
+static red_path path_of(const ls_tensor *x, unsigned mask)
+{
+    bool red[LS_MAX_DIMS] = {false};
+    for (int d = 0; d < x->ndim; d++) red[d] = mask ? (mask >> d) & 1u : true;
+    red_plan p;
+    plan_init(&p, x, red, false);
+    return plan_path(&p);
+}
+
+/* Every op over the dims in mask (0: all; the arg ops only for one dim or all) against the
+ * reference, after checking the kernel path. Releases x. */
+static void check_layout(ls_tensor *x, unsigned mask, red_path want, const char *what)
+{
+    red_path got = path_of(x, mask);
+    CHECK(got == want);
+    if (got != want) fprintf(stderr, "  %s: path %d, want %d\n", what, (int)got, (int)want);
+    int before = check_failures;
+    for (int fn = 0; fn < NFN; fn++) {
+        if ((fn == F_ARGMAX || fn == F_ARGMIN) && (mask & (mask - 1))) continue;
+        check_case(fn, x, mask, fn % 2 == 0, false, 1.0);
+    }
+    if (check_failures > before)
+        fprintf(stderr, "  (layout %s, %s)\n", what, ls_dtype_name(x->dtype));
+    ls_tensor_release(x);
+}
+
+/* Every other element of a fresh [2n] tensor: [n] with stride 2. */
+static ls_tensor *strided2(ls_dtype d, int64_t n)
+{
+    ls_tensor *base = make(d, 1, (int64_t[]){2 * n});
+    ls_tensor *r = ls_view_reshape(base, 2, (int64_t[]){n, 2});
+    ls_tensor *v = ls_view_select(r, 1, 0);
+    ls_tensor_release(base);
+    ls_tensor_release(r);
+    return v;
+}
+
+static void test_layouts(void)
+{
+    const int64_t runs[4] = {1, 7, 17, 1023};
+    const unsigned nchw = mask_of(3, (int[]){0, 2, 3});
+    for (int di = 0; di < 2; di++) {
+        ls_dtype d = dtypes[di];
+        char what[64];
+        /* runs in place: all of a contiguous tensor; the last dim (also narrowed: runs of 17 with
+         * gaps); dims (0, 2, 3) of [N, C, H, W] (N runs of H*W per channel); one chunk boundary in
+         * the middle of a run ([5 x 3 x 31 x 33]: 5115 elements per channel, runs of 1023) */
+        for (int i = 0; i < 4; i++) {
+            int64_t L = runs[i];
+            red_path want = L == 1 ? RED_PATH_GATHER : RED_PATH_RUNS;
+            snprintf(what, sizeof what, "all of [%lld]", (long long)L);
+            check_layout(make(d, 1, (int64_t[]){L}), 0, want, what);
+            snprintf(what, sizeof what, "last dim of [5 x %lld]", (long long)L);
+            check_layout(make(d, 2, (int64_t[]){5, L}), 2u, want, what);
+            snprintf(what, sizeof what, "(0,2,3) of [3 x 4 x 1 x %lld]", (long long)L);
+            check_layout(make(d, 4, (int64_t[]){3, 4, 1, L}), nchw, want, what);   /* 1: stride 4 */
+        }
+        check_layout(make(d, 1, (int64_t[]){20000}), 0, RED_PATH_RUNS, "all of [20000]");
+        check_layout(make(d, 4, (int64_t[]){3, 4, 17, 1}), nchw, RED_PATH_RUNS, "(0,2,3) H*W=17");
+        check_layout(make(d, 4, (int64_t[]){5, 3, 31, 33}), nchw, RED_PATH_RUNS, "(0,2,3) split run");
+        ls_tensor *b = make(d, 2, (int64_t[]){5, 40});
+        check_layout(ls_view_narrow(b, 1, 3, 17), 2u, RED_PATH_RUNS, "narrowed last dim");
+        ls_tensor_release(b);
+        b = make(d, 3, (int64_t[]){4, 1, 7});   /* runs of 7 repeated: outer reduced stride 0 */
+        check_layout(ls_view_expand(b, 3, (int64_t[]){4, 6, 7}), 6u, RED_PATH_RUNS, "expanded");
+        ls_tensor_release(b);
+
+        /* the column path: dim 0 of [B x F] (the bias gradient), more than 256 rows (row chunks),
+         * more than 2048 columns (two blocks); dims (0, 1, 2) of channels-last [N x H x W x C];
+         * [N x C x 1 x 1] over (0, 2, 3) */
+        const int64_t bf[5][2] = {{7, 8}, {17, 17}, {600, 17}, {300, 2100}, {1023, 9}};
+        for (int i = 0; i < 5; i++) {
+            snprintf(what, sizeof what, "dim 0 of [%lld x %lld]", (long long)bf[i][0],
+                     (long long)bf[i][1]);
+            check_layout(make(d, 2, bf[i]), 1u, RED_PATH_COLS, what);
+        }
+        check_layout(make(d, 4, (int64_t[]){4, 5, 6, 16}), 7u, RED_PATH_COLS, "(0,1,2) of NHWC");
+        check_layout(make(d, 4, (int64_t[]){4, 8, 1, 1}), nchw, RED_PATH_COLS, "(0,2,3) H*W=1");
+
+        /* views that must not take the run path (the innermost reduced dim is not contiguous):
+         * every other element; all of a transposed matrix; (0, 2, 3) of an NCHW view of
+         * channels-last data with few channels (and with 16: the column path) */
+        for (int i = 1; i < 4; i++) {
+            snprintf(what, sizeof what, "all of [%lld] stride 2", (long long)runs[i]);
+            check_layout(strided2(d, runs[i]), 0, RED_PATH_GATHER, what);
+        }
+        b = make(d, 2, (int64_t[]){17, 33});
+        check_layout(ls_view_transpose(b, 0, 1), 0, RED_PATH_GATHER, "all of a transpose");
+        ls_tensor_release(b);
+        for (int c = 5; c <= 16; c += 11) {
+            b = make(d, 4, (int64_t[]){3, 7, 9, c});
+            snprintf(what, sizeof what, "(0,2,3) of NHWC as NCHW, C = %d", c);
+            check_layout(ls_view_permute(b, (int[]){0, 3, 1, 2}), nchw,
+                         c < 8 ? RED_PATH_GATHER : RED_PATH_COLS, what);
+            ls_tensor_release(b);
+        }
+    }
+}
+
+/* The same reductions with 1 and 2 threads, and with the baseline and the AVX2 kernels, are
+ * bit-identical: the work split depends on the shapes only, and the clones do the same arithmetic.
+ * Layouts large enough to be split over threads: the full sum, (0, 2, 3) of [32 x 16 x 32 x 32]
+ * (run path, 8 chunks per channel), dim 0 of [5000 x 64] (column path, 20 row chunks). */
+#define NSPLIT 10
+static void split_results(ls_tensor *v, ls_tensor *nchw, ls_tensor *bf, ls_tensor **r)
+{
+    const int d023[3] = {0, 2, 3};
+    r[0] = ls_sum(v, 0, NULL, false);
+    r[1] = ls_norm(v, 2, 0, NULL, false);
+    r[2] = ls_sum(nchw, 3, d023, false);
+    r[3] = ls_var(nchw, 3, d023, false, NAN);
+    r[4] = ls_max(nchw, 3, d023, false);
+    r[5] = ls_logsumexp(nchw, 3, d023, false);
+    r[6] = ls_sum(bf, 1, (int[]){0}, false);
+    r[7] = ls_std(bf, 1, (int[]){0}, false, NAN);
+    r[8] = ls_argmax(bf, 0, false);
+    r[9] = ls_norm(bf, 1, 1, (int[]){0}, false);
+}
+
+static bool same_bits(ls_tensor *a, ls_tensor *b)
+{
+    if (!a || !b) return false;
+    size_t nb = (size_t)ls_tensor_numel(a) * ls_dtype_size(a->dtype);
+    return ls_tensor_numel(a) == ls_tensor_numel(b) &&
+           memcmp(ls_tensor_data(a), ls_tensor_data(b), nb) == 0;
+}
+
+static void test_layout_bits(void)
+{
+    int saved = ls_get_threads();
+    for (int di = 0; di < 2; di++) {
+        ls_dtype d = dtypes[di];
+        ls_tensor *v = make(d, 1, (int64_t[]){300001});
+        ls_tensor *nchw = make(d, 4, (int64_t[]){32, 16, 32, 32});
+        ls_tensor *bf = make(d, 2, (int64_t[]){5000, 64});
+        ls_tensor *r[4][NSPLIT];
+        ls_set_threads(1);
+        split_results(v, nchw, bf, r[0]);
+        ls_set_threads(2);
+        split_results(v, nchw, bf, r[1]);
+        int simd = red_simd_select(0);   /* baseline kernels */
+        split_results(v, nchw, bf, r[2]);
+        red_simd_select(1);              /* AVX2 when the CPU has it */
+        split_results(v, nchw, bf, r[3]);
+        red_simd_select(-1);
+        ls_set_threads(saved);
+        for (int k = 0; k < NSPLIT; k++) {
+            CHECK(same_bits(r[0][k], r[1][k]));
+            CHECK(same_bits(r[1][k], r[2][k]));
+            CHECK(same_bits(r[2][k], r[3][k]));
+            for (int t = 0; t < 4; t++) ls_tensor_release(r[t][k]);
+        }
+        (void)simd;
+        /* and the fast paths are accurate at this size: the full sum and the per-channel sums */
+        double ref[16];
+        ls_tensor *s = ls_sum(v, 0, NULL, false), *s023 = ls_sum(nchw, 3, (int[]){0, 2, 3}, false);
+        ref_reduce(v, (bool[]){true}, F_SUM, 0, ref);
+        CHECK(s && same_value(ls_tensor_get_flat(s, 0), ref[0], d));
+        ref_reduce(nchw, (bool[]){true, false, true, true}, F_SUM, 0, ref);
+        for (int c = 0; s023 && c < 16; c++) CHECK(same_value(ls_tensor_get_flat(s023, c), ref[c], d));
+        ls_tensor_release(s);
+        ls_tensor_release(s023);
+        ls_tensor_release(v);
+        ls_tensor_release(nchw);
+        ls_tensor_release(bf);
+    }
+}
+
 /* ---- empty inputs ---- */
 static void test_empty(void)
 {
@@ -428,7 +611,7 @@ static void test_threads(void)
         ls_set_threads(t + 1);
         r[t][0] = ls_sum(x, 0, NULL, false);
         r[t][1] = ls_var(x, 0, NULL, false, NAN);
-        r[t][2] = ls_sum(x64, 1, (int[]){0}, false);       /* column sums: permuted copy */
+        r[t][2] = ls_sum(x64, 1, (int[]){0}, false);       /* column sums: the column path */
         r[t][3] = ls_logsumexp(x64, 0, NULL, false);
         r[t][4] = ls_norm(x64, 2, 1, (int[]){1}, false);
     }
@@ -515,23 +698,27 @@ static void test_grad_conventions(void)
 static void test_alloc_failures(void)
 {
     ls_tensor *x = make(LS_F32, 2, (int64_t[]){3, 9000});   /* rows of 3 chunks: partial buffers */
-    ls_tensor *xt = ls_view_transpose(x, 0, 1);             /* needs a permuted copy */
+    ls_tensor *in[2] = {ls_view_transpose(x, 0, 1),          /* the gather path */
+                        make(LS_F64, 2, (int64_t[]){600, 16})};   /* columns, 3 row chunks */
     size_t live = ls_alloc_live_bytes();
-    int failures = 0;
-    for (long n = 1; n <= 12; n++)
-        for (int fn = 0; fn < NFN; fn++) {
-            ls_alloc_fail_after(n);
-            ls_tensor *y = run_fn(fn, xt, 1, (int[]){0}, false, 1.0);
-            ls_alloc_fail_after(0);
-            if (!y) {
-                failures++;
-                CHECK(ls_error_code() == LS_ERR_MEM && ls_error_message()[0] != 0);
+    for (int k = 0; k < 2; k++) {
+        int failures = 0;
+        for (long n = 1; n <= 12; n++)
+            for (int fn = 0; fn < NFN; fn++) {
+                ls_alloc_fail_after(n);
+                ls_tensor *y = run_fn(fn, in[k], 1, (int[]){0}, false, 1.0);
+                ls_alloc_fail_after(0);
+                if (!y) {
+                    failures++;
+                    CHECK(ls_error_code() == LS_ERR_MEM && ls_error_message()[0] != 0);
+                }
+                ls_tensor_release(y);
             }
-            ls_tensor_release(y);
-        }
-    CHECK(failures > 0);
+        CHECK(failures > 0);
+    }
     CHECK(ls_alloc_live_bytes() == live);
-    ls_tensor_release(xt);
+    ls_tensor_release(in[0]);
+    ls_tensor_release(in[1]);
     ls_tensor_release(x);
 }
 
@@ -541,6 +728,8 @@ int main(void)
     test_all_subsets();
     test_arg();
     test_long_rows();
+    test_layouts();
+    test_layout_bits();
     test_empty();
     test_lse_special();
     test_sum_to();
