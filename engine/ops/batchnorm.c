@@ -49,7 +49,7 @@
 #include "core/parallel.h"
 #include "ops/ops.h"
 
-/* As in elementwise.c: GCC 12's -O2 does not vectorise these loops without being asked. */
+/* As in elementwise_kernel.c: GCC 12's -O2 does not vectorise these loops without being asked. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
 #endif
@@ -133,7 +133,7 @@ typedef struct bn_stats_job {
  * elements at s = 16 i + k (or 8 i + k) of each run, the last S % 8 elements of a run go to one
  * scalar accumulator per sum, and everything is added in a fixed order at the end. The AVX2 clone
  * may fuse d * d + acc into one FMA, so its results can differ from the SSE2 path's in the last
- * bits (as elementwise.c's AVX2 kernels; LANDSCAPE_SIMD=baseline forces SSE2). */
+ * bits (as elementwise_kernel.c's AVX2 kernels; LANDSCAPE_SIMD=baseline forces SSE2). */
 typedef double bn_v4d __attribute__((vector_size(32)));
 typedef float bn_v4f __attribute__((vector_size(16)));
 #define BN_LOAD4_F32(p)                                                                            \
@@ -271,7 +271,8 @@ __attribute__((target("avx2,fma"))) static void bn_stats_rows_avx2(void *vj, int
     else BN_STATS_ROWS(double, BN_LOAD4_F64);
 }
 
-/* AVX2 and FMA present (LANDSCAPE_SIMD=baseline in the environment says no, as in elementwise.c) */
+/* AVX2 and FMA present (LANDSCAPE_SIMD=baseline in the environment says no, as in
+ * elementwise_kernel.c) */
 static bool bn_have_avx2(void)
 {
     static atomic_int cached = -1;   /* threads racing here all compute the same value */

@@ -42,7 +42,8 @@
 #include "ops/nn_ops.h"
 #include "ops/ops.h"
 
-/* As in elementwise.c: GCC 12's -O2 vectorises the short im2col/col2im row loops only if asked. */
+/* As in elementwise_kernel.c: GCC 12's -O2 vectorises the short im2col/col2im row loops only if
+ * asked. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
 #endif

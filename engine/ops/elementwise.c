@@ -1,16 +1,8 @@
-/* Elementwise ops: unary math (neg exp log sqrt abs sign relu tanh sigmoid softplus), binary math
- * with NumPy broadcasting (add sub mul div pow minimum maximum), clamp, comparisons (eq ne lt le gt
- * ge) and where. All take f32 or f64 inputs of one dtype and return a new contiguous tensor of that
- * dtype.
- *
- * Kernels. Every kernel is an ls_iter run function (engine/tensor/tensor.h): it receives a run of
- * `n` elements with per-operand element strides. Each kernel is written once as an expression in
- * `x` (and `y`); the LS_*_KERNEL macros below expand it into one run function whose name is spelled
- * out in the invocation (grep finds `exp_run`), holding an f32 loop and an f64 loop. Each loop has
- * a stride-1 branch the compiler vectorises (the common case: contiguous inputs arrive as one long
- * run) and, for binary ops, branches for a broadcast scalar operand (stride 0: `x + 2`, a bias
- * along the last dim); everything else takes the general strided loop. The output is always freshly
- * allocated, so `restrict` holds and no run-time alias checks are needed.
+/* Elementwise ops: unary math (neg exp log sqrt abs sign relu tanh sigmoid softplus erf), relu's
+ * gradient relu_backward, binary math with NumPy broadcasting (add sub mul div pow minimum
+ * maximum), clamp, comparisons (eq ne lt le gt ge) and where. All take f32 or f64 inputs of one
+ * dtype and return a new contiguous tensor of that dtype. This file holds the op definitions; their
+ * kernels and the forward driver that runs them are in elementwise_kernel.c.
  *
  * Backward rules use recorded ops only and never the op's output (see op.h), so they differentiate
  * again under create_graph. Binary rules sum broadcast gradients back with ls_sum_to (reduce.c).
@@ -22,272 +14,9 @@
  *   - pow: d/db a^b is taken as 0 where a == 0 and b >= 0 (instead of 0 * log 0 = NaN);
  *   - comparisons are not differentiable; where sends no gradient to cond. */
 #include <math.h>
-#include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "ops/ops.h"
-
-/* GCC 12's -O2 does not vectorise loops of unknown trip count (its "very cheap" cost model); these
- * loops are the engine's hot path, so this file asks for vectorisation with the normal cost model.
- * Without no-trapping-math GCC will not turn float selects (relu, clamp, the range checks in the
- * f32 kernels) into vector blends. Neither math option changes a result: nothing here reads errno
- * or the floating-point exception flags. (Clang vectorises at -O2 and needs none of this.) */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
-#pragma GCC optimize("no-math-errno", "no-trapping-math")
-#endif
-
-/* What every kernel gets as ctx: the dtype, and clamp's bounds. */
-typedef struct ls_ew_ctx {
-    ls_dtype dtype;
-    double lo, hi;
-} ls_ew_ctx;
-
-/* ==== kernels ==== */
-
-/* o = EXPR(x), T the element type. */
-#define LS_UNARY_LOOP(T, EXPR)                                                                     \
-    do {                                                                                           \
-        T *restrict o_ = (T *)p[0];                                                                \
-        const T *restrict a_ = (const T *)p[1];                                                    \
-        if (s[0] == 1 && s[1] == 1) {                                                              \
-            for (int64_t i = 0; i < n; i++) {                                                      \
-                T x = a_[i];                                                                       \
-                o_[i] = (EXPR);                                                                    \
-            }                                                                                      \
-        } else {                                                                                   \
-            for (int64_t i = 0; i < n; i++) {                                                      \
-                T x = a_[i * s[1]];                                                                \
-                o_[i * s[0]] = (EXPR);                                                             \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
-
-#define LS_UNARY_KERNEL(fname, EXPR_F32, EXPR_F64)                                                 \
-    LS_UNARY_KERNEL_ATTR(, fname, EXPR_F32, EXPR_F64)
-#define LS_UNARY_KERNEL_ATTR(attr, fname, EXPR_F32, EXPR_F64)                                      \
-    attr static void fname(void *vctx, int64_t n, char **p, const int64_t *s)                      \
-    {                                                                                              \
-        if (((const ls_ew_ctx *)vctx)->dtype == LS_F32)                                            \
-            LS_UNARY_LOOP(float, EXPR_F32);                                                        \
-        else                                                                                       \
-            LS_UNARY_LOOP(double, EXPR_F64);                                                       \
-    }
-
-/* o = EXPR(x, y) with fast paths for contiguous operands and for one input broadcast (stride 0). */
-#define LS_BINARY_LOOP(T, EXPR)                                                                    \
-    do {                                                                                           \
-        T *restrict o_ = (T *)p[0];                                                                \
-        const T *restrict a_ = (const T *)p[1];                                                    \
-        const T *restrict b_ = (const T *)p[2];                                                    \
-        if (s[0] == 1 && s[1] == 1 && s[2] == 1) {                                                 \
-            for (int64_t i = 0; i < n; i++) {                                                      \
-                T x = a_[i], y = b_[i];                                                            \
-                o_[i] = (EXPR);                                                                    \
-            }                                                                                      \
-        } else if (s[0] == 1 && s[1] == 1 && s[2] == 0) {                                          \
-            const T y = b_[0];                                                                     \
-            for (int64_t i = 0; i < n; i++) {                                                      \
-                T x = a_[i];                                                                       \
-                o_[i] = (EXPR);                                                                    \
-            }                                                                                      \
-        } else if (s[0] == 1 && s[1] == 0 && s[2] == 1) {                                          \
-            const T x = a_[0];                                                                     \
-            for (int64_t i = 0; i < n; i++) {                                                      \
-                T y = b_[i];                                                                       \
-                o_[i] = (EXPR);                                                                    \
-            }                                                                                      \
-        } else {                                                                                   \
-            for (int64_t i = 0; i < n; i++) {                                                      \
-                T x = a_[i * s[1]], y = b_[i * s[2]];                                              \
-                o_[i * s[0]] = (EXPR);                                                             \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
-
-#define LS_BINARY_KERNEL(fname, EXPR_F32, EXPR_F64)                                                \
-    static void fname(void *vctx, int64_t n, char **p, const int64_t *s)                           \
-    {                                                                                              \
-        if (((const ls_ew_ctx *)vctx)->dtype == LS_F32)                                            \
-            LS_BINARY_LOOP(float, EXPR_F32);                                                       \
-        else                                                                                       \
-            LS_BINARY_LOOP(double, EXPR_F64);                                                      \
-    }
-
-/* Compute-bound kernels are also compiled for AVX2 + FMA (8 floats a step instead of SSE2's 4) and
- * picked at run time by simd_pick() when the CPU has both. Results are fixed for a given machine;
- * LANDSCAPE_SIMD=baseline in the environment forces the SSE2 kernels everywhere, for results that
- * agree bit for bit across x86-64 machines. (GCC's target_clones would dispatch automatically, but
- * its load-time resolver chose the baseline clone on an AVX2 machine here, so the choice is made
- * explicitly.) */
-#if defined(__x86_64__) && defined(__GNUC__)
-#define LS_HAVE_AVX2_CLONES 1
-#define LS_AVX2_FMA __attribute__((target("avx2,fma")))
-static bool cpu_has_avx2_fma(void)
-{
-    static atomic_int cached = -1;   /* threads racing here all compute the same value */
-    int v = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (v < 0) {
-        const char *env = getenv("LANDSCAPE_SIMD");
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-            !(env && strcmp(env, "baseline") == 0);
-        atomic_store_explicit(&cached, v, memory_order_relaxed);
-    }
-    return v;
-}
-#define simd_pick(generic, avx2) (cpu_has_avx2_fma() ? (avx2) : (generic))
-#else
-#define simd_pick(generic, avx2) (generic)
-#endif
-
-#include "ops/vecmath.h"
-
-/* NaN propagates through relu, sign, clamp, minimum and maximum (x != x: a vectorisable isnan). */
-LS_UNARY_KERNEL(neg_run, -x, -x)
-LS_UNARY_KERNEL(exp_run, exp_f32(x), exp_f64(x))
-#ifdef LS_HAVE_AVX2_CLONES
-LS_UNARY_KERNEL_ATTR(LS_AVX2_FMA, exp_run_avx2, exp_f32(x), exp_f64(x))
-#else
-#define exp_run_avx2 exp_run
-#endif
-LS_UNARY_KERNEL(log_run, logf(x), log(x))
-LS_UNARY_KERNEL(sqrt_run, sqrtf(x), sqrt(x))
-LS_UNARY_KERNEL(abs_run, fabsf(x), fabs(x))
-LS_UNARY_KERNEL(sign_run, x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x),
-                x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : x))
-LS_UNARY_KERNEL(relu_run, x < 0.0f ? 0.0f : x, x < 0.0 ? 0.0 : x)
-LS_UNARY_KERNEL(tanh_run, tanh_f32(x), tanh_f64(x))
-#ifdef LS_HAVE_AVX2_CLONES
-LS_UNARY_KERNEL_ATTR(LS_AVX2_FMA, tanh_run_avx2, tanh_f32(x), tanh_f64(x))
-#else
-#define tanh_run_avx2 tanh_run
-#endif
-LS_UNARY_KERNEL(sigmoid_run, sigmoid_f32(x), sigmoid_f64(x))
-#ifdef LS_HAVE_AVX2_CLONES
-LS_UNARY_KERNEL_ATTR(LS_AVX2_FMA, sigmoid_run_avx2, sigmoid_f32(x), sigmoid_f64(x))
-#else
-#define sigmoid_run_avx2 sigmoid_run
-#endif
-LS_UNARY_KERNEL(softplus_run, softplus_f32(x), softplus_f64(x))
-#ifdef LS_HAVE_AVX2_CLONES
-LS_UNARY_KERNEL_ATTR(LS_AVX2_FMA, softplus_run_avx2, softplus_f32(x), softplus_f64(x))
-#else
-#define softplus_run_avx2 softplus_run
-#endif
-
-LS_BINARY_KERNEL(add_run, x + y, x + y)
-LS_BINARY_KERNEL(sub_run, x - y, x - y)
-LS_BINARY_KERNEL(mul_run, x * y, x * y)
-LS_BINARY_KERNEL(div_run, x / y, x / y)
-LS_BINARY_KERNEL(minimum_run, (x < y || x != x) ? x : y, (x < y || x != x) ? x : y)
-LS_BINARY_KERNEL(maximum_run, (x > y || x != x) ? x : y, (x > y || x != x) ? x : y)
-LS_BINARY_KERNEL(eq_run, (float)(x == y), (double)(x == y))
-LS_BINARY_KERNEL(ne_run, (float)(x != y), (double)(x != y))
-LS_BINARY_KERNEL(lt_run, (float)(x < y), (double)(x < y))
-LS_BINARY_KERNEL(le_run, (float)(x <= y), (double)(x <= y))
-LS_BINARY_KERNEL(gt_run, (float)(x > y), (double)(x > y))
-LS_BINARY_KERNEL(ge_run, (float)(x >= y), (double)(x >= y))
-LS_BINARY_KERNEL(pow_general_run, powf(x, y), pow(x, y))
-
-/* pow with a broadcast scalar exponent of 2, 1 or -1 (squares in losses, ls_pow_scalar in backward
- * rules) skips the library pow: x * x and 1 / x are correctly rounded, so at least as accurate. */
-static void pow_run(void *vctx, int64_t n, char **p, const int64_t *s)
-{
-    const ls_ew_ctx *c = vctx;
-    if (s[0] == 1 && s[1] == 1 && s[2] == 0) {
-        double e = c->dtype == LS_F32 ? (double)*(const float *)p[2] : *(const double *)p[2];
-        if (e == 2.0) {
-            mul_run(vctx, n, (char *[]){p[0], p[1], p[1]}, (const int64_t[]){1, 1, 1});
-            return;
-        }
-        if (e == 1.0) {
-            memcpy(p[0], p[1], (size_t)n * ls_dtype_size(c->dtype));
-            return;
-        }
-        if (e == -1.0) {
-            union { float f; double d; } one;
-            if (c->dtype == LS_F32) one.f = 1.0f;
-            else one.d = 1.0;
-            div_run(vctx, n, (char *[]){p[0], (char *)&one, p[1]}, (const int64_t[]){1, 0, 1});
-            return;
-        }
-    }
-    pow_general_run(vctx, n, p, s);
-}
-
-/* min(max(x, lo), hi) with NaN x kept; unbounded sides are +-inf. */
-static void clamp_run(void *vctx, int64_t n, char **p, const int64_t *s)
-{
-    const ls_ew_ctx *c = vctx;
-    if (c->dtype == LS_F32) {
-        const float lo = (float)c->lo, hi = (float)c->hi;
-        LS_UNARY_LOOP(float, (x < lo ? lo : x) > hi ? hi : (x < lo ? lo : x));
-    } else {
-        const double lo = c->lo, hi = c->hi;
-        LS_UNARY_LOOP(double, (x < lo ? lo : x) > hi ? hi : (x < lo ? lo : x));
-    }
-}
-
-/* o = cond != 0 ? a : b. */
-#define LS_WHERE_LOOP(T)                                                                           \
-    do {                                                                                           \
-        T *restrict o_ = (T *)p[0];                                                                \
-        const T *restrict c_ = (const T *)p[1], *restrict a_ = (const T *)p[2];                    \
-        const T *restrict b_ = (const T *)p[3];                                                    \
-        if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 1) {                                    \
-            for (int64_t i = 0; i < n; i++) {                                                      \
-                T av = a_[i], bv = b_[i]; /* both loaded: a select the compiler vectorises */      \
-                o_[i] = c_[i] != 0 ? av : bv;                                                      \
-            }                                                                                      \
-        } else {                                                                                   \
-            for (int64_t i = 0; i < n; i++)                                                        \
-                o_[i * s[0]] = c_[i * s[1]] != 0 ? a_[i * s[2]] : b_[i * s[3]];                    \
-        }                                                                                          \
-    } while (0)
-
-static void where_run(void *vctx, int64_t n, char **p, const int64_t *s)
-{
-    if (((const ls_ew_ctx *)vctx)->dtype == LS_F32)
-        LS_WHERE_LOOP(float);
-    else
-        LS_WHERE_LOOP(double);
-}
-
-/* ==== forward drivers ==== */
-
-/* Check dtypes, broadcast the inputs' shapes, allocate the output and run `fn` over it. */
-static ls_tensor *ew_apply(const char *who, int nin, ls_tensor *const *in, ls_iter_fn fn,
-                           ls_ew_ctx *ctx)
-{
-    if (ls_check_float_same(who, nin, in)) return NULL;
-    int nd = in[0]->ndim;
-    int64_t shape[LS_MAX_DIMS], prev[LS_MAX_DIMS];
-    memcpy(shape, in[0]->shape, sizeof shape);
-    for (int k = 1; k < nin; k++) {
-        memcpy(prev, shape, sizeof prev);   /* ls_broadcast_shapes must not write its input */
-        if (ls_broadcast_shapes(who, nd, prev, in[k]->ndim, in[k]->shape, &nd, shape)) return NULL;
-    }
-    ls_tensor *out = ls_tensor_new(in[0]->dtype, nd, shape);
-    if (!out) return NULL;
-    ctx->dtype = in[0]->dtype;
-    ls_iter it;
-    ls_iter_init(&it, out, nin, (const ls_tensor *const *)in);
-    ls_iter_run(&it, fn, ctx);
-    return out;
-}
-
-static ls_tensor *unary(const char *who, ls_tensor *const *in, ls_iter_fn fn)
-{
-    ls_ew_ctx ctx = {0};
-    return ew_apply(who, 1, in, fn, &ctx);
-}
-static ls_tensor *binary(const char *who, ls_tensor *const *in, ls_iter_fn fn)
-{
-    ls_ew_ctx ctx = {0};
-    return ew_apply(who, 2, in, fn, &ctx);
-}
+#include "ops/elementwise_kernel.h"
 
 /* ==== backward helpers ==== */
 
@@ -359,7 +88,7 @@ static int binary_real_samples(ls_op_sample *s)
 static ls_tensor *neg_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("neg", in, neg_run);
+    return ew_unary("neg", in, neg_run);
 }
 static ls_status neg_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -374,7 +103,7 @@ ls_tensor *ls_neg(ls_tensor *x) { return ls_op_apply(LS_OP_NEG, &x, NULL); }
 static ls_tensor *exp_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("exp", in, simd_pick(exp_run, exp_run_avx2));
+    return ew_unary("exp", in, simd_pick(exp_run, exp_run_avx2));
 }
 static ls_status exp_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -389,7 +118,7 @@ ls_tensor *ls_exp(ls_tensor *x) { return ls_op_apply(LS_OP_EXP, &x, NULL); }
 static ls_tensor *log_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("log", in, log_run);
+    return ew_unary("log", in, log_run);
 }
 static ls_status log_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -404,7 +133,7 @@ ls_tensor *ls_log(ls_tensor *x) { return ls_op_apply(LS_OP_LOG, &x, NULL); }
 static ls_tensor *sqrt_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("sqrt", in, sqrt_run);
+    return ew_unary("sqrt", in, sqrt_run);
 }
 static ls_status sqrt_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -420,7 +149,7 @@ ls_tensor *ls_sqrt(ls_tensor *x) { return ls_op_apply(LS_OP_SQRT, &x, NULL); }
 static ls_tensor *abs_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("abs", in, abs_run);
+    return ew_unary("abs", in, abs_run);
 }
 static ls_status abs_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -435,7 +164,7 @@ ls_tensor *ls_abs(ls_tensor *x) { return ls_op_apply(LS_OP_ABS, &x, NULL); }
 static ls_tensor *sign_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("sign", in, sign_run);
+    return ew_unary("sign", in, sign_run);
 }
 /* Zero, written as g * 0 so the result stays connected to g under create_graph. */
 static ls_status sign_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
@@ -451,7 +180,7 @@ ls_tensor *ls_sign(ls_tensor *x) { return ls_op_apply(LS_OP_SIGN, &x, NULL); }
 static ls_tensor *relu_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("relu", in, relu_run);
+    return ew_unary("relu", in, relu_run);
 }
 static ls_status relu_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -467,11 +196,10 @@ ls_tensor *ls_relu(ls_tensor *x) { return ls_op_apply(LS_OP_RELU, &x, NULL); }
  * mask tensor. Where x <= 0 it gives 0 even for an inf or NaN g (as torch's threshold_backward);
  * a NaN x gives 0, as the mask x > 0 did. Its own gradient: d/dg = relu_backward(u, x), the same
  * mask; d/dx = 0 (the mask is piecewise constant in x). */
-LS_BINARY_KERNEL(relu_backward_run, y > 0.0f ? x : 0.0f, y > 0.0 ? x : 0.0)
 static ls_tensor *relu_backward_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("relu_backward", in, relu_backward_run);
+    return ew_binary("relu_backward", in, relu_backward_run);
 }
 static ls_status relu_backward_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
 {
@@ -495,7 +223,7 @@ ls_tensor *ls_relu_backward(ls_tensor *g, ls_tensor *x)
 static ls_tensor *tanh_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("tanh", in, simd_pick(tanh_run, tanh_run_avx2));
+    return ew_unary("tanh", in, simd_pick(tanh_run, tanh_run_avx2));
 }
 static ls_status tanh_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -512,7 +240,7 @@ ls_tensor *ls_tanh(ls_tensor *x) { return ls_op_apply(LS_OP_TANH, &x, NULL); }
 static ls_tensor *sigmoid_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("sigmoid", in, simd_pick(sigmoid_run, sigmoid_run_avx2));
+    return ew_unary("sigmoid", in, simd_pick(sigmoid_run, sigmoid_run_avx2));
 }
 static ls_status sigmoid_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -529,7 +257,7 @@ ls_tensor *ls_sigmoid(ls_tensor *x) { return ls_op_apply(LS_OP_SIGMOID, &x, NULL
 static ls_tensor *softplus_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("softplus", in, simd_pick(softplus_run, softplus_run_avx2));
+    return ew_unary("softplus", in, simd_pick(softplus_run, softplus_run_avx2));
 }
 static ls_status softplus_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -542,11 +270,10 @@ const ls_op_def ls_op_softplus = {.name = "softplus", .nin = 1, .lua_sig = "T",
 ls_tensor *ls_softplus(ls_tensor *x) { return ls_op_apply(LS_OP_SOFTPLUS, &x, NULL); }
 
 /* erf (libm's, scalar): the Gaussian CDF behind exact GELU, Phi(x) = (1 + erf(x / sqrt 2)) / 2. */
-LS_UNARY_KERNEL(erf_run, erff(x), erf(x))
 static ls_tensor *erf_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return unary("erf", in, erf_run);
+    return ew_unary("erf", in, erf_run);
 }
 static ls_status erf_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -565,7 +292,7 @@ ls_tensor *ls_erf(ls_tensor *x) { return ls_op_apply(LS_OP_ERF, &x, NULL); }
 static ls_tensor *add_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("add", in, add_run);
+    return ew_binary("add", in, add_run);
 }
 static ls_status add_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -584,7 +311,7 @@ ls_tensor *ls_add(ls_tensor *a, ls_tensor *b)
 static ls_tensor *sub_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("sub", in, sub_run);
+    return ew_binary("sub", in, sub_run);
 }
 static ls_status sub_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -603,7 +330,7 @@ ls_tensor *ls_sub(ls_tensor *a, ls_tensor *b)
 static ls_tensor *mul_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("mul", in, mul_run);
+    return ew_binary("mul", in, mul_run);
 }
 static ls_status mul_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -622,7 +349,7 @@ ls_tensor *ls_mul(ls_tensor *a, ls_tensor *b)
 static ls_tensor *div_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("div", in, div_run);
+    return ew_binary("div", in, div_run);
 }
 /* ga = g / b;  gb = -g a / b^2, computed as -(g / b) * (a / b). */
 static ls_status div_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
@@ -651,7 +378,7 @@ ls_tensor *ls_div(ls_tensor *a, ls_tensor *b)
 static ls_tensor *pow_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("pow", in, pow_run);
+    return ew_binary("pow", in, pow_run);
 }
 /* ga = g b a^(b-1);  gb = g a^b log(a), set to 0 where a == 0 and b >= 0 (the limit, where the
  * formula would give 0 * -inf). */
@@ -704,7 +431,7 @@ static ls_status minmax_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **
 static ls_tensor *minimum_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("minimum", in, minimum_run);
+    return ew_binary("minimum", in, minimum_run);
 }
 static ls_status minimum_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -720,7 +447,7 @@ ls_tensor *ls_minimum(ls_tensor *a, ls_tensor *b)
 static ls_tensor *maximum_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return binary("maximum", in, maximum_run);
+    return ew_binary("maximum", in, maximum_run);
 }
 static ls_status maximum_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
@@ -801,9 +528,9 @@ ls_tensor *ls_clamp(ls_tensor *x, double lo, double hi)
 static ls_tensor *compare(const char *who, ls_tensor *const *in, ls_iter_fn fn)
 {
     if (ls_dtype_is_float(in[0]->dtype) || ls_dtype_is_float(in[1]->dtype))
-        return binary(who, in, fn);
+        return ew_binary(who, in, fn);
     ls_tensor *d[2] = {ls_tensor_cast(in[0], LS_F64), ls_tensor_cast(in[1], LS_F64)};
-    ls_tensor *out = d[0] && d[1] ? binary(who, d, fn) : NULL;
+    ls_tensor *out = d[0] && d[1] ? ew_binary(who, d, fn) : NULL;
     ls_tensor_release(d[0]);
     ls_tensor_release(d[1]);
     return out;

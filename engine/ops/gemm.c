@@ -20,7 +20,7 @@
 #include "core/parallel.h"
 #include "ops/gemm.h"
 
-/* As in elementwise.c: GCC 12's -O2 vectorises the short row loops only if asked. */
+/* As in elementwise_kernel.c: GCC 12's -O2 vectorises the short row loops only if asked. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
 #endif

@@ -18,8 +18,9 @@
 
 #define LS_OPTIM_GRAIN 16384
 
-/* As in elementwise.c: GCC 12's -O2 vectorises these loops only if asked (no FMA contraction: the
- * build targets baseline x86-64, so each product and sum rounds as torch's separate ops do). */
+/* As in elementwise_kernel.c: GCC 12's -O2 vectorises these loops only if asked (no FMA
+ * contraction: the build targets baseline x86-64, so each product and sum rounds as torch's
+ * separate ops do). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
 #endif

@@ -2,6 +2,7 @@
 -- vjp, gradcheck), and gradients and Hessian-vector products of a small MLP against PyTorch
 -- (Debian's python3-torch) on the same float64 weights.
 local ls = require "landscape"
+local torch = require "torch_oracle"
 
 local function maxdiff(a, b)
   local d = 0
@@ -123,19 +124,8 @@ describe("memory", function()
 end)
 
 describe("against PyTorch", function()
-  local python = os.getenv("LANDSCAPE_PYTHON") or "/usr/bin/python3"
-  local function has_torch()
-    local p = io.popen("env -u LD_PRELOAD " .. python .. " -c 'import torch' 2>/dev/null && echo yes")
-    local out = p:read("a")
-    p:close()
-    return out:match("yes") ~= nil
-  end
-
   it("gives the same gradients and Hessian-vector products for an MLP in float64", function()
-    if not has_torch() then
-      pending("python3-torch is not installed")
-      return
-    end
+    if not torch.available() then return pending(torch.MISSING) end
     local shapes = {{4, 6}, {6}, {6, 3}, {3}}
     local params, vs = {}, {}
     for i, s in ipairs(shapes) do
@@ -152,24 +142,14 @@ describe("against PyTorch", function()
     local g = ls.grad(loss, params)
     local hv = ls.hvp(loss_fn, params, vs)
 
-    local function lit(t) -- a Python literal with every digit of the float64 values
-      local function rec(v)
-        if type(v) == "number" then return string.format("%.17g", v) end
-        local parts = {}
-        for i, e in ipairs(v) do parts[i] = rec(e) end
-        return "[" .. table.concat(parts, ",") .. "]"
-      end
-      return rec(t:totable())
-    end
-    local script = os.tmpname()
-    local fh = assert(io.open(script, "w"))
-    fh:write("import torch\ntorch.set_default_dtype(torch.float64)\nT = torch.tensor\n")
-    fh:write("x = T(", lit(x), ")\ny = T([0, 2, 1, 1, 0])\n")
+    local lit = torch.lit
+    local py = {"import torch\ntorch.set_default_dtype(torch.float64)\nT = torch.tensor\n",
+                "x = T(", lit(x), ")\ny = T([0, 2, 1, 1, 0])\n"}
     for i = 1, 4 do
-      fh:write(string.format("p%d = T(%s, requires_grad=True)\nv%d = T(%s)\n", i, lit(params[i]),
-                             i, lit(vs[i])))
+      py[#py + 1] = string.format("p%d = T(%s, requires_grad=True)\nv%d = T(%s)\n", i,
+                                  lit(params[i]), i, lit(vs[i]))
     end
-    fh:write([[
+    py[#py + 1] = [[
 ps = [p1, p2, p3, p4]
 loss = torch.nn.functional.cross_entropy(torch.tanh(x @ p1 + p2) @ p3 + p4, y)
 g = torch.autograd.grad(loss, ps, create_graph=True)
@@ -177,28 +157,13 @@ hv = torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, [v1, v2, v3, v
 print(repr(loss.item()))
 for t in list(g) + list(hv):
     print(" ".join(repr(float(e)) for e in t.detach().reshape(-1)))
-]])
-    fh:close()
-    local p = io.popen("env -u LD_PRELOAD " .. python .. " " .. script)
-    local lines = {}
-    for line in p:lines() do lines[#lines + 1] = line end
-    p:close()
-    os.remove(script)
+]]
+    local lines = torch.lines(table.concat(py))
     assert.are.equal(9, #lines)
     assert.is_true(math.abs(tonumber(lines[1]) - loss:item()) < 1e-14)
-    local function check(t, line)
-      local i, worst = 0, 0
-      local flat = t:reshape(-1):totable()
-      for num in line:gmatch("%S+") do
-        i = i + 1
-        worst = math.max(worst, math.abs(tonumber(num) - flat[i]))
-      end
-      assert.are.equal(#flat, i)
-      return worst
-    end
     for i = 1, 4 do
-      assert.is_true(check(g[i], lines[1 + i]) < 1e-13, "gradient " .. i)
-      assert.is_true(check(hv[i], lines[5 + i]) < 1e-13, "hvp " .. i)
+      assert.is_true(torch.diff_line(g[i], lines[1 + i]) < 1e-13, "gradient " .. i)
+      assert.is_true(torch.diff_line(hv[i], lines[5 + i]) < 1e-13, "hvp " .. i)
     end
   end)
 end)

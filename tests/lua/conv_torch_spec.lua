@@ -5,63 +5,27 @@
 -- Values go to Python with %.17g, so float64 results must agree to ~1e-12. Also the Lua forms and
 -- error messages.
 local ls = require "landscape"
+local torch = require "torch_oracle"
 
-local python = os.getenv("LANDSCAPE_PYTHON") or "/usr/bin/python3"
+local lit = torch.lit
+local maxdiff = torch.diff_line   -- max |t - numbers in line|, asserting the counts match
 
-local function has_torch()
-  local p = io.popen("env -u LD_PRELOAD " .. python .. " -c 'import torch' 2>/dev/null && echo yes")
-  local out = p:read("a")
-  p:close()
-  return out:match("yes") ~= nil
-end
-local torch_ok = has_torch()
-
--- a Python literal with every digit of the values
-local function lit(t)
-  local function rec(v)
-    if type(v) == "number" then return string.format("%.17g", v) end
-    local parts = {}
-    for i, e in ipairs(v) do parts[i] = rec(e) end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  return rec(t:totable())
-end
-
--- Runs a Python script (prelude: torch, float64 default, F) and returns its output lines.
+-- Runs a Python script (prelude: torch, float64 default, F, out(t) printing t's values on one line)
+-- and returns its output lines.
 local function torch_lines(body)
-  local script = os.tmpname()
-  local fh = assert(io.open(script, "w"))
-  fh:write("import torch\nimport torch.nn.functional as F\n",
-           "torch.set_default_dtype(torch.float64)\nT = torch.tensor\n",
-           "def out(t):\n    print(' '.join(repr(float(e)) for e in t.detach().reshape(-1)))\n",
-           body)
-  fh:close()
-  local p = io.popen("env -u LD_PRELOAD " .. python .. " " .. script .. " 2>&1")
-  local lines = {}
-  for line in p:lines() do lines[#lines + 1] = line end
-  p:close()
-  os.remove(script)
-  return lines
-end
-
--- max |t - numbers in line|, asserting the counts match
-local function maxdiff(t, line)
-  local flat = t:reshape(-1):totable()
-  local i, worst = 0, 0
-  for num in line:gmatch("%S+") do
-    i = i + 1
-    worst = math.max(worst, math.abs(tonumber(num) - flat[i]))
-  end
-  assert.are.equal(#flat, i, "element count")
-  return worst
+  return torch.lines(table.concat{
+    "import torch\nimport torch.nn.functional as F\n",
+    "torch.set_default_dtype(torch.float64)\nT = torch.tensor\n",
+    "def out(t):\n    print(' '.join(repr(float(e)) for e in t.detach().reshape(-1)))\n",
+    body})
 end
 
 local function f64(shape, seed) return ls.randn(shape, {seed = seed, dtype = "f64"}) end
 
 describe("conv2d and pooling against PyTorch", function()
   local function need_torch()
-    if not torch_ok then pending("python3-torch is not installed") end
-    return torch_ok
+    if not torch.available() then pending(torch.MISSING) end
+    return torch.available()
   end
 
   it("conv2d: values and input/weight gradients in float64", function()

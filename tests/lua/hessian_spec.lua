@@ -4,6 +4,7 @@
 -- parameter subsets, grad_norm, errors, and the estimators of landscape.curvature when installed.
 local ls = require "landscape"
 local curv = require "landscape.hessian"
+local torch = require "torch_oracle"
 
 ---------------------------------------------------------------------------------------------------
 -- helpers
@@ -454,38 +455,21 @@ end)
 ---------------------------------------------------------------------------------------------------
 
 describe("against PyTorch", function()
-  local python = os.getenv("LANDSCAPE_PYTHON") or "/usr/bin/python3"
-  local function has_torch()
-    local p = io.popen("env -u LD_PRELOAD " .. python .. " -c 'import torch' 2>/dev/null && echo yes")
-    local out = p:read("a")
-    p:close()
-    return out:match("yes") ~= nil
-  end
-
   it("has the eigenvalues of torch.autograd.functional.hessian for an MLP in float64", function()
-    if not has_torch() then
-      pending("python3-torch is not installed")
-      return
-    end
+    if not torch.available() then return pending(torch.MISSING) end
     local model = mlp{seed = 4}
     local data = tiny_data(25, 6)
     local H = curv.hessian(model, data, {batch = 10})
     local ev = eigvalsh(H:dense())
-    local function lit(t)
-      local parts = {}
-      for i, v in ipairs(t:reshape(-1):totable()) do parts[i] = string.format("%.17g", v) end
-      return "[" .. table.concat(parts, ",") .. "]"
-    end
-    local script = os.tmpname()
-    local fh = assert(io.open(script, "w"))
-    fh:write("import torch\ntorch.set_default_dtype(torch.float64)\nsd = {}\n")
+    local lit = torch.lit
+    local py = {"import torch\ntorch.set_default_dtype(torch.float64)\nsd = {}\n"}
     for _, e in ipairs(model:named_parameters()) do
-      fh:write(string.format("sd[%q] = torch.tensor(%s).reshape(%s)\n", e[1], lit(e[2]),
-                             table.concat(e[2]:size(), ", ")))
+      py[#py + 1] = string.format("sd[%q] = torch.tensor(%s).reshape(%s)\n", e[1], lit(e[2]),
+                                  table.concat(e[2]:size(), ", "))
     end
-    fh:write("x = torch.tensor(", lit(data.x), ").reshape(25, 6)\n")
-    fh:write("y = torch.tensor(", lit(data.y:double()), ").long() - 1\n")
-    fh:write([[
+    py[#py + 1] = "x = torch.tensor(" .. lit(data.x) .. ").reshape(25, 6)\n"
+    py[#py + 1] = "y = torch.tensor(" .. lit(data.y:double()) .. ").long() - 1\n"
+    py[#py + 1] = [[
 names = ["1.weight", "1.bias", "3.weight", "3.bias"]
 shapes = [sd[k].shape for k in names]
 flat = torch.cat([sd[k].reshape(-1) for k in names])
@@ -498,12 +482,8 @@ def loss(theta):
 Hm = torch.autograd.functional.hessian(loss, flat)
 for e in torch.linalg.eigvalsh(Hm):
     print(repr(float(e)))
-]])
-    fh:close()
-    local p = io.popen("env -u LD_PRELOAD " .. python .. " " .. script .. " 2>&1")
-    local out = p:read("a")
-    p:close()
-    os.remove(script)
+]]
+    local out = torch.run(table.concat(py))
     local tev = {}
     for num in out:gmatch("[^\n]+") do tev[#tev + 1] = tonumber(num) end
     assert.are.equal(#ev, #tev, out)

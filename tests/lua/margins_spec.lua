@@ -6,6 +6,7 @@
 local ls = require "landscape"
 local st = require "landscape.stats"
 local nn = ls.nn
+local torch = require "torch_oracle"
 
 local function errmsg(fn, ...)
     local ok, err = pcall(fn, ...)
@@ -362,51 +363,30 @@ describe("ls.margins", function()
 end)
 
 describe("output margins against PyTorch", function()
-    local python = os.getenv("LANDSCAPE_PYTHON") or "/usr/bin/python3"
     it("equal f_y - max_{j != y} f_j of the same MLP in torch (float64)", function()
-        local p = io.popen("env -u LD_PRELOAD " .. python .. " -c 'import torch' 2>/dev/null && echo yes")
-        local has_torch = p:read("a"):match("yes") ~= nil
-        p:close()
-        if not has_torch then
-            pending("python3-torch is not installed")
-            return
-        end
+        if not torch.available() then return pending(torch.MISSING) end
         local model = ls.nn.mlp{input = 4, hidden = {6}, classes = 3, seed = 5, dtype = "f64"}
         local data = blobs(23, 9)
         local m = ls.margins(model, data, {layers = {}})
-        local function lit(t)
-            local function rec(v)
-                if type(v) == "number" then return string.format("%.17g", v) end
-                local parts = {}
-                for i, e in ipairs(v) do parts[i] = rec(e) end
-                return "[" .. table.concat(parts, ",") .. "]"
-            end
-            return rec(t:totable())
-        end
+        local lit = torch.lit
         local sd = model:state_dict()
-        local script = os.tmpname()
-        local fh = assert(io.open(script, "w"))
-        fh:write("import torch\nT = lambda v: torch.tensor(v, dtype=torch.float64)\n")
-        fh:write("x = T(", lit(data.x), ")\ny = torch.tensor(", lit(data.y), ") - 1\n")
-        fh:write("net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 6), ",
-                 "torch.nn.ReLU(), torch.nn.Linear(6, 3)).double()\n")
-        fh:write("sd = {}\n")
+        local py = {"import torch\nT = lambda v: torch.tensor(v, dtype=torch.float64)\n",
+                    "x = T(", lit(data.x), ")\ny = torch.tensor(", lit(data.y), ") - 1\n",
+                    "net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 6), ",
+                    "torch.nn.ReLU(), torch.nn.Linear(6, 3)).double()\n",
+                    "sd = {}\n"}
         for _, name in ipairs({"1.weight", "1.bias", "3.weight", "3.bias"}) do
-            fh:write(string.format("sd[%q] = T(%s)\n", name, lit(sd[name])))
+            py[#py + 1] = string.format("sd[%q] = T(%s)\n", name, lit(sd[name]))
         end
-        fh:write([[
+        py[#py + 1] = [[
 net.load_state_dict(sd)
 f = net(x)
 fy = f.gather(1, y[:, None])[:, 0]
 other = f.clone()
 other.scatter_(1, y[:, None], float("-inf"))
 print(" ".join(repr(float(v)) for v in fy - other.max(1).values))
-]])
-        fh:close()
-        p = io.popen("env -u LD_PRELOAD " .. python .. " " .. script .. " 2>&1")
-        local out = p:read("a")
-        p:close()
-        os.remove(script)
+]]
+        local out = torch.run(table.concat(py))
         local ours, i = m.output:totable(), 0
         for num in out:gmatch("%S+") do
             i = i + 1

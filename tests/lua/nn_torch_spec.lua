@@ -8,12 +8,9 @@
 -- Files go through safetensors; Python reads and writes the format by hand (json + struct +
 -- torch.frombuffer, as torch_interop_spec.lua does) since python3-safetensors may be absent.
 local ls = require "landscape"
-local lfs = require "lfs"
 local nn = ls.nn
+local torch = require "torch_oracle"
 
-local PYTHON = os.getenv("LANDSCAPE_PYTHON") or "/usr/bin/python3"
--- Under the sanitizer build LD_PRELOAD holds the ASan runtime, which torch cannot live with.
-local RUN_PYTHON = "env -u LD_PRELOAD " .. PYTHON
 local HAS_CONV = ls.conv2d ~= nil and ls.maxpool2d ~= nil and ls.avgpool2d ~= nil
 
 local ORACLE = [==[
@@ -192,10 +189,6 @@ print("ok")
 ---------------------------------------------------------------------------------------------------
 -- helpers
 
-local function have_torch()
-    return os.execute(RUN_PYTHON .. " -c 'import torch' >/dev/null 2>&1") == true
-end
-
 -- A JSON text for numbers, booleans, strings, lists and string-keyed tables.
 local function json(v)
     local t = type(v)
@@ -221,14 +214,9 @@ local function json(v)
     return "{" .. table.concat(parts, ",") .. "}"
 end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function run_oracle(script, cases)
-    local cmd = string.format("%s %s %s 2>&1", RUN_PYTHON, script, shell_quote(json(cases)))
-    local p = assert(io.popen(cmd))
-    local out = p:read("a")
-    local ok = p:close()
-    assert(ok and out:match("ok"), "python oracle failed:\n" .. out)
+local function run_oracle(cases)
+    local out = torch.run(ORACLE, {json(cases)})
+    assert(out:match("ok"), "python oracle failed:\n" .. out)
 end
 
 -- max |a - b| / max(1, max |b|)
@@ -288,22 +276,16 @@ end
 ---------------------------------------------------------------------------------------------------
 
 describe("ls.nn against PyTorch", function()
-    local dir, script, ready, skip_reason
+    local dir, ready, skip_reason
     local cases = make_cases()
     local results = {}
 
     setup(function()
-        if not have_torch() then
-            skip_reason = PYTHON .. " cannot import torch"
+        if not torch.available() then
+            skip_reason = torch.MISSING
             return
         end
-        dir = os.tmpname()
-        os.remove(dir)
-        assert(lfs.mkdir(dir))
-        script = dir .. "/oracle.py"
-        local f = assert(io.open(script, "w"))
-        f:write(ORACLE)
-        f:close()
+        dir = torch.tempdir()
         local jobs = {}
         for i, c in ipairs(cases) do
             if HAS_CONV or not c.conv then
@@ -344,16 +326,12 @@ describe("ls.nn against PyTorch", function()
             end
         end
         results.reverse = reverse
-        run_oracle(script, jobs)
+        run_oracle(jobs)
         ready = true
     end)
 
     teardown(function()
-        if not dir then return end
-        for name in lfs.dir(dir) do
-            if name ~= "." and name ~= ".." then os.remove(dir .. "/" .. name) end
-        end
-        lfs.rmdir(dir)
+        if dir then torch.remove_dir(dir) end
     end)
 
     for i, c in ipairs(cases) do

@@ -2,13 +2,11 @@
 -- torch.optim in float64 for the same initial parameters and the same 5 gradients; the schedules
 -- against torch's lr_scheduler sequences; clip_grad_norm against torch.nn.utils.clip_grad_norm_;
 -- state_dict round trips that continue bit for bit; training through backward; bad input.
--- PyTorch is Debian's python3-torch, run as `env -u LD_PRELOAD /usr/bin/python3` (LD_PRELOAD holds
--- the ASan runtime under the sanitizer build); the PyTorch cases are pending when it is missing.
+-- PyTorch is Debian's python3-torch, run through tests/lua/torch_oracle.lua; the PyTorch cases are
+-- pending when it is missing.
 local ls = require "landscape"
 local optim = require "landscape.optim"
-
-local PYTHON = os.getenv("LANDSCAPE_PYTHON") or "/usr/bin/python3"
-local RUN_PYTHON = "env -u LD_PRELOAD " .. PYTHON
+local torch = require "torch_oracle"
 
 -- Every PyTorch computation of this spec goes into one script, run once on first use (starting
 -- torch takes seconds): each `describe` registers a section with `oracle_section(name, body)` at load
@@ -18,6 +16,7 @@ local SECTIONS, ORACLE = {}, nil
 local function oracle_section(name, body) SECTIONS[#SECTIONS + 1] = {name, body} end
 
 local function oracle(name)
+  if not torch.available() then return nil end
   if ORACLE == nil then
     local parts = {"import math, warnings, torch\nwarnings.simplefilter('ignore')\n",
                    "torch.set_default_dtype(torch.float64)\nT = torch.tensor\n"}
@@ -29,57 +28,25 @@ local function oracle(name)
       parts[#parts + 1] = "section()\n"
     end
     parts[#parts + 1] = "print('## end')\n"
-    local script = os.tmpname()
-    local fh = assert(io.open(script, "w"))
-    fh:write(table.concat(parts))
-    fh:close()
-    local p = io.popen(RUN_PYTHON .. " " .. script .. " 2>&1")
-    local out = p:read("a")
-    p:close()
-    os.remove(script)
+    local out = torch.run(table.concat(parts))
+    assert(out:find("## end", 1, true), "python oracle failed:\n" .. out)
     ORACLE = {}
-    if out:find("No module named 'torch'", 1, true) or out:find("not found", 1, true) then
-      ORACLE.missing = true
-    else
-      assert(out:find("## end", 1, true), "python oracle failed:\n" .. out)
-      local cur
-      for line in out:gmatch("[^\n]+") do
-        local name = line:match("^## (.+)$")
-        if name then
-          cur = {}
-          ORACLE[name] = cur
-        elseif cur then
-          cur[#cur + 1] = line
-        end
+    local cur
+    for line in out:gmatch("[^\n]+") do
+      local name = line:match("^## (.+)$")
+      if name then
+        cur = {}
+        ORACLE[name] = cur
+      elseif cur then
+        cur[#cur + 1] = line
       end
     end
   end
-  if ORACLE.missing then return nil end
   return ORACLE[name]
 end
 
--- A Python literal with every digit of a tensor's float64 values.
-local function lit(t)
-  local function rec(v)
-    if type(v) == "number" then return string.format("%.17g", v) end
-    local parts = {}
-    for i, e in ipairs(v) do parts[i] = rec(e) end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  return rec(t:totable())
-end
-
--- Largest |a - b| between a tensor and a line of numbers printed by Python.
-local function diff_line(t, line)
-  local flat = t:reshape(-1):totable()
-  local i, worst = 0, 0
-  for num in line:gmatch("%S+") do
-    i = i + 1
-    worst = math.max(worst, math.abs(tonumber(num) - flat[i]))
-  end
-  assert.are.equal(#flat, i, "value count")
-  return worst
-end
+local lit = torch.lit
+local diff_line = torch.diff_line   -- largest |t - v| over a line of numbers printed by Python
 
 local function maxdiff(a, b)
   local ta, tb = a:reshape(-1):totable(), b:reshape(-1):totable()

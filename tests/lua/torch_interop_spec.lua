@@ -5,11 +5,7 @@
 -- library's layout (header padded with spaces to 8 bytes, tensors sorted by element size then name).
 -- Python prints its tensors as a Lua table literal, which this spec loads and compares exactly.
 local ls = require "landscape"
-local lfs = require "lfs"
-
-local PYTHON = os.getenv("LANDSCAPE_PYTHON") or "/usr/bin/python3"
--- Under the sanitizer build LD_PRELOAD holds the ASan runtime, which torch cannot live with.
-local RUN_PYTHON = "env -u LD_PRELOAD " .. PYTHON
+local torch = require "torch_oracle"
 
 local ORACLE = [==[
 import json, math, struct, sys
@@ -112,11 +108,6 @@ elif cmd == "read":
     print(lua_result(tensors, meta, ",forward={%s}" % ",".join(num(v) for v in y.reshape(-1).tolist())))
 ]==]
 
-local function have_torch()
-    local ok = os.execute(RUN_PYTHON .. " -c 'import torch' >/dev/null 2>&1")
-    return ok == true
-end
-
 local function flat(t)
     local out = {}
     local function walk(v)
@@ -130,11 +121,8 @@ local function flat(t)
     return out
 end
 
-local function run_oracle(script, cmd, path)
-    local p = assert(io.popen(string.format("%s %s %s %s 2>&1", RUN_PYTHON, script, cmd, path)))
-    local out = p:read("a")
-    local ok = p:close()
-    assert(ok, "python oracle failed:\n" .. out)
+local function run_oracle(cmd, path)
+    local out = torch.run(ORACLE, {cmd, path})
     local chunk = assert(load(out, "oracle output", "t", {}))
     return chunk()
 end
@@ -144,29 +132,15 @@ local LOADS_AS = {F32 = "f32", F64 = "f64", I64 = "i64", U8 = "u8", F16 = "f32",
                   I32 = "i64", BOOL = "u8"}
 
 describe("safetensors with PyTorch", function()
-    local dir, script
+    local dir
 
-    setup(function()
-        dir = os.tmpname()
-        os.remove(dir)
-        assert(lfs.mkdir(dir))
-        script = dir .. "/oracle.py"
-        local f = assert(io.open(script, "w"))
-        f:write(ORACLE)
-        f:close()
-    end)
-
-    teardown(function()
-        for name in lfs.dir(dir) do
-            if name ~= "." and name ~= ".." then os.remove(dir .. "/" .. name) end
-        end
-        lfs.rmdir(dir)
-    end)
+    setup(function() dir = torch.tempdir() end)
+    teardown(function() torch.remove_dir(dir) end)
 
     it("loads a state dict written by torch, exactly", function()
-        if not have_torch() then return pending(PYTHON .. " cannot import torch") end
+        if not torch.available() then return pending(torch.MISSING) end
         local path = dir .. "/from_torch.safetensors"
-        local want = run_oracle(script, "write", path)
+        local want = run_oracle("write", path)
         local got, meta = ls.io.load_safetensors(path)
         assert.are.same(want.meta, meta)
         local count = 0
@@ -184,7 +158,7 @@ describe("safetensors with PyTorch", function()
     end)
 
     it("writes files torch reads back exactly, loadable as a state dict", function()
-        if not have_torch() then return pending(PYTHON .. " cannot import torch") end
+        if not torch.available() then return pending(torch.MISSING) end
         local base = ls.randn({4, 2}, {seed = 11})
         local ts = {
             ["0.weight"] = ls.randn({4, 3}, {seed = 1}),
@@ -200,7 +174,7 @@ describe("safetensors with PyTorch", function()
         local meta = {format = "pt", seed = "1", note = "ünï \"quoted\" \\ back"}
         local path = dir .. "/from_landscape.safetensors"
         ls.io.save_safetensors(path, ts, meta)
-        local got = run_oracle(script, "read", path)
+        local got = run_oracle("read", path)
         assert.are.same(meta, got.meta)
         for name, t in pairs(ts) do
             local g = got.tensors[name]
