@@ -192,24 +192,58 @@ __attribute__((target("avx512f"))) static void gemm_t16(const float *M, int64_t 
     }
 }
 
-/* The 32-bit pack of rows contiguous along the inner index (a transposed B, a row-major A) by
- * 16 x 16 blocks; the ragged edges element by element. */
-__attribute__((target("avx512f"))) static void gemm_pack_t32(const float *M, int64_t rows,
-                                                             int64_t inner, int64_t rs,
-                                                             int64_t width, float *out)
+/* out[k * width + r] = M[r * rs + k] for r, k < 8: one 8 x 8 block of 64-bit elements transposed
+ * in registers (pairs of rows interleaved, then 128-bit lanes twice). */
+__attribute__((target("avx512f"))) static void gemm_t8(const double *M, int64_t rs, double *out,
+                                                       int64_t width)
 {
-    for (int64_t i = 0; i < rows; i += width) {
-        int64_t h = rows - i < width ? rows - i : width, hb = h / 16 * 16, kb = inner / 16 * 16;
-        float *panel = out + i * inner;
-        const float *blk = M + i * rs;
-        for (int64_t r = 0; r < hb; r += 16)
-            for (int64_t k = 0; k < kb; k += 16)
-                gemm_t16(blk + r * rs + k, rs, panel + k * width + r, width);
-        for (int64_t r = 0; r < h; r++)
-            for (int64_t k = r < hb ? kb : 0; k < inner; k++) panel[k * width + r] = blk[r * rs + k];
-        for (int64_t r = h; r < width; r++)
-            for (int64_t k = 0; k < inner; k++) panel[k * width + r] = 0;
+    __m512d r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm512_loadu_pd(M + i * rs);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);       /* a0 b0 | a2 b2 | a4 b4 | a6 b6 */
+        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);   /* a1 b1 | a3 b3 | a5 b5 | a7 b7 */
     }
+    for (int g = 0; g < 8; g += 4) {   /* rows g..g+3 */
+        u[g] = _mm512_shuffle_f64x2(t[g], t[g + 2], 0x88);       /* columns 0 and 4 */
+        u[g + 1] = _mm512_shuffle_f64x2(t[g], t[g + 2], 0xDD);   /* 2 and 6 */
+        u[g + 2] = _mm512_shuffle_f64x2(t[g + 1], t[g + 3], 0x88);   /* 1 and 5 */
+        u[g + 3] = _mm512_shuffle_f64x2(t[g + 1], t[g + 3], 0xDD);   /* 3 and 7 */
+    }
+    static const int col[4] = {0, 2, 1, 3};
+    for (int q = 0; q < 4; q++) {
+        _mm512_storeu_pd(out + col[q] * width, _mm512_shuffle_f64x2(u[q], u[4 + q], 0x88));
+        _mm512_storeu_pd(out + (col[q] + 4) * width, _mm512_shuffle_f64x2(u[q], u[4 + q], 0xDD));
+    }
+}
+
+/* The pack of rows contiguous along the inner index (a transposed B, a row-major A) by square
+ * blocks of bs = 16 (32-bit) or 8 (64-bit) elements; the ragged edges element by element. */
+#define GEMM_PACK_T(T, BS, TRANSPOSE)                                                              \
+    do {                                                                                           \
+        const T *src = (const T *)M;                                                               \
+        T *dst = (T *)out;                                                                         \
+        for (int64_t i = 0; i < rows; i += width) {                                                \
+            int64_t h = rows - i < width ? rows - i : width, hb = h / BS * BS;                     \
+            int64_t kb = inner / BS * BS;                                                          \
+            T *panel = dst + i * inner;                                                            \
+            const T *blk = src + i * rs;                                                           \
+            for (int64_t r = 0; r < hb; r += BS)                                                   \
+                for (int64_t k = 0; k < kb; k += BS)                                               \
+                    TRANSPOSE(blk + r * rs + k, rs, panel + k * width + r, width);                 \
+            for (int64_t r = 0; r < h; r++)                                                        \
+                for (int64_t k = r < hb ? kb : 0; k < inner; k++)                                  \
+                    panel[k * width + r] = blk[r * rs + k];                                        \
+            for (int64_t r = h; r < width; r++)                                                    \
+                for (int64_t k = 0; k < inner; k++) panel[k * width + r] = 0;                      \
+        }                                                                                          \
+    } while (0)
+
+__attribute__((target("avx512f"))) static void gemm_pack_t(size_t es, const void *M, int64_t rows,
+                                                           int64_t inner, int64_t rs, int64_t width,
+                                                           void *out)
+{
+    if (es == 4) GEMM_PACK_T(float, 16, gemm_t16);   /* bit copies: any 32- or 64-bit data */
+    else GEMM_PACK_T(double, 8, gemm_t8);
 }
 #endif
 
@@ -217,8 +251,8 @@ void gemm_pack(size_t es, const void *M, int64_t rows, int64_t inner, int64_t rs
                int64_t width, void *out)
 {
 #if GEMM_HAVE
-    if (es == 4 && ks == 1 && width % 16 == 0 && __builtin_cpu_supports("avx512f")) {
-        gemm_pack_t32(M, rows, inner, rs, width, out);   /* a bit copy, as below */
+    if (ks == 1 && width % (es == 4 ? 16 : 8) == 0 && __builtin_cpu_supports("avx512f")) {
+        gemm_pack_t(es, M, rows, inner, rs, width, out);
         return;
     }
 #endif
