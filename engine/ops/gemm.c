@@ -1,13 +1,16 @@
 /* The engine's GEMM (see gemm.h): AVX-512 register tiles on the engine's pool, or OpenBLAS.
  *
  * Own path, C = A . B with m x k and k x n operands of any strides:
- *   1. Pack (in parallel over panels), for a slab of the inner index at a time (the whole of k
- *      unless the copies would pass GEMM_PACK_BYTES): B into panels of nr columns [k][nr]
- *      (zero-padded) when its columns are not contiguous, and A's last panel of fewer than GEMM_MR
- *      rows. The tile reads the rest in place: A by broadcasts of single elements, B by rows.
- *   2. Compute (in parallel over blocks of the output): each block walks the slab in steps of
- *      GEMM_KC (a B panel of GEMM_KC x nr stays in L1 while the block's rows of A stream by)
- *      and calls the tile for each (row panel, column panel), continuing each element's chain.
+ *   1. For a slab of the inner index at a time (the whole of k unless the copies would pass
+ *      GEMM_PACK_BYTES), pack A's last panel when it has fewer than GEMM_MR rows. The tile reads
+ *      the rest of A in place, by broadcasts of single elements.
+ *   2. Compute, in parallel over blocks of the output: a block first packs the panels of B it uses
+ *      (nr columns [k][nr], zero-padded) when B's columns are not contiguous, else reads B's rows in
+ *      place; then it walks the slab in steps of GEMM_KC (a B panel of GEMM_KC x nr stays in L1
+ *      while the block's rows of A stream by) and calls the tile for each (row panel, column
+ *      panel), continuing each element's chain. Packing in the block that uses the panels (rather
+ *      than in a parallel phase of its own) keeps them in that core's caches: with 2 threads the
+ *      separate phase cost more than the packing itself.
  * Every element of C is thus one chain of fused multiply-adds over k in order whatever the block
  * sizes, the slabs or the thread count, so results do not depend on the threads. A narrow product
  * (n < nr / 2, e.g. a last layer of 10 classes) is computed as C^T = B^T A^T into a scratch and
@@ -292,22 +295,15 @@ typedef struct gemm_job {
 
 static int64_t gemm_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* Items: the packed A panels, then (when packed) the B panels. */
-static void gemm_pack_items(void *vj, int64_t begin, int64_t end)
+/* Pack A panel pa0 + it (the ragged last one). */
+static void gemm_pack_a(void *vj, int64_t begin, int64_t end)
 {
     const gemm_job *j = vj;
     size_t es = j->es;
-    int64_t na = j->npa - j->pa0;
     for (int64_t it = begin; it < end; it++) {
-        if (it < na) {
-            int64_t r0 = (j->pa0 + it) * GEMM_MR, h = j->m - r0 < GEMM_MR ? j->m - r0 : GEMM_MR;
-            gemm_pack(es, j->A + (r0 * j->ars + j->k0 * j->acs) * (int64_t)es, h, j->kb, j->ars,
-                      j->acs, GEMM_MR, j->Ap + it * j->kb * GEMM_MR * (int64_t)es);
-        } else {
-            int64_t q = it - na, c0 = q * j->nr, w = j->n - c0 < j->nr ? j->n - c0 : j->nr;
-            gemm_pack(es, j->B + (c0 * j->bcs + j->k0 * j->brs) * (int64_t)es, w, j->kb, j->bcs,
-                      j->brs, j->nr, j->Bp + q * j->kb * j->nr * (int64_t)es);
-        }
+        int64_t r0 = (j->pa0 + it) * GEMM_MR, h = j->m - r0 < GEMM_MR ? j->m - r0 : GEMM_MR;
+        gemm_pack(es, j->A + (r0 * j->ars + j->k0 * j->acs) * (int64_t)es, h, j->kb, j->ars,
+                  j->acs, GEMM_MR, j->Ap + it * j->kb * GEMM_MR * (int64_t)es);
     }
 }
 
@@ -319,6 +315,13 @@ static void gemm_blocks(void *vj, int64_t begin, int64_t end)
         int64_t p0 = it / j->nbc * j->mb, q0 = it % j->nbc * j->nb;   /* first panels */
         int64_t p1 = p0 + j->mb < j->npa ? p0 + j->mb : j->npa;
         int64_t q1 = q0 + j->nb < j->npb ? q0 + j->nb : j->npb;
+        /* a packed B's panels are packed by the block that uses them (blocks then span all rows,
+         * gemm_plan), so they are in this core's caches when the tiles read them */
+        for (int64_t q = q0; j->packb && q < q1; q++) {
+            int64_t c0 = q * nr, w = j->n - c0 < nr ? j->n - c0 : nr;
+            gemm_pack(j->es, j->B + (c0 * j->bcs + j->k0 * j->brs) * es, w, j->kb, j->bcs, j->brs,
+                      nr, j->Bp + q * j->kb * nr * es);
+        }
         for (int64_t kc = 0; kc < j->kb; kc += GEMM_KC) {
             int64_t kk = j->kb - kc < GEMM_KC ? j->kb - kc : GEMM_KC, kg = j->k0 + kc;
             bool acc = kg > 0;
@@ -343,18 +346,21 @@ static void gemm_blocks(void *vj, int64_t begin, int64_t end)
 
 /* Block sizes: split the row panels (and column panels) into as few blocks of at most
  * GEMM_BLOCK_PANELS as possible, of even sizes; then split the larger side further while there are
- * fewer blocks than 2 per thread (the split does not change any result). */
+ * fewer blocks than 2 per thread (the split does not change any result). With a packed B, blocks
+ * span all the rows, so that each B panel is packed once, by the block that uses it. */
 static void gemm_plan(gemm_job *j)
 {
     int64_t pa = j->npa, pb = j->npb;
-    int64_t ba = gemm_cdiv(pa, GEMM_BLOCK_PANELS), bb = gemm_cdiv(pb, GEMM_BLOCK_PANELS);
+    int64_t ba = j->packb ? 1 : gemm_cdiv(pa, GEMM_BLOCK_PANELS);
+    int64_t bb = gemm_cdiv(pb, GEMM_BLOCK_PANELS);
     int64_t want = 2 * (int64_t)ls_get_threads();
+    if (j->packb) pa = 1;   /* only the columns are split */
     while (ba * bb < want && (ba < pa || bb < pb)) {
         if (gemm_cdiv(pa, ba) >= gemm_cdiv(pb, bb) && ba < pa) ba++;
         else if (bb < pb) bb++;
         else ba++;
     }
-    j->mb = gemm_cdiv(pa, ba);
+    j->mb = gemm_cdiv(j->npa, ba);
     j->nb = gemm_cdiv(pb, bb);
     j->nbc = gemm_cdiv(pb, j->nb);
 }
@@ -391,10 +397,9 @@ static ls_status gemm_own(gemm_tile_fn tile, int nr, ls_dtype dt, int64_t m, int
     gemm_plan(&j);
     bool serial = m * n * k <= GEMM_SERIAL_FMAS;
     int64_t blocks = gemm_cdiv(j.npa, j.mb) * j.nbc;
-    int64_t packs = (j.npa - j.pa0) + (j.packb ? j.npb : 0);
     for (j.k0 = 0; j.k0 < k; j.k0 += slab) {
         j.kb = k - j.k0 < slab ? k - j.k0 : slab;
-        gemm_run(gemm_pack_items, &j, packs, serial || packs == 1);
+        gemm_run(gemm_pack_a, &j, j.npa - j.pa0, true);   /* at most one ragged panel */
         gemm_run(gemm_blocks, &j, blocks, serial);
     }
     ls_free(buf);
