@@ -120,11 +120,18 @@ static long env_threads(void)
 
 /* OpenBLAS gets the same count, but never more than the cores we may run on: more BLAS threads than
  * cores never helps, and each OpenBLAS thread busy-waits for a while after it is started or used
- * (OPENBLAS_THREAD_TIMEOUT), so surplus ones would starve the engine's own workers. The engine's pool
- * itself is not capped, so tests can oversubscribe it on purpose. */
+ * (OPENBLAS_THREAD_TIMEOUT), so surplus ones would starve the engine's own workers. On CPUs with
+ * AVX-512 the matrix products run on the engine's own GEMM (ops/gemm.c) and OpenBLAS serves only
+ * the vector operations of the curvature code (dot, axpy, gemv over a Krylov basis): there it gets
+ * one thread, since a second one spinning after each call held a core that the pool's next kernel
+ * needed (2-thread Hessian products ran at 1-thread speed). The engine's pool itself is not capped,
+ * so tests can oversubscribe it on purpose. */
 static void set_blas_threads(int t)
 {
     int cores = ls_available_cores();
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f")) cores = 1;
+#endif
     openblas_set_num_threads(t < cores ? t : cores);
 }
 
