@@ -32,6 +32,7 @@
 --                          batchnorm = true}; peer: PyHessian's Hutchinson with N probes
 -- MLP rows in f32 and f64 at 1 and 2 threads; CNN rows in f32 at --cnn-threads.
 --
+-- The peer runs with OMP_WAIT_POLICY=passive (see run_peer).
 -- Timing: the peer runs first (one process per model, all its configurations), then our side; each
 -- workload is run `reps` times and the median wall time (ls.clock / time.perf_counter) is reported.
 -- A full collection precedes every sample, outside the timed region.
@@ -148,7 +149,9 @@ local script = (arg and arg[0] or "bench/bench_curvature.lua"):gsub("bench_curva
 
 -- Runs the peer; returns res["workload,dtype,threads"] = {ms, hvps}.
 local function run_peer(model, dtypes, threads, probes, eigs)
-  local cmd = string.format("env -u LD_PRELOAD %s %s --data %s --model %s --dtypes %s "
+  -- OMP_WAIT_POLICY=passive as in bench_train.lua: libgomp's default spinning made torch's
+  -- 2-thread rows 2.5-4x slower than its 1-thread rows here; passive is torch's better setting.
+  local cmd = string.format("env -u LD_PRELOAD OMP_WAIT_POLICY=passive %s %s --data %s --model %s --dtypes %s "
                             .. "--threads %s --probes %d --reps %d%s", PYTHON, script, tmp, model,
                             dtypes, threads, probes, opts.reps, eigs and " --eigs" or "")
   local res = {}

@@ -20,6 +20,11 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 fi
 cmake --build "$build" -j"$(nproc)" --target bench_matmul bench_elementwise landscape >&2
 
+# OpenBLAS threads busy-wait after each call for OPENBLAS_THREAD_TIMEOUT (2^n cycles); with the
+# default, bench_matmul's peer threads held the second core during our alternated 2-thread samples.
+# The minimum (4) puts them to sleep at once. Set it yourself to measure otherwise.
+export OPENBLAS_THREAD_TIMEOUT="${OPENBLAS_THREAD_TIMEOUT:-4}"
+
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
 note "date: $(date -u '+%Y-%m-%d %H:%M UTC'); command: bench/run.sh $*"
 note "machine: ${cpu:-unknown CPU}, $(nproc) cores; $(uname -sr)"
