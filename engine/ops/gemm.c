@@ -13,7 +13,7 @@
  *      separate phase cost more than the packing itself.
  * Every element of C is thus one chain of fused multiply-adds over k in order whatever the block
  * sizes, the slabs or the thread count, so results do not depend on the threads. A narrow product
- * (n < nr / 2, e.g. a last layer of 10 classes) is computed as C^T = B^T A^T into a scratch and
+ * (n < nr / 4: fewer than 8 float or 4 double columns) is computed as C^T = B^T A^T into a scratch and
  * transposed: the same products in the same order, with the tile's columns along m. */
 #include <cblas.h>
 #include <stdatomic.h>
