@@ -242,6 +242,13 @@ static int lx_tensor_is_contiguous(lua_State *L)
     return 1;
 }
 
+/* x:equal(y): torch.equal, a Lua boolean (not recorded) */
+static int lx_tensor_equal(lua_State *L)
+{
+    lua_pushboolean(L, ls_tensor_equal(lx_checktensor(L, 1), lx_checktensor(L, 2)));
+    return 1;
+}
+
 /* x:item(): the value of a one-element tensor */
 static int lx_tensor_item(lua_State *L)
 {
@@ -613,7 +620,7 @@ static const luaL_Reg lx_tensor_methods[] = {
     {"float", lx_tensor_float},     {"double", lx_tensor_double},   {"long", lx_tensor_long},
     {"byte", lx_tensor_byte},       {"fill", lx_tensor_fill},       {"zero", lx_tensor_zero},
     {"copy", lx_tensor_copy},       {"is_contiguous", lx_tensor_is_contiguous},
-    {NULL, NULL}};
+    {"equal", lx_tensor_equal},     {NULL, NULL}};
 
 static const luaL_Reg lx_tensor_meta[] = {
     {"__gc", lx_tensor_gc},       {"__close", lx_tensor_gc},    {"__index", lx_tensor_index},

@@ -197,6 +197,28 @@ double ls_tensor_get_flat(const ls_tensor *t, int64_t i)
     return ls_tensor_get(t, index);
 }
 
+#define LS_EQUAL_CONTIG(T)                                                                         \
+    do {                                                                                           \
+        const T *x = ls_tensor_data((ls_tensor *)a), *y = ls_tensor_data((ls_tensor *)b);          \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            if (!(x[i] == y[i])) return false;                                                     \
+        return true;                                                                               \
+    } while (0)
+
+bool ls_tensor_equal(const ls_tensor *a, const ls_tensor *b)
+{
+    if (a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) != 0)
+        return false;
+    int64_t n = ls_tensor_numel(a);
+    if (a->dtype == b->dtype && ls_tensor_is_contiguous(a) && ls_tensor_is_contiguous(b)) {
+        if (a->dtype == LS_F32) LS_EQUAL_CONTIG(float);
+        if (a->dtype == LS_F64) LS_EQUAL_CONTIG(double);
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (!(ls_tensor_get_flat(a, i) == ls_tensor_get_flat(b, i))) return false;
+    return true;
+}
+
 /* ---- creation ---- */
 
 ls_tensor *ls_tensor_zeros(ls_dtype dtype, int ndim, const int64_t *shape)

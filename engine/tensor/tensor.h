@@ -65,6 +65,9 @@ double ls_tensor_get(const ls_tensor *t, const int64_t *index);
 void ls_tensor_set(ls_tensor *t, const int64_t *index, double v);
 /* Element by flat (row-major logical) position. */
 double ls_tensor_get_flat(const ls_tensor *t, int64_t i);
+/* torch.equal: the same shape and every element equal as a number (NaN equals nothing, -0 == 0);
+ * the dtypes may differ. Stops at the first difference. */
+bool ls_tensor_equal(const ls_tensor *a, const ls_tensor *b);
 
 /* ---- creation ---- */
 ls_tensor *ls_tensor_zeros(ls_dtype dtype, int ndim, const int64_t *shape);

@@ -363,11 +363,12 @@ function Op:matvec(v)
 end
 
 -- The graph cache is valid while the selected parameters hold the values they had when it was
--- built: compare with a snapshot (one pass over the parameters, negligible next to a product).
+-- built: compare with a snapshot (x:equal, one read of the parameters and no temporaries). A NaN
+-- parameter never equals its snapshot, so such a cache is rebuilt each time: harmless.
 function Op:_check_cache()
     if self._gcache then
         for i, p in ipairs(self._ps) do
-            if p:detach():ne(self._snap[i]):max():item() ~= 0 then
+            if not p:equal(self._snap[i]) then
                 self._gcache = nil
                 break
             end

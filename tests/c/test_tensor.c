@@ -144,6 +144,35 @@ static void test_alloc_failure(void)
     ls_alloc_fail_after(0);
 }
 
+/* ls_tensor_equal: torch.equal's rules, on the contiguous fast path and through views */
+static void test_equal(void)
+{
+    ls_tensor *a = ls_tensor_new(LS_F32, 2, (int64_t[]){2, 3});
+    ls_tensor *b = ls_tensor_new(LS_F32, 2, (int64_t[]){2, 3});
+    for (int64_t i = 0; i < 6; i++) {
+        ls_tensor_set(a, (int64_t[]){i / 3, i % 3}, (double)i);
+        ls_tensor_set(b, (int64_t[]){i / 3, i % 3}, (double)i);
+    }
+    CHECK(ls_tensor_equal(a, b));
+    ls_tensor_set(b, (int64_t[]){1, 2}, 5.5);
+    CHECK(!ls_tensor_equal(a, b));                       /* last element differs */
+    ls_tensor_set(b, (int64_t[]){1, 2}, 5.0);
+    ls_tensor *d = ls_tensor_cast(a, LS_F64);            /* other dtype, same values */
+    CHECK(ls_tensor_equal(a, d));
+    ls_tensor *r = ls_tensor_new(LS_F32, 2, (int64_t[]){3, 2});
+    CHECK(!ls_tensor_equal(a, r));                       /* same numel, other shape */
+    ls_tensor *at = ls_view_transpose(a, 0, 1), *bt = ls_view_transpose(b, 0, 1);
+    CHECK(ls_tensor_equal(at, bt));                      /* views: the general path */
+    ls_tensor_set(a, (int64_t[]){0, 0}, -0.0);
+    ls_tensor_set(b, (int64_t[]){0, 0}, 0.0);
+    CHECK(ls_tensor_equal(a, b));                        /* -0 == 0 */
+    ls_tensor_set(a, (int64_t[]){0, 1}, NAN);
+    ls_tensor_set(b, (int64_t[]){0, 1}, NAN);
+    CHECK(!ls_tensor_equal(a, b) && !ls_tensor_equal(a, a));   /* NaN equals nothing */
+    ls_tensor *objs[] = {a, b, d, r, at, bt};
+    for (int i = 0; i < 6; i++) ls_tensor_release(objs[i]);
+}
+
 int main(void)
 {
     size_t live0 = ls_alloc_live_bytes();
@@ -151,6 +180,7 @@ int main(void)
     test_views();
     test_broadcast_copy_cast();
     test_alloc_failure();
+    test_equal();
     CHECK(ls_alloc_live_bytes() == live0);   /* every tensor above was released */
     return check_done("tensor");
 }

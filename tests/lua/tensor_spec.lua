@@ -404,6 +404,22 @@ describe("indexing", function()
     end)
 end)
 
+describe("equal", function()
+    it("follows torch.equal", function()
+        local a = ls.tensor({{1, 2, 3}, {4, 5, 6}})
+        assert.is_true(a:equal(a:clone()))
+        assert.is_true(a:equal(a:double()))                 -- dtypes may differ
+        assert.is_false(a:equal(a:reshape({3, 2})))         -- same values, other shape
+        assert.is_true(a:t():equal(a:clone():t()))          -- views
+        local b = a:clone()
+        b[2][3] = 7
+        assert.is_false(a:equal(b))
+        assert.is_false(ls.tensor({0 / 0}):equal(ls.tensor({0 / 0})))   -- NaN equals nothing
+        assert.is_true(ls.tensor({-0.0}):equal(ls.tensor({0.0})))
+        assert.has_error(function() a:equal(5) end)
+    end)
+end)
+
 describe("views share storage", function()
     local function base() return ls.arange(6, { dtype = "f64" }):reshape(2, 3) end
 
