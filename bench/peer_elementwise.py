@@ -13,37 +13,13 @@ Prints `op,dtype,threads,n,ms` lines, and `#`-lines with notes (peak RSS) that t
 stderr.
 """
 import argparse
-import ctypes
 import resource
 import statistics
 import time
 
 import torch
 
-
-def openblas_libs():
-    """The OpenBLAS libraries loaded into this process (Debian's torch calls OpenBLAS for matrix
-    products)."""
-    paths = set()
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            if "openblas" in path and ".so" in path:
-                paths.add(path)
-    libs = []
-    for path in sorted(paths):
-        lib = ctypes.CDLL(path)
-        if hasattr(lib, "openblas_set_num_threads"):
-            libs.append(lib)
-    return libs
-
-
-def set_threads(n, libs):
-    """Like ls_set_threads: torch.set_num_threads sets torch's own pool, but not the OpenBLAS its
-    matrix products run on, which would otherwise use every core even at "1 thread"."""
-    torch.set_num_threads(n)
-    for lib in libs:
-        lib.openblas_set_num_threads(n)
+from peer_threads import set_threads
 
 
 def per_call(fn, reps, min_sample):
@@ -87,9 +63,8 @@ def main():
         ("relu", lambda a, b: torch.relu(a)),
         ("sum", lambda a, b: torch.sum(a)),
     ]
-    libs = openblas_libs()
     for threads in (int(t) for t in args.threads.split(",")):
-        set_threads(threads, libs)
+        set_threads(threads)
         for dn in args.dtypes.split(","):
             for n in (int(s) for s in args.sizes.split(",")):
                 g = torch.Generator().manual_seed(1)

@@ -36,7 +36,6 @@
  * added over s in order at the end. The elementwise passes run over the N rows of C * S values.
  * All splits depend on the shape only, so results are bitwise independent of the thread count. */
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +46,7 @@
 #include "autograd/autograd.h"
 #include "core/alloc.h"
 #include "core/parallel.h"
+#include "ops/elementwise_kernel.h"
 #include "ops/ops.h"
 
 /* As in elementwise_kernel.c: GCC 12's -O2 does not vectorise these loops without being asked. */
@@ -271,22 +271,8 @@ __attribute__((target("avx2,fma"))) static void bn_stats_rows_avx2(void *vj, int
     else BN_STATS_ROWS(double, BN_LOAD4_F64);
 }
 
-/* AVX2 and FMA present (LANDSCAPE_SIMD=baseline in the environment says no, as in
- * elementwise_kernel.c) */
-static bool bn_have_avx2(void)
-{
-    static atomic_int cached = -1;   /* threads racing here all compute the same value */
-    int v = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (v < 0) {
-        const char *env = getenv("LANDSCAPE_SIMD");
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-            !(env && strcmp(env, "baseline") == 0);
-        atomic_store_explicit(&cached, v, memory_order_relaxed);
-    }
-    return v;
-}
-#define BN_STATS_ROWS_FN (bn_have_avx2() ? bn_stats_rows_avx2 : bn_stats_rows)
+/* the AVX2+FMA kernel where elementwise_kernel.c would pick one (LANDSCAPE_SIMD=baseline: never) */
+#define BN_STATS_ROWS_FN (ew_cpu_has_avx2_fma() ? bn_stats_rows_avx2 : bn_stats_rows)
 #else
 #define BN_STATS_ROWS_FN bn_stats_rows
 #endif
