@@ -82,7 +82,8 @@ local DTYPES = {"f32", "f64"}
 local THREADS = {1, 2}
 local SIZES = {784, 128, 128, 10}
 
-local function note(...) io.stderr:write("# ", string.format(...), "\n") end
+local bench = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "bench") .. "/common.lua")
+local note, q = bench.note, bench.q
 
 -- ---- timing ----
 -- Wall seconds per call, and process CPU seconds per call (os.clock: all threads).
@@ -169,39 +170,18 @@ local function make_problem(dtype, act)
 end
 
 -- ---- the peer ----
-local function script_dir()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or nil
-  return dir or "."
-end
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
 local function run_peer()
-  local py = os.getenv("LANDSCAPE_PYTHON")
-  if py == nil or py == "" then py = "/usr/bin/python3" end
   local cmd = string.format("%s %s --batch %d --acts %s --dtypes %s --threads %s --reps %d "
-                            .. "--min-sample %g", q(py), q(script_dir() .. "/peer_autograd.py"),
+                            .. "--min-sample %g", bench.python(), q(bench.dir .. "/peer_autograd.py"),
                             opts.batch, opts.acts, table.concat(DTYPES, ","),
                             table.concat(THREADS, ","), opts.reps, opts.min_sample)
   local res = {}
-  local p = io.popen(cmd, "r")
-  if not p then
-    note("torch peer: cannot run %s", cmd)
-    return res
+  for _, line in ipairs(bench.run_lines(cmd)) do
+    local w, d, t, ms, cpu = line:match("^([^,]+),([^,]+),(%d+),([%d.eE+-]+),([%d.eE+-]+)$")
+    if w then res[w .. "," .. d .. "," .. t] = {ms = tonumber(ms), cpu = tonumber(cpu)} end
   end
-  for line in p:lines() do
-    if line:sub(1, 1) == "#" then
-      io.stderr:write(line, "\n")
-    else
-      local w, d, t, ms, cpu = line:match("^([^,]+),([^,]+),(%d+),([%d.eE+-]+),([%d.eE+-]+)$")
-      if w then res[w .. "," .. d .. "," .. t] = {ms = tonumber(ms), cpu = tonumber(cpu)} end
-    end
-  end
-  local ok, how, code = p:close()
-  if not ok or next(res) == nil then
-    note("torch peer: no timings (%s %s; is python3-torch installed?) from: %s", tostring(how),
-         tostring(code), cmd)
+  if next(res) == nil then
+    note("torch peer: no timings (is python3-torch installed?) from: %s", cmd)
   end
   return res
 end

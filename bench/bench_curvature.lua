@@ -85,15 +85,10 @@ do
   opts.cnn_threads = opts.cnn_threads or "2"
 end
 
-local function note(...) io.stderr:write("# ", string.format(...), "\n") end
+local bench = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "bench") .. "/common.lua")
+local note = bench.note
 
-local function loadavg()
-  local f = io.open("/proc/loadavg")
-  if not f then return "?" end
-  local s = f:read("l") or "?"
-  f:close()
-  return s:match("^(%S+ %S+ %S+)") or s
-end
+local loadavg = bench.loadavg
 
 local function median(v)
   local s = {}
@@ -143,35 +138,20 @@ local tmp = os.tmpname()
 ls.io.save_safetensors(tmp, shared)
 
 -- ---- the peer ----
-local PYTHON = os.getenv("LANDSCAPE_PYTHON") or "/usr/bin/python3"
-local script = (arg and arg[0] or "bench/bench_curvature.lua"):gsub("bench_curvature%.lua$",
-                                                                    "peer_curvature.py")
-
 -- Runs the peer; returns res["workload,dtype,threads"] = {ms, hvps}.
 local function run_peer(model, dtypes, threads, probes, eigs)
   -- OMP_WAIT_POLICY=passive as in bench_train.lua: libgomp's default spinning made torch's
   -- 2-thread rows 2.5-4x slower than its 1-thread rows here; passive is torch's better setting.
-  local cmd = string.format("env -u LD_PRELOAD OMP_WAIT_POLICY=passive %s %s --data %s --model %s --dtypes %s "
-                            .. "--threads %s --probes %d --reps %d%s", PYTHON, script, tmp, model,
-                            dtypes, threads, probes, opts.reps, eigs and " --eigs" or "")
+  local cmd = string.format("%s %s --data %s --model %s --dtypes %s --threads %s --probes %d "
+                            .. "--reps %d%s", bench.python("OMP_WAIT_POLICY=passive"),
+                            bench.q(bench.dir .. "/peer_curvature.py"), tmp, model, dtypes, threads,
+                            probes, opts.reps, eigs and " --eigs" or "")
   local res = {}
-  local p = io.popen(cmd, "r")
-  if not p then
-    note("torch peer: cannot run %s", cmd)
-    return res
+  for _, line in ipairs(bench.run_lines(cmd)) do
+    local w, d, t, ms, n = line:match("^([^,]+),([^,]+),(%d+),([%d.eE+-]+),(%d+)$")
+    if w then res[w .. "," .. d .. "," .. t] = {ms = tonumber(ms), hvps = tonumber(n)} end
   end
-  for line in p:lines() do
-    if line:sub(1, 1) == "#" then
-      io.stderr:write(line, "\n")
-    else
-      local w, d, t, ms, n = line:match("^([^,]+),([^,]+),(%d+),([%d.eE+-]+),(%d+)$")
-      if w then res[w .. "," .. d .. "," .. t] = {ms = tonumber(ms), hvps = tonumber(n)} end
-    end
-  end
-  local ok, how, code = p:close()
-  if not ok or next(res) == nil then
-    note("torch peer: no timings (%s %s) from: %s", tostring(how), tostring(code), cmd)
-  end
+  if next(res) == nil then note("torch peer: no timings from: %s", cmd) end
   return res
 end
 

@@ -94,7 +94,8 @@ do
   opts.only = only
 end
 
-local function note(...) io.stderr:write("# ", string.format(...), "\n") end
+local bench = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "bench") .. "/common.lua")
+local note, q = bench.note, bench.q
 
 local function peak_rss_mib()
   local f = io.open("/proc/self/status", "r")
@@ -174,31 +175,9 @@ local function script_path()
   return src:sub(1, 1) == "@" and src:sub(2) or "bench/bench_train.lua"
 end
 
-local function script_dir() return script_path():match("^(.*)/[^/]*$") or "." end
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
 local function python()
-  local py = os.getenv("LANDSCAPE_PYTHON")
-  if py == nil or py == "" then py = "/usr/bin/python3" end
-  return "env -u LD_PRELOAD OMP_WAIT_POLICY=" .. q(opts.omp_wait) .. " " .. q(py) .. " "
-         .. q(script_dir() .. "/peer_train.py")
-end
-
--- Runs cmd and returns its stdout lines that are not '#' notes (those go to stderr).
-local function run_lines(cmd)
-  local p = io.popen(cmd, "r")
-  if not p then
-    note("cannot run %s", cmd)
-    return {}
-  end
-  local out = {}
-  for line in p:lines() do
-    if line:sub(1, 1) == "#" then io.stderr:write(line, "\n") else out[#out + 1] = line end
-  end
-  local ok, how, code = p:close()
-  if not ok then note("%s: %s %s", cmd, tostring(how), tostring(code)) end
-  return out
+  return bench.python("OMP_WAIT_POLICY=" .. q(opts.omp_wait)) .. " "
+         .. q(bench.dir .. "/peer_train.py")
 end
 
 -- The peer's ms per step for one workload: {[threads] = ms}.
@@ -206,7 +185,7 @@ local function run_peer(name)
   local cmd = string.format("%s --workloads %s --threads %s --reps %d --min-sample %g", python(),
                             name, table.concat(THREADS, ","), opts.reps, opts.min_sample)
   local res = {}
-  for _, line in ipairs(run_lines(cmd)) do
+  for _, line in ipairs(bench.run_lines(cmd)) do
     local w, t, ms = line:match("^([^,]+),(%d+),([%d.eE+-]+)$")
     if w == name then res[tonumber(t)] = tonumber(ms) end
   end
@@ -215,7 +194,7 @@ local function run_peer(name)
 end
 
 local function rss_of(cmd)
-  for _, line in ipairs(run_lines(cmd)) do
+  for _, line in ipairs(bench.run_lines(cmd)) do
     local v = line:match("^rss,([%d.]+)$")
     if v then return tonumber(v) end
   end
@@ -224,13 +203,7 @@ local function rss_of(cmd)
 end
 
 -- ---- main ----
-local function loadavg()
-  local f = io.open("/proc/loadavg", "r")
-  if not f then return "?" end
-  local s = f:read("l")
-  f:close()
-  return s
-end
+local loadavg = bench.loadavg
 
 local function row(workload, threads, ours, peer, peer_ms)
   peer_ms = peer_ms or 0 / 0
