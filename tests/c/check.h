@@ -7,6 +7,22 @@
 #include <math.h>
 #include <stdio.h>
 
+/* check_uniform(): U[0, 1) with 53 bits from a xorshift64 generator, a fixed sequence per test file
+ * (define CHECK_RNG_SEED before including this header for another sequence). For test inputs only;
+ * the engine's own generator is tested in test_rng.c. */
+#include <stdint.h>
+#ifndef CHECK_RNG_SEED
+#define CHECK_RNG_SEED 0x9e3779b97f4a7c15ULL
+#endif
+static uint64_t check_rng = CHECK_RNG_SEED;
+static inline double check_uniform(void)
+{
+    check_rng ^= check_rng << 13;
+    check_rng ^= check_rng >> 7;
+    check_rng ^= check_rng << 17;
+    return (double)(check_rng >> 11) / 9007199254740992.0;
+}
+
 static int check_failures = 0;
 static int check_count = 0;
 

@@ -13,6 +13,7 @@
  *     and relu's second derivative (zero) through it.
  *   Errors name the op and the shapes; allocation failures give NULL with LS_ERR_MEM and leak
  *   nothing. */
+#define CHECK_RNG_SEED 0x2545f4914f6cdd1dULL   /* this file's test inputs */
 #include "check.h"
 
 #include <stdint.h>
@@ -26,22 +27,13 @@
 
 #define EPS 1e-5
 
-static uint64_t rng = 0x2545f4914f6cdd1dULL;
-static double uniform(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
-
 /* A tensor of `shape` with values center + spread * U(-1, 1). */
 static ls_tensor *make(ls_dtype d, int nd, const int64_t *shape, double center, double spread)
 {
     ls_tensor *t = ls_tensor_new(d, nd, shape);
     int64_t n = ls_tensor_numel(t);
     for (int64_t i = 0; i < n; i++) {
-        double v = center + spread * (2.0 * uniform() - 1.0);
+        double v = center + spread * (2.0 * check_uniform() - 1.0);
         if (d == LS_F32) ((float *)ls_tensor_data(t))[i] = (float)v;
         else ((double *)ls_tensor_data(t))[i] = v;
     }

@@ -27,21 +27,12 @@
 
 static const ls_dtype dtypes[2] = {LS_F32, LS_F64};
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static double uniform(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
-
 static ls_tensor *make(ls_dtype d, int64_t a, int64_t b, int64_t c, int64_t e)
 {
     ls_tensor *t = ls_tensor_new(d, 4, (int64_t[]){a, b, c, e});
     int64_t n = ls_tensor_numel(t);
     for (int64_t i = 0; i < n; i++) {
-        double v = -1.0 + 2.0 * uniform();
+        double v = -1.0 + 2.0 * check_uniform();
         if (d == LS_F32) ((float *)ls_tensor_data(t))[i] = (float)v;
         else ((double *)ls_tensor_data(t))[i] = v;
     }
@@ -321,7 +312,7 @@ static void test_pools(void)
             /* ties and NaN: values from {-1, 0, 1} with some NaNs */
             int64_t n = ls_tensor_numel(x);
             for (int64_t i = 0; i < n; i++) {
-                double u = uniform();
+                double u = check_uniform();
                 double v = u < 0.05 ? NAN : (double)((int)(u * 3) - 1);
                 ls_tensor_set(x, (int64_t[]){i / (c->C * c->H * c->W), i / (c->H * c->W) % c->C,
                                              i / c->W % c->H, i % c->W}, v);

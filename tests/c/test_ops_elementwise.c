@@ -28,20 +28,12 @@ static const ls_dtype dtypes[2] = {LS_F32, LS_F64};
 
 enum { REAL, POSITIVE, AWAY, SMALLINT };   /* U(-2,2), U(0.1,3), +-U(0.3,2), {-1,0,1} */
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static double uniform(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
 static double draw(int kind)
 {
-    double u = uniform();
+    double u = check_uniform();
     switch (kind) {
     case POSITIVE: return 0.1 + 2.9 * u;
-    case AWAY: return (uniform() < 0.5 ? -1 : 1) * (0.3 + 1.7 * u);
+    case AWAY: return (check_uniform() < 0.5 ? -1 : 1) * (0.3 + 1.7 * u);
     case SMALLINT: return (double)((int)(u * 3.0) - 1);
     default: return -2.0 + 4.0 * u;
     }
@@ -414,10 +406,10 @@ static void test_f64_accuracy(void)
     int64_t n = 600000;
     double *buf = malloc((size_t)n * sizeof *buf);
     for (int64_t i = 0; i < n; i++) {
-        double u = uniform();
+        double u = check_uniform();
         if (i % 3 == 0) buf[i] = -760.0 + 1480.0 * u;
         else if (i % 3 == 1) buf[i] = -40.0 + 80.0 * u;
-        else buf[i] = (uniform() < 0.5 ? -1 : 1) * exp(-40.0 + 45.0 * u);
+        else buf[i] = (check_uniform() < 0.5 ? -1 : 1) * exp(-40.0 + 45.0 * u);
     }
     memcpy(buf, edges, sizeof edges);
     ls_tensor *x = ls_tensor_from_buffer(LS_F64, 1, &n, buf);

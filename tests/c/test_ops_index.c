@@ -6,6 +6,7 @@
  *
  * Tolerance: gather/index_select copy, so they must match exactly; the adds must match a double
  * reference to 1e-12 (f64) or 1e-5 (f32, which adds in float). */
+#define CHECK_RNG_SEED 0x853c49e6748fea9bULL   /* this file's test inputs */
 #include "check.h"
 
 #include <stdint.h>
@@ -19,21 +20,12 @@
 
 static const ls_dtype dtypes[3] = {LS_F32, LS_F64, LS_I64};
 
-static uint64_t rng = 0x853c49e6748fea9bULL;
-static double uniform(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
-
 static ls_tensor *make(ls_dtype d, int ndim, const int64_t *shape)
 {
     ls_tensor *t = ls_tensor_new(d, ndim, shape);
     int64_t n = ls_tensor_numel(t);
     for (int64_t i = 0; i < n; i++) {
-        double v = -2.0 + 4.0 * uniform();
+        double v = -2.0 + 4.0 * check_uniform();
         if (d == LS_F32) ((float *)ls_tensor_data(t))[i] = (float)v;
         else if (d == LS_F64) ((double *)ls_tensor_data(t))[i] = v;
         else ((int64_t *)ls_tensor_data(t))[i] = (int64_t)(v * 1000);
@@ -46,7 +38,7 @@ static ls_tensor *make_index(int ndim, const int64_t *shape, int64_t hi)
 {
     ls_tensor *t = ls_tensor_new(LS_I64, ndim, shape);
     for (int64_t i = 0; i < ls_tensor_numel(t); i++)
-        ((int64_t *)ls_tensor_data(t))[i] = (int64_t)(uniform() * (double)hi);
+        ((int64_t *)ls_tensor_data(t))[i] = (int64_t)(check_uniform() * (double)hi);
     return t;
 }
 

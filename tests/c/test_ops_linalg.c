@@ -22,21 +22,12 @@
 
 static const ls_dtype dtypes[2] = {LS_F32, LS_F64};
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static double uniform(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
-
 static ls_tensor *make(ls_dtype d, int ndim, const int64_t *shape)
 {
     ls_tensor *t = ls_tensor_new(d, ndim, shape);
     int64_t n = ls_tensor_numel(t);
     for (int64_t i = 0; i < n; i++) {
-        double v = -1.0 + 2.0 * uniform();
+        double v = -1.0 + 2.0 * check_uniform();
         if (d == LS_F32) ((float *)ls_tensor_data(t))[i] = (float)v;
         else ((double *)ls_tensor_data(t))[i] = v;
     }

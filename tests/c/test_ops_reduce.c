@@ -9,6 +9,7 @@
  *
  * Tolerances: f64 1e-12 relative (the kernel sums in double with a different order), f32 1e-6
  * relative (the kernel accumulates in double and rounds once). */
+#define CHECK_RNG_SEED 0x2545f4914f6cdd1dULL   /* this file's test inputs */
 #include "check.h"
 
 #include <stdint.h>
@@ -23,21 +24,12 @@
 
 static const ls_dtype dtypes[2] = {LS_F32, LS_F64};
 
-static uint64_t rng = 0x2545f4914f6cdd1dULL;
-static double uniform(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
-
 static ls_tensor *make(ls_dtype d, int ndim, const int64_t *shape)
 {
     ls_tensor *t = ls_tensor_new(d, ndim, shape);
     int64_t n = ls_tensor_numel(t);
     for (int64_t i = 0; i < n; i++) {
-        double v = -2.0 + 4.0 * uniform();
+        double v = -2.0 + 4.0 * check_uniform();
         if (d == LS_F32) ((float *)ls_tensor_data(t))[i] = (float)v;
         else ((double *)ls_tensor_data(t))[i] = v;
     }
