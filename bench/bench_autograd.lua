@@ -102,15 +102,6 @@ local function calibrate(fn)
   return math.floor(opts.min_sample / t) + 1
 end
 
-local function median(v)
-  local s = {}
-  for i, x in ipairs(v) do s[i] = x end
-  table.sort(s)
-  local n = #s
-  if n % 2 == 1 then return s[(n + 1) // 2] end
-  return 0.5 * (s[n // 2] + s[n // 2 + 1])
-end
-
 -- Median wall ms per call of each named function, sampled round-robin (see the header), and the
 -- median CPU ms per call.
 local function time_round_robin(names, fns)
@@ -130,8 +121,8 @@ local function time_round_robin(names, fns)
   end
   local ms, cpu = {}, {}
   for _, k in ipairs(names) do
-    ms[k] = 1e3 * median(times[k])
-    cpu[k] = 1e3 * median(cpus[k])
+    ms[k] = 1e3 * bench.median(times[k])
+    cpu[k] = 1e3 * bench.median(cpus[k])
   end
   return ms, cpu
 end
@@ -186,15 +177,6 @@ local function run_peer()
   return res
 end
 
-local function peak_rss_mib()
-  local f = io.open("/proc/self/status", "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  local kb = s:match("VmHWM:%s*(%d+)")
-  return kb and tonumber(kb) / 1024 or nil
-end
-
 -- ---- main ----
 local function row(workload, dtype, threads, ours, peer, peer_ms)
   io.stdout:write(string.format("%s,%s,%d,%.4f,%s,%.4f,%.3f\n", workload, dtype, threads, ours,
@@ -240,7 +222,7 @@ local function main()
   io.stderr:write("# process CPU ms per call (all threads; steadier than wall time on a busy "
                   .. "machine)\n# workload,dtype,threads,ours_cpu_ms,torch_cpu_ms\n",
                   table.concat(cpu_notes, "\n"), "\n")
-  local rss = peak_rss_mib()
+  local rss = bench.peak_rss_mib()
   if rss then note("bench_autograd.lua: peak RSS %.1f MiB", rss) end
 end
 

@@ -90,15 +90,6 @@ local note = bench.note
 
 local loadavg = bench.loadavg
 
-local function median(v)
-  local s = {}
-  for i, x in ipairs(v) do s[i] = x end
-  table.sort(s)
-  local n = #s
-  if n % 2 == 1 then return s[(n + 1) // 2] end
-  return 0.5 * (s[n // 2] + s[n // 2 + 1])
-end
-
 -- Median ms of `reps` calls of fn; returns it and the last call's result.
 local function time_it(fn)
   local t, res = {}, nil
@@ -109,7 +100,7 @@ local function time_it(fn)
     res = fn()
     t[r] = (clock() - t0) * 1000
   end
-  return median(t), res
+  return bench.median(t), res
 end
 
 local function list(s)

@@ -97,15 +97,6 @@ end
 local bench = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "bench") .. "/common.lua")
 local note, q = bench.note, bench.q
 
-local function peak_rss_mib()
-  local f = io.open("/proc/self/status", "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  local kb = s:match("VmHWM:%s*(%d+)")
-  return kb and tonumber(kb) / 1024 or nil
-end
-
 -- ---- the models and the step ----
 local function make_model(name)
   if name == "mlp_784_512_512_10" then
@@ -142,7 +133,7 @@ if opts.rss_child then
     local x, y = random_batch(2 * i)
     step(x, y)
   end
-  io.stdout:write(string.format("rss,%.1f\n", peak_rss_mib()))
+  io.stdout:write(string.format("rss,%.1f\n", bench.peak_rss_mib()))
   return
 end
 
@@ -153,20 +144,13 @@ local function sample(fn, iters)
   return (clock() - t0) / iters
 end
 
-local function median(v)
-  table.sort(v)
-  local n = #v
-  if n % 2 == 1 then return v[(n + 1) // 2] end
-  return 0.5 * (v[n // 2] + v[n // 2 + 1])
-end
-
 local function time_step(fn)
   for _ = 1, 3 do fn() end
   local t = math.max(sample(fn, 1), 1e-7)
   local iters = t >= opts.min_sample and 1 or math.floor(opts.min_sample / t) + 1
   local s = {}
   for r = 1, opts.reps do s[r] = sample(fn, iters) end
-  return 1e3 * median(s)
+  return 1e3 * bench.median(s)
 end
 
 -- ---- child processes ----
@@ -245,7 +229,7 @@ local function main()
     local torch = rss_of(string.format("%s --rss-child %d", python(), opts.epoch_steps))
     row("cnn_epoch_peak_rss_mib", 1, ours, "torch", torch)
   end
-  note("bench_train.lua peak RSS %.1f MiB", peak_rss_mib() or 0 / 0)
+  note("bench_train.lua peak RSS %.1f MiB", bench.peak_rss_mib() or 0 / 0)
 end
 
 main()

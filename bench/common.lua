@@ -8,6 +8,8 @@
 --                       (a string of VAR=value words) before it
 --   run_lines(cmd)      runs cmd; its '#' lines go to stderr, the others are returned (a list)
 --   loadavg()           the three load averages of /proc/loadavg, as a string
+--   median(v)           the median of a list of numbers (v is left as it is)
+--   peak_rss_mib()      this process's peak resident set (VmHWM) in MiB, or nil
 local M = {}
 
 function M.note(...) io.stderr:write("# ", string.format(...), "\n") end
@@ -46,6 +48,24 @@ function M.loadavg()
   local s = f:read("l") or "?"
   f:close()
   return s:match("^(%S+ %S+ %S+)") or s
+end
+
+function M.median(v)
+  local s = {}
+  for i, x in ipairs(v) do s[i] = x end
+  table.sort(s)
+  local n = #s
+  if n % 2 == 1 then return s[(n + 1) // 2] end
+  return 0.5 * (s[n // 2] + s[n // 2 + 1])
+end
+
+function M.peak_rss_mib()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  local kb = s:match("VmHWM:%s*(%d+)")
+  return kb and tonumber(kb) / 1024 or nil
 end
 
 return M
