@@ -259,7 +259,16 @@ static ls_status matmul_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **
         ls_tensor *G = g;
         if (a->ndim == 1) G = ls_tmp_keep(&tmp, ls_unsqueeze(G, G->ndim - 1));
         if (b->ndim == 1 && G) G = ls_tmp_keep(&tmp, ls_unsqueeze(G, G->ndim));
-        if (c->needs[0]) {
+        if (c->needs[0] && a->ndim == 2 && b->ndim == 2 && a->stride[0] == 1 &&
+            a->stride[1] == a->shape[0] && a->shape[0] > 1) {
+            /* a is the transposed view of a row-major matrix (G^T @ x, the weight gradient above,
+             * met again in a double backward): ga = (B @ G^T)^T, so that the gradient reaching the
+             * untransposed matrix comes out row-major, and the product packs G (small) rather than
+             * x^T (a whole batch). Same products in the same order. */
+            ls_tensor *gt = ls_tmp_keep(&tmp, ls_transpose(G, -1, -2));
+            ls_tensor *gat = ls_tmp_keep(&tmp, ls_matmul(B, gt));
+            gin[0] = ls_transpose(gat, -1, -2);
+        } else if (c->needs[0]) {
             ls_tensor *bt = ls_tmp_keep(&tmp, ls_transpose(B, -1, -2));
             ls_tensor *ga = ls_tmp_keep(&tmp, ls_matmul(G, bt));
             gin[0] = ls_sum_to(ga, a->ndim, a->shape);
