@@ -247,7 +247,13 @@ ls_tensor *ew_apply(const char *who, int nin, ls_tensor *const *in, ls_iter_fn f
         memcpy(prev, shape, sizeof prev);   /* ls_broadcast_shapes must not write its input */
         if (ls_broadcast_shapes(who, nd, prev, in[k]->ndim, in[k]->shape, &nd, shape)) return NULL;
     }
-    ls_tensor *out = ls_tensor_new(in[0]->dtype, nd, shape);
+    /* inputs of one shape and one layout: the output takes that layout (see ls_tensor_new_like) */
+    bool same = in[0]->ndim == nd && !memcmp(in[0]->shape, shape, sizeof(int64_t) * (size_t)nd);
+    for (int k = 1; k < nin && same; k++)
+        same = in[k]->ndim == nd && !memcmp(in[k]->shape, shape, sizeof(int64_t) * (size_t)nd) &&
+               !memcmp(in[k]->stride, in[0]->stride, sizeof(int64_t) * (size_t)nd);
+    ls_tensor *out = same ? ls_tensor_new_like(in[0]->dtype, in[0])
+                          : ls_tensor_new(in[0]->dtype, nd, shape);
     if (!out) return NULL;
     ctx->dtype = in[0]->dtype;
     ls_iter it;

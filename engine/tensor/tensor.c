@@ -76,6 +76,36 @@ ls_tensor *ls_tensor_new(ls_dtype dtype, int ndim, const int64_t *shape)
     return t;
 }
 
+ls_tensor *ls_tensor_new_like(ls_dtype dtype, const ls_tensor *ref)
+{
+    int nd = ref->ndim, perm[LS_MAX_DIMS];
+    for (int i = 0; i < nd; i++) perm[i] = i;
+    /* dims from outermost to innermost in memory (insertion sort by stride, stable) */
+    for (int i = 1; i < nd; i++)
+        for (int j = i; j > 0 && ref->stride[perm[j - 1]] < ref->stride[perm[j]]; j--) {
+            int t = perm[j];
+            perm[j] = perm[j - 1];
+            perm[j - 1] = t;
+        }
+    bool dense = true, permuted = false;
+    int64_t expect = 1;
+    for (int i = nd - 1; i >= 0; i--) {
+        int d = perm[i];
+        if (ref->shape[d] == 1) continue;   /* any stride will do */
+        if (ref->stride[d] != expect) dense = false;
+        expect *= ref->shape[d];
+    }
+    for (int i = 0; i < nd; i++) permuted |= perm[i] != i;
+    ls_tensor *t = ls_tensor_new(dtype, nd, ref->shape);
+    if (!t || !dense || !permuted) return t;
+    int64_t st = 1;
+    for (int i = nd - 1; i >= 0; i--) {
+        t->stride[perm[i]] = st;
+        st *= ref->shape[perm[i]] > 0 ? ref->shape[perm[i]] : 1;
+    }
+    return t;
+}
+
 ls_tensor *ls_tensor_retain(ls_tensor *t)
 {
     if (t) t->refcount++;

@@ -41,6 +41,10 @@ typedef struct ls_tensor {
 
 /* ---- lifetime ---- */
 ls_tensor *ls_tensor_new(ls_dtype dtype, int ndim, const int64_t *shape);   /* uninitialised, contiguous */
+/* Uninitialised, ref's shape, in ref's memory order when ref is dense (its strides a permutation of
+ * a contiguous layout: a transposed matrix, a permuted batch), else contiguous; torch's empty_like.
+ * An elementwise result then runs and is stored in one flat pass like its inputs. */
+ls_tensor *ls_tensor_new_like(ls_dtype dtype, const ls_tensor *ref);
 ls_tensor *ls_tensor_retain(ls_tensor *t);   /* returns t */
 void ls_tensor_release(ls_tensor *t);
 /* A new tensor header sharing t's storage (no autograd state): the building block of views. */

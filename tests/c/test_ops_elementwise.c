@@ -132,7 +132,9 @@ static void check_unary_on(const unary_case *uc, ls_tensor *x)
     }
     CHECK(y->dtype == x->dtype && y->ndim == x->ndim);
     CHECK(memcmp(y->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim) == 0);
-    CHECK(ls_tensor_is_contiguous(y));
+    /* contiguous, or x's own dense layout (test_output_layout) */
+    CHECK(ls_tensor_is_contiguous(y) ||
+          memcmp(y->stride, x->stride, sizeof(int64_t) * (size_t)x->ndim) == 0);
     int64_t n = ls_tensor_numel(x);
     int bad = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -275,6 +277,31 @@ static void test_binary(void)
             ls_tensor_release(a);
             ls_tensor_release(b);
         }
+}
+
+/* The result's layout: that of the inputs when all have one shape and one dense layout (a
+ * transposed matrix, a permuted 3-d tensor), else contiguous. Values are checked per layout above. */
+static void test_output_layout(void)
+{
+    ls_tensor *a = make_layout(LS_F64, 5, 7, 0, TRANSPOSED), *b = make_layout(LS_F64, 5, 7, 0, TRANSPOSED);
+    ls_tensor *c = make_layout(LS_F64, 5, 7, 0, CONTIG), *n = make_layout(LS_F64, 5, 7, 0, NARROWED);
+    ls_tensor *ab = ls_add(a, b), *ac = ls_add(a, c), *ea = ls_exp(a), *en = ls_exp(n);
+    CHECK(ab && ab->stride[0] == 1 && ab->stride[1] == 5);
+    CHECK(ea && ea->stride[0] == 1 && ea->stride[1] == 5);
+    CHECK(ac && ac->stride[0] == 7 && ac->stride[1] == 1);   /* mixed layouts: contiguous */
+    CHECK(en && en->stride[0] == 7 && en->stride[1] == 1);   /* not dense: contiguous */
+    int64_t i2[2] = {3, 6};
+    CHECK(ab && ls_tensor_get(ab, i2) == ls_tensor_get(a, i2) + ls_tensor_get(b, i2));
+    ls_tensor *base = make(LS_F32, 3, (int64_t[]){4, 1, 6}, 0);
+    ls_tensor *p = ls_view_permute(base, (int[]){2, 0, 1});   /* [6, 4, 1], strides (1, 6, any) */
+    ls_tensor *pp = ls_mul(p, p);
+    CHECK(pp && pp->stride[0] == 1 && pp->stride[1] == 6);
+    int64_t i3[3] = {5, 2, 0};
+    CHECK(pp && ls_tensor_get(pp, i3) == (double)((float)ls_tensor_get(p, i3) * (float)ls_tensor_get(p, i3)));
+    ls_tensor *row = make(LS_F64, 1, (int64_t[]){7}, 0), *ar = ls_add(a, row);
+    CHECK(ar && ar->stride[0] == 7 && ar->stride[1] == 1);   /* broadcast: contiguous */
+    ls_tensor *ts[] = {a, b, c, n, ab, ac, ea, en, base, p, pp, row, ar};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ls_tensor_release(ts[i]);
 }
 
 /* pow's scalar-exponent fast paths (2, 1, -1) and the general path agree with libm pow. */
@@ -790,6 +817,7 @@ int main(void)
     test_f64_accuracy();
     test_unary();
     test_binary();
+    test_output_layout();
     test_pow_scalar();
     test_scalar_wrappers();
     test_clamp();
