@@ -307,6 +307,20 @@ ls_tensor *ls_add(ls_tensor *a, ls_tensor *b)
 {
     return ls_op_apply(LS_OP_ADD, (ls_tensor *[]){a, b}, NULL);
 }
+ls_status ls_add_inplace(ls_tensor *a, const ls_tensor *b)
+{
+    if (a->dtype != b->dtype || !ls_dtype_is_float(a->dtype) || a->ndim != b->ndim ||
+        memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) != 0 ||
+        !ls_tensor_is_dense(a, NULL))
+        return ls_error_set(LS_ERR_ARG, "add_inplace: %s %s += %s %s: expected one float dtype, one "
+                            "shape and a dense destination", ls_dtype_name(a->dtype),
+                            ls_tensor_shape_str(a), ls_dtype_name(b->dtype), ls_tensor_shape_str(b));
+    ls_ew_ctx ctx = {.dtype = a->dtype};
+    ls_iter it;
+    ls_iter_init(&it, a, 2, (const ls_tensor *const[]){a, b});
+    ls_iter_run(&it, add_run, &ctx);
+    return LS_OK;
+}
 
 static ls_tensor *sub_fwd(ls_tensor *const *in, const ls_attrs *a)
 {

@@ -38,7 +38,8 @@
 #define GEMM_KC 256                              /* inner-index step of the compute loop */
 #define GEMM_BLOCK_PANELS 8                      /* at most this many panels per block side */
 #define GEMM_PACK_BYTES ((int64_t)32 << 20)      /* packed A + B of one slab, roughly */
-#define GEMM_SERIAL_FMAS ((int64_t)1 << 18)      /* smaller products run on the calling thread */
+#define GEMM_SERIAL_FMAS ((int64_t)1 << 21)      /* smaller products run on the calling thread */
+#define GEMM_PREPACK_BYTES ((int64_t)512 << 10)  /* a packed B up to this is packed before the blocks */
 
 static _Atomic bool gemm_blas_only;
 
@@ -287,6 +288,7 @@ typedef struct gemm_job {
     int64_t npa, npb;         /* row panels of A, column panels of B */
     int64_t pa0;              /* A panels [pa0, npa) are packed, the others read in place */
     bool packb;               /* B packed (else read in place: its columns are contiguous) */
+    bool prepack;             /* ... all of it before the blocks run (else by the block using it) */
     char *Ap, *Bp;            /* packed panels of the slab: [npa - pa0][kb][MR], [npb][kb][nr] */
     char *C;
     int64_t ldc;
@@ -307,6 +309,18 @@ static void gemm_pack_a(void *vj, int64_t begin, int64_t end)
     }
 }
 
+/* Pack B panels [begin, end) of the slab. */
+static void gemm_pack_b(void *vj, int64_t begin, int64_t end)
+{
+    const gemm_job *j = vj;
+    int64_t es = (int64_t)j->es, nr = j->nr;
+    for (int64_t q = begin; q < end; q++) {
+        int64_t c0 = q * nr, w = j->n - c0 < nr ? j->n - c0 : nr;
+        gemm_pack(j->es, j->B + (c0 * j->bcs + j->k0 * j->brs) * es, w, j->kb, j->bcs, j->brs, nr,
+                  j->Bp + q * j->kb * nr * es);
+    }
+}
+
 static void gemm_blocks(void *vj, int64_t begin, int64_t end)
 {
     const gemm_job *j = vj;
@@ -317,11 +331,7 @@ static void gemm_blocks(void *vj, int64_t begin, int64_t end)
         int64_t q1 = q0 + j->nb < j->npb ? q0 + j->nb : j->npb;
         /* a packed B's panels are packed by the block that uses them (blocks then span all rows,
          * gemm_plan), so they are in this core's caches when the tiles read them */
-        for (int64_t q = q0; j->packb && q < q1; q++) {
-            int64_t c0 = q * nr, w = j->n - c0 < nr ? j->n - c0 : nr;
-            gemm_pack(j->es, j->B + (c0 * j->bcs + j->k0 * j->brs) * es, w, j->kb, j->bcs, j->brs,
-                      nr, j->Bp + q * j->kb * nr * es);
-        }
+        if (j->packb && !j->prepack) gemm_pack_b(vj, q0, q1);
         for (int64_t kc = 0; kc < j->kb; kc += GEMM_KC) {
             int64_t kk = j->kb - kc < GEMM_KC ? j->kb - kc : GEMM_KC, kg = j->k0 + kc;
             bool acc = kg > 0;
@@ -351,10 +361,11 @@ static void gemm_blocks(void *vj, int64_t begin, int64_t end)
 static void gemm_plan(gemm_job *j)
 {
     int64_t pa = j->npa, pb = j->npb;
-    int64_t ba = j->packb ? 1 : gemm_cdiv(pa, GEMM_BLOCK_PANELS);
+    bool cols_only = j->packb && !j->prepack;
+    int64_t ba = cols_only ? 1 : gemm_cdiv(pa, GEMM_BLOCK_PANELS);
     int64_t bb = gemm_cdiv(pb, GEMM_BLOCK_PANELS);
     int64_t want = 2 * (int64_t)ls_get_threads();
-    if (j->packb) pa = 1;   /* only the columns are split */
+    if (cols_only) pa = 1;   /* only the columns are split */
     while (ba * bb < want && (ba < pa || bb < pb)) {
         if (gemm_cdiv(pa, ba) >= gemm_cdiv(pb, bb) && ba < pa) ba++;
         else if (bb < pb) bb++;
@@ -386,7 +397,11 @@ static ls_status gemm_own(gemm_tile_fn tile, int nr, ls_dtype dt, int64_t m, int
     j.npb = gemm_cdiv(n, nr);
     j.pa0 = m % GEMM_MR ? j.npa - 1 : j.npa;
     j.packb = bcs != 1 && n > 1;
-    int64_t rows = (j.npa - j.pa0) * GEMM_MR + (j.packb ? j.npb * nr : 0);   /* per unit of k */
+    /* A packed B that is small next to A (a batch times a weight's transpose, in a Hessian-vector
+     * product: 1000 x 784 times 784 x 128) is packed whole first, so that blocks can split the rows
+     * too and A is read once, not once per column block. A large B (a training step's 128 x 784
+     * times 784 x 512) keeps being packed by the block that uses it. */
+    j.prepack = j.packb && k * n * (int64_t)es <= GEMM_PREPACK_BYTES && m >= 4 * n;    int64_t rows = (j.npa - j.pa0) * GEMM_MR + (j.packb ? j.npb * nr : 0);   /* per unit of k */
     int64_t slab = rows ? GEMM_PACK_BYTES / (rows * (int64_t)es) : k;
     slab = slab < GEMM_KC ? GEMM_KC : slab / GEMM_KC * GEMM_KC;
     if (slab > k) slab = k;
@@ -400,6 +415,7 @@ static ls_status gemm_own(gemm_tile_fn tile, int nr, ls_dtype dt, int64_t m, int
     for (j.k0 = 0; j.k0 < k; j.k0 += slab) {
         j.kb = k - j.k0 < slab ? k - j.k0 : slab;
         gemm_run(gemm_pack_a, &j, j.npa - j.pa0, true);   /* at most one ragged panel */
+        if (j.prepack) gemm_run(gemm_pack_b, &j, j.npb, serial);
         gemm_run(gemm_blocks, &j, blocks, serial);
     }
     ls_free(buf);

@@ -34,6 +34,9 @@ ls_tensor *ls_softplus(ls_tensor *x);
 ls_tensor *ls_erf(ls_tensor *x);
 /* elementwise.c — binary with NumPy broadcasting; both inputs must share a float dtype */
 ls_tensor *ls_add(ls_tensor *a, ls_tensor *b);
+/* a += b in place, not recorded (autograd's accumulation of gradients it owns): same dtype and
+ * shape, a dense (ls_tensor_is_dense). */
+ls_status ls_add_inplace(ls_tensor *a, const ls_tensor *b);
 ls_tensor *ls_sub(ls_tensor *a, ls_tensor *b);
 ls_tensor *ls_mul(ls_tensor *a, ls_tensor *b);
 ls_tensor *ls_div(ls_tensor *a, ls_tensor *b);

@@ -79,22 +79,7 @@ ls_tensor *ls_tensor_new(ls_dtype dtype, int ndim, const int64_t *shape)
 ls_tensor *ls_tensor_new_like(ls_dtype dtype, const ls_tensor *ref)
 {
     int nd = ref->ndim, perm[LS_MAX_DIMS];
-    for (int i = 0; i < nd; i++) perm[i] = i;
-    /* dims from outermost to innermost in memory (insertion sort by stride, stable) */
-    for (int i = 1; i < nd; i++)
-        for (int j = i; j > 0 && ref->stride[perm[j - 1]] < ref->stride[perm[j]]; j--) {
-            int t = perm[j];
-            perm[j] = perm[j - 1];
-            perm[j - 1] = t;
-        }
-    bool dense = true, permuted = false;
-    int64_t expect = 1;
-    for (int i = nd - 1; i >= 0; i--) {
-        int d = perm[i];
-        if (ref->shape[d] == 1) continue;   /* any stride will do */
-        if (ref->stride[d] != expect) dense = false;
-        expect *= ref->shape[d];
-    }
+    bool permuted = false, dense = ls_tensor_is_dense(ref, perm);
     for (int i = 0; i < nd; i++) permuted |= perm[i] != i;
     ls_tensor *t = ls_tensor_new(dtype, nd, ref->shape);
     if (!t || !dense || !permuted) return t;
@@ -140,6 +125,27 @@ int64_t ls_tensor_numel(const ls_tensor *t)
     int64_t n = 1;
     for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
     return n;
+}
+
+bool ls_tensor_is_dense(const ls_tensor *t, int *perm)
+{
+    int nd = t->ndim, p[LS_MAX_DIMS];
+    for (int i = 0; i < nd; i++) p[i] = i;
+    /* dims from outermost to innermost in memory (insertion sort by stride, stable) */
+    for (int i = 1; i < nd; i++)
+        for (int j = i; j > 0 && t->stride[p[j - 1]] < t->stride[p[j]]; j--) {
+            int s = p[j];
+            p[j] = p[j - 1];
+            p[j - 1] = s;
+        }
+    if (perm) memcpy(perm, p, sizeof(int) * (size_t)nd);
+    int64_t expect = 1;
+    for (int i = nd - 1; i >= 0; i--) {
+        if (t->shape[p[i]] == 1) continue;   /* any stride will do */
+        if (t->stride[p[i]] != expect) return false;
+        expect *= t->shape[p[i]];
+    }
+    return true;
 }
 
 bool ls_tensor_is_contiguous(const ls_tensor *t)

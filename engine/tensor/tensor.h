@@ -53,6 +53,10 @@ ls_tensor *ls_tensor_alias(const ls_tensor *t);
 /* ---- basic queries ---- */
 int64_t ls_tensor_numel(const ls_tensor *t);
 bool ls_tensor_is_contiguous(const ls_tensor *t);
+/* Its elements fill a block of memory exactly once in some order of the dims: contiguous, or a
+ * permutation of that (a transposed matrix). perm, when given, receives the dims from the outermost
+ * in memory to the innermost. */
+bool ls_tensor_is_dense(const ls_tensor *t, int *perm);
 /* Pointer to element 0 of the view (storage data + offset). */
 static inline void *ls_tensor_data(const ls_tensor *t)
 {

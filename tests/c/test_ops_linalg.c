@@ -362,11 +362,15 @@ static void test_gemm_own_exact(void)
         printf("gemm: no AVX-512 on this CPU, own-path exactness not tested\n");
         return;
     }
-    static const int64_t sz[][3] = {{200, 150, 300}, {150, 9, 270}, {13, 33, 5}, {2, 3, 400000}};
+    /* {600, 40, 300} transposed: a small packed B, packed whole before the blocks (GEMM_PREPACK_BYTES);
+     * {150, 9, 2000}: ragged row and column panels on 2 threads */
+    static const int64_t sz[][3] = {{200, 150, 300}, {150, 9, 270}, {13, 33, 5}, {2, 3, 400000},
+                                    {600, 40, 300}, {150, 9, 2000}};
+    int ncases = (int)(sizeof sz / sizeof sz[0]);
     int saved = ls_get_threads();
     for (int di = 0; di < 2; di++) {
         ls_dtype d = dtypes[di];
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < ncases; c++) {
             int64_t m = sz[c][0], n = sz[c][1], k = sz[c][2];
             for (int tr = 0; tr < 2; tr++) {
                 /* tr: a and b as transposed views of [k, m] and [n, k] storage */
