@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds what is needed and runs every benchmark, printing one CSV on stdout (the header once, then
-# the rows of bench_matmul, bench_elementwise, bench_autograd.lua and any other bench/bench_*.lua)
+# the rows of bench_matmul, bench_elementwise, bench_crosscore, bench_autograd.lua and any other
+# bench/bench_*.lua)
 # and notes on stderr ('#' lines: the machine, the load, GFLOP/s, page faults, CPU times, peak RSS
 # of each process).
 #
@@ -18,7 +19,7 @@ note() { echo "# $*" >&2; }
 if [ ! -f "$build/CMakeCache.txt" ]; then
     cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >&2
 fi
-cmake --build "$build" -j"$(nproc)" --target bench_matmul bench_elementwise landscape >&2
+cmake --build "$build" -j"$(nproc)" --target bench_matmul bench_elementwise bench_crosscore landscape >&2
 
 # OpenBLAS threads busy-wait after each call for OPENBLAS_THREAD_TIMEOUT (2^n cycles); with the
 # default, bench_matmul's peer threads held the second core during our alternated 2-thread samples.
@@ -52,6 +53,7 @@ run() {
 
 run bench_matmul "$build/bench/bench_matmul" "$@"
 run bench_elementwise "$build/bench/bench_elementwise" "$@"
+run bench_crosscore "$build/bench/bench_crosscore" "$@"
 run bench_autograd.lua "$build/landscape" "$root/bench/bench_autograd.lua" "$@"
 # benchmarks of other areas written to the same format
 for script in "$root"/bench/bench_*.lua; do
