@@ -132,7 +132,8 @@ static long env_threads(void)
  * AVX-512 the matrix products run on the engine's own GEMM (ops/gemm.c) and OpenBLAS serves only
  * the vector operations of the curvature code (dot, axpy, gemv over a Krylov basis): there it gets
  * one thread, since a second one spinning after each call held a core that the pool's next kernel
- * needed (2-thread Hessian products ran at 1-thread speed). The engine's pool itself is not capped,
+ * needed (2-thread Hessian products ran at 1-thread speed), and curvature/curv_vec.c splits those
+ * operations over the pool instead, a chunk per single-threaded OpenBLAS call. The engine's pool itself is not capped,
  * so tests can oversubscribe it on purpose. */
 static void set_blas_threads(int t)
 {

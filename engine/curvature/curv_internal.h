@@ -17,8 +17,12 @@ ls_status curv_mv_init(curv_mv *mv, const ls_linop *op, const char *who);
 ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y);
 void curv_mv_free(curv_mv *mv);
 
+/* f64 vector kernels on the engine's pool, the same bits for any thread count (curv_vec.c) */
 double curv_dot(int64_t n, const double *x, const double *y);
 double curv_nrm2(int64_t n, const double *x);
+void curv_axpy(int64_t n, double a, const double *x, double *y);      /* y += a x */
+void curv_gemv_t(int64_t n, int cols, const double *V, const double *x, double *h);   /* h = V^T x */
+void curv_gemv_n_sub(int64_t n, int cols, const double *V, const double *h, double *y); /* y -= V h */
 
 /* w -= V (V^T w), repeated once when the DGKS test asks for it (classical Gram-Schmidt, "twice is
  * enough"); V holds `cols` contiguous columns of length n; h is scratch of length cols. */

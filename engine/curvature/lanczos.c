@@ -114,16 +114,6 @@ ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y)
     return LS_OK;
 }
 
-double curv_dot(int64_t n, const double *x, const double *y)
-{
-    return cblas_ddot((int)n, x, 1, y, 1);
-}
-
-double curv_nrm2(int64_t n, const double *x)
-{
-    return cblas_dnrm2((int)n, x, 1);
-}
-
 /* Classical Gram-Schmidt with the DGKS test (Daniel, Gragg, Kaufman, Stewart 1976): a second pass
  * only when the first removed more than a 1 - 1/sqrt(2) share of w's norm, i.e. when cancellation
  * may have left w short of orthogonal ("twice is enough"). In Lanczos the recurrence has already
@@ -139,16 +129,15 @@ void curv_orthogonalise(int64_t n, int cols, const double *V, double *w, double 
 {
     double before = curv_nrm2(n, w);
     for (int pass = 0; pass < 2; pass++) {
-        cblas_dgemv(CblasColMajor, CblasTrans, (int)n, cols, 1.0, V, (int)n, w, 1, 0.0, h, 1);
+        curv_gemv_t(n, cols, V, w, h);
         int big = 0;
         for (int i = 0; i < cols; i++) big += fabs(h[i]) > CURV_ORTH_SKIP * before;
         if (3 * big > cols) {   /* many: one pass over the basis */
-            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)n, cols, -1.0, V, (int)n, h, 1, 1.0, w,
-                        1);
+            curv_gemv_n_sub(n, cols, V, h, w);
         } else {
             for (int i = 0; i < cols; i++)
                 if (fabs(h[i]) > CURV_ORTH_SKIP * before)
-                    cblas_daxpy((int)n, -h[i], V + (int64_t)i * n, 1, w, 1);
+                    curv_axpy(n, -h[i], V + (int64_t)i * n, w);
         }
         double after = curv_nrm2(n, w);
         if (after > 0.7071067811865476 * before) break;
@@ -163,9 +152,9 @@ ls_status curv_lanczos_step(curv_mv *mv, double *V, int j, double beta_prev, dou
     const double *vj = V + (int64_t)j * n;
     ls_status st = curv_mv_apply(mv, vj, w);
     if (st) return st;
-    if (j > 0) cblas_daxpy((int)n, -beta_prev, V + (int64_t)(j - 1) * n, 1, w, 1);
+    if (j > 0) curv_axpy(n, -beta_prev, V + (int64_t)(j - 1) * n, w);
     double a = curv_dot(n, vj, w);
-    cblas_daxpy((int)n, -a, vj, 1, w, 1);
+    curv_axpy(n, -a, vj, w);
     curv_orthogonalise(n, j + 1, V, w, h);
     *alpha = a;
     *beta = curv_nrm2(n, w);

@@ -9,7 +9,9 @@
 
 #include "check.h"
 #include "curv_fixtures.h"
+#include "core/parallel.h"
 #include "core/rng.h"
+#include "curvature/curv_internal.h"
 #include "curvature/linop.h"
 
 /* ---- fixtures ---- */
@@ -477,8 +479,99 @@ static void test_errors(void)
     ls_tensor_release(A);
 }
 
+/* A 50 000 x 50 000 tridiagonal operator (2 + i/n on the diagonal, -1 beside it): large enough that
+ * the basis products of curv_vec.c split into several chunks. */
+static ls_status tridiag_matvec(void *ctx, const ls_tensor *v, ls_tensor *out)
+{
+    (void)ctx;
+    int64_t n = v->shape[0];
+    const double *x = ls_tensor_data((ls_tensor *)v);
+    double *y = ls_tensor_data(out);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (2.0 + (double)i / (double)n) * x[i] - (i > 0 ? x[i - 1] : 0.0) -
+               (i + 1 < n ? x[i + 1] : 0.0);
+    return LS_OK;
+}
+
+/* The estimators give the same bits on 1 and 2 threads (their vector kernels add partial sums of
+ * fixed chunks in a fixed order), and those kernels agree with plain loops. */
+static void test_thread_independence(void)
+{
+    enum { N = 50000, COLS = 5 };
+    ls_linop op = {.n = N, .dtype = LS_F64, .matvec = tridiag_matvec};
+    int saved = ls_get_threads();
+    ls_eig_result r[2];
+    ls_trace_result t[2];
+    ls_slq_result q[2];
+    for (int th = 0; th < 2; th++) {
+        ls_set_threads(th + 1);
+        ls_lanczos_opts o = {.k = 2, .which = LS_EIG_LARGEST, .tol = 1e-3, .seed = 3,
+                             .max_iter = 40, .want_vectors = true};
+        CHECK(ls_lanczos(&op, &o, &r[th]) == LS_OK);
+        CHECK(ls_trace_estimate(&op, LS_TRACE_HUTCHPP, 9, 5, &t[th]) == LS_OK);
+        CHECK(ls_slq(&op, 12, 2, 7, &q[th]) == LS_OK);
+    }
+    CHECK(r[0].iterations == r[1].iterations);
+    CHECK(memcmp(r[0].values, r[1].values, sizeof(double) * 2) == 0);
+    CHECK(r[0].vectors && r[1].vectors &&
+          memcmp(ls_tensor_data(r[0].vectors), ls_tensor_data(r[1].vectors), sizeof(double) * N * 2) == 0);
+    CHECK(t[0].estimate == t[1].estimate && t[0].stderr_ == t[1].stderr_);
+    CHECK(memcmp(q[0].nodes, q[1].nodes, sizeof(double) * 24) == 0 &&
+          memcmp(q[0].weights, q[1].weights, sizeof(double) * 24) == 0);
+    CHECK(r[0].values[0] > 4.0 && r[0].values[0] <= 5.0);   /* Gershgorin: the spectrum is in [0, 5] */
+    for (int th = 0; th < 2; th++) {
+        ls_eig_result_free(&r[th]);
+        ls_slq_result_free(&q[th]);
+    }
+
+    /* the kernels against plain loops (different summation order: agreement to rounding) */
+    double *V = malloc(sizeof(double) * N * COLS), *x = malloc(sizeof(double) * N);
+    double *y1 = malloc(sizeof(double) * N), *y2 = malloc(sizeof(double) * N);
+    double h[COLS], hr[COLS] = {0}, dr = 0, nr = 0, ar = 0, amax = 0;
+    for (int64_t i = 0; i < (int64_t)N * COLS; i++) V[i] = check_uniform() - 0.5;
+    for (int64_t i = 0; i < N; i++) {
+        x[i] = check_uniform() - 0.5;
+        y1[i] = y2[i] = check_uniform();
+    }
+    for (int th = 1; th <= 2; th++) {
+        ls_set_threads(th);
+        curv_gemv_t(N, COLS, V, x, h);
+        for (int k = 0; k < COLS; k++) {
+            long double s = 0;
+            for (int64_t i = 0; i < N; i++) s += (long double)V[(int64_t)k * N + i] * x[i];
+            hr[k] = (double)s;
+            CHECK_NEAR(h[k], hr[k], 1e-11);
+        }
+        long double d = 0, nn = 0;
+        for (int64_t i = 0; i < N; i++) {
+            d += (long double)x[i] * V[i];
+            nn += (long double)x[i] * x[i];
+        }
+        dr = (double)d;
+        nr = sqrt((double)nn);
+        CHECK_NEAR(curv_dot(N, x, V), dr, 1e-11);
+        CHECK_NEAR(curv_nrm2(N, x), nr, 1e-11);
+    }
+    memcpy(y2, y1, sizeof(double) * N);
+    curv_gemv_n_sub(N, COLS, V, hr, y1);
+    curv_axpy(N, 0.25, x, y1);
+    for (int64_t i = 0; i < N; i++) {
+        double want = y2[i] + 0.25 * x[i];
+        for (int k = 0; k < COLS; k++) want -= V[(int64_t)k * N + i] * hr[k];
+        ar = fabs(y1[i] - want);
+        amax = ar > amax ? ar : amax;
+    }
+    CHECK(amax < 1e-12);
+    free(V);
+    free(x);
+    free(y1);
+    free(y2);
+    ls_set_threads(saved);
+}
+
 int main(void)
 {
+    test_thread_independence();
     test_lanczos();
     test_lanczos_vs_plain();
     test_power();

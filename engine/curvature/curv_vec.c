@@ -1,0 +1,120 @@
+/* The f64 vector kernels of the estimators (curv_internal.h): dot products, norms, axpy, and the
+ * two products with a basis that full reorthogonalisation needs, on the engine's pool.
+ *
+ * ls_set_threads gives OpenBLAS one thread on CPUs where the engine has its own GEMM, so these
+ * level-1/2 calls ran on one core, and Lanczos spent ~40 % of a 2-thread run in single-threaded reads
+ * of its basis. Here the vectors are cut into fixed chunks of CURV_CHUNK rows, each handed to
+ * OpenBLAS's single-threaded kernel on a thread of the pool; partial sums are added in chunk order,
+ * so the results are the same bits for any thread count. Where OpenBLAS has threads of its own
+ * (other CPUs), the chunks run in sequence on the calling thread instead: its threads are not
+ * nested inside the pool's. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/parallel.h"
+#include "curvature/curv_internal.h"
+
+#define CURV_CHUNK 16384
+
+static int64_t curv_chunks(int64_t n) { return n > 0 ? (n - 1) / CURV_CHUNK + 1 : 0; }
+
+static void curv_run(int64_t chunks, ls_parallel_fn fn, void *job)
+{
+    if (openblas_get_num_threads() > 1) fn(job, 0, chunks);
+    else ls_parallel_for(chunks, 1, fn, job);
+}
+
+typedef struct {
+    int64_t n;
+    int cols;
+    const double *V;   /* cols contiguous columns of length n (a vector when cols = 1) */
+    const double *x;   /* gemv_t, dot: the other vector; axpy: the added vector */
+    const double *h;   /* gemv_n: the coefficients */
+    double *y, a;      /* axpy: y += a x; gemv_n: y -= V h */
+    double *partial;   /* [chunk][cols] */
+} curv_vec_job;
+
+static int64_t chunk_len(const curv_vec_job *j, int64_t c)
+{
+    int64_t i0 = c * CURV_CHUNK;
+    return j->n - i0 < CURV_CHUNK ? j->n - i0 : CURV_CHUNK;
+}
+
+static void gemv_t_chunk(void *vj, int64_t begin, int64_t end)
+{
+    const curv_vec_job *j = vj;
+    for (int64_t c = begin; c < end; c++) {
+        int64_t i0 = c * CURV_CHUNK;
+        cblas_dgemv(CblasColMajor, CblasTrans, (int)chunk_len(j, c), j->cols, 1.0, j->V + i0,
+                    (int)j->n, j->x + i0, 1, 0.0, j->partial + c * j->cols, 1);
+    }
+}
+
+static void gemv_n_chunk(void *vj, int64_t begin, int64_t end)
+{
+    const curv_vec_job *j = vj;
+    for (int64_t c = begin; c < end; c++) {
+        int64_t i0 = c * CURV_CHUNK;
+        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)chunk_len(j, c), j->cols, -1.0, j->V + i0,
+                    (int)j->n, j->h, 1, 1.0, j->y + i0, 1);
+    }
+}
+
+static void axpy_chunk(void *vj, int64_t begin, int64_t end)
+{
+    const curv_vec_job *j = vj;
+    for (int64_t c = begin; c < end; c++) {
+        int64_t i0 = c * CURV_CHUNK;
+        cblas_daxpy((int)chunk_len(j, c), j->a, j->x + i0, 1, j->y + i0, 1);
+    }
+}
+
+/* h = V^T x (cols >= 1) */
+void curv_gemv_t(int64_t n, int cols, const double *V, const double *x, double *h)
+{
+    int64_t nc = curv_chunks(n);
+    double stack[512], *partial = nc * cols <= 512 ? stack : malloc(sizeof(double) * (size_t)(nc * cols));
+    if (!partial) {   /* no memory for the partial sums: one call on one thread */
+        cblas_dgemv(CblasColMajor, CblasTrans, (int)n, cols, 1.0, V, (int)n, x, 1, 0.0, h, 1);
+        return;
+    }
+    curv_vec_job j = {.n = n, .cols = cols, .V = V, .x = x, .partial = partial};
+    curv_run(nc, gemv_t_chunk, &j);
+    for (int k = 0; k < cols; k++) {
+        double s = 0;
+        for (int64_t c = 0; c < nc; c++) s += partial[c * cols + k];
+        h[k] = s;
+    }
+    if (partial != stack) free(partial);
+}
+
+/* y -= V h */
+void curv_gemv_n_sub(int64_t n, int cols, const double *V, const double *h, double *y)
+{
+    curv_vec_job j = {.n = n, .cols = cols, .V = V, .h = h, .y = y};
+    curv_run(curv_chunks(n), gemv_n_chunk, &j);
+}
+
+/* y += a x */
+void curv_axpy(int64_t n, double a, const double *x, double *y)
+{
+    curv_vec_job j = {.n = n, .x = x, .y = y, .a = a};
+    curv_run(curv_chunks(n), axpy_chunk, &j);
+}
+
+double curv_dot(int64_t n, const double *x, const double *y)
+{
+    double h;
+    curv_gemv_t(n, 1, x, y, &h);
+    return h;
+}
+
+/* sqrt(x.x); OpenBLAS's scaled norm when the squares overflow or underflow (never for the unit and
+ * curvature-sized vectors here, but a norm must not say inf or 0 wrongly) */
+double curv_nrm2(int64_t n, const double *x)
+{
+    double ss = curv_dot(n, x, x);
+    if (isfinite(ss) && ss > 1e-290) return sqrt(ss);
+    return cblas_dnrm2((int)n, x, 1);
+}
