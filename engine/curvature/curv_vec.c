@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/parallel.h"
 #include "curvature/curv_internal.h"
@@ -28,6 +29,10 @@ static void curv_run(int64_t chunks, ls_parallel_fn fn, void *job)
 typedef struct {
     int64_t n;
     int cols;
+    ls_dtype dt;       /* to/from: the operator's dtype */
+    const void *src;
+    void *dst;
+    int64_t *bad;      /* from: per chunk, the first non-finite index or -1 */
     const double *V;   /* cols contiguous columns of length n (a vector when cols = 1) */
     const double *x;   /* gemv_t, dot: the other vector; axpy: the added vector */
     const double *h;   /* gemv_n: the coefficients */
@@ -68,6 +73,60 @@ static void axpy_chunk(void *vj, int64_t begin, int64_t end)
         int64_t i0 = c * CURV_CHUNK;
         cblas_daxpy((int)chunk_len(j, c), j->a, j->x + i0, 1, j->y + i0, 1);
     }
+}
+
+static void to_chunk(void *vj, int64_t begin, int64_t end)
+{
+    const curv_vec_job *j = vj;
+    for (int64_t c = begin; c < end; c++) {
+        int64_t i0 = c * CURV_CHUNK, len = chunk_len(j, c);
+        const double *x = (const double *)j->src + i0;
+        if (j->dt == LS_F64) memcpy((double *)j->dst + i0, x, (size_t)len * sizeof(double));
+        else
+            for (int64_t i = 0; i < len; i++) ((float *)j->dst)[i0 + i] = (float)x[i];
+    }
+}
+
+static void from_chunk(void *vj, int64_t begin, int64_t end)
+{
+    const curv_vec_job *j = vj;
+    for (int64_t c = begin; c < end; c++) {
+        int64_t i0 = c * CURV_CHUNK, len = chunk_len(j, c);
+        double *y = (double *)j->dst + i0;
+        if (j->dt == LS_F64) memcpy(y, (const double *)j->src + i0, (size_t)len * sizeof(double));
+        else
+            for (int64_t i = 0; i < len; i++) y[i] = ((const float *)j->src)[i0 + i];
+        j->bad[c] = -1;
+        for (int64_t i = 0; i < len; i++)
+            if (!isfinite(y[i])) {
+                j->bad[c] = i0 + i;
+                break;
+            }
+    }
+}
+
+void curv_to_dtype(int64_t n, const double *x, ls_dtype dt, void *out)
+{
+    curv_vec_job j = {.n = n, .dt = dt, .src = x, .dst = out};
+    ls_parallel_for(curv_chunks(n), 1, to_chunk, &j);
+}
+
+int64_t curv_from_dtype(int64_t n, ls_dtype dt, const void *in, double *y)
+{
+    int64_t nc = curv_chunks(n), first = -1;
+    int64_t stack[64], *bad = nc <= 64 ? stack : malloc(sizeof(int64_t) * (size_t)nc);
+    if (!bad) {   /* no memory for the per-chunk flags: on this thread */
+        for (int64_t i = 0; i < n; i++) {
+            y[i] = dt == LS_F64 ? ((const double *)in)[i] : ((const float *)in)[i];
+            if (first < 0 && !isfinite(y[i])) first = i;
+        }
+        return first;
+    }
+    curv_vec_job j = {.n = n, .dt = dt, .src = in, .dst = y, .bad = bad};
+    ls_parallel_for(nc, 1, from_chunk, &j);
+    for (int64_t c = 0; c < nc && first < 0; c++) first = bad[c];
+    if (bad != stack) free(bad);
+    return first;
 }
 
 /* h = V^T x (cols >= 1) */

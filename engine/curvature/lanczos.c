@@ -85,12 +85,7 @@ void curv_mv_free(curv_mv *mv)
 ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y)
 {
     int64_t n = mv->op->n;
-    if (mv->op->dtype == LS_F64) {
-        memcpy(ls_tensor_data(mv->vin), x, (size_t)n * sizeof(double));
-    } else {
-        float *d = ls_tensor_data(mv->vin);
-        for (int64_t i = 0; i < n; i++) d[i] = (float)x[i];
-    }
+    curv_to_dtype(n, x, mv->op->dtype, ls_tensor_data(mv->vin));
     /* the callee may leave garbage: zero the output so a callback that writes nothing is visible */
     memset(ls_tensor_data(mv->vout), 0, (size_t)n * ls_dtype_size(mv->op->dtype));
     ls_error_clear();
@@ -101,16 +96,10 @@ ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y)
             return ls_error_set(st, "%s: matvec failed (status %d)", mv->who, (int)st);
         return st;
     }
-    if (mv->op->dtype == LS_F64) {
-        memcpy(y, ls_tensor_data(mv->vout), (size_t)n * sizeof(double));
-    } else {
-        const float *d = ls_tensor_data(mv->vout);
-        for (int64_t i = 0; i < n; i++) y[i] = d[i];
-    }
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(y[i]))
-            return ls_error_set(LS_ERR_ARG, "%s: matvec returned a non-finite value (%g at entry %lld)",
-                                mv->who, y[i], (long long)i + 1);
+    int64_t bad = curv_from_dtype(n, mv->op->dtype, ls_tensor_data(mv->vout), y);
+    if (bad >= 0)
+        return ls_error_set(LS_ERR_ARG, "%s: matvec returned a non-finite value (%g at entry %lld)",
+                            mv->who, y[bad], (long long)bad + 1);
     return LS_OK;
 }
 
