@@ -56,9 +56,8 @@ def make_step(model):
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
-        # set_to_none=True: the gradients are dropped, as ours are (opt:zero_grad() sets p.grad =
-        # nil); torch 1.13's default (False) would zero them in place, an extra pass ours does not make
-        opt.zero_grad(set_to_none=True)
+        # set_to_none=False: the gradients are zeroed in place, as ours are (torch 1.13's default)
+        opt.zero_grad(set_to_none=False)
         return loss
 
     return step
