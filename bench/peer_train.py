@@ -56,7 +56,10 @@ def make_step(model):
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
-        # set_to_none=False: the gradients are zeroed in place, as ours are (torch 1.13's default)
+        # set_to_none=False (torch 1.13's default): the gradients are zeroed in place. Ours drops them
+        # (opt:zero_grad() sets p.grad = nil, like set_to_none=True), but torch is faster this way on
+        # this VM (MLP 512 step 6.6-7.6 ms against 11.0-12.8 with set_to_none=True, whose fresh
+        # gradient buffers page-fault every step), so this is the fair peer
         opt.zero_grad(set_to_none=False)
         return loss
 
