@@ -40,6 +40,7 @@
 #define GEMM_PACK_BYTES ((int64_t)32 << 20)      /* packed A + B of one slab, roughly */
 #define GEMM_SERIAL_FMAS ((int64_t)1 << 21)      /* smaller products run on the calling thread */
 #define GEMM_PREPACK_BYTES ((int64_t)512 << 10)  /* a packed B up to this is packed before the blocks */
+#define GEMM_PACKK_BYTES ((int64_t)2 << 20)      /* a row-major B up to this may be packed by rows */
 
 static _Atomic bool gemm_blas_only;
 
@@ -289,6 +290,7 @@ typedef struct gemm_job {
     int64_t pa0;              /* A panels [pa0, npa) are packed, the others read in place */
     bool packb;               /* B packed (else read in place: its columns are contiguous) */
     bool prepack;             /* ... all of it before the blocks run (else by the block using it) */
+    bool packk;               /* ... though its columns are contiguous, split by rows (see below) */
     char *Ap, *Bp;            /* packed panels of the slab: [npa - pa0][kb][MR], [npb][kb][nr] */
     char *C;
     int64_t ldc;
@@ -318,6 +320,22 @@ static void gemm_pack_b(void *vj, int64_t begin, int64_t end)
         int64_t c0 = q * nr, w = j->n - c0 < nr ? j->n - c0 : nr;
         gemm_pack(j->es, j->B + (c0 * j->bcs + j->k0 * j->brs) * es, w, j->kb, j->bcs, j->brs, nr,
                   j->Bp + q * j->kb * nr * es);
+    }
+}
+
+/* Pack rows [begin, end) * GEMM_KROWS of the slab, of every B panel. */
+#define GEMM_KROWS 32
+static void gemm_pack_b_rows(void *vj, int64_t begin, int64_t end)
+{
+    const gemm_job *j = vj;
+    int64_t es = (int64_t)j->es, nr = j->nr;
+    for (int64_t it = begin; it < end; it++) {
+        int64_t r0 = it * GEMM_KROWS, rows = j->kb - r0 < GEMM_KROWS ? j->kb - r0 : GEMM_KROWS;
+        for (int64_t q = 0; q < j->npb; q++) {
+            int64_t c0 = q * nr, w = j->n - c0 < nr ? j->n - c0 : nr;
+            gemm_pack(j->es, j->B + (c0 * j->bcs + (j->k0 + r0) * j->brs) * es, w, rows, j->bcs,
+                      j->brs, nr, j->Bp + (q * j->kb + r0) * nr * es);
+        }
     }
 }
 
@@ -361,7 +379,7 @@ static void gemm_blocks(void *vj, int64_t begin, int64_t end)
 static void gemm_plan(gemm_job *j)
 {
     int64_t pa = j->npa, pb = j->npb;
-    bool cols_only = j->packb && !j->prepack;
+    bool cols_only = (j->packb && !j->prepack) || j->packk;
     int64_t ba = cols_only ? 1 : gemm_cdiv(pa, GEMM_BLOCK_PANELS);
     int64_t bb = gemm_cdiv(pb, GEMM_BLOCK_PANELS);
     int64_t want = 2 * (int64_t)ls_get_threads();
@@ -401,7 +419,19 @@ static ls_status gemm_own(gemm_tile_fn tile, int nr, ls_dtype dt, int64_t m, int
      * product: 1000 x 784 times 784 x 128) is packed whole first, so that blocks can split the rows
      * too and A is read once, not once per column block. A large B (a training step's 128 x 784
      * times 784 x 512) keeps being packed by the block that uses it. */
-    j.prepack = j.packb && k * n * (int64_t)es <= GEMM_PREPACK_BYTES && m >= 4 * n;    int64_t rows = (j.npa - j.pa0) * GEMM_MR + (j.packb ? j.npb * nr : 0);   /* per unit of k */
+    j.prepack = j.packb && k * n * (int64_t)es <= GEMM_PREPACK_BYTES && m >= 4 * n;
+    /* A row-major B with more columns than A has rows (a weight in a backward pass: 128 x 512
+     * times 512 x 512), on more than one thread: packed first, each thread packing whole rows of B
+     * in chunks of GEMM_KROWS, then split by columns only. An optimizer step has just written the
+     * weight's rows split between the cores the same way; read in place, every core read all of it,
+     * half from the other core's cache, row by row a page apart (the product took 1.5x its time).
+     * The packing reads a core's own rows in order; the tiles then read packed panels in order. Up to
+ * GEMM_PACKK_BYTES: a weight; a batch of inputs (x in a Hessian product's x^T-side products) is
+ * larger, nobody writes it, and packing it on every product cost more than it saved. */
+    j.packk = !j.packb && j.npa <= 2 * GEMM_BLOCK_PANELS && n > m && m * n * k > GEMM_SERIAL_FMAS &&
+              k * n * (int64_t)es <= GEMM_PACKK_BYTES && ls_get_threads() > 1;
+    if (j.packk) j.packb = j.prepack = true;
+    int64_t rows = (j.npa - j.pa0) * GEMM_MR + (j.packb ? j.npb * nr : 0);   /* per unit of k */
     int64_t slab = rows ? GEMM_PACK_BYTES / (rows * (int64_t)es) : k;
     slab = slab < GEMM_KC ? GEMM_KC : slab / GEMM_KC * GEMM_KC;
     if (slab > k) slab = k;
@@ -415,7 +445,8 @@ static ls_status gemm_own(gemm_tile_fn tile, int nr, ls_dtype dt, int64_t m, int
     for (j.k0 = 0; j.k0 < k; j.k0 += slab) {
         j.kb = k - j.k0 < slab ? k - j.k0 : slab;
         gemm_run(gemm_pack_a, &j, j.npa - j.pa0, true);   /* at most one ragged panel */
-        if (j.prepack) gemm_run(gemm_pack_b, &j, j.npb, serial);
+        if (j.packk) gemm_run(gemm_pack_b_rows, &j, gemm_cdiv(j.kb, GEMM_KROWS), serial);
+        else if (j.prepack) gemm_run(gemm_pack_b, &j, j.npb, serial);
         gemm_run(gemm_blocks, &j, blocks, serial);
     }
     ls_free(buf);
