@@ -323,7 +323,8 @@ static void gemm_pack_b(void *vj, int64_t begin, int64_t end)
     }
 }
 
-/* Pack rows [begin, end) * GEMM_KROWS of the slab, of every B panel. */
+/* Pack rows [begin, end) * GEMM_KROWS of the slab, of every B panel (B's columns are contiguous:
+ * a row of a panel is one copy, zero-padded in the last panel). */
 #define GEMM_KROWS 32
 static void gemm_pack_b_rows(void *vj, int64_t begin, int64_t end)
 {
@@ -331,10 +332,14 @@ static void gemm_pack_b_rows(void *vj, int64_t begin, int64_t end)
     int64_t es = (int64_t)j->es, nr = j->nr;
     for (int64_t it = begin; it < end; it++) {
         int64_t r0 = it * GEMM_KROWS, rows = j->kb - r0 < GEMM_KROWS ? j->kb - r0 : GEMM_KROWS;
-        for (int64_t q = 0; q < j->npb; q++) {
-            int64_t c0 = q * nr, w = j->n - c0 < nr ? j->n - c0 : nr;
-            gemm_pack(j->es, j->B + (c0 * j->bcs + (j->k0 + r0) * j->brs) * es, w, rows, j->bcs,
-                      j->brs, nr, j->Bp + (q * j->kb + r0) * nr * es);
+        for (int64_t r = r0; r < r0 + rows; r++) {
+            const char *src = j->B + (j->k0 + r) * j->brs * es;
+            for (int64_t q = 0; q < j->npb; q++) {
+                int64_t w = j->n - q * nr < nr ? j->n - q * nr : nr;
+                char *dst = j->Bp + (q * j->kb + r) * nr * es;
+                memcpy(dst, src + q * nr * es, (size_t)(w * es));
+                if (w < nr) memset(dst + w * es, 0, (size_t)((nr - w) * es));
+            }
         }
     }
 }
