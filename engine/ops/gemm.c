@@ -431,10 +431,12 @@ static ls_status gemm_own(gemm_tile_fn tile, int nr, ls_dtype dt, int64_t m, int
      * weight's rows split between the cores the same way; read in place, every core read all of it,
      * half from the other core's cache, row by row a page apart (the product took 1.5x its time).
      * The packing reads a core's own rows in order; the tiles then read packed panels in order. Up to
- * GEMM_PACKK_BYTES: a weight; a batch of inputs (x in a Hessian product's x^T-side products) is
- * larger, nobody writes it, and packing it on every product cost more than it saved. */
-    j.packk = !j.packb && j.npa <= 2 * GEMM_BLOCK_PANELS && n > m && m * n * k > GEMM_SERIAL_FMAS &&
-              k * n * (int64_t)es <= GEMM_PACKK_BYTES && ls_get_threads() > 1;
+ * GEMM_PACKK_BYTES and from GEMM_KC rows: a weight; a batch of inputs as B (x in a Hessian
+ * product, 1000 x 784; x in a weight gradient g^T x, 128 rows) is larger or shorter, nobody writes it
+ * during the step, and packing it on every product cost more than it saved. */
+    j.packk = !j.packb && j.npa <= 2 * GEMM_BLOCK_PANELS && n > m && k >= GEMM_KC &&
+              m * n * k > GEMM_SERIAL_FMAS && k * n * (int64_t)es <= GEMM_PACKK_BYTES &&
+              ls_get_threads() > 1;
     if (j.packk) j.packb = j.prepack = true;
     int64_t rows = (j.npa - j.pa0) * GEMM_MR + (j.packb ? j.npb * nr : 0);   /* per unit of k */
     int64_t slab = rows ? GEMM_PACK_BYTES / (rows * (int64_t)es) : k;

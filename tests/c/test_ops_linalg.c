@@ -363,10 +363,10 @@ static void test_gemm_own_exact(void)
         return;
     }
     /* {600, 40, 300} transposed: a small packed B, packed whole before the blocks (GEMM_PREPACK_BYTES);
-     * {150, 9, 2000}: ragged row and column panels on 2 threads; {100, 300, 250} not transposed:
-     * a row-major B packed by rows before the blocks on 2 threads (packk) */
+     * {150, 9, 2000}: ragged row and column panels on 2 threads; {100, 300, 270} not transposed:
+     * a row-major B packed by rows before the blocks on 2 threads (packk; a last chunk of 14 rows) */
     static const int64_t sz[][3] = {{200, 150, 300}, {150, 9, 270}, {13, 33, 5}, {2, 3, 400000},
-                                    {600, 40, 300}, {150, 9, 2000}, {100, 300, 250}};
+                                    {600, 40, 300}, {150, 9, 2000}, {100, 300, 270}};
     int ncases = (int)(sizeof sz / sizeof sz[0]);
     int saved = ls_get_threads();
     for (int di = 0; di < 2; di++) {
