@@ -166,9 +166,10 @@ static ls_status ls_pass_collect(ls_pass *p, ls_tensor *root, const char *who)
 }
 
 /* slot += g (recorded when grad mode is on). Takes over g. Without a graph being built, a slot this
- * pass owns alone (no other reference to it or its storage: never a user's tensor) is added to in
- * place, rather than into a new tensor (a Hessian-vector product accumulates ~8 [1000 x 128]
- * gradients). */
+ * pass owns alone (no other reference to it or its storage: never a user's tensor) and dense is
+ * added to in place, rather than into a new tensor (a Hessian-vector product accumulates ~8
+ * [1000 x 128] gradients). Every gradient has passed ls_check_grad_shape against the tensor it
+ * belongs to, so slot and g agree in shape and dtype. */
 static ls_status ls_accumulate(ls_tensor **slot, ls_tensor *g)
 {
     if (!*slot) {
@@ -177,9 +178,7 @@ static ls_status ls_accumulate(ls_tensor **slot, ls_tensor *g)
     }
     ls_tensor *a = *slot;
     if (!ls_grad_enabled() && a->refcount == 1 && a->storage->refcount == 1 && !a->grad_fn &&
-        !a->requires_grad && a->dtype == g->dtype && a->ndim == g->ndim &&
-        !memcmp(a->shape, g->shape, sizeof(int64_t) * (size_t)a->ndim) &&
-        ls_tensor_is_dense(a, NULL)) {
+        !a->requires_grad && ls_tensor_is_dense(a, NULL)) {
         ls_status rc = ls_add_inplace(a, g);
         ls_tensor_release(g);
         return rc;

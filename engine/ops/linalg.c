@@ -244,6 +244,12 @@ done:
     return out;
 }
 
+/* t is 2-D, the transposed view of a row-major matrix */
+static bool mm_row_major_t(const ls_tensor *t)
+{
+    return t->ndim == 2 && t->stride[0] == 1 && t->stride[1] == t->shape[0] && t->shape[0] > 1;
+}
+
 /* ga = sum_to(g @ b^T, a's shape), gb = sum_to(a^T @ g, b's shape), with 1-D operands promoted (and
  * g given the removed dim back) first. All recorded, so differentiable again. */
 static ls_status matmul_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
@@ -259,29 +265,23 @@ static ls_status matmul_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **
         ls_tensor *G = g;
         if (a->ndim == 1) G = ls_tmp_keep(&tmp, ls_unsqueeze(G, G->ndim - 1));
         if (b->ndim == 1 && G) G = ls_tmp_keep(&tmp, ls_unsqueeze(G, G->ndim));
-        if (c->needs[0] && a->ndim == 2 && b->ndim == 2 && a->stride[0] == 1 &&
-            a->stride[1] == a->shape[0] && a->shape[0] > 1) {
-            /* a is the transposed view of a row-major matrix (G^T @ x, the weight gradient above,
-             * met again in a double backward): ga = (B @ G^T)^T, so that the gradient reaching the
-             * untransposed matrix comes out row-major, and the product packs G (small) rather than
-             * x^T (a whole batch). Same products in the same order. */
-            ls_tensor *gt = ls_tmp_keep(&tmp, ls_transpose(G, -1, -2));
-            ls_tensor *gat = ls_tmp_keep(&tmp, ls_matmul(B, gt));
-            gin[0] = ls_transpose(gat, -1, -2);
+        /* An operand that is the transposed view of a row-major matrix (x @ W^T in a linear
+         * layer; G^T @ x, the weight gradient below, met again in a double backward) gets its
+         * gradient as a transposed product: gb = (G^T @ A)^T, ga = (B @ G^T)^T. The gradient
+         * reaching the untransposed matrix then comes out row-major like it, rather than as a
+         * strided view that every later use would copy, and ga's product packs G (small) rather
+         * than x^T (a whole batch). The same products in the same order, so the same numbers. */
+        bool ta = mm_row_major_t(a) && b->ndim == 2, tb = mm_row_major_t(b) && a->ndim == 2;
+        ls_tensor *gt = ta || tb ? ls_tmp_keep(&tmp, ls_transpose(G, -1, -2)) : NULL;
+        if (c->needs[0] && ta) {
+            gin[0] = ls_transpose(ls_tmp_keep(&tmp, ls_matmul(B, gt)), -1, -2);
         } else if (c->needs[0]) {
             ls_tensor *bt = ls_tmp_keep(&tmp, ls_transpose(B, -1, -2));
             ls_tensor *ga = ls_tmp_keep(&tmp, ls_matmul(G, bt));
             gin[0] = ls_sum_to(ga, a->ndim, a->shape);
         }
-        if (c->needs[1] && a->ndim == 2 && b->ndim == 2 && b->stride[0] == 1 &&
-            b->stride[1] == b->shape[0] && b->shape[0] > 1) {
-            /* b is the transposed view of a row-major matrix (x @ W^T in a linear layer): compute
-             * gb as (G^T @ A)^T, so that W's gradient (gb seen through the transpose's backward)
-             * comes out row-major like W rather than as a strided view that every later use would
-             * copy. The same products in the same order, so the same numbers. */
-            ls_tensor *gt = ls_tmp_keep(&tmp, ls_transpose(G, -1, -2));
-            ls_tensor *gbt = ls_tmp_keep(&tmp, ls_matmul(gt, A));
-            gin[1] = ls_transpose(gbt, -1, -2);
+        if (c->needs[1] && tb) {
+            gin[1] = ls_transpose(ls_tmp_keep(&tmp, ls_matmul(gt, A)), -1, -2);
         } else if (c->needs[1]) {
             ls_tensor *at = ls_tmp_keep(&tmp, ls_transpose(A, -1, -2));
             ls_tensor *gb = ls_tmp_keep(&tmp, ls_matmul(at, G));
