@@ -12,7 +12,9 @@
  *      than in a parallel phase of its own) keeps them in that core's caches: with 2 threads the
  *      separate phase cost more than the packing itself.
  * Every element of C is thus one chain of fused multiply-adds over k in order whatever the block
- * sizes, the slabs or the thread count, so results do not depend on the threads. A narrow product
+ * sizes, the slabs or the thread count, so results do not depend on the threads. A bias is added to
+ * a tile's rows right after their chain ends (the tile is still in L1): one rounding, as a separate
+ * addition would do. A narrow product
  * (n < nr / 4: fewer than 8 float or 4 double columns) is computed as C^T = B^T A^T into a scratch and
  * transposed: the same products in the same order, with the tile's columns along m. */
 #include <cblas.h>
@@ -235,11 +237,14 @@ __attribute__((target("avx512f"))) static void gemm_t8(const double *M, int64_t 
             for (int64_t r = 0; r < hb; r += BS)                                                   \
                 for (int64_t k = 0; k < kb; k += BS)                                               \
                     TRANSPOSE(blk + r * rs + k, rs, panel + k * width + r, width);                 \
-            for (int64_t r = 0; r < h; r++)                                                        \
-                for (int64_t k = r < hb ? kb : 0; k < inner; k++)                                  \
-                    panel[k * width + r] = blk[r * rs + k];                                        \
-            for (int64_t r = h; r < width; r++)                                                    \
-                for (int64_t k = 0; k < inner; k++) panel[k * width + r] = 0;                      \
+            /* the rest along the panel, in order: the ragged k columns of the full blocks' rows, \
+             * then, at every k, the ragged rows and the zero padding */                            \
+            for (int64_t k = kb; k < inner; k++)                                                   \
+                for (int64_t r = 0; r < hb; r++) panel[k * width + r] = blk[r * rs + k];           \
+            for (int64_t k = 0; k < inner; k++) {                                                  \
+                for (int64_t r = hb; r < h; r++) panel[k * width + r] = blk[r * rs + k];           \
+                for (int64_t r = h; r < width; r++) panel[k * width + r] = 0;                      \
+            }                                                                                      \
         }                                                                                          \
     } while (0)
 
@@ -277,6 +282,22 @@ void gemm_blas(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, c
                     beta, C, (int)ldc);
 }
 
+/* C[r, c] += bias[c] for r < m, c < n (row stride ldc; es 4: float, 8: double). */
+static void gemm_add_bias(size_t es, void *C, int64_t m, int64_t n, int64_t ldc, const void *bias)
+{
+    for (int64_t r = 0; r < m; r++) {
+        if (es == 4) {
+            float *c = (float *)C + r * ldc;
+            const float *b = bias;
+            for (int64_t i = 0; i < n; i++) c[i] += b[i];
+        } else {
+            double *c = (double *)C + r * ldc;
+            const double *b = bias;
+            for (int64_t i = 0; i < n; i++) c[i] += b[i];
+        }
+    }
+}
+
 /* ---- own path ---- */
 typedef struct gemm_job {
     gemm_tile_fn tile;
@@ -294,6 +315,7 @@ typedef struct gemm_job {
     char *Ap, *Bp;            /* packed panels of the slab: [npa - pa0][kb][MR], [npb][kb][nr] */
     char *C;
     int64_t ldc;
+    const char *bias;         /* NULL, or n elements added to every row of C at the chain's end */
     int64_t mb, nb, nbc;      /* block sizes in panels, column blocks per row of blocks */
 } gemm_job;
 
@@ -368,9 +390,12 @@ static void gemm_blocks(void *vj, int64_t begin, int64_t end)
                     const char *ap = p >= j->pa0
                                          ? j->Ap + ((p - j->pa0) * j->kb + kc) * MR * es
                                          : j->A + (r0 * j->ars + kg * j->acs) * es;
+                    int nrows = (int)(j->m - r0 < MR ? j->m - r0 : MR);
+                    char *c = j->C + (r0 * j->ldc + q * nr) * es;
                     j->tile(kk, ap, p >= j->pa0 ? 1 : j->ars, p >= j->pa0 ? MR : j->acs, bp, ldb,
-                            ncols, j->C + (r0 * j->ldc + q * nr) * es, j->ldc,
-                            (int)(j->m - r0 < MR ? j->m - r0 : MR), acc);
+                            ncols, c, j->ldc, nrows, acc);
+                    if (j->bias && kg + kk == j->k)
+                        gemm_add_bias(es, c, nrows, ncols, j->ldc, j->bias + q * nr * es);
                 }
             }
         }
@@ -411,11 +436,12 @@ static void gemm_run(ls_parallel_fn fn, gemm_job *j, int64_t items, bool serial)
  * columns are contiguous (the tile loads rows of nr columns, masked), else packed. */
 static ls_status gemm_own(gemm_tile_fn tile, int nr, ls_dtype dt, int64_t m, int64_t n, int64_t k,
                           const void *A, int64_t ars, int64_t acs, const void *B, int64_t brs,
-                          int64_t bcs, void *C, int64_t ldc, const char *who)
+                          int64_t bcs, void *C, int64_t ldc, const void *bias, const char *who)
 {
     size_t es = ls_dtype_size(dt);
     gemm_job j = {.tile = tile, .nr = nr, .es = es, .m = m, .n = n, .k = k, .A = A, .B = B,
-                  .ars = ars, .acs = acs, .brs = brs, .bcs = bcs, .C = C, .ldc = ldc};
+                  .ars = ars, .acs = acs, .brs = brs, .bcs = bcs, .C = C, .ldc = ldc,
+                  .bias = bias};
     j.npa = gemm_cdiv(m, GEMM_MR);
     j.npb = gemm_cdiv(n, nr);
     j.pa0 = m % GEMM_MR ? j.npa - 1 : j.npa;
@@ -469,25 +495,28 @@ static ls_status gemm_own(gemm_tile_fn tile, int nr, ls_dtype dt, int64_t m, int
     } while (0)
 
 ls_status ls_gemm(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
-                  int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const char *who)
+                  int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
+                  const char *who)
 {
     int nr;
+    size_t es = ls_dtype_size(dt);
     gemm_tile_fn tile = gemm_tile_for(dt, &nr);
     if (!tile) {
         gemm_blas(dt, ta, tb, m, n, k, A, lda, B, ldb, 0.0, C, ldc);
+        if (bias) gemm_add_bias(es, C, m, n, ldc, bias);
         return LS_OK;
     }
     int64_t ars = ta ? 1 : lda, acs = ta ? lda : 1, brs = tb ? 1 : ldb, bcs = tb ? ldb : 1;
     if (n >= nr / 4 || m <= n)
-        return gemm_own(tile, nr, dt, m, n, k, A, ars, acs, B, brs, bcs, C, ldc, who);
+        return gemm_own(tile, nr, dt, m, n, k, A, ars, acs, B, brs, bcs, C, ldc, bias, who);
     /* narrow: C^T [n, m] = B^T [n, k] . A^T [k, m], then transposed into C */
-    size_t es = ls_dtype_size(dt);
     char *ct = ls_malloc((size_t)(n * m) * es, who);
     if (!ct) return ls_error_code();
-    ls_status rc = gemm_own(tile, nr, dt, n, m, k, B, bcs, brs, A, acs, ars, ct, m, who);
+    ls_status rc = gemm_own(tile, nr, dt, n, m, k, B, bcs, brs, A, acs, ars, ct, m, NULL, who);
     if (!rc) {
         if (dt == LS_F32) GEMM_TRANSPOSE(float);
         else GEMM_TRANSPOSE(double);
+        if (bias) gemm_add_bias(es, C, m, n, ldc, bias);
     }
     ls_free(ct);
     return rc;

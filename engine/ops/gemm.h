@@ -33,11 +33,13 @@ gemm_tile_fn gemm_tile_for(ls_dtype dt, int *nr);
 void gemm_pack(size_t es, const void *M, int64_t rows, int64_t inner, int64_t rs, int64_t ks,
                int64_t width, void *out);
 
-/* C [m, n] (row-major, row stride ldc) = op(A) [m, k] . op(B) [k, n], operands as for BLAS
- * (row-major with leading dimension lda / ldb, transposed when ta / tb). m, n, k >= 1. Error (naming
- * `who`) only when scratch memory runs out. */
+/* C [m, n] (row-major, row stride ldc) = op(A) [m, k] . op(B) [k, n] (+ bias), operands as for
+ * BLAS (row-major with leading dimension lda / ldb, transposed when ta / tb). bias: NULL, or n
+ * contiguous elements added to every row after the product (the bits of a separate addition).
+ * m, n, k >= 1. Error (naming `who`) only when scratch memory runs out. */
 ls_status ls_gemm(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
-                  int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const char *who);
+                  int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
+                  const char *who);
 
 /* OpenBLAS, row-major: C = op(A) op(B) + beta C (ta/tb: transposed operand). */
 void gemm_blas(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,

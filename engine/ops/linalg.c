@@ -1,4 +1,4 @@
-/* Linear algebra: matmul (torch.matmul semantics), dot, outer.
+/* Linear algebra: matmul (torch.matmul semantics), linear (torch.nn.functional.linear), dot, outer.
  *
  * matmul(a, b):
  *   1-D @ 1-D        -> 0-d (the dot product)
@@ -17,6 +17,11 @@
  * else one copy). Otherwise there is one gemm per batch element, run one after another, each on all
  * threads. The own path gives the same bits for any thread count; OpenBLAS is reproducible for a
  * fixed thread count, but its last bits can change with the number of threads.
+ *
+ * linear(x, w, b) = x @ w^T + b (x [..., in], w [out, in], b [out]) is matmul with the bias added by
+ * the GEMM to each tile as its chain ends, instead of by a separate pass over the result that, on 2
+ * threads, read half of it from the other core's cache. The bits of matmul then add; its backward
+ * is theirs (matmul's rule with w^T, and sum_to for b).
  *
  * dot (and 1-D @ 1-D) does not call BLAS: it sums in double over fixed chunks combined in order, so
  * the result does not depend on the thread count (OpenBLAS's threaded dot can). */
@@ -108,10 +113,10 @@ static bool mat_fits(const ls_tensor *t, mat_layout *L)
 }
 
 static ls_status gemm(ls_dtype dt, mat_layout la, mat_layout lb, int64_t m, int64_t n, int64_t k,
-                      const char *A, const char *B, char *C)
+                      const char *A, const char *B, char *C, const void *bias)
 {
     return ls_gemm(dt, la.tr == CblasTrans, lb.tr == CblasTrans, m, n, k, A, la.ld, B, lb.ld, C, n,
-                   "matmul");
+                   bias, "matmul");
 }
 
 /* Make t's matrices BLAS-ready: t itself (retained) when its strides fit, else a contiguous copy. */
@@ -142,20 +147,27 @@ static ls_status matmul_check(ls_tensor *a, ls_tensor *b)
     return LS_OK;
 }
 
-/* a2 [..., m, k] @ b2 [..., k, n] (both at least 2-D, inner dims equal) into out, which is
- * contiguous with numel = prod(batch) * m * n. */
+/* a2 [..., m, k] @ b2 [..., k, n] (both at least 2-D, inner dims equal) (+ bias: NULL or n
+ * contiguous elements added to each row) into out, which is contiguous with numel =
+ * prod(batch) * m * n. */
 static ls_status matmul_into(ls_tensor *a2, ls_tensor *b2, ls_tensor *out, int nbat,
-                             const int64_t *bshape)
+                             const int64_t *bshape, const void *bias)
 {
     int64_t m = a2->shape[a2->ndim - 2], k = a2->shape[a2->ndim - 1], n = b2->shape[b2->ndim - 1];
     int64_t nb = 1;
     for (int i = 0; i < nbat; i++) nb *= bshape[i];
+    size_t es = ls_dtype_size(out->dtype);
     if (m == 0 || n == 0 || nb == 0) return LS_OK;
+    if (k == 0 && bias) {   /* an empty sum: every row is the bias */
+        int64_t rows = nb * m;
+        char *o = ls_tensor_data(out);
+        for (int64_t r = 0; r < rows; r++) memcpy(o + r * n * es, bias, (size_t)n * es);
+        return LS_OK;
+    }
     if (k == 0) return ls_tensor_fill_(out, 0.0);
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX)
         return ls_error_set(LS_ERR_ARG, "matmul: %s @ %s is too large for BLAS",
                             ls_tensor_shape_str(a2), ls_tensor_shape_str(b2));
-    size_t es = ls_dtype_size(out->dtype);
     mat_layout la, lb;
     if (b2->ndim == 2 && nbat > 0) {
         /* b has no batch dims: fold a's batch dims into its rows, one gemm */
@@ -167,7 +179,7 @@ static ls_status matmul_into(ls_tensor *a2, ls_tensor *b2, ls_tensor *out, int n
         ls_tensor *ar = af ? mat_ready(af, &la) : NULL;
         ls_tensor *br = ar ? mat_ready(b2, &lb) : NULL;
         ls_status rc = br ? gemm(out->dtype, la, lb, rows, n, k, ls_tensor_data(ar),
-                                 ls_tensor_data(br), ls_tensor_data(out))
+                                 ls_tensor_data(br), ls_tensor_data(out), bias)
                           : ls_error_code();
         ls_tensor_release(af);
         ls_tensor_release(ar);
@@ -200,7 +212,7 @@ static ls_status matmul_into(ls_tensor *a2, ls_tensor *b2, ls_tensor *out, int n
             ob += ix * sb[i];
         }
         rc = gemm(out->dtype, la, lb, m, n, k, A + oa * (int64_t)es, B + ob * (int64_t)es,
-                  C + bi * m * n * (int64_t)es);
+                  C + bi * m * n * (int64_t)es, bias);
     }
     ls_tensor_release(ar);
     ls_tensor_release(br);
@@ -234,7 +246,7 @@ static ls_tensor *matmul_fwd(ls_tensor *const *in, const ls_attrs *attrs)
     if (a->ndim > 1) oshape[no++] = a2->shape[a2->ndim - 2];
     if (b->ndim > 1) oshape[no++] = b2->shape[b2->ndim - 1];
     out = ls_tensor_new(a->dtype, no, oshape);
-    if (out && matmul_into(a2, b2, out, nbat, bshape)) {
+    if (out && matmul_into(a2, b2, out, nbat, bshape, NULL)) {
         ls_tensor_release(out);
         out = NULL;
     }
@@ -310,6 +322,73 @@ ls_tensor *ls_matmul(ls_tensor *a, ls_tensor *b)
 {
     ls_tensor *in[2] = {a, b};
     return ls_op_apply(LS_OP_MATMUL, in, NULL);
+}
+
+/* ---- linear: x [..., in] @ w^T + b -> [..., out] ---- */
+static ls_tensor *linear_fwd(ls_tensor *const *in, const ls_attrs *attrs)
+{
+    (void)attrs;
+    ls_tensor *x = in[0], *w = in[1], *b = in[2];
+    if (ls_check_float_same("linear", 3, in)) return NULL;
+    if (w->ndim != 2 || b->ndim != 1 || x->ndim < 1 || b->shape[0] != w->shape[0] ||
+        x->shape[x->ndim - 1] != w->shape[1]) {
+        ls_error_set(LS_ERR_ARG,
+                     "linear: expected input [..., in], weight [out, in] and bias [out], got %s, %s "
+                     "and %s", ls_tensor_shape_str(x), ls_tensor_shape_str(w),
+                     ls_tensor_shape_str(b));
+        return NULL;
+    }
+    int64_t oshape[LS_MAX_DIMS];
+    memcpy(oshape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    oshape[x->ndim - 1] = w->shape[0];
+    ls_tensor *x2 = x->ndim == 1 ? ls_view_unsqueeze(x, 0) : ls_tensor_retain(x);
+    ls_tensor *wt = x2 ? ls_view_transpose(w, 0, 1) : NULL;
+    ls_tensor *bc = wt ? ls_tensor_contiguous(b) : NULL;
+    ls_tensor *out = bc ? ls_tensor_new(x->dtype, x->ndim, oshape) : NULL;
+    if (out && matmul_into(x2, wt, out, x2->ndim - 2, x2->shape, ls_tensor_data(bc))) {
+        ls_tensor_release(out);
+        out = NULL;
+    }
+    ls_tensor_release(x2);
+    ls_tensor_release(wt);
+    ls_tensor_release(bc);
+    return out;
+}
+
+/* The rules of the graph linear stands for, matmul(x, transpose(w)) + b: matmul's for x and w^T
+ * (the latter transposed back), sum_to for b. */
+static ls_status linear_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
+{
+    ls_tensor *w = c->in[1], *b = c->in[2];
+    ls_tensor *wt = ls_transpose(w, 0, 1);
+    if (!wt) return ls_error_code();
+    ls_tensor *mm_in[2] = {c->in[0], wt}, *mm_g[2] = {NULL, NULL};
+    bool mm_needs[2] = {c->needs[0], c->needs[1]};
+    ls_backward_ctx mc = {.nin = 2, .in = mm_in, .attrs = c->attrs, .needs = mm_needs};
+    ls_status rc = c->needs[0] || c->needs[1] ? matmul_bwd(&mc, g, mm_g) : LS_OK;
+    ls_tensor_release(wt);
+    gin[0] = mm_g[0];
+    if (!rc && c->needs[1]) gin[1] = ls_transpose(mm_g[1], 0, 1);
+    ls_tensor_release(mm_g[1]);
+    if (!rc && c->needs[2]) gin[2] = ls_sum_to(g, 1, b->shape);
+    for (int k = 0; k < 3 && !rc; k++)
+        if (c->needs[k] && !gin[k]) rc = ls_error_code() ? ls_error_code() : LS_ERR_ARG;
+    return rc;
+}
+static int linear_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {2, 2, 1}, .shape = {{3, 4}, {2, 4}, {2}}};
+    s[1] = (ls_op_sample){.ndim = {1, 2, 1}, .shape = {{4}, {3, 4}, {3}}};
+    s[2] = (ls_op_sample){.ndim = {3, 2, 1}, .shape = {{2, 3, 4}, {5, 4}, {5}}};
+    s[3] = (ls_op_sample){.ndim = {2, 2, 1}, .shape = {{13, 9}, {3, 9}, {3}}};
+    return 4;
+}
+const ls_op_def ls_op_linear = {"linear", 3, "T T T", linear_fwd, linear_bwd, linear_samples};
+
+ls_tensor *ls_linear(ls_tensor *x, ls_tensor *w, ls_tensor *b)
+{
+    ls_tensor *in[3] = {x, w, b};
+    return ls_op_apply(LS_OP_LINEAR, in, NULL);
 }
 
 /* ---- dot: 1-D . 1-D -> 0-d ---- */

@@ -74,6 +74,7 @@ ls_tensor *ls_sum_to(ls_tensor *x, int ndim, const int64_t *shape);
 
 /* linalg.c */
 ls_tensor *ls_matmul(ls_tensor *a, ls_tensor *b);   /* torch.matmul semantics, batched broadcast */
+ls_tensor *ls_linear(ls_tensor *x, ls_tensor *w, ls_tensor *b);   /* x @ w^T + b, one pass */
 ls_tensor *ls_dot(ls_tensor *a, ls_tensor *b);      /* 1-D · 1-D -> 0-d */
 ls_tensor *ls_outer(ls_tensor *a, ls_tensor *b);    /* 1-D ⊗ 1-D -> 2-D */
 

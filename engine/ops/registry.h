@@ -58,6 +58,7 @@
     X(LS_OP_SUM_TO, ls_op_sum_to)                  \
     /* linalg.c */                                 \
     X(LS_OP_MATMUL, ls_op_matmul)                  \
+    X(LS_OP_LINEAR, ls_op_linear)                  \
     X(LS_OP_DOT, ls_op_dot)                        \
     X(LS_OP_OUTER, ls_op_outer)                    \
     /* index.c */                                  \

@@ -46,9 +46,8 @@ function Linear:forward(x)
         fail("Linear(%d -> %d): input %s should have %d features in its last dim",
              self.in_features, self.out_features, shape_str(x), self.in_features)
     end
-    local y = x:matmul(self.weight:t())
-    if self.bias then y = y + self.bias end
-    return y
+    if self.bias then return x:linear(self.weight, self.bias) end
+    return x:matmul(self.weight:t())
 end
 
 function Linear:extra_repr()

@@ -1,4 +1,6 @@
-/* Linear algebra (engine/ops/linalg.c): matmul against a naive triple loop (long double) for many shape
+/* Linear algebra (engine/ops/linalg.c): linear(x, w, b) bit for bit equal to matmul(x, w^T) + b on
+ * both GEMM paths, 1 and 2 threads, wide, narrow and empty products, 1-D to 3-D inputs and a strided
+ * bias, and its shape errors; matmul against a naive triple loop (long double) for many shape
  * combinations (1-D operands, batch dims with broadcasting, empty and k = 0 products) and operand
  * layouts (contiguous, transposed view, narrowed rows, expanded batch, strides that fit no BLAS layout,
  * strided and expanded vectors), in both dtypes; dot and outer; dot's thread-count independence; and
@@ -404,6 +406,58 @@ static void test_gemm_own_exact(void)
     ls_set_threads(saved);
 }
 
+/* ---- linear = matmul(x, w^T) + b, bit for bit ---- */
+static void test_linear(void)
+{
+    /* x's shape (its last dim is in), out: parallel tiles; ragged panels; the narrow transposed
+     * product (out < 8); a classifier head (out = 10); an empty sum (in = 0); 1-D and 3-D inputs */
+    static const struct { int nd; int64_t x[3]; int64_t out; } cs[] = {
+        {2, {200, 300}, 150}, {2, {150, 270}, 9}, {2, {13, 5}, 3},  {2, {128, 512}, 10},
+        {2, {2, 0}, 3},       {1, {7}, 5},         {3, {2, 3, 4}, 6}};
+    int saved = ls_get_threads();
+    for (int di = 0; di < 2; di++) {
+        ls_dtype d = dtypes[di];
+        for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+            int64_t in = cs[c].x[cs[c].nd - 1], out = cs[c].out;
+            ls_tensor *x = make(d, cs[c].nd, cs[c].x), *w = make(d, 2, (int64_t[]){out, in});
+            /* the bias a strided view (every other element) in odd cases */
+            ls_tensor *bb = make(d, 2, (int64_t[]){out, 2});
+            ls_tensor *b = c % 2 ? ls_view_select(bb, 1, 0) : make(d, 1, (int64_t[]){out});
+            for (int th = 1; th <= 2; th++) {
+                ls_set_threads(th);
+                ls_tensor *wt = ls_view_transpose(w, 0, 1);
+                ls_tensor *mm = ls_matmul(x, wt), *want = ls_add(mm, b), *got = ls_linear(x, w, b);
+                CHECK(want && got && got->ndim == want->ndim);
+                int bad = 0;
+                for (int k = 0; got && want && k < got->ndim; k++) bad += got->shape[k] != want->shape[k];
+                for (int64_t i = 0; !bad && got && i < ls_tensor_numel(got); i++)
+                    if (ls_tensor_get_flat(got, i) != ls_tensor_get_flat(want, i) && bad++ < 2)
+                        fprintf(stderr, "  linear %s case %zu, %d threads, %s [%lld]: %.17g want %.17g\n",
+                                ls_dtype_name(d), c, th, ls_gemm_path(), (long long)i,
+                                ls_tensor_get_flat(got, i), ls_tensor_get_flat(want, i));
+                CHECK(bad == 0);
+                ls_tensor *objs[] = {wt, mm, want, got};
+                for (int q = 0; q < 4; q++) ls_tensor_release(objs[q]);
+            }
+            ls_tensor *objs[] = {x, w, bb, b};
+            for (int q = 0; q < 4; q++) ls_tensor_release(objs[q]);
+        }
+    }
+    ls_set_threads(saved);
+    ls_tensor *x = make(LS_F32, 2, (int64_t[]){4, 3}), *w = make(LS_F32, 2, (int64_t[]){5, 3});
+    ls_tensor *b = make(LS_F32, 1, (int64_t[]){5}), *b2 = make(LS_F32, 1, (int64_t[]){4});
+    ls_tensor *w3 = make(LS_F32, 3, (int64_t[]){1, 5, 3}), *wd = make(LS_F64, 2, (int64_t[]){5, 3});
+    ls_tensor *x2 = make(LS_F32, 2, (int64_t[]){4, 2});
+    CHECK(ls_linear(x, w, b2) == NULL &&
+          has_msg("linear: expected input [..., in], weight [out, in] and bias [out], got [4x3], "
+                  "[5x3] and [4]"));
+    CHECK(ls_linear(x2, w, b) == NULL && has_msg("got [4x2], [5x3] and [5]"));
+    CHECK(ls_linear(x, w3, b) == NULL && has_msg("[1x5x3]"));
+    CHECK(ls_linear(x, wd, b) == NULL && has_msg("linear: dtype mismatch"));
+    ls_tensor *objs[] = {x, w, b, b2, w3, wd, x2};
+    for (int q = 0; q < 7; q++) ls_tensor_release(objs[q]);
+}
+
 int main(void)
 {
     /* matmul on both GEMM paths: the CPU's (own AVX-512 tiles where available) and OpenBLAS */
@@ -413,6 +467,7 @@ int main(void)
         test_alloc_failures();
         test_matmul_cases();
         test_matmul_views_agree();
+        test_linear();
     }
     ls_gemm_use_blas(false);
     test_gemm_own_exact();
