@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 tools/bootstrap.sh
-exec build/landscape scripts/ncm_fashion_mnist.lua "$@"
+exec build/landscape scripts/train_fashion_mnist.lua "$@"
