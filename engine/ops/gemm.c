@@ -282,8 +282,7 @@ void gemm_blas(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, c
                     beta, C, (int)ldc);
 }
 
-/* C[r, c] += bias[c] for r < m, c < n (row stride ldc; es 4: float, 8: double). */
-static void gemm_add_bias(size_t es, void *C, int64_t m, int64_t n, int64_t ldc, const void *bias)
+void gemm_add_bias(size_t es, void *C, int64_t m, int64_t n, int64_t ldc, const void *bias)
 {
     for (int64_t r = 0; r < m; r++) {
         if (es == 4) {

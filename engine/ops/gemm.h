@@ -41,6 +41,9 @@ ls_status ls_gemm(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k
                   int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
                   const char *who);
 
+/* C[r, c] += bias[c] for r < m, c < n (row stride ldc; es 4: float, 8: double). */
+void gemm_add_bias(size_t es, void *C, int64_t m, int64_t n, int64_t ldc, const void *bias);
+
 /* OpenBLAS, row-major: C = op(A) op(B) + beta C (ta/tb: transposed operand). */
 void gemm_blas(ls_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *A,
                int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc);

@@ -158,13 +158,11 @@ static ls_status matmul_into(ls_tensor *a2, ls_tensor *b2, ls_tensor *out, int n
     for (int i = 0; i < nbat; i++) nb *= bshape[i];
     size_t es = ls_dtype_size(out->dtype);
     if (m == 0 || n == 0 || nb == 0) return LS_OK;
-    if (k == 0 && bias) {   /* an empty sum: every row is the bias */
-        int64_t rows = nb * m;
-        char *o = ls_tensor_data(out);
-        for (int64_t r = 0; r < rows; r++) memcpy(o + r * n * es, bias, (size_t)n * es);
-        return LS_OK;
+    if (k == 0) {   /* an empty sum: zeros (+ the bias, added as to any product) */
+        ls_status rc = ls_tensor_fill_(out, 0.0);
+        if (!rc && bias) gemm_add_bias(es, ls_tensor_data(out), nb * m, n, n, bias);
+        return rc;
     }
-    if (k == 0) return ls_tensor_fill_(out, 0.0);
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX)
         return ls_error_set(LS_ERR_ARG, "matmul: %s @ %s is too large for BLAS",
                             ls_tensor_shape_str(a2), ls_tensor_shape_str(b2));
