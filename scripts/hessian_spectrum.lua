@@ -26,7 +26,7 @@
 --   hessian_density.png  the density on a log scale (skipped with a warning without gnuplot)
 -- The estimators are those of landscape.curvature (op:eigs, op:trace, op:density).
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = ls.fs
 local curvature = ls.curvature
 
 local function usage(msg)

@@ -24,7 +24,7 @@
 -- configuration in its metadata). Prints the final test accuracy. Exits with status 2 if the run
 -- diverged.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = ls.fs
 
 local function usage(msg)
     io.stderr:write("train_fashion_mnist: ", msg, "\n",

@@ -3,7 +3,7 @@
 -- full-batch gradients, Jacobians, per-sample gradients), batch weighting, train/eval mode handling,
 -- parameter subsets, grad_norm, errors, and the estimators of landscape.curvature when installed.
 local ls = require "landscape"
-local curv = require "landscape.hessian"
+local curv = require "landscape.analysis.curvature"
 local torch = require "torch_oracle"
 
 ---------------------------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ local function tiny_data(n, seed)
 end
 
 local function has_estimators()
-  local ok, C = pcall(require, "landscape.curvature")
+  local ok, C = pcall(require, "landscape.analysis.curvature")
   return ok and type(C) == "table" and type(C.operator) == "function"
 end
 

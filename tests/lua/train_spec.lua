@@ -3,10 +3,10 @@
 -- schedules, clipping, divergence, determinism bit for bit, evaluation modes, bad input, and a short
 -- real training on Fashion-MNIST.
 local ls = require "landscape"
-local progress = require "landscape.progress"
+local progress = require "landscape.train.progress"
 
 local FMNIST = os.getenv("LANDSCAPE_FASHION_MNIST_DIR") or "/usr/share/datasets/fashion-mnist"
-local have_nn = pcall(require, "landscape.nn") and pcall(require, "landscape.optim")
+local have_nn = pcall(require, "landscape.nn") and pcall(require, "landscape.train.optim")
 
 local function errmsg(fn, ...)
     local ok, err = pcall(fn, ...)

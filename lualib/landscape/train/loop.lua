@@ -18,7 +18,7 @@ local ls = require "landscape"
 local util = require "landscape.util"
 local fail, public, check_options, shape_str = util.fail, util.public, util.check_options, util.shape_str
 local data = require "landscape.data"
-local progress = require "landscape.progress"
+local progress = require "landscape.train.progress"
 
 local M = {}
 

@@ -16,7 +16,7 @@
 -- evaluated in eval mode with the loss summed per batch as ls.evaluate does, so alpha = 0 gives
 -- ls.evaluate's loss bit for bit. docs/sharpness-landscape.md is the reference.
 local ls = require "landscape"
-local S = require "landscape.sharpness"
+local S = require "landscape.analysis.sharpness"
 local U = S.util
 local fail, public = U.fail, U.public
 

@@ -178,11 +178,7 @@ Op.__name = "landscape.curvature.ModelOperator"
 local ESTIMATORS = {trace = true, diag = true, eigs = true, power = true, density = true,
                     hutchinson = true, hutchpp = true, lanczos = true}
 
-local function estimator_module()
-    if package.loaded["landscape.curvature"] then return package.loaded["landscape.curvature"] end
-    if not package.searchpath("landscape.curvature", package.path) then return nil end
-    return require "landscape.curvature"
-end
+local function estimator_module() return require "landscape.analysis.operator" end
 
 -- The landscape.curvature operator wrapping this one (built on first use), or nil.
 local function base_operator(self)
