@@ -2,6 +2,7 @@
 -- double-vjp trick), vector-Jacobian products, and a finite-difference gradient check for Lua
 -- functions. All accept a single tensor or a list of tensors wherever "tensors" is written.
 local ls = require "landscape"
+local util = require "landscape.util"
 
 local M = {}
 
@@ -16,29 +17,51 @@ local function unwrap(list, single)
   return list
 end
 
--- <a, b> summed over a list of tensor pairs, as a recorded scalar.
+-- <a, b> summed over a list of tensor pairs (nil entries of a skipped), as a recorded scalar; nil
+-- when every entry is nil.
 local function inner(as, bs)
   local total
-  for i = 1, #as do
-    local term = (as[i] * bs[i]):sum()
-    total = total and (total + term) or term
+  for i = 1, #bs do
+    if as[i] ~= nil then
+      local term = (as[i] * bs[i]):sum()
+      total = total and (total + term) or term
+    end
   end
   return total
 end
+M.inner = inner
 
---- ls.hvp(f, params, v) -> H v, shaped like params.
+--- autograd.hvp_from_grad(g, params, v [, opts]) -> list of H v (nil where a parameter is unused):
+-- the second backward of an exact Hessian-vector product, H v = d<g, v>/dparams, for gradients g
+-- taken with create_graph (lists aligned with params; nil entries of g are skipped). The one HVP
+-- core: ls.hvp and the objective's dataset HVP (ls.objective, the Hessian operators) use it.
+-- opts: create_graph = false (record H v, for third-order products), retain_graph = create_graph
+-- (keep g's graph for another product).
+function M.hvp_from_grad(g, params, vs, opts)
+  opts = opts or {}
+  local d = inner(g, vs)
+  if d == nil then return {} end
+  local cg = opts.create_graph and true or false
+  local rg = opts.retain_graph
+  if rg == nil then rg = cg end
+  return ls.grad(d, params, {allow_unused = true, create_graph = cg, retain_graph = rg})
+end
+
+--- ls.hvp(f, params, v [, {create_graph = false}]) -> H v, shaped like params.
 -- f: a function of no arguments returning a scalar loss that depends on params.
 -- params: tensors with requires_grad; v: tensors of the same shapes.
--- Exact: the gradient is taken with create_graph and differentiated again.
-function M.hvp(f, params, v)
+-- Exact: the gradient is taken with create_graph and differentiated again; with create_graph the
+-- result is itself recorded (differentiable once more).
+function M.hvp(f, params, v, opts)
   local ps, single = as_list(params)
   local vs = as_list(v)
   if #vs ~= #ps then
     error(string.format("hvp: %d directions for %d parameters", #vs, #ps), 2)
   end
+  opts = util.check_options(opts, {create_graph = true}, "hvp")
   local loss = f()
   local g = ls.grad(loss, ps, {create_graph = true})
-  local hv = ls.grad(inner(g, vs), ps, {allow_unused = true})
+  local hv = M.hvp_from_grad(g, ps, vs, opts)
   for i = 1, #ps do
     if hv[i] == nil then hv[i] = ls.zeros_like(ps[i]) end
   end

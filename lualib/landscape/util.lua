@@ -92,6 +92,12 @@ function M.integer(v, who, what, optional)
     return v
 end
 
+--- A stream seed for draw (a, b) of a run with seed s (random directions, perturbations):
+-- distinct for distinct (a, b), deterministic, below 2^53.
+function M.subseed(s, a, b)
+    return ((s * 1000003 + a) * 8191 + b) % 9007199254740881
+end
+
 --- True when v is a finite number.
 function M.is_finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
 

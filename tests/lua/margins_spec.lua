@@ -340,9 +340,10 @@ describe("ls.margins", function()
                 "9 labels for 10 samples")
             has(errmsg(ls.margins, model, data, {labels = ls.full({10}, 4, {dtype = "i64"})}),
                 "labels span 4..4 but the model has 3 classes")
-            has(errmsg(ls.margins, model, data, {batch = 0}), "batch must be a positive integer")
+            has(errmsg(ls.margins, model, data, {batch = 0}),
+                "option 'batch' must be a positive integer")
             has(errmsg(ls.margins, model, data, {layer = {1}}), "unknown option 'layer'")
-            has(errmsg(ls.margins, model, data, {mode = "test"}), "mode must be")
+            has(errmsg(ls.margins, model, data, {mode = "test"}), "option 'mode' must be")
             has(errmsg(ls.margins, "model", data), "expected an ls.nn module")
             local m = ls.margins(model, data, {layers = {"input"}})
             has(errmsg(ls.margins.signature, m, {layers = {"output"}}), "layer 'output' is not in")
