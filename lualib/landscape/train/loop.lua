@@ -505,6 +505,7 @@ local function train(a, b, c)
         end
         if ck then save(epoch + 1, 0) end
     end
+    log.steps = step
     log.seconds = ls.clock() - t_run
     return log
 end
