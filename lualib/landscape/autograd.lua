@@ -6,9 +6,11 @@ local util = require "landscape.util"
 
 local M = {}
 
-local function as_list(t)
+local function as_list(t, who)
   if ls.is_tensor(t) then return {t}, true end
-  assert(type(t) == "table", "expected a tensor or a list of tensors")
+  if type(t) ~= "table" then
+    util.fail("%s: expected a tensor or a list of tensors, got %s", who, type(t))
+  end
   return t, false
 end
 
@@ -53,11 +55,9 @@ end
 -- Exact: the gradient is taken with create_graph and differentiated again; with create_graph the
 -- result is itself recorded (differentiable once more).
 function M.hvp(f, params, v, opts)
-  local ps, single = as_list(params)
-  local vs = as_list(v)
-  if #vs ~= #ps then
-    error(string.format("hvp: %d directions for %d parameters", #vs, #ps), 2)
-  end
+  local ps, single = as_list(params, "hvp")
+  local vs = as_list(v, "hvp")
+  if #vs ~= #ps then util.fail("hvp: %d directions for %d parameters", #vs, #ps) end
   opts = util.check_options(opts, {create_graph = true}, "hvp")
   local loss = f()
   local g = ls.grad(loss, ps, {create_graph = true})
@@ -70,7 +70,7 @@ end
 
 --- ls.vjp(f, inputs, u) -> (outputs, u^T J): the gradient of <f(inputs), u> w.r.t. inputs.
 function M.vjp(f, inputs, u)
-  local xs, single = as_list(inputs)
+  local xs, single = as_list(inputs, "vjp")
   local y = f(table.unpack(xs))
   local g = ls.grad(y, xs, {grad_outputs = u, allow_unused = true})
   for i = 1, #xs do
@@ -82,8 +82,8 @@ end
 --- ls.jvp(f, inputs, v) -> (outputs, J v) by the double-vjp trick: with a dummy u that requires grad,
 -- g(u) = J^T u is linear in u, so d<g(u), v>/du = J v. f must return one tensor.
 function M.jvp(f, inputs, v)
-  local xs, single = as_list(inputs)
-  local vs = as_list(v)
+  local xs, single = as_list(inputs, "jvp")
+  local vs = as_list(v, "jvp")
   local y = f(table.unpack(xs))
   local u = ls.zeros_like(y):requires_grad()
   local g = ls.grad(y, xs, {grad_outputs = u, create_graph = true, allow_unused = true})
@@ -104,9 +104,9 @@ end
 -- Compares ls.grad of sum(f(inputs) * r) (r a fixed random projection) with central differences.
 -- Inputs should be f64 tensors with requires_grad.
 function M.gradcheck(f, inputs, opts)
-  opts = opts or {}
+  opts = util.check_options(opts, {eps = true, atol = true, rtol = true, seed = true}, "gradcheck")
   local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-6, opts.rtol or 1e-5
-  local xs = as_list(inputs)
+  local xs = as_list(inputs, "gradcheck")
   local y = f(table.unpack(xs))
   local r = ls.rand(y:size(), {seed = opts.seed or 1, dtype = y:type(), lo = -1, hi = 1})
   local g = ls.grad((y * r):sum(), xs, {allow_unused = true})
@@ -132,5 +132,7 @@ function M.gradcheck(f, inputs, opts)
   end
   return true
 end
+
+for _, name in ipairs({"hvp", "vjp", "jvp", "gradcheck"}) do M[name] = util.public(M[name]) end
 
 return M

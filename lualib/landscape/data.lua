@@ -414,7 +414,9 @@ end
 
 --- ds:num_batches(batch [, {drop_last = false}]) -> batches per epoch.
 function Dataset:num_batches(batch, opts)
-    local drop = type(opts) == "table" and opts.drop_last
+    opts = check_options(opts, {drop_last = true}, "num_batches")
+    util.posint(batch, "num_batches", "batch")
+    local drop = opts.drop_last
     if drop then return self.n // batch end
     return (self.n + batch - 1) // batch
 end
@@ -561,7 +563,7 @@ function Dataset:batches(batch, opts)
 end
 
 for _, name in ipairs({"subset", "balanced_subset", "random_split", "normalize", "with_label_noise",
-                       "batches", "max_label"}) do
+                       "batches", "max_label", "num_batches"}) do
     Dataset[name] = public(Dataset[name])
 end
 

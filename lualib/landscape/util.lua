@@ -2,7 +2,8 @@
 --
 -- Inside a module, errors are raised without a position (fail, level 0); each public function is
 -- wrapped by `public`, which runs it under pcall and re-raises at level 2, so the message names
--- the function and points at the user's line: "train.lua:12: fashion_mnist: ...". Every function
+-- the function and points at the user's line: "train.lua:12: fashion_mnist: ..." (once: a public
+-- function called by another passes the error on untouched). Every function
 -- that takes an options table checks it with check_options: an unknown key is an error with a
 -- suggestion, "<who>: unknown option 'probs' (did you mean 'probes'?)" (the suggestion is left out
 -- when no known key is close). The suggestion rule (edit distance) is the C binding's
@@ -15,11 +16,18 @@ local M = {}
 function M.fail(fmt, ...) error(string.format(fmt, ...), 0) end
 local fail = M.fail
 
+-- How many public functions are running (nested calls: ls.train calling obj:grad, ...). Only the
+-- outermost one adds a position, so a message carries exactly one: the user's line.
+local depth = 0
+
 --- Wrap fn so that its errors are re-raised at the caller's line; all results are passed through.
+-- A public function called by another one (inside the library) passes errors on unchanged.
 function M.public(fn)
     return function(...)
+        depth = depth + 1
         local res = table.pack(pcall(fn, ...))
-        if not res[1] then error(res[2], 2) end
+        depth = depth - 1
+        if not res[1] then error(res[2], depth == 0 and 2 or 0) end
         return table.unpack(res, 2, res.n)
     end
 end

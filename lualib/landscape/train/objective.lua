@@ -381,7 +381,8 @@ M.set_mode = set_mode
 -- and the global random stream are restored exactly, and with params = true the selected
 -- parameters too, also when fn raises (the error is passed on).
 function Objective:guard(fn, opts)
-    opts = opts or {}
+    opts = check_options(opts, {params = true, mode = true}, "guard")
+    if type(fn) ~= "function" then fail("guard: expected a function, got %s", type(fn)) end
     local model = self.model
     local st = model_state(model)
     local p0 = opts.params and self:snapshot() or nil
@@ -646,7 +647,10 @@ M.Batch = Batch
 -- loop checks the first step's scores); on_first(loss_value) with the first evaluation's loss
 -- before anything else happens (the loop's divergence check raises from it).
 function Objective:batch_view(x, y, opts)
-    opts = opts or {}
+    opts = check_options(opts, {on_first = true, check = true}, "batch_view")
+    if not ls.is_tensor(x) or x:dim() < 1 then
+        fail("batch_view: x must be a tensor [B, ...], got %s", ls.is_tensor(x) and shape_str(x) or type(x))
+    end
     return setmetatable({objective = self, x = x, y = y, B = x:size(1), params = self.tensors,
                          names = self.names, evaluations = 0, on_first = opts.on_first,
                          check = opts.check, _subs = {}}, Batch)
@@ -755,6 +759,17 @@ function Batch:stats()
     end
     if n == 0 then return nil end
     return {loss = loss / n, hits = hits, B = n}
+end
+
+-- The methods users call are public (errors at the caller's line); the library calls them too
+-- (util.public adds the position once, at the outermost call).
+for _, name in ipairs({"select", "subset", "check_output", "probe", "guard", "refuses_dropout",
+                       "flatten", "unflatten", "snapshot", "restore", "set", "batches",
+                       "evaluate", "value", "grad", "hvp", "batch_view"}) do
+    Objective[name] = public(Objective[name])
+end
+for _, name in ipairs({"loss", "grad", "backward", "set_grad", "split"}) do
+    Batch[name] = public(Batch[name])
 end
 
 M.check_model = check_model
