@@ -214,7 +214,8 @@ end
 --                            shuffle, drop_last, augment and method must be the same.
 -- Returns {status = "ok" | "diverged" | "stopped", epochs = {rows}, steps = steps taken,
 --          diverged_at = step or nil, diverged_reason = text or nil, seconds = wall time of this
---          call, resumed_at = step or nil}. A row: {epoch, steps, train_loss, train_accuracy
+--          call, resumed_at = step or nil, checkpoints = files written by this call,
+--          checkpoint_seconds = the time spent writing them}. A row: {epoch, steps, train_loss, train_accuracy
 --          (running, on the batches as trained, first evaluation of each step), eval_loss,
 --          eval_accuracy, eval_n (eval only), lr (during the epoch), seconds (epoch with eval),
 --          train_seconds}. seconds and train_seconds of an epoch split by a resume count only
@@ -345,7 +346,7 @@ local function train(a, b, c)
                  method = method.name, n_params = #model:parameters(), schedule_every = sched_every}
 
     local rep = reporter(mode, log_every, epochs, nb)
-    local log = {status = "ok", epochs = {}, steps = 0}
+    local log = {status = "ok", epochs = {}, steps = 0, checkpoints = 0, checkpoint_seconds = 0}
     local t_run = ls.clock()
     local step, first_loss = 0, nil
     local start_epoch, start_k = 1, 0
@@ -363,7 +364,10 @@ local function train(a, b, c)
         return tree
     end
     local function save(epoch, k)
+        local t = ls.clock()
         checkpoint.save(ck.path, state_tree(epoch, k))
+        log.checkpoints = log.checkpoints + 1
+        log.checkpoint_seconds = log.checkpoint_seconds + (ls.clock() - t)
     end
 
     if resume then
