@@ -8,15 +8,8 @@ local st = require "landscape.stats"
 local nn = ls.nn
 local torch = require "torch_oracle"
 
-local function errmsg(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok)
-    return tostring(err)
-end
-
-local function has(msg, text)
-    assert(msg:find(text, 1, true), "expected '" .. text .. "' in: " .. msg)
-end
+local su = require "spec_util"
+local errmsg, has = su.errmsg, su.has
 
 local function near(a, b, tol)
     tol = tol or 1e-10

@@ -5,15 +5,8 @@
 local ls = require "landscape"
 local nn = ls.nn
 
-local function errmsg(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok)
-    return tostring(err)
-end
-
-local function has(msg, text)
-    assert(msg:find(text, 1, true), "expected '" .. text .. "' in: " .. msg)
-end
+local su = require "spec_util"
+local errmsg, has = su.errmsg, su.has
 
 -- 8x8 one-channel images; class = the quadrant holding the brightest blob
 local function images(n, seed, dtype)

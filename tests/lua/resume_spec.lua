@@ -8,15 +8,8 @@ local nn = ls.nn
 
 local BIN = os.getenv("LANDSCAPE_BIN") or "build/landscape"
 
-local function errmsg(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok)
-    return tostring(err)
-end
-
-local function has(msg, text)
-    assert(msg:find(text, 1, true), "expected '" .. text .. "' in: " .. msg)
-end
+local su = require "spec_util"
+local errmsg, has = su.errmsg, su.has
 
 local function tmpdir()
     local p = io.popen("mktemp -d")
@@ -78,6 +71,25 @@ local function strip(log)
     local rows = log_rows(log)
     return {status = log.status, steps = log.steps, rows = rows}
 end
+
+describe("the global stream's position", function()
+    it("is read and put back exactly (ls.get_rng_state / ls.set_rng_state)", function()
+        ls.manual_seed(77)
+        ls.randn({5})
+        local st = ls.get_rng_state()
+        assert.are.same({seed = 77, offset = 5}, st)
+        local a = ls.rand({4}):totable()
+        ls.randn({9})
+        ls.set_rng_state(st)
+        assert.are.same(a, ls.rand({4}):totable())
+        ls.set_rng_state{seed = -1, offset = -2}        -- 64-bit values round-trip as integers
+        assert.are.same({seed = -1, offset = -2}, ls.get_rng_state())
+        has(errmsg(ls.set_rng_state, {seed = 1}), "set_rng_state: 'offset' must be an integer")
+        has(errmsg(ls.set_rng_state, {seed = 1, offset = 0, ofset = 1}),
+            "set_rng_state: unknown option 'ofset' (did you mean 'offset'?)")
+        ls.manual_seed(1)
+    end)
+end)
 
 describe("resume in process", function()
     it("continues a run interrupted at a step with the same weights and log bit for bit", function()
