@@ -135,15 +135,14 @@ local function load_model_tensors(model, t, who, path)
     ls.no_grad(function() for i, p in ipairs(ps) do p:detach():copy(t[i]) end end)
 end
 
--- Non-finite entries in any parameter? (x * 0 is 0 for finite x and NaN otherwise; its sum cannot
--- overflow.)
+-- Are all parameters finite? One reduction per tensor, no temporaries: a NaN or inf entry makes the
+-- sum NaN or inf (so can a sum of finite entries overflow, but only for parameters near 1e38 / numel,
+-- a diverged run by any measure).
 local function params_finite(ps)
-    return ls.no_grad(function()
-        for _, p in ipairs(ps) do
-            if (p:detach() * 0):sum():item() ~= 0 then return false end
-        end
-        return true
-    end)
+    for _, p in ipairs(ps) do
+        if not util.is_finite(p:detach():sum():item()) then return false end
+    end
+    return true
 end
 
 local TRAIN_OPTS = {optimizer = true, method = true, epochs = true, batch = true, seed = true,
