@@ -96,7 +96,9 @@ end
 --- v as an integer (Lua integer type), else an error as posint's; nil passes when `optional`.
 function M.integer(v, who, what, optional)
     if v == nil and optional then return nil end
-    if math.type(v) ~= "integer" then fail("%s: %s must be an integer, got %s", who, what, tostring(v)) end
+    if math.type(v) ~= "integer" then
+        fail("%s: %s must be an integer, got %s", who, what, tostring(v))
+    end
     return v
 end
 

@@ -338,7 +338,9 @@ local function bn_probe(model, x, y, opts)
     local who = "bn_probe"
     opts = check_options(opts, {etas = true, scale = true, loss = true, params = true}, who)
     local etas = opts.etas or DEFAULT_ETAS
-    if type(etas) ~= "table" or #etas == 0 then fail("%s: option 'etas' must be a non-empty list", who) end
+    if type(etas) ~= "table" or #etas == 0 then
+        fail("%s: option 'etas' must be a non-empty list", who)
+    end
     local scale = opts.scale or 1
     for _, e in ipairs(etas) do posnum(e, who, "option 'etas'") end
     posnum(scale, who, "option 'scale'")

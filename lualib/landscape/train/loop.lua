@@ -214,10 +214,10 @@ end
 -- Returns {status = "ok" | "diverged" | "stopped", epochs = {rows}, steps = steps taken,
 --          diverged_at = step or nil, diverged_reason = text or nil, seconds = wall time of this
 --          call, resumed_at = step or nil, checkpoints = files written by this call,
---          checkpoint_seconds = the time spent writing them}. A row: {epoch, steps, train_loss, train_accuracy
---          (running, on the batches as trained, first evaluation of each step), eval_loss,
---          eval_accuracy, eval_n (eval only), lr (during the epoch), seconds (epoch with eval),
---          train_seconds}. seconds and train_seconds of an epoch split by a resume count only
+--          checkpoint_seconds = the time spent writing them}. A row: {epoch, steps, train_loss,
+--          train_accuracy (running, on the batches as trained, first evaluation of each step),
+--          eval_loss, eval_accuracy, eval_n (eval only), lr (during the epoch), seconds (epoch
+--          with eval), train_seconds}. seconds and train_seconds of an epoch split by a resume count only
 --          the part run by the last process; every other field equals the uninterrupted run's.
 -- Divergence: when a step's loss (its first evaluation) is NaN or infinite or above the bound, the
 -- run stops before that step changes anything, with status "diverged" and diverged_at = that step;
@@ -305,12 +305,15 @@ local function train(a, b, c)
     end
     local ck = opts.checkpoint
     if ck ~= nil then
-        if type(ck) ~= "table" then fail("%s: option 'checkpoint' must be a table {path, every}", who) end
+        if type(ck) ~= "table" then
+            fail("%s: option 'checkpoint' must be a table {path, every}", who)
+        end
         check_options(ck, {path = true, every = true}, who .. ": checkpoint")
         if type(ck.path) ~= "string" then fail("%s: checkpoint.path must be a string", who) end
         if ck.every ~= nil and ck.every ~= "epoch" then posint(ck.every, who, "checkpoint.every") end
         for _, o in ipairs({{opt, "optimizer"}, {sched, "schedule"}}) do
-            if o[1] ~= nil and not (has_method(o[1], "state_dict") and has_method(o[1], "load_state_dict")) then
+            if o[1] ~= nil and not (has_method(o[1], "state_dict")
+                                    and has_method(o[1], "load_state_dict")) then
                 fail("%s: a checkpoint needs the %s's state_dict and load_state_dict", who, o[2])
             end
         end

@@ -86,7 +86,9 @@ local function as_data(d, who)
         local x, y = d.x, d.y
         if y ~= nil and not ls.is_tensor(y) then
             local ok, ds = pcall(data.dataset, d)
-            if not ok then fail("%s: %s", who, (tostring(ds):gsub("^[^\n]-:%d+: ", ""):gsub("^dataset: ", ""))) end
+            if not ok then
+                fail("%s: %s", who, (tostring(ds):gsub("^[^\n]-:%d+: ", ""):gsub("^dataset: ", "")))
+            end
             return ds
         end
         if x:dim() < 1 or x:size(1) == 0 then
@@ -231,7 +233,9 @@ function M.resolve(who, a, b, c, defaults)
         return a, b
     end
     local mine, rest = {}, {}
-    if c ~= nil and type(c) ~= "table" then fail("%s: expected an options table, got %s", who, type(c)) end
+    if c ~= nil and type(c) ~= "table" then
+        fail("%s: expected an options table, got %s", who, type(c))
+    end
     for k, v in pairs(defaults or {}) do mine[k] = v end
     for k, v in pairs(c or {}) do
         if M.KNOWN[k] then mine[k] = v else rest[k] = v end
@@ -310,8 +314,9 @@ function Objective:probe()
     local k = math.min(self.N, 2)
     local xb = self.x:narrow(1, 1, k)
     local ok, out = pcall(function()
-        return self:guard(function() return ls.no_grad(function() return forward(self.model, xb) end) end,
-                          {mode = "eval"})
+        return self:guard(function()
+            return ls.no_grad(function() return forward(self.model, xb) end)
+        end, {mode = "eval"})
     end)
     if not ok then
         fail("%s: the model rejects the data (x has shape %s): %s", self.who, shape_str(self.x),
@@ -320,7 +325,7 @@ function Objective:probe()
     self:check_output(out, k)
     if self.y ~= nil then
         local yb = self.y:narrow(1, 1, k)
-        local okl, err = pcall(function() return ls.no_grad(function() return self._loss.mean(out, yb) end) end)
+        local okl, err = pcall(ls.no_grad, function() return self._loss.mean(out, yb) end)
         if not okl then
             fail("%s: the loss %s rejects the model's output %s for targets %s: %s", self.who,
                  self.loss, shape_str(out), shape_str(yb), tostring(err))
@@ -649,7 +654,8 @@ M.Batch = Batch
 function Objective:batch_view(x, y, opts)
     opts = check_options(opts, {on_first = true, check = true}, "batch_view")
     if not ls.is_tensor(x) or x:dim() < 1 then
-        fail("batch_view: x must be a tensor [B, ...], got %s", ls.is_tensor(x) and shape_str(x) or type(x))
+        fail("batch_view: x must be a tensor [B, ...], got %s",
+             ls.is_tensor(x) and shape_str(x) or type(x))
     end
     return setmetatable({objective = self, x = x, y = y, B = x:size(1), params = self.tensors,
                          names = self.names, evaluations = 0, on_first = opts.on_first,

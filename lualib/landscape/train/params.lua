@@ -100,7 +100,9 @@ function M.label(spec)
 end
 
 local function spec_str(spec)
-    if type(spec) ~= "table" then return type(spec) == "string" and string.format("%q", spec) or "custom" end
+    if type(spec) ~= "table" then
+        return type(spec) == "string" and string.format("%q", spec) or "custom"
+    end
     local parts = {}
     for i, p in ipairs(spec) do parts[i] = type(p) == "string" and string.format("%q", p) or "custom" end
     return "{" .. table.concat(parts, ", ") .. "}"
