@@ -150,6 +150,41 @@ describe("a method that evaluates the batch twice (SAM-style)", function()
     end)
 end)
 
+describe("the batch view's randomness", function()
+    it("replays unseeded dropout masks but not the method's own draws", function()
+        local model = nn.sequential{nn.flatten(), nn.linear(64, 8, {seed = 1}), nn.dropout(0.5),
+                                    nn.linear(8, 4, {seed = 2})}
+        local d = images(8, 2)
+        local outs, draws = {}, {}
+        local m = {name = "draws"}
+        function m:step(b)
+            for k = 1, 2 do
+                local _, out = b:loss()
+                outs[k] = out:detach():clone()
+                draws[k] = ls.rand({3}):totable()           -- the global stream, as a method may
+            end
+            b:backward()
+        end
+        ls.manual_seed(3)
+        model:train()
+        ls.train(model, d, {optimizer = ls.optim.sgd(model, {lr = 0}), batch = 8, method = m,
+                            shuffle = false, progress = false})
+        assert.is_true(outs[1]:equal(outs[2]))                 -- the same dropout mask
+        assert.are_not.same(draws[1], draws[2])                -- the method's draws go on
+        -- and the stream ends where one forward and the method's two draws leave it
+        ls.manual_seed(3)
+        ls.rand({8, 8})
+        ls.rand({3}); ls.rand({3})
+        assert.are.same(ls.get_rng_state(), (function()
+            ls.manual_seed(3)
+            model:train()
+            ls.train(model, d, {optimizer = ls.optim.sgd(model, {lr = 0}), batch = 8, method = m,
+                                shuffle = false, progress = false})
+            return ls.get_rng_state()
+        end)())
+    end)
+end)
+
 describe("a method that differentiates through its gradient (gradient-norm penalty)", function()
     it("steps along the gradient of L + lambda ||grad L||^2, checked by finite differences", function()
         local lambda, lr = 0.3, 0.1

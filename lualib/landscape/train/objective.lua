@@ -645,7 +645,9 @@ M.Batch = Batch
 -- ones use batch statistics and leave them alone, SAM's rule).
 -- Every evaluation replays the same randomness: the dropout counters and the global random
 -- stream are put back to where they were at the view's first evaluation, so each sees the same
--- dropout masks, and the model is a deterministic function of its parameters on the batch.
+-- dropout masks, and the model is a deterministic function of its parameters on the batch. (After
+-- a replayed forward the global stream continues from where the method had left it, so draws the
+-- method makes itself are not repeated.)
 -- Fields: x, y, B, params (the selected tensors), names, objective, evaluations (count),
 -- first = {loss = number, hits = correct count or nil} of the first evaluation.
 -- opts of obj:batch_view: check(output, B) is called on the first evaluation's output (the training
@@ -667,12 +669,14 @@ local BATCH_OPTS = {create_graph = true, update_stats = true, retain_graph = tru
 function Batch:_forward(opts)
     local obj, model = self.objective, self.objective.model
     local drops = dropouts(model)
+    local resume_rng   -- a replayed evaluation puts the stream back where the method left it
     if self._replay == nil then
         local calls = {}
         for i, m in ipairs(drops) do calls[i] = m.calls end
         self._replay = {calls = calls, rng = ls.get_rng_state()}
     else
         for i, m in ipairs(drops) do m.calls = self._replay.calls[i] end
+        resume_rng = ls.get_rng_state()
         ls.set_rng_state(self._replay.rng)
     end
     local update = opts.update_stats
@@ -689,6 +693,7 @@ function Batch:_forward(opts)
     end
     local ok, out = pcall(forward, model, self.x)
     if frozen then for _, f in ipairs(frozen) do f[1].frozen_stats = f[2] end end
+    if resume_rng then ls.set_rng_state(resume_rng) end
     if not ok then error(out, 0) end
     local first = self.evaluations == 0
     self.evaluations = self.evaluations + 1
