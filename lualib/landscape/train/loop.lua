@@ -333,14 +333,18 @@ local function train(a, b, c)
     end
 
     -- the objective: the model on the training data, in train mode
-    local obj = given_obj
+    local obj, loss = given_obj, opts.loss
     if obj == nil then
-        obj = O.resolve(who, model, d, {loss = opts.loss, mode = "train", batch = batch})
+        obj = O.resolve(who, model, d, {loss = loss, mode = "train", batch = batch})
     elseif obj.mode ~= "train" then
         fail("%s: the objective must be in mode \"train\", it is in mode %q", who, obj.mode)
+    elseif loss ~= nil then
+        fail("%s: option 'loss' belongs to the objective; give it to ls.objective", who)
+    else
+        loss = obj._loss_opt
     end
     if eval then
-        eval_obj = O.resolve(who, model, eval, {loss = opts.loss, mode = "eval", batch = eval_batch})
+        eval_obj = O.resolve(who, model, eval, {loss = loss, mode = "eval", batch = eval_batch})
     end
     local mstate = method.init and method:init(obj, opt) or {}
     local cfg = {batch = batch, seed = seed, n = d.n, shuffle = shuffle,
