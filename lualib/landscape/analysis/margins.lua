@@ -173,6 +173,20 @@ local function model_error(who, xb, err)
     fail("%s: the model rejected input %s: %s", who, shape_str(xb), tostring(err))
 end
 
+-- The 1-D tensors of a pass's batches, end to end (one batch: itself).
+local function cat(parts)
+    if #parts == 1 then return parts[1] end
+    local total = 0
+    for _, p in ipairs(parts) do total = total + p:size(1) end
+    local out = ls.zeros({total}, {dtype = parts[1].dtype})
+    local off = 1
+    for _, p in ipairs(parts) do
+        out:narrow(1, off, p:size(1)):copy(p)
+        off = off + p:size(1)
+    end
+    return out
+end
+
 -- The objective (given, or built from model and data with the objective's mode, batch and n) and
 -- the labels defining the margins (opts.labels, checked against the data's size, or the data's y).
 local function setup(who, a, b, c, known)
@@ -330,19 +344,6 @@ local function margins(a, b, c)
 
     local res = {n = N, specs = specs, names = {}, layers = {}, raw = {}, nu = {}, index = {},
                  kept_fraction = {}}
-    local function cat(parts)
-        if #parts == 1 then return parts[1] end
-        if ls.cat then return ls.cat(parts, 1) end
-        local total = 0
-        for _, p in ipairs(parts) do total = total + p:size(1) end
-        local out = ls.zeros({total}, {dtype = parts[1].dtype})
-        local off = 1
-        for _, p in ipairs(parts) do
-            out:narrow(1, off, p:size(1)):copy(p)
-            off = off + p:size(1)
-        end
-        return out
-    end
     ls.no_grad(function()
         res.output = cat(out_parts)
         res.pairs = {y = y, j = cat(j_parts)}
@@ -527,17 +528,6 @@ local function input_geometry(a, b, c)
             end)
         end
     end)
-    local function cat(parts)
-        local total = 0
-        for _, p in ipairs(parts) do total = total + p:size(1) end
-        local out = ls.zeros({total}, {dtype = "f64"})
-        local off = 1
-        for _, p in ipairs(parts) do
-            out:narrow(1, off, p:size(1)):copy(p)
-            off = off + p:size(1)
-        end
-        return out
-    end
     local res = {}
     ls.no_grad(function()
         res.loss_grad_norm, res.margin_grad_norm, res.margin = cat(lg), cat(mg), cat(mm)
