@@ -107,7 +107,7 @@ local H = curvature.hessian(model, data, {batch = cfg.batch, mode = cfg.mode})
 ---------------------------------------------------------------------------------------------------
 -- estimators (landscape.curvature)
 ---------------------------------------------------------------------------------------------------
-cfg.estimator = "landscape.curvature"
+cfg.estimator = "ls.curvature"
 
 -- top and bottom k eigenpairs: lists of {value, residual, converged}
 local function eigs(op, k, seed)
