@@ -225,20 +225,31 @@ f:close()
                                        ref_out)
             assert(ok, "reference run failed: " .. tostring(read(ref_out .. ".err")))
             local out, ckpt = dir .. "/killed_" .. tag, dir .. "/killed_" .. tag .. ".ckpt"
-            local kills, history = 0, {}
-            for i = 1, 6 do             -- alternately at a random instant and at a random step
-                local limit, steps
-                if i % 2 == 1 then limit = 0.1 + math.random() * 0.4 * seconds
-                else steps = math.random(3, 40) end
-                local done, code = run(script, kind, threads, ckpt, out, limit, steps)
-                history[#history + 1] = (limit and string.format("%.2fs", limit) or
-                                         steps .. " steps") .. ":" .. (done and "done" or tostring(code))
-                if done then break end
-                assert.is_true(code == 137 or code == 9, "child failed: " .. tostring(read(out .. ".err")))
-                kills = kills + 1
-                if kills == 4 then break end
+            -- Launch, kill, relaunch until 4 kills (then a last launch finishes the run). When the
+            -- machine's load drops, a launch may finish the run before 2 kills; then the scenario
+            -- starts over with shorter time limits.
+            local kills, history, scale = 0, {}, 0.4
+            for _ = 1, 4 do
+                kills, history = 0, {}
+                for _, f in ipairs({ckpt, out .. ".csv", out .. ".resumed"}) do os.remove(f) end
+                for i = 1, 6 do         -- alternately at a random instant and at a random step
+                    local limit, steps
+                    if i % 2 == 1 then limit = 0.1 + math.random() * scale * seconds
+                    else steps = math.random(3, 40) end
+                    local done, code = run(script, kind, threads, ckpt, out, limit, steps)
+                    history[#history + 1] = (limit and string.format("%.2fs", limit) or
+                                             steps .. " steps") .. ":" ..
+                                            (done and "done" or tostring(code))
+                    if done then break end
+                    assert.is_true(code == 137 or code == 9,
+                                   "child failed: " .. tostring(read(out .. ".err")))
+                    kills = kills + 1
+                    if kills == 4 then break end
+                end
+                if kills >= 2 then break end
+                scale = scale / 2
             end
-            if not read(out .. ".csv") then
+            if not read(out .. ".resumed") then     -- written last: the run's outputs are complete
                 local done = run(script, kind, threads, ckpt, out)
                 assert(done, "final run failed: " .. tostring(read(out .. ".err")))
             end
