@@ -106,7 +106,7 @@ ls_status ls_lm_cv_predict(const double *X, const double *y, int64_t n, int p, c
             break;
         }
         if (deficient && m->rank < p) (*deficient)++;
-        lm_predict_rows(m->mean, m->scale, m->coef, m->intercept, p, X, te, nte, out);
+        lm_predict_rows(m->mean, m->scale, m->coef, m->offset, p, X, te, nte, out);
         for (int64_t i = 0; i < nte; i++) pred[te[i]] = out[i];
         ls_lm_free(m);
     }

@@ -404,12 +404,13 @@ ls_lm *lm_fit_rows(const double *X, const double *y, int p, const int64_t *rows,
     m->sigma = m->df_resid > 0 ? sqrt(rss / m->df_resid) : NAN;
     m->adj_r2 = m->df_resid > 0 ? 1.0 - (1.0 - m->r2) * ((double)nr - icpt) / m->df_resid : NAN;
 
-    m->intercept = d.ybar;
+    m->offset = d.ybar;
     m->intercept_raw = d.ybar;
     for (int j = 0; j < p; j++) {
         m->coef_raw[j] = m->coef[j] / d.scale[j];
         m->intercept_raw -= m->coef_raw[j] * d.mean[j];
     }
+    m->intercept = spec->standardize ? d.ybar : m->intercept_raw;
     /* a column is aliased when part of e_j lies outside the row space of the design */
     for (int j = 0; j < p; j++) {
         double in = 0.0;
@@ -431,7 +432,7 @@ ls_lm *lm_fit_rows(const double *X, const double *y, int p, const int64_t *rows,
         m->coef_se[j] = se_ok ? m->sigma * sqrt(v) : NAN;
         m->coef_raw_se[j] = se_ok ? m->coef_se[j] / d.scale[j] : NAN;
     }
-    m->intercept_se = se_ok && spec->intercept ? m->sigma / sqrt((double)nr) : NAN;
+    m->intercept_raw_se = NAN;
     if (se_ok && spec->intercept) {
         double v = 1.0 / (double)nr;
         for (int c = 0; c < d.rank; c++) {
@@ -441,9 +442,10 @@ ls_lm *lm_fit_rows(const double *X, const double *y, int p, const int64_t *rows,
             v += t * t;
         }
         m->intercept_raw_se = m->sigma * sqrt(v);
-    } else {
-        m->intercept_raw_se = NAN;
     }
+    /* on the standardised scale the features are centred, so the intercept's error is sigma / sqrt(n) */
+    m->intercept_se = !spec->standardize ? m->intercept_raw_se
+                      : se_ok && spec->intercept ? m->sigma / sqrt((double)nr) : NAN;
     lm_design_free(&d);
     return m;
 }
@@ -467,6 +469,6 @@ ls_status ls_lm_predict(const ls_lm *m, const double *X, int64_t n, double *out,
     if (!who) who = "lm_predict";
     ls_status st = ls_stats_check_finite(X, n, m->p, "X", who);
     if (st) return st;
-    lm_predict_rows(m->mean, m->scale, m->coef, m->intercept, m->p, X, NULL, n, out);
+    lm_predict_rows(m->mean, m->scale, m->coef, m->offset, m->p, X, NULL, n, out);
     return LS_OK;
 }

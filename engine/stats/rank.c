@@ -97,7 +97,8 @@ ls_status ls_stats_kendall(const double *x, const double *y, int64_t n, ls_tau_k
     if (kind == LS_TAU_A) {
         *tau = cmd / (double)n0;
     } else if (n1 < n0 && n2 < n0) {
-        *tau = cmd / sqrt((double)(n0 - n1)) / sqrt((double)(n0 - n2));
+        double t = cmd / sqrt((double)(n0 - n1) * (double)(n0 - n2));
+        *tau = t > 1 ? 1 : t < -1 ? -1 : t;
     }
     return LS_OK;
 }

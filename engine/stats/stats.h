@@ -42,9 +42,11 @@ typedef struct ls_lm_spec {
 
 void ls_lm_spec_init(ls_lm_spec *s, ls_lm_kind kind);
 
-/* A fitted model. Coefficients come in two scales: `coef` on the features as the solver saw them
- * (standardised when spec.standardize), `coef_raw` on the features as given, so that
- * prediction = intercept_raw + sum_j coef_raw[j] x[j] = intercept + sum_j coef[j] (x[j] - mean[j]) / scale[j]. */
+/* A fitted model. Coefficients come in two scales: `coef` and `intercept` on the features as the
+ * solver saw them (standardised when spec.standardize: then intercept is the mean of y), `coef_raw`
+ * and `intercept_raw` on the features as given (the same numbers without standardisation), so that
+ * prediction = intercept_raw + sum_j coef_raw[j] x[j] = offset + sum_j coef[j] (x[j] - mean[j]) / scale[j]
+ * (the second form, about the training means, is how predictions are computed). */
 typedef struct ls_lm {
     int64_t n;              /* training rows */
     int p;                  /* features */
@@ -56,6 +58,8 @@ typedef struct ls_lm {
                                       * standardize; also 1 for a constant column) */
     bool *aliased;                   /* p: the column lies partly in the null space of the design */
     double intercept, intercept_se, intercept_raw, intercept_raw_se;
+    double offset;                   /* the prediction at the training means (mean of y with an
+                                      * intercept, else 0) */
     int rank;                        /* numerical rank of the (centred, scaled) n x p design */
     double lambda;                   /* the penalty used (0 for OLS) */
     double edf;                      /* effective degrees of freedom sum s^2 / (s^2 + lambda) */
