@@ -87,6 +87,19 @@ static void normal_equations(const double *X, const double *y, int64_t n, int p,
     free(M); free(r); free(M2); free(e);
 }
 
+/* The rows of (X, y) outside fold f, copied into (Xt, yt); returns their count. */
+static int training_rows(const double *X, const double *y, int n, int p, const int32_t *fold, int f,
+                         double *Xt, double *yt)
+{
+    int nt = 0;
+    for (int i = 0; i < n; i++)
+        if (fold[i] != f) {
+            memcpy(Xt + nt * p, X + i * p, (size_t)p * sizeof(double));
+            yt[nt++] = y[i];
+        }
+    return nt;
+}
+
 /* ---- OLS ---- */
 
 static void test_ols_full_rank(void)
@@ -324,12 +337,7 @@ static void test_ridge_cv(void)
         double sse = 0;
         for (int f = 0; f < K; f++) {
             double Xt[N * P], yt[N];
-            int nt = 0;
-            for (int i = 0; i < N; i++)
-                if (fold[i] != f) {
-                    memcpy(Xt + nt * P, X + i * P, P * sizeof(double));
-                    yt[nt++] = y[i];
-                }
+            int nt = training_rows(X, y, N, P, fold, f, Xt, yt);
             ls_lm_spec fixed = spec;
             fixed.lambda_cv = false;
             fixed.lambda = grid[g];
@@ -419,12 +427,7 @@ static void test_cv_predict(void)
     CHECK(isnan(pred[0]));
     for (int f = 0; f < K; f++) {
         double Xt[N * P], yt[N];
-        int nt = 0;
-        for (int i = 0; i < N; i++)
-            if (fold[i] != f) {
-                memcpy(Xt + nt * P, X + i * P, P * sizeof(double));
-                yt[nt++] = y[i];
-            }
+        int nt = training_rows(X, y, N, P, fold, f, Xt, yt);
         ls_lm_spec sub = spec;
         sub.seed = ls_stats_seed(spec.seed, (uint64_t)f);
         ls_lm *m = ls_lm_fit(Xt, yt, nt, P, &sub);

@@ -1,6 +1,7 @@
 -- NumPy, SciPy and scikit-learn as test oracles for ls.stats (the stats_*_spec files): torch_oracle's
 -- runner (a Python script from the spec, run under `env -u LD_PRELOAD`, its output lines) with the
--- availability check of these packages, and the parsing of the lines it prints.
+-- availability check of these packages, the parsing of the lines it prints, and the fixtures the
+-- specs share (problem, errmsg).
 --
 --   local py = require "sklearn_oracle"
 --   if not py.available() then return pending(py.MISSING) end
@@ -10,6 +11,7 @@
 -- PRELUDE imports numpy as np, scipy.stats, sklearn's linear models, and defines show(*arrays),
 -- which prints every value of its arguments on one line with all the digits of a float64 (repr),
 -- NaN as "nan".
+local ls = require "landscape"
 local torch = require "torch_oracle"
 
 local M = {run = torch.run, lines = torch.lines, COMMAND = torch.COMMAND}
@@ -77,6 +79,26 @@ function M.near(got, want, tol, what)
     local ok = (a ~= a and b ~= b) or math.abs(a - b) <= tol * math.max(1, math.abs(b))
     assert(ok, string.format("%s[%d]: got %.17g, want %.17g (tol %g)", what, i, a, b, tol))
   end
+end
+
+-- A regression problem: X [n x p] Gaussian from seed; with collinear = true its last column is the
+-- one before plus 0.05 noise; y = X (0.3, 0.6, ..., 0.3 p) + noise * N(0, 1) + 2.5.
+function M.problem(n, p, seed, opts)
+  opts = opts or {}
+  local X = ls.randn({n, p}, {seed = seed, dtype = "f64"})
+  if opts.collinear and p >= 2 then
+    X:select(2, p):copy(X:select(2, p - 1) + ls.randn({n}, {seed = seed + 1, dtype = "f64"}) * 0.05)
+  end
+  local w = ls.arange(1, p + 1, {dtype = "f64"}) * 0.3
+  local y = X:matmul(w) + ls.randn({n}, {seed = seed + 2, dtype = "f64"}) * (opts.noise or 1) + 2.5
+  return X, y
+end
+
+-- The message of the error fn(...) raises (asserts that it raises).
+function M.errmsg(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return tostring(err)
 end
 
 return M

@@ -9,18 +9,9 @@ local py = require "sklearn_oracle"
 
 local TOL = 1e-10
 
-local function errmsg(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok)
-    return tostring(err)
-end
+local errmsg = py.errmsg
 
-local function problem(n, p, seed, noise)
-    local X = ls.randn({n, p}, {seed = seed, dtype = "f64"})
-    local w = ls.arange(1, p + 1, {dtype = "f64"}) * 0.4
-    local y = X:matmul(w) + ls.randn({n}, {seed = seed + 1, dtype = "f64"}) * (noise or 1) + 1
-    return X, y
-end
+local function problem(n, p, seed, noise) return py.problem(n, p, seed, {noise = noise}) end
 
 -- Python that refits `model` (a sklearn expression of X) fold by fold for each row of F and prints
 -- per row: the out-of-fold predictions (untested rows NaN), then r2, rmse, mae, tau of the tested

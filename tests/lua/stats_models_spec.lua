@@ -9,22 +9,10 @@ local py = require "sklearn_oracle"
 
 local TOL = 1e-10
 
-local function errmsg(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok)
-    return tostring(err)
-end
+local errmsg = py.errmsg
 
--- X [n x p] Gaussian (seeded), with column p nearly equal to column p - 1, and a linear y + noise.
-local function problem(n, p, seed)
-    local X = ls.randn({n, p}, {seed = seed, dtype = "f64"})
-    if p >= 2 then
-        X:select(2, p):copy(X:select(2, p - 1) + ls.randn({n}, {seed = seed + 1, dtype = "f64"}) * 0.05)
-    end
-    local w = ls.arange(1, p + 1, {dtype = "f64"}) * 0.3
-    local y = X:matmul(w) + ls.randn({n}, {seed = seed + 2, dtype = "f64"}) + 2.5
-    return X, y
-end
+-- X [n x p] with column p nearly equal to column p - 1, and a linear y + noise.
+local function problem(n, p, seed) return py.problem(n, p, seed, {collinear = true}) end
 
 describe("ls.stats.ols and ridge against NumPy / scikit-learn", function()
     local X, y, X2, out

@@ -6,11 +6,7 @@
 local ls = require "landscape"
 local py = require "sklearn_oracle"
 
-local function errmsg(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok)
-    return tostring(err)
-end
+local errmsg = py.errmsg
 
 -- n values from a few levels (many ties) or continuous, seeded.
 local function sample(n, seed, levels)

@@ -2,19 +2,12 @@
 -- derive, sort, group, join, concat and matrix against values worked out by hand; the receiver is
 -- never changed; errors name the method and the column.
 local ls = require "landscape"
-local lfs = require "lfs"
+local files = require "torch_oracle"   -- for its tempdir / remove_dir
 
 local function errmsg(fn, ...)
     local ok, err = pcall(fn, ...)
     assert.is_false(ok)
     return tostring(err)
-end
-
-local function tmpdir()
-    local d = os.tmpname()
-    os.remove(d)
-    assert(lfs.mkdir(d))
-    return d
 end
 
 local function models()
@@ -29,13 +22,8 @@ end
 
 describe("ls.table", function()
     local dir
-    setup(function() dir = tmpdir() end)
-    teardown(function()
-        for name in lfs.dir(dir) do
-            if name ~= "." and name ~= ".." then os.remove(dir .. "/" .. name) end
-        end
-        lfs.rmdir(dir)
-    end)
+    setup(function() dir = files.tempdir() end)
+    teardown(function() files.remove_dir(dir) end)
 
     it("is reachable as ls.table", function()
         assert.are.equal(require "landscape.table", ls.table)

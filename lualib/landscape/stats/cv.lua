@@ -75,6 +75,15 @@ local function check_xy(X, y, who)
     return X, y, X:size(1)
 end
 
+-- The checked arguments of a function taking (model, X, y, opts): opts, X, y, n.
+local function check_call(model, X, y, opts, keys, who)
+    check_model(model, who)
+    opts = util.check_options(opts, keys, who)
+    local n
+    X, y, n = check_xy(X, y, who)
+    return opts, X, y, n
+end
+
 -- The fold assignment of a design: an i64 Tensor [R x n] of ids (0 = never tested), the number of
 -- folds k, the method name and, for groups, the sorted levels.
 local function assignment(opts, n, who)
@@ -179,10 +188,8 @@ end
 --- ls.stats.cross_validate(model, X, y [, opts]) -> result. See the header.
 M.cross_validate = public(function(model, X, y, opts)
     local who = "cross_validate"
-    check_model(model, who)
-    opts = util.check_options(opts, CV_KEYS, who)
     local n
-    X, y, n = check_xy(X, y, who)
+    opts, X, y, n = check_call(model, X, y, opts, CV_KEYS, who)
     local folds, k, method, levels = assignment(opts, n, who)
     local R = folds:size(1)
     local preds, deficient = predict_all(model, X, y, folds, k, who)
@@ -319,10 +326,8 @@ end
 -- folds = 10, groups or fold_ids (one repeat).
 M.permutation_test = public(function(model, X, y, opts)
     local who = "permutation_test"
-    check_model(model, who)
-    opts = util.check_options(opts, PERM_KEYS, who)
     local n
-    X, y, n = check_xy(X, y, who)
+    opts, X, y, n = check_call(model, X, y, opts, PERM_KEYS, who)
     local B = args.int(opts, "permutations", 1000, 1, who)
     local seed = args.int(opts, "seed", 1, 0, who)
     local in_sample = opts.in_sample
