@@ -3,20 +3,22 @@
  * function the user called, for its error messages. Matrices and vectors are Tensors of any dtype
  * (read as f64); fold ids are 1-based, 0 meaning "never tested".
  *
- *   _stats.lm_fit(X, y, spec, who) -> a table of the fit (fields as ls_lm; tensors for the vectors,
- *                                     aliased as a list of 1-based columns, cv = {lambdas, mse})
- *   _stats.lm_predict(X, coef, mean, scale, offset, who)     -> Tensor f64 [n]
- *   _stats.cv_predict(X, y, fold_ids, k, spec, who)          -> Tensor f64 [n] (NaN untested), deficient
- *   _stats.draw(kind, n, k, seed, count)     -> Tensor i64 [count x n]: k-fold ids, holdout masks,
- *                                               permutations or bootstrap indices (see below)
- *   _stats.seed(seed, i)                     -> a derived seed (ls_stats_seed)
- *   _stats.scores(y, pred, who)              -> r2, rmse, mae, bias
- *   _stats.kendall(x, y, variant, who)       -> tau ("b" or "a")
+ *   _stats.lm_fit(X, y, spec, who)     -> a table of the fit (fields as ls_lm; tensors for the
+ *                                         vectors, aliased as a list of 1-based columns,
+ *                                         cv = {lambdas, mse})
+ *   _stats.lm_predict(X, coef, mean, scale, offset, who)  -> Tensor f64 [n]
+ *   _stats.cv_predict(X, y, fold_ids, k, spec, who)       -> Tensor f64 [n] (NaN untested),
+ *                                                            number of rank-deficient fits
+ *   _stats.draw(kind, n, k, seed, count)  -> Tensor i64 [count x n]: k-fold ids, holdout masks,
+ *                                            permutations or bootstrap indices (see below)
+ *   _stats.seed(seed, i)                  -> a derived seed (ls_stats_seed)
+ *   _stats.scores(y, pred, who)           -> r2, rmse, mae, bias
+ *   _stats.kendall(x, y, variant, who)    -> tau ("b" or "a")
  *   _stats.pearson(x, y, who), _stats.spearman(x, y, who) -> r
- *   _stats.rank(x, who)                      -> Tensor f64 of average ranks
+ *   _stats.rank(x, who)                   -> Tensor f64 of average ranks
  *
- * spec is a table {kind = "ols"|"ridge", intercept, standardize, lambda = number|"cv", lambdas = {...},
- * inner_folds, seed, rcond}; absent fields take ls_lm_spec_init's defaults. */
+ * spec is a table {kind = "ols"|"ridge", intercept, standardize, lambda = number|"cv",
+ * lambdas = {...}, inner_folds, seed, rcond}; absent fields take ls_lm_spec_init's defaults. */
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -52,7 +54,8 @@ static ls_tensor *lx_stats_f64(lua_State *L, int idx, int ndim, const char *who,
     if (!t)
         lx_stats_error(L, "%s: %s must be a Tensor, got %s", who, what, luaL_typename(L, idx));
     if (t->ndim != ndim)
-        lx_stats_error(L, "%s: %s must be a %d-D tensor, got %s", who, what, ndim, ls_tensor_shape_str(t));
+        lx_stats_error(L, "%s: %s must be a %d-D tensor, got %s", who, what, ndim,
+                       ls_tensor_shape_str(t));
     ls_tensor *c = ls_tensor_cast(t, LS_F64);
     ls_tensor *d = c ? ls_tensor_contiguous(c) : NULL;
     ls_tensor_release(c);
@@ -90,21 +93,24 @@ static void lx_stats_spec(lua_State *L, int idx, ls_lm_spec *s, const char *who)
         s->lambda = lua_tonumber(L, -1);
     } else if (!lua_isnil(L, -1)) {
         lx_stats_error(L, "%s: lambda must be a number >= 0 or \"cv\", got %s", who,
-                   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+                       lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
     }
     lua_pop(L, 1);
     lua_Integer folds = lx_optinteger(L, idx, "inner_folds", s->inner_folds, who);
-    if (folds < 2 || folds > 1 << 20) lx_stats_error(L, "%s: inner_folds must be >= 2, got %I", who, folds);
+    if (folds < 2 || folds > 1 << 20)
+        lx_stats_error(L, "%s: inner_folds must be >= 2, got %I", who, folds);
     s->inner_folds = (int)folds;
     s->seed = (uint64_t)lx_optinteger(L, idx, "seed", (lua_Integer)s->seed, who);
     s->rcond = lx_optnumber(L, idx, "rcond", s->rcond, who);
     if (lua_getfield(L, idx, "lambdas") == LUA_TTABLE) {
         lua_Integer n = luaL_len(L, -1);
-        if (n < 1 || n > 1 << 20) lx_stats_error(L, "%s: lambdas must be a non-empty list of numbers", who);
+        if (n < 1 || n > 1 << 20)
+            lx_stats_error(L, "%s: lambdas must be a non-empty list of numbers", who);
         double *g = lua_newuserdatauv(L, (size_t)n * sizeof(double), 0);
         for (lua_Integer i = 1; i <= n; i++) {
             if (lua_geti(L, -2, i) != LUA_TNUMBER)
-                lx_stats_error(L, "%s: lambdas[%I] is a %s, not a number", who, i, luaL_typename(L, -1));
+                lx_stats_error(L, "%s: lambdas[%I] is a %s, not a number", who, i,
+                               luaL_typename(L, -1));
             g[i - 1] = lua_tonumber(L, -1);
             lua_pop(L, 1);
         }
@@ -112,7 +118,8 @@ static void lx_stats_spec(lua_State *L, int idx, ls_lm_spec *s, const char *who)
         s->lambdas = g;
         s->nlambdas = (int)n;
     } else if (!lua_isnil(L, -1)) {
-        lx_stats_error(L, "%s: lambdas must be a list of numbers, got %s", who, luaL_typename(L, -1));
+        lx_stats_error(L, "%s: lambdas must be a list of numbers, got %s", who,
+                       luaL_typename(L, -1));
     } else {
         lua_pop(L, 1);
     }
@@ -125,8 +132,9 @@ static void lx_stats_xy(lua_State *L, int xi, int yi, const char *who, ls_tensor
     *y = lx_stats_f64(L, yi, 1, who, "y");
     if ((*X)->shape[0] != (*y)->shape[0])
         lx_stats_error(L, "%s: X has %I rows but y has %I", who, (lua_Integer)(*X)->shape[0],
-                   (lua_Integer)(*y)->shape[0]);
-    if ((*X)->shape[1] > 1 << 20) lx_stats_error(L, "%s: too many columns (%I)", who, (lua_Integer)(*X)->shape[1]);
+                       (lua_Integer)(*y)->shape[0]);
+    if ((*X)->shape[1] > 1 << 20)
+        lx_stats_error(L, "%s: too many columns (%I)", who, (lua_Integer)(*X)->shape[1]);
 }
 
 static int lx_lm_guard_gc(lua_State *L)
@@ -171,7 +179,8 @@ static int lx_stats_lm_fit(lua_State *L)
     lua_setfield(L, -2, "has_intercept");
     lua_pushboolean(L, m->standardize);
     lua_setfield(L, -2, "standardize");
-    static const char *vec_names[] = {"coef", "coef_se", "coef_raw", "coef_raw_se", "mean", "scale"};
+    static const char *vec_names[] = {"coef", "coef_se", "coef_raw", "coef_raw_se", "mean",
+                                      "scale"};
     const double *vecs[] = {m->coef, m->coef_se, m->coef_raw, m->coef_raw_se, m->mean, m->scale};
     for (int i = 0; i < 6; i++) {
         lx_stats_pushvec(L, vecs[i], p);
@@ -224,7 +233,7 @@ static int lx_stats_lm_predict(lua_State *L)
     int64_t p = coef->shape[0];
     if (X->shape[1] != p)
         lx_stats_error(L, "%s: the model has %I features but X is %s", who, (lua_Integer)p,
-                   ls_tensor_shape_str(X));
+                       ls_tensor_shape_str(X));
     if (mean->shape[0] != p || scale->shape[0] != p)
         lx_stats_error(L, "%s: coef, mean and scale differ in length", who);
     ls_lm m;
@@ -238,7 +247,8 @@ static int lx_stats_lm_predict(lua_State *L)
     int64_t shape[1] = {X->shape[0]};
     *box = ls_tensor_new(LS_F64, 1, shape);
     if (!*box) return lx_stats_engine_error(L);
-    if (ls_lm_predict(&m, lx_stats_data(X), X->shape[0], ls_tensor_data(*box), who)) return lx_stats_engine_error(L);
+    if (ls_lm_predict(&m, lx_stats_data(X), X->shape[0], ls_tensor_data(*box), who))
+        return lx_stats_engine_error(L);
     return 1;
 }
 
@@ -251,10 +261,11 @@ static int lx_stats_cv_predict(lua_State *L)
     ls_tensor *f = lx_checktensor(L, 3);
     int64_t n = X->shape[0];
     if (f->ndim != 1 || f->shape[0] != n)
-        lx_stats_error(L, "%s: fold ids must be a 1-D tensor of %I entries, got %s", who, (lua_Integer)n,
-                   ls_tensor_shape_str(f));
+        lx_stats_error(L, "%s: fold ids must be a 1-D tensor of %I entries, got %s", who,
+                       (lua_Integer)n, ls_tensor_shape_str(f));
     lua_Integer k = luaL_checkinteger(L, 4);
-    if (k < 1 || k > (lua_Integer)n) lx_stats_error(L, "%s: %I folds for %I rows", who, k, (lua_Integer)n);
+    if (k < 1 || k > (lua_Integer)n)
+        lx_stats_error(L, "%s: %I folds for %I rows", who, k, (lua_Integer)n);
     ls_lm_spec spec;
     lx_stats_spec(L, 5, &spec, who);
     int32_t *fold = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof(int32_t), 0);
@@ -262,7 +273,7 @@ static int lx_stats_cv_predict(lua_State *L)
         double v = ls_tensor_get_flat(f, i);
         if (!(v >= 0 && v <= (double)k) || v != floor(v))
             lx_stats_error(L, "%s: fold id %f of row %I is not an integer in 0..%I", who, v,
-                       (lua_Integer)i + 1, k);
+                           (lua_Integer)i + 1, k);
         fold[i] = (int32_t)v - 1;
     }
     ls_tensor **box = lx_newtensorbox(L);
@@ -270,8 +281,8 @@ static int lx_stats_cv_predict(lua_State *L)
     *box = ls_tensor_new(LS_F64, 1, shape);
     if (!*box) return lx_stats_engine_error(L);
     int deficient = 0;
-    if (ls_lm_cv_predict(lx_stats_data(X), lx_stats_data(y), n, (int)X->shape[1], fold, (int)k, &spec,
-                         ls_tensor_data(*box), &deficient))
+    if (ls_lm_cv_predict(lx_stats_data(X), lx_stats_data(y), n, (int)X->shape[1], fold, (int)k,
+                         &spec, ls_tensor_data(*box), &deficient))
         return lx_stats_engine_error(L);
     lua_pushinteger(L, deficient);
     return 2;
@@ -320,20 +331,21 @@ static int lx_stats_draw(lua_State *L)
 /* seed(seed, i) -> ls_stats_seed(seed, i) as an integer (the bits of the uint64) */
 static int lx_stats_seed(lua_State *L)
 {
-    uint64_t s = ls_stats_seed((uint64_t)luaL_checkinteger(L, 1), (uint64_t)luaL_checkinteger(L, 2));
+    uint64_t s =
+        ls_stats_seed((uint64_t)luaL_checkinteger(L, 1), (uint64_t)luaL_checkinteger(L, 2));
     lua_pushinteger(L, (lua_Integer)s);
     return 1;
 }
 
 /* Two 1-D samples of equal length at 1 and 2 (pushed as f64). */
-static void lx_stats_pair(lua_State *L, const char *who, ls_tensor **x, ls_tensor **y, const char *wx,
-                          const char *wy)
+static void lx_stats_pair(lua_State *L, const char *who, ls_tensor **x, ls_tensor **y,
+                          const char *wx, const char *wy)
 {
     *x = lx_stats_f64(L, 1, 1, who, wx);
     *y = lx_stats_f64(L, 2, 1, who, wy);
     if ((*x)->shape[0] != (*y)->shape[0])
-        lx_stats_error(L, "%s: the samples differ in length (%I and %I)", who, (lua_Integer)(*x)->shape[0],
-                   (lua_Integer)(*y)->shape[0]);
+        lx_stats_error(L, "%s: the samples differ in length (%I and %I)", who,
+                       (lua_Integer)(*x)->shape[0], (lua_Integer)(*y)->shape[0]);
 }
 
 /* scores(y, pred, who) */
@@ -343,7 +355,8 @@ static int lx_stats_scores(lua_State *L)
     ls_tensor *y, *p;
     lx_stats_pair(L, who, &y, &p, "y", "the predictions");
     ls_scores s;
-    if (ls_stats_scores(lx_stats_data(y), lx_stats_data(p), y->shape[0], &s, who)) return lx_stats_engine_error(L);
+    if (ls_stats_scores(lx_stats_data(y), lx_stats_data(p), y->shape[0], &s, who))
+        return lx_stats_engine_error(L);
     lua_pushnumber(L, s.r2);
     lua_pushnumber(L, s.rmse);
     lua_pushnumber(L, s.mae);
@@ -375,8 +388,9 @@ static int lx_stats_corr(lua_State *L, bool spearman)
     ls_tensor *x, *y;
     lx_stats_pair(L, who, &x, &y, "the first sample", "the second sample");
     double r;
-    ls_status st = spearman ? ls_stats_spearman(lx_stats_data(x), lx_stats_data(y), x->shape[0], &r, who)
-                            : ls_stats_pearson(lx_stats_data(x), lx_stats_data(y), x->shape[0], &r, who);
+    const double *a = lx_stats_data(x), *b = lx_stats_data(y);
+    ls_status st = spearman ? ls_stats_spearman(a, b, x->shape[0], &r, who)
+                            : ls_stats_pearson(a, b, x->shape[0], &r, who);
     if (st) return lx_stats_engine_error(L);
     lua_pushnumber(L, r);
     return 1;
@@ -393,7 +407,8 @@ static int lx_stats_rank(lua_State *L)
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_new(LS_F64, 1, x->shape);
     if (!*box) return lx_stats_engine_error(L);
-    if (ls_stats_rank(lx_stats_data(x), x->shape[0], ls_tensor_data(*box), who)) return lx_stats_engine_error(L);
+    if (ls_stats_rank(lx_stats_data(x), x->shape[0], ls_tensor_data(*box), who))
+        return lx_stats_engine_error(L);
     return 1;
 }
 

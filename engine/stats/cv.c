@@ -8,7 +8,8 @@
 #include "stats/stats.h"
 #include "stats/stats_internal.h"
 
-ls_status ls_stats_check_finite(const double *a, int64_t n, int p, const char *what, const char *who)
+ls_status ls_stats_check_finite(const double *a, int64_t n, int p, const char *what,
+                                const char *who)
 {
     for (int64_t i = 0; i < n; i++)
         for (int j = 0; j < p; j++) {
@@ -35,8 +36,8 @@ uint64_t ls_stats_seed(uint64_t seed, uint64_t i)
 ls_status ls_stats_kfold(int64_t n, int k, ls_rng *rng, int32_t *fold)
 {
     if (k < 2 || k > n)
-        return ls_error_set(LS_ERR_ARG, "kfold: need 2 <= folds <= rows, got %d folds for %lld rows", k,
-                            (long long)n);
+        return ls_error_set(LS_ERR_ARG, "kfold: need 2 <= folds <= rows, got %d folds for %lld rows",
+                            k, (long long)n);
     int64_t *perm = ls_malloc((size_t)n * sizeof(int64_t), "kfold");
     if (!perm) return ls_error_code();
     ls_rng_permutation(rng, perm, n);
@@ -73,8 +74,8 @@ ls_status ls_lm_cv_predict(const double *X, const double *y, int64_t n, int p, c
     if (st) return st;
     for (int64_t i = 0; i < n; i++) {
         if (fold[i] >= k)
-            return ls_error_set(LS_ERR_ARG, "%s: row %lld is in fold %d, but there are %d folds", who,
-                                (long long)i + 1, (int)fold[i] + 1, k);
+            return ls_error_set(LS_ERR_ARG, "%s: row %lld is in fold %d, but there are %d folds",
+                                who, (long long)i + 1, (int)fold[i] + 1, k);
         pred[i] = NAN;
     }
     int64_t *tr = ls_malloc((size_t)(2 * n) * sizeof(int64_t), who);

@@ -2,18 +2,18 @@
  * design, and ridge's inner cross-validation of the penalty.
  *
  * With the intercept, features and y are centred on the training rows, so the intercept is not
- * penalised and the least-squares problem is min ||yc - A b||^2 (+ lambda ||b||^2) over the slopes b,
- * A = (X - mean) / scale (n x p). With A = U S V^T (dgesdd, thin: k = min(n, p) singular values),
+ * penalised and the problem is min ||yc - A b||^2 (+ lambda ||b||^2) over the slopes b, with
+ * A = (X - mean) / scale (n x p). With A = U S V^T (thin: k = min(n, p) singular values),
  *     b(lambda) = V diag(w) U^T yc,   w_i = 1 / s_i (OLS) or s_i / (s_i^2 + lambda) (ridge),
- * keeping only the s_i above the rank cutoff rcond * s_max (NumPy's lstsq rule). For OLS this is the
- * minimum-norm least-squares solution (scikit-learn's LinearRegression: centre, then lstsq). One SVD
- * serves every lambda, which is what makes ridge's inner CV over a grid cheap: per inner fold one SVD,
- * then O(k) per lambda for the coefficients and O(ntest k) for the predictions.
+ * keeping only the s_i above the rank cutoff rcond * s_max (NumPy's lstsq rule). For OLS this is
+ * the minimum-norm least-squares solution (scikit-learn's LinearRegression: centre, then lstsq).
+ * One SVD serves every lambda, which is what makes ridge's inner CV over a grid cheap: per inner
+ * fold one SVD, then O(k) per lambda for the coefficients and O(ntest k) for the predictions.
  *
- * Why the SVD rather than QR or the normal equations: the study's features (log quartiles of margin
- * distributions) are strongly collinear, so the normal equations would square a condition number of
- * 1e4..1e6; the SVD reports the rank honestly and gives ridge for free. The cost at the study's size
- * (n = 377, p = 40) is a fraction of a millisecond (docs/stats.md has the timings). */
+ * Why the SVD rather than plain QR or the normal equations: the study's features (log quartiles of
+ * margin distributions) are strongly collinear, so the normal equations would square a condition
+ * number of 1e4..1e6; the SVD reports the rank honestly and gives ridge for free. A fit at the
+ * study's size (n = 377, p = 40) takes a fraction of a millisecond (docs/stats.md, Timings). */
 #include <float.h>
 #include <lapacke.h>
 #include <math.h>
@@ -74,9 +74,9 @@ static double lm_mean(const double *v, int64_t n)
 /* Build the design from rows[0..nr) of X (row-major, p columns) and y.
  *
  * A tall design (n >= p) is first reduced by a QR factorisation, A = Q R, and the SVD is taken of
- * the p x p factor R = U_R S V^T, so U^T yc = U_R^T (Q^T yc) without ever forming the n x p matrix U:
- * half the work of dgesdd's own thin SVD, which builds Q and U explicitly. A wide one (n < p) goes
- * to dgesdd directly (its U is n x n). */
+ * the p x p factor R = U_R S V^T, so U^T yc = U_R^T (Q^T yc) without ever forming the n x p matrix
+ * U: half the work of dgesdd's own thin SVD, which builds Q and U explicitly. A wide one (n < p)
+ * goes to dgesdd directly (its U is n x n). */
 static ls_status lm_design_build(lm_design *d, const double *X, const double *y, int p,
                                  const int64_t *rows, int64_t nr, const ls_lm_spec *spec,
                                  const char *who)
@@ -145,11 +145,12 @@ static ls_status lm_design_build(lm_design *d, const double *X, const double *y,
     if (nr >= p) {
         info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)nr, p, A, (lapack_int)nr, tau);
         if (!info)
-            info = LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', (lapack_int)nr, 1, p, A, (lapack_int)nr,
-                                  tau, qty, (lapack_int)nr);
+            info = LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', (lapack_int)nr, 1, p, A,
+                                  (lapack_int)nr, tau, qty, (lapack_int)nr);
         if (!info) {
             for (int j = 0; j < p; j++)
-                for (int i = 0; i < p; i++) R[i + (size_t)j * p] = i <= j ? A[i + (size_t)j * nr] : 0.0;
+                for (int i = 0; i < p; i++)
+                    R[i + (size_t)j * p] = i <= j ? A[i + (size_t)j * nr] : 0.0;
             info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', p, p, R, p, d->s, Us, p, d->Vt, p);
         }
     } else {
@@ -158,8 +159,9 @@ static ls_status lm_design_build(lm_design *d, const double *X, const double *y,
     }
     if (info != 0) {
         lm_design_free(d);
-        if (info < 0) return ls_error_set(LS_ERR_MEM, "%s: out of memory in the SVD (%lld x %d)", who,
-                                          (long long)nr, p);
+        if (info < 0)
+            return ls_error_set(LS_ERR_MEM, "%s: out of memory in the SVD (%lld x %d)", who,
+                                (long long)nr, p);
         return ls_error_set(LS_ERR_STATE, "%s: the SVD of the %lld x %d design did not converge",
                             who, (long long)nr, p);
     }
@@ -200,8 +202,8 @@ static void lm_coef(const lm_design *d, double lambda, double *beta, bool interc
 }
 
 /* out[i] = ybar + sum_j beta[j] (X[rows[i], j] - mean[j]) / scale[j] */
-void lm_predict_rows(const double *mean, const double *scale, const double *beta, double ybar, int p,
-                     const double *X, const int64_t *rows, int64_t nr, double *out)
+void lm_predict_rows(const double *mean, const double *scale, const double *beta, double ybar,
+                     int p, const double *X, const int64_t *rows, int64_t nr, double *out)
 {
     for (int64_t i = 0; i < nr; i++) {
         const double *x = X + (rows ? rows[i] : i) * p;
@@ -226,10 +228,11 @@ static void lm_default_grid(const lm_design *d, double *grid)
 }
 
 /* Mean squared error of each grid value over an inner k-fold split of rows[0..nr) (every row is
- * predicted once), and the chosen lambda: the smallest error, the largest lambda among equal errors. */
-static ls_status lm_inner_cv(const double *X, const double *y, int p, const int64_t *rows, int64_t nr,
-                             const ls_lm_spec *spec, const double *grid, int G, double *mse,
-                             double *best, const char *who)
+ * predicted once), and the chosen lambda: the smallest error, the largest lambda among equal
+ * errors. */
+static ls_status lm_inner_cv(const double *X, const double *y, int p, const int64_t *rows,
+                             int64_t nr, const ls_lm_spec *spec, const double *grid, int G,
+                             double *mse, double *best, const char *who)
 {
     int K = spec->inner_folds;
     ls_status st = LS_OK;
@@ -306,7 +309,8 @@ static ls_status lm_check_spec(const ls_lm_spec *spec, int64_t n, int p, const c
     if (p < 0) return ls_error_set(LS_ERR_ARG, "%s: negative number of features (%d)", who, p);
     if (spec->kind != LS_LM_OLS && spec->kind != LS_LM_RIDGE)
         return ls_error_set(LS_ERR_ARG, "%s: unknown model kind %d", who, (int)spec->kind);
-    if (spec->kind == LS_LM_RIDGE && !spec->lambda_cv && !(spec->lambda >= 0 && isfinite(spec->lambda)))
+    bool bad_lambda = !(spec->lambda >= 0 && isfinite(spec->lambda));
+    if (spec->kind == LS_LM_RIDGE && !spec->lambda_cv && bad_lambda)
         return ls_error_set(LS_ERR_ARG, "%s: lambda must be a finite number >= 0, got %g", who,
                             spec->lambda);
     if (spec->kind == LS_LM_RIDGE && spec->lambda_cv) {
@@ -315,15 +319,16 @@ static ls_status lm_check_spec(const ls_lm_spec *spec, int64_t n, int p, const c
                                 spec->inner_folds);
         if (n < spec->inner_folds)
             return ls_error_set(LS_ERR_ARG,
-                                "%s: lambda = \"cv\" with %d inner folds needs at least %d rows, got %lld",
-                                who, spec->inner_folds, spec->inner_folds, (long long)n);
+                                "%s: lambda = \"cv\" with %d inner folds needs at least %d rows, "
+                                "got %lld", who, spec->inner_folds, spec->inner_folds, (long long)n);
         if (spec->lambdas) {
             if (spec->nlambdas < 1)
                 return ls_error_set(LS_ERR_ARG, "%s: the lambda grid is empty", who);
             for (int g = 0; g < spec->nlambdas; g++)
                 if (!(spec->lambdas[g] > 0 && isfinite(spec->lambdas[g])))
-                    return ls_error_set(LS_ERR_ARG, "%s: lambdas[%d] must be a finite number > 0, got %g",
-                                        who, g + 1, spec->lambdas[g]);
+                    return ls_error_set(LS_ERR_ARG,
+                                        "%s: lambdas[%d] must be a finite number > 0, got %g", who,
+                                        g + 1, spec->lambdas[g]);
         }
     }
     if (!(spec->rcond >= 0 && spec->rcond < 1))
@@ -437,13 +442,14 @@ ls_lm *lm_fit_rows(const double *X, const double *y, int p, const int64_t *rows,
         double v = 1.0 / (double)nr;
         for (int c = 0; c < d.rank; c++) {
             double t = 0.0;
-            for (int j = 0; j < p; j++) t += d.Vt[c + (size_t)j * (size_t)k] * (d.mean[j] / d.scale[j]);
+            for (int j = 0; j < p; j++)
+                t += d.Vt[c + (size_t)j * (size_t)k] * (d.mean[j] / d.scale[j]);
             t /= d.s[c];
             v += t * t;
         }
         m->intercept_raw_se = m->sigma * sqrt(v);
     }
-    /* on the standardised scale the features are centred, so the intercept's error is sigma / sqrt(n) */
+    /* standardised, the features are centred, so the intercept's error is sigma / sqrt(n) */
     m->intercept_se = !spec->standardize ? m->intercept_raw_se
                       : se_ok && spec->intercept ? m->sigma / sqrt((double)nr) : NAN;
     lm_design_free(&d);

@@ -1,11 +1,12 @@
 /* Rank measures: Kendall's tau (b and a), Spearman's rho, Pearson's r, average ranks.
  *
  * Kendall's tau by Knight's algorithm (1966), as SciPy computes it: sort the pairs by (x, y); count
- * the pairs tied in x (n1) and tied in both (n3) from the runs of the sorted order; merge-sort the y
- * sequence counting its inversions, which are exactly the discordant pairs D (within a run of equal
- * x the y are already ascending, so ties in x add no inversion, and equal y are not inversions); then
- * count the pairs tied in y (n2) from the sorted y. With n0 = n(n - 1)/2,
- *     C - D = n0 - n1 - n2 + n3 - 2 D,   tau_b = (C - D) / sqrt((n0 - n1)(n0 - n2)),   tau_a = (C - D) / n0.
+ * the pairs tied in x (n1) and tied in both (n3) from the runs of the sorted order; merge-sort the
+ * y sequence counting its inversions, which are exactly the discordant pairs D (within a run of
+ * equal x the y are already ascending, so ties in x add no inversion, and equal y are not
+ * inversions); then count the pairs tied in y (n2) from the sorted y. With n0 = n(n - 1)/2,
+ *     C - D = n0 - n1 - n2 + n3 - 2 D,
+ *     tau_b = (C - D) / sqrt((n0 - n1)(n0 - n2)),   tau_a = (C - D) / n0.
  * Counts are exact 64-bit integers, so the only rounding is in the final division. */
 #include <math.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@ static int rank_cmp_pair(const void *a, const void *b)
     return 0;
 }
 
-/* Sort v[0..n) ascending with buf as scratch, returning the number of pairs i < j with v[i] > v[j]. */
+/* Sort v[0..n) ascending (buf is scratch); returns the number of pairs i < j with v[i] > v[j]. */
 static int64_t rank_merge_count(double *v, double *buf, int64_t n)
 {
     int64_t inv = 0;

@@ -3,8 +3,8 @@
  * docs/stats.md has the formulas; the Lua front end is lualib/landscape/stats/.
  *
  * Data are plain row-major double arrays: X is n x p (row i at X + i * p), y has n entries. Inputs
- * must be finite: every entry point checks and fails with LS_ERR_ARG naming the row and column of the
- * first NaN or infinity. Messages start with spec->who (or the function's own name), so the Lua
+ * must be finite: every entry point checks and fails with LS_ERR_ARG naming the row and column of
+ * the first NaN or infinity. Messages start with spec->who (or the function's own name), so the Lua
  * binding can pass the name the user called ("cross_validate: X has a NaN at row 3, column 2").
  * Rows and columns in messages are 1-based, as the user sees them.
  *
@@ -20,7 +20,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 
-/* ==== linear models ============================================================================== */
+/* ==== linear models ========================================================================== */
 
 typedef enum ls_lm_kind { LS_LM_OLS = 0, LS_LM_RIDGE = 1 } ls_lm_kind;
 
@@ -28,7 +28,7 @@ typedef enum ls_lm_kind { LS_LM_OLS = 0, LS_LM_RIDGE = 1 } ls_lm_kind;
 typedef struct ls_lm_spec {
     ls_lm_kind kind;        /* LS_LM_OLS */
     bool intercept;         /* true: an unpenalised intercept (the features and y are centred) */
-    bool standardize;       /* false: divide each feature by its population sd on the training rows */
+    bool standardize;       /* false: divide each feature by its population sd (training rows) */
     double lambda;          /* ridge penalty, >= 0 (0: OLS's minimum-norm solution) */
     bool lambda_cv;         /* false: ridge chooses lambda by inner k-fold CV over the grid */
     const double *lambdas;  /* NULL: the default grid (docs/stats.md); else nlambdas values > 0 */
@@ -45,7 +45,8 @@ void ls_lm_spec_init(ls_lm_spec *s, ls_lm_kind kind);
 /* A fitted model. Coefficients come in two scales: `coef` and `intercept` on the features as the
  * solver saw them (standardised when spec.standardize: then intercept is the mean of y), `coef_raw`
  * and `intercept_raw` on the features as given (the same numbers without standardisation), so that
- * prediction = intercept_raw + sum_j coef_raw[j] x[j] = offset + sum_j coef[j] (x[j] - mean[j]) / scale[j]
+ *     prediction = intercept_raw + sum_j coef_raw[j] x[j]
+ *                = offset + sum_j coef[j] (x[j] - mean[j]) / scale[j]
  * (the second form, about the training means, is how predictions are computed). */
 typedef struct ls_lm {
     int64_t n;              /* training rows */
@@ -63,9 +64,9 @@ typedef struct ls_lm {
     int rank;                        /* numerical rank of the (centred, scaled) n x p design */
     double lambda;                   /* the penalty used (0 for OLS) */
     double edf;                      /* effective degrees of freedom sum s^2 / (s^2 + lambda) */
-    double df_model, df_resid;       /* OLS: rank and n - rank - intercept; ridge: p and n - p - intercept */
+    double df_model, df_resid;       /* OLS: rank, n - rank - intercept; ridge: p, n - p - intercept */
     double rss, tss, r2, adj_r2, rmse, mae, sigma;
-    int ncv;                         /* ridge with lambda_cv: the grid and its inner-CV mean squared error */
+    int ncv;                         /* ridge with lambda_cv: the grid, its inner-CV mean sq. error */
     double *cv_lambdas, *cv_mse;
 } ls_lm;
 
@@ -77,7 +78,7 @@ void ls_lm_free(ls_lm *m);
 /* out[i] = prediction for row i of X (n x m->p, row-major). Fails on a non-finite entry. */
 ls_status ls_lm_predict(const ls_lm *m, const double *X, int64_t n, double *out, const char *who);
 
-/* ==== cross-validation =========================================================================== */
+/* ==== cross-validation ======================================================================= */
 
 /* A k-fold assignment of n rows: a uniformly random permutation from rng (it advances by n
  * counters), then positions are cut into k contiguous folds, the first n % k of size n / k + 1 and
@@ -105,7 +106,7 @@ typedef struct ls_scores { double r2, rmse, mae, bias; } ls_scores;
 ls_status ls_stats_scores(const double *y, const double *pred, int64_t n, ls_scores *out,
                           const char *who);
 
-/* ==== rank measures ============================================================================== */
+/* ==== rank measures ========================================================================== */
 
 /* Kendall's tau-b (ties corrected: (C - D) / sqrt((n0 - n1)(n0 - n2))) and tau-a ((C - D) / n0,
  * the form of Jiang et al.'s granulated coefficient), by Knight's O(n log n) algorithm with exact
@@ -123,6 +124,7 @@ ls_status ls_stats_rank(const double *x, int64_t n, double *ranks, const char *w
 
 /* Fails naming `who`, `what` and the 1-based row (and column when p > 1) of the first entry of
  * the n x p array that is not finite. */
-ls_status ls_stats_check_finite(const double *a, int64_t n, int p, const char *what, const char *who);
+ls_status ls_stats_check_finite(const double *a, int64_t n, int p, const char *what,
+                                const char *who);
 
 #endif

@@ -4,24 +4,28 @@
 --   local t = ls.table.read_csv("out/gg/models.csv")       -- columns in the file's order and types
 --   t.columns, t.nrows, #t                                  -- names (do not modify), rows
 --   t:column("gap")                  -- numbers: a Tensor f64 [n]; text: a list of strings
---   t:matrix({"q1", "q2", "q3"})     -- Tensor f64 [n x 3] (ls.stats.ols(t:matrix(f), t:column("gap")))
+--   t:matrix({"q1", "q2", "q3"})     -- Tensor f64 [n x 3]: ls.stats.ols(t:matrix(f), t:column(y))
 --   t:select({"id", "gap"}), t:drop({"tmp"}), t:rename({old = "new"})
---   t:filter(function(row, i) return row.n_train > 500 end), t:filter({noise = 0, width = {64, 256}})
+--   t:filter(function(row, i) return row.n_train > 500 end)
+--   t:filter({noise = 0, width = {64, 256}})                -- equal to a value or one of a list
 --   t:derive("log_q1", function(row) return math.log(row.q1) end)   -- or a list / Tensor of values
 --   t:sort_by({"n_train", "seed"}), t:sort_by("gap", {descending = true})
 --   for _, g in ipairs(t:group_by({"frac"})) do print(g.key.frac, g.table.nrows) end
 --   t:join(u, {"model_id"}), t:join(u, "model_id", {how = "left"})
 --   t:unique("n_train"), t:row(3), for i, row in t:rows() do ... end, t:head(5), print(t)
 --   t:write_csv("out/summary.csv")   -- columns in t.columns order (csv.write, atomic)
---   ls.table.from_columns({"a", "b"}, {a = {1, 2}, b = {"x", "y"}}), ls.table.from_rows(rows, {columns})
+--   ls.table.from_columns({"a", "b"}, {a = {1, 2}, b = {"x", "y"}})
+--   ls.table.from_rows(rows, {columns = {"a", "b"}})
 --   ls.table.concat({t1, t2})        -- rows of t2 after those of t1 (same column names)
 --
 -- A column is numeric (Lua numbers; integral values read from a file are integers, empty cells and
--- "nan" are NaN) or text (strings). Reading: a column is numeric when every non-empty cell parses as
--- a number (landscape.csv / libcsv). Building from Lua values: numeric when every value is a number
--- (nil -> NaN), else text (numbers and booleans are written with tostring, nil -> ""). Tables are
--- values: every method returns a new table and never changes its receiver (columns are shared).
--- Errors name the method and the column: "table:matrix: column 'gap' row 7 holds 'n/a', not a number".
+-- "nan" are NaN) or text (strings). Reading: a column is numeric when every non-empty cell parses
+-- as a number (ls.io.csv_read, libcsv). Building from Lua values: numeric when every value is a
+-- number (nil -> NaN), else text (numbers and booleans are written with tostring, nil -> "").
+-- Tables are values: every method returns a new table and never changes its receiver (columns are
+-- shared).
+-- Errors name the method and the column:
+--   "table:matrix: column 'gap' row 7 holds 'n/a', not a number".
 local ls = require "landscape"
 local csv = require "landscape.csv"
 local util = require "landscape.util"
@@ -67,15 +71,22 @@ local function col(t, name, who)
         local d = distance(name, other)
         if d < bd then best, bd = other, d end
     end
-    local hint = best and bd <= math.max(2, #name // 3) and string.format(" (did you mean '%s'?)", best) or ""
+    local hint = ""
+    if best and bd <= math.max(2, #name // 3) then
+        hint = string.format(" (did you mean '%s'?)", best)
+    end
     fail("%s: no column '%s'%s; columns: %s", who, name, hint, table.concat(t.columns, ", "))
 end
 
 local function names_arg(names, who)
     if type(names) == "string" then return {names} end
-    if type(names) ~= "table" then fail("%s: expected a column name or a list of names, got %s", who, type(names)) end
+    if type(names) ~= "table" then
+        fail("%s: expected a column name or a list of names, got %s", who, type(names))
+    end
     for i, v in ipairs(names) do
-        if type(v) ~= "string" then fail("%s: names[%d] is a %s, not a column name", who, i, type(v)) end
+        if type(v) ~= "string" then
+            fail("%s: names[%d] is a %s, not a column name", who, i, type(v))
+        end
     end
     return names
 end
@@ -97,7 +108,10 @@ local function column_of(values, n, who, name)
         if v == nil then out[i] = ""
         elseif type(v) == "string" then out[i] = v
         elseif type(v) == "number" or type(v) == "boolean" then out[i] = tostring(v)
-        else fail("%s: column '%s' row %d is a %s (cells are numbers or strings)", who, name, i, type(v)) end
+        else
+            fail("%s: column '%s' row %d is a %s (cells are numbers or strings)", who, name, i,
+                 type(v))
+        end
     end
     return {kind = "string", v = out}
 end
@@ -106,16 +120,22 @@ end
 local function values_of(x, n, who, name)
     if ls.is_tensor(x) then
         if x.ndim ~= 1 or x:size(1) ~= n then
-            fail("%s: column '%s' needs %d values, got a tensor of shape %s", who, name, n, util.shape_str(x))
+            fail("%s: column '%s' needs %d values, got a tensor of shape %s", who, name, n,
+                 util.shape_str(x))
         end
         return x:double():totable()
     end
-    if type(x) ~= "table" then fail("%s: column '%s' must be a list or a Tensor, got %s", who, name, type(x)) end
-    if #x ~= n then fail("%s: column '%s' has %d values, the table has %d rows", who, name, #x, n) end
+    if type(x) ~= "table" then
+        fail("%s: column '%s' must be a list or a Tensor, got %s", who, name, type(x))
+    end
+    if #x ~= n then
+        fail("%s: column '%s' has %d values, the table has %d rows", who, name, #x, n)
+    end
     return x
 end
 
---- ls.table.from_columns(names, data): data maps each name to a list or a 1-D Tensor; all equal length.
+--- ls.table.from_columns(names, data): data maps each name to a list or a 1-D Tensor, all of one
+-- length.
 M.from_columns = public(function(names, data)
     local who = "table.from_columns"
     names = names_arg(names, who)
@@ -127,12 +147,19 @@ M.from_columns = public(function(names, data)
         seen[name] = true
         local x = data[name]
         if x == nil then fail("%s: no values for column '%s'", who, name) end
-        local len = ls.is_tensor(x) and (x.ndim == 1 and x:size(1) or -1) or (type(x) == "table" and #x or -1)
-        n = n or len
+        if n == nil then
+            if ls.is_tensor(x) then
+                n = x.ndim == 1 and x:size(1) or -1
+            else
+                n = type(x) == "table" and #x or -1
+            end
+        end
         cols[name] = column_of(values_of(x, n, who, name), n, who, name)
     end
     for k in pairs(data) do
-        if not seen[k] then fail("%s: data has column '%s', which is not among names", who, tostring(k)) end
+        if not seen[k] then
+            fail("%s: data has column '%s', which is not among names", who, tostring(k))
+        end
     end
     return make({table.unpack(names)}, cols, n or 0)
 end)
@@ -148,7 +175,9 @@ M.from_rows = public(function(rows, opts)
         local seen = {}
         names = {}
         for i, r in ipairs(rows) do
-            if type(r) ~= "table" then fail("%s: rows[%d] is a %s, not a table", who, i, type(r)) end
+            if type(r) ~= "table" then
+                fail("%s: rows[%d] is a %s, not a table", who, i, type(r))
+            end
             for k in pairs(r) do
                 if type(k) ~= "string" then fail("%s: rows[%d] has a non-string key", who, i) end
                 if not seen[k] then seen[k] = true; names[#names + 1] = k end
@@ -165,14 +194,19 @@ M.from_rows = public(function(rows, opts)
         local vals = {}
         for i = 1, n do
             local r = rows[i]
-            if type(r) ~= "table" then fail("%s: rows[%d] is a %s, not a table", who, i, type(r)) end
+            if type(r) ~= "table" then
+                fail("%s: rows[%d] is a %s, not a table", who, i, type(r))
+            end
             vals[i] = r[name]
         end
         cols[name] = column_of(vals, n, who, name)
     end
     for i = 1, n do
         for k in pairs(rows[i]) do
-            if not known[k] then fail("%s: rows[%d] has key '%s', which is not among the columns", who, i, tostring(k)) end
+            if not known[k] then
+                fail("%s: rows[%d] has key '%s', which is not among the columns", who, i,
+                     tostring(k))
+            end
         end
     end
     return make({table.unpack(names)}, cols, n)
@@ -180,7 +214,9 @@ end)
 
 --- ls.table.read_csv(path): through the libcsv reader (ls.io.csv_read); see the header for types.
 M.read_csv = public(function(path)
-    if type(path) ~= "string" then fail("table.read_csv: path must be a string, got %s", type(path)) end
+    if type(path) ~= "string" then
+        fail("table.read_csv: path must be a string, got %s", type(path))
+    end
     local ok, raw = pcall(ls.io.csv_read, path)
     if not ok then fail("%s", (tostring(raw):gsub("^.-csv_read: ", "table.read_csv: "))) end
     local cols = {}
@@ -285,7 +321,9 @@ Table.rename = public(function(t, map)
     if type(map) ~= "table" then fail("table:rename: expected a table {old = \"new\"}") end
     for old, new in pairs(map) do
         col(t, old, "table:rename")
-        if type(new) ~= "string" then fail("table:rename: the new name of '%s' is not a string", old) end
+        if type(new) ~= "string" then
+            fail("table:rename: the new name of '%s' is not a string", old)
+        end
     end
     local names, cols = {}, {}
     for i, name in ipairs(t.columns) do
@@ -296,8 +334,8 @@ Table.rename = public(function(t, map)
     return make(names, cols, t.nrows)
 end)
 
---- t:filter(pred): pred is a function(row, i) -> truthy, or a table {name = value or list of values}
--- (rows whose every named column equals the value or one of the list).
+--- t:filter(pred): pred is a function(row, i) -> truthy, or a table {name = value or list of
+-- values} (rows whose every named column equals the value or one of the list).
 Table.filter = public(function(t, pred)
     local who = "table:filter"
     local keep = {}
@@ -334,7 +372,9 @@ end)
 -- list of n values or a Tensor [n].
 Table.derive = public(function(t, name, f)
     local who = "table:derive"
-    if type(name) ~= "string" then fail("%s: the column name must be a string, got %s", who, type(name)) end
+    if type(name) ~= "string" then
+        fail("%s: the column name must be a string, got %s", who, type(name))
+    end
     local vals
     if type(f) == "function" then
         vals = {}
@@ -440,13 +480,16 @@ Table.join = public(function(t, u, on, opts)
     if #on == 0 then fail("%s: no key columns", who) end
     opts = util.check_options(opts, {how = true}, who)
     local how = opts.how or "inner"
-    if how ~= "inner" and how ~= "left" then fail("%s: how must be \"inner\" or \"left\", got %s", who, tostring(how)) end
+    if how ~= "inner" and how ~= "left" then
+        fail("%s: how must be \"inner\" or \"left\", got %s", who, tostring(how))
+    end
     local is_key = {}
     for _, name in ipairs(on) do
         local a, b = col(t, name, who), col(u, name, who)
         if a.kind ~= b.kind then
             fail("%s: key '%s' is %s in the left table and %s in the right", who, name,
-                 a.kind == "number" and "numeric" or "text", b.kind == "number" and "numeric" or "text")
+                 a.kind == "number" and "numeric" or "text",
+                 b.kind == "number" and "numeric" or "text")
         end
         is_key[name] = true
     end
@@ -540,7 +583,9 @@ end
 -- (in any order; the first table's order is kept) and kinds.
 M.concat = public(function(list)
     local who = "table.concat"
-    if type(list) ~= "table" or #list == 0 then fail("%s: expected a non-empty list of tables", who) end
+    if type(list) ~= "table" or #list == 0 then
+        fail("%s: expected a non-empty list of tables", who)
+    end
     local first = list[1]
     for i, t in ipairs(list) do
         if not M.is_table(t) then fail("%s: item %d is not a table", who, i) end

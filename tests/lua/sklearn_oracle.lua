@@ -21,9 +21,9 @@ M.MISSING = "python3-numpy, python3-scipy or python3-sklearn is not installed"
 local has
 function M.available()
   if has == nil then
-    has = os.execute(M.COMMAND .. " -c 'import importlib.util as u, sys; " ..
-                     "sys.exit(any(u.find_spec(m) is None for m in (\"numpy\", \"scipy\", \"sklearn\")))'" ..
-                     " >/dev/null 2>&1") == true
+    local check = "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None " ..
+                  "for m in (\"numpy\", \"scipy\", \"sklearn\")))"
+    has = os.execute(M.COMMAND .. " -c '" .. check .. "' >/dev/null 2>&1") == true
   end
   return has
 end
@@ -58,6 +58,15 @@ function M.lit(x)
     return "[" .. table.concat(parts, ",") .. "]"
   end
   return rec(x)
+end
+
+-- Python assignments `name = np.array(...)` of the pairs {name, value} given (Tensors or lists).
+function M.arrays(...)
+  local out = {}
+  for i, nv in ipairs({...}) do
+    out[i] = string.format("%s = np.array(%s)\n", nv[1], M.lit(nv[2]))
+  end
+  return table.concat(out)
 end
 
 -- The numbers of one output line.

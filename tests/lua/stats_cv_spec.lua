@@ -34,13 +34,13 @@ describe("cross_validate against scikit-learn on the same folds", function()
         if not py.available() then pending(py.MISSING) end
     end)
 
-    it("repeated k-fold: OOF predictions, pooled R², RMSE, MAE, tau per repeat, mean and sd", function()
+    it("repeated k-fold: OOF predictions, pooled R², RMSE, MAE, tau per repeat, mean, sd", function()
         local X, y = problem(53, 4, 5)
         local cv = ls.stats.cross_validate(ls.stats.ols{standardize = true}, X, y,
                                            {folds = 5, repeats = 3, seed = 7})
         assert.are.same({3, 53}, cv.folds.shape)
-        local out = py.lines(py.PRELUDE .. REFIT .. "X = np.array(" .. py.lit(X) .. ")\ny = np.array(" ..
-                             py.lit(y) .. ")\nF = np.array(" .. py.lit(cv.folds:double()) .. ")\n" .. [[
+        local data = py.arrays({"X", X}, {"y", y}, {"F", cv.folds:double()})
+        local out = py.lines(py.PRELUDE .. REFIT .. data .. [[
 refit(lambda: make_pipeline(StandardScaler(), LinearRegression()), X, y, F)
 sizes = [sorted(np.bincount(f.astype(int))[1:].tolist()) for f in F]
 from sklearn.model_selection import KFold
@@ -72,9 +72,10 @@ print(all(s == want for s in sizes))
         local a = ls.stats.cross_validate(model, X, y, {folds = 4, seed = 2})
         local b = ls.stats.cross_validate(model, X, y, {fold_ids = a.folds})
         assert.is_true(a.oof:equal(b.oof))
-        local out = py.lines(py.PRELUDE .. REFIT .. "X = np.array(" .. py.lit(X) .. ")\ny = np.array(" ..
-                             py.lit(y) .. ")\nF = np.array(" .. py.lit(a.folds:double()) .. ")\n" ..
-                             "refit(lambda: make_pipeline(StandardScaler(), Ridge(alpha=3.5, solver='svd')), X, y, F)\n")
+        local data = py.arrays({"X", X}, {"y", y}, {"F", a.folds:double()})
+        local out = py.lines(py.PRELUDE .. REFIT .. data ..
+                             "refit(lambda: make_pipeline(StandardScaler(), " ..
+                             "Ridge(alpha=3.5, solver='svd')), X, y, F)\n")
         py.near(a.oof, py.nums(out[1]), TOL, "oof")
         py.near({a.r2}, {py.nums(out[2])[1]}, TOL, "r2")
         assert.is_true(a.r2_sd ~= a.r2_sd)   -- one repeat: no sd
@@ -84,11 +85,11 @@ print(all(s == want for s in sizes))
         local X, y = problem(45, 3, 25)
         local g = {}
         for i = 1, 45 do g[i] = ({500, 2000, 8000})[(i * 7) % 3 + 1] end
-        local cv = ls.stats.cross_validate(ls.stats.ols{}, X, y, {groups = ls.tensor(g, {dtype = "f64"})})
+        local cv = ls.stats.cross_validate(ls.stats.ols{}, X, y,
+                                           {groups = ls.tensor(g, {dtype = "f64"})})
         assert.are.equal("groups", cv.method)
         assert.are.equal(3, cv.k)
-        local out = py.lines(py.PRELUDE .. "X = np.array(" .. py.lit(X) .. ")\ny = np.array(" ..
-                             py.lit(y) .. ")\ng = np.array(" .. py.lit(g) .. ")\n" .. [[
+        local out = py.lines(py.PRELUDE .. py.arrays({"X", X}, {"y", y}, {"g", g}) .. [[
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
 pred = cross_val_predict(LinearRegression(), X, y, groups=g, cv=LeaveOneGroupOut())
 show(pred)
@@ -110,7 +111,8 @@ for v in sorted(set(g)):
         for i = 1, 45 do sg[i] = "n" .. g[i] end
         local cs = ls.stats.cross_validate(ls.stats.ols{}, X, y, {groups = sg})
         assert.is_true(cs.oof:equal(cv.oof))
-        assert.are.same({"n2000", "n500", "n8000"}, {cs.groups[1].group, cs.groups[2].group, cs.groups[3].group})
+        assert.are.same({"n2000", "n500", "n8000"},
+                        {cs.groups[1].group, cs.groups[2].group, cs.groups[3].group})
     end)
 
     it("random 90/10 splits: R² on each held-out set", function()
@@ -118,8 +120,8 @@ for v in sorted(set(g)):
         local cv = ls.stats.cross_validate(ls.stats.ols{}, X, y, {splits = 6, seed = 4})
         assert.are.same({6, 50}, cv.folds.shape)
         for r = 1, 6 do assert.are.equal(5, cv.folds[r]:double():sum():item()) end  -- ceil(0.1 * 50)
-        local out = py.lines(py.PRELUDE .. REFIT .. "X = np.array(" .. py.lit(X) .. ")\ny = np.array(" ..
-                             py.lit(y) .. ")\nF = np.array(" .. py.lit(cv.folds:double()) .. ")\n" ..
+        local data = py.arrays({"X", X}, {"y", y}, {"F", cv.folds:double()})
+        local out = py.lines(py.PRELUDE .. REFIT .. data ..
                              "refit(lambda: LinearRegression(), X, y, F)\n")
         local r2s, s = {}, 0
         for r = 1, 6 do
@@ -136,9 +138,8 @@ for v in sorted(set(g)):
         local XA, yA = problem(40, 3, 45)
         local XB, yB = problem(20, 3, 55, 2)
         local s = ls.stats.transfer(ls.stats.ols{}, XA, yA, XB, yB)
-        local out = py.lines(py.PRELUDE .. "XA = np.array(" .. py.lit(XA) .. ")\nyA = np.array(" ..
-                             py.lit(yA) .. ")\nXB = np.array(" .. py.lit(XB) .. ")\nyB = np.array(" ..
-                             py.lit(yB) .. ")\n" .. [[
+        local data = py.arrays({"XA", XA}, {"yA", yA}, {"XB", XB}, {"yB", yB})
+        local out = py.lines(py.PRELUDE .. data .. [[
 p = LinearRegression().fit(XA, yA).predict(XB)
 show(r2_score(yB, p), np.sqrt(mean_squared_error(yB, p)), mean_absolute_error(yB, p),
      scipy.stats.kendalltau(p, yB)[0], scipy.stats.spearmanr(p, yB)[0])
@@ -157,7 +158,8 @@ describe("cross_validate: determinism, permutation test, bootstrap, errors", fun
         local b = ls.stats.cross_validate(m, X, y, {folds = 5, repeats = 2, seed = 9})
         assert.is_true(a.oof_repeats:equal(b.oof_repeats))
         assert.are.equal(a.r2, b.r2)
-        local o = ls.stats.cross_validate(ls.stats.ols{}, X:narrow(2, 1, 2), y, {folds = 5, repeats = 2, seed = 9})
+        local o = ls.stats.cross_validate(ls.stats.ols{}, X:narrow(2, 1, 2), y,
+                                          {folds = 5, repeats = 2, seed = 9})
         assert.is_true(o.folds:equal(a.folds))
         local c = ls.stats.cross_validate(m, X, y, {folds = 5, repeats = 2, seed = 10})
         assert.is_false(c.folds:equal(a.folds))
@@ -165,7 +167,7 @@ describe("cross_validate: determinism, permutation test, bootstrap, errors", fun
         assert.is_false(a.folds[1]:equal(a.folds[2]))
     end)
 
-    it("permutation test: the observed CV R², the null, p = (1 + #{null >= obs}) / (1 + B)", function()
+    it("permutation test: observed CV R², the null, p = (1 + #{null >= obs}) / (1 + B)", function()
         local X, y = problem(40, 3, 75)
         local m = ls.stats.ols{}
         local t = ls.stats.permutation_test(m, X, y, {permutations = 50, folds = 5, seed = 3})
@@ -195,7 +197,7 @@ describe("cross_validate: determinism, permutation test, bootstrap, errors", fun
         local b = ls.stats.bootstrap(mean_of, 200, {samples = 400, seed = 2, level = 0.9})
         assert.are.equal(x:mean():item(), b.estimate)
         assert.are.same({400}, b.samples.shape)
-        local out = py.lines(py.PRELUDE .. "s = np.array(" .. py.lit(b.samples) .. ")\n" ..
+        local out = py.lines(py.PRELUDE .. py.arrays({"s", b.samples}) ..
                              "show(np.quantile(s, [0.05, 0.95]), s.std(ddof=1))\n")
         py.near({b.lo, b.hi, b.se}, py.nums(out[1]), 1e-12, "interval")
         -- the standard error of a mean is sd / sqrt(n), within bootstrap noise
@@ -212,7 +214,8 @@ describe("cross_validate: determinism, permutation test, bootstrap, errors", fun
         assert.are.equal(2, #l.lo)
         -- cross_validate's interval of R²
         local X, y = problem(60, 3, 85)
-        local cv = ls.stats.cross_validate(ls.stats.ols{}, X, y, {folds = 5, repeats = 2, ci = 0.9, boot = 200})
+        local cv = ls.stats.cross_validate(ls.stats.ols{}, X, y,
+                                           {folds = 5, repeats = 2, ci = 0.9, boot = 200})
         assert.is_true(cv.ci.lo < cv.r2 and cv.r2 < cv.ci.hi)
         assert.matches("R2 90%% bootstrap interval", tostring(cv))
     end)
@@ -221,7 +224,8 @@ describe("cross_validate: determinism, permutation test, bootstrap, errors", fun
         local X, y = problem(20, 2, 95)
         local m = ls.stats.ols{}
         local cv = ls.stats.cross_validate
-        assert.matches("cross_validate: groups has one distinct value %(3%); leave%-one%-group%-out needs at least two",
+        assert.matches("cross_validate: groups has one distinct value %(3%); " ..
+                       "leave%-one%-group%-out needs at least two",
                        errmsg(cv, m, X, y, {groups = ls.full({20}, 3, {dtype = "f64"})}))
         assert.matches("cross_validate: groups has 19 entries but there are 20 rows",
                        errmsg(cv, m, X, y, {groups = ls.zeros({19}, {dtype = "f64"})}))
@@ -231,16 +235,20 @@ describe("cross_validate: determinism, permutation test, bootstrap, errors", fun
         assert.matches("cross_validate: option 'repeats' does not apply to leave%-one%-group%-out",
                        errmsg(cv, m, X, y, {groups = ls.arange(20, {dtype = "f64"}), repeats = 2}))
         assert.matches("cross_validate: the first argument must be a model", errmsg(cv, X, X, y))
-        assert.matches("cross_validate: X has 20 rows but y has 19", errmsg(cv, m, X, y:narrow(1, 1, 19)))
+        assert.matches("cross_validate: X has 20 rows but y has 19",
+                       errmsg(cv, m, X, y:narrow(1, 1, 19)))
         local Xn = X:clone()
         Xn[3][1] = 0 / 0
         assert.matches("cross_validate: X has a NaN at row 3, column 1", errmsg(cv, m, Xn, y))
-        assert.matches("cross_validate: 'ci' applies to pooled designs", errmsg(cv, m, X, y, {splits = 2, ci = 0.9}))
+        assert.matches("cross_validate: 'ci' applies to pooled designs",
+                       errmsg(cv, m, X, y, {splits = 2, ci = 0.9}))
         assert.matches("cross_validate: unknown option 'fold'", errmsg(cv, m, X, y, {fold = 3}))
-        assert.matches("cross_validate: option 'folds' must be >= 2", errmsg(cv, m, X, y, {folds = 1}))
+        assert.matches("cross_validate: option 'folds' must be >= 2",
+                       errmsg(cv, m, X, y, {folds = 1}))
         assert.matches("transfer: A has 2 features but B has 1",
                        errmsg(ls.stats.transfer, m, X, y, X:narrow(2, 1, 1), y))
-        assert.matches("bootstrap: n must be an integer >= 1", errmsg(ls.stats.bootstrap, function() return 1 end, 0))
+        assert.matches("bootstrap: n must be an integer >= 1",
+                       errmsg(ls.stats.bootstrap, function() return 1 end, 0))
         local ok, err = pcall(function() cv(m, Xn, y) end)
         assert.is_false(ok)
         assert.matches("stats_cv_spec.lua:%d+: cross_validate:", err)

@@ -20,8 +20,7 @@ describe("ls.stats.ols and ridge against NumPy / scikit-learn", function()
         if not py.available() then return end
         X, y = problem(80, 6, 11)
         X2 = ls.randn({7, 6}, {seed = 99, dtype = "f64"})
-        out = py.lines(py.PRELUDE .. "X = np.array(" .. py.lit(X) .. ")\ny = np.array(" .. py.lit(y) ..
-                       ")\nX2 = np.array(" .. py.lit(X2) .. ")\n" .. [[
+        out = py.lines(py.PRELUDE .. py.arrays({"X", X}, {"y", y}, {"X2", X2}) .. [[
 n, p = X.shape
 Z = np.column_stack([np.ones(n), X])
 beta = np.linalg.lstsq(Z, y, rcond=None)[0]
@@ -55,7 +54,7 @@ for alpha in (0.3, 25.0):
         if not py.available() then pending(py.MISSING) end
     end)
 
-    it("OLS: coefficients, R², adjusted R², RMSE, MAE, sigma, standard errors, predictions", function()
+    it("OLS: coefficients, R², adjusted R², RMSE, MAE, sigma, standard errors, predict", function()
         local fit = ls.stats.ols(X, y)
         local lr, beta = py.nums(out[1]), py.nums(out[2])
         py.near({fit.intercept_raw}, {lr[1]}, TOL, "intercept")
@@ -63,7 +62,7 @@ for alpha in (0.3, 25.0):
         py.near(fit.coef, {table.unpack(beta, 2)}, TOL, "coef (numpy lstsq)")
         py.near({fit.intercept}, {beta[1]}, TOL, "intercept (numpy)")
         local s = py.nums(out[3])
-        py.near({fit.r2, fit.adj_r2, fit.rmse, fit.mae, fit.sigma}, s, TOL, "r2 adj_r2 rmse mae sigma")
+        py.near({fit.r2, fit.adj_r2, fit.rmse, fit.mae, fit.sigma}, s, TOL, "r2 .. sigma")
         local se = py.nums(out[4])
         py.near({fit.intercept_stderr}, {se[1]}, TOL, "intercept stderr")
         py.near(fit.stderr, {table.unpack(se, 2)}, TOL, "stderr")
@@ -75,7 +74,7 @@ for alpha in (0.3, 25.0):
         assert.are.equal(73, fit.df_resid)
     end)
 
-    it("OLS with standardize: the StandardScaler + LinearRegression coefficients and their errors", function()
+    it("OLS with standardize: StandardScaler + LinearRegression coefficients, errors", function()
         local fit = ls.stats.ols(X, y, {standardize = true})
         local s = py.nums(out[6])
         py.near({fit.intercept}, {s[1]}, TOL, "intercept")
@@ -120,8 +119,7 @@ describe("ridge with lambda = 'cv'", function()
         local fit = ls.stats.ridge(X, y, {lambda = "cv", lambdas = grid, inner_folds = 4, seed = 3})
         -- the inner folds are those of the documented stream: k-fold draw from seed 3
         local folds = ls._stats.draw("kfold", 60, 4, 3, 1)[1]
-        local out = py.lines(py.PRELUDE .. "X = np.array(" .. py.lit(X) .. ")\ny = np.array(" ..
-                             py.lit(y) .. ")\nf = np.array(" .. py.lit(folds:double()) .. ")\n" .. [[
+        local out = py.lines(py.PRELUDE .. py.arrays({"X", X}, {"y", y}, {"f", folds:double()}) .. [[
 grid = [0.01, 0.1, 1, 10, 100]
 mse = []
 for a in grid:
@@ -162,8 +160,7 @@ describe("edge cases against NumPy's minimum-norm lstsq on the centred design", 
 
     -- numpy: rank and coefficients of lstsq(Xc, yc) with the default rcond
     local function numpy_centred(X, y)
-        local out = py.lines(py.PRELUDE .. "X = np.array(" .. py.lit(X) .. ")\ny = np.array(" ..
-                             py.lit(y) .. ")\n" .. [[
+        local out = py.lines(py.PRELUDE .. py.arrays({"X", X}, {"y", y}) .. [[
 Xc, yc = X - X.mean(0), y - y.mean()
 b, _, rank, _ = np.linalg.lstsq(Xc, yc, rcond=None)
 show(rank, y.mean() - X.mean(0) @ b, b)
@@ -247,16 +244,19 @@ describe("ls.stats models: API and errors", function()
         assert.matches("ols: X has a NaN at row 4, column 2", errmsg(ls.stats.ols, Xn, y))
         local yn = y:clone()
         yn[7] = 1 / 0
-        assert.matches("ridge: y has an infinity at row 7", errmsg(ls.stats.ridge, X, yn, {lambda = 1}))
+        assert.matches("ridge: y has an infinity at row 7",
+                       errmsg(ls.stats.ridge, X, yn, {lambda = 1}))
         assert.matches("ols: X has 10 rows but y has 9", errmsg(ls.stats.ols, X, y:narrow(1, 1, 9)))
         assert.matches("ols: X must be a 2%-D tensor", errmsg(ls.stats.ols, y, y))
         assert.matches("ols: y%[2%] is a string %('n/a'%), not a number",
                        errmsg(ls.stats.ols, {{1}, {2}}, {1, "n/a"}))
         assert.matches("ols: unknown option 'lamda'", errmsg(ls.stats.ols, X, y, {lamda = 1}))
-        assert.matches("ridge: lambda must be a number >= 0 or \"cv\"", errmsg(ls.stats.ridge, {lambda = -1}))
+        assert.matches("ridge: lambda must be a number >= 0 or \"cv\"",
+                       errmsg(ls.stats.ridge, {lambda = -1}))
         assert.matches("ridge: lambda = \"cv\" with 5 inner folds needs at least 5 rows, got 3",
                        errmsg(ls.stats.ridge, X:narrow(1, 1, 3), y:narrow(1, 1, 3)))
-        assert.matches("ols: 2 names for 3 features", errmsg(ls.stats.ols, X, y, {names = {"a", "b"}}))
+        assert.matches("ols: 2 names for 3 features",
+                       errmsg(ls.stats.ols, X, y, {names = {"a", "b"}}))
         local fit = ls.stats.ols(X, y)
         assert.matches("predict: the model has 3 features but X is %[4x2%]",
                        errmsg(fit.predict, fit, ls.zeros({4, 2}, {dtype = "f64"})))

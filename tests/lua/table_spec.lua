@@ -127,7 +127,8 @@ describe("ls.table", function()
 
     it("joins on keys, inner and left, with repeated matches", function()
         local t = models()
-        local u = ls.table.from_columns({"n_train", "epochs"}, {n_train = {500, 2000, 500}, epochs = {300, 75, 301}})
+        local u = ls.table.from_columns({"n_train", "epochs"},
+                                        {n_train = {500, 2000, 500}, epochs = {300, 75, 301}})
         local j = t:join(u, "n_train")
         assert.are.same({"id", "n_train", "noise", "gap", "q1", "epochs"}, j.columns)
         assert.are.same({"m1", "m1", "m2", "m3", "m3", "m5"}, j:column("id"))
@@ -136,7 +137,8 @@ describe("ls.table", function()
         assert.are.equal(7, l.nrows)
         local e = l:column("epochs"):totable()
         assert.is_true(e[6] ~= e[6])                            -- m4 has no match
-        assert.matches("table:join: both tables have column 'gap'", errmsg(t.join, t, t:select({"id", "gap"}), "id"))
+        assert.matches("table:join: both tables have column 'gap'",
+                       errmsg(t.join, t, t:select({"id", "gap"}), "id"))
         local s = ls.table.from_columns({"n_train"}, {n_train = {"500"}})
         assert.matches("table:join: key 'n_train' is numeric in the left table and text in the right",
                        errmsg(t.join, t, s, "n_train"))

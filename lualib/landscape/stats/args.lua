@@ -1,8 +1,9 @@
 --- landscape.stats.args: argument conversion shared by the ls.stats modules (internal).
 --
--- Vectors are 1-D Tensors (any dtype, read as f64 by the kernels) or Lua lists of numbers; matrices
--- are 2-D Tensors or Lua lists of equal-length rows. Errors name the public function (`who`) and the
--- argument (`what`), and never carry a position: the public wrappers (util.public) add the caller's.
+-- Vectors are 1-D Tensors (any dtype, read as f64 by the kernels) or Lua lists of numbers;
+-- matrices are 2-D Tensors or Lua lists of equal-length rows. Errors name the public function
+-- (`who`) and the argument (`what`), and carry no position: the public wrappers (util.public) add
+-- the caller's.
 local ls = require "landscape"
 local util = require "landscape.util"
 
@@ -72,7 +73,8 @@ function M.labels(g, n, who, what)
     local out
     if ls.is_tensor(g) then
         if g.ndim ~= 1 then
-            fail("%s: %s must be a 1-D tensor or a list, got shape %s", who, what, util.shape_str(g))
+            fail("%s: %s must be a 1-D tensor or a list, got shape %s", who, what,
+                 util.shape_str(g))
         end
         out = g:totable()
     elseif type(g) == "table" then

@@ -18,7 +18,8 @@
 --   k-fold (default)  folds = 10, repeats = 1, seed = 1: each repeat is a fresh seeded k-fold split
 --                     (scikit-learn's KFold(shuffle) sizes); R² = 1 - SS_res/SS_tot over the
 --                     repeat's pooled out-of-fold predictions; r2 is the mean over the repeats and
---                     r2_sd their sample sd (NaN for one repeat); the same for rmse, mae, kendall_tau.
+--                     r2_sd their sample sd (NaN for one repeat); the same for rmse, mae and
+--                     kendall_tau.
 --   groups = labels   leave one group out (a Tensor or list of numbers or strings, one per row; at
 --                     least two distinct values): pooled R² over all rows, and per group
 --                     cv.groups = {{group, n, r2, rmse, mae, bias, kendall_tau, spearman}, ...} in
@@ -29,15 +30,17 @@
 --   fold_ids = ids    given folds: a Tensor [n] or [R x n] (or a list) of fold numbers 1..k, 0 for
 --                     a row that is never tested; pooled scores per row of ids, as for k-fold.
 -- and for any design
---   ci = nil          a level (e.g. 0.95) for a percentile bootstrap interval of r2 (rows resampled,
---                     every repeat's out-of-fold R² recomputed on the resample, then averaged);
+--   ci = nil          a level (e.g. 0.95) for a percentile bootstrap interval of r2 (rows
+--                     resampled, every repeat's out-of-fold R² recomputed on the resample, then
+--                     averaged);
 --                     pooled designs only (not splits), every row must be tested
 --   boot = 1000       bootstrap samples for ci (drawn from seed)
 -- Results: method, model (its description), n, p, k (folds), r2, r2_sd, rmse, rmse_sd, mae, mae_sd,
 -- kendall_tau, kendall_tau_sd, each (per repeat / split scores), oof (Tensor [n]: each row's
 -- prediction averaged over the repeats or splits that tested it, NaN if none), oof_repeats
 -- (Tensor [R x n], NaN where untested), folds (the i64 Tensor [R x n] of fold ids used: pass it as
--- fold_ids to compare models on identical splits), deficient (fits whose design was rank deficient),
+-- fold_ids to compare models on identical splits), deficient (fits whose design was rank
+-- deficient),
 -- groups (leave-one-group-out), ci = {level, lo, hi} when asked. tostring(cv) prints a summary.
 --
 -- Determinism: folds come from one Philox stream seeded with `seed` (the same seed gives the same
@@ -63,15 +66,17 @@ Result.__name = "landscape.stats.CV"
 
 local function check_model(model, who)
     if not linear.is_model(model) then
-        fail("%s: the first argument must be a model (ls.stats.ols{...} or ls.stats.ridge{...}), got %s",
-             who, type(model))
+        fail("%s: the first argument must be a model (ls.stats.ols{...} or ls.stats.ridge{...}), " ..
+             "got %s", who, type(model))
     end
 end
 
 local function check_xy(X, y, who)
     X = args.matrix(X, who, "X")
     y = args.vector(y, who, "y")
-    if X:size(1) ~= y:size(1) then fail("%s: X has %d rows but y has %d", who, X:size(1), y:size(1)) end
+    if X:size(1) ~= y:size(1) then
+        fail("%s: X has %d rows but y has %d", who, X:size(1), y:size(1))
+    end
     return X, y, X:size(1)
 end
 
@@ -92,11 +97,14 @@ local function assignment(opts, n, who)
         if opts[key] ~= nil then given[#given + 1] = key end
     end
     if #given > 1 then
-        fail("%s: options '%s' and '%s' choose different designs; give one", who, given[1], given[2])
+        fail("%s: options '%s' and '%s' choose different designs; give one", who, given[1],
+             given[2])
     end
     local function forbid(keys, design)
         for _, key in ipairs(keys) do
-            if opts[key] ~= nil then fail("%s: option '%s' does not apply to %s", who, key, design) end
+            if opts[key] ~= nil then
+                fail("%s: option '%s' does not apply to %s", who, key, design)
+            end
         end
     end
     local seed = args.int(opts, "seed", 1, 0, who)
@@ -231,7 +239,8 @@ M.cross_validate = public(function(model, X, y, opts)
         end
         for r = 1, R do
             if folds[r]:double():min():item() < 1 then
-                fail("%s: 'ci' needs every row tested, but fold_ids row %d has untested rows", who, r)
+                fail("%s: 'ci' needs every row tested, but fold_ids row %d has untested rows",
+                     who, r)
             end
         end
         local boot = M.bootstrap(function(idx)
@@ -268,11 +277,11 @@ function Result:__tostring()
         local sd = self[key .. "_sd"]
         return f(self[key]) .. (sd == sd and " +- " .. f(sd, "%.2g") or "")
     end
-    lines[2] = string.format("  R2 = %s  RMSE = %s  MAE = %s  Kendall tau = %s", pm("r2"), pm("rmse"),
-                             pm("mae"), pm("kendall_tau"))
+    lines[2] = string.format("  R2 = %s  RMSE = %s  MAE = %s  Kendall tau = %s", pm("r2"),
+                             pm("rmse"), pm("mae"), pm("kendall_tau"))
     if self.ci then
-        lines[#lines + 1] = string.format("  R2 %g%% bootstrap interval [%s, %s]", 100 * self.ci.level,
-                                          f(self.ci.lo), f(self.ci.hi))
+        lines[#lines + 1] = string.format("  R2 %g%% bootstrap interval [%s, %s]",
+                                          100 * self.ci.level, f(self.ci.lo), f(self.ci.hi))
     end
     if self.deficient > 0 then
         lines[#lines + 1] = string.format("  %d fits were rank deficient", self.deficient)
@@ -370,13 +379,17 @@ local BOOT_KEYS = {samples = true, seed = true, level = true}
 --- ls.stats.bootstrap(fn, n [, opts]) -> {estimate, lo, hi, se, level, samples, dropped}.
 -- fn(idx) gets an i64 Tensor of n row indices (1-based, drawn with replacement; the identity for
 -- the estimate) and returns a number or a list of numbers; lo and hi are the percentile interval
--- at `level` (NumPy's linear quantiles of the bootstrap values), se their sample sd. Values that are
--- NaN (a statistic undefined on a resample) are left out and counted in dropped (per entry).
+-- at `level` (NumPy's linear quantiles of the bootstrap values), se their sample sd. Values that
+-- are NaN (a statistic undefined on a resample) are left out and counted in dropped (per entry).
 -- Options: samples = 1000, seed = 1, level = 0.95. samples is a Tensor [B] (or [B x m]).
 M.bootstrap = public(function(fn, n, opts)
     local who = "bootstrap"
-    if type(fn) ~= "function" then fail("%s: the first argument must be a function of the row indices", who) end
-    if math.type(n) ~= "integer" or n < 1 then fail("%s: n must be an integer >= 1, got %s", who, tostring(n)) end
+    if type(fn) ~= "function" then
+        fail("%s: the first argument must be a function of the row indices", who)
+    end
+    if math.type(n) ~= "integer" or n < 1 then
+        fail("%s: n must be an integer >= 1, got %s", who, tostring(n))
+    end
     opts = util.check_options(opts, BOOT_KEYS, who)
     local B = args.int(opts, "samples", 1000, 1, who)
     local seed = args.int(opts, "seed", 1, 0, who)
@@ -387,9 +400,13 @@ M.bootstrap = public(function(fn, n, opts)
     local function call(idx)
         local v = fn(idx)
         if type(v) == "number" then return {v}, false end
-        if type(v) ~= "table" then fail("%s: fn must return a number or a list of numbers, got %s", who, type(v)) end
+        if type(v) ~= "table" then
+            fail("%s: fn must return a number or a list of numbers, got %s", who, type(v))
+        end
         for i = 1, #v do
-            if type(v[i]) ~= "number" then fail("%s: fn's result[%d] is a %s, not a number", who, i, type(v[i])) end
+            if type(v[i]) ~= "number" then
+                fail("%s: fn's result[%d] is a %s, not a number", who, i, type(v[i]))
+            end
         end
         return v, true
     end
@@ -421,7 +438,8 @@ M.bootstrap = public(function(fn, n, opts)
         return {estimate = est[1], lo = lo[1], hi = hi[1], se = se[1], level = level,
                 samples = t:reshape(B), dropped = dropped[1]}
     end
-    return {estimate = est, lo = lo, hi = hi, se = se, level = level, samples = t, dropped = dropped}
+    return {estimate = est, lo = lo, hi = hi, se = se, level = level, samples = t,
+            dropped = dropped}
 end)
 
 return M

@@ -1,14 +1,15 @@
 --- landscape.stats.linear: linear models (part of ls.stats). The fits run in C over LAPACK
 -- (engine/stats/lm.c); docs/stats.md has the formulas.
 --
---   local fit = ls.stats.ols(X, y, {standardize = true})     -- X [n x p] (or a list of rows), y [n]
+--   local fit = ls.stats.ols(X, y, {standardize = true})     -- X [n x p] or a list of rows, y [n]
 --   print(fit.r2, fit.adj_r2, fit.coef, fit.stderr); fit:predict(X2); print(fit)
 --   local fit = ls.stats.ridge(X, y, {lambda = "cv"})        -- lambda by inner k-fold CV
 --   local model = ls.stats.ridge{lambda = "cv"}              -- a model specification, no data yet:
 --   model:fit(X, y)                                          -- what cross_validate takes
 --
 -- Options of ols (all optional):
---   intercept   = true    fit an unpenalised intercept (features and y are centred on the rows fitted)
+--   intercept   = true    fit an unpenalised intercept (features and y are centred on the rows
+--                         fitted)
 --   standardize = false   divide each feature by its population sd on the rows fitted (a constant
 --                         column keeps scale 1); coef and stderr are then per sd of the feature
 --   names       = nil     feature names, for printing (default x1, x2, ...)
@@ -20,7 +21,8 @@
 --   lambdas     = nil     the grid for "cv" (numbers > 0); default 33 values 10^-6 .. 10^2 times
 --                         ||A||_F^2 / p of the design A the solver sees (times n when standardised)
 --   inner_folds = 5       folds of the inner CV
---   seed        = 1       seed of the inner folds (inside cross_validate each outer fold derives its own)
+--   seed        = 1       seed of the inner folds (inside cross_validate each outer fold derives
+--                         its own)
 --
 -- A fit has: n, p, kind, rank (of the centred design over the p features), rank_deficient,
 -- aliased (1-based columns touching the null space), coef, stderr (Tensors [p], on the solver's
@@ -66,19 +68,25 @@ local function make_spec(kind, opts, who)
     check_type(opts, "rcond", "number", who)
     local s = setmetatable({kind = kind, who = who}, Spec)
     s.intercept = opts.intercept ~= false
-    if opts.standardize == nil then s.standardize = kind == "ridge" else s.standardize = opts.standardize end
+    s.standardize = opts.standardize
+    if s.standardize == nil then s.standardize = kind == "ridge" end
     s.rcond = opts.rcond
     if opts.names ~= nil then
-        if type(opts.names) ~= "table" then fail("%s: option 'names' must be a list of strings", who) end
+        if type(opts.names) ~= "table" then
+            fail("%s: option 'names' must be a list of strings", who)
+        end
         for i, n in ipairs(opts.names) do
-            if type(n) ~= "string" then fail("%s: names[%d] is a %s, not a string", who, i, type(n)) end
+            if type(n) ~= "string" then
+                fail("%s: names[%d] is a %s, not a string", who, i, type(n))
+            end
         end
         s.names = opts.names
     end
     if kind == "ridge" then
         local lambda = opts.lambda
         if lambda == nil then lambda = "cv" end
-        if lambda ~= "cv" and not (type(lambda) == "number" and lambda >= 0 and lambda < math.huge) then
+        local ok = type(lambda) == "number" and lambda >= 0 and lambda < math.huge
+        if lambda ~= "cv" and not ok then
             fail("%s: lambda must be a number >= 0 or \"cv\", got %s", who, tostring(lambda))
         end
         s.lambda = lambda

@@ -2,7 +2,7 @@
 -- (engine/stats/rank.c); docs/stats.md has the formulas.
 --
 --   ls.stats.kendall_tau(a, b)                  -- tau-b (ties corrected), SciPy's kendalltau
---   ls.stats.kendall_tau(a, b, {variant = "a"}) -- tau-a: (concordant - discordant) / (n (n - 1) / 2)
+--   ls.stats.kendall_tau(a, b, {variant = "a"}) -- tau-a: (concordant - discordant) / (n(n-1)/2)
 --   ls.stats.spearman(a, b), ls.stats.pearson(a, b), ls.stats.rank(x)   -- average ranks
 --   local psi, detail = ls.stats.granulated_tau(t, {factors = {"lr", "width"}, measure = "pred",
 --                                                   target = "gap"})     -- Jiang et al.'s Psi
@@ -24,8 +24,8 @@
 -- psi_i is the mean of the slice coefficients over the complete slices (incomplete ones are left
 -- out and counted, as are complete ones whose coefficient is undefined), and Psi the mean of the
 -- psi_i; Psi is NaN when some factor has no usable slice. Returns Psi and a detail table
--- {psi, tau, factors = {{factor, psi, slices, incomplete, undefined, levels}, ...}} that prints as a
--- table.
+-- {psi, tau, factors = {{factor, psi, slices, incomplete, undefined, levels}, ...}} that prints
+-- as a table.
 local ls = require "landscape"
 local util = require "landscape.util"
 local args = require "landscape.stats.args"
@@ -80,8 +80,9 @@ function Detail:__tostring()
     lines[2] = string.format("  %-16s %9s %7s %7s %11s %10s", "factor", "psi", "levels", "slices",
                              "incomplete", "undefined")
     for _, f in ipairs(self.factors) do
-        lines[#lines + 1] = string.format("  %-16s %9s %7d %7d %11d %10d", f.factor, args.fmt(f.psi),
-                                          f.levels, f.slices, f.incomplete, f.undefined)
+        lines[#lines + 1] = string.format("  %-16s %9s %7d %7d %11d %10d", f.factor,
+                                          args.fmt(f.psi), f.levels, f.slices, f.incomplete,
+                                          f.undefined)
     end
     return table.concat(lines, "\n")
 end
@@ -113,12 +114,14 @@ M.granulated_tau = public(function(t, opts)
         end
     end
     local n = t.nrows
-    local measure = args.vector(t:column(opts.measure), who, "column '" .. opts.measure .. "'"):double():totable()
-    local target = args.vector(t:column(opts.target), who, "column '" .. opts.target .. "'"):double():totable()
-    for i = 1, n do
-        if measure[i] ~= measure[i] then fail("%s: column '%s' has a NaN at row %d", who, opts.measure, i) end
-        if target[i] ~= target[i] then fail("%s: column '%s' has a NaN at row %d", who, opts.target, i) end
+    local function numbers(name)
+        local v = args.vector(t:column(name), who, "column '" .. name .. "'"):double():totable()
+        for i = 1, n do
+            if v[i] ~= v[i] then fail("%s: column '%s' has a NaN at row %d", who, name, i) end
+        end
+        return v
     end
+    local measure, target = numbers(opts.measure), numbers(opts.target)
     local keys = {}
     for f, name in ipairs(factors) do
         if type(name) ~= "string" then fail("%s: factors[%d] is not a column name", who, f) end
@@ -134,7 +137,9 @@ M.granulated_tau = public(function(t, opts)
         for i = 1, n do
             if not levels[keys[f][i]] then levels[keys[f][i]] = true; nlev = nlev + 1 end
         end
-        if nlev < 2 then fail("%s: factor '%s' has one level; it cannot vary in a slice", who, name) end
+        if nlev < 2 then
+            fail("%s: factor '%s' has one level; it cannot vary in a slice", who, name)
+        end
         local slices, order = {}, {}
         for i = 1, n do
             local parts = {}
