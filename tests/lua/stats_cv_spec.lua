@@ -15,9 +15,10 @@ local function problem(n, p, seed, noise) return py.problem(n, p, seed, {noise =
 
 -- Python that refits `model` (a sklearn expression of X) fold by fold for each row of F and prints
 -- per row: the out-of-fold predictions (untested rows NaN), then r2, rmse, mae, tau of the tested
--- rows.
+-- rows; it returns the list of the predictions.
 local REFIT = [[
 def refit(make, X, y, F):
+    preds = []
     for f in F:
         pred = np.full(len(y), np.nan)
         for k in sorted(set(int(v) for v in f if v > 0)):
@@ -27,6 +28,8 @@ def refit(make, X, y, F):
         show(pred)
         show(r2_score(y[t], pred[t]), np.sqrt(mean_squared_error(y[t], pred[t])),
              mean_absolute_error(y[t], pred[t]), scipy.stats.kendalltau(pred[t], y[t])[0])
+        preds.append(pred)
+    return preds
 ]]
 
 describe("cross_validate against scikit-learn on the same folds", function()
@@ -36,16 +39,22 @@ describe("cross_validate against scikit-learn on the same folds", function()
 
     it("repeated k-fold: OOF predictions, pooled R², RMSE, MAE, tau per repeat, mean, sd", function()
         local X, y = problem(53, 4, 5)
+        local strata = {}
+        for i = 1, 53 do strata[i] = i % 3 == 0 and "noisy" or "clean" end
         local cv = ls.stats.cross_validate(ls.stats.ols{standardize = true}, X, y,
-                                           {folds = 5, repeats = 3, seed = 7})
+                                           {folds = 5, repeats = 3, seed = 7, strata = strata})
         assert.are.same({3, 53}, cv.folds.shape)
-        local data = py.arrays({"X", X}, {"y", y}, {"F", cv.folds:double()})
+        local data = py.arrays({"X", X}, {"y", y}, {"F", cv.folds:double()}, {"S", strata})
         local out = py.lines(py.PRELUDE .. REFIT .. data .. [[
-refit(lambda: make_pipeline(StandardScaler(), LinearRegression()), X, y, F)
+P = refit(lambda: make_pipeline(StandardScaler(), LinearRegression()), X, y, F)
 sizes = [sorted(np.bincount(f.astype(int))[1:].tolist()) for f in F]
 from sklearn.model_selection import KFold
 want = sorted(len(te) for _, te in KFold(5).split(X))
 print(all(s == want for s in sizes))
+for v in ("clean", "noisy"):
+    t = S == v
+    r2 = [r2_score(y[t], p[t]) for p in P]
+    show(t.sum(), np.mean(r2), np.std(r2, ddof=1), np.mean([mean_absolute_error(y[t], p[t]) for p in P]))
 ]])
         local r2s = {}
         for r = 1, 3 do
@@ -64,6 +73,13 @@ print(all(s == want for s in sizes))
         py.near(cv.oof, avg:totable(), 1e-14, "oof mean")
         assert.matches("R2 = ", tostring(cv))
         assert.matches("5%-fold x 3 repeats %(seed 7%)", tostring(cv))
+        -- within each stratum, per repeat, then mean and sd
+        for g, name in ipairs({"clean", "noisy"}) do
+            local s = cv.strata[g]
+            assert.are.equal(name, s.group)
+            py.near({s.n, s.r2, s.r2_sd, s.mae}, py.nums(out[7 + g]), TOL, "stratum " .. name)
+        end
+        assert.matches("stratum", tostring(cv))
     end)
 
     it("ridge with fixed lambda, and folds given back as fold_ids", function()
@@ -242,6 +258,8 @@ describe("cross_validate: determinism, permutation test, bootstrap, errors", fun
         assert.matches("cross_validate: X has a NaN at row 3, column 1", errmsg(cv, m, Xn, y))
         assert.matches("cross_validate: 'ci' applies to pooled designs",
                        errmsg(cv, m, X, y, {splits = 2, ci = 0.9}))
+        assert.matches("cross_validate: 'strata' applies to pooled designs",
+                       errmsg(cv, m, X, y, {splits = 2, strata = ls.zeros({20}, {dtype = "f64"})}))
         assert.matches("cross_validate: unknown option 'fold'", errmsg(cv, m, X, y, {fold = 3}))
         assert.matches("cross_validate: option 'folds' must be >= 2",
                        errmsg(cv, m, X, y, {folds = 1}))

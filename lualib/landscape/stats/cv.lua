@@ -35,13 +35,17 @@
 --                     averaged);
 --                     pooled designs only (not splits), every row must be tested
 --   boot = 1000       bootstrap samples for ci (drawn from seed)
--- Results: method, model (its description), n, p, k (folds), r2, r2_sd, rmse, rmse_sd, mae, mae_sd,
--- kendall_tau, kendall_tau_sd, each (per repeat / split scores), oof (Tensor [n]: each row's
--- prediction averaged over the repeats or splits that tested it, NaN if none), oof_repeats
--- (Tensor [R x n], NaN where untested), folds (the i64 Tensor [R x n] of fold ids used: pass it as
--- fold_ids to compare models on identical splits), deficient (fits whose design was rank
--- deficient),
--- groups (leave-one-group-out), ci = {level, lo, hi} when asked. tostring(cv) prints a summary.
+--   strata = nil      labels (one per row): scores within each stratum of the out-of-fold
+--                     predictions, cv.strata = {{group, n, r2, r2_sd, rmse, ..., bias}, ...} in
+--                     sorted order, R² about the stratum's own mean, per repeat then mean and sd
+--                     (e.g. R² within each label-noise level); pooled designs only
+-- Results: method, model (its description), n, p, k (folds), r2, r2_sd, rmse, rmse_sd, mae,
+-- mae_sd, bias, bias_sd, kendall_tau, kendall_tau_sd, each (per repeat / split scores), oof
+-- (Tensor [n]: each row's prediction averaged over the repeats or splits that tested it, NaN if
+-- none), oof_repeats (Tensor [R x n], NaN where untested), folds (the i64 Tensor [R x n] of fold
+-- ids used: pass it as fold_ids to compare models on identical splits), deficient (fits whose
+-- design was rank deficient), groups (leave-one-group-out), strata and ci when asked.
+-- tostring(cv) prints a summary.
 --
 -- Determinism: folds come from one Philox stream seeded with `seed` (the same seed gives the same
 -- folds for any model and feature set); ridge's inner CV in repeat r uses seed
@@ -58,7 +62,7 @@ local K = ls._stats
 local M = {}
 
 local CV_KEYS = {folds = true, repeats = true, seed = true, groups = true, splits = true,
-                 test_fraction = true, fold_ids = true, ci = true, boot = true}
+                 test_fraction = true, fold_ids = true, ci = true, boot = true, strata = true}
 
 local Result = {}
 Result.__index = Result
@@ -152,11 +156,12 @@ local function assignment(opts, n, who)
     return K.draw("kfold", n, folds, seed, repeats), folds, "kfold"
 end
 
--- Rows (1-based list and i64 Tensor) whose id in `ids` (a Lua list) satisfies keep(id).
+-- Rows (1-based list and i64 Tensor, nil when none) whose id in `ids` (a Lua list) satisfies
+-- keep(id, row).
 local function rows_where(ids, keep)
     local list = {}
     for i, v in ipairs(ids) do
-        if keep(v) then list[#list + 1] = i end
+        if keep(v, i) then list[#list + 1] = i end
     end
     return list, #list > 0 and ls.tensor(list, {dtype = "i64"}) or nil
 end
@@ -175,18 +180,25 @@ local function predict_all(model, X, y, folds, k, who)
     return preds, deficient
 end
 
--- Scores per assignment row over its tested rows.
-local function score_each(y, preds, folds, who)
+-- Scores per assignment row over its tested rows (those with in_rows(row) too, when given).
+local function score_each(y, preds, folds, who, in_rows)
     local each = {}
     for r, pred in ipairs(preds) do
-        local _, idx = rows_where(folds[r]:totable(), function(v) return v > 0 end)
-        each[r] = linear.scores_of(y:index_select(1, idx), pred:index_select(1, idx), who)
+        local _, idx = rows_where(folds[r]:totable(), function(v, i)
+            return v > 0 and (not in_rows or in_rows(i))
+        end)
+        if idx then
+            each[r] = linear.scores_of(y:index_select(1, idx), pred:index_select(1, idx), who)
+        else
+            each[r] = {n = 0, r2 = 0 / 0, rmse = 0 / 0, mae = 0 / 0, bias = 0 / 0,
+                       kendall_tau = 0 / 0, spearman = 0 / 0}
+        end
     end
     return each
 end
 
 local function summarise(res, each)
-    for _, key in ipairs({"r2", "rmse", "mae", "kendall_tau"}) do
+    for _, key in ipairs({"r2", "rmse", "mae", "bias", "kendall_tau"}) do
         local list = {}
         for r, s in ipairs(each) do list[r] = s[key] end
         res[key], res[key .. "_sd"] = args.mean_sd(list)
@@ -226,6 +238,19 @@ M.cross_validate = public(function(model, X, y, opts)
             local s = linear.scores_of(y:index_select(1, idx), preds[1]:index_select(1, idx), who)
             s.group = level
             res.groups[g] = s
+        end
+    end
+    if opts.strata ~= nil then
+        if method == "splits" then
+            fail("%s: 'strata' applies to pooled designs (k-fold, groups, fold_ids)", who)
+        end
+        local labels = args.labels(opts.strata, n, who, "strata")
+        res.strata = {}
+        for g, level in ipairs((args.levels(labels))) do
+            local function in_stratum(i) return labels[i] == level end
+            local s = {group = level, n = #rows_where(labels, function(_, i) return in_stratum(i) end)}
+            summarise(s, score_each(y, preds, folds, who, in_stratum))
+            res.strata[g] = s
         end
     end
     if opts.ci ~= nil then
@@ -286,12 +311,14 @@ function Result:__tostring()
     if self.deficient > 0 then
         lines[#lines + 1] = string.format("  %d fits were rank deficient", self.deficient)
     end
-    if self.groups then
-        lines[#lines + 1] = string.format("  %-12s %6s %9s %9s %9s %9s", "group", "n", "R2", "RMSE",
-                                          "MAE", "bias")
-        for _, g in ipairs(self.groups) do
-            lines[#lines + 1] = string.format("  %-12s %6d %9s %9s %9s %9s", tostring(g.group), g.n,
-                                              f(g.r2), f(g.rmse), f(g.mae), f(g.bias))
+    for _, part in ipairs({"groups", "strata"}) do
+        if self[part] then
+            lines[#lines + 1] = string.format("  %-12s %6s %9s %9s %9s %9s", part == "groups" and
+                                              "group" or "stratum", "n", "R2", "RMSE", "MAE", "bias")
+            for _, g in ipairs(self[part]) do
+                lines[#lines + 1] = string.format("  %-12s %6d %9s %9s %9s %9s", tostring(g.group),
+                                                  g.n, f(g.r2), f(g.rmse), f(g.mae), f(g.bias))
+            end
         end
     end
     return table.concat(lines, "\n")
