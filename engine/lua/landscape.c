@@ -16,7 +16,7 @@ static const struct { const char *field, *module; } lx_lazy[] = {
     {"train", "landscape.training"}, {"evaluate", "landscape.training"},
     {"dataset", "landscape.training"},
     {"margins", "landscape.margins"},
-    {"stats", "landscape.stats"},
+    {"stats", "landscape.stats"}, {"table", "landscape.table"},
     {"sharpness", "landscape.sharpness"},
     {"landscape", "landscape.landscape"},
     {"plot", "landscape.plot"},
@@ -63,6 +63,7 @@ int luaopen_landscape(lua_State *L)
     lx_open_io(L);
     lx_open_optim(L);
     lx_open_curvature(L);
+    lx_open_stats(L);
     lua_newtable(L);
     lua_pushcfunction(L, lx_module_index);
     lua_setfield(L, -2, "__index");
