@@ -7,7 +7,7 @@
 
 /* Fields provided by Lua modules: ls.<field> is the module itself (export NULL) or the module's
  * field <export>. The modules are laid out by concern (lualib/landscape/): nn/, train/, analysis/,
- * plus the helpers below them (util, autograd, data, stats, csv, fs, plot, repl). */
+ * plus the helpers below them (util, autograd, data, stats, table, csv, fs, plot, repl). */
 static const struct { const char *field, *module, *export; } lx_lazy[] = {
     {"data", "landscape.data", NULL},
     {"dataset", "landscape.data", "dataset"},
@@ -15,6 +15,7 @@ static const struct { const char *field, *module, *export; } lx_lazy[] = {
     {"fs", "landscape.fs", NULL},
     {"plot", "landscape.plot", NULL},
     {"stats", "landscape.stats", NULL},
+    {"table", "landscape.table", NULL},
     {"repl", "landscape.repl", NULL},
     {"hvp", "landscape.autograd", "hvp"},
     {"jvp", "landscape.autograd", "jvp"},
@@ -68,6 +69,7 @@ int luaopen_landscape(lua_State *L)
     lx_open_optim(L);
     lx_open_curvature(L);
     lx_open_util(L);
+    lx_open_stats(L);
     lua_newtable(L);
     lua_pushcfunction(L, lx_module_index);
     lua_setfield(L, -2, "__index");

@@ -63,5 +63,6 @@ void lx_open_autograd(lua_State *L); /* lx_autograd.c: grad, backward, no_grad, 
 void lx_open_optim(lua_State *L);    /* lx_optim.c: ls._optim kernels behind ls.optim */
 void lx_open_curvature(lua_State *L); /* lx_curvature.c: ls._curvature kernels behind ls.curvature */
 void lx_open_util(lua_State *L);     /* lx_util.c: ls._suggest (the "did you mean" rule) */
+void lx_open_stats(lua_State *L);    /* lx_stats.c: ls._stats kernels behind ls.stats */
 
 #endif

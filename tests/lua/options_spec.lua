@@ -22,6 +22,9 @@ local function fixtures()
     f.bv = f.obj:batch_view(f.x:narrow(1, 1, 6), f.y:narrow(1, 1, 6))
     f.margins = ls.margins(f.model, f.d, {layers = {"output"}})
     f.tmp = os.tmpname()
+    f.X = ls.randn({10, 2}, {seed = 3, dtype = "f64"})
+    f.Y = ls.randn({10}, {seed = 4, dtype = "f64"})
+    f.table = ls.table.from_columns({"a", "b"}, {a = {1, 2, 3, 4}, b = {1, 2, 4, 3}})
     return f
 end
 
@@ -147,6 +150,22 @@ local CASES = {
     ["Batch:loss"] = function(f, o) return f.bv:loss(o) end,
     ["Batch:grad"] = function(f, o) return f.bv:grad(o) end,
     ["Batch:backward"] = function(f, o) return f.bv:backward(o) end,
+    ["ls.stats.ols"] = function(f, o) return ls.stats.ols(f.X, f.Y, o) end,
+    ["ls.stats.ridge"] = function(f, o) return ls.stats.ridge(f.X, f.Y, o) end,
+    ["ls.stats.cross_validate"] = function(f, o)
+        return ls.stats.cross_validate(ls.stats.ols(), f.X, f.Y, o)
+    end,
+    ["ls.stats.permutation_test"] = function(f, o)
+        return ls.stats.permutation_test(ls.stats.ols(), f.X, f.Y, o)
+    end,
+    ["ls.stats.bootstrap"] = function(_, o) return ls.stats.bootstrap(function() return 0 end, 5, o) end,
+    ["ls.stats.kendall_tau"] = function(_, o) return ls.stats.kendall_tau({1, 2, 3}, {1, 3, 2}, o) end,
+    ["ls.stats.granulated_tau"] = function(f, o) return ls.stats.granulated_tau(f.table, o) end,
+    ["ls.table.from_rows"] = function(_, o) return ls.table.from_rows({{a = 1}}, o) end,
+    ["Table:write_csv"] = function(f, o) return f.table:write_csv(f.tmp, o) end,
+    ["Table:sort_by"] = function(f, o) return f.table:sort_by("a", o) end,
+    ["Table:join"] = function(f, o) return f.table:join(f.table:select("a"), "a", o) end,
+    ["Table:matrix"] = function(f, o) return f.table:matrix({"a", "b"}, o) end,
     ["ls.csv.write"] = function(f, o) return ls.csv.write(f.tmp, {{a = 1}}, o) end,
     ["ls.plot.lines"] = function(f, o) return ls.plot.lines({{a = 1, b = 2}}, o) end,
     ["ls.plot.contour"] = function(f, o) return ls.plot.contour({{alpha = 1, beta = 1, loss = 1}}, o) end,
@@ -174,7 +193,10 @@ for _, name in ipairs({
     "ls.fs.list", "ls.fs.mkdir_p", "ls.fs.remove",
     "ls.stats.fences", "ls.stats.iqr", "ls.stats.kurtosis", "ls.stats.mean", "ls.stats.percentile",
     "ls.stats.quantile", "ls.stats.resolve", "ls.stats.sd", "ls.stats.skewness",
-    "ls.stats.summary", "ls.stats.var",
+    "ls.stats.summary", "ls.stats.var", "ls.stats.transfer", "ls.stats.spearman",
+    "ls.stats.pearson", "ls.stats.rank", "ls.stats.scores", "ls.stats.r2", "ls.stats.rmse",
+    "ls.stats.mae", "ls.stats.is_model",
+    "ls.table.is_table", "ls.table.from_columns", "ls.table.read_csv", "ls.table.concat",
 }) do NO_OPTIONS[name] = true end
 
 -- The public tables and the names of their functions (leading "_" is internal).
@@ -196,7 +218,7 @@ local function public_functions()
         out[#out + 1] = "ls." .. name
     end
     for _, name in ipairs({"nn", "optim", "data", "curvature", "sharpness", "landscape", "margins",
-                           "methods", "csv", "fs", "plot", "stats", "io"}) do
+                           "methods", "csv", "fs", "plot", "stats", "table", "io"}) do
         walk(ls[name], "ls." .. name .. ".")
     end
     walk(ls.optim.schedule, "ls.optim.schedule.")
