@@ -158,6 +158,8 @@ static int lx_op_call(lua_State *L)
         case 'R': {
             const char *r = "mean";
             if (lua_istable(L, arg)) {
+                static const char *const keys[] = {"reduction", NULL};
+                lx_checkoptions(L, arg, keys, who);
                 r = lx_optstring(L, arg, "reduction", "mean", who);
             } else if (!absent) {
                 r = luaL_checkstring(L, arg);

@@ -64,6 +64,8 @@ static void lx_table_fill(lua_State *L, int idx, ls_tensor *t, int d, int64_t *i
 static int lx_tensor_new(lua_State *L)
 {
     lua_settop(L, 2);   /* fix the options slot before pushing results */
+    static const char *const keys[] = {"dtype", "requires_grad", NULL};
+    lx_checkoptions(L, 2, keys, "tensor");
     ls_dtype dt = lx_optdtype(L, 2, "dtype", LS_F32, "tensor");
     int rg = lx_optboolean(L, 2, "requires_grad", 0, "tensor");
     ls_tensor **box = lx_newtensorbox(L);
@@ -88,6 +90,9 @@ static int lx_tensor_new(lua_State *L)
     if (rg && ls_requires_grad_(*box, true)) return lx_error(L);
     return 1;
 }
+
+/* The options of the constructors that take only a dtype. */
+static const char *const lx_dtype_key[] = {"dtype", NULL};
 
 /* Sizes of a new tensor must be >= 0 (checked here so the error names the Lua function; reshape and
  * expand take -1 and check for themselves). */
@@ -128,6 +133,7 @@ static int lx_filled(lua_State *L, const char *who, int has_value)
         nd = lx_shape_and_opts(L, first, shape, &opts, who);
     }
     lx_checksizes(L, nd, shape, who);
+    lx_checkoptions(L, opts, lx_dtype_key, who);
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, who);
     ls_tensor **box = lx_newtensorbox(L);
     if (strcmp(who, "zeros") == 0) *box = ls_tensor_zeros(dt, nd, shape);
@@ -143,6 +149,7 @@ static int lx_like(lua_State *L, double v, const char *who)
 {
     ls_tensor *t = lx_checktensor(L, 1);
     lua_settop(L, 2);
+    lx_checkoptions(L, 2, lx_dtype_key, who);
     ls_dtype dt = lx_optdtype(L, 2, "dtype", t->dtype, who);
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_full(dt, t->ndim, t->shape, v);
@@ -162,6 +169,7 @@ static int lx_arange(lua_State *L)
                                      "arange(start, stop, step)");
     double start = n >= 2 ? a[0] : 0, stop = n >= 2 ? a[1] : a[0], step = n == 3 ? a[2] : 1;
     lua_settop(L, n + 1);
+    lx_checkoptions(L, n + 1, lx_dtype_key, "arange");
     ls_dtype dt = lx_optdtype(L, n + 1, "dtype", LS_F32, "arange");
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_arange(dt, start, stop, step);
@@ -177,6 +185,7 @@ static int lx_eye(lua_State *L)
     if (n < 0 || m < 0)
         return luaL_error(L, "eye: negative size %I x %I", (LUAI_UACINT)n, (LUAI_UACINT)m);
     lua_settop(L, opts);
+    lx_checkoptions(L, opts, lx_dtype_key, "eye");
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, "eye");
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_eye(dt, n, m);

@@ -2,12 +2,15 @@
 -- double-vjp trick), vector-Jacobian products, and a finite-difference gradient check for Lua
 -- functions. All accept a single tensor or a list of tensors wherever "tensors" is written.
 local ls = require "landscape"
+local util = require "landscape.util"
 
 local M = {}
 
-local function as_list(t)
+local function as_list(t, who)
   if ls.is_tensor(t) then return {t}, true end
-  assert(type(t) == "table", "expected a tensor or a list of tensors")
+  if type(t) ~= "table" then
+    util.fail("%s: expected a tensor or a list of tensors, got %s", who, type(t))
+  end
   return t, false
 end
 
@@ -16,29 +19,49 @@ local function unwrap(list, single)
   return list
 end
 
--- <a, b> summed over a list of tensor pairs, as a recorded scalar.
+-- <a, b> summed over a list of tensor pairs (nil entries of a skipped), as a recorded scalar; nil
+-- when every entry is nil.
 local function inner(as, bs)
   local total
-  for i = 1, #as do
-    local term = (as[i] * bs[i]):sum()
-    total = total and (total + term) or term
+  for i = 1, #bs do
+    if as[i] ~= nil then
+      local term = (as[i] * bs[i]):sum()
+      total = total and (total + term) or term
+    end
   end
   return total
 end
+M.inner = inner
 
---- ls.hvp(f, params, v) -> H v, shaped like params.
+--- autograd.hvp_from_grad(g, params, v [, opts]) -> list of H v (nil where a parameter is unused):
+-- the second backward of an exact Hessian-vector product, H v = d<g, v>/dparams, for gradients g
+-- taken with create_graph (lists aligned with params; nil entries of g are skipped). The one HVP
+-- core: ls.hvp and the objective's dataset HVP (ls.objective, the Hessian operators) use it.
+-- opts: create_graph = false (record H v, for third-order products), retain_graph = create_graph
+-- (keep g's graph for another product).
+function M.hvp_from_grad(g, params, vs, opts)
+  opts = opts or {}
+  local d = inner(g, vs)
+  if d == nil then return {} end
+  local cg = opts.create_graph and true or false
+  local rg = opts.retain_graph
+  if rg == nil then rg = cg end
+  return ls.grad(d, params, {allow_unused = true, create_graph = cg, retain_graph = rg})
+end
+
+--- ls.hvp(f, params, v [, {create_graph = false}]) -> H v, shaped like params.
 -- f: a function of no arguments returning a scalar loss that depends on params.
 -- params: tensors with requires_grad; v: tensors of the same shapes.
--- Exact: the gradient is taken with create_graph and differentiated again.
-function M.hvp(f, params, v)
-  local ps, single = as_list(params)
-  local vs = as_list(v)
-  if #vs ~= #ps then
-    error(string.format("hvp: %d directions for %d parameters", #vs, #ps), 2)
-  end
+-- Exact: the gradient is taken with create_graph and differentiated again; with create_graph the
+-- result is itself recorded (differentiable once more).
+function M.hvp(f, params, v, opts)
+  local ps, single = as_list(params, "hvp")
+  local vs = as_list(v, "hvp")
+  if #vs ~= #ps then util.fail("hvp: %d directions for %d parameters", #vs, #ps) end
+  opts = util.check_options(opts, {create_graph = true}, "hvp")
   local loss = f()
   local g = ls.grad(loss, ps, {create_graph = true})
-  local hv = ls.grad(inner(g, vs), ps, {allow_unused = true})
+  local hv = M.hvp_from_grad(g, ps, vs, opts)
   for i = 1, #ps do
     if hv[i] == nil then hv[i] = ls.zeros_like(ps[i]) end
   end
@@ -47,7 +70,7 @@ end
 
 --- ls.vjp(f, inputs, u) -> (outputs, u^T J): the gradient of <f(inputs), u> w.r.t. inputs.
 function M.vjp(f, inputs, u)
-  local xs, single = as_list(inputs)
+  local xs, single = as_list(inputs, "vjp")
   local y = f(table.unpack(xs))
   local g = ls.grad(y, xs, {grad_outputs = u, allow_unused = true})
   for i = 1, #xs do
@@ -59,8 +82,8 @@ end
 --- ls.jvp(f, inputs, v) -> (outputs, J v) by the double-vjp trick: with a dummy u that requires grad,
 -- g(u) = J^T u is linear in u, so d<g(u), v>/du = J v. f must return one tensor.
 function M.jvp(f, inputs, v)
-  local xs, single = as_list(inputs)
-  local vs = as_list(v)
+  local xs, single = as_list(inputs, "jvp")
+  local vs = as_list(v, "jvp")
   local y = f(table.unpack(xs))
   local u = ls.zeros_like(y):requires_grad()
   local g = ls.grad(y, xs, {grad_outputs = u, create_graph = true, allow_unused = true})
@@ -81,9 +104,9 @@ end
 -- Compares ls.grad of sum(f(inputs) * r) (r a fixed random projection) with central differences.
 -- Inputs should be f64 tensors with requires_grad.
 function M.gradcheck(f, inputs, opts)
-  opts = opts or {}
+  opts = util.check_options(opts, {eps = true, atol = true, rtol = true, seed = true}, "gradcheck")
   local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-6, opts.rtol or 1e-5
-  local xs = as_list(inputs)
+  local xs = as_list(inputs, "gradcheck")
   local y = f(table.unpack(xs))
   local r = ls.rand(y:size(), {seed = opts.seed or 1, dtype = y:type(), lo = -1, hi = 1})
   local g = ls.grad((y * r):sum(), xs, {allow_unused = true})
@@ -109,5 +132,7 @@ function M.gradcheck(f, inputs, opts)
   end
   return true
 end
+
+for _, name in ipairs({"hvp", "vjp", "jvp", "gradcheck"}) do M[name] = util.public(M[name]) end
 
 return M

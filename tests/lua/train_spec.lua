@@ -3,20 +3,13 @@
 -- schedules, clipping, divergence, determinism bit for bit, evaluation modes, bad input, and a short
 -- real training on Fashion-MNIST.
 local ls = require "landscape"
-local progress = require "landscape.progress"
+local progress = require "landscape.train.progress"
 
 local FMNIST = os.getenv("LANDSCAPE_FASHION_MNIST_DIR") or "/usr/share/datasets/fashion-mnist"
-local have_nn = pcall(require, "landscape.nn") and pcall(require, "landscape.optim")
+local have_nn = pcall(require, "landscape.nn") and pcall(require, "landscape.train.optim")
 
-local function errmsg(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok)
-    return tostring(err)
-end
-
-local function has(msg, text)
-    assert(msg:find(text, 1, true), "expected '" .. text .. "' in: " .. msg)
-end
+local su = require "spec_util"
+local errmsg, has = su.errmsg, su.has
 
 -- A separable 3-class problem: x [n, 4] (f64), label = 1 + the index of the largest of the first
 -- three features.
