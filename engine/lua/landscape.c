@@ -20,6 +20,7 @@ static const struct { const char *field, *module; } lx_lazy[] = {
     {"sharpness", "landscape.sharpness"},
     {"landscape", "landscape.landscape"},
     {"plot", "landscape.plot"},
+    {"study", "landscape.study"},
 };
 
 static int lx_module_index(lua_State *L)

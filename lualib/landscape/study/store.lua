@@ -1,0 +1,232 @@
+--- landscape.study.store: where a study keeps its files, whole-file writes, and the few process
+-- helpers the runner needs (own pid, liveness, sleep).
+--
+-- Layout of a study's output directory OUT:
+--   OUT/jobs/<key>/done.lua      the done record: the job's rows and timings (written last, whole)
+--   OUT/jobs/<key>/failed.lua    a failure record: message, traceback, timings
+--   OUT/jobs/<key>/started.lua   the last start: host, pid, attempt number
+--   OUT/jobs/<key>/state.safetensors   job:save's state (tensors, metadata, the rows so far)
+--   OUT/jobs/<key>/ckpt*         job.checkpoint: the path handed to ls.train's checkpoints
+--   OUT/logs/                    worker logs (local workers) and Slurm task logs
+--   OUT/slurm/                   the array and merge scripts, submissions.lua
+--   OUT/.runs/<pid>/             one local run: its claims (one directory per started job)
+--   OUT/<name>.csv, OUT/<name>.manifest.json   the merge
+-- Records are Lua literals (serial.encode), read back with serial.decode.
+--
+-- Every file is written to a temporary name in its own directory (".<name>.tmp.<pid>.<n>") and renamed
+-- into place, so a process killed at any instant leaves the old file or the new one, never a part.
+-- (Lua cannot fsync: this protects against a killed process, not against a power cut.)
+local fs = require "landscape.fs"
+local serial = require "landscape.study.serial"
+
+local had_lfs_global = rawget(_G, "lfs") ~= nil
+local lfs = require "lfs"
+if not had_lfs_global then _G.lfs = nil end
+
+local M = {}
+
+local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+
+--- The paths of a study's files under `out`.
+function M.layout(out)
+    return {
+        out = out,
+        jobs = fs.join(out, "jobs"),
+        logs = fs.join(out, "logs"),
+        slurm = fs.join(out, "slurm"),
+        runs = fs.join(out, ".runs"),
+    }
+end
+
+--- The directory of job `key`.
+function M.job_dir(out, key) return fs.join(out, "jobs", key) end
+
+local my_pid
+--- This process's id (from /proc/self).
+function M.pid()
+    if not my_pid then
+        my_pid = math.tointeger(tonumber(lfs.symlinkattributes("/proc/self", "target") or ""))
+        if not my_pid then fail("study: cannot read this process's id from /proc/self") end
+    end
+    return my_pid
+end
+
+--- The state letter of process `pid` (from /proc/<pid>/stat), or nil when there is none.
+local function proc_state(pid)
+    local f = io.open("/proc/" .. math.tointeger(pid) .. "/stat", "r")
+    if not f then return nil end
+    local s = f:read("a") or ""
+    f:close()
+    return s:match("^%d+ %(.*%) (%a)")
+end
+
+--- True while process `pid` exists and has not exited (a zombie counts as exited).
+function M.alive(pid)
+    if math.tointeger(pid) == nil then return false end
+    local st = proc_state(pid)
+    return st ~= nil and st ~= "Z" and st ~= "X"
+end
+
+--- The command line of process pid as one string (arguments joined by spaces), or "".
+function M.cmdline(pid)
+    local f = io.open("/proc/" .. math.tointeger(pid) .. "/cmdline", "rb")
+    if not f then return "" end
+    local s = f:read("a") or ""
+    f:close()
+    return (s:gsub("%z", " "))
+end
+
+--- Sleep for `s` seconds. Runs `sleep` through io.popen rather than os.execute: os.execute ignores
+-- SIGINT while its child runs, which would swallow a Ctrl-C sent to this process alone.
+function M.sleep(s)
+    local p = io.popen(string.format("sleep %.3f", s), "r")
+    if p then
+        p:read("a")
+        p:close()
+    end
+end
+
+--- The short host name.
+function M.hostname()
+    local f = io.open("/proc/sys/kernel/hostname", "r")
+    local h = f and f:read("l")
+    if f then f:close() end
+    return h or os.getenv("HOSTNAME") or "unknown"
+end
+
+--- Wall-clock time as an ISO 8601 UTC string (seconds), for records and the manifest.
+function M.iso(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", t or os.time()) end
+
+local counter = 0
+--- Write `text` to `path` whole: a temporary file in the same directory, then rename. The parent
+-- directory is created if missing. Errors name the path.
+function M.write_atomic(path, text)
+    local dir = fs.dirname(path)
+    local ok, err = fs.mkdir_p(dir)
+    if not ok then fail("study: %s", err) end
+    counter = counter + 1
+    local tmp = fs.join(dir, string.format(".%s.tmp.%d.%d", fs.basename(path), M.pid(), counter))
+    local f, ferr = io.open(tmp, "wb")
+    if not f then fail("study: cannot write %s: %s", tmp, ferr) end
+    local wok, werr = f:write(text)
+    local cok, cerr = f:close()
+    if not wok or not cok then
+        os.remove(tmp)
+        fail("study: cannot write %s: %s", tmp, tostring(werr or cerr))
+    end
+    local rok, rerr = os.rename(tmp, path)
+    if not rok then
+        os.remove(tmp)
+        fail("study: cannot rename %s to %s: %s", tmp, path, rerr)
+    end
+end
+
+--- Rename `tmp` to `path` (both in one directory), raising with both names on failure.
+function M.rename(tmp, path)
+    local ok, err = os.rename(tmp, path)
+    if not ok then
+        os.remove(tmp)
+        fail("study: cannot rename %s to %s: %s", tmp, path, err)
+    end
+end
+
+--- A fresh temporary name beside `path` (same directory, so a rename is atomic).
+function M.temp_beside(path)
+    counter = counter + 1
+    return fs.join(fs.dirname(path), string.format(".%s.tmp.%d.%d", fs.basename(path), M.pid(),
+                                                   counter))
+end
+
+--- Write a record (any value serial.encode takes) whole to `path`.
+function M.write_record(path, value)
+    M.write_atomic(path, serial.encode(value) .. "\n")
+end
+
+--- Read a record; nil when the file does not exist; an error naming the path when it does not read.
+function M.read_record(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local text = f:read("a")
+    f:close()
+    local v, err = serial.decode(text, path)
+    if v == nil then fail("study: %s is not a record (%s)", path, tostring(err)) end
+    return v
+end
+
+--- True if `path` exists (one stat).
+function M.exists(path) return lfs.attributes(path, "mode") ~= nil end
+
+--- Create a directory that must not exist yet: true if this call created it, false if it existed
+-- (the claim of a job among workers: mkdir is atomic). Parents must exist.
+function M.claim(path)
+    local ok = lfs.mkdir(path)
+    return ok and true or false
+end
+
+--- The entries (names) of a directory, or {} if it does not exist.
+function M.entries(dir)
+    local out = {}
+    if lfs.attributes(dir, "mode") ~= "directory" then return out end
+    for name in lfs.dir(dir) do
+        if name ~= "." and name ~= ".." then out[#out + 1] = name end
+    end
+    table.sort(out)
+    return out
+end
+
+--- Remove a file or a directory tree (no error if missing).
+function M.remove_tree(path)
+    local mode = lfs.symlinkattributes(path, "mode")
+    if mode == nil then return end
+    if mode == "directory" then
+        for _, name in ipairs(M.entries(path)) do M.remove_tree(fs.join(path, name)) end
+        local ok, err = lfs.rmdir(path)
+        if not ok and lfs.attributes(path, "mode") then fail("study: cannot remove %s: %s", path, err) end
+    else
+        local ok, err = os.remove(path)
+        if not ok and lfs.symlinkattributes(path, "mode") then
+            fail("study: cannot remove %s: %s", path, err)
+        end
+    end
+end
+
+local function read_file(path)
+    local f = io.open(path, "r")
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+end
+
+local machine_cache
+--- This machine, for the records: host, CPU model, cores, the GEMM kernel the engine uses and the
+-- OpenBLAS core type asked for in the environment.
+function M.machine()
+    if machine_cache then return machine_cache end
+    local info = read_file("/proc/cpuinfo") or ""
+    local flags = " " .. (info:match("\nflags%s*:%s*([^\n]*)") or info:match("^flags%s*:%s*([^\n]*)")
+                          or "") .. " "
+    machine_cache = {
+        host = M.hostname(),
+        cpu = info:match("model name%s*:%s*([^\n]+)") or "unknown",
+        cores = require("landscape").available_cores(),
+        -- the engine's matrix products use its own AVX-512 kernel where the CPU has AVX-512F and
+        -- OpenBLAS elsewhere (engine/ops/gemm.c, ls_gemm_path)
+        gemm = flags:find(" avx512f ", 1, true) and "avx512" or "blas",
+        openblas_coretype = os.getenv("OPENBLAS_CORETYPE"),
+    }
+    return machine_cache
+end
+
+--- The path of the executable running this process (/proc/self/exe), or nil.
+function M.executable()
+    return lfs.symlinkattributes("/proc/self/exe", "target")
+end
+
+--- The current directory.
+function M.cwd() return lfs.currentdir() end
+
+--- s quoted for sh.
+function M.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+return M
