@@ -10,51 +10,16 @@ local plan = require "landscape.study.plan"
 local store = require "landscape.study.store"
 local runner = require "landscape.study.runner"
 
-local BIN = os.getenv("LANDSCAPE_BIN") or "build/landscape"
-local SCRIPT = "tests/study/counter_study.lua"
+local h = require "study_helpers"
+local q, read_file, tmpdir, landscape = h.q, h.read_file, h.tmpdir, h.landscape
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
-
-local temps = {}
-local function tmpdir()
-    local p = os.tmpname()
-    os.remove(p)
-    assert(os.execute("mkdir -p " .. q(p)))
-    temps[#temps + 1] = p
-    return p
-end
-
-teardown(function()
-    for _, p in ipairs(temps) do os.execute("rm -rf " .. q(p)) end
-end)
-
--- Runs `landscape <script> <args>` without a terminal (LD_PRELOAD, the sanitizer build's, is left
--- out: the executable links its own runtime, and the tools it starts must not load it).
--- Returns {out =, err =, code =}.
-local function landscape(args, script)
-    local out, err = os.tmpname(), os.tmpname()
-    local cmd = string.format("env -u LD_PRELOAD %s %s %s </dev/null >%s 2>%s", q(BIN),
-                              q(script or SCRIPT), args, q(out), q(err))
-    local _, _, code = os.execute(cmd)
-    local r = {out = read_file(out), err = read_file(err), code = code}
-    os.remove(out)
-    os.remove(err)
-    return r
-end
+teardown(h.cleanup)
 
 -- Starts the same in its own session (so that its process group can be signalled as a terminal
 -- would, or killed whole) and returns its pid.
 local function start(args, log)
-    local p = io.popen(string.format("env -u LD_PRELOAD setsid %s %s %s </dev/null >%s 2>&1 & echo $!",
-                                     q(BIN), q(SCRIPT), args, q(log)), "r")
+    local p = io.popen(string.format("env -u LD_PRELOAD setsid %s %s%s %s </dev/null >%s 2>&1 & echo $!",
+                                     q(h.BIN), q(h.SCRIPT), h.WORK, args, q(log)), "r")
     local pid = math.tointeger(tonumber(p:read("l")))
     p:close()
     return pid
@@ -536,6 +501,32 @@ describe("study runner from the command line", function()
             assert.are.equal(0, r.code, r.err)
             assert.are.equal(reference, read_file(dir .. "/counter.csv"))
         end
+    end)
+
+    it("spends at most 5 % of a 2-second job in the runner (start-up, records)", function()
+        -- 4 jobs that sleep 2 s (the runner's cost does not depend on what a job computes) on 2
+        -- workers; each worker's start-up (process_age at its first job) counts against its jobs
+        local dir = tmpdir()
+        local r = landscape("--out " .. q(dir) .. " --jobs 2 --small --steps 1 --work 1 --sleep 2")
+        assert.are.equal(0, r.code, r.err)
+        local per_worker = {}
+        for _, key in ipairs(store.entries(dir .. "/jobs")) do
+            local rec = store.read_record(dir .. "/jobs/" .. key .. "/done.lua")
+            assert.is_true(rec.seconds >= 2)
+            assert.is_true(rec.runner_seconds <= 0.05 * rec.seconds)
+            local w = per_worker[rec.worker] or {runner = 0, job = 0}
+            per_worker[rec.worker] = w
+            w.runner = w.runner + rec.runner_seconds + (rec.process_age or 0)
+            w.job = w.job + rec.seconds
+        end
+        local n = 0
+        for name, w in pairs(per_worker) do
+            n = n + 1
+            assert.is_true(w.runner <= 0.05 * w.job,
+                           string.format("%s: %.3f s in the runner for %.3f s of jobs", name,
+                                         w.runner, w.job))
+        end
+        assert.are.equal(2, n)
     end)
 
     it("survives SIGKILL at 20 random moments: no row lost or repeated, the same bytes", function()

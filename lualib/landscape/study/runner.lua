@@ -1,11 +1,15 @@
 --- landscape.study.runner: running jobs in this process, each with its records.
 --
--- runner.run_job(study, j, opts) runs one job (j = {index, key, config} from grid:jobs()) unless its
--- done record or its failure record exists (runner.forget_failures first, to run failed jobs again):
--- it writes started.lua, calls
--- study.run(cfg, job) under xpcall, then writes the done record (rows and timings) or the failure
--- record (message and traceback). Returns "done", "failed", "skipped" or "interrupted" (Ctrl-C: no
--- record is written, so the job runs again next time), and the record.
+-- runner.run_job(study, j, opts, first) runs one job (j = {index, key, config} from grid:jobs())
+-- unless its done record or its failure record exists (runner.forget_failures first, to run failed
+-- jobs again): it writes started.lua, calls study.run(cfg, job) under xpcall, then writes the done
+-- record (rows and timings) or the failure record (message and traceback). Returns "done",
+-- "failed", "skipped" or "interrupted" (Ctrl-C: no record is written, so the job runs again next
+-- time), and the record. The record's timings:
+-- seconds (in study.run), runner_seconds (the runner's own time around it, the done record's
+-- write excepted) and, when `first` is true (the first job of its process), process_age: the
+-- seconds from the process's start to this job's, the start-up cost of a worker or shard.
+-- opts: progress_path (job:progress's file), worker (a label kept in the record).
 --
 -- runner.run_jobs(study, jobs, opts) runs a list in order. With opts.claims (a directory), a job is
 -- run only by the process that creates claims/<key> first, so several workers can walk the same list
@@ -48,12 +52,13 @@ local function remove_leftovers(dir)
     end
 end
 
-function M.run_job(study, j, opts)
+function M.run_job(study, j, opts, first)
     opts = opts or {}
     local t_enter = ls.clock()
     local p = M.paths(study.out, j.key)
     if store.exists(p.done) or store.exists(p.failed) then return "skipped" end
     remove_leftovers(p.dir)
+    local age = first and store.process_age() or nil
     local prev = store.read_record(p.started)
     local attempt = (prev and prev.attempt or 0) + 1
     local started = os.time()
@@ -76,7 +81,7 @@ function M.run_job(study, j, opts)
                  cpu = m.cpu, gemm = m.gemm, openblas_coretype = m.openblas_coretype,
                  threads = ls.get_threads(), attempt = attempt, resumed = job.resumed or false,
                  started = store.iso(started), ended = store.iso(), seconds = t1 - t0,
-                 worker = opts.worker}
+                 worker = opts.worker, process_age = age}
     if ok then
         rec.rows = job:rows()
         rec.runner_seconds = (t0 - t_enter) + (ls.clock() - t1)
@@ -102,7 +107,7 @@ function M.run_jobs(study, jobs, opts)
         local todo = M.state(study.out, j.key) == nil
         if todo and opts.claims then todo = store.claim(fs.join(opts.claims, j.key)) end
         if todo then
-            local status, rec = M.run_job(study, j, opts)
+            local status, rec = M.run_job(study, j, opts, counts.done + counts.failed == 0)
             if status == "interrupted" then
                 counts.interrupted = true
                 break

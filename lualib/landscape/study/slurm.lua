@@ -150,7 +150,9 @@ function M.status(study)
         local counts, reasons = {}, {}
         for _, t in pairs(tasks) do
             counts[t.state] = (counts[t.state] or 0) + 1
-            if t.state == "PENDING" and t.reason ~= "" then reasons[t.reason] = true end
+            if t.state == "PENDING" and t.reason ~= "" and t.reason ~= "None" then
+                reasons[t.reason] = true
+            end
         end
         local parts = {}
         for state, c in pairs(counts) do parts[#parts + 1] = c .. " " .. state:lower() end

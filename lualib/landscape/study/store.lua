@@ -218,6 +218,27 @@ function M.machine()
     return machine_cache
 end
 
+local ticks
+--- Seconds since this process started (from /proc/self/stat and /proc/uptime, 10 ms resolution),
+-- or nil: the start-up cost a worker or shard pays before its first job.
+function M.process_age()
+    if not ticks then
+        local p = io.popen("getconf CLK_TCK 2>/dev/null", "r")
+        ticks = p and tonumber(p:read("l") or "") or 100
+        if p then p:close() end
+    end
+    local stat = read_file("/proc/self/stat")
+    local up = read_file("/proc/uptime")
+    local rest = stat and stat:match("^%d+ %(.*%) (.*)$")
+    if not rest or not up then return nil end
+    local fields = {}
+    for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
+    local start = tonumber(fields[20])      -- field 22 of stat: starttime, in clock ticks
+    local now = tonumber(up:match("^(%S+)"))
+    if not start or not now then return nil end
+    return math.max(0, now - start / ticks)
+end
+
 --- The path of the executable running this process (/proc/self/exe), or nil.
 function M.executable()
     return lfs.symlinkattributes("/proc/self/exe", "target")
