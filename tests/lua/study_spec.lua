@@ -482,16 +482,18 @@ describe("study runner from the command line", function()
     end)
 
     it("stops cleanly on Ctrl-C (the terminal's process group, or the runner alone)", function()
-        for _, target in ipairs({"group", "runner"}) do
+        for _, case in ipairs({{"group", " --jobs 2"}, {"runner", " --jobs 2"}, {"group", ""}}) do
+            local target = case[1]
             local dir = tmpdir()
             local log = dir .. "/run.log"
-            local pid = start("--out " .. q(dir) .. " --jobs 2", log)
+            local pid = start("--out " .. q(dir) .. case[2], log)
             local t0 = ls.clock()
             while count_done(dir) < 3 and ls.clock() - t0 < 30 do store.sleep(0.02) end
             os.execute("kill -INT " .. (target == "group" and "-" or "") .. pid)
             assert.is_true(wait_gone(pid, 20), "the runner or a worker is still running")
             local text = read_file(log)
             assert.truthy(text:find("stopped with %d+/24 jobs done"), text)
+            assert.is_nil(text:find("traceback", 1, true), text)
             local done = count_done(dir)
             assert.is_true(done < 24)
             -- no job was recorded as failed by the interruption; the next run completes

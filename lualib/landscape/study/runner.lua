@@ -99,24 +99,31 @@ end
 function M.run_jobs(study, jobs, opts)
     opts = opts or {}
     local counts = {done = 0, failed = 0, skipped = 0}
-    for _, j in ipairs(jobs) do
-        if opts.parent and not store.alive(opts.parent) then
-            counts.orphaned = true
-            break
-        end
-        local todo = M.state(study.out, j.key) == nil
-        if todo and opts.claims then todo = store.claim(fs.join(opts.claims, j.key)) end
-        if todo then
-            local status, rec = M.run_job(study, j, opts, counts.done + counts.failed == 0)
-            if status == "interrupted" then
-                counts.interrupted = true
-                break
+    -- Ctrl-C between jobs (in the runner's own code) stops the loop as cleanly as inside a job
+    local ok, err = pcall(function()
+        for _, j in ipairs(jobs) do
+            if opts.parent and not store.alive(opts.parent) then
+                counts.orphaned = true
+                return
             end
-            counts[status] = counts[status] + 1
-            if opts.on_job then opts.on_job(status, j, rec) end
-        else
-            counts.skipped = counts.skipped + 1
+            local todo = M.state(study.out, j.key) == nil
+            if todo and opts.claims then todo = store.claim(fs.join(opts.claims, j.key)) end
+            if todo then
+                local status, rec = M.run_job(study, j, opts, counts.done + counts.failed == 0)
+                if status == "interrupted" then
+                    counts.interrupted = true
+                    return
+                end
+                counts[status] = counts[status] + 1
+                if opts.on_job then opts.on_job(status, j, rec) end
+            else
+                counts.skipped = counts.skipped + 1
+            end
         end
+    end)
+    if not ok then
+        if not is_interrupt(err) then error(err, 0) end
+        counts.interrupted = true
     end
     return counts
 end

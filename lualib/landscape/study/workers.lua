@@ -220,7 +220,9 @@ function M.run(study, jobs, opts)
                 local done, alive = all_exited(workers)
                 display:poll(alive)
                 if done then break end
-                store.sleep(POLL)
+                -- at the tail (no more jobs than workers left), poll faster to notice the end
+                local left = display.total - display.done - display.failed
+                store.sleep(left <= n and POLL / 5 or POLL)
             end
         end)
         if not ok then
