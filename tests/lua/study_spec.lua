@@ -164,6 +164,12 @@ describe("study.grid", function()
 
     it("rejects bad grids with messages that name the problem", function()
         assert.has_error(function() study.grid{a = {}} end, "grid: factor 'a' has no levels")
+        -- errors point at the caller's line
+        local ok, e = pcall(function() local g = study.grid{a = {}}; return g end)
+        assert.is_false(ok)
+        assert.matches("study_spec%.lua:%d+: grid: factor 'a' has no levels", e)
+        ok, e = pcall(function() local g = study.grid{a = {1}}:filter(3); return g end)
+        assert.matches("study_spec%.lua:%d+: grid:filter: expected a function", e)
         assert.has_error(function() study.grid{a = {1}, [1] = {a = 2}} end)
         assert.has_error(function() study.grid{job = {1}} end,
                          "grid: the column name 'job' is reserved for the job key")

@@ -29,9 +29,11 @@
 -- p:parse(argv) exits the process on a bad argument (the message and the usage on stderr, status 2)
 -- and on --help (the usage on stdout, status 0); p:try(argv) returns nil, message instead (and
 -- nil, "help" for --help). argv is Lua's `arg` (entries 1..n).
+local util = require "landscape.util"
+
 local M = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = util.fail
 
 local Parser = {}
 Parser.__index = Parser
@@ -50,11 +52,7 @@ end
 --- args.parser(spec) -> parser (see the header).
 function M.parser(spec)
     if type(spec) ~= "table" then fail("args.parser: expected a spec table") end
-    for k in pairs(spec) do
-        if k ~= "name" and k ~= "usage" and k ~= "options" then
-            fail("args.parser: unknown spec key '%s' (known: name, usage, options)", tostring(k))
-        end
-    end
+    util.check_options(spec, {name = true, usage = true, options = true}, "args.parser")
     local name = spec.name or "script"
     local p = setmetatable({name = name, usage_line = spec.usage or
                                ("landscape " .. name .. ".lua [options]"),
@@ -71,13 +69,10 @@ function Parser:add(o)
     local name = o[1]:gsub("-", "_")
     if not name:match("^[%a_][%w_]*$") then fail("args.parser: bad option name '%s'", o[1]) end
     if self.by_name[name] then fail("args.parser: option '%s' given twice", name) end
-    for k in pairs(o) do
-        if k ~= 1 and k ~= 2 and k ~= 3 and k ~= "type" and k ~= "choices" and k ~= "min"
-            and k ~= "column" then
-            fail("args.parser: option '%s': unknown key '%s' (known: type, choices, min, column)",
-                 name, tostring(k))
-        end
-    end
+    local keys = {}
+    for k, v in pairs(o) do if math.type(k) ~= "integer" then keys[k] = v end end
+    util.check_options(keys, {type = true, choices = true, min = true, column = true},
+                       "args.parser: option '" .. name .. "'")
     local ty = o.type or typeof(o[2])
     if ty == nil then fail("args.parser: option '%s' has no default: give its type", name) end
     if not TYPES[ty] then fail("args.parser: option '%s': unknown type '%s'", name, tostring(ty)) end
@@ -290,5 +285,10 @@ function Parser:row(opts, measures)
     end
     return row
 end
+
+-- Errors point at the caller's line (util.public).
+M.parser = util.public(M.parser)
+Parser.argv = util.public(Parser.argv)
+Parser.row = util.public(Parser.row)
 
 return M

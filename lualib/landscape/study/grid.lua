@@ -23,6 +23,7 @@
 -- configuration (not on the grid, its order, the machine or the run), so a job is the same job in a
 -- resumed run, on another machine, or in a grid that gained cells. Two cells with the same
 -- configuration are an error (g:jobs()).
+local util = require "landscape.util"
 local serial = require "landscape.study.serial"
 
 local M = {}
@@ -67,10 +68,7 @@ end
 local function new(spec, opts)
     if type(spec) ~= "table" then fail("grid: expected a table of factors or a list of cells") end
     if getmetatable(spec) == Grid then return spec end
-    opts = opts or {}
-    for k in pairs(opts) do
-        if k ~= "order" then fail("grid: unknown option '%s' (known: order)", tostring(k)) end
-    end
+    opts = util.check_options(opts, {order = true}, "grid")
     local order = {}
     if opts.order ~= nil then
         if type(opts.order) ~= "table" then fail("grid: option 'order' must be a list of names") end
@@ -180,11 +178,13 @@ end
 --- The cells for which pred(cell) is false.
 function Grid:exclude(pred)
     check_pred(pred, "exclude")
-    return self:filter(function(c) return not pred(c) end)
+    local out = {}
+    for _, c in ipairs(self._cells) do if not pred(copy(c)) then out[#out + 1] = c end end
+    return make(out, self._order)
 end
 
 --- A grid with a new column `name` = fn(cell) in every cell.
-function Grid:derive(name, fn)
+local function derive(self, name, fn)
     check_name(name, "grid:derive")
     if type(fn) ~= "function" then fail("grid:derive: expected a function(cell) -> value") end
     local out = {}
@@ -201,19 +201,20 @@ end
 
 --- The seed derived from a configuration and a name: an integer in 1 .. 2^31 - 1 that depends only on
 -- the cell's other columns and on `name` (so two derived seeds of one cell differ).
-function M.derive_seed(cfg, name)
+local function seed_of(cfg, name)
     local h = serial.hash(serial.canonical(cfg) .. "\0seed\0" .. name)
     return (h & 0x7fffffff) % 2147483646 + 1
 end
+M.derive_seed = seed_of
 
 --- A grid with a column `name` holding grid.derive_seed(cell, name).
 function Grid:derive_seed(name)
     check_name(name, "grid:derive_seed")
-    return self:derive(name, function(c) return M.derive_seed(c, name) end)
+    return derive(self, name, function(c) return seed_of(c, name) end)
 end
 
 --- Every cell of self merged with every cell of other (self's cells vary slowest).
-function Grid:product(other)
+local function product(self, other)
     other = new(other)
     local out = {}
     for _, a in ipairs(self._cells) do
@@ -232,7 +233,7 @@ function Grid:product(other)
 end
 
 --- The cells of self, then those of other.
-function Grid:concat(other)
+local function concat(self, other)
     other = new(other)
     local out = {}
     for _, c in ipairs(self._cells) do out[#out + 1] = c end
@@ -242,31 +243,41 @@ function Grid:concat(other)
     return make(out, order)
 end
 
-Grid.__mul = function(a, b) return new(a):product(b) end
-Grid.__add = function(a, b) return new(a):concat(b) end
+Grid.product, Grid.concat = product, concat
+Grid.__mul = function(a, b) return product(new(a), b) end
+Grid.__add = function(a, b) return concat(new(a), b) end
 
 --- The job key of a configuration: 16 hex digits.
-function M.key(cfg)
+local function key(cfg)
     if type(cfg) ~= "table" then fail("grid.key: expected a configuration table") end
     return serial.hex(serial.hash(serial.canonical(cfg)))
 end
+M.key = key
 
 --- The jobs: a list of {index = i, key = grid.key(cell), config = cell (a copy)}; an error names the
 -- two cells when two have the same configuration.
 function Grid:jobs()
     local out, seen = {}, {}
     for i, c in ipairs(self._cells) do
-        local key = M.key(c)
-        if seen[key] then
-            fail("grid: cells %d and %d have the same configuration %s", seen[key], i,
+        local k = key(c)
+        if seen[k] then
+            fail("grid: cells %d and %d have the same configuration %s", seen[k], i,
                  serial.canonical(c))
         end
-        seen[key] = i
-        out[i] = {index = i, key = key, config = copy(c)}
+        seen[k] = i
+        out[i] = {index = i, key = k, config = copy(c)}
     end
     return out
 end
 
-M.new = new
+-- Errors point at the caller's line (util.public).
+Grid.derive = derive
+for _, name in ipairs({"cells", "columns", "filter", "exclude", "derive", "derive_seed", "product",
+                       "concat", "jobs"}) do
+    Grid[name] = util.public(Grid[name])
+end
+M.key = util.public(M.key)
+M.derive_seed = util.public(M.derive_seed)
+M.new = util.public(new)
 M.Grid = Grid
-return setmetatable(M, {__call = function(_, spec, opts) return new(spec, opts) end})
+return M

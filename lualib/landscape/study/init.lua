@@ -41,7 +41,6 @@
 -- 130 after Ctrl-C.
 local ls = require "landscape"
 local fs = require "landscape.fs"
-local progress = require "landscape.progress"
 local util = require "landscape.util"
 local args = require "landscape.study.args"
 local grid = require "landscape.study.grid"
@@ -332,13 +331,11 @@ function Study:command(argv)
         return failed > 0 and 1 or 0
     end
 
-    local display = "none"
-    if progress.is_tty(1) then display = "tty" else display = "log" end
     if opts.retry_failed then runner.forget_failures(self.out, jobs) end
     local worker_words = {table.unpack(words)}
     worker_words[#worker_words + 1] = "--threads"
     worker_words[#worker_words + 1] = tostring(opts.threads)
-    local res = workers.run(self, jobs, {jobs = opts.jobs, command = worker_words, display = display})
+    local res = workers.run(self, jobs, {jobs = opts.jobs, command = worker_words})
     if res.interrupted then
         print(string.format("%s: stopped with %d/%d jobs done; run the same command to continue",
                             self.name, res.done, res.total))

@@ -36,6 +36,7 @@
 -- from its log (restored on resume) or at the end of the run.
 local ls = require "landscape"
 local fs = require "landscape.fs"
+local util = require "landscape.util"
 local serial = require "landscape.study.serial"
 local store = require "landscape.study.store"
 
@@ -135,6 +136,9 @@ function Job:log(fmt, ...)
 end
 
 function Job:fail(msg) error(tostring(msg), 0) end
+
+-- Errors point at the caller's line (util.public); job:fail's message is the job's failure as given.
+for _, name in ipairs({"row", "save", "load", "progress", "log"}) do Job[name] = util.public(Job[name]) end
 
 M.Job = Job
 M.STATE = STATE

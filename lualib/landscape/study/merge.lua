@@ -5,7 +5,7 @@
 -- a list value as "a,b"), then `job` (the job key), then the result columns (study.columns first,
 -- then the others sorted). The bytes depend only on the results, never on which process, shard,
 -- machine or order produced them. It also writes OUT/<name>.manifest.json: the engine version and
--- commit, the machines (host, CPU, GEMM kernel, OpenBLAS core type, threads) with their job counts,
+-- commit, the machines (host, CPU, GEMM path, BLAS library and kernel, threads) with their job counts,
 -- the first start and last end, job time statistics, and every failure with its message.
 -- Jobs that are neither done nor failed make it an error unless opts.partial (then they are listed
 -- in the manifest as missing). Returns the CSV path, the manifest path and the status.
@@ -133,12 +133,14 @@ function M.run(study, jobs, opts)
         if rec then
             first = (first == nil or rec.started < first) and rec.started or first
             last = (last == nil or rec.ended > last) and rec.ended or last
-            local m = string.format("%s|%s|%s|%s|%s", tostring(rec.host), tostring(rec.cpu),
-                                    tostring(rec.gemm), tostring(rec.threads),
-                                    tostring(rec.openblas_coretype))
-            machines[m] = machines[m] or {host = rec.host, cpu = rec.cpu, gemm = rec.gemm,
-                                          threads = rec.threads,
-                                          openblas_coretype = rec.openblas_coretype, jobs = 0}
+            local fields = {"host", "cpu", "gemm", "blas", "blas_kernel", "threads"}
+            local parts = {}
+            for i, k in ipairs(fields) do parts[i] = tostring(rec[k]) end
+            local m = table.concat(parts, "|")
+            if not machines[m] then
+                machines[m] = {jobs = 0}
+                for _, k in ipairs(fields) do machines[m][k] = rec[k] end
+            end
             machines[m].jobs = machines[m].jobs + 1
         end
         if st.states[i] == "done" then

@@ -78,7 +78,7 @@ function M.run_job(study, j, opts, first)
     if not ok and is_interrupt(err) then return "interrupted" end
     local m = store.machine()
     local rec = {key = j.key, index = j.index, config = j.config, host = m.host, pid = store.pid(),
-                 cpu = m.cpu, gemm = m.gemm, openblas_coretype = m.openblas_coretype,
+                 cpu = m.cpu, gemm = m.gemm, blas = m.blas, blas_kernel = m.blas_kernel,
                  threads = ls.get_threads(), attempt = attempt, resumed = job.resumed or false,
                  started = store.iso(started), ended = store.iso(), seconds = t1 - t0,
                  worker = opts.worker, process_age = age}

@@ -199,23 +199,26 @@ local function read_file(path)
 end
 
 local machine_cache
---- This machine, for the records: host, CPU model, cores, the GEMM kernel the engine uses and the
--- OpenBLAS core type asked for in the environment.
+--- This machine, for the records: host, CPU model, cores, the engine's GEMM path ("avx512": its own
+-- kernels, "blas"), the BLAS library and the kernel it picked. Taken from ls.system_info() where the
+-- engine has it; otherwise the GEMM path is inferred as the engine chooses it (engine/ops/gemm.c: its
+-- AVX-512 kernels where the CPU has AVX-512F) and the BLAS kernel is OPENBLAS_CORETYPE, when set.
 function M.machine()
     if machine_cache then return machine_cache end
+    local ls = require "landscape"
     local info = read_file("/proc/cpuinfo") or ""
-    local flags = " " .. (info:match("\nflags%s*:%s*([^\n]*)") or info:match("^flags%s*:%s*([^\n]*)")
-                          or "") .. " "
-    machine_cache = {
-        host = M.hostname(),
-        cpu = info:match("model name%s*:%s*([^\n]+)") or "unknown",
-        cores = require("landscape").available_cores(),
-        -- the engine's matrix products use its own AVX-512 kernel where the CPU has AVX-512F and
-        -- OpenBLAS elsewhere (engine/ops/gemm.c, ls_gemm_path)
-        gemm = flags:find(" avx512f ", 1, true) and "avx512" or "blas",
-        openblas_coretype = os.getenv("OPENBLAS_CORETYPE"),
-    }
-    return machine_cache
+    local m = {host = M.hostname(), cpu = info:match("model name%s*:%s*([^\n]+)") or "unknown",
+               cores = ls.available_cores()}
+    local sys = type(ls.system_info) == "function" and ls.system_info() or nil
+    if sys then
+        m.gemm, m.blas, m.blas_kernel = sys.gemm, sys.blas, sys.blas_kernel
+    else
+        local flags = " " .. (info:match("flags%s*:%s*([^\n]*)") or "") .. " "
+        m.gemm = flags:find(" avx512f ", 1, true) and "avx512" or "blas"
+        m.blas_kernel = os.getenv("OPENBLAS_CORETYPE")
+    end
+    machine_cache = m
+    return m
 end
 
 local ticks

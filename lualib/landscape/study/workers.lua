@@ -7,7 +7,8 @@
 --   threads          engine threads per worker (set by the caller in this process)
 --   command          (jobs > 1) the command that starts a worker, as a list of words; the runner
 --                    appends --worker I --run DIR --parent PID
---   display          "tty" (one line redrawn), "log" (a line per finished job) or "none"
+--   display          "tty" (one line redrawn), "log" (a line per finished job) or "none";
+--                    default "tty" when stdout is a terminal, else "log"
 --
 -- A run owns OUT/.runs/<pid>/ while it works: workers claim jobs there (mkdir claims/<key>, so each
 -- job runs once, longest first), report progress there, and their output goes to OUT/logs/. A second
@@ -17,7 +18,9 @@
 -- 10 s) and returns with interrupted = true; the next run continues from the records and checkpoints.
 local ls = require "landscape"
 local fs = require "landscape.fs"
-local progress = require "landscape.progress"
+-- the progress bar module (landscape.progress; landscape.train.progress in the layout of issue #12)
+local has_progress, progress = pcall(require, "landscape.progress")
+if not has_progress then progress = require "landscape.train.progress" end
 local plan = require "landscape.study.plan"
 local runner = require "landscape.study.runner"
 local store = require "landscape.study.store"
@@ -199,7 +202,8 @@ function M.run(study, jobs, opts)
     local costs = plan.costs(jobs, study.cost)
     local ordered = plan.order(jobs, costs)
     local run_dir = open_run(study.out)
-    local display = new_display(study, jobs, costs, opts.display or "log", run_dir)
+    local mode = opts.display or (progress.is_tty(1) and "tty" or "log")
+    local display = new_display(study, jobs, costs, mode, run_dir)
     local claims = fs.join(run_dir, "claims")
     local result = {}
     if n <= 1 then
