@@ -250,6 +250,24 @@ describe("study.args", function()
     end)
 end)
 
+describe("the scripts on the shared parser", function()
+    it("print their usage on --help and refuse an unknown option with status 2", function()
+        for _, name in ipairs({"train_fashion_mnist", "hessian_spectrum", "landscape_slice",
+                               "bn_smoothness", "ncm_fashion_mnist", "example_sweep"}) do
+            local script = "scripts/" .. name .. ".lua"
+            local r = h.sh(q(h.BIN) .. " " .. q(script) .. " --help")
+            assert.are.equal(0, r.code, name)
+            assert.truthy(r.out:find("usage: landscape ", 1, true), name)
+            local bad = h.sh(q(h.BIN) .. " " .. q(script) .. " --no-such-option 1")
+            assert.are.equal(2, bad.code, name)
+            assert.truthy(bad.err:find("unknown option --no-such-option", 1, true), name .. bad.err)
+        end
+        local r = h.sh(q(h.BIN) .. " scripts/train_fashion_mnist.lua --optimizer rmsprop")
+        assert.are.equal(2, r.code)
+        assert.truthy(r.err:find("--optimizer needs one of sgd, adam, adamw, got 'rmsprop'", 1, true))
+    end)
+end)
+
 describe("study.plan", function()
     local jobs = study.grid{a = {1, 2, 3, 4, 5, 6, 7}}:jobs()
     local cost = function(c) return c.a end
