@@ -19,13 +19,7 @@ M.SCRIPT = "tests/study/counter_study.lua"
 
 function M.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-function M.read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+M.read_file = require("landscape.study.store").read_file
 
 local temps = {}
 function M.tmpdir()

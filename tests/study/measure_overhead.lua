@@ -1,9 +1,10 @@
 --- The study runner's overhead, as reported in docs/study-runner.md:
 --   landscape tests/study/measure_overhead.lua [OUTDIR]
 -- 1. 8 jobs that each sleep 2 s (tests/study/counter_study.lua --small --sleep 2, 4 jobs, twice: two
---    studies) on 2 workers: the runner's time per job (runner_seconds: claim, started record, done
---    record, leftovers), each worker's start-up (process_age at its first job), and the wall time
---    against the ideal (the sum of job times / 2).
+--    studies) on 2 workers: the runner's wall and CPU time per job (runner_seconds and
+--    runner_cpu_seconds: claim, started record, done record, leftovers), each worker's start-up
+--    (process_age and process_cpu at its first job), and the wall time against the ideal (the sum
+--    of job times / 2).
 -- 2. job:save of a 1.3 MB state (an MLP 784-256-256-10's weights in float32) and job:load: the
 --    cost of one checkpoint through the runner (temp file + rename).
 local ls = require "landscape"
@@ -28,18 +29,24 @@ for round = 1, 2 do
     assert(os.execute(string.format("%s tests/study/counter_study.lua --out %s --small --steps 1 "
                                     .. "--work 1 --sleep 2 --jobs 2 >/dev/null", q(exe), q(dir))))
     local wall = ls.clock() - t0
-    local runner, ages, sum = {}, {}, 0
+    local runner, cpu, ages, sum = {}, {}, {}, 0
     for _, key in ipairs(store.entries(dir .. "/jobs")) do
         local rec = store.read_record(dir .. "/jobs/" .. key .. "/done.lua")
         runner[#runner + 1] = rec.runner_seconds * 1000
-        if rec.process_age then ages[#ages + 1] = string.format("%.0f", rec.process_age * 1000) end
+        cpu[#cpu + 1] = rec.runner_cpu_seconds * 1000
+        if rec.process_age then
+            ages[#ages + 1] = string.format("%.0f (cpu %.0f)", rec.process_age * 1000,
+                                            rec.process_cpu * 1000)
+        end
         sum = sum + rec.seconds
     end
     local max_runner = math.max(table.unpack(runner))
+    local max_cpu = math.max(table.unpack(cpu))
     print(string.format("round %d: 4 jobs of %.2f s on 2 workers: runner per job median %.2f ms "
-                        .. "(max %.2f ms); worker start-up %s ms; wall %.2f s against %.2f s ideal "
-                        .. "(+%.1f %%)", round, sum / 4, median(runner), max_runner,
-                        table.concat(ages, ", "), wall, sum / 2, 100 * (wall / (sum / 2) - 1)))
+                        .. "(max %.2f ms), cpu median %.2f ms (max %.2f ms); worker start-up %s ms; "
+                        .. "wall %.2f s against %.2f s ideal (+%.1f %%)", round, sum / 4,
+                        median(runner), max_runner, median(cpu), max_cpu, table.concat(ages, ", "),
+                        wall, sum / 2, 100 * (wall / (sum / 2) - 1)))
 end
 
 local w = {}

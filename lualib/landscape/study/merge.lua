@@ -126,7 +126,7 @@ function M.run(study, jobs, opts)
     end
     local extra = {}
     local rows = {}
-    local seconds, runner_seconds, machines = {}, {}, {}
+    local seconds, runner_seconds, runner_cpu, machines = {}, {}, {}, {}
     local first, last
     for i, j in ipairs(jobs) do
         local rec = st.records[i]
@@ -146,6 +146,7 @@ function M.run(study, jobs, opts)
         if st.states[i] == "done" then
             seconds[#seconds + 1] = rec.seconds
             runner_seconds[#runner_seconds + 1] = rec.runner_seconds
+            runner_cpu[#runner_cpu + 1] = rec.runner_cpu_seconds
             for _, r in ipairs(rec.rows) do
                 local row = {job = j.key}
                 for _, k in ipairs(config_cols) do row[k] = cell(j.config[k]) end
@@ -198,6 +199,7 @@ function M.run(study, jobs, opts)
         merged = store.iso(),
         job_seconds = stats(seconds),
         runner_seconds = stats(runner_seconds),
+        runner_cpu_seconds = stats(runner_cpu),
         failures = st.failures,
         missing = missing,
     }

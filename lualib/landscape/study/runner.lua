@@ -6,9 +6,10 @@
 -- record (rows and timings) or the failure record (message and traceback). Returns "done",
 -- "failed", "skipped" or "interrupted" (Ctrl-C: no record is written, so the job runs again next
 -- time), and the record. The record's timings:
--- seconds (in study.run), runner_seconds (the runner's own time around it, the done record's
--- write excepted) and, when `first` is true (the first job of its process), process_age: the
--- seconds from the process's start to this job's, the start-up cost of a worker or shard.
+-- seconds (in study.run), runner_seconds and runner_cpu_seconds (the runner's own wall and CPU time
+-- around it, the done record's write excepted) and, when `first` is true (the first job of its
+-- process), process_age and process_cpu: the wall and CPU seconds from the process's start to this
+-- job's, the start-up cost of a worker or shard.
 -- opts: progress_path (job:progress's file), worker (a label kept in the record).
 --
 -- runner.run_jobs(study, jobs, opts) runs a list in order. With opts.claims (a directory), a job is
@@ -54,11 +55,12 @@ end
 
 function M.run_job(study, j, opts, first)
     opts = opts or {}
-    local t_enter = ls.clock()
+    local t_enter, c_enter = ls.clock(), os.clock()
     local p = M.paths(study.out, j.key)
     if store.exists(p.done) or store.exists(p.failed) then return "skipped" end
     remove_leftovers(p.dir)
-    local age = first and store.process_age() or nil
+    local age, cpu
+    if first then age, cpu = store.process_times() end
     local prev = store.read_record(p.started)
     local attempt = (prev and prev.attempt or 0) + 1
     local started = os.time()
@@ -69,22 +71,23 @@ function M.run_job(study, j, opts, first)
                            opts = study.opts}
     local cfg = {}
     for k, v in pairs(j.config) do cfg[k] = v end
-    local t0 = ls.clock()
+    local t0, c0 = ls.clock(), os.clock()
     local ok, err = xpcall(study.run, function(msg)
         if is_interrupt(msg) then return msg end
         return {message = tostring(msg), traceback = debug.traceback(tostring(msg), 2)}
     end, cfg, job)
-    local t1 = ls.clock()
+    local t1, c1 = ls.clock(), os.clock()
     if not ok and is_interrupt(err) then return "interrupted" end
     local m = store.machine()
     local rec = {key = j.key, index = j.index, config = j.config, host = m.host, pid = store.pid(),
                  cpu = m.cpu, gemm = m.gemm, blas = m.blas, blas_kernel = m.blas_kernel,
                  threads = ls.get_threads(), attempt = attempt, resumed = job.resumed or false,
                  started = store.iso(started), ended = store.iso(), seconds = t1 - t0,
-                 worker = opts.worker, process_age = age}
+                 worker = opts.worker, process_age = age, process_cpu = cpu}
     if ok then
         rec.rows = job:rows()
         rec.runner_seconds = (t0 - t_enter) + (ls.clock() - t1)
+        rec.runner_cpu_seconds = (c0 - c_enter) + (os.clock() - c1)
         store.write_record(p.done, rec)
         os.remove(fs.join(p.dir, jobmod.STATE))   -- job:save's state: the rows are in the record
         remove_leftovers(p.dir)

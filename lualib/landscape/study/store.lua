@@ -27,6 +27,16 @@ local M = {}
 
 local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
+--- The bytes of a file, or nil when it cannot be read.
+function M.read_file(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+end
+local read_file = M.read_file
+
 --- The paths of a study's files under `out`.
 function M.layout(out)
     return {
@@ -53,11 +63,8 @@ end
 
 --- The state letter of process `pid` (from /proc/<pid>/stat), or nil when there is none.
 local function proc_state(pid)
-    local f = io.open("/proc/" .. math.tointeger(pid) .. "/stat", "r")
-    if not f then return nil end
-    local s = f:read("a") or ""
-    f:close()
-    return s:match("^%d+ %(.*%) (%a)")
+    local s = read_file("/proc/" .. math.tointeger(pid) .. "/stat")
+    return s and s:match("^%d+ %(.*%) (%a)")
 end
 
 --- True while process `pid` exists and has not exited (a zombie counts as exited).
@@ -69,11 +76,7 @@ end
 
 --- The command line of process pid as one string (arguments joined by spaces), or "".
 function M.cmdline(pid)
-    local f = io.open("/proc/" .. math.tointeger(pid) .. "/cmdline", "rb")
-    if not f then return "" end
-    local s = f:read("a") or ""
-    f:close()
-    return (s:gsub("%z", " "))
+    return ((read_file("/proc/" .. math.tointeger(pid) .. "/cmdline") or ""):gsub("%z", " "))
 end
 
 --- Sleep for `s` seconds. Runs `sleep` through io.popen rather than os.execute: os.execute ignores
@@ -98,27 +101,11 @@ end
 function M.iso(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", t or os.time()) end
 
 local counter = 0
---- Write `text` to `path` whole: a temporary file in the same directory, then rename. The parent
--- directory is created if missing. Errors name the path.
-function M.write_atomic(path, text)
-    local dir = fs.dirname(path)
-    local ok, err = fs.mkdir_p(dir)
-    if not ok then fail("study: %s", err) end
+--- A fresh temporary name beside `path` (same directory, so a rename is atomic).
+function M.temp_beside(path)
     counter = counter + 1
-    local tmp = fs.join(dir, string.format(".%s.tmp.%d.%d", fs.basename(path), M.pid(), counter))
-    local f, ferr = io.open(tmp, "wb")
-    if not f then fail("study: cannot write %s: %s", tmp, ferr) end
-    local wok, werr = f:write(text)
-    local cok, cerr = f:close()
-    if not wok or not cok then
-        os.remove(tmp)
-        fail("study: cannot write %s: %s", tmp, tostring(werr or cerr))
-    end
-    local rok, rerr = os.rename(tmp, path)
-    if not rok then
-        os.remove(tmp)
-        fail("study: cannot rename %s to %s: %s", tmp, path, rerr)
-    end
+    return fs.join(fs.dirname(path), string.format(".%s.tmp.%d.%d", fs.basename(path), M.pid(),
+                                                   counter))
 end
 
 --- Rename `tmp` to `path` (both in one directory), raising with both names on failure.
@@ -130,11 +117,21 @@ function M.rename(tmp, path)
     end
 end
 
---- A fresh temporary name beside `path` (same directory, so a rename is atomic).
-function M.temp_beside(path)
-    counter = counter + 1
-    return fs.join(fs.dirname(path), string.format(".%s.tmp.%d.%d", fs.basename(path), M.pid(),
-                                                   counter))
+--- Write `text` to `path` whole: a temporary file in the same directory, then rename. The parent
+-- directory is created if missing. Errors name the path.
+function M.write_atomic(path, text)
+    local ok, err = fs.mkdir_p(fs.dirname(path))
+    if not ok then fail("study: %s", err) end
+    local tmp = M.temp_beside(path)
+    local f, ferr = io.open(tmp, "wb")
+    if not f then fail("study: cannot write %s: %s", tmp, ferr) end
+    local wok, werr = f:write(text)
+    local cok, cerr = f:close()
+    if not wok or not cok then
+        os.remove(tmp)
+        fail("study: cannot write %s: %s", tmp, tostring(werr or cerr))
+    end
+    M.rename(tmp, path)
 end
 
 --- Write a record (any value serial.encode takes) whole to `path`.
@@ -144,10 +141,8 @@ end
 
 --- Read a record; nil when the file does not exist; an error naming the path when it does not read.
 function M.read_record(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local text = f:read("a")
-    f:close()
+    local text = read_file(path)
+    if not text then return nil end
     local v, err = serial.decode(text, path)
     if v == nil then fail("study: %s is not a record (%s)", path, tostring(err)) end
     return v
@@ -190,13 +185,6 @@ function M.remove_tree(path)
     end
 end
 
-local function read_file(path)
-    local f = io.open(path, "r")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
 
 local machine_cache
 --- This machine, for the records: host, CPU model, cores, the engine's GEMM path ("avx512": its own
@@ -222,9 +210,10 @@ function M.machine()
 end
 
 local ticks
---- Seconds since this process started (from /proc/self/stat and /proc/uptime, 10 ms resolution),
--- or nil: the start-up cost a worker or shard pays before its first job.
-function M.process_age()
+--- How long this process has existed and how much CPU it has used, in seconds (from /proc/self/stat
+-- and /proc/uptime, 10 ms resolution): age, cpu, or nil. At a process's first job, the start-up cost
+-- a worker or shard pays (the wall time, and the part of it the process itself spent).
+function M.process_times()
     if not ticks then
         local p = io.popen("getconf CLK_TCK 2>/dev/null", "r")
         ticks = p and tonumber(p:read("l") or "") or 100
@@ -234,12 +223,13 @@ function M.process_age()
     local up = read_file("/proc/uptime")
     local rest = stat and stat:match("^%d+ %(.*%) (.*)$")
     if not rest or not up then return nil end
-    local fields = {}
-    for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
-    local start = tonumber(fields[20])      -- field 22 of stat: starttime, in clock ticks
+    local f = {}
+    for w in rest:gmatch("%S+") do f[#f + 1] = w end
+    -- stat's fields 14, 15 and 22 (utime, stime, starttime, in clock ticks) are f[12], f[13], f[20]
+    local utime, stime, start = tonumber(f[12]), tonumber(f[13]), tonumber(f[20])
     local now = tonumber(up:match("^(%S+)"))
-    if not start or not now then return nil end
-    return math.max(0, now - start / ticks)
+    if not (utime and stime and start and now) then return nil end
+    return math.max(0, now - start / ticks), (utime + stime) / ticks
 end
 
 --- The path of the executable running this process (/proc/self/exe), or nil.
