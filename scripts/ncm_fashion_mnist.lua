@@ -9,7 +9,8 @@
 local ls = require "landscape"
 
 local opts = require("landscape.study.args").parser{
-    name = "ncm_fashion_mnist", usage = "landscape scripts/ncm_fashion_mnist.lua [options]", options = {
+    name = "ncm_fashion_mnist", usage = "landscape scripts/ncm_fashion_mnist.lua [options]",
+    options = {
     {"n", nil, "training images to use (default all 60000)", type = "integer", min = 1},
     {"out", "out", "where ncm_per_class.csv goes", column = false},
     {"dtype", "f32", "tensor type", choices = {"f32", "f64"}},

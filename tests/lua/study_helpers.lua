@@ -9,7 +9,8 @@
 --   h.sh(cmd)          runs cmd (shell text) with no terminal and without LD_PRELOAD (the sanitizer
 --                      build's: the executable links its own runtime, and the tools it starts must
 --                      not load it) -> {out =, err =, code =}
---   h.landscape(args [, env])   h.sh of `landscape counter_study.lua <WORK> <args>`; env: "VAR=value ..."
+--   h.landscape(args [, env])   h.sh of `landscape counter_study.lua <WORK> <args>`;
+--                      env: "VAR=value ..."
 local ls = require "landscape"
 
 local M = {}

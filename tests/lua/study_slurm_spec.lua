@@ -1,10 +1,11 @@
--- The study runner on a real Slurm: a single-node cluster on loopback (tests/slurm/cluster.sh: Debian's
--- slurm-wlm and munge, started by hand, stopped by PID), the test study (tests/study/counter_study.lua)
--- submitted with --slurm as a job array of 4 shards plus a dependent merge job. Its merged CSV must
--- equal, byte for byte, the local workers' and the shards run by hand. Then one job's record is
--- deleted: --status names its shard, --slurm resubmits that shard only, and the merge is the same
--- again. Pending when the Slurm binaries are not installed (tools/bootstrap.sh --test installs them)
--- or when not root (the cluster runs its daemons as root and munge).
+-- The study runner on a real Slurm: a single-node cluster on loopback (tests/slurm/cluster.sh:
+-- Debian's slurm-wlm and munge, started by hand, stopped by PID), the test study
+-- (tests/study/counter_study.lua) submitted with --slurm as a job array of 4 shards plus a dependent
+-- merge job. Its merged CSV must equal, byte for byte, the local workers' and the shards run by
+-- hand. Then one job's record is deleted: --status names its shard, --slurm resubmits that shard
+-- only, and the merge is the same again. Pending when the Slurm binaries are not installed
+-- (tools/bootstrap.sh --test installs them) or when not root (the cluster runs its daemons as root
+-- and munge).
 local ls = require "landscape"
 local store = require "landscape.study.store"
 
@@ -114,7 +115,8 @@ describe("study runner on a single-node Slurm", function()
         assert.truthy(third.out:find("every unfinished shard is queued or running", 1, true)
                       or third.out:find("every job has finished", 1, true), third.out)
         assert.are.equal(2, #submissions(dir))
-        assert.is_true(wait_jobs({subs[2].array, subs[2].merge}, 120), "the resubmission did not finish")
+        assert.is_true(wait_jobs({subs[2].array, subs[2].merge}, 120),
+                       "the resubmission did not finish")
         local log = read_file(string.format("%s/logs/slurm-%d_%s.out", dir, subs[2].array, shard))
         assert.truthy(log:find("shard " .. shard .. "/4: 6 jobs", 1, true), log)
         assert.truthy(log:find("1 run, 5 skipped", 1, true), log)

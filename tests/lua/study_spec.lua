@@ -18,8 +18,9 @@ teardown(h.cleanup)
 -- Starts the same in its own session (so that its process group can be signalled as a terminal
 -- would, or killed whole) and returns its pid.
 local function start(args, log)
-    local p = io.popen(string.format("env -u LD_PRELOAD setsid %s %s%s %s </dev/null >%s 2>&1 & echo $!",
-                                     q(h.BIN), q(h.SCRIPT), h.WORK, args, q(log)), "r")
+    local p = io.popen(string.format(
+        "env -u LD_PRELOAD setsid %s %s%s %s </dev/null >%s 2>&1 & echo $!",
+        q(h.BIN), q(h.SCRIPT), h.WORK, args, q(log)), "r")
     local pid = math.tointeger(tonumber(p:read("l")))
     p:close()
     return pid
@@ -394,7 +395,9 @@ describe("study jobs and records", function()
                          "study: 'run' must be a function(cfg, job)")
         assert.has_error(function() study{name = "a b", grid = study.grid{a = 1}, run = print} end)
         assert.has_error(function() study{name = "x", grid = {}, run = print} end)
-        assert.has_error(function() study{name = "x", grid = study.grid{a = 1}, run = print, typo = 1} end)
+        assert.has_error(function()
+            study{name = "x", grid = study.grid{a = 1}, run = print, typo = 1}
+        end)
     end)
 end)
 

@@ -8,10 +8,10 @@
 --       {"hidden", nil, "MLP hidden widths", type = "list"},       -- --hidden 256,256 -> {256, 256}
 --       {"epochs", 10, "passes over the training set", min = 1},
 --       {"lr", nil, "learning rate (default by optimizer)", type = "number"},
---       {"augment", false, "random crops and flips"},                -- a flag: --augment, --no-augment
+--       {"augment", false, "random crops and flips"},          -- a flag: --augment, --no-augment
 --       {"out", "out", "output directory", column = false},
 --   }}
---   local opts, given = p:parse(arg)   -- opts.epochs == 10 unless given; given.epochs == true if given
+--   local opts, given = p:parse(arg)   -- opts.epochs == 10 unless given (then given.epochs)
 --   rows[#rows + 1] = p:row(opts, {epoch = 1, loss = 0.3})   -- the settings columns, then measures
 --   csv.write(path, rows, {columns = p:columns{"epoch", "loss"}})
 --

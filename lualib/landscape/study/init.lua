@@ -115,7 +115,9 @@ local function new(spec)
         own[#own + 1] = (o[1]:gsub("-", "_"))
     end
     for name, fn in pairs(spec.actions or {}) do
-        if type(fn) ~= "function" then fail("study: action '%s' must be a function", tostring(name)) end
+        if type(fn) ~= "function" then
+            fail("study: action '%s' must be a function", tostring(name))
+        end
         parser:add{name, false, "(action)", column = false}
     end
     local s = setmetatable({name = spec.name, out = spec.out, run = spec.run, cost = spec.cost,
@@ -128,7 +130,9 @@ end
 --- The jobs (grid:jobs(), cached).
 function Study:jobs()
     if not self._jobs then
-        if not self.grid then fail("study %s: the grid depends on the options: use study:main", self.name) end
+        if not self.grid then
+            fail("study %s: the grid depends on the options: use study:main", self.name)
+        end
         self._jobs = self.grid:jobs()
     end
     return self._jobs
@@ -251,7 +255,9 @@ function Study:command(argv)
     end
     if self.grid_fn then
         local g = self.grid_fn(opts)
-        if getmetatable(g) ~= grid.Grid then fail("study %s: the grid function must return a grid", self.name) end
+        if getmetatable(g) ~= grid.Grid then
+            fail("study %s: the grid function must return a grid", self.name)
+        end
         self.grid, self._jobs = g, nil
     end
     local jobs = self:jobs()
@@ -289,9 +295,9 @@ function Study:command(argv)
     local words = command(self, argv, opts, given)
     if opts.slurm then
         if opts.retry_failed then runner.forget_failures(self.out, jobs) end
-        local sub = slurm.submit(self, jobs, {command = words, cwd = store.cwd(), shards = opts.shards,
-                                              array_limit = opts.array_limit, partition = opts.partition,
-                                              time = opts.time, threads = opts.threads})
+        local sub = slurm.submit(self, jobs, {
+            command = words, cwd = store.cwd(), shards = opts.shards, array_limit = opts.array_limit,
+            partition = opts.partition, time = opts.time, threads = opts.threads})
         if sub.submitted then
             print(string.format("%s: submitted shards %s of %d as Slurm array %d, merge job %d "
                                 .. "(afterany); follow with --status", self.name, sub.indices,

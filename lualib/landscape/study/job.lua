@@ -54,7 +54,8 @@ local META_KEY, ROWS_KEY = "landscape.study.meta", "landscape.study.rows"
 --- M.new{key, index, config, dir, attempt, progress_path} -> job (used by the runner).
 function M.new(t)
     local job = setmetatable({key = t.key, index = t.index, config = t.config, dir = t.dir,
-                              attempt = t.attempt or 1, opts = t.opts or {}, _rows = {}, _progress_path = t.progress_path,
+                              attempt = t.attempt or 1, opts = t.opts or {}, _rows = {},
+                              _progress_path = t.progress_path,
                               _progress_at = -math.huge}, Job)
     job.checkpoint = fs.join(t.dir, "ckpt")
     for _, name in ipairs(store.entries(t.dir)) do
@@ -138,7 +139,9 @@ end
 function Job:fail(msg) error(tostring(msg), 0) end
 
 -- Errors point at the caller's line (util.public); job:fail's message is the job's failure as given.
-for _, name in ipairs({"row", "save", "load", "progress", "log"}) do Job[name] = util.public(Job[name]) end
+for _, name in ipairs({"row", "save", "load", "progress", "log"}) do
+    Job[name] = util.public(Job[name])
+end
 
 M.Job = Job
 M.STATE = STATE

@@ -176,7 +176,9 @@ function M.remove_tree(path)
     if mode == "directory" then
         for _, name in ipairs(M.entries(path)) do M.remove_tree(fs.join(path, name)) end
         local ok, err = lfs.rmdir(path)
-        if not ok and lfs.attributes(path, "mode") then fail("study: cannot remove %s: %s", path, err) end
+        if not ok and lfs.attributes(path, "mode") then
+            fail("study: cannot remove %s: %s", path, err)
+        end
     else
         local ok, err = os.remove(path)
         if not ok and lfs.symlinkattributes(path, "mode") then

@@ -14,8 +14,8 @@
 -- job runs once, longest first), report progress there, and their output goes to OUT/logs/. A second
 -- run on the same OUT while one is alive is refused; the directory of a dead run is removed. Ctrl-C:
 -- the workers (in the terminal's process group) stop at once without recording their current job,
--- this process waits for them (SIGINT is forwarded to them by pid if they did not get it, SIGKILL after
--- 10 s) and returns with interrupted = true; the next run continues from the records and checkpoints.
+-- this process waits for them (SIGINT is forwarded to them by pid if they did not get it,
+-- SIGKILL after 10 s) and returns with interrupted = true; the next run continues from the records and checkpoints.
 local ls = require "landscape"
 local fs = require "landscape.fs"
 -- the progress bar module (landscape.progress; landscape.train.progress in the layout of issue #12)
@@ -184,8 +184,12 @@ end
 
 local function signal(workers, sig)
     local pids = {}
-    for _, w in ipairs(workers) do if w.handle and store.alive(w.pid) then pids[#pids + 1] = w.pid end end
-    if #pids > 0 then os.execute("kill -" .. sig .. " " .. table.concat(pids, " ") .. " 2>/dev/null") end
+    for _, w in ipairs(workers) do
+        if w.handle and store.alive(w.pid) then pids[#pids + 1] = w.pid end
+    end
+    if #pids > 0 then
+        os.execute("kill -" .. sig .. " " .. table.concat(pids, " ") .. " 2>/dev/null")
+    end
 end
 
 local function all_exited(workers)
