@@ -494,6 +494,22 @@ describe("study runner from the command line", function()
         assert.truthy(st.out:find("unfinished shards of 4: 1-3", 1, true))
     end)
 
+    it("draws one progress line on a terminal (done/total, failures, running, ETA)", function()
+        if not os.execute("command -v script >/dev/null 2>&1") then
+            return pending("script(1) (util-linux) is not installed")
+        end
+        local dir = tmpdir()
+        local cmd = string.format("%s %s%s --out %s --small --jobs 2", q(h.BIN), q(h.SCRIPT), h.WORK,
+                                  q(dir))
+        local r = h.sh("TERM=xterm script -qec " .. q(cmd) .. " /dev/null")
+        assert.are.equal(0, r.code, r.err)
+        assert.matches("\rcounter  %d/4 done  0 failed  %d running  [%d.]+s  eta ", r.out)
+        assert.truthy(r.out:find("counter  4/4 done  0 failed  0 running", 1, true), r.out)
+        assert.is_nil(r.out:find("[1/4]", 1, true))         -- no log lines on a terminal
+        local log = landscape("--out " .. q(tmpdir()) .. " --small --jobs 2")
+        assert.matches("%[1/4%] done +%x+ a=%d b=%d seed=1  [%d.]+ s  eta ", log.out)
+    end)
+
     it("rejects bad command lines with status 2 and the usage", function()
         local r = landscape("--jobs 2")
         assert.are.equal(2, r.code)
