@@ -18,9 +18,7 @@
 -- SIGKILL after 10 s) and returns with interrupted = true; the next run continues from the records and checkpoints.
 local ls = require "landscape"
 local fs = require "landscape.fs"
--- the progress bar module (landscape.progress; landscape.train.progress in the layout of issue #12)
-local has_progress, progress = pcall(require, "landscape.progress")
-if not has_progress then progress = require "landscape.train.progress" end
+local progress = require "landscape.train.progress"
 local plan = require "landscape.study.plan"
 local runner = require "landscape.study.runner"
 local store = require "landscape.study.store"
