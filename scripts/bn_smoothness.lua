@@ -91,7 +91,7 @@ local function main()
     ls.csv.write(csv, rows)
     local png = cfg.out .. "/bn_smoothness.png"
     ls.plot.lines(rows, {x = "step", y = {"loss_range", "grad_range", "beta"}, group = "bn",
-                         out = png, logy = true,
+                         panels = true, out = png, logy = true,
                          title = "Santurkar et al. Fig. 4: " .. cfg.arch .. ", lr " .. cfg.lr})
     for _, bn in ipairs{0, 1} do
         local s, c = {loss_range = 0, grad_range = 0, beta = 0}, 0

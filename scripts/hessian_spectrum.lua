@@ -189,14 +189,18 @@ ls.csv.write(p_eigs, eig_rows, {columns = columns({"which", "rank", "eigenvalue"
 ls.csv.write(p_tr, tr_rows, {columns = columns({"param", "numel", "trace", "stderr", "probes", "method"})})
 ls.csv.write(p_dens, dens_rows, {columns = columns({"grid", "density", "steps", "runs", "sigma"})})
 
--- the figure (density + 1e-7 on a log scale, so that empty parts of the spectrum show)
+-- the figure: the density on a log scale down to 1e-6 of its peak (SLQ's Gaussian tails fall far
+-- below anything meaningful), values under that floor drawn at it
+local peak = 0
+for _, r in ipairs(dens_rows) do peak = math.max(peak, r.density) end
+local floor = peak > 0 and peak * 1e-6 or 1e-12
 local plot_rows = {}
-for j, r in ipairs(dens_rows) do plot_rows[j] = {grid = r.grid, density = r.density + 1e-7} end
+for j, r in ipairs(dens_rows) do plot_rows[j] = {grid = r.grid, density = math.max(r.density, floor)} end
 local plotted, perr = pcall(ls.plot.lines, plot_rows, {
-    out = p_png, x = "grid", y = "density", logy = true, xlabel = "eigenvalue",
-    ylabel = "density (+1e-7)",
-    title = string.format("Hessian spectral density (%s mode, N = %d, SLQ %d steps x %d runs, " ..
-                          "sigma = %.3g)", cfg.mode, data.n, cfg.steps, cfg.runs, sigma)})
+    out = p_png, x = "grid", y = "density", logy = true, yrange = {floor, nil},
+    xlabel = "eigenvalue", ylabel = "density", size = "page",
+    title = string.format("Hessian spectral density (%s mode, N = %d, SLQ %d steps × %d runs, " ..
+                          "σ = %.3g)", cfg.mode, data.n, cfg.steps, cfg.runs, sigma)})
 if not plotted then io.stderr:write("hessian_spectrum: no figure: ", tostring(perr), "\n") end
 
 -- summary

@@ -13,7 +13,7 @@ static const struct { const char *field, *module, *export; } lx_lazy[] = {
     {"dataset", "landscape.data", "dataset"},
     {"csv", "landscape.csv", NULL},
     {"fs", "landscape.fs", NULL},
-    {"plot", "landscape.plot", NULL},
+    {"plot", "landscape.io.plot", NULL},
     {"stats", "landscape.stats", NULL},
     {"table", "landscape.table", NULL},
     {"repl", "landscape.repl", NULL},
