@@ -8,7 +8,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <cblas.h>
+
+#include "core/parallel.h"
 #include "core/status.h"
+#include "ops/gemm.h"
 
 #define BENCH_MAX_REPS 64
 
@@ -117,6 +121,7 @@ bench_result bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, v
     run_sample(a, ca, na);
     if (b) run_sample(b, cb, nb);
     double sa[BENCH_MAX_REPS], sb[BENCH_MAX_REPS], ca_[BENCH_MAX_REPS], cb_[BENCH_MAX_REPS];
+    double pr[BENCH_MAX_REPS];
     long fa = 0, fb = 0;
     for (int r = 0; r < reps; r++) {
         long f0 = minor_faults();
@@ -126,6 +131,7 @@ bench_result bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, v
         if (b) {
             sb[r] = run_sample_cpu(b, cb, nb, &cb_[r]) / (double)nb;
             cb_[r] /= (double)nb;
+            pr[r] = sa[r] / sb[r];
         }
         fa += f1 - f0;
         fb += minor_faults() - f1;
@@ -138,6 +144,7 @@ bench_result bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, v
         res.ms_b = 1e3 * median(sb, reps);
         res.cpu_ms_b = 1e3 * median(cb_, reps);
         res.faults_b = (double)fb / ((double)nb * reps);
+        res.pair_ratio = median(pr, reps);
     }
     return res;
 }
@@ -195,4 +202,55 @@ void bench_die(const char *who)
 {
     fprintf(stderr, "%s: %s\n", who, ls_error_message());
     exit(1);
+}
+
+/* The value of "key<spaces>: value" in /proc/cpuinfo's first processor, into buf ("?" if none). */
+static const char *cpuinfo(const char *key, char *buf, size_t size)
+{
+    snprintf(buf, size, "?");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return buf;
+    char line[4096];
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, n) != 0 || (line[n] != ' ' && line[n] != '\t' && line[n] != ':'))
+            continue;
+        const char *v = strchr(line, ':');
+        if (!v) continue;
+        v++;
+        while (*v == ' ') v++;
+        snprintf(buf, size, "%s", v);
+        buf[strcspn(buf, "\n")] = 0;
+        break;
+    }
+    fclose(f);
+    return buf;
+}
+
+void bench_report_machine(const char *name)
+{
+    char model[256], fam[32], mod[32], flags[4096];
+    cpuinfo("model name", model, sizeof model);
+    cpuinfo("cpu family", fam, sizeof fam);
+    cpuinfo("model", mod, sizeof mod);
+    cpuinfo("flags", flags, sizeof flags);
+    bool avx512 = strstr(flags, " avx512f") != NULL;
+    fprintf(stderr, "# %s: CPU %s (family %s, model %s), %d cores available, AVX-512 %s\n", name,
+            model, fam, mod, ls_available_cores(), avx512 ? "yes" : "no");
+    fprintf(stderr, "# %s: BLAS %s; kernel %s; engine GEMM path %s\n", name,
+            openblas_get_config(), openblas_get_corename(), ls_gemm_path());
+    const char *vars[] = {"OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE",
+                          "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "LANDSCAPE_THREADS"};
+    fprintf(stderr, "# %s: environment:", name);
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        fprintf(stderr, " %s=%s", vars[i], v ? v : "(unset)");
+    }
+    fprintf(stderr, "\n");
+}
+
+void bench_report_threads(const char *name)
+{
+    fprintf(stderr, "# %s: threads: engine %d, OpenBLAS %d\n", name, ls_get_threads(),
+            openblas_get_num_threads());
 }

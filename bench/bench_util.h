@@ -37,6 +37,8 @@ typedef struct bench_result {
                                     less disturbed than wall time when other processes compete for
                                     the cores (a diagnostic; the CSV reports wall time) */
     double faults_a, faults_b;   /* minor page faults per call during the timed samples */
+    double pair_ratio;           /* median over the reps of (a's sample / b's sample), the pair
+                                    taken back to back: drift between pairs cancels */
 } bench_result;
 
 /* a(ca) and b(cb) measured side by side (see above); b may be NULL to time a alone. */
@@ -54,6 +56,14 @@ const char *bench_count_str(int64_t n, char *buf, int size);
 long bench_peak_rss_kb(void);
 /* Prints "# <name>: peak RSS <n> MiB" on stderr. */
 void bench_report_rss(const char *name);
+
+/* Prints '#' lines on stderr saying where the numbers come from: the CPU (model name, family and
+ * model, cores, AVX-512), the BLAS library and the kernel it runs (OpenBLAS's config and core name),
+ * the engine's GEMM path, and the environment that steers threads (OMP_WAIT_POLICY, OMP_NUM_THREADS,
+ * OPENBLAS_*, LANDSCAPE_THREADS). */
+void bench_report_machine(const char *name);
+/* "# <name>: threads: engine <n>, OpenBLAS <m>" (after each change of the thread count). */
+void bench_report_threads(const char *name);
 
 /* Prints "<who>: <engine error message>" on stderr and exits with status 1 (a benchmark has no
  * way to go on after the engine refused its input). */
