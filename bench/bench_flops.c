@@ -27,7 +27,8 @@
  *
  * stdout: the project's CSV with peer "fma_peak": peer_ms = the time the workload's FLOPs take at
  * the measured peak, ratio = ours / that = 1 / (fraction of the peak). stderr: the machine, then a
- * table with the FLOPs, our GFLOP/s, the peak GFLOP/s and the fraction, per workload. */
+ * table with the FLOPs, our GFLOP/s, the peak GFLOP/s, the fraction, and the minor page faults per
+ * call (fresh memory the kernel zeroes), per workload. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,7 +315,7 @@ typedef struct fl_row {
     char name[40];
     const char *dtype;
     int threads;
-    double flops, ms, gflops, peak, frac;
+    double flops, ms, gflops, peak, frac, faults;
 } fl_row;
 
 static fl_row rows[128];
@@ -335,6 +336,7 @@ static void measure(const bench_opts *o, const char *name, ls_dtype dt, double f
     w->gflops = flops / (r.ms_a * 1e6);
     w->peak = pf / (r.ms_b * 1e6);
     w->frac = flops / pf / r.pair_ratio;   /* median over pairs of (flops / t_a) / (pf / t_b) */
+    w->faults = r.faults_a;
     bench_row(name, w->dtype, w->threads, r.ms_a, "fma_peak", r.ms_a * w->frac);
 }
 
@@ -421,11 +423,12 @@ int main(int argc, char **argv)
             }
         }
     }
-    fprintf(stderr, "# workload,dtype,threads,gflop,ms,gflops,peak_gflops,fraction_of_peak\n");
+    fprintf(stderr, "# workload,dtype,threads,gflop,ms,gflops,peak_gflops,fraction_of_peak,"
+                    "faults\n");
     for (int i = 0; i < nrows; i++)
-        fprintf(stderr, "# %s,%s,%d,%.4f,%.3f,%.1f,%.1f,%.3f\n", rows[i].name, rows[i].dtype,
+        fprintf(stderr, "# %s,%s,%d,%.4f,%.3f,%.1f,%.1f,%.3f,%.0f\n", rows[i].name, rows[i].dtype,
                 rows[i].threads, rows[i].flops / 1e9, rows[i].ms, rows[i].gflops, rows[i].peak,
-                rows[i].frac);
+                rows[i].frac, rows[i].faults);
     bench_report_rss("bench_flops");
     return 0;
 }
