@@ -5,7 +5,7 @@
  *     in double by plain loops (two-pass mean and variance) on the same input values, for shapes
  *     that take every kernel path: [N, C] and small trailing sizes (the column path, with one and
  *     several channel blocks), trailing sizes >= 16 (the row path, with blocks of 16 and 8 and a
- *     scalar tail), and a non-contiguous input. Tolerance: a few units of the dtype's rounding of
+ *     scalar tail for AVX2, 32, 16 and a scalar tail for AVX-512), and a non-contiguous input. Tolerance: a few units of the dtype's rounding of
  *     the terms involved (f64 results are nearly exact; f32 ones carry f32 elementwise rounding).
  *   Statistics far from zero: |mean| >> std in f32 and f64 (the shifted sums keep the variance).
  *   Thread counts: 1, 2 and 3 threads give bitwise equal results for every op.
@@ -114,9 +114,11 @@ static const bn_case cases[] = {
     {3, {5, 4, 3}},       /* column path, S = 3 */
     {3, {3, 20, 13}},     /* column path, two channel blocks (19 channels of 13 fill 247 of 256) */
     {2, {3, 300}},        /* column path, two blocks of 256 and 44 channels */
-    {4, {4, 3, 5, 5}},    /* row path, S = 25: a block of 16, one of 8, a tail of 1 */
+    {4, {4, 3, 5, 5}},    /* row path, S = 25: a block of 16, one of 8, a tail of 1 (AVX2); AVX-512:
+                             16 + a tail of 9 */
     {3, {3, 2, 17}},      /* row path, S = 17: 16 + a tail of 1 */
-    {3, {2, 3, 40}},      /* row path, S = 40: 2 x 16 + 8 */
+    {3, {2, 3, 40}},      /* row path, S = 40: 2 x 16 + 8 (AVX2); AVX-512: 32 + 8, with g 2 x 16 + 8 */
+    {3, {2, 3, 50}},      /* row path, S = 50: AVX-512 32 + 16 + 2, with g 3 x 16 + 2 */
     {4, {5, 6, 14, 14}},  /* row path, S = 196, the CNN's second layer, smaller */
 };
 
