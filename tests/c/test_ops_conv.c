@@ -228,6 +228,7 @@ typedef struct pool_case {
 static const pool_case pool_cases[] = {
     {2, 3, 4, 6, 2, 2}, {1, 2, 5, 5, 3, 1}, {2, 2, 5, 7, 2, 3}, {3, 4, 7, 7, 2, 2},
     {1, 1, 3, 3, 3, 3}, {2, 16, 28, 28, 2, 2},
+    {1, 2, 9, 71, 2, 2},   /* k = s = 2 with 35 windows a row: full vectors and a ragged one */
 };
 
 /* the reference argmax: row-major first maximum, NaN replaces */
