@@ -8,8 +8,8 @@
  * cancels. A 256-bit FMA loop is timed once per thread count for reference (half the 512-bit peak on
  * CPUs with full-width AVX-512 units).
  *
- * Workloads (batch 128, the CNN of bench_train.lua: conv 1->32 on 28x28, BN, ReLU, maxpool 2,
- * conv 32->64 on 14x14, BN, ReLU, maxpool 2, linear 3136->128, ReLU, linear 128->10), f32 and f64:
+ * Workloads (batch 128, the CNN of bench_train.lua: conv 1->32 on 28x28, BN, maxpool 2, ReLU,
+ * conv 32->64 on 14x14, BN, maxpool 2, ReLU, linear 3136->128, ReLU, linear 128->10), f32 and f64:
  *   conv1_forward, conv1_weight_grad, conv2_forward, conv2_input_grad, conv2_weight_grad: the
  *       engine's conv ops (ls_conv2d, ls_conv2d_input_grad, ls_conv2d_weight_grad) on those shapes,
  *       each 2 N O Ho Wo C kh kw FLOPs;
@@ -222,8 +222,8 @@ static ls_tensor *cnn_loss(cnn_ctx *c)
     for (int s = 0; s < 2; s++) {
         h = cnn_then(h, ls_conv2d(h, c->p[3 * s], 1, 1));
         h = cnn_then(h, ls_batchnorm(h, c->p[3 * s + 1], c->p[3 * s + 2], 1e-5));
+        h = cnn_then(h, ls_maxpool2d(h, 2, 2));   /* pool then relu, as nn.cnn */
         h = cnn_then(h, ls_relu(h));
-        h = cnn_then(h, ls_maxpool2d(h, 2, 2));
     }
     h = cnn_then(h, ls_reshape(h, 2, (int64_t[]){FL_BATCH, 3136}));
     h = cnn_then(h, ls_linear(h, c->p[6], c->p[7]));

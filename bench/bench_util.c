@@ -1,14 +1,14 @@
 /* Shared helpers of the C benchmarks (see bench_util.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* popen, mkdtemp */
 #include "bench_util.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-
-#include <cblas.h>
 
 #include "core/parallel.h"
 #include "core/status.h"
@@ -108,13 +108,19 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n)
+double bench_median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 bench_result bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, void *cb)
+{
+    return bench_pair_then(o, a, ca, b, cb, NULL, NULL);
+}
+
+bench_result bench_pair_then(const bench_opts *o, bench_fn a, void *ca, bench_fn b, void *cb,
+                             bench_fn after, void *actx)
 {
     int reps = o->reps < BENCH_MAX_REPS ? o->reps : BENCH_MAX_REPS;
     long na = calibrate(o, a, ca), nb = b ? calibrate(o, b, cb) : 0;
@@ -135,16 +141,17 @@ bench_result bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, v
         }
         fa += f1 - f0;
         fb += minor_faults() - f1;
+        if (after) after(actx);
     }
     bench_result res = {0};
-    res.ms_a = 1e3 * median(sa, reps);
-    res.cpu_ms_a = 1e3 * median(ca_, reps);
+    res.ms_a = 1e3 * bench_median(sa, reps);
+    res.cpu_ms_a = 1e3 * bench_median(ca_, reps);
     res.faults_a = (double)fa / ((double)na * reps);
     if (b) {
-        res.ms_b = 1e3 * median(sb, reps);
-        res.cpu_ms_b = 1e3 * median(cb_, reps);
+        res.ms_b = 1e3 * bench_median(sb, reps);
+        res.cpu_ms_b = 1e3 * bench_median(cb_, reps);
         res.faults_b = (double)fb / ((double)nb * reps);
-        res.pair_ratio = median(pr, reps);
+        res.pair_ratio = bench_median(pr, reps);
     }
     return res;
 }
@@ -238,7 +245,7 @@ void bench_report_machine(const char *name)
     fprintf(stderr, "# %s: CPU %s (family %s, model %s), %d cores available, AVX-512 %s\n", name,
             model, fam, mod, ls_available_cores(), avx512 ? "yes" : "no");
     fprintf(stderr, "# %s: BLAS %s; kernel %s; engine GEMM path %s\n", name,
-            openblas_get_config(), openblas_get_corename(), ls_gemm_path());
+            ls_blas_config(), ls_blas_kernel(), ls_gemm_path());
     const char *vars[] = {"OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE",
                           "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "LANDSCAPE_THREADS"};
     fprintf(stderr, "# %s: environment:", name);
@@ -252,5 +259,71 @@ void bench_report_machine(const char *name)
 void bench_report_threads(const char *name)
 {
     fprintf(stderr, "# %s: threads: engine %d, OpenBLAS %d\n", name, ls_get_threads(),
-            openblas_get_num_threads());
+            ls_blas_threads());
+}
+
+struct bench_peer {
+    FILE *w, *r;
+    char dir[64], fifo[96];
+};
+
+bench_peer *bench_peer_start(const char *cmd)
+{
+    bench_peer *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    snprintf(p->dir, sizeof p->dir, "/tmp/bench_peer.XXXXXX");
+    if (!mkdtemp(p->dir)) {
+        fprintf(stderr, "# cannot make a directory for the peer's FIFO\n");
+        free(p);
+        return NULL;
+    }
+    snprintf(p->fifo, sizeof p->fifo, "%s/out", p->dir);
+    char full[4096];
+    snprintf(full, sizeof full, "%s > '%s'", cmd, p->fifo);
+    if (mkfifo(p->fifo, 0600) != 0 || !(p->w = popen(full, "w")) ||
+        !(p->r = fopen(p->fifo, "r"))) {   /* the open returns once the shell opened the FIFO */
+        fprintf(stderr, "# cannot start the peer: %s\n", cmd);
+        bench_peer_close(p);
+        return NULL;
+    }
+    return p;
+}
+
+const char *bench_peer_ask(bench_peer *p, const char *line, char *buf, int size)
+{
+    if (!p || !p->w || !p->r) return NULL;
+    fprintf(p->w, "%s\n", line);
+    fflush(p->w);
+    while (fgets(buf, size, p->r)) {
+        if (buf[0] == '#') {
+            fputs(buf, stderr);
+            continue;
+        }
+        buf[strcspn(buf, "\n")] = 0;
+        return buf;
+    }
+    return NULL;
+}
+
+void bench_peer_close(bench_peer *p)
+{
+    if (!p) return;
+    if (p->w) pclose(p->w);   /* the peer sees end of input and exits */
+    if (p->r) {
+        char line[512];
+        while (fgets(line, sizeof line, p->r))   /* its last '#' notes */
+            if (line[0] == '#') fputs(line, stderr);
+        fclose(p->r);
+    }
+    if (p->fifo[0]) unlink(p->fifo);
+    if (p->dir[0]) rmdir(p->dir);
+    free(p);
+}
+
+const char *bench_python(char *buf, int size)
+{
+    const char *py = getenv("LANDSCAPE_PYTHON");
+    if (!py || !*py) py = "/usr/bin/python3";
+    snprintf(buf, (size_t)size, "env -u LD_PRELOAD OMP_WAIT_POLICY=passive '%s'", py);
+    return buf;
 }
