@@ -152,29 +152,29 @@ typedef float bn_v4f __attribute__((vector_size(16)));
     })
 #define BN_HSUM(v) (((v)[0] + (v)[1]) + ((v)[2] + (v)[3]))
 
-/* One task per channel. */
-#define BN_STATS_ROWS(T, LOAD4)                                                                    \
+/* One task per channel; VT vectors of W doubles (4 or 8), LOAD(p) reads W values at p. */
+#define BN_STATS_ROWS(T, VT, W, LOAD, HSUM)                                                        \
     do {                                                                                           \
         int64_t C = g->C, S = g->S;                                                                \
         const T *xs = (const T *)j->x, *gs = (const T *)j->gr;                                     \
         for (int64_t c = begin; c < end; c++) {                                                    \
             double K = (double)xs[c * S], t1 = 0, t2 = 0, tg = 0, tgd = 0;                         \
-            const bn_v4d z = {0, 0, 0, 0}, Kv = z + K;                                             \
-            bn_v4d a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;                 \
+            const VT z = {0}, Kv = z + K;                                                          \
+            VT a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;                     \
             for (int64_t n = 0; n < g->N; n++) {                                                   \
                 const T *p = xs + (n * C + c) * S;                                                 \
                 int64_t s = 0;                                                                     \
                 if (!gs) { /* a: sum d, b: sum d^2 */                                              \
-                    for (; s + 16 <= S; s += 16) {                                                 \
-                        bn_v4d d0 = LOAD4(p + s) - Kv, d1 = LOAD4(p + s + 4) - Kv;                 \
-                        bn_v4d d2 = LOAD4(p + s + 8) - Kv, d3 = LOAD4(p + s + 12) - Kv;            \
+                    for (; s + 4 * W <= S; s += 4 * W) {                                           \
+                        VT d0 = LOAD(p + s) - Kv, d1 = LOAD(p + s + W) - Kv;                       \
+                        VT d2 = LOAD(p + s + 2 * W) - Kv, d3 = LOAD(p + s + 3 * W) - Kv;           \
                         a0 += d0, a1 += d1, a2 += d2, a3 += d3;                                    \
                         b0 += d0 * d0, b1 += d1 * d1, b2 += d2 * d2, b3 += d3 * d3;                \
                     }                                                                              \
-                    if (s + 8 <= S) {                                                              \
-                        bn_v4d d0 = LOAD4(p + s) - Kv, d1 = LOAD4(p + s + 4) - Kv;                 \
+                    if (s + 2 * W <= S) {                                                          \
+                        VT d0 = LOAD(p + s) - Kv, d1 = LOAD(p + s + W) - Kv;                       \
                         a0 += d0, a1 += d1, b0 += d0 * d0, b1 += d1 * d1;                          \
-                        s += 8;                                                                    \
+                        s += 2 * W;                                                                \
                     }                                                                              \
                     for (; s < S; s++) {                                                           \
                         double d = (double)p[s] - K;                                               \
@@ -182,9 +182,9 @@ typedef float bn_v4f __attribute__((vector_size(16)));
                     }                                                                              \
                 } else { /* a0 a1: d, a2 a3: d^2, b0 b1: g, b2 b3: g d */                          \
                     const T *q = gs + (n * C + c) * S;                                             \
-                    for (; s + 8 <= S; s += 8) {                                                   \
-                        bn_v4d d0 = LOAD4(p + s) - Kv, d1 = LOAD4(p + s + 4) - Kv;                 \
-                        bn_v4d v0 = LOAD4(q + s), v1 = LOAD4(q + s + 4);                           \
+                    for (; s + 2 * W <= S; s += 2 * W) {                                           \
+                        VT d0 = LOAD(p + s) - Kv, d1 = LOAD(p + s + W) - Kv;                       \
+                        VT v0 = LOAD(q + s), v1 = LOAD(q + s + W);                                 \
                         a0 += d0, a1 += d1, a2 += d0 * d0, a3 += d1 * d1;                          \
                         b0 += v0, b1 += v1, b2 += v0 * d0, b3 += v1 * d1;                          \
                     }                                                                              \
@@ -196,13 +196,13 @@ typedef float bn_v4f __attribute__((vector_size(16)));
             }                                                                                      \
             j->out.k[c] = K;                                                                       \
             if (!gs) {                                                                             \
-                j->out.s1[c] = BN_HSUM((a0 + a1) + (a2 + a3)) + t1;                                \
-                j->out.s2[c] = BN_HSUM((b0 + b1) + (b2 + b3)) + t2;                                \
+                j->out.s1[c] = HSUM((a0 + a1) + (a2 + a3)) + t1;                                   \
+                j->out.s2[c] = HSUM((b0 + b1) + (b2 + b3)) + t2;                                   \
             } else {                                                                               \
-                j->out.s1[c] = BN_HSUM(a0 + a1) + t1;                                              \
-                j->out.s2[c] = BN_HSUM(a2 + a3) + t2;                                              \
-                j->out.sg[c] = BN_HSUM(b0 + b1) + tg;                                              \
-                j->out.sgd[c] = BN_HSUM(b2 + b3) + tgd;                                            \
+                j->out.s1[c] = HSUM(a0 + a1) + t1;                                                 \
+                j->out.s2[c] = HSUM(a2 + a3) + t2;                                                 \
+                j->out.sg[c] = HSUM(b0 + b1) + tg;                                                 \
+                j->out.sgd[c] = HSUM(b2 + b3) + tgd;                                               \
             }                                                                                      \
         }                                                                                          \
     } while (0)
@@ -257,8 +257,8 @@ static void bn_stats_rows(void *vj, int64_t begin, int64_t end)
 {
     const bn_stats_job *j = vj;
     const bn_geom *g = j->g;
-    if (j->f32) BN_STATS_ROWS(float, BN_LOAD4_F32);
-    else BN_STATS_ROWS(double, BN_LOAD4_F64);
+    if (j->f32) BN_STATS_ROWS(float, bn_v4d, 4, BN_LOAD4_F32, BN_HSUM);
+    else BN_STATS_ROWS(double, bn_v4d, 4, BN_LOAD4_F64, BN_HSUM);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -269,80 +269,24 @@ __attribute__((target("avx2,fma"))) static void bn_stats_rows_avx2(void *vj, int
 {
     const bn_stats_job *j = vj;
     const bn_geom *g = j->g;
-    if (j->f32) BN_STATS_ROWS(float, BN_LOAD4_F32_AVX2);
-    else BN_STATS_ROWS(double, BN_LOAD4_F64);
+    if (j->f32) BN_STATS_ROWS(float, bn_v4d, 4, BN_LOAD4_F32_AVX2, BN_HSUM);
+    else BN_STATS_ROWS(double, bn_v4d, 4, BN_LOAD4_F64, BN_HSUM);
 }
 
 /* The same sums with 8-double lanes on AVX-512 (the AVX2 kernel converted and added four floats
- * per instruction and ran at a third of the memory bandwidth on the backward's two inputs): without
- * g, 32 lanes per sum (4 vectors), with g 16 lanes per sum (2 vectors for each of the four sums);
- * lane k takes the elements at s = 32 i + k (or 16 i + k) of each run, then one block of 16 (no
- * g), then a scalar tail; everything is added in a fixed order at the end. */
+ * per instruction and ran at a third of the memory bandwidth on the backward's two inputs): the
+ * same layout with vectors twice as wide (32 and 16 lanes per sum). */
 typedef double bn_v8d __attribute__((vector_size(64)));
 #define BN_LOAD8_F32(p) ((bn_v8d)_mm512_cvtps_pd(_mm256_loadu_ps(p)))
 #define BN_LOAD8_F64(p) ((bn_v8d)_mm512_loadu_pd(p))
 #define BN_HSUM8(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
-#define BN_STATS_ROWS8(T, LOAD8)                                                                   \
-    do {                                                                                           \
-        int64_t C = g->C, S = g->S;                                                                \
-        const T *xs = (const T *)j->x, *gs = (const T *)j->gr;                                     \
-        for (int64_t c = begin; c < end; c++) {                                                    \
-            double K = (double)xs[c * S], t1 = 0, t2 = 0, tg = 0, tgd = 0;                         \
-            const bn_v8d z = {0, 0, 0, 0, 0, 0, 0, 0}, Kv = z + K;                                 \
-            bn_v8d a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;                 \
-            for (int64_t n = 0; n < g->N; n++) {                                                   \
-                const T *p = xs + (n * C + c) * S;                                                 \
-                int64_t s = 0;                                                                     \
-                if (!gs) { /* a: sum d, b: sum d^2 */                                              \
-                    for (; s + 32 <= S; s += 32) {                                                 \
-                        bn_v8d d0 = LOAD8(p + s) - Kv, d1 = LOAD8(p + s + 8) - Kv;                 \
-                        bn_v8d d2 = LOAD8(p + s + 16) - Kv, d3 = LOAD8(p + s + 24) - Kv;           \
-                        a0 += d0, a1 += d1, a2 += d2, a3 += d3;                                    \
-                        b0 += d0 * d0, b1 += d1 * d1, b2 += d2 * d2, b3 += d3 * d3;                \
-                    }                                                                              \
-                    if (s + 16 <= S) {                                                             \
-                        bn_v8d d0 = LOAD8(p + s) - Kv, d1 = LOAD8(p + s + 8) - Kv;                 \
-                        a0 += d0, a1 += d1, b0 += d0 * d0, b1 += d1 * d1;                          \
-                        s += 16;                                                                   \
-                    }                                                                              \
-                    for (; s < S; s++) {                                                           \
-                        double d = (double)p[s] - K;                                               \
-                        t1 += d, t2 += d * d;                                                      \
-                    }                                                                              \
-                } else { /* a0 a1: d, a2 a3: d^2, b0 b1: g, b2 b3: g d */                          \
-                    const T *q = gs + (n * C + c) * S;                                             \
-                    for (; s + 16 <= S; s += 16) {                                                 \
-                        bn_v8d d0 = LOAD8(p + s) - Kv, d1 = LOAD8(p + s + 8) - Kv;                 \
-                        bn_v8d v0 = LOAD8(q + s), v1 = LOAD8(q + s + 8);                           \
-                        a0 += d0, a1 += d1, a2 += d0 * d0, a3 += d1 * d1;                          \
-                        b0 += v0, b1 += v1, b2 += v0 * d0, b3 += v1 * d1;                          \
-                    }                                                                              \
-                    for (; s < S; s++) {                                                           \
-                        double d = (double)p[s] - K, v = (double)q[s];                             \
-                        t1 += d, t2 += d * d, tg += v, tgd += v * d;                               \
-                    }                                                                              \
-                }                                                                                  \
-            }                                                                                      \
-            j->out.k[c] = K;                                                                       \
-            if (!gs) {                                                                             \
-                j->out.s1[c] = BN_HSUM8((a0 + a1) + (a2 + a3)) + t1;                               \
-                j->out.s2[c] = BN_HSUM8((b0 + b1) + (b2 + b3)) + t2;                               \
-            } else {                                                                               \
-                j->out.s1[c] = BN_HSUM8(a0 + a1) + t1;                                             \
-                j->out.s2[c] = BN_HSUM8(a2 + a3) + t2;                                             \
-                j->out.sg[c] = BN_HSUM8(b0 + b1) + tg;                                             \
-                j->out.sgd[c] = BN_HSUM8(b2 + b3) + tgd;                                           \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
-
 __attribute__((target("avx512f"))) static void bn_stats_rows_avx512(void *vj, int64_t begin,
                                                                      int64_t end)
 {
     const bn_stats_job *j = vj;
     const bn_geom *g = j->g;
-    if (j->f32) BN_STATS_ROWS8(float, BN_LOAD8_F32);
-    else BN_STATS_ROWS8(double, BN_LOAD8_F64);
+    if (j->f32) BN_STATS_ROWS(float, bn_v8d, 8, BN_LOAD8_F32, BN_HSUM8);
+    else BN_STATS_ROWS(double, bn_v8d, 8, BN_LOAD8_F64, BN_HSUM8);
 }
 
 /* AVX-512 where the CPU has it, else the AVX2+FMA kernel where elementwise_kernel.c would pick one
