@@ -348,6 +348,7 @@ static void bn_moments(const bn_sums *s, const bn_geom *g, int64_t c, double *me
 /* Per element, with per-channel coefficients c0..c3 (arrays of C values of T):
  *   forward (gr NULL):   out = (x - c0) * c1 + c2
  *   input grad:          out = ((gr - c2) - (x - c0) * c1) * c3
+ *   affine:              out = gr * c0 + (x - c2) * c1 + c3
  * over the N rows of C * S values; x, gr and out contiguous. */
 typedef struct bn_map_job {
     const bn_geom *g;
@@ -355,6 +356,7 @@ typedef struct bn_map_job {
     const void *x, *gr;
     void *out;
     const void *k;   /* 4 C coefficients: c0 | c1 | c2 | c3 */
+    bool affine;
 } bn_map_job;
 
 #define BN_MAP(T)                                                                                  \
@@ -364,7 +366,15 @@ typedef struct bn_map_job {
         for (int64_t n = begin; n < end; n++) {                                                    \
             const T *restrict p = (const T *)j->x + n * C * S;                                     \
             T *restrict o = (T *)j->out + n * C * S;                                               \
-            if (!j->gr && S == 1) {                                                                \
+            if (j->affine) {                                                                       \
+                const T *restrict q = (const T *)j->gr + n * C * S;                                \
+                for (int64_t c = 0; c < C; c++) {                                                  \
+                    const T a = c0[c], b = c1[c], m = c2[c], d = c3[c];                            \
+                    const T *restrict pc = p + c * S, *restrict qc = q + c * S;                    \
+                    T *restrict oc = o + c * S;                                                    \
+                    for (int64_t s = 0; s < S; s++) oc[s] = (qc[s] * a + (pc[s] - m) * b) + d;     \
+                }                                                                                  \
+            } else if (!j->gr && S == 1) {                                                         \
                 for (int64_t c = 0; c < C; c++) o[c] = (p[c] - c0[c]) * c1[c] + c2[c];             \
             } else if (!j->gr) {                                                                   \
                 for (int64_t c = 0; c < C; c++) {                                                  \
@@ -399,12 +409,12 @@ static void bn_map_rows(void *vj, int64_t begin, int64_t end)
 
 /* A new tensor of x's shape from the map with coefficients k (4 C values of x's dtype). */
 static ls_tensor *bn_map_run(const bn_geom *g, const ls_tensor *x, const ls_tensor *gr,
-                             const void *k)
+                             const void *k, bool affine)
 {
     ls_tensor *out = ls_tensor_new(x->dtype, x->ndim, x->shape);
     if (!out) return NULL;
     bn_map_job j = {g, x->dtype == LS_F32, ls_tensor_data(x), gr ? ls_tensor_data(gr) : NULL,
-                    ls_tensor_data(out), k};
+                    ls_tensor_data(out), k, affine};
     ls_parallel_for(g->N, bn_grain(g->C * g->S), bn_map_rows, &j);
     return out;
 }
@@ -452,7 +462,7 @@ static ls_tensor *bn_forward(ls_tensor *x, ls_tensor *w, ls_tensor *b, double ep
             if (vt) ((double *)ls_tensor_data(vt))[c] = vd;
         }
     }
-    y = bn_map_run(&g, xc, NULL, k);
+    y = bn_map_run(&g, xc, NULL, k, false);
 done:
     ls_free(s.k);
     ls_free(k);
@@ -538,7 +548,7 @@ static ls_tensor *bn_input_grad(ls_tensor *gr, ls_tensor *x, ls_tensor *w, ls_te
                 else ((double *)k)[i * g.C + c] = co[i];
             }
         }
-        out = bn_map_run(&g, xc, gc, k);
+        out = bn_map_run(&g, xc, gc, k, false);
     }
     ls_free(k);
     ls_tensor_release(xc);
@@ -675,25 +685,35 @@ static ls_tensor *grad_stats_fwd(ls_tensor *const *in, const ls_attrs *a)
     return bn_grad_stats(in[0], in[1], bn_eps(a));
 }
 
+/* dg = uA + uB xhat and dx = input_grad(g, x, uB, R) + umu / n - ur r^2 xhat / n (R recomputed,
+ * xhat = (x - mu) r) are both affine in (g, x) with per-channel coefficients, so each is one
+ * batchnorm_affine pass (the composed form took eight passes over the tensors):
+ *   dg = 0 g + (uB r)(x - mu) + uA
+ *   dx = (uB r) g - ((uB r) r B + ur r^3) / n (x - mu) + (umu - (uB r) A) / n */
 static ls_status grad_stats_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
 {
     ls_tensor *g = c->in[0], *x = c->in[1];
     double inv_n = 1.0 / (double)bn_count(x);
     ls_tmp t = {0};
     ls_tensor *R = ls_tmp_keep(&t, ls_batchnorm_grad_stats(g, x, bn_eps(c->attrs)));
-    ls_tensor *mu = bn_bcast(&t, bn_row(&t, R, 2), x), *r = bn_bcast(&t, bn_row(&t, R, 3), x);
-    ls_tensor *xhat = ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t, ls_sub(x, mu)), r));
-    ls_tensor *uB = bn_row(&t, u, 1);
-    if (c->needs[0])   /* uA + uB xhat */
-        gin[0] = ls_add(bn_bcast(&t, bn_row(&t, u, 0), x),
-                        ls_tmp_keep(&t, ls_mul(bn_bcast(&t, uB, x), xhat)));
-    if (c->needs[1]) {   /* input_grad(g, x, uB, R) + umu / n - ur r^2 xhat / n */
-        ls_tensor *d = ls_tmp_keep(&t, ls_batchnorm_input_grad(g, x, uB, R));
-        ls_tensor *cm = ls_tmp_keep(&t, ls_mul_scalar(bn_bcast(&t, bn_row(&t, u, 2), x), inv_n));
+    ls_tensor *A = bn_row(&t, R, 0), *B = bn_row(&t, R, 1), *mu = bn_row(&t, R, 2);
+    ls_tensor *r = bn_row(&t, R, 3), *uA = bn_row(&t, u, 0), *uB = bn_row(&t, u, 1);
+    ls_tensor *uBr = ls_tmp_keep(&t, ls_mul(uB, r));
+    if (c->needs[0]) {
+        ls_tensor *zero = uA ? ls_tmp_keep(&t, ls_tensor_zeros(uA->dtype, 1, uA->shape)) : NULL;
+        ls_tensor *K = ls_tmp_keep(&t, bn_stack4(&t, (ls_tensor *[]){zero, uBr, mu, uA}));
+        gin[0] = ls_batchnorm_affine(x, x, K);
+    }
+    if (c->needs[1]) {
+        ls_tensor *umu = bn_row(&t, u, 2), *ur = bn_row(&t, u, 3);
         ls_tensor *rr = ls_tmp_keep(&t, ls_mul(r, r));
-        ls_tensor *cr = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(bn_bcast(&t,
-                                    bn_row(&t, u, 3), x), rr)), inv_n));
-        gin[1] = ls_sub(ls_tmp_keep(&t, ls_add(d, cm)), ls_tmp_keep(&t, ls_mul(cr, xhat)));
+        ls_tensor *uBrrB = ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t, ls_mul(uBr, r)), B));
+        ls_tensor *urrr = ls_tmp_keep(&t, ls_mul(ur, ls_tmp_keep(&t, ls_mul(rr, r))));
+        ls_tensor *k1 = ls_tmp_keep(&t, ls_add(uBrrB, urrr));
+        ls_tensor *k3 = ls_tmp_keep(&t, ls_sub(umu, ls_tmp_keep(&t, ls_mul(uBr, A))));
+        ls_tensor *rows[4] = {uBr, ls_tmp_keep(&t, ls_mul_scalar(k1, -inv_n)), mu,
+                              ls_tmp_keep(&t, ls_mul_scalar(k3, inv_n))};
+        gin[1] = ls_batchnorm_affine(g, x, ls_tmp_keep(&t, bn_stack4(&t, rows)));
     }
     return bn_done(c, gin, &t);
 }
@@ -744,10 +764,19 @@ static ls_status input_grad_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tenso
     if (c->needs[0]) gin[0] = ls_mul(u, bn_bcast(&t, wr, x));
     if (c->needs[1]) gin[1] = ls_mul(u, bn_bcast(&t, ls_tmp_keep(&t, ls_neg(wrq)), x));
     if (c->needs[2] || c->needs[3]) {
-        ls_tensor *Su = bn_chansum(&t, u);
-        ls_tensor *Sug = bn_chansum(&t, ls_tmp_keep(&t, ls_mul(u, g)));
-        ls_tensor *P = ls_tmp_keep(&t, ls_sub(x, bn_bcast(&t, mu, x)));
-        ls_tensor *SuP = bn_chansum(&t, ls_tmp_keep(&t, ls_mul(u, P)));
+        /* the sums by two batchnorm_grad_stats passes (eps 1: any positive value, r is divided
+         * out) instead of six composed ones: grad_stats(u, y) gives sum(u), sum(u (y - mean_y))
+         * r_y, mean_y, r_y; so sum(u g) = row1 / row3 + mean_g sum(u), and sum(u (x - mu)) =
+         * row1 / row3 + (mean_x - mu) sum(u) */
+        ls_tensor *Sx = ls_tmp_keep(&t, ls_batchnorm_grad_stats(u, x, 1.0));
+        ls_tensor *Sg = ls_tmp_keep(&t, ls_batchnorm_grad_stats(u, g, 1.0));
+        ls_tensor *Su = bn_row(&t, Sx, 0);
+        ls_tensor *Sug = ls_tmp_keep(&t, ls_add(ls_tmp_keep(&t, ls_div(bn_row(&t, Sg, 1),
+                                     bn_row(&t, Sg, 3))), ls_tmp_keep(&t, ls_mul(bn_row(&t, Sg, 2),
+                                     Su))));
+        ls_tensor *SuP = ls_tmp_keep(&t, ls_add(ls_tmp_keep(&t, ls_div(bn_row(&t, Sx, 1),
+                                     bn_row(&t, Sx, 3))), ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t,
+                                     ls_sub(bn_row(&t, Sx, 2), mu)), Su))));
         ls_tensor *AnSu = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(A, Su)), inv_n));
         ls_tensor *E = ls_tmp_keep(&t, ls_sub(Sug, AnSu));
         ls_tensor *F = ls_tmp_keep(&t, ls_mul(q, SuP));
@@ -783,4 +812,73 @@ ls_tensor *ls_batchnorm_input_grad(ls_tensor *g, ls_tensor *x, ls_tensor *weight
                                    ls_tensor *stats)
 {
     return ls_op_apply(LS_OP_BATCHNORM_INPUT_GRAD, (ls_tensor *[]){g, x, weight, stats}, NULL);
+}
+
+/* ---- batchnorm_affine(g, x, K) = K0 g + K1 (x - K2) + K3, per channel (K [4, C]) ----
+ *
+ * The form the second-order rules of grad_stats produce (their gradients are affine in g and x
+ * with per-channel coefficients): one pass instead of a chain of broadcast ops. Its own rule is
+ * composed: dg = U K0, dx = U K1, dK = (sum U g, sum U (x - K2), -K1 sum U, sum U). */
+static ls_tensor *bn_affine(ls_tensor *gr, ls_tensor *x, ls_tensor *K)
+{
+    const char *who = "batchnorm_affine";
+    ls_tensor *in[3] = {gr, x, K};
+    bn_geom g;
+    if (ls_check_float_same(who, 3, in) || bn_geom_x(who, x, &g) ||
+        bn_check_same_shape(who, "gradient", gr, x))
+        return NULL;
+    if (K->ndim != 2 || K->shape[0] != 4 || K->shape[1] != g.C) {
+        ls_error_set(LS_ERR_ARG, "%s: coefficients %s should be [4x%lld]", who,
+                     ls_tensor_shape_str(K), (long long)g.C);
+        return NULL;
+    }
+    ls_tensor *xc = ls_tensor_contiguous(x), *gc = ls_tensor_contiguous(gr);
+    ls_tensor *kc = ls_tensor_contiguous(K), *out = NULL;
+    if (xc && gc && kc) out = bn_map_run(&g, xc, gc, ls_tensor_data(kc), true);
+    ls_tensor_release(xc);
+    ls_tensor_release(gc);
+    ls_tensor_release(kc);
+    return out;
+}
+
+static ls_tensor *affine_fwd(ls_tensor *const *in, const ls_attrs *a)
+{
+    (void)a;
+    return bn_affine(in[0], in[1], in[2]);
+}
+
+static ls_status affine_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
+{
+    ls_tensor *g = c->in[0], *x = c->in[1], *K = c->in[2];
+    ls_tmp t = {0};
+    ls_tensor *k0 = bn_row(&t, K, 0), *k1 = bn_row(&t, K, 1), *k2 = bn_row(&t, K, 2);
+    if (c->needs[0]) gin[0] = ls_mul(u, bn_bcast(&t, k0, x));
+    if (c->needs[1]) gin[1] = ls_mul(u, bn_bcast(&t, k1, x));
+    if (c->needs[2]) {
+        ls_tensor *Su = bn_chansum(&t, u);
+        ls_tensor *rows[4] = {
+            bn_chansum(&t, ls_tmp_keep(&t, ls_mul(u, g))),
+            bn_chansum(&t, ls_tmp_keep(&t, ls_mul(u, ls_tmp_keep(&t,
+                                                               ls_sub(x, bn_bcast(&t, k2, x)))))),
+            ls_tmp_keep(&t, ls_neg(ls_tmp_keep(&t, ls_mul(k1, Su)))), Su};
+        gin[2] = bn_stack4(&t, rows);
+    }
+    return bn_done(c, gin, &t);
+}
+
+static int affine_samples(ls_op_sample *s)
+{
+    s[0] = (ls_op_sample){.ndim = {2, 2, 2}, .shape = {{5, 3}, {5, 3}, {4, 3}}};
+    s[1] = (ls_op_sample){.ndim = {4, 4, 2}, .shape = {{2, 2, 4, 5}, {2, 2, 4, 5}, {4, 2}}};
+    s[2] = (ls_op_sample){.ndim = {3, 3, 2}, .shape = {{3, 2, 3}, {3, 2, 3}, {4, 2}}};
+    return 3;
+}
+
+const ls_op_def ls_op_batchnorm_affine = {.name = "batchnorm_affine", .nin = 3, .lua_sig = NULL,
+                                          .forward = affine_fwd, .backward = affine_bwd,
+                                          .samples = affine_samples};
+
+ls_tensor *ls_batchnorm_affine(ls_tensor *g, ls_tensor *x, ls_tensor *coeffs)
+{
+    return ls_op_apply(LS_OP_BATCHNORM_AFFINE, (ls_tensor *[]){g, x, coeffs}, NULL);
 }

@@ -80,6 +80,7 @@
     X(LS_OP_BATCHNORM, ls_op_batchnorm)            \
     X(LS_OP_BATCHNORM_GRAD_STATS, ls_op_batchnorm_grad_stats) \
     X(LS_OP_BATCHNORM_INPUT_GRAD, ls_op_batchnorm_input_grad) \
+    X(LS_OP_BATCHNORM_AFFINE, ls_op_batchnorm_affine) \
     /* loss.c */                                   \
     X(LS_OP_LOG_SOFTMAX, ls_op_log_softmax)        \
     X(LS_OP_SOFTMAX, ls_op_softmax)                \
