@@ -1,4 +1,5 @@
-/* The fused batch-norm ops (engine/ops/batchnorm.c) and relu_backward (engine/ops/elementwise.c).
+/* The fused batch-norm ops (engine/ops/batchnorm.c, batchnorm_ops.c) and relu_backward
+ * (engine/ops/elementwise.c).
  *
  *   batchnorm, ls_batchnorm_train's statistics, batchnorm_grad_stats, batchnorm_input_grad, and
  *     batchnorm's gradients through autograd: both dtypes, against the composed formula evaluated
