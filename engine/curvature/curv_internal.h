@@ -21,6 +21,9 @@ ls_status curv_mv_call(curv_mv *mv);
 ls_status curv_mv_nonfinite(const curv_mv *mv, int64_t bad);
 void curv_mv_free(curv_mv *mv);
 
+/* A result of k pairs with its arrays allocated (zeroed); LS_ERR_MEM naming `who` on failure. */
+ls_status curv_eig_alloc(ls_eig_result *r, int k, const char *who);
+
 /* f64 vector kernels on the engine's pool, the same bits for any thread count (curv_vec.c) */
 double curv_dot(int64_t n, const double *x, const double *y);
 double curv_nrm2(int64_t n, const double *x);
