@@ -21,6 +21,8 @@ ls_status curv_mv_call(curv_mv *mv);
 ls_status curv_mv_nonfinite(const curv_mv *mv, int64_t bad);
 void curv_mv_free(curv_mv *mv);
 
+/* The operator (ls_linop_check) and 1 <= k <= n, errors naming `who`. */
+ls_status curv_eig_check(const ls_linop *op, int k, const char *who);
 /* A result of k pairs with its arrays allocated (zeroed); LS_ERR_MEM naming `who` on failure. */
 ls_status curv_eig_alloc(ls_eig_result *r, int k, const char *who);
 

@@ -372,14 +372,10 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
 {
     static const char *who = "lanczos";
     memset(out, 0, sizeof *out);
-    ls_status st = ls_linop_check(op, who);
+    ls_status st = curv_eig_check(op, opts->k, who);
     if (st) return st;
     int64_t n = op->n;
     int k = opts->k;
-    if (k < 1) return ls_error_set(LS_ERR_ARG, "lanczos: k must be >= 1, got %d", k);
-    if (k > n)
-        return ls_error_set(LS_ERR_ARG, "lanczos: k = %d exceeds the operator size %lld", k,
-                            (long long)n);
     double tol = opts->tol > 0 ? opts->tol : 1e-6;
     int64_t max_iter = opts->max_iter > 0 ? opts->max_iter : 300;
     int64_t ncv = opts->ncv > 0 ? opts->ncv : (2 * (int64_t)k + 1 > 64 ? 2 * (int64_t)k + 1 : 64);

@@ -198,6 +198,17 @@ void ls_eig_result_free(ls_eig_result *r)
     memset(r, 0, sizeof *r);
 }
 
+ls_status curv_eig_check(const ls_linop *op, int k, const char *who)
+{
+    ls_status st = ls_linop_check(op, who);
+    if (st) return st;
+    if (k < 1) return ls_error_set(LS_ERR_ARG, "%s: k must be >= 1, got %d", who, k);
+    if (k > op->n)
+        return ls_error_set(LS_ERR_ARG, "%s: k = %d exceeds the operator size %lld", who, k,
+                            (long long)op->n);
+    return LS_OK;
+}
+
 ls_status curv_eig_alloc(ls_eig_result *r, int k, const char *who)
 {
     memset(r, 0, sizeof *r);
@@ -218,14 +229,10 @@ ls_status ls_power_iteration(const ls_linop *op, const ls_power_opts *opts, ls_e
 {
     static const char *who = "power";
     memset(out, 0, sizeof *out);
-    ls_status st = ls_linop_check(op, who);
+    ls_status st = curv_eig_check(op, opts->k, who);
     if (st) return st;
     int64_t n = op->n;
     int k = opts->k;
-    if (k < 1) return ls_error_set(LS_ERR_ARG, "power: k must be >= 1, got %d", k);
-    if (k > n)
-        return ls_error_set(LS_ERR_ARG, "power: k = %d exceeds the operator size %lld", k,
-                            (long long)n);
     int max_iter = opts->max_iter > 0 ? opts->max_iter : 100;
     double tol = opts->tol > 0 ? opts->tol : 1e-3;
     curv_mv mv;
