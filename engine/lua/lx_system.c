@@ -4,6 +4,7 @@
 #include "core/alloc.h"
 #include "core/parallel.h"
 #include "lx.h"
+#include "ops/gemm.h"
 
 #ifndef LS_VERSION
 #define LS_VERSION "0.0.0"
@@ -47,7 +48,28 @@ static int lx_clock(lua_State *L)
     return 1;
 }
 
+/* ls.system_info(): {threads, cores, blas, blas_kernel, blas_threads, gemm} — what runs the
+ * numbers (benchmarks print it) */
+static int lx_system_info(lua_State *L)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, ls_get_threads());
+    lua_setfield(L, -2, "threads");
+    lua_pushinteger(L, ls_available_cores());
+    lua_setfield(L, -2, "cores");
+    lua_pushstring(L, ls_blas_config());
+    lua_setfield(L, -2, "blas");
+    lua_pushstring(L, ls_blas_kernel());
+    lua_setfield(L, -2, "blas_kernel");
+    lua_pushinteger(L, ls_blas_threads());
+    lua_setfield(L, -2, "blas_threads");
+    lua_pushstring(L, ls_gemm_path());
+    lua_setfield(L, -2, "gemm");
+    return 1;
+}
+
 static const luaL_Reg lx_system_module[] = {
+    {"system_info", lx_system_info},
     {"clock", lx_clock},
     {"set_threads", lx_set_threads}, {"get_threads", lx_get_threads},
     {"available_cores", lx_available_cores}, {"memory", lx_memory}, {NULL, NULL}};
