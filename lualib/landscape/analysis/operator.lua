@@ -120,7 +120,7 @@ function M.is_operator(x) return type(x) == "table" and x._is_operator == true e
 -- Returns {values, vectors, residuals, converged (all pairs), converged_each, iterations, matvecs,
 -- k, which, tol, max_iter, seed, method = "lanczos"}. Not converging within max_iter is not an error.
 Operator.eigs = method("eigs", {k = true, which = true, tol = true, max_iter = true, seed = true,
-                                 vectors = true}, function(self, opts)
+                                 vectors = true, ncv = true}, function(self, opts)
     local k = check_int(opts.k or 1, "k", "eigs")
     local which = opts.which or "largest"
     local tol = check_num(opts.tol or 1e-6, "tol", "eigs")
