@@ -43,13 +43,9 @@ static void ls_node_drop_inputs(ls_node *n)
     n->freed = true;
 }
 
-void ls_autograd_release_tensor_state(ls_tensor *t)
+/* Frees a node when the tensor that owns it is released (the hook of ls_tensor_set_node_release). */
+static void ls_node_free(ls_node *n)
 {
-    ls_tensor_release(t->grad);
-    t->grad = NULL;
-    ls_node *n = t->grad_fn;
-    t->grad_fn = NULL;
-    if (!n) return;
     ls_tensor_release(n->gacc);
     ls_node_drop_inputs(n);
     ls_free(n);
@@ -64,6 +60,7 @@ ls_status ls_autograd_record(ls_op_id op, ls_tensor *out, ls_tensor *const *in, 
     if (!any) return LS_OK;
     ls_node *n = ls_calloc(sizeof *n, def->name);
     if (!n) return LS_ERR_MEM;
+    ls_tensor_set_node_release(ls_node_free);
     n->op = op;
     n->nin = def->nin;
     for (int k = 0; k < def->nin; k++) n->in[k] = ls_tensor_retain(in[k]);

@@ -21,6 +21,12 @@ static atomic_long ls_fail_countdown;
 
 void ls_alloc_fail_after(long n) { atomic_store(&ls_fail_countdown, n); }
 
+long ls_alloc_fail_pending(void)
+{
+    long c = atomic_load(&ls_fail_countdown);
+    return c > 0 ? c : 0;
+}
+
 size_t ls_alloc_live_bytes(void) { return atomic_load(&ls_live_bytes); }
 
 /* Large tensors are allocated and freed at the same sizes over and over (every training step). glibc
@@ -158,11 +164,33 @@ void *ls_malloc(size_t nbytes, const char *what)
     return base + LS_ALIGN;
 }
 
+void *ls_malloc_array(size_t count, size_t size, const char *what)
+{
+    size_t nbytes;
+    if (__builtin_mul_overflow(count, size, &nbytes)) {
+        ls_error_set(LS_ERR_MEM, "%s: allocation of %zu x %zu bytes is too large", what, count, size);
+        return NULL;
+    }
+    return ls_malloc(nbytes, what);
+}
+
 void *ls_calloc(size_t nbytes, const char *what)
 {
     void *p = ls_malloc(nbytes, what);
     if (p) memset(p, 0, nbytes);
     return p;
+}
+
+void *ls_realloc(void *p, size_t nbytes, const char *what)
+{
+    if (!p) return ls_malloc(nbytes, what);
+    size_t old = ((ls_alloc_header *)((char *)p - LS_ALIGN))->nbytes;
+    if (nbytes <= old && old - nbytes < LS_ALIGN) return p;   /* same block size */
+    void *q = ls_malloc(nbytes, what);
+    if (!q) return NULL;
+    memcpy(q, p, old < nbytes ? old : nbytes);
+    ls_free(p);
+    return q;
 }
 
 void ls_free(void *p)

@@ -15,8 +15,8 @@
 ls_status ls_linop_check(const ls_linop *op, const char *who)
 {
     if (!op || !op->matvec) return ls_error_set(LS_ERR_ARG, "%s: operator has no matvec", who);
-    if (op->n < 1)
-        return ls_error_set(LS_ERR_ARG, "%s: operator size must be >= 1, got %lld", who,
+    if (op->n < 1 || op->n > LS_MAX_NUMEL)
+        return ls_error_set(LS_ERR_ARG, "%s: operator size must be in 1..2^40, got %lld", who,
                             (long long)op->n);
     if (!ls_dtype_is_float(op->dtype))
         return ls_error_set(LS_ERR_ARG, "%s: operator dtype must be f32 or f64, got %s", who,
@@ -180,9 +180,9 @@ const char *ls_eig_which_name(ls_eig_which w)
 void ls_eig_result_free(ls_eig_result *r)
 {
     if (!r) return;
-    free(r->values);
-    free(r->residuals);
-    free(r->converged);
+    ls_free(r->values);
+    ls_free(r->residuals);
+    ls_free(r->converged);
     ls_tensor_release(r->vectors);
     memset(r, 0, sizeof *r);
 }
@@ -191,9 +191,9 @@ static ls_status eig_result_alloc(ls_eig_result *r, int k, const char *who)
 {
     memset(r, 0, sizeof *r);
     r->k = k;
-    r->values = calloc((size_t)k, sizeof(double));
-    r->residuals = calloc((size_t)k, sizeof(double));
-    r->converged = calloc((size_t)k, sizeof(bool));
+    r->values = ls_calloc((size_t)k * sizeof(double), "curvature");
+    r->residuals = ls_calloc((size_t)k * sizeof(double), "curvature");
+    r->converged = ls_calloc((size_t)k * sizeof(bool), "curvature");
     if (!r->values || !r->residuals || !r->converged) {
         ls_eig_result_free(r);
         return ls_error_set(LS_ERR_MEM, "%s: out of memory", who);
@@ -244,16 +244,16 @@ typedef struct ritz_work {
 
 static void ritz_work_free(ritz_work *rw)
 {
-    free(rw->d);
-    free(rw->e);
-    free(rw->dc);
-    free(rw->ec);
-    free(rw->w);
-    free(rw->Zr);
-    free(rw->Zfull);
-    free(rw->isuppz);
-    free(rw->idx);
-    free(rw->sorted);
+    ls_free(rw->d);
+    ls_free(rw->e);
+    ls_free(rw->dc);
+    ls_free(rw->ec);
+    ls_free(rw->w);
+    ls_free(rw->Zr);
+    ls_free(rw->Zfull);
+    ls_free(rw->isuppz);
+    ls_free(rw->idx);
+    ls_free(rw->sorted);
     memset(rw, 0, sizeof *rw);
 }
 
@@ -263,15 +263,15 @@ static bool ritz_work_init(ritz_work *rw, int cap, int k)
     rw->cap = cap;
     rw->k = k;
     size_t c = (size_t)cap;
-    rw->d = malloc(c * sizeof(double));
-    rw->e = malloc(c * sizeof(double));
-    rw->dc = malloc(c * sizeof(double));
-    rw->ec = malloc(c * sizeof(double));
-    rw->w = malloc(c * sizeof(double));
-    rw->Zr = malloc(c * (size_t)k * sizeof(double));
-    rw->isuppz = malloc(2 * c * sizeof(lapack_int));
-    rw->idx = malloc((size_t)k * sizeof(int));
-    rw->sorted = malloc((size_t)k * sizeof(int));
+    rw->d = ls_malloc(c * sizeof(double), "curvature");
+    rw->e = ls_malloc(c * sizeof(double), "curvature");
+    rw->dc = ls_malloc(c * sizeof(double), "curvature");
+    rw->ec = ls_malloc(c * sizeof(double), "curvature");
+    rw->w = ls_malloc(c * sizeof(double), "curvature");
+    rw->Zr = ls_malloc_array(c, (size_t)k * sizeof(double), "curvature");
+    rw->isuppz = ls_malloc(2 * c * sizeof(lapack_int), "curvature");
+    rw->idx = ls_malloc((size_t)k * sizeof(int), "curvature");
+    rw->sorted = ls_malloc((size_t)k * sizeof(int), "curvature");
     return rw->d && rw->e && rw->dc && rw->ec && rw->w && rw->Zr && rw->isuppz && rw->idx &&
            rw->sorted;
 }
@@ -280,8 +280,8 @@ static bool ritz_work_init(ritz_work *rw, int cap, int k)
 static int ritz_pairs_dstev(ritz_work *rw, const double *alpha, const double *beta, int m, int nsel,
                             double *theta, double *Zs)
 {
-    free(rw->Zfull);
-    rw->Zfull = malloc((size_t)m * (size_t)m * sizeof(double));
+    ls_free(rw->Zfull);
+    rw->Zfull = ls_malloc_array((size_t)m, (size_t)m * sizeof(double), "curvature");
     if (!rw->Zfull) {
         ls_error_set(LS_ERR_MEM, "lanczos: out of memory");
         return -1;
@@ -379,11 +379,11 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     ls_rng rng;
     ls_rng_init(&rng, opts->seed);
     if ((st = eig_result_alloc(out, k, who))) goto done;
-    w = malloc((size_t)n * sizeof(double));
-    h = malloc((size_t)(max_iter + 1) * sizeof(double));
-    alpha = malloc((size_t)(max_iter + 1) * sizeof(double));
-    beta = malloc((size_t)(max_iter + 1) * sizeof(double));
-    Zs = malloc((size_t)(max_iter + 1) * (size_t)k * sizeof(double));
+    w = ls_malloc((size_t)n * sizeof(double), "curvature");
+    h = ls_malloc((size_t)(max_iter + 1) * sizeof(double), "curvature");
+    alpha = ls_malloc((size_t)(max_iter + 1) * sizeof(double), "curvature");
+    beta = ls_malloc((size_t)(max_iter + 1) * sizeof(double), "curvature");
+    Zs = ls_malloc_array((size_t)(max_iter + 1), (size_t)k * sizeof(double), "curvature");
     if (!ritz_work_init(&rw, (int)max_iter + 1, k) || !w || !h || !alpha || !beta || !Zs) {
         st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory (n = %lld)", (long long)n);
         goto done;
@@ -393,7 +393,7 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     cap = (int)(max_iter < 32 ? max_iter + 1 : 32);
     /* the basis comes from the engine's allocator: huge pages for large blocks, so touching a new
      * basis vector costs few page faults */
-    V = ls_malloc((size_t)cap * (size_t)n * sizeof(double), "lanczos: Krylov basis");
+    V = ls_malloc_array((size_t)cap, (size_t)n * sizeof(double), "lanczos: Krylov basis");
     if (!V) {
         st = ls_error_code();
         goto done;
@@ -446,7 +446,7 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
         if (m + 1 > cap) {
             int64_t ncap = (int64_t)cap * 2;
             if (ncap > max_iter + 1) ncap = max_iter + 1;
-            double *nV = ls_malloc((size_t)ncap * (size_t)n * sizeof(double), "lanczos");
+            double *nV = ls_malloc_array((size_t)ncap, (size_t)n * sizeof(double), "lanczos");
             if (nV) {
                 memcpy(nV, V, (size_t)m * (size_t)n * sizeof(double));
                 ls_free(V);
@@ -485,11 +485,11 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
 
     if (opts->want_vectors) {
         /* Ritz vectors y_c = V_m Zs[:, c] */
-        double *Y = malloc((size_t)n * (size_t)k * sizeof(double));
+        double *Y = ls_malloc_array((size_t)n, (size_t)k * sizeof(double), "curvature");
         int64_t shape[2] = {n, k};
         out->vectors = ls_tensor_new(op->dtype, 2, shape);
         if (!Y || !out->vectors) {
-            free(Y);
+            ls_free(Y);
             st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory for Ritz vectors");
             goto done;
         }
@@ -505,17 +505,17 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
             for (int64_t i = 0; i < n; i++)
                 for (int c = 0; c < k; c++) t[i * k + c] = (float)Y[(int64_t)c * n + i];
         }
-        free(Y);
+        ls_free(Y);
     }
 
 done:
     if (st) ls_eig_result_free(out);
     ls_free(V);
-    free(w);
-    free(h);
-    free(alpha);
-    free(beta);
-    free(Zs);
+    ls_free(w);
+    ls_free(h);
+    ls_free(alpha);
+    ls_free(beta);
+    ls_free(Zs);
     ritz_work_free(&rw);
     curv_mv_free(&mv);
     return st;
@@ -543,9 +543,9 @@ ls_status ls_power_iteration(const ls_linop *op, const ls_power_opts *opts, ls_e
     ls_rng rng;
     ls_rng_init(&rng, opts->seed);
     if ((st = eig_result_alloc(out, k, who))) goto done;
-    E = malloc((size_t)n * (size_t)k * sizeof(double));   /* found eigenvectors, columns */
-    v = malloc((size_t)n * sizeof(double));
-    Hv = malloc((size_t)n * sizeof(double));
+    E = ls_malloc_array((size_t)n, (size_t)k * sizeof(double), "curvature");   /* found eigenvectors */
+    v = ls_malloc((size_t)n * sizeof(double), "curvature");
+    Hv = ls_malloc((size_t)n * sizeof(double), "curvature");
     if (!E || !v || !Hv) { st = ls_error_set(LS_ERR_MEM, "power: out of memory"); goto done; }
     int total = 0;
     for (int p = 0; p < k; p++) {
@@ -598,9 +598,9 @@ ls_status ls_power_iteration(const ls_linop *op, const ls_power_opts *opts, ls_e
         }
 done:
     if (st) ls_eig_result_free(out);
-    free(E);
-    free(v);
-    free(Hv);
+    ls_free(E);
+    ls_free(v);
+    ls_free(Hv);
     curv_mv_free(&mv);
     return st;
 }

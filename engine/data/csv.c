@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/alloc.h"
+
 /* The parser state shared by the libcsv callbacks. Every field's bytes are appended, NUL-terminated,
  * to one growing arena and its offset to `cells`, so a table of n cells costs two allocations that
  * grow geometrically rather than n small ones. Offsets (not pointers) survive the arena's reallocs. */
@@ -38,13 +40,13 @@ static void csv_on_field(void *field, size_t len, void *data)
     if (s->alen + len + 1 > s->acap) {
         size_t cap = s->acap ? s->acap : 4096;
         while (cap < s->alen + len + 1) cap *= 2;
-        char *a = realloc(s->arena, cap);
+        char *a = ls_realloc(s->arena, cap, "csv");
         if (!a) return csv_oom(s);
         s->arena = a, s->acap = cap;
     }
     if (s->ncells == s->ccap) {
         size_t cap = s->ccap ? 2 * s->ccap : 256;
-        size_t *c = realloc(s->cells, cap * sizeof *c);
+        size_t *c = ls_realloc(s->cells, cap * sizeof *c, "csv");
         if (!c) return csv_oom(s);
         s->cells = c, s->ccap = cap;
     }
@@ -126,12 +128,12 @@ void ls_csv_table_free(ls_csv_table *t)
 {
     if (!t) return;
     for (int c = 0; c < t->ncols; c++) {
-        free(t->cols[c].num);
-        free(t->cols[c].str);
+        ls_free(t->cols[c].num);
+        ls_free(t->cols[c].str);
     }
-    free(t->cols);
-    free(t->arena);
-    free(t);
+    ls_free(t->cols);
+    ls_free(t->arena);
+    ls_free(t);
 }
 
 int ls_csv_find(const ls_csv_table *t, const char *name)
@@ -149,9 +151,9 @@ ls_csv_table *ls_csv_parse(const char *buf, size_t n, const char *name)
         ls_error_set(LS_ERR_IO, "csv_read: %s: no header row (the file is empty)", name);
         goto fail;
     }
-    ls_csv_table *t = calloc(1, sizeof *t);
-    if (!t || !(t->cols = calloc((size_t)s.ncols, sizeof *t->cols))) {
-        free(t);
+    ls_csv_table *t = ls_calloc(sizeof *t, "csv");
+    if (!t || !(t->cols = ls_calloc((size_t)s.ncols * sizeof *t->cols, "csv"))) {
+        ls_free(t);
         ls_error_set(LS_ERR_MEM, "csv_read: %s: out of memory", name);
         goto fail;
     }
@@ -173,7 +175,7 @@ ls_csv_table *ls_csv_parse(const char *buf, size_t n, const char *name)
             }
         /* Numeric unless some non-empty cell fails to parse. */
         col->kind = LS_CSV_NUMBER;
-        col->num = malloc((size_t)(nrows ? nrows : 1) * sizeof *col->num);
+        col->num = ls_malloc((size_t)(nrows ? nrows : 1) * sizeof *col->num, "csv");
         if (!col->num) goto oom;
         for (int64_t r = 0; r < nrows; r++) {
             const char *cell = t->arena + s.cells[(size_t)(r + 1) * (size_t)ncols + (size_t)c];
@@ -188,9 +190,9 @@ ls_csv_table *ls_csv_parse(const char *buf, size_t n, const char *name)
             }
         }
         if (col->kind == LS_CSV_STRING) {
-            free(col->num);
+            ls_free(col->num);
             col->num = NULL;
-            col->str = malloc((size_t)(nrows ? nrows : 1) * sizeof *col->str);
+            col->str = ls_malloc((size_t)(nrows ? nrows : 1) * sizeof *col->str, "csv");
             if (!col->str) goto oom;
             for (int64_t r = 0; r < nrows; r++)
                 col->str[r] = t->arena + s.cells[(size_t)(r + 1) * (size_t)ncols + (size_t)c];
@@ -201,11 +203,11 @@ ls_csv_table *ls_csv_parse(const char *buf, size_t n, const char *name)
         ls_error_set(LS_ERR_MEM, "csv_read: %s: out of memory", name);
         goto fail;
     }
-    free(s.cells);
+    ls_free(s.cells);
     return t;
 fail:
-    free(s.arena);
-    free(s.cells);
+    ls_free(s.arena);
+    ls_free(s.cells);
     return NULL;
 }
 
@@ -220,19 +222,19 @@ static char *csv_slurp(const char *who, const char *path, size_t *n)
         return ls_error_set(LS_ERR_IO, "%s: %s: is a directory", who, path), NULL;
     }
     size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, len = 0;
-    char *buf = malloc(cap);
+    char *buf = ls_malloc(cap, "csv");
     while (buf) {
         len += fread(buf + len, 1, cap - len, f);
         if (len < cap) break;
-        char *b = realloc(buf, cap * 2);
-        if (!b) free(buf);
+        char *b = ls_realloc(buf, cap * 2, "csv");
+        if (!b) ls_free(buf);
         buf = b, cap *= 2;
     }
     int bad = ferror(f);
     fclose(f);
     if (!buf) return ls_error_set(LS_ERR_MEM, "%s: %s: out of memory", who, path), NULL;
     if (bad) {
-        free(buf);
+        ls_free(buf);
         return ls_error_set(LS_ERR_IO, "%s: %s: read error", who, path), NULL;
     }
     *n = len;
@@ -245,7 +247,7 @@ ls_csv_table *ls_csv_read(const char *path)
     char *buf = csv_slurp("csv_read", path, &n);
     if (!buf) return NULL;
     ls_csv_table *t = ls_csv_parse(buf, n, path);
-    free(buf);
+    ls_free(buf);
     return t;
 }
 
@@ -275,7 +277,7 @@ static ls_status csv_existing_header(const char *path, csv_state *s, bool *ends_
 {
     FILE *f = fopen(path, "rb");
     if (!f) return ls_error_set(LS_ERR_IO, "csv_write: %s: %s", path, strerror(errno));
-    char *buf = malloc(CSV_HEADER_MAX);
+    char *buf = ls_malloc(CSV_HEADER_MAX, "csv");
     if (!buf) {
         fclose(f);
         return ls_error_set(LS_ERR_MEM, "csv_write: %s: out of memory", path);
@@ -286,14 +288,14 @@ static ls_status csv_existing_header(const char *path, csv_state *s, bool *ends_
     bool bad = ferror(f);
     fclose(f);
     if (bad) {
-        free(buf);
+        ls_free(buf);
         return ls_error_set(LS_ERR_IO, "csv_write: %s: read error", path);
     }
     s->who = "csv_write";
     s->name = path;
     s->header_only = true;
     ls_status st = csv_run(s, buf, n);
-    free(buf);
+    ls_free(buf);
     *ends_nl = last == EOF || last == '\n';
     if (st == LS_OK && !s->done && n == CSV_HEADER_MAX)
         st = ls_error_set(LS_ERR_IO, "csv_write: %s: header row longer than %zu bytes", path,
@@ -348,14 +350,14 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
                 return ls_error_set(LS_ERR_ARG, "csv_write: %s: duplicate column '%s'", path,
                                     names[c]);
     }
-    int *order = malloc((size_t)ncols * sizeof *order);
+    int *order = ls_malloc((size_t)ncols * sizeof *order, "csv");
     if (!order) return ls_error_set(LS_ERR_MEM, "csv_write: %s: out of memory", path);
     for (int c = 0; c < ncols; c++) order[c] = c;
 
     bool header = true, ends_nl = true;
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        free(order);
+        ls_free(order);
         return ls_error_set(LS_ERR_IO, "csv_write: %s: is a directory", path);
     }
     if (append && stat(path, &st) == 0 && st.st_size > 0) {
@@ -365,10 +367,10 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
             header = false;
             rc = csv_match_header(path, &h, ncols, names, order);
         }
-        free(h.arena);
-        free(h.cells);
+        ls_free(h.arena);
+        ls_free(h.cells);
         if (rc != LS_OK) {
-            free(order);
+            ls_free(order);
             return rc;
         }
     }
@@ -380,9 +382,9 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
         f = fopen(path, "ab");
     } else {
         size_t len = strlen(path);
-        tmp = malloc(len + 6);
+        tmp = ls_malloc(len + 6, "csv");
         if (!tmp) {
-            free(order);
+            ls_free(order);
             return ls_error_set(LS_ERR_MEM, "csv_write: %s: out of memory", path);
         }
         memcpy(tmp, path, len);
@@ -392,8 +394,8 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
     if (!f) {
         ls_status rc = ls_error_set(LS_ERR_IO, "csv_write: %s: %s", tmp ? tmp : path,
                                     strerror(errno));
-        free(order);
-        free(tmp);
+        ls_free(order);
+        ls_free(tmp);
         return rc;
     }
     int bad = 0;
@@ -412,12 +414,12 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
     }
     int err = errno;
     bad |= fclose(f) != 0;
-    free(order);
+    ls_free(order);
     if (bad) {
         ls_status rc = ls_error_set(LS_ERR_IO, "csv_write: %s: write failed: %s",
                                     tmp ? tmp : path, strerror(err));
         if (tmp) remove(tmp);
-        free(tmp);
+        ls_free(tmp);
         return rc;
     }
     if (tmp) {
@@ -425,10 +427,10 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
             ls_status rc = ls_error_set(LS_ERR_IO, "csv_write: %s: cannot rename %s into place: %s",
                                         path, tmp, strerror(errno));
             remove(tmp);
-            free(tmp);
+            ls_free(tmp);
             return rc;
         }
-        free(tmp);
+        ls_free(tmp);
     }
     return LS_OK;
 }

@@ -1,6 +1,7 @@
 #include "data/idx.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -73,6 +74,36 @@ static const char *idx_src_gzerror(idx_src *s)
     return code == Z_OK || code == Z_STREAM_END ? "" : msg;
 }
 
+/* A read of `what` came up short (got < want bytes, or -1 on a zlib error). For compressed input the
+ * cause is usually the compression, not the IDX content: say which, with zlib's words.
+ *   "read_idx: x.gz: corrupt gzip data (zlib: incorrect data check)"
+ *   "read_idx: x.gz: truncated gzip file (zlib: unexpected end of file) while reading the data ..."
+ *   "read_idx: x.idx: truncated: expected 8 bytes for the dimension list, got 2" */
+static void *idx_fail_short(idx_src *s, const char *name, const char *what, uint64_t want,
+                            int64_t got)
+{
+    const char *z = idx_src_gzerror(s);
+    size_t nl = strlen(name);
+    if (strncmp(z, name, nl) == 0 && strncmp(z + nl, ": ", 2) == 0) z += nl + 2;   /* zlib's path */
+    if (s->gz && !gzdirect(s->gz) && (*z || got < 0)) {
+        /* zlib decompresses ahead of what was asked, so only an early end says where it was */
+        if (strstr(z, "unexpected end"))
+            ls_error_set(LS_ERR_IO, "read_idx: %s: truncated gzip file (zlib: %s) while reading %s",
+                         name, z, what);
+        else
+            ls_error_set(LS_ERR_IO, "read_idx: %s: corrupt gzip data (zlib: %s)", name,
+                         *z ? z : "error");
+    } else if (s->gz && !gzdirect(s->gz)) {
+        ls_error_set(LS_ERR_IO, "read_idx: %s: truncated: the decompressed data end after %lld "
+                     "bytes of the %llu expected for %s", name, (long long)(got < 0 ? 0 : got),
+                     (unsigned long long)want, what);
+    } else {
+        ls_error_set(LS_ERR_IO, "read_idx: %s: truncated: expected %llu bytes for %s, got %lld",
+                     name, (unsigned long long)want, what, (long long)(got < 0 ? 0 : got));
+    }
+    return NULL;
+}
+
 /* Element size and loaded dtype of an IDX type code; 0 if the code is unknown. */
 static size_t idx_type_info(int code, ls_dtype *dtype, const char **cname)
 {
@@ -120,10 +151,7 @@ static ls_tensor *idx_read_src(idx_src *s, const char *name, uint64_t limit, int
 {
     unsigned char head[4], dimbuf[4 * 255];
     int64_t got = idx_src_read(s, head, 4);
-    if (got != 4)
-        return ls_error_set(LS_ERR_IO, "read_idx: %s: file too short for the 4-byte IDX magic "
-                            "(got %lld bytes)%s", name, (long long)(got < 0 ? 0 : got),
-                            idx_src_gzerror(s)), NULL;
+    if (got != 4) return idx_fail_short(s, name, "the 4-byte IDX magic", 4, got);
     ls_dtype dtype;
     const char *cname;
     size_t esize = idx_type_info(head[2], &dtype, &cname);
@@ -136,10 +164,7 @@ static ls_tensor *idx_read_src(idx_src *s, const char *name, uint64_t limit, int
         return ls_error_set(LS_ERR_IO, "read_idx: %s: %d dimensions (supported: 1 to %d)", name,
                             ndim, LS_MAX_DIMS), NULL;
     got = idx_src_read(s, dimbuf, 4 * (size_t)ndim);
-    if (got != 4 * ndim)
-        return ls_error_set(LS_ERR_IO, "read_idx: %s: truncated in the dimension list (expected "
-                            "%d bytes, got %lld)", name, 4 * ndim, (long long)(got < 0 ? 0 : got)),
-               NULL;
+    if (got != 4 * ndim) return idx_fail_short(s, name, "the dimension list", 4 * ndim, got);
     if (exact) limit -= 4 + 4 * (uint64_t)ndim;
 
     /* Multiply the dims up with an overflow guard: each dim is < 2^32 and the running product is
@@ -155,8 +180,15 @@ static ls_tensor *idx_read_src(idx_src *s, const char *name, uint64_t limit, int
         else
             nbytes *= v;
     }
-    char sbuf[LS_SHAPE_STR_MAX];
+    char sbuf[LS_SHAPE_STR_MAX], who[300];
     ls_shape_str(ndim, shape, sbuf, sizeof sbuf);
+    /* the engine's shape rule: a zero dim does not unbound the others */
+    snprintf(who, sizeof who, "read_idx: %s: dims", name);
+    if (ls_shape_check(who, ndim, shape, NULL)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ls_error_message());
+        return ls_error_set(LS_ERR_IO, "%s", msg), NULL;
+    }
     if (nbytes > IDX_MAX_BYTES)
         return ls_error_set(LS_ERR_IO, "read_idx: %s: dims %s of %s are too large (more than %llu "
                             "bytes)", name, sbuf, cname, (unsigned long long)IDX_MAX_BYTES), NULL;
@@ -198,19 +230,22 @@ static ls_tensor *idx_read_src(idx_src *s, const char *name, uint64_t limit, int
         ls_free(tmp);
     }
     if (total != nbytes) {
-        ls_error_set(LS_ERR_IO, "read_idx: %s: truncated: dims %s of %s: expected %llu bytes of "
-                     "data, got %llu%s%s", name, sbuf, cname, (unsigned long long)nbytes,
-                     (unsigned long long)total, *idx_src_gzerror(s) ? "; gzip: " : "",
-                     idx_src_gzerror(s));
+        char what[200];
+        snprintf(what, sizeof what, "the data (dims %s of %s)", sbuf, cname);
+        idx_fail_short(s, name, what, nbytes, got < 0 ? -1 : (int64_t)total);
         ls_tensor_release(t);
         return NULL;
     }
+    /* Nothing may follow the data. For gzip input this read also reaches the stream's end, where
+     * zlib checks the CRC and length of the whole stream. */
     unsigned char extra;
     got = idx_src_read(s, &extra, 1);
     if (got != 0) {
-        ls_error_set(LS_ERR_IO, "read_idx: %s: %s after the %llu bytes of data declared by dims %s",
-                     name, got > 0 ? "trailing bytes" : "corrupt compressed data",
-                     (unsigned long long)nbytes, sbuf);
+        if (got < 0)
+            idx_fail_short(s, name, "the end of the gzip stream", 0, got);
+        else
+            ls_error_set(LS_ERR_IO, "read_idx: %s: trailing bytes after the %llu bytes of data "
+                         "declared by dims %s", name, (unsigned long long)nbytes, sbuf);
         ls_tensor_release(t);
         return NULL;
     }

@@ -26,6 +26,18 @@ ls_tensor *lx_checktensor(lua_State *L, int idx);
 ls_tensor *lx_totensor(lua_State *L, int idx);
 /* Raise the engine's last error message as a Lua error. Never returns. */
 int lx_error(lua_State *L);
+/* The same after naming `who` in a generic engine message (ls_error_retag: "tensor: out of memory
+ * ..." -> "zeros: out of memory ..."). Never returns. */
+int lx_error_in(lua_State *L, const char *who);
+
+/* Fixed arity: raise "<who>: too many arguments (4 given, at most 3)" when an argument past `max`
+ * is not nil. Trailing nils are allowed (f(x, nil) is f(x)). */
+void lx_checkarity(lua_State *L, int max, const char *who);
+/* A string argument that goes to C as a NUL-terminated string: raises naming `who` and `what` when
+ * it is not a string or holds a NUL byte (C would silently cut it there). */
+const char *lx_checkcstring(lua_State *L, int idx, const char *who, const char *what);
+/* The same check for a string already at idx (a table value, a column name): NULL when not a string. */
+const char *lx_tocstring(lua_State *L, int idx, const char *who, const char *what);
 
 /* 1-based Lua dim (negative from the end) -> 0-based C dim, checked against ndim; raises naming `who`. */
 int lx_checkdim(lua_State *L, int idx, int ndim, const char *who);

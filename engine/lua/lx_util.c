@@ -75,6 +75,40 @@ int lx_error(lua_State *L)
     return luaL_error(L, "%s", msg[0] ? msg : "unknown engine error");
 }
 
+int lx_error_in(lua_State *L, const char *who)
+{
+    ls_error_retag(who);
+    return lx_error(L);
+}
+
+void lx_checkarity(lua_State *L, int max, const char *who)
+{
+    int top = lua_gettop(L);
+    while (top > max && lua_isnil(L, top)) top--;
+    if (top > max)
+        luaL_error(L, "%s: too many arguments (%d given, at most %d)", who, top, max);
+}
+
+const char *lx_tocstring(lua_State *L, int idx, const char *who, const char *what)
+{
+    if (lua_type(L, idx) != LUA_TSTRING) return NULL;
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    const char *nul = memchr(s, '\0', len);
+    if (nul)
+        luaL_error(L, "%s: %s contains a NUL byte at position %d (\"%s\\0...\")", who, what,
+                   (int)(nul - s) + 1, s);
+    return s;
+}
+
+const char *lx_checkcstring(lua_State *L, int idx, const char *who, const char *what)
+{
+    const char *s = lx_tocstring(L, idx, who, what);
+    if (!s)
+        luaL_error(L, "%s: %s must be a string, got %s", who, what, luaL_typename(L, idx));
+    return s;
+}
+
 int lx_checkdim(lua_State *L, int idx, int ndim, const char *who)
 {
     lua_Integer d = luaL_checkinteger(L, idx);

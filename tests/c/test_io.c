@@ -174,7 +174,10 @@ static void test_idx_errors(void)
         {"short data", {0, 0, 8, 2, 0, 0, 0, 3, 0, 0, 0, 3, 1, 2}, 14,
          "expected 9 bytes of data, got 2"},
         {"trailing", {0, 0, 8, 1, 0, 0, 0, 1, 5, 6}, 10, "trailing bytes after the 1 bytes"},
-        {"empty", {0}, 0, "too short"},
+        {"empty", {0}, 0, "truncated: expected 4 bytes for the 4-byte IDX magic, got 0"},
+        /* a zero dim does not unbound the others (strides would overflow int64) */
+        {"zero dim", {0, 0, 8, 3, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}, 16,
+         "dims: shape [0x4294967295x4294967295] is too large"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         ls_error_clear();
@@ -199,6 +202,26 @@ static void test_idx_errors(void)
     gzwrite(gz, liar, sizeof liar);
     gzclose(gz);
     CHECK(ls_idx_read(tmp_path("liar.idx.gz")) == NULL && msg_has("more than this compressed"));
+    /* Damaged gzip files are named as such, with zlib's reason, not as short IDX files. */
+    int64_t shape[2] = {3, 4};
+    ls_tensor *t = make_tensor(LS_U8, 2, shape);
+    CHECK(ls_idx_write(tmp_path("ok.idx.gz"), t) == LS_OK);
+    ls_tensor_release(t);
+    size_t n;
+    unsigned char *g = read_bytes(tmp_path("ok.idx.gz"), &n);
+    g[n - 8] ^= 0xFF;   /* the CRC-32 of the trailer */
+    write_bytes(tmp_path("crc.idx.gz"), g, n);
+    CHECK(ls_idx_read(tmp_path("crc.idx.gz")) == NULL &&
+          msg_has("crc.idx.gz: corrupt gzip data (zlib: incorrect data check)"));
+    g[n - 8] ^= 0xFF;
+    write_bytes(tmp_path("half.idx.gz"), g, n - 12);
+    CHECK(ls_idx_read(tmp_path("half.idx.gz")) == NULL &&
+          msg_has("half.idx.gz: truncated gzip file (zlib: unexpected end of file)"));
+    const unsigned char junk[] = {0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3, 0xFF, 0xFF, 0xFF, 0xFF};
+    write_bytes(tmp_path("junk.idx.gz"), junk, sizeof junk);
+    CHECK(ls_idx_read(tmp_path("junk.idx.gz")) == NULL &&
+          msg_has("junk.idx.gz: corrupt gzip data (zlib: ") && !msg_has("magic"));
+    free(g);
 }
 
 /* Cut a small file (raw and gzip) at every byte: each prefix must fail cleanly. */
@@ -509,7 +532,16 @@ static void test_st_malformed(void)
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":{},\"data_offsets\":[0,24]}}", "shape is not an array"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,6],\"data_offsets\":[0,24]}}", "9 dims"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
-         "\"data_offsets\":[0,24]}}", "needs"},
+         "\"data_offsets\":[0,24]}}", "tensor 'a': shape [4294967296x4294967296x4294967296] is too large"},
+        /* a zero dim does not unbound the others (strides would overflow) */
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[0,4611686018427387904,4],\"data_offsets\":[0,0]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}",
+         "tensor 'a': shape [0x4611686018427387904x4] is too large"},
+        /* a NUL in a field name or a dtype is not the field or dtype it starts like */
+        {"{\"a\":{\"dtype\\u0000x\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}",
+         "a field name contains a NUL character"},
+        {"{\"a\":{\"dtype\":\"F32\\u0000\",\"shape\":[6],\"data_offsets\":[0,24]}}",
+         "unsupported dtype"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,28]}}", "needs 24 bytes"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[7],\"data_offsets\":[0,28]}}", "exceed the data buffer of 24"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[24,0]}}", "end before they begin"},
