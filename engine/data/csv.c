@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/alloc.h"
+#include "data/atomic.h"
 
 /* The parser state shared by the libcsv callbacks. Every field's bytes are appended, NUL-terminated,
  * to one growing arena and its offset to `cells`, so a table of n cells costs two allocations that
@@ -37,6 +38,14 @@ static void csv_on_field(void *field, size_t len, void *data)
 {
     csv_state *s = data;
     if (s->err || s->done) return;
+    /* a C string would end at the NUL: "0.5<NUL>999" must not read as 0.5 */
+    const char *nul = len ? memchr(field, '\0', len) : NULL;
+    if (nul) {
+        s->err = ls_error_set(LS_ERR_IO, "%s: %s: line %lld: field %lld contains a NUL byte (at "
+                              "byte %zu of the field)", s->who, s->name, s->line, s->nfields + 1,
+                              (size_t)(nul - (const char *)field) + 1);
+        return;
+    }
     if (s->alen + len + 1 > s->acap) {
         size_t cap = s->acap ? s->acap : 4096;
         while (cap < s->alen + len + 1) cap *= 2;
@@ -79,13 +88,22 @@ static void csv_on_record(int c, void *data)
     s->nfields = 0;
 }
 
+static void *csv_realloc(void *p, size_t n) { return ls_realloc(p, n, "csv"); }
+
 /* Run libcsv over buf. It is fed one line at a time so that the callbacks, which fire inside the
- * chunk being fed, know the line number for their messages. */
+ * chunk being fed, know the line number for their messages.
+ *
+ * libcsv grows its field buffer by a fixed block (128 bytes unless told otherwise), so one long field
+ * would cost a quadratic number of bytes copied. Before each line the block is set to the bytes fed so
+ * far: a field is never longer than that, so each growth at least doubles the buffer (amortised
+ * linear), and the buffer never exceeds twice the input. Its memory comes from the engine allocator. */
 static ls_status csv_run(csv_state *s, const char *buf, size_t n)
 {
     struct csv_parser p;
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
         return ls_error_set(LS_ERR_MEM, "%s: %s: cannot initialise libcsv", s->who, s->name);
+    csv_set_realloc_func(&p, csv_realloc);
+    csv_set_free_func(&p, ls_free);
     s->ncols = -1;
     s->line = 1;
     if (n >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) buf += 3, n -= 3;
@@ -93,9 +111,13 @@ static ls_status csv_run(csv_state *s, const char *buf, size_t n)
     while (pos < n && !s->err && !s->done) {
         const char *nl = memchr(buf + pos, '\n', n - pos);
         size_t len = nl ? (size_t)(nl - (buf + pos)) + 1 : n - pos;
+        csv_set_blk_size(&p, pos + len > 128 ? pos + len : 128);
         if (csv_parse(&p, buf + pos, len, csv_on_field, csv_on_record, s) != len && !s->err) {
-            s->err = ls_error_set(LS_ERR_IO, "%s: %s: line %lld: malformed quoting (%s)", s->who,
-                                  s->name, s->line, csv_strerror(csv_error(&p)));
+            if (csv_error(&p) == CSV_ENOMEM || csv_error(&p) == CSV_ETOOBIG)
+                csv_oom(s);
+            else
+                s->err = ls_error_set(LS_ERR_IO, "%s: %s: line %lld: malformed quoting (%s)",
+                                      s->who, s->name, s->line, csv_strerror(csv_error(&p)));
         }
         pos += len;
         if (nl) s->line++;
@@ -303,6 +325,22 @@ static ls_status csv_existing_header(const char *path, csv_state *s, bool *ends_
     return st;
 }
 
+/* Copy the whole of the file at path into f: 0, 1 when writing failed (the stream's error flag is
+ * set), -1 (error set) when reading failed. */
+static int csv_copy_into(const char *path, FILE *f)
+{
+    FILE *in = fopen(path, "rb");
+    if (!in) return ls_error_set(LS_ERR_IO, "csv_write: %s: %s", path, strerror(errno)), -1;
+    char buf[1 << 16];
+    size_t k;
+    int bad = 0;
+    while (!bad && (k = fread(buf, 1, sizeof buf, in)) > 0) bad = fwrite(buf, 1, k, f) != k;
+    int rerr = ferror(in);
+    fclose(in);
+    if (rerr) return ls_error_set(LS_ERR_IO, "csv_write: %s: read error", path), -1;
+    return bad;
+}
+
 /* Match the caller's names against the file's header; fill order[i] = caller index of the file's
  * column i. On a mismatch, name what is missing and what is extra. */
 static ls_status csv_match_header(const char *path, const csv_state *h, int ncols,
@@ -375,30 +413,22 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
         }
     }
 
-    /* A fresh table goes to "<path>.part" and is renamed into place once complete. */
-    char *tmp = NULL;
-    FILE *f;
-    if (append) {
-        f = fopen(path, "ab");
-    } else {
-        size_t len = strlen(path);
-        tmp = ls_malloc(len + 6, "csv");
-        if (!tmp) {
-            ls_free(order);
-            return ls_error_set(LS_ERR_MEM, "csv_write: %s: out of memory", path);
-        }
-        memcpy(tmp, path, len);
-        memcpy(tmp + len, ".part", 6);
-        f = fopen(tmp, "wb");
-    }
-    if (!f) {
-        ls_status rc = ls_error_set(LS_ERR_IO, "csv_write: %s: %s", tmp ? tmp : path,
-                                    strerror(errno));
+    /* Both a fresh table and an append are written whole to a file beside the target and renamed
+     * into place (data/atomic.h): an append copies the existing rows first, so a failure at any point
+     * leaves the file exactly as it was. */
+    ls_atomic_file af;
+    if (ls_atomic_file_open(&af, "csv_write", path) != LS_OK) {
         ls_free(order);
-        ls_free(tmp);
-        return rc;
+        return LS_ERR_IO;
     }
+    FILE *f = af.f;
     int bad = 0;
+    if (!header) bad = csv_copy_into(path, f);
+    if (bad < 0) {   /* the existing file could not be read: not a write failure */
+        ls_free(order);
+        ls_atomic_file_abort(&af);
+        return LS_ERR_IO;
+    }
     if (!ends_nl) bad |= fputc('\n', f) == EOF;
     for (int c = 0; header && c < ncols; c++) {
         if (c) bad |= fputc(',', f) == EOF;
@@ -412,25 +442,6 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
         }
         bad |= fputc('\n', f) == EOF;
     }
-    int err = errno;
-    bad |= fclose(f) != 0;
     ls_free(order);
-    if (bad) {
-        ls_status rc = ls_error_set(LS_ERR_IO, "csv_write: %s: write failed: %s",
-                                    tmp ? tmp : path, strerror(err));
-        if (tmp) remove(tmp);
-        ls_free(tmp);
-        return rc;
-    }
-    if (tmp) {
-        if (rename(tmp, path) != 0) {
-            ls_status rc = ls_error_set(LS_ERR_IO, "csv_write: %s: cannot rename %s into place: %s",
-                                        path, tmp, strerror(errno));
-            remove(tmp);
-            ls_free(tmp);
-            return rc;
-        }
-        ls_free(tmp);
-    }
-    return LS_OK;
+    return ls_atomic_file_commit(&af, "csv_write");   /* a failed write above is reported here */
 }

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "core/alloc.h"
+#include "data/atomic.h"
 
 /* Upper bound on the element bytes an IDX file may declare (1 TiB): far beyond any real data set, low
  * enough that no size computation below can overflow. */
@@ -284,13 +286,16 @@ ls_tensor *ls_idx_parse(const void *buf, size_t n, const char *name)
 
 /* ---- writing ---- */
 
-static ls_status idx_write_fail(const char *path, gzFile gz, const char *what)
+/* Where the bytes go: the temporary file directly, or through gzip into it. */
+typedef struct idx_sink {
+    FILE *f;
+    gzFile gz;
+} idx_sink;
+
+static int idx_sink_write(idx_sink *k, const void *p, size_t n)
 {
-    int code = Z_OK;
-    const char *zmsg = gz ? gzerror(gz, &code) : "";
-    const char *why = code == Z_ERRNO ? strerror(errno) : zmsg;
-    if (gz) gzclose(gz);
-    return ls_error_set(LS_ERR_IO, "write_idx: %s: %s%s%s", path, what, *why ? ": " : "", why);
+    if (k->gz) return n == 0 || gzwrite(k->gz, p, (unsigned)n) == (int)n ? 0 : -1;
+    return fwrite(p, 1, n, k->f) == n ? 0 : -1;
 }
 
 ls_status ls_idx_write(const char *path, const ls_tensor *t)
@@ -303,58 +308,66 @@ ls_status ls_idx_write(const char *path, const ls_tensor *t)
     case LS_F64: code = 0x0E; break;
     default: return ls_error_set(LS_ERR_ARG, "write_idx: %s: unsupported dtype", path);
     }
+    /* Everything that can be refused is refused before any file is touched. */
+    int ndim = t->ndim == 0 ? 1 : t->ndim;
+    unsigned char head[4 + 4 * LS_MAX_DIMS] = {0, 0, (unsigned char)code, (unsigned char)ndim};
+    for (int d = 0; d < ndim; d++) {
+        uint64_t v = t->ndim == 0 ? 1 : (uint64_t)t->shape[d];
+        if (v > UINT32_MAX)
+            return ls_error_set(LS_ERR_ARG, "write_idx: %s: dim %d of size %llu exceeds IDX's "
+                                "32-bit dims (shape %s)", path, d + 1, (unsigned long long)v,
+                                ls_tensor_shape_str(t));
+        unsigned char *p = head + 4 + 4 * d;
+        p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
+        p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+    }
     ls_tensor *c = ls_tensor_contiguous(t);
-    if (!c) return ls_error_set(ls_error_code(), "write_idx: %s: out of memory", path);
+    if (!c) {
+        char prev[300];
+        snprintf(prev, sizeof prev, "%s", ls_error_message());
+        return ls_error_set(LS_ERR_MEM, "write_idx: %s: %s", path, prev);
+    }
     size_t n = (size_t)ls_tensor_numel(c);
-    /* Range-check i64 before the file is touched, so a failed write leaves no partial file. */
     if (c->dtype == LS_I64) {
         const int64_t *v = ls_tensor_data(c);
         for (size_t i = 0; i < n; i++)
             if (v[i] < INT32_MIN || v[i] > INT32_MAX) {
                 ls_tensor_release(c);
                 return ls_error_set(LS_ERR_ARG, "write_idx: %s: value %lld at element %zu does not "
-                                    "fit in IDX int32", path, (long long)v[i], i);
+                                    "fit in IDX int32", path, (long long)v[i], i + 1);
             }
     }
-    size_t len = strlen(path);
-    int gzip = len >= 3 && strcmp(path + len - 3, ".gz") == 0;
-    errno = 0;
-    gzFile gz = gzopen(path, gzip ? "wb6" : "wbT");
-    if (!gz) {
-        ls_tensor_release(c);
-        return ls_error_set(LS_ERR_IO, "write_idx: %s: %s", path,
-                            errno ? strerror(errno) : "cannot open for writing");
-    }
-    int ndim = c->ndim == 0 ? 1 : c->ndim;
-    unsigned char head[4 + 4 * LS_MAX_DIMS] = {0, 0, (unsigned char)code, (unsigned char)ndim};
-    for (int d = 0; d < ndim; d++) {
-        uint64_t v = c->ndim == 0 ? 1 : (uint64_t)c->shape[d];
-        if (v > UINT32_MAX) {
-            ls_tensor_release(c);
-            gzclose(gz);
-            remove(path);
-            return ls_error_set(LS_ERR_ARG, "write_idx: %s: dim %d of size %llu exceeds IDX's "
-                                "32-bit dims", path, d, (unsigned long long)v);
-        }
-        unsigned char *p = head + 4 + 4 * d;
-        p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
-        p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
-    }
-    if (gzwrite(gz, head, (unsigned)(4 + 4 * ndim)) != 4 + 4 * ndim) {
-        ls_tensor_release(c);
-        return idx_write_fail(path, gz, "write failed");
-    }
-    /* Elements go out in chunks converted to big-endian (and i64 narrowed to i32). */
-    size_t esize = code == 0x0C ? 4 : ls_dtype_size(c->dtype);
     size_t per = IDX_CHUNK / 8;
     unsigned char *tmp = ls_malloc(per * 8, "write_idx");
     if (!tmp) {
         ls_tensor_release(c);
-        gzclose(gz);
         return ls_error_set(LS_ERR_MEM, "write_idx: %s: out of memory", path);
     }
-    const unsigned char *src = ls_tensor_data(c);
+    size_t len = strlen(path);
+    int gzip = len >= 3 && strcmp(path + len - 3, ".gz") == 0;
+    ls_atomic_file af;
+    if (ls_atomic_file_open(&af, "write_idx", path) != LS_OK) {
+        ls_free(tmp);
+        ls_tensor_release(c);
+        return LS_ERR_IO;
+    }
+    idx_sink sink = {.f = af.f, .gz = NULL};
     ls_status st = LS_OK;
+    int err = 0;
+    if (gzip) {
+        /* zlib writes through its own descriptor onto the same open file; gzclose flushes it */
+        int fd = dup(fileno(af.f));
+        sink.gz = fd >= 0 ? gzdopen(fd, "wb6") : NULL;
+        if (!sink.gz) {
+            if (fd >= 0) close(fd);
+            st = ls_error_set(LS_ERR_MEM, "write_idx: %s: cannot start gzip compression", path);
+        }
+    }
+    if (st == LS_OK && idx_sink_write(&sink, head, (size_t)(4 + 4 * ndim)) != 0)
+        st = LS_ERR_IO, err = errno;
+    /* Elements go out in chunks converted to big-endian (and i64 narrowed to i32). */
+    size_t esize = code == 0x0C ? 4 : ls_dtype_size(c->dtype);
+    const unsigned char *src = ls_tensor_data(c);
     for (size_t i = 0; i < n && st == LS_OK; i += per) {
         size_t k = n - i < per ? n - i : per;
         if (code == 0x0C) {
@@ -368,14 +381,22 @@ ls_status ls_idx_write(const char *path, const ls_tensor *t)
             memcpy(tmp, src + i * esize, k * esize);
             if (idx_host_is_little()) idx_swap(tmp, esize, k);
         }
-        if (gzwrite(gz, tmp, (unsigned)(k * esize)) != (int)(k * esize)) st = LS_ERR_IO;
+        if (idx_sink_write(&sink, tmp, k * esize) != 0) st = LS_ERR_IO, err = errno;
     }
     ls_free(tmp);
     ls_tensor_release(c);
-    if (st != LS_OK) return idx_write_fail(path, gz, "write failed");
-    int rc = gzclose(gz);
-    if (rc != Z_OK)
-        return ls_error_set(LS_ERR_IO, "write_idx: %s: closing failed (%s)", path,
-                            rc == Z_ERRNO ? strerror(errno) : "zlib error");
-    return LS_OK;
+    if (sink.gz) {
+        int zrc = gzclose(sink.gz);   /* writes the rest of the stream and the trailer */
+        if (zrc != Z_OK && st == LS_OK) st = LS_ERR_IO, err = zrc == Z_ERRNO ? errno : EIO;
+    }
+    if (st == LS_ERR_IO) {
+        ls_atomic_file_abort(&af);
+        return ls_error_set(LS_ERR_IO, "write_idx: %s: write failed: %s (the file is unchanged)",
+                            path, strerror(err ? err : EIO));
+    }
+    if (st != LS_OK) {
+        ls_atomic_file_abort(&af);
+        return st;
+    }
+    return ls_atomic_file_commit(&af, "write_idx");
 }

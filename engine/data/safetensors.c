@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "core/alloc.h"
+#include "data/atomic.h"
 #include "data/json.h"
 
 /* The reference implementation's cap on the JSON header. */
@@ -553,10 +554,8 @@ ls_status ls_safetensors_save(const char *path, int n, const char *const *names,
 
     st_item *items = ls_malloc((size_t)(n ? n : 1) * sizeof *items, "safetensors");
     ls_tensor **contig = ls_calloc((size_t)(n ? n : 1) * sizeof *contig, "safetensors");
-    char *tmp = ls_malloc(strlen(path) + 6, "safetensors");
     st_buf h = {0};
-    FILE *f = NULL;
-    if (!items || !contig || !tmp) goto oom;
+    if (!items || !contig) goto oom;
     for (int k = 0; k < n; k++) items[k] = (st_item){names[k], tensors[k]};
     qsort(items, (size_t)n, sizeof *items, st_cmp_save);
 
@@ -604,12 +603,9 @@ ls_status ls_safetensors_save(const char *path, int n, const char *const *names,
     for (int k = 0; k < n; k++)
         if (!(contig[k] = ls_tensor_contiguous(items[k].t))) goto oom;
 
-    sprintf(tmp, "%s.part", path);
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = ls_error_set(LS_ERR_IO, "save_safetensors: %s: %s", tmp, strerror(errno));
-        goto done;
-    }
+    ls_atomic_file af;
+    if ((rc = ls_atomic_file_open(&af, "save_safetensors", path)) != LS_OK) goto done;
+    FILE *f = af.f;
     unsigned char lenbuf[8];
     for (int b = 0; b < 8; b++) lenbuf[b] = (unsigned char)((uint64_t)h.n >> (8 * b));
     bool bad = fwrite(lenbuf, 1, 8, f) != 8 || fwrite(h.p, 1, h.n, f) != h.n;
@@ -628,16 +624,7 @@ ls_status ls_safetensors_save(const char *path, int n, const char *const *names,
             }
         }
     }
-    int err = errno;
-    bad |= fclose(f) != 0;
-    if (bad) {
-        rc = ls_error_set(LS_ERR_IO, "save_safetensors: %s: write failed: %s", tmp, strerror(err));
-        remove(tmp);
-    } else if (rename(tmp, path) != 0) {
-        rc = ls_error_set(LS_ERR_IO, "save_safetensors: %s: cannot rename %s into place: %s", path,
-                          tmp, strerror(errno));
-        remove(tmp);
-    }
+    rc = ls_atomic_file_commit(&af, "save_safetensors");   /* reports a failed write too */
     goto done;
 oom:
     rc = ls_error_set(LS_ERR_MEM, "save_safetensors: %s: out of memory", path);
@@ -645,7 +632,6 @@ done:
     for (int k = 0; contig && k < n; k++) ls_tensor_release(contig[k]);
     ls_free(contig);
     ls_free(items);
-    ls_free(tmp);
     ls_free(h.p);
     return rc;
 }

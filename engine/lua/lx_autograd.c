@@ -7,6 +7,7 @@
 /* x:requires_grad([on = true]) -> x */
 static int lx_requires_grad(lua_State *L)
 {
+    lx_checkarity(L, 2, "requires_grad");
     ls_tensor *t = lx_checktensor(L, 1);
     int on = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
     if (ls_requires_grad_(t, on)) return lx_error(L);
@@ -16,6 +17,7 @@ static int lx_requires_grad(lua_State *L)
 
 static int lx_detach(lua_State *L)
 {
+    lx_checkarity(L, 1, "detach");
     ls_tensor *t = lx_checktensor(L, 1);
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_detach(t);
@@ -26,6 +28,7 @@ static int lx_detach(lua_State *L)
 /* x:zero_grad(): drop the accumulated .grad */
 static int lx_zero_grad(lua_State *L)
 {
+    lx_checkarity(L, 1, "zero_grad");
     ls_tensor *t = lx_checktensor(L, 1);
     ls_tensor_release(t->grad);
     t->grad = NULL;
@@ -60,6 +63,7 @@ static int lx_tensor_list(lua_State *L, int idx, ls_tensor **out, int n, const c
 /* x:backward([grad_output] [, {retain_graph = false}]): accumulate into the leaves' .grad */
 static int lx_backward(lua_State *L)
 {
+    lx_checkarity(L, 3, "backward");
     ls_tensor *t = lx_checktensor(L, 1);
     ls_tensor *go = lx_totensor(L, 2);
     int opts = go ? 3 : 2;
@@ -78,6 +82,7 @@ static int lx_backward(lua_State *L)
  * allow_unused = false}]) -> list of gradients (a tensor when inputs is a tensor) */
 static int lx_grad(lua_State *L)
 {
+    lx_checkarity(L, 3, "grad");
     static ls_tensor *outs[LX_MAX_GRAD_TENSORS], *ins[LX_MAX_GRAD_TENSORS];
     ls_tensor *gouts[LX_MAX_GRAD_TENSORS] = {0};
     int nout = lx_tensor_list(L, 1, outs, LX_MAX_GRAD_TENSORS, "grad", "outputs");
@@ -137,6 +142,7 @@ static int lx_enable_grad(lua_State *L)
 
 static int lx_is_grad_enabled(lua_State *L)
 {
+    lx_checkarity(L, 0, "is_grad_enabled");
     lua_pushboolean(L, ls_grad_enabled());
     return 1;
 }

@@ -153,6 +153,7 @@ static int lx_push_eig(lua_State *L, ls_eig_result *r)
 
 static int lx_curv_eigs(lua_State *L)
 {
+    lx_checkarity(L, 9, "eigs");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "eigs");
@@ -173,6 +174,7 @@ static int lx_curv_eigs(lua_State *L)
 
 static int lx_curv_power(lua_State *L)
 {
+    lx_checkarity(L, 7, "power");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "power");
@@ -185,6 +187,7 @@ static int lx_curv_power(lua_State *L)
 
 static int lx_curv_trace(lua_State *L)
 {
+    lx_checkarity(L, 6, "trace");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "trace");
@@ -205,6 +208,7 @@ static int lx_curv_trace(lua_State *L)
 
 static int lx_curv_diag(lua_State *L)
 {
+    lx_checkarity(L, 5, "diag");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "diag");
@@ -219,6 +223,7 @@ static int lx_curv_diag(lua_State *L)
 
 static int lx_curv_slq(lua_State *L)
 {
+    lx_checkarity(L, 6, "density");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "density");
@@ -245,6 +250,7 @@ static int lx_curv_slq(lua_State *L)
 
 static int lx_curv_density(lua_State *L)
 {
+    lx_checkarity(L, 4, "density");
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
     double sigma = luaL_checknumber(L, 3);

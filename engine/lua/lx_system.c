@@ -12,6 +12,7 @@
 /* ls.set_threads(n): the engine's pool and OpenBLAS together */
 static int lx_set_threads(lua_State *L)
 {
+    lx_checkarity(L, 1, "set_threads");
     lua_Integer n = luaL_checkinteger(L, 1);
     if (n < 1 || n > LS_MAX_THREADS)
         return luaL_error(L, "set_threads: n must be in 1..%d, got %d", LS_MAX_THREADS, (int)n);
@@ -21,12 +22,14 @@ static int lx_set_threads(lua_State *L)
 
 static int lx_get_threads(lua_State *L)
 {
+    lx_checkarity(L, 0, "get_threads");
     lua_pushinteger(L, ls_get_threads());
     return 1;
 }
 
 static int lx_available_cores(lua_State *L)
 {
+    lx_checkarity(L, 0, "available_cores");
     lua_pushinteger(L, ls_available_cores());
     return 1;
 }
@@ -34,6 +37,7 @@ static int lx_available_cores(lua_State *L)
 /* ls.memory(): bytes currently held by tensors and graphs */
 static int lx_memory(lua_State *L)
 {
+    lx_checkarity(L, 0, "memory");
     lua_pushinteger(L, (lua_Integer)ls_alloc_live_bytes());
     return 1;
 }
@@ -41,6 +45,7 @@ static int lx_memory(lua_State *L)
 /* ls.clock(): monotonic wall-clock seconds (for timing; os.clock is CPU time summed over threads) */
 static int lx_clock(lua_State *L)
 {
+    lx_checkarity(L, 0, "clock");
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);

@@ -39,8 +39,10 @@ end
 --   append  = false  add to an existing table instead of replacing it. A missing or empty file gets
 --                    a header; an existing header must name the same columns (any order: rows follow
 --                    the file's order), else an error naming the missing and extra columns.
--- The parent directory is created when missing. A fresh table is written to "<path>.part" and
--- renamed into place, so a crash never leaves half a table behind.
+-- The parent directory is created when missing. The file is always written whole: the new table (for
+-- an append, the old rows followed by the new ones) goes to a temporary file beside it that is renamed
+-- into place, so a full disk, a size limit or a crash leaves the old file as it was, never half a table
+-- or a torn last row.
 function M.write(path, rows, opts)
     if type(path) ~= "string" then error("csv.write: path must be a string", 2) end
     if type(rows) ~= "table" then error("csv.write: rows must be a list of tables", 2) end

@@ -33,11 +33,10 @@ local function have_gnuplot()
     return ok == true or ok == 0
 end
 
+-- the data and script files are written whole (ls.io.write_file: a temporary file renamed into place)
 local function write(path, text, who)
-    local f, err = io.open(path, "w")
-    if not f then fail("%s: cannot write %s: %s", who, path, tostring(err)) end
-    f:write(text)
-    f:close()
+    local ok, err = pcall(require("landscape").io.write_file, path, text)
+    if not ok then fail("%s: %s", who, tostring(err)) end
 end
 
 local function run(gp, out, who, do_run)
