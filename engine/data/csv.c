@@ -283,10 +283,13 @@ static bool csv_needs_quotes(const char *s, int ncols)
     return s[0] == ' ' || s[0] == '\t' || s[len - 1] == ' ' || s[len - 1] == '\t';
 }
 
-static int csv_put_field(FILE *f, const char *s, int ncols)
+/* first: the field opens the file, where a UTF-8 byte-order mark would be taken for the file's
+ * own and skipped by the reader: such a field is quoted. */
+static int csv_put_field(FILE *f, const char *s, int ncols, bool first)
 {
     if (!s) s = "";
-    if (csv_needs_quotes(s, ncols)) return csv_fwrite(f, s, strlen(s));
+    if (csv_needs_quotes(s, ncols) || (first && strncmp(s, "\xEF\xBB\xBF", 3) == 0))
+        return csv_fwrite(f, s, strlen(s));
     return fputs(s, f) < 0 ? -1 : 0;
 }
 
@@ -432,13 +435,13 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
     if (!ends_nl) bad |= fputc('\n', f) == EOF;
     for (int c = 0; header && c < ncols; c++) {
         if (c) bad |= fputc(',', f) == EOF;
-        bad |= csv_put_field(f, names[order[c]], ncols) != 0;
+        bad |= csv_put_field(f, names[order[c]], ncols, c == 0) != 0;
     }
     if (header) bad |= fputc('\n', f) == EOF;
     for (int64_t r = 0; r < nrows && !bad; r++) {
         for (int c = 0; c < ncols; c++) {
             if (c) bad |= fputc(',', f) == EOF;
-            bad |= csv_put_field(f, cells[r * ncols + order[c]], ncols) != 0;
+            bad |= csv_put_field(f, cells[r * ncols + order[c]], ncols, false) != 0;
         }
         bad |= fputc('\n', f) == EOF;
     }

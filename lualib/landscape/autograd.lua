@@ -16,6 +16,27 @@ local function unwrap(list, single)
   return list
 end
 
+local function shape_str(t) return "[" .. table.concat(t:size(), "x") .. "]" end
+
+-- Each direction must be a tensor shaped like its tensor (else the product below would blame `mul`).
+local function check_directions(who, ts, ds, tname, dname)
+  if #ds ~= #ts then
+    error(string.format("%s: %d %s for %d %s", who, #ds, dname, #ts, tname), 3)
+  end
+  for i = 1, #ts do
+    if not ls.is_tensor(ds[i]) then
+      error(string.format("%s: %s[%d] is a %s, not a tensor", who, dname, i, type(ds[i])), 3)
+    end
+    local a, b = ts[i]:size(), ds[i]:size()
+    local same = #a == #b
+    for k = 1, #a do same = same and a[k] == b[k] end
+    if not same then
+      error(string.format("%s: %s[%d] has shape %s but %s[%d] has shape %s", who, dname, i,
+                          shape_str(ds[i]), tname, i, shape_str(ts[i])), 3)
+    end
+  end
+end
+
 -- <a, b> summed over a list of tensor pairs, as a recorded scalar.
 local function inner(as, bs)
   local total
@@ -33,9 +54,7 @@ end
 function M.hvp(f, params, v)
   local ps, single = as_list(params)
   local vs = as_list(v)
-  if #vs ~= #ps then
-    error(string.format("hvp: %d directions for %d parameters", #vs, #ps), 2)
-  end
+  check_directions("hvp", ps, vs, "parameters", "directions")
   local loss = f()
   local g = ls.grad(loss, ps, {create_graph = true})
   local hv = ls.grad(inner(g, vs), ps, {allow_unused = true})
@@ -61,6 +80,7 @@ end
 function M.jvp(f, inputs, v)
   local xs, single = as_list(inputs)
   local vs = as_list(v)
+  check_directions("jvp", xs, vs, "inputs", "directions")
   local y = f(table.unpack(xs))
   local u = ls.zeros_like(y):requires_grad()
   local g = ls.grad(y, xs, {grad_outputs = u, create_graph = true, allow_unused = true})
