@@ -27,12 +27,22 @@ void ls_error_clear(void)
     ls_error_last = LS_OK;
 }
 
+static const char *const ls_generic_tags[] = {"tensor: ", "view: "};
+
+const char *ls_error_untagged(void)
+{
+    for (size_t k = 0; k < sizeof ls_generic_tags / sizeof ls_generic_tags[0]; k++) {
+        size_t n = strlen(ls_generic_tags[k]);
+        if (strncmp(ls_error_buf, ls_generic_tags[k], n) == 0) return ls_error_buf + n;
+    }
+    return ls_error_buf;
+}
+
 void ls_error_retag(const char *who)
 {
-    static const char *const generic[] = {"tensor: ", "view: "};
-    for (size_t k = 0; k < sizeof generic / sizeof generic[0]; k++) {
-        size_t n = strlen(generic[k]);
-        if (strncmp(ls_error_buf, generic[k], n) != 0) continue;
+    for (size_t k = 0; k < sizeof ls_generic_tags / sizeof ls_generic_tags[0]; k++) {
+        size_t n = strlen(ls_generic_tags[k]);
+        if (strncmp(ls_error_buf, ls_generic_tags[k], n) != 0) continue;
         size_t cap = sizeof ls_error_buf, wl = strlen(who), rl = strlen(ls_error_buf + n);
         if (wl + 2 >= cap) return;
         if (wl + 2 + rl >= cap) rl = cap - 1 - (wl + 2);   /* keep the message's head */

@@ -37,5 +37,8 @@ void ls_error_clear(void);
  *   -> "zeros: out of memory for a f32 tensor of shape [1000000000000] (...)"
  * Any other message is left as it is (it already names a function). */
 void ls_error_retag(const char *who);
+/* The last message without a generic tag, for a caller that adds its own prefix
+ * ("read_idx: f.idx: out of memory for a f32 tensor of shape [4x5] (80 bytes)"). */
+const char *ls_error_untagged(void);
 
 #endif

@@ -140,7 +140,7 @@ static void idx_widen(int64_t *dst, const unsigned char *src, size_t size, size_
 static ls_tensor *idx_fail_wrapped(const char *name, ls_tensor *t)
 {
     char prev[512];
-    snprintf(prev, sizeof prev, "%s", ls_error_message());
+    snprintf(prev, sizeof prev, "%s", ls_error_untagged());
     ls_status code = ls_error_code() == LS_OK ? LS_ERR_MEM : ls_error_code();
     ls_error_set(code, "read_idx: %s: %s", name, prev);
     ls_tensor_release(t);
@@ -324,7 +324,7 @@ ls_status ls_idx_write(const char *path, const ls_tensor *t)
     ls_tensor *c = ls_tensor_contiguous(t);
     if (!c) {
         char prev[300];
-        snprintf(prev, sizeof prev, "%s", ls_error_message());
+        snprintf(prev, sizeof prev, "%s", ls_error_untagged());
         return ls_error_set(LS_ERR_MEM, "write_idx: %s: %s", path, prev);
     }
     size_t n = (size_t)ls_tensor_numel(c);

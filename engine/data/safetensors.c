@@ -366,7 +366,7 @@ static ls_safetensors *st_load(st_src *src, const char *name)
         st->tensors[k] = t;
         st->ntensors = k + 1;
         if (!t || !st->names[k]) {
-            snprintf(msg, sizeof msg, "%s", ls_error_message());
+            snprintf(msg, sizeof msg, "%s", ls_error_untagged());
             ls_error_set(LS_ERR_MEM, "load_safetensors: %s: tensor '%.80s': %s", name, e->name,
                          t ? "out of memory" : msg);
             goto done;

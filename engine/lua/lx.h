@@ -17,8 +17,11 @@
 
 /* Push an empty Tensor box (metatable set); store the object into *box afterwards. */
 ls_tensor **lx_newtensorbox(lua_State *L);
-/* Push t as a Tensor, taking over the reference. If t is NULL, raise the engine's error message. */
-void lx_pushtensor(lua_State *L, ls_tensor *t);
+/* A guard: a userdata holding `size` zeroed bytes (an engine result that owns memory: a CSV table, an
+ * eigen-decomposition) whose __gc/__close runs fin(payload). Push it before the engine call that fills
+ * the payload: if turning the result into Lua values then raises (Lua out of memory), the collector
+ * still frees it. fin must be idempotent (the *_free functions of the engine are). Returns payload. */
+void *lx_guard_push(lua_State *L, size_t size, void (*fin)(void *payload));
 /* The tensor at idx, or raise "bad argument #i to 'f' (landscape.Tensor expected, got X)". Also raises
  * if the box was closed. */
 ls_tensor *lx_checktensor(lua_State *L, int idx);

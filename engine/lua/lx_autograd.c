@@ -103,16 +103,25 @@ static int lx_grad(lua_State *L)
         }
         /* leave it on the stack: it keeps the grad_outputs alive */
     }
-    /* result table first, then boxes, so nothing leaks if Lua runs out of memory */
+    /* The result table and an empty box per input first: once the engine hands back gradients, they
+     * go into the boxes with no further allocation, so nothing leaks if Lua runs out of memory. */
     lua_createtable(L, nin, 0);
     int res = lua_gettop(L);
+    for (int i = 0; i < nin; i++) {
+        lx_newtensorbox(L);
+        lua_rawseti(L, res, i + 1);
+    }
     ls_tensor **grads = lua_newuserdatauv(L, sizeof(ls_tensor *) * (size_t)(nin ? nin : 1), 0);
-    /* the outputs/inputs arrays are static (large); copy the pointers we need before any callback */
     if (ls_autograd_grad(nout, outs, nin, ins, &o, grads)) return lx_error(L);
     for (int i = 0; i < nin; i++) {
-        if (grads[i]) lx_pushtensor(L, grads[i]);
-        else lua_pushnil(L);
-        lua_seti(L, res, i + 1);
+        if (grads[i]) {
+            lua_rawgeti(L, res, i + 1);
+            *(ls_tensor **)lua_touserdata(L, -1) = grads[i];
+            lua_pop(L, 1);
+        } else {
+            lua_pushnil(L);   /* an unused input (allow_unused): nil in its slot */
+            lua_rawseti(L, res, i + 1);
+        }
     }
     lua_settop(L, res);
     if (single) lua_geti(L, res, 1);

@@ -2,7 +2,7 @@
  * Every writer replaces its file whole (engine/data/atomic.h).
  *
  * Engine results that own several objects (a CSV table, a safetensors file's tensors) are parked in a
- * Guard userdata while they are turned into Lua values: if pushing raises (out of memory), the
+ * guard (lx_guard_push) while they are turned into Lua values: if pushing raises (out of memory), the
  * guard's __gc frees whatever has not yet been handed to a Tensor box. Temporary arrays for calls
  * into the engine are userdata too, and every string they point at is anchored in a table on the
  * stack, so an error at any point leaks nothing. */
@@ -17,33 +17,17 @@
 #include "data/safetensors.h"
 #include "lx.h"
 
-#define LX_GUARD "landscape.io.Guard"
-
-typedef struct lx_guard {
-    void *p;
-    void (*free)(void *);
-} lx_guard;
-
-static int lx_guard_gc(lua_State *L)
+static void lx_fin_csv(void *slot)
 {
-    lx_guard *g = luaL_checkudata(L, 1, LX_GUARD);
-    if (g->p) g->free(g->p);
-    g->p = NULL;
-    return 0;
+    ls_csv_table_free(*(ls_csv_table **)slot);
+    *(ls_csv_table **)slot = NULL;
 }
 
-/* Push a guard that owns p until released with lx_guard_release or collected. */
-static lx_guard *lx_guard_push(lua_State *L, void (*fn)(void *))
+static void lx_fin_st(void *slot)
 {
-    lx_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
-    g->p = NULL;
-    g->free = fn;
-    luaL_setmetatable(L, LX_GUARD);
-    return g;
+    ls_safetensors_free(*(ls_safetensors **)slot);
+    *(ls_safetensors **)slot = NULL;
 }
-
-static void lx_free_csv(void *p) { ls_csv_table_free(p); }
-static void lx_free_st(void *p) { ls_safetensors_free(p); }
 
 /* A userdata array of n pointers, collected with the stack; raises naming `who` if n is absurd. */
 static void *lx_ptrarray(lua_State *L, size_t n, const char *who)
@@ -84,10 +68,10 @@ static int lx_io_csv_read(lua_State *L)
 {
     lx_checkarity(L, 1, "csv_read");
     const char *path = lx_checkcstring(L, 1, "csv_read", "the path");
-    lx_guard *g = lx_guard_push(L, lx_free_csv);
+    ls_csv_table **slot = lx_guard_push(L, sizeof *slot, lx_fin_csv);
     ls_csv_table *t = ls_csv_read(path);
     if (!t) return lx_error(L);
-    g->p = t;
+    *slot = t;
     lua_createtable(L, 0, 3);
     lua_createtable(L, t->ncols, 0);
     for (int c = 0; c < t->ncols; c++) {
@@ -230,10 +214,10 @@ static int lx_io_load_safetensors(lua_State *L)
 {
     lx_checkarity(L, 1, "load_safetensors");
     const char *path = lx_checkcstring(L, 1, "load_safetensors", "the path");
-    lx_guard *g = lx_guard_push(L, lx_free_st);
+    ls_safetensors **slot = lx_guard_push(L, sizeof *slot, lx_fin_st);
     ls_safetensors *st = ls_safetensors_load(path);
     if (!st) return lx_error(L);
-    g->p = st;
+    *slot = st;
     lua_createtable(L, 0, st->ntensors);
     for (int k = 0; k < st->ntensors; k++) {
         ls_tensor **box = lx_newtensorbox(L);
@@ -322,13 +306,6 @@ static int lx_io_write_file(lua_State *L)
 
 void lx_open_io(lua_State *L)
 {
-    if (luaL_newmetatable(L, LX_GUARD)) {
-        lua_pushcfunction(L, lx_guard_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, lx_guard_gc);
-        lua_setfield(L, -2, "__close");
-    }
-    lua_pop(L, 1);
     static const luaL_Reg fns[] = {
         {"read_idx", lx_io_read_idx},
         {"write_idx", lx_io_write_idx},

@@ -56,6 +56,14 @@ static ls_status write_back(const ls_csv_table *t, const char *path)
     return rc;
 }
 
+static void remove_dir(void)
+{
+    char path[96];
+    snprintf(path, sizeof path, "%s/t.csv", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!dir[0]) {   /* /dev/shm when there is one: the writer's fsync is free on tmpfs */
@@ -63,6 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
         snprintf(dir, sizeof dir, "%s/ls_fuzz_csv_%ld", base, (long)getpid());
         if (mkdir(dir, 0700) != 0 && errno != EEXIST) abort();
+        atexit(remove_dir);
     }
     size_t live = ls_alloc_live_bytes();
     ls_error_clear();
