@@ -5,10 +5,19 @@ local ls = require "landscape"
 
 local M = {}
 
-local function as_list(t)
+local function as_list(t, who, what)
   if ls.is_tensor(t) then return {t}, true end
-  assert(type(t) == "table", "expected a tensor or a list of tensors")
+  if type(t) ~= "table" then
+    error(string.format("%s: %s must be a tensor or a list of tensors, got %s", who, what, type(t)), 3)
+  end
   return t, false
+end
+
+local function check_function(f, who)
+  if type(f) ~= "function" then
+    error(string.format("%s: argument 1 must be a function, got %s", who,
+                        ls.is_tensor(f) and "a Tensor" or type(f)), 3)
+  end
 end
 
 local function unwrap(list, single)
@@ -52,8 +61,9 @@ end
 -- params: tensors with requires_grad; v: tensors of the same shapes.
 -- Exact: the gradient is taken with create_graph and differentiated again.
 function M.hvp(f, params, v)
-  local ps, single = as_list(params)
-  local vs = as_list(v)
+  check_function(f, "hvp")
+  local ps, single = as_list(params, "hvp", "params")
+  local vs = as_list(v, "hvp", "v")
   check_directions("hvp", ps, vs, "parameters", "directions")
   local loss = f()
   local g = ls.grad(loss, ps, {create_graph = true})
@@ -66,7 +76,8 @@ end
 
 --- ls.vjp(f, inputs, u) -> (outputs, u^T J): the gradient of <f(inputs), u> w.r.t. inputs.
 function M.vjp(f, inputs, u)
-  local xs, single = as_list(inputs)
+  check_function(f, "vjp")
+  local xs, single = as_list(inputs, "vjp", "inputs")
   local y = f(table.unpack(xs))
   local g = ls.grad(y, xs, {grad_outputs = u, allow_unused = true})
   for i = 1, #xs do
@@ -78,8 +89,9 @@ end
 --- ls.jvp(f, inputs, v) -> (outputs, J v) by the double-vjp trick: with a dummy u that requires grad,
 -- g(u) = J^T u is linear in u, so d<g(u), v>/du = J v. f must return one tensor.
 function M.jvp(f, inputs, v)
-  local xs, single = as_list(inputs)
-  local vs = as_list(v)
+  check_function(f, "jvp")
+  local xs, single = as_list(inputs, "jvp", "inputs")
+  local vs = as_list(v, "jvp", "v")
   check_directions("jvp", xs, vs, "inputs", "directions")
   local y = f(table.unpack(xs))
   local u = ls.zeros_like(y):requires_grad()
@@ -103,7 +115,8 @@ end
 function M.gradcheck(f, inputs, opts)
   opts = opts or {}
   local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-6, opts.rtol or 1e-5
-  local xs = as_list(inputs)
+  check_function(f, "gradcheck")
+  local xs = as_list(inputs, "gradcheck", "inputs")
   local y = f(table.unpack(xs))
   local r = ls.rand(y:size(), {seed = opts.seed or 1, dtype = y:type(), lo = -1, hi = 1})
   local g = ls.grad((y * r):sum(), xs, {allow_unused = true})
