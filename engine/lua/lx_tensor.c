@@ -449,15 +449,21 @@ static int lx_tensor_newindex(lua_State *L)
     if (lua_type(L, 2) == LUA_TNUMBER) {
         int64_t i = lx_checkindex(L, t, luaL_checkinteger(L, 2));
         lx_check_inplace(L, t, "index assignment");
+        if (lua_type(L, 3) != LUA_TNUMBER && !lx_totensor(L, 3))
+            return luaL_error(L, "index assignment: the value must be a number or a tensor, got %s",
+                              luaL_typename(L, 3));
         if (t->ndim == 1) {
-            ls_tensor_set(t, &i, luaL_checknumber(L, 3));
+            if (lua_type(L, 3) != LUA_TNUMBER)
+                return luaL_error(L, "index assignment: an element of a 1-d tensor takes a number, "
+                                  "got a tensor");
+            ls_tensor_set(t, &i, lua_tonumber(L, 3));
             return 0;
         }
         ls_tensor **box = lx_newtensorbox(L);   /* the view, collected with the box */
         *box = ls_view_select(t, 0, i);
         if (!*box) return lx_error_in(L, "index assignment");
         ls_status rc = lua_type(L, 3) == LUA_TNUMBER ? ls_tensor_fill_(*box, lua_tonumber(L, 3))
-                                                     : ls_tensor_copy_(*box, lx_checktensor(L, 3));
+                                                     : ls_tensor_copy_(*box, lx_totensor(L, 3));
         if (rc) return lx_error(L);
         return 0;
     }
