@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,17 +31,31 @@ static void ls_atomic_release(ls_atomic_file *af)
 ls_status ls_atomic_file_open(ls_atomic_file *af, const char *who, const char *path)
 {
     memset(af, 0, sizeof *af);
+    /* A symbolic link is written through: the file it points to is replaced, the link stays. */
     struct stat st;
-    bool exists = stat(path, &st) == 0;
+    char *resolved = NULL;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) resolved = realpath(path, NULL);
+    const char *target = resolved ? resolved : path;
+    bool exists = stat(target, &st) == 0;
+    ls_status rc = LS_OK;
     if (exists && S_ISDIR(st.st_mode))
-        return ls_error_set(LS_ERR_IO, "%s: %s: is a directory", who, path);
-    size_t len = strlen(path);
-    af->path = ls_strdup(path, who);
+        rc = ls_error_set(LS_ERR_IO, "%s: %s: is a directory", who, path);
+    else if (exists && !S_ISREG(st.st_mode))   /* /dev/null, a FIFO: never renamed over */
+        rc = ls_error_set(LS_ERR_IO, "%s: %s: not a regular file (only regular files are written)",
+                          who, path);
+    if (rc != LS_OK) {
+        free(resolved);
+        return rc;
+    }
+    size_t len = strlen(target);
+    af->path = ls_strdup(target, who);
     af->tmp = ls_malloc(len + 48, who);
+    free(resolved);
     if (!af->path || !af->tmp) {
         ls_atomic_release(af);
         return ls_error_set(LS_ERR_MEM, "%s: %s: out of memory", who, path);
     }
+    path = af->path;
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
         snprintf(af->tmp, len + 48, "%s.%ld-%u.part", path, (long)getpid(),

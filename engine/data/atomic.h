@@ -13,7 +13,8 @@
  * (else 0666 less the umask). commit flushes, fsyncs, closes and renames, then fsyncs the directory;
  * any failure removes the temporary file and reports "<who>: <path>: write failed: <reason>" (the
  * reason from the OS: "No space left on device", "File too large", ...). A symbolic link at `path` is
- * replaced by the file, not followed. */
+ * followed (the file it points to is replaced and the link stays); a path that exists but is not a
+ * regular file (a directory, /dev/null, a FIFO) is refused rather than renamed over. */
 #ifndef LS_ATOMIC_H
 #define LS_ATOMIC_H
 

@@ -243,6 +243,10 @@ static char *csv_slurp(const char *who, const char *path, size_t *n)
         fclose(f);
         return ls_error_set(LS_ERR_IO, "%s: %s: is a directory", who, path), NULL;
     }
+    if (!S_ISREG(st.st_mode)) {   /* /dev/zero would be read until memory runs out */
+        fclose(f);
+        return ls_error_set(LS_ERR_IO, "%s: %s: not a regular file", who, path), NULL;
+    }
     size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, len = 0;
     char *buf = ls_malloc(cap, "csv");
     while (buf) {

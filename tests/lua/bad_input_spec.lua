@@ -214,6 +214,13 @@ end, "contiguous: out of memory for a f32 tensor of shape [549755813888]")
 ---------------------------------------------------------------------------------------------------
 -- autograd
 ---------------------------------------------------------------------------------------------------
+works("dropping a graph of a million ops (a stack overflow before)", function()
+    local y = leaf(1)
+    for _ = 1, 1000000 do y = y + 1 end
+    y = nil
+    collectgarbage()
+    return true
+end, function(v) assert.is_true(v) end)
 bad("backward twice without retain_graph", function()
     local w = leaf(); local l = (w * w):sum(); l:backward(); l:backward()
 end, "backward: the graph through 'sum' was already freed by an earlier backward; pass retain_graph = true")
@@ -423,6 +430,21 @@ keeps("csv append: columns differ from the header", {P("keep.csv")},
 keeps("csv.write: an unknown option", {P("keep.csv")},
       function() return require("landscape.csv").write(P("keep.csv"), {{a = 1}}, {appned = true}) end,
       "csv.write: unknown option 'appned'")
+bad("write_idx: onto /dev/null (a device is never renamed over)", function()
+    return ls.io.write_idx("/dev/null", x)
+end, "write_idx: /dev/null: not a regular file")
+bad("csv_write: onto a FIFO", function()
+    os.execute("mkfifo '" .. P("fifo") .. "'")
+    return ls.io.csv_write(P("fifo"), {"a"}, {{a = 1}}, false)
+end, "csv_write: " .. P("fifo") .. ": not a regular file")
+bad("csv_read: /dev/zero (read until memory ran out)", function() return ls.io.csv_read("/dev/zero") end,
+    "csv_read: /dev/zero: not a regular file")
+works("write_idx through a symbolic link replaces its target and keeps the link", function()
+    ls.io.write_idx(P("target.idx"), ls.ones(1))
+    os.execute("ln -sf target.idx '" .. P("link.idx") .. "'")
+    ls.io.write_idx(P("link.idx"), ls.ones(3))
+    return {ls.io.read_idx(P("target.idx")):numel(), io.popen("readlink '" .. P("link.idx") .. "'"):read("l")}
+end, function(r) assert.are.same({3, "target.idx"}, r) end)
 bad("write_file: NUL in the path", function() return ls.io.write_file(P("t\0.txt"), "a") end,
     "write_file: the path contains a NUL byte")
 bad("write_file: text not a string", function() return ls.io.write_file(P("t.txt"), {}) end, "write_file", "string expected")
