@@ -16,7 +16,7 @@
 -- (step, bn, loss, loss_range, grad_range, beta, ...) and DIR/bn_smoothness.png (three panels,
 -- with and without batch norm), and prints the mean of each measure per network.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = ls.fs
 
 local function usage(msg)
     io.stderr:write("bn_smoothness: ", msg, "\nusage: landscape scripts/bn_smoothness.lua " ..

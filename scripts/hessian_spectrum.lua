@@ -26,7 +26,7 @@
 --   hessian_density.png  the density on a log scale (skipped with a warning without gnuplot)
 -- The estimators are those of landscape.curvature (op:eigs, op:trace, op:density).
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = ls.fs
 local curvature = ls.curvature
 
 local function usage(msg)
@@ -107,7 +107,7 @@ local H = curvature.hessian(model, data, {batch = cfg.batch, mode = cfg.mode})
 ---------------------------------------------------------------------------------------------------
 -- estimators (landscape.curvature)
 ---------------------------------------------------------------------------------------------------
-cfg.estimator = "landscape.curvature"
+cfg.estimator = "ls.curvature"
 
 -- top and bottom k eigenpairs: lists of {value, residual, converged}
 local function eigs(op, k, seed)

@@ -16,7 +16,7 @@
 -- settings), DIR/slice_<arch>_s<seed>_contour.png and _surface.png (with their .gp and .dat files),
 -- and prints the centre loss, the grid's min/max and the time taken.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = ls.fs
 
 local function usage(msg)
     io.stderr:write("landscape_slice: ", msg, "\nusage: landscape scripts/landscape_slice.lua " ..

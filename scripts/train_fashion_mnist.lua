@@ -19,12 +19,14 @@
 --   --out DIR                output directory (default out/)
 --   --name NAME              file stem (default <model>_s<seed>)
 --   --quiet                  no per-step output
+--   --checkpoint PATH        write the run's state to PATH after every epoch and, when PATH
+--                            exists, resume from it (rerun the same command after a crash)
 -- Writes DIR/NAME.csv (one row per epoch, the configuration in columns: train and test loss and
 -- accuracy, learning rate, seconds) and DIR/NAME.safetensors (the state dict, torch's names; the
 -- configuration in its metadata). Prints the final test accuracy. Exits with status 2 if the run
 -- diverged.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = ls.fs
 
 local function usage(msg)
     io.stderr:write("train_fashion_mnist: ", msg, "\n",
@@ -40,7 +42,7 @@ local FLAGS = {augment = true, quiet = true}
 local NUMBERS = {epochs = "int", batch = "int", lr = "num", momentum = "num", wd = "num",
                  noise = "num", n = "int", seed = "int", threads = "int"}
 local STRINGS = {model = true, optimizer = true, schedule = true, out = true, name = true,
-                 hidden = true}
+                 hidden = true, checkpoint = true}
 local i = 1
 while i <= #arg do
     local k = arg[i]:match("^%-%-([%w_-]+)$")
@@ -121,7 +123,15 @@ local log = ls.train(model, train, {
     optimizer = opt, epochs = cfg.epochs, batch = cfg.batch, seed = cfg.seed, schedule = sched,
     augment = cfg.augment and {crop = 4, flip = true} or nil, eval = test,
     progress = cfg.quiet and "log" or nil, log_every = (not cfg.quiet) and 100 or false,
+    checkpoint = cfg.checkpoint and {path = cfg.checkpoint} or nil,
+    resume = cfg.checkpoint and true or nil,
 })
+if log.resumed_at then print(string.format("resumed at step %d from %s", log.resumed_at,
+                                           cfg.checkpoint)) end
+if log.checkpoints > 0 then
+    print(string.format("%d checkpoints written in %.3f s (%.1f ms each)", log.checkpoints,
+                        log.checkpoint_seconds, 1000 * log.checkpoint_seconds / log.checkpoints))
+end
 
 -- one tidy row per epoch: the configuration, then the epoch's measurements
 local CONFIG = {"model", "hidden", "optimizer", "lr", "momentum", "wd", "schedule", "batch",
@@ -156,8 +166,10 @@ if log.status == "diverged" then
     print(string.format("diverged at step %d; %s, %s", log.diverged_at, csv_path, st_path))
     os.exit(2)
 end
+local epoch_seconds = 0
+for _, r in ipairs(log.epochs) do epoch_seconds = epoch_seconds + r.seconds end
 print(string.format("final test accuracy: %.2f %%  (test loss %.4f, train accuracy %.2f %%, "
                     .. "%d epochs in %.1f s, %.1f s per epoch)", 100 * last.eval_accuracy,
                     last.eval_loss, 100 * last.train_accuracy, #log.epochs, log.seconds,
-                    log.seconds / #log.epochs))
+                    epoch_seconds / #log.epochs))
 print("per-epoch table: " .. csv_path .. "   weights: " .. st_path)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages landscape needs (only those missing), then configures and builds into
 # build/ (or $LANDSCAPE_BUILD_DIR). Used by run.sh and test.sh; `--test` also installs the test oracles
-# (python3-torch, python3-numpy, python3-scipy); `--fuzz` installs those plus clang and its libFuzzer
-# runtime and configures the fuzz build (ls_core and tests/fuzz only, clang, ASan + UBSan; see
-# docs/hardening.md). Extra arguments go to cmake's configure step.
+# (python3-torch, python3-numpy, python3-scipy, python3-sklearn); `--fuzz` installs those plus clang
+# and its libFuzzer runtime and configures the fuzz build (ls_core and tests/fuzz only, clang, ASan +
+# UBSan; see docs/hardening.md). Extra arguments go to cmake's configure step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +13,7 @@ mode="${1:-}"
 fuzz_args=()
 if [ "$mode" = "--test" ] || [ "$mode" = "--fuzz" ]; then
     shift
-    pkgs="$pkgs lua-busted python3-torch python3-numpy python3-scipy"
+    pkgs="$pkgs lua-busted python3-torch python3-numpy python3-scipy python3-sklearn"
 fi
 if [ "$mode" = "--fuzz" ]; then
     pkgs="$pkgs clang libclang-rt-dev"

@@ -160,6 +160,18 @@ void ls_rng_init(ls_rng *r, uint64_t seed)
     r->offset = 0;
 }
 
+void ls_rng_get_position(const ls_rng *r, uint64_t *seed, uint64_t *offset)
+{
+    *seed = r->seed;
+    *offset = r->offset;
+}
+
+void ls_rng_set_position(ls_rng *r, uint64_t seed, uint64_t offset)
+{
+    r->seed = seed;
+    r->offset = offset;
+}
+
 /* ---- bits to numbers ----
  * u24: the top 24 bits of word 0, in [0, 1) with step 2^-24 (f32).
  * u53: word 0 then the top 21 bits of word 1, in [0, 1) with step 2^-53 (f64).

@@ -30,6 +30,11 @@ typedef struct ls_rng {
 } ls_rng;
 
 void ls_rng_init(ls_rng *r, uint64_t seed);
+/* A stream's position is its seed and next unused counter: everything it will draw follows from
+ * them. A checkpoint stores them (get) and a resumed run puts them back (set), after which the
+ * stream continues bit for bit where the saved one was. */
+void ls_rng_get_position(const ls_rng *r, uint64_t *seed, uint64_t *offset);
+void ls_rng_set_position(ls_rng *r, uint64_t seed, uint64_t offset);
 /* One Philox4x32-10 block for (key = seed, counter = ctr): four 32-bit words. The key is
  * {seed & 0xffffffff, seed >> 32}; the 128-bit counter is {ctr & 0xffffffff, ctr >> 32, 0, 0}. */
 void ls_philox4x32(uint64_t seed, uint64_t ctr, uint32_t out[4]);

@@ -1,25 +1,36 @@
 /* luaopen_landscape: the module table. C functions come from the lx_open_* of each binding file;
- * pure-Lua helpers (lualib/landscape/<name>.lua) load on first access to ls.<name> or to a function
- * they provide (ls.hvp -> landscape.autograd), through the module's __index. */
+ * pure-Lua helpers (lualib/landscape/...) load on first access to ls.<field>, through the module's
+ * __index. */
 #include <string.h>
 
 #include "lx.h"
 
-/* Fields provided by Lua helper modules: field -> module. A submodule is its own field. */
-static const struct { const char *field, *module; } lx_lazy[] = {
-    {"data", "landscape.data"},   {"csv", "landscape.csv"},       {"fs", "landscape.fs"},
-    {"repl", "landscape.repl"},   {"hvp", "landscape.autograd"},  {"jvp", "landscape.autograd"},
-    {"vjp", "landscape.autograd"}, {"gradcheck", "landscape.autograd"},
-    {"optim", "landscape.optim"},
-    {"curvature", "landscape.curvature"},
-    {"nn", "landscape.nn"},
-    {"train", "landscape.training"}, {"evaluate", "landscape.training"},
-    {"dataset", "landscape.training"},
-    {"margins", "landscape.margins"},
-    {"stats", "landscape.stats"},
-    {"sharpness", "landscape.sharpness"},
-    {"landscape", "landscape.landscape"},
-    {"plot", "landscape.plot"},
+/* Fields provided by Lua modules: ls.<field> is the module itself (export NULL) or the module's
+ * field <export>. The modules are laid out by concern (lualib/landscape/): nn/, train/, analysis/,
+ * plus the helpers below them (util, autograd, data, stats, table, csv, fs, plot, repl). */
+static const struct { const char *field, *module, *export; } lx_lazy[] = {
+    {"data", "landscape.data", NULL},
+    {"dataset", "landscape.data", "dataset"},
+    {"csv", "landscape.csv", NULL},
+    {"fs", "landscape.fs", NULL},
+    {"plot", "landscape.plot", NULL},
+    {"stats", "landscape.stats", NULL},
+    {"table", "landscape.table", NULL},
+    {"repl", "landscape.repl", NULL},
+    {"hvp", "landscape.autograd", "hvp"},
+    {"jvp", "landscape.autograd", "jvp"},
+    {"vjp", "landscape.autograd", "vjp"},
+    {"gradcheck", "landscape.autograd", "gradcheck"},
+    {"nn", "landscape.nn", NULL},
+    {"optim", "landscape.train.optim", NULL},
+    {"objective", "landscape.train.objective", "objective"},
+    {"methods", "landscape.train.methods", NULL},
+    {"train", "landscape.train.loop", "train"},
+    {"evaluate", "landscape.train.loop", "evaluate"},
+    {"curvature", "landscape.analysis.curvature", NULL},
+    {"sharpness", "landscape.analysis.sharpness", NULL},
+    {"landscape", "landscape.analysis.slices", NULL},
+    {"margins", "landscape.analysis.margins", NULL},
 };
 
 static int lx_module_index(lua_State *L)
@@ -31,14 +42,8 @@ static int lx_module_index(lua_State *L)
         lua_getglobal(L, "require");
         lua_pushstring(L, lx_lazy[i].module);
         lua_call(L, 1, 1);
-        const char *last = strrchr(lx_lazy[i].module, '.') + 1;
-        if (strcmp(last, k) == 0) {   /* a submodule: ls.data = require "landscape.data" */
-            lua_pushvalue(L, -1);
-            lua_setfield(L, 1, k);
-            return 1;
-        }
-        lua_getfield(L, -1, k);       /* a function exported by a helper module */
-        if (!lua_isnil(L, -1)) {
+        if (lx_lazy[i].export) lua_getfield(L, -1, lx_lazy[i].export);
+        if (!lua_isnil(L, -1)) {      /* cache it: later accesses skip __index */
             lua_pushvalue(L, -1);
             lua_setfield(L, 1, k);
         }
@@ -63,6 +68,8 @@ int luaopen_landscape(lua_State *L)
     lx_open_io(L);
     lx_open_optim(L);
     lx_open_curvature(L);
+    lx_open_util(L);
+    lx_open_stats(L);
     lua_newtable(L);
     lua_pushcfunction(L, lx_module_index);
     lua_setfield(L, -2, "__index");

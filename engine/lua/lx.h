@@ -55,6 +55,19 @@ int lx_optboolean(lua_State *L, int idx, const char *key, int def, const char *w
 const char *lx_optstring(lua_State *L, int idx, const char *key, const char *def, const char *who);
 ls_dtype lx_optdtype(lua_State *L, int idx, const char *key, ls_dtype def, const char *who);
 
+/* The one option checker (the Lua side, landscape.util.check_options, shares its suggestion rule
+ * through ls._suggest). The options table at idx (nil/none: nothing to check; another type is an
+ * error) may hold only the keys in `known` (a NULL-terminated list); any other key raises, at the
+ * caller's line, "<who>: unknown option 'probs' (did you mean 'probes'?)", the suggestion left out
+ * when no known key is close. */
+void lx_checkoptions(lua_State *L, int idx, const char *const *known, const char *who);
+/* The known name closest to word by edit distance (insertions, deletions, substitutions and
+ * swaps of neighbours), if within one edit per three characters of word (at least one); else NULL. */
+const char *lx_suggest(const char *word, const char *const *known);
+/* Raise the unknown-option error for key, with position information of call level `level`. */
+int lx_unknown_option(lua_State *L, int level, const char *who, const char *key,
+                      const char *const *known);
+
 /* Each binding file adds its functions to the module table on top of the stack. */
 void lx_open_tensor(lua_State *L);   /* lx_tensor.c: Tensor type, creation, ops */
 void lx_open_random(lua_State *L);   /* lx_random.c: seeds, generators, random tensors */
@@ -64,5 +77,7 @@ void lx_open_ops(lua_State *L);      /* lx_ops.c: every registry op as method an
 void lx_open_autograd(lua_State *L); /* lx_autograd.c: grad, backward, no_grad, detach */
 void lx_open_optim(lua_State *L);    /* lx_optim.c: ls._optim kernels behind ls.optim */
 void lx_open_curvature(lua_State *L); /* lx_curvature.c: ls._curvature kernels behind ls.curvature */
+void lx_open_util(lua_State *L);     /* lx_util.c: ls._suggest (the "did you mean" rule) */
+void lx_open_stats(lua_State *L);    /* lx_stats.c: ls._stats kernels behind ls.stats */
 
 #endif

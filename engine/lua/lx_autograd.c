@@ -70,6 +70,8 @@ static int lx_backward(lua_State *L)
     if (!go && !lua_isnoneornil(L, 2) && !lua_istable(L, 2))
         return luaL_argerror(L, 2, "backward: expected a gradient tensor or an options table");
     ls_grad_opts o = {0};
+    static const char *const keys[] = {"retain_graph", NULL};
+    lx_checkoptions(L, opts, keys, "backward");
     o.retain_graph = lx_optboolean(L, opts, "retain_graph", 0, "backward");
     o.accumulate = true;
     ls_tensor *gos[1] = {go};
@@ -89,6 +91,9 @@ static int lx_grad(lua_State *L)
     int nin = lx_tensor_list(L, 2, ins, LX_MAX_GRAD_TENSORS, "grad", "inputs");
     int single = lx_totensor(L, 2) != NULL;
     ls_grad_opts o = {0};
+    static const char *const keys[] = {"grad_outputs", "create_graph", "retain_graph",
+                                       "allow_unused", NULL};
+    lx_checkoptions(L, 3, keys, "grad");
     o.create_graph = lx_optboolean(L, 3, "create_graph", 0, "grad");
     o.retain_graph = lx_optboolean(L, 3, "retain_graph", o.create_graph, "grad");
     o.allow_unused = lx_optboolean(L, 3, "allow_unused", 0, "grad");

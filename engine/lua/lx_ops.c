@@ -164,6 +164,8 @@ static int lx_op_call(lua_State *L)
         case 'R': {
             const char *r = "mean";
             if (lua_istable(L, arg)) {
+                static const char *const keys[] = {"reduction", NULL};
+                lx_checkoptions(L, arg, keys, who);
                 r = lx_optstring(L, arg, "reduction", "mean", who);
             } else if (!absent) {
                 r = lx_checkcstring(L, arg, who, "the reduction");

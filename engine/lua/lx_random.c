@@ -19,6 +19,41 @@ static int lx_initial_seed(lua_State *L)
     return 1;
 }
 
+/* ls.get_rng_state() -> {seed = s, offset = k}: the global stream's position (its seed and the next
+ * unused Philox counter, both 64-bit, as Lua integers: values >= 2^63 read as negative and round-trip). */
+static int lx_get_rng_state(lua_State *L)
+{
+    uint64_t seed, offset;
+    ls_rng_get_position(&lx_global_rng, &seed, &offset);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)seed);
+    lua_setfield(L, -2, "seed");
+    lua_pushinteger(L, (lua_Integer)offset);
+    lua_setfield(L, -2, "offset");
+    return 1;
+}
+
+/* ls.set_rng_state{seed = s, offset = k}: put the global stream at that position (a state from
+ * get_rng_state): the draws that follow are those that followed when the state was taken. */
+static int lx_set_rng_state(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const keys[] = {"seed", "offset", NULL};
+    lx_checkoptions(L, 1, keys, "set_rng_state");
+    lua_Integer v[2];
+    for (int i = 0; i < 2; i++) {
+        int ok;
+        lua_getfield(L, 1, keys[i]);
+        v[i] = lua_tointegerx(L, -1, &ok);
+        if (!ok)
+            return luaL_error(L, "set_rng_state: '%s' must be an integer, got %s", keys[i],
+                              luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    ls_rng_set_position(&lx_global_rng, (uint64_t)v[0], (uint64_t)v[1]);
+    return 0;
+}
+
 /* The stream for this call: {seed = s} -> a local one, else the global one. */
 static ls_rng *lx_stream(lua_State *L, int opts, ls_rng *local, const char *who)
 {
@@ -53,6 +88,9 @@ typedef enum { LX_UNIFORM, LX_NORMAL, LX_RADEMACHER } lx_dist;
 
 static int lx_random_fill(lua_State *L, lx_dist dist, const char *who)
 {
+    static const char *const keys[][5] = {{"seed", "dtype", "lo", "hi", NULL},
+                                          {"seed", "dtype", "mean", "std", NULL},
+                                          {"seed", "dtype", NULL}};
     int64_t shape[LS_MAX_DIMS];
     int nd = lx_checkshape(L, 1, shape, who);
     lx_checksizes(L, nd, shape, who);
@@ -60,6 +98,7 @@ static int lx_random_fill(lua_State *L, lx_dist dist, const char *who)
     if (!lua_isnoneornil(L, opts) && !lua_istable(L, opts))
         return luaL_error(L, "%s: expected a shape (a table or integers) and an options table", who);
     lua_settop(L, opts);   /* fix the options slot before pushing results */
+    lx_checkoptions(L, opts, keys[dist], who);
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, who);
     if (!ls_dtype_is_float(dt))
         return luaL_error(L, "%s: dtype must be f32 or f64, got %s", who, ls_dtype_name(dt));
@@ -102,6 +141,8 @@ static int lx_randint(lua_State *L)
     lx_checksizes(L, nd, shape, "randint");
     int opts = lua_istable(L, 3) ? 4 : 3 + nd;
     lua_settop(L, opts);
+    static const char *const keys[] = {"seed", "dtype", NULL};
+    lx_checkoptions(L, opts, keys, "randint");
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_I64, "randint");
     if (dt == LS_U8) return luaL_error(L, "randint: dtype u8 is not supported");
     ls_rng local, *r = lx_stream(L, opts, &local, "randint");
@@ -118,6 +159,8 @@ static int lx_randperm(lua_State *L)
     lua_Integer n = luaL_checkinteger(L, 1);
     if (n < 0) return luaL_error(L, "randperm: n must be >= 0, got %I", (LUAI_UACINT)n);
     lua_settop(L, 2);
+    static const char *const keys[] = {"seed", NULL};
+    lx_checkoptions(L, 2, keys, "randperm");
     ls_rng local, *r = lx_stream(L, 2, &local, "randperm");
     ls_tensor **box = lx_newtensorbox(L);
     int64_t sz = n;
@@ -132,6 +175,7 @@ static int lx_randperm(lua_State *L)
 static const luaL_Reg lx_random_module[] = {
     {"manual_seed", lx_manual_seed}, {"initial_seed", lx_initial_seed}, {"rand", lx_rand},
     {"randn", lx_randn}, {"rademacher", lx_rademacher}, {"randint", lx_randint},
-    {"randperm", lx_randperm}, {NULL, NULL}};
+    {"randperm", lx_randperm}, {"get_rng_state", lx_get_rng_state},
+    {"set_rng_state", lx_set_rng_state}, {NULL, NULL}};
 
 void lx_open_random(lua_State *L) { luaL_setfuncs(L, lx_random_module, 0); }

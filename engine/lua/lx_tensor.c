@@ -65,6 +65,8 @@ static int lx_tensor_new(lua_State *L)
 {
     lx_checkarity(L, 2, "tensor");
     lua_settop(L, 2);   /* fix the options slot before pushing results */
+    static const char *const keys[] = {"dtype", "requires_grad", NULL};
+    lx_checkoptions(L, 2, keys, "tensor");
     ls_dtype dt = lx_optdtype(L, 2, "dtype", LS_F32, "tensor");
     int rg = lx_optboolean(L, 2, "requires_grad", 0, "tensor");
     ls_tensor **box = lx_newtensorbox(L);
@@ -90,6 +92,9 @@ static int lx_tensor_new(lua_State *L)
     if (rg && ls_requires_grad_(*box, true)) return lx_error(L);
     return 1;
 }
+
+/* The options of the constructors that take only a dtype. */
+static const char *const lx_dtype_key[] = {"dtype", NULL};
 
 /* Shape arguments followed by an optional options table: f(shape..., opts) */
 static int lx_shape_and_opts(lua_State *L, int idx, int64_t *shape, int *opts, const char *who)
@@ -122,6 +127,7 @@ static int lx_filled(lua_State *L, const char *who, int has_value)
         nd = lx_shape_and_opts(L, first, shape, &opts, who);
     }
     if (ls_shape_check(who, nd, shape, NULL)) return lx_error(L);
+    lx_checkoptions(L, opts, lx_dtype_key, who);
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, who);
     ls_tensor **box = lx_newtensorbox(L);
     if (strcmp(who, "zeros") == 0) *box = ls_tensor_zeros(dt, nd, shape);
@@ -138,6 +144,7 @@ static int lx_like(lua_State *L, double v, const char *who)
     ls_tensor *t = lx_checktensor(L, 1);
     lx_checkarity(L, 2, who);
     lua_settop(L, 2);
+    lx_checkoptions(L, 2, lx_dtype_key, who);
     ls_dtype dt = lx_optdtype(L, 2, "dtype", t->dtype, who);
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_full(dt, t->ndim, t->shape, v);
@@ -158,6 +165,7 @@ static int lx_arange(lua_State *L)
     double start = n >= 2 ? a[0] : 0, stop = n >= 2 ? a[1] : a[0], step = n == 3 ? a[2] : 1;
     lx_checkarity(L, n + 1, "arange");
     lua_settop(L, n + 1);
+    lx_checkoptions(L, n + 1, lx_dtype_key, "arange");
     ls_dtype dt = lx_optdtype(L, n + 1, "dtype", LS_F32, "arange");
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_arange(dt, start, stop, step);
@@ -173,6 +181,7 @@ static int lx_eye(lua_State *L)
     lx_checkarity(L, opts, "eye");
     if (ls_shape_check("eye", 2, (int64_t[]){n, m}, NULL)) return lx_error(L);
     lua_settop(L, opts);
+    lx_checkoptions(L, opts, lx_dtype_key, "eye");
     ls_dtype dt = lx_optdtype(L, opts, "dtype", LS_F32, "eye");
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_tensor_eye(dt, n, m);

@@ -241,3 +241,117 @@ ls_dtype lx_optdtype(lua_State *L, int idx, const char *key, ls_dtype def, const
         luaL_error(L, "%s: unknown dtype '%s' (expected f32, f64, i64 or u8)", who, s);
     return d;
 }
+
+/* ---- unknown options and "did you mean" ---- */
+
+/* Edit distance between a and b (optimal string alignment: insertions, deletions, substitutions
+ * and transpositions of neighbours each cost 1), capped: any distance above `cap` is reported as
+ * cap + 1. Names are short, so the three rows live on the stack. */
+#define LX_NAME_MAX 64
+static int lx_edit_distance(const char *a, const char *b, int cap)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > LX_NAME_MAX || m > LX_NAME_MAX) return cap + 1;
+    if ((n > m ? n - m : m - n) > (size_t)cap) return cap + 1;
+    int r0[LX_NAME_MAX + 1], r1[LX_NAME_MAX + 1], r2[LX_NAME_MAX + 1];
+    int *prev2 = r0, *prev = r1, *cur = r2;
+    for (size_t j = 0; j <= m; j++) prev[j] = (int)j;
+    for (size_t i = 1; i <= n; i++) {
+        cur[0] = (int)i;
+        for (size_t j = 1; j <= m; j++) {
+            int cost = a[i - 1] != b[j - 1];
+            int d = prev[j] + 1;
+            if (cur[j - 1] + 1 < d) d = cur[j - 1] + 1;
+            if (prev[j - 1] + cost < d) d = prev[j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                prev2[j - 2] + 1 < d)
+                d = prev2[j - 2] + 1;
+            cur[j] = d;
+        }
+        int *t = prev2;
+        prev2 = prev;
+        prev = cur;
+        cur = t;
+    }
+    return prev[m] > cap ? cap + 1 : prev[m];
+}
+
+const char *lx_suggest(const char *word, const char *const *known)
+{
+    /* close enough: one edit per three characters of the word, at least one */
+    size_t len = strlen(word);
+    int limit = len < 3 ? 1 : (int)((len + 2) / 3);
+    const char *best = NULL;
+    int best_d = limit + 1;
+    for (size_t i = 0; known[i]; i++) {
+        int d = lx_edit_distance(word, known[i], limit);
+        if (d < best_d) {
+            best_d = d;
+            best = known[i];
+        }
+    }
+    return best;
+}
+
+int lx_unknown_option(lua_State *L, int level, const char *who, const char *key,
+                      const char *const *known)
+{
+    const char *near = lx_suggest(key, known);
+    luaL_where(L, level);
+    if (near)
+        lua_pushfstring(L, "%s: unknown option '%s' (did you mean '%s'?)", who, key, near);
+    else
+        lua_pushfstring(L, "%s: unknown option '%s'", who, key);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+void lx_checkoptions(lua_State *L, int idx, const char *const *known, const char *who)
+{
+    if (lua_isnoneornil(L, idx)) return;
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s: options must be a table, got %s", who, luaL_typename(L, idx));
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        int found = 0;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -1);
+            for (size_t i = 0; known[i] && !found; i++) found = strcmp(k, known[i]) == 0;
+        }
+        if (!found) {
+            /* a non-string key is named as Lua prints it (an array entry: '1') */
+            const char *k = luaL_tolstring(L, -1, NULL);
+            lx_unknown_option(L, 2, who, k, known);
+        }
+    }
+}
+
+/* ls._suggest(word, names) -> the name closest to word (edit distance, see lx_suggest) or nil: the
+ * one suggestion rule, shared with the Lua option checker (landscape.util). */
+static int lx_suggest_lua(lua_State *L)
+{
+    const char *word = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 2);
+    if (n > 4096) return luaL_error(L, "_suggest: at most 4096 names, got %I", (LUAI_UACINT)n);
+    const char **known = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+    for (lua_Integer i = 0; i < n; i++) {
+        if (lua_geti(L, 2, i + 1) != LUA_TSTRING)
+            return luaL_error(L, "_suggest: names[%I] is not a string", (LUAI_UACINT)i + 1);
+        known[i] = lua_tostring(L, -1);   /* anchored by the table */
+        lua_pop(L, 1);
+    }
+    known[n] = NULL;
+    const char *best = lx_suggest(word, known);
+    if (best) lua_pushstring(L, best);
+    else lua_pushnil(L);
+    return 1;
+}
+
+void lx_open_util(lua_State *L)
+{
+    lua_pushcfunction(L, lx_suggest_lua);
+    lua_setfield(L, -2, "_suggest");
+}

@@ -414,7 +414,9 @@ end
 
 --- ds:num_batches(batch [, {drop_last = false}]) -> batches per epoch.
 function Dataset:num_batches(batch, opts)
-    local drop = type(opts) == "table" and opts.drop_last
+    opts = check_options(opts, {drop_last = true}, "num_batches")
+    util.posint(batch, "num_batches", "batch")
+    local drop = opts.drop_last
     if drop then return self.n // batch end
     return (self.n + batch - 1) // batch
 end
@@ -506,13 +508,16 @@ end
 --   augment = nil      {crop = p, flip = true}: random crops of the image zero-padded by p
 --                      (true = 4) and random left-right flips, per image, seeded by seed, epoch
 --                      and batch number; x must be [N, C, H, W]
+--   start = 1          the first batch to produce: batches 1..start-1 are skipped without being
+--                      made (a resumed run continues mid-epoch); every batch keeps its number, so
+--                      its examples and augmentation are those of a full pass
 -- The iterator runs one small garbage-collector step per batch so that the tensors of the previous
 -- step are freed promptly (Lua's collector does not see tensor memory; without this, a training loop
 -- keeps hundreds of megabytes of dead batches and pays a page fault for every fresh one).
 function Dataset:batches(batch, opts)
     local who = "batches"
     opts = check_options(opts, {shuffle = true, seed = true, epoch = true, drop_last = true,
-                                augment = true}, who)
+                                augment = true, start = true}, who)
     if math.type(batch) ~= "integer" or batch < 1 then
         fail("%s: batch size must be a positive integer, got %s", who, tostring(batch))
     end
@@ -535,7 +540,7 @@ function Dataset:batches(batch, opts)
     local N, x, y = self.n, self.x, self.y
     local nb = self:num_batches(batch, {drop_last = opts.drop_last})
     local perm = shuffle and ls.randperm(N, {seed = mix(seed, STREAM_SHUFFLE, epoch)}) or nil
-    local b = 0
+    local b = util.posint(opts.start or 1, who, "option 'start'") - 1
     return function()
         if b >= nb then return nil end
         collectgarbage("step", 0)
@@ -558,7 +563,7 @@ function Dataset:batches(batch, opts)
 end
 
 for _, name in ipairs({"subset", "balanced_subset", "random_split", "normalize", "with_label_noise",
-                       "batches", "max_label"}) do
+                       "batches", "max_label", "num_batches"}) do
     Dataset[name] = public(Dataset[name])
 end
 

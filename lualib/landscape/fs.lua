@@ -12,12 +12,12 @@ local had_lfs_global = rawget(_G, "lfs") ~= nil
 local lfs = require "lfs"
 if not had_lfs_global then _G.lfs = nil end
 
+local util = require "landscape.util"
+
 local M = {}
 
 local function check_path(path, who)
-    if type(path) ~= "string" then
-        error(string.format("fs.%s: path must be a string, got %s", who, type(path)), 3)
-    end
+    if type(path) ~= "string" then util.fail("fs.%s: path must be a string, got %s", who, type(path)) end
 end
 
 --- True if something (file, directory, ...) exists at `path`.
@@ -111,7 +111,7 @@ end
 function M.list(dir, pattern)
     check_path(dir, "list")
     if pattern ~= nil and type(pattern) ~= "string" then
-        error(string.format("fs.list: pattern must be a string, got %s", type(pattern)), 2)
+        util.fail("fs.list: pattern must be a string, got %s", type(pattern))
     end
     if lfs.attributes(dir, "mode") ~= "directory" then
         return nil, string.format("list: %s: not a directory or does not exist", dir)
@@ -134,6 +134,12 @@ function M.remove(path)
     check_path(path, "remove")
     if not M.exists(path) then return true end
     return os.remove(path)
+end
+
+-- Misuse raises at the caller's line (util.public); OS failures are return values, as above.
+for _, name in ipairs({"exists", "isdir", "isfile", "dirname", "basename", "join", "mkdir_p", "list",
+                       "remove"}) do
+    M[name] = util.public(M[name])
 end
 
 return M

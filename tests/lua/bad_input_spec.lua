@@ -268,7 +268,7 @@ bad("jvp: a direction of the wrong shape", function()
     return ls.jvp(function(t) return t:exp() end, leaf(), ls.ones(2))
 end, "jvp: directions[1] has shape [2] but inputs[1] has shape [3]")
 bad("vjp: inputs a number", function() return ls.vjp(function(t) return t end, 3, x) end,
-    "vjp: inputs must be a tensor or a list of tensors, got number")
+    "vjp: expected a tensor or a list of tensors, got number")
 bad("gradcheck: f not a function", function() return ls.gradcheck(3, {leaf()}) end,
     "gradcheck: argument 1 must be a function, got number")
 
@@ -573,7 +573,7 @@ bad("hessian: batch 0", function() return ls.curvature.hessian(model, data, {bat
 bad("hessian: no parameter selected", function() return ls.curvature.hessian(model, data, {params = {"nope.*"}}) end,
     "hessian: no parameters match")
 bad("hessian: matvec with a wrong vector", function() return ls.curvature.hessian(model, data):matvec(ls.ones(3)) end,
-    "hessian:matvec: expected a 1-D tensor of length 23, got shape [3]")
+    "hessian:hvp: expected a 1-D tensor of length 23, got shape [3]")
 bad("curvature: k past the operator size", function() return ls.curvature.hessian(model, data):eigs{k = 1000} end,
     "lanczos: k = 1000 exceeds the operator size 23")
 bad("curvature: an operator larger than 2^40", function()

@@ -6,15 +6,8 @@ local data = require "landscape.data"
 
 local FMNIST = os.getenv("LANDSCAPE_FASHION_MNIST_DIR") or "/usr/share/datasets/fashion-mnist"
 
-local function errmsg(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok)
-    return tostring(err)
-end
-
-local function has(msg, text)
-    assert(msg:find(text, 1, true), "expected '" .. text .. "' in: " .. msg)
-end
+local su = require "spec_util"
+local errmsg, has = su.errmsg, su.has
 
 -- n examples [n, 1, h, w] whose pixels encode (example, row, column) = 1000 i + 10 r + c, and
 -- labels 1..classes cycling.

@@ -3,7 +3,7 @@
 -- full-batch gradients, Jacobians, per-sample gradients), batch weighting, train/eval mode handling,
 -- parameter subsets, grad_norm, errors, and the estimators of landscape.curvature when installed.
 local ls = require "landscape"
-local curv = require "landscape.hessian"
+local curv = require "landscape.analysis.curvature"
 local torch = require "torch_oracle"
 
 ---------------------------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ local function tiny_data(n, seed)
 end
 
 local function has_estimators()
-  local ok, C = pcall(require, "landscape.curvature")
+  local ok, C = pcall(require, "landscape.analysis.curvature")
   return ok and type(C) == "table" and type(C.operator) == "function"
 end
 
@@ -386,7 +386,7 @@ describe("errors", function()
   it("name the problem", function()
     assert.matches('hessian: no parameters match {"9.*"}; parameters are 1.weight, 1.bias, 3.weight, 3.bias',
                    err_of(curv.hessian, model, data, {params = {"9.*"}}), 1, true)
-    assert.matches('mode must be "eval" or "train", got "test"',
+    assert.matches('option \'mode\' must be "eval" or "train", got "test"',
                    err_of(curv.hessian, model, data, {mode = "test"}), 1, true)
     assert.matches("the data x is f32 but the parameters are f64",
                    err_of(curv.hessian, model, {x = data.x:float(), y = data.y}), 1, true)
@@ -402,7 +402,7 @@ describe("errors", function()
                    err_of(curv.hessian, model, data, {batchsize = 3}), 1, true)
     assert.matches("option 'batch' must be a positive integer",
                    err_of(curv.hessian, model, data, {batch = 0}), 1, true)
-    assert.matches("unknown loss 'mse'", err_of(curv.hessian, model, data, {loss = "mse"}), 1, true)
+    assert.matches("unknown loss 'hinge'", err_of(curv.hessian, model, data, {loss = "hinge"}), 1, true)
     local H = curv.hessian(model, data)
     assert.matches("expected a 1-D tensor of length 53, got shape [52]",
                    err_of(H.matvec, H, ls.zeros({52}, {dtype = "f64"})), 1, true)

@@ -8,15 +8,8 @@ local st = require "landscape.stats"
 local nn = ls.nn
 local torch = require "torch_oracle"
 
-local function errmsg(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok)
-    return tostring(err)
-end
-
-local function has(msg, text)
-    assert(msg:find(text, 1, true), "expected '" .. text .. "' in: " .. msg)
-end
+local su = require "spec_util"
+local errmsg, has = su.errmsg, su.has
 
 local function near(a, b, tol)
     tol = tol or 1e-10
@@ -340,9 +333,10 @@ describe("ls.margins", function()
                 "9 labels for 10 samples")
             has(errmsg(ls.margins, model, data, {labels = ls.full({10}, 4, {dtype = "i64"})}),
                 "labels span 4..4 but the model has 3 classes")
-            has(errmsg(ls.margins, model, data, {batch = 0}), "batch must be a positive integer")
+            has(errmsg(ls.margins, model, data, {batch = 0}),
+                "option 'batch' must be a positive integer")
             has(errmsg(ls.margins, model, data, {layer = {1}}), "unknown option 'layer'")
-            has(errmsg(ls.margins, model, data, {mode = "test"}), "mode must be")
+            has(errmsg(ls.margins, model, data, {mode = "test"}), "option 'mode' must be")
             has(errmsg(ls.margins, "model", data), "expected an ls.nn module")
             local m = ls.margins(model, data, {layers = {"input"}})
             has(errmsg(ls.margins.signature, m, {layers = {"output"}}), "layer 'output' is not in")

@@ -5,7 +5,7 @@
 -- PyTorch is Debian's python3-torch, run through tests/lua/torch_oracle.lua; the PyTorch cases are
 -- pending when it is missing.
 local ls = require "landscape"
-local optim = require "landscape.optim"
+local optim = require "landscape.train.optim"
 local torch = require "torch_oracle"
 
 -- Every PyTorch computation of this spec goes into one script, run once on first use (starting

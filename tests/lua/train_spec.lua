@@ -3,20 +3,13 @@
 -- schedules, clipping, divergence, determinism bit for bit, evaluation modes, bad input, and a short
 -- real training on Fashion-MNIST.
 local ls = require "landscape"
-local progress = require "landscape.progress"
+local progress = require "landscape.train.progress"
 
 local FMNIST = os.getenv("LANDSCAPE_FASHION_MNIST_DIR") or "/usr/share/datasets/fashion-mnist"
-local have_nn = pcall(require, "landscape.nn") and pcall(require, "landscape.optim")
+local have_nn = pcall(require, "landscape.nn") and pcall(require, "landscape.train.optim")
 
-local function errmsg(fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok)
-    return tostring(err)
-end
-
-local function has(msg, text)
-    assert(msg:find(text, 1, true), "expected '" .. text .. "' in: " .. msg)
-end
+local su = require "spec_util"
+local errmsg, has = su.errmsg, su.has
 
 -- A separable 3-class problem: x [n, 4] (f64), label = 1 + the index of the largest of the first
 -- three features.
@@ -327,15 +320,12 @@ describe("a real training on Fashion-MNIST", function()
         local test = ls.data.fashion_mnist{split = "test"}
         local model = ls.nn.mlp{hidden = {256}, seed = 1}
         local opt = ls.optim.adam(model, {lr = 1e-3})
-        local t0 = ls.clock()
         local log = ls.train(model, train, {optimizer = opt, epochs = 2, batch = 64, seed = 1,
                                             eval = test, progress = false})
-        local seconds = ls.clock() - t0
         assert.are.equal("ok", log.status)
         local acc = log.epochs[2].eval_accuracy
         assert.is_true(acc >= 0.80, string.format("test accuracy %.4f", acc))
         assert.is_true(log.epochs[2].train_loss < log.epochs[1].train_loss)
         assert.are.equal(10000, log.epochs[2].eval_n)
-        assert.is_true(seconds < 60, string.format("%.1f s", seconds))
     end)
 end)

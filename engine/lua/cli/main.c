@@ -226,6 +226,8 @@ static void lx_cli_setpaths(lua_State *L, int noenv)
         *slash = '\0';
         luaL_addstring(&b, exe);
         luaL_addstring(&b, "/../share/lua/5.4/?.lua;");
+        luaL_addstring(&b, exe);
+        luaL_addstring(&b, "/../share/lua/5.4/?/init.lua;");   /* landscape.nn is nn/init.lua */
     }
     free(exe);
     luaL_addstring(&b, LS_INSTALL_LUALIB "/?.lua;" LS_INSTALL_LUALIB "/?/init.lua;");

@@ -26,6 +26,7 @@ local ls = require "landscape"
 local util = require "landscape.util"
 local fail, public, check_options, shape_str = util.fail, util.public, util.check_options, util.shape_str
 local stats = require "landscape.stats"
+local O = require "landscape.train.objective"
 
 local M = {}
 
@@ -172,30 +173,56 @@ local function model_error(who, xb, err)
     fail("%s: the model rejected input %s: %s", who, shape_str(xb), tostring(err))
 end
 
--- Set the mode, run fn, restore every module's previous training flag (even on error).
-local function with_mode(model, mode, fn)
-    local saved = {}
-    local mods = model.modules and model:modules() or {}
-    for i, m in ipairs(mods) do saved[i] = m.training end
-    if mode == "eval" then model:eval() elseif mode == "train" then model:train() end
-    local res = table.pack(pcall(fn))
-    for i, m in ipairs(mods) do m.training = saved[i] end
-    if not res[1] then error(res[2], 0) end
-    return table.unpack(res, 2, res.n)
+-- The 1-D tensors of a pass's batches, end to end (one batch: itself).
+local function cat(parts)
+    if #parts == 1 then return parts[1] end
+    local total = 0
+    for _, p in ipairs(parts) do total = total + p:size(1) end
+    local out = ls.zeros({total}, {dtype = parts[1].dtype})
+    local off = 1
+    for _, p in ipairs(parts) do
+        out:narrow(1, off, p:size(1)):copy(p)
+        off = off + p:size(1)
+    end
+    return out
 end
 
-local MARGIN_OPTS = {layers = true, mode = true, batch = true, labels = true, positive_only = true,
-                     eps = true, output = true}
+-- The objective (given, or built from model and data with the objective's mode, batch and n) and
+-- the labels defining the margins (opts.labels, checked against the data's size, or the data's y).
+local function setup(who, a, b, c, known)
+    local obj, opts, y
+    if O.is_objective(a) then
+        obj, opts = O.resolve(who, a, b)
+        opts = check_options(opts, known, who)
+        if not is_module(obj.model) then
+            fail("%s: expected an ls.nn module, got %s", who, type(obj.model))
+        end
+        y = check_labels(opts.labels or obj.y, obj.N, who)
+        if opts.labels then   -- the same objective on the given labels
+            obj = O.resolve(who, obj.model, {x = obj.x, y = y}, {mode = obj.mode, batch = obj.batch})
+        end
+    else
+        if not is_module(a) then fail("%s: expected an ls.nn module, got %s", who, type(a)) end
+        c = check_options(c, util.options(known, {mode = true, batch = true, n = true}), who)
+        local X, N = check_data(b, who)
+        y = check_labels(c.labels or b.y, N, who)
+        obj, opts = O.resolve(who, a, {x = X, y = y}, c, {batch = 500})
+    end
+    return obj, opts, obj.x, obj.N, obj.y
+end
 
---- ls.margins(model, data [, opts]) -> m
+local MARGIN_OPTS = {layers = true, labels = true, positive_only = true, eps = true, output = true}
+
+--- ls.margins(model, data [, opts]) or ls.margins(objective [, opts]) -> m
 -- opts (defaults):
 --   layers = {"input", "first", "last", "output"}   layer specs (see the header); {} for the output
 --            margin only
---   mode = "eval"        "eval" (batch norm uses running statistics, dropout off) or "train". Layer
---                        margins in train mode are refused when the model has batch norm: batch
---                        statistics couple the samples, so the gradient of the batch sum is no
---                        longer the per-sample gradient. The model's flags are restored afterwards.
---   batch = 500          samples per forward/backward pass
+--   mode = "eval"        (the objective's) "eval" (batch norm uses running statistics, dropout off)
+--                        or "train". Layer margins in train mode are refused when the model has
+--                        batch norm: batch statistics couple the samples, so the gradient of the
+--                        batch sum is no longer the per-sample gradient. The model is restored
+--                        afterwards (ls.objective's guard).
+--   batch = 500          (the objective's) samples per forward/backward pass; n = nil: the first n
 --   labels = data.y      the labels defining the margin (the training labels, noisy ones included)
 --   positive_only = false  keep only positive margins in m.layers (m.kept_fraction[k], m.keep)
 --   eps = 1e-6           d = (f_y - f_j) / sqrt(eps + |grad|^2)
@@ -203,20 +230,10 @@ local MARGIN_OPTS = {layers = true, mode = true, batch = true, labels = true, po
 -- Result fields: output, layers, raw, nu, pairs = {y, j}, correct (f64 0/1 [N]),
 -- kept_fraction, keep (i64 positions kept, when positive_only), names (ordered slot names),
 -- specs (the specs as given), index (spec name -> child position or "output"), n.
-local function margins(model, data, opts)
+local function margins(a, b, c)
     local who = "margins"
-    opts = check_options(opts, MARGIN_OPTS, who)
-    if not is_module(model) then fail("%s: expected an ls.nn module, got %s", who, type(model)) end
-    local X, N = check_data(data, who)
-    local y = check_labels(opts.labels or data.y, N, who)
-    local mode = opts.mode or "eval"
-    if mode ~= "eval" and mode ~= "train" then
-        fail("%s: mode must be \"eval\" or \"train\", got %s", who, tostring(mode))
-    end
-    local batch = opts.batch or 500
-    if math.type(batch) ~= "integer" or batch < 1 then
-        fail("%s: batch must be a positive integer, got %s", who, tostring(batch))
-    end
+    local obj, opts, X, N, y = setup(who, a, b, c, MARGIN_OPTS)
+    local model, mode = obj.model, obj.mode
     local eps = opts.eps or 1e-6
     local out_mode = opts.output or "normalised"
     if out_mode ~= "normalised" and out_mode ~= "raw" then
@@ -247,11 +264,9 @@ local function margins(model, data, opts)
     for i = 1, #slots do raw_parts[i], tv[i] = {}, tv_new() end
     local tv_logits = tv_new()
 
-    with_mode(model, mode, function()
-        for s = 1, N, batch do
-            local b = math.min(batch, N - s + 1)
-            local xb = X:narrow(1, s, b)
-            local yb = y:narrow(1, s, b)
+    obj:guard(function()
+        for bi, bt in ipairs(obj:batches()) do
+            local b, xb, yb = bt.B, bt.x, bt.y
             local acts = {}
             local f
             if need_grad then
@@ -323,25 +338,12 @@ local function margins(model, data, opts)
                     end
                 end)
             end
-            if s % (batch * 8) == 1 then collectgarbage() end
+            if bi % 8 == 1 then collectgarbage() end
         end
     end)
 
     local res = {n = N, specs = specs, names = {}, layers = {}, raw = {}, nu = {}, index = {},
                  kept_fraction = {}}
-    local function cat(parts)
-        if #parts == 1 then return parts[1] end
-        if ls.cat then return ls.cat(parts, 1) end
-        local total = 0
-        for _, p in ipairs(parts) do total = total + p:size(1) end
-        local out = ls.zeros({total}, {dtype = parts[1].dtype})
-        local off = 1
-        for _, p in ipairs(parts) do
-            out:narrow(1, off, p:size(1)):copy(p)
-            off = off + p:size(1)
-        end
-        return out
-    end
     ls.no_grad(function()
         res.output = cat(out_parts)
         res.pairs = {y = y, j = cat(j_parts)}
@@ -484,7 +486,7 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Input geometry
 ---------------------------------------------------------------------------------------------------
-local GEOM_OPTS = {batch = true, mode = true, labels = true, stats = true}
+local GEOM_OPTS = {labels = true, stats = true}
 
 --- ls.margins.input_geometry(model, data [, opts]) -> {loss_grad_norm [N], margin_grad_norm [N],
 -- margin [N], summary = {loss_grad_norm = ls.stats.summary, margin_grad_norm = ...}}
@@ -492,31 +494,19 @@ local GEOM_OPTS = {batch = true, mode = true, labels = true, stats = true}
 -- j the best other class). opts: batch = 500, mode = "eval" (train mode is refused for a model with
 -- batch norm, as in ls.margins), labels = data.y, stats = "all" (the summary's statistics).
 -- Any module works (no sequential needed).
-local function input_geometry(model, data, opts)
+local function input_geometry(a, b, c)
     local who = "input_geometry"
-    opts = check_options(opts, GEOM_OPTS, who)
-    if not is_module(model) then fail("%s: expected an ls.nn module, got %s", who, type(model)) end
-    local X, N = check_data(data, who)
-    local y = check_labels(opts.labels or data.y, N, who)
-    local mode = opts.mode or "eval"
-    if mode ~= "eval" and mode ~= "train" then
-        fail("%s: mode must be \"eval\" or \"train\", got %s", who, tostring(mode))
-    end
+    local obj, opts, X, N, y = setup(who, a, b, c, GEOM_OPTS)
+    local model, mode = obj.model, obj.mode
     if mode == "train" and has_batchnorm(model) then
         fail("%s: per-sample input gradients in train mode are undefined for a model with batch " ..
              "norm (batch statistics couple the samples); use mode = \"eval\"", who)
     end
-    local batch = opts.batch or 500
-    if math.type(batch) ~= "integer" or batch < 1 then
-        fail("%s: batch must be a positive integer, got %s", who, tostring(batch))
-    end
     local statset = stats.resolve(opts.stats or "all", who)
     local lg, mg, mm = {}, {}, {}
-    with_mode(model, mode, function()
-        for s = 1, N, batch do
-            local b = math.min(batch, N - s + 1)
-            local xb = X:narrow(1, s, b)
-            local yb = y:narrow(1, s, b)
+    obj:guard(function()
+        for _, bt in ipairs(obj:batches()) do
+            local b, xb, yb = bt.B, bt.x, bt.y
             local x0 = ls.no_grad(function() return xb:clone() end):requires_grad()
             local f
             local ok, err = pcall(function()
@@ -538,17 +528,6 @@ local function input_geometry(model, data, opts)
             end)
         end
     end)
-    local function cat(parts)
-        local total = 0
-        for _, p in ipairs(parts) do total = total + p:size(1) end
-        local out = ls.zeros({total}, {dtype = "f64"})
-        local off = 1
-        for _, p in ipairs(parts) do
-            out:narrow(1, off, p:size(1)):copy(p)
-            off = off + p:size(1)
-        end
-        return out
-    end
     local res = {}
     ls.no_grad(function()
         res.loss_grad_norm, res.margin_grad_norm, res.margin = cat(lg), cat(mg), cat(mm)

@@ -1,5 +1,5 @@
---- landscape.landscape: loss-landscape slices and batch-norm smoothness probes, reached as
--- ls.landscape.
+--- landscape.analysis.slices: loss-landscape slices (lines, planes, interpolations between two
+-- models) and batch-norm smoothness probes, reached as ls.landscape.
 --
 --   local rows = ls.landscape.line(model, train, {direction = "random", points = 51, seed = 1})
 --   local grid = ls.landscape.plane(model, train, {grid = {21, 21}, n = 1000})
@@ -12,13 +12,18 @@
 -- settings as defaults (norm = "filter", ignore = "biasbn"): one Gaussian tensor per parameter,
 -- each dim-0 slice (a linear layer's output row, a convolution's output channel) rescaled to the
 -- norm of the same slice of the weights; parameters of dim <= 1 (biases, batch-norm weight and
--- bias) are zeroed with ignore = "biasbn" and set equal to the weights otherwise. Points are
--- evaluated in eval mode with the loss summed per batch as ls.evaluate does, so alpha = 0 gives
--- ls.evaluate's loss bit for bit. docs/sharpness-landscape.md is the reference.
+-- bias) are zeroed with ignore = "biasbn" and set equal to the weights otherwise. Every function
+-- takes an objective (ls.objective) or (model, data, opts) with the objective's options (loss,
+-- mode = "eval", batch = 1000, params = "all": the parameters the directions span, n). Points are
+-- evaluated with obj:value(), the loss summed per batch as ls.evaluate does, so alpha = 0 gives
+-- ls.evaluate's loss bit for bit; the model is restored exactly afterwards (the objective's guard).
+-- docs/sharpness-landscape.md is the reference.
 local ls = require "landscape"
-local S = require "landscape.sharpness"
-local U = S.util
-local fail, public = U.fail, U.public
+local util = require "landscape.util"
+local O = require "landscape.train.objective"
+local P = require "landscape.train.params"
+local fail, public, check_options, posint, posnum = util.fail, util.public, util.check_options,
+    util.posint, util.posnum
 
 local M = {}
 
@@ -70,9 +75,9 @@ end
 -- d: a list of tensors, one per parameter (state-dict order), or a flat tensor over all of them.
 function M.normalize_direction(model, d, opts)
     local who = "normalize_direction"
-    opts = U.check_options(opts, {norm = true, ignore = true}, who)
+    opts = check_options(opts, {norm = true, ignore = true}, who)
     local norm, ignore = check_norm(opts.norm, who), check_ignore(opts.ignore, who)
-    local sel = U.select_params(model, "all", who)
+    local sel = P.select(model, nil, who)
     local ds = M._as_list(sel, d, who)
     return ls.no_grad(function()
         local out = {}
@@ -90,7 +95,7 @@ function M._as_list(sel, d, who)
     if ls.is_tensor(d) then
         if d:numel() ~= total then
             fail("%s: a flat direction must have %d elements (the parameters, state-dict order), " ..
-                 "got %s", who, total, U.shape_str(d))
+                 "got %s", who, total, util.shape_str(d))
         end
         local out, off = {}, 1
         local flat = d:detach():reshape(-1)
@@ -106,7 +111,7 @@ function M._as_list(sel, d, who)
         for i, e in ipairs(sel) do
             if not ls.is_tensor(d[i]) or d[i]:numel() ~= e.t:numel() then
                 fail("%s: direction entry %d must be a tensor of shape %s", who, i,
-                     U.shape_str(e.t))
+                     util.shape_str(e.t))
             end
             out[i] = d[i]:detach():reshape(e.t:size()):cast(e.t.dtype)
         end
@@ -119,30 +124,21 @@ end
 local function random_dir(sel, seed, which)
     local out = {}
     for i, e in ipairs(sel) do
-        out[i] = ls.randn(e.t:size(), {seed = U.subseed(seed, which, i), dtype = e.t.dtype})
+        out[i] = ls.randn(e.t:size(), {seed = util.subseed(seed, which, i), dtype = e.t.dtype})
     end
     return out
 end
 
--- Build one direction: returns the list and a label for the rows.
-local function make_direction(model, d, lossf, batch, sel, spec, norm, ignore, seed, which, who)
-    local w = {}
-    for i, e in ipairs(sel) do w[i] = e.t:detach() end
+-- Build one direction over the objective's parameters: returns the list and a label for the rows.
+local function make_direction(obj, spec, norm, ignore, seed, which, who)
+    local sel = obj.entries
     local raw, label, normalise
     if spec == nil or spec == "random" then
         raw, label, normalise = random_dir(sel, seed, which), "random", true
     elseif spec == "gradient" then
-        local ts = {}
-        for i, e in ipairs(sel) do ts[i] = e.t end
-        local _, g = U.loss_grad(model, d, lossf, batch, ts)
-        raw, label, normalise = g, "gradient", true
+        raw, label, normalise = (obj:grad{flat = false}), "gradient", true
     elseif spec == "eigen" then
-        local curv = ls.curvature
-        if type(curv) ~= "table" or type(curv.hessian) ~= "function" then
-            fail("%s: direction \"eigen\" needs ls.curvature, which this build lacks; pass the " ..
-                 "eigenvector as a flat tensor instead", who)
-        end
-        local res = curv.hessian(model, {x = d.x, y = d.y}, {}):eigs{k = which}
+        local res = ls.curvature.hessian(obj):eigs{k = which}
         local v = res.vectors and res.vectors[which]
         if not ls.is_tensor(v) then fail("%s: ls.curvature returned no eigenvector %d", who, which) end
         raw, label, normalise = M._as_list(sel, v, who), "eigen" .. which, false
@@ -152,7 +148,7 @@ local function make_direction(model, d, lossf, batch, sel, spec, norm, ignore, s
     if not normalise then return raw, label, "none" end
     return ls.no_grad(function()
         local out = {}
-        for i = 1, #sel do out[i] = normalize_one(raw[i], w[i], norm, ignore) end
+        for i, e in ipairs(sel) do out[i] = normalize_one(raw[i], e.t:detach(), norm, ignore) end
         return out
     end), label, norm
 end
@@ -174,67 +170,54 @@ local function check_range(r, key, who, default)
     return r
 end
 
-local COMMON = {n = true, batch = true, loss = true, seed = true, norm = true, ignore = true}
-local function known(extra)
-    local k = {}
-    for key in pairs(COMMON) do k[key] = true end
-    for key in pairs(extra) do k[key] = true end
-    return k
-end
+local SLICE_OPTS = {seed = true, norm = true, ignore = true}
 
-local function common(model, data, opts, who)
-    local d = U.as_data(data, opts.n, who)
-    local batch = U.posint(opts.batch or 1000, "batch", who)
-    local lossf, lname = U.loss_fn(opts.loss, who)
+local function common(a, b, c, who, extra)
+    local obj, opts = O.resolve(who, a, b, c)
+    opts = check_options(opts, util.options(SLICE_OPTS, extra), who)
     local norm, ignore = check_norm(opts.norm, who), check_ignore(opts.ignore, who)
-    local seed = opts.seed or 1
-    if math.type(seed) ~= "integer" then fail("%s: option 'seed' must be an integer", who) end
-    local sel = U.select_params(model, "all", who)
-    return d, batch, lossf, lname, norm, ignore, seed, sel
+    local seed = util.integer(opts.seed or 1, who, "option 'seed'")
+    return obj, opts, norm, ignore, seed
 end
 
---- ls.landscape.line(model, data [, opts]) -> rows {alpha, loss, accuracy, settings...}
--- The loss at w + alpha d for `points` values of alpha evenly spaced over `range`.
+--- ls.landscape.line(model, data [, opts]) or (objective [, opts]) -> rows {alpha, loss, accuracy,
+-- settings...}: the loss at w + alpha d for `points` values of alpha evenly spaced over `range`.
 -- opts: direction = "random" | "gradient" | "eigen" | flat tensor | list of tensors;
 --   norm = "filter" (random and gradient directions only; given ones are used as they are),
---   ignore = "biasbn", range = {-1, 1}, points = 51, seed = 1, n (first n examples), batch = 1000,
---   loss = "cross_entropy".
-local function line(model, data, opts)
+--   ignore = "biasbn", range = {-1, 1}, points = 51, seed = 1, and the objective's options.
+local function line(a, b, c)
     local who = "line"
-    opts = U.check_options(opts, known{direction = true, range = true, points = true}, who)
-    local d, batch, lossf, lname, norm, ignore, seed, sel = common(model, data, opts, who)
+    local obj, opts, norm, ignore, seed = common(a, b, c, who, {direction = true, range = true,
+                                                                points = true})
     local range = check_range(opts.range, "range", who, {-1, 1})
-    local points = U.posint(opts.points or 51, "points", who)
-    return U.guarded(model, "eval", who, function()
-        local ts, w0 = {}, nil
-        for i, e in ipairs(sel) do ts[i] = e.t end
-        w0 = U.snapshot(ts)
-        local dir, label, used = make_direction(model, d, lossf, batch, sel, opts.direction, norm,
-                                                ignore, seed, 1, who)
+    local points = posint(opts.points or 51, who, "option 'points'")
+    return obj:guard(function()
+        local w0 = obj:snapshot()
+        local dir, label, used = make_direction(obj, opts.direction, norm, ignore, seed, 1, who)
         local rows = {}
-        for i, a in ipairs(linspace(range[1], range[2], points)) do
-            U.set_to(ts, w0, {{a, dir}})
-            local L, acc = U.eval_loss(model, d, lossf, batch)
-            rows[i] = {alpha = a, loss = L, accuracy = acc, direction = label, norm = used,
-                       ignore = ignore, seed = seed, n = d.n, mode = "eval", loss_fn = lname,
-                       dir_norm = U.norm(dir)}
+        for i, x in ipairs(linspace(range[1], range[2], points)) do
+            obj:set(w0, {{x, dir}})
+            local r = obj:evaluate()
+            rows[i] = {alpha = x, loss = r.loss, accuracy = r.accuracy, direction = label,
+                       norm = used, ignore = ignore, seed = seed, n = obj.N, mode = obj.mode,
+                       loss_fn = obj.loss, dir_norm = O.norm(dir)}
         end
         return rows
-    end)
+    end, {params = true})
 end
 M.line = public(line)
 
---- ls.landscape.plane(model, data [, opts]) -> rows {alpha, beta, i, j, loss, accuracy, settings}
--- The loss at w + alpha d1 + beta d2 on a grid[1] x grid[2] grid over xrange x yrange. Rows are in
--- Li et al.'s order: alpha varies fastest (row k has alpha_{k mod nx}, beta_{k div nx}).
+--- ls.landscape.plane(model, data [, opts]) or (objective [, opts]) -> rows {alpha, beta, i, j,
+-- loss, accuracy, settings}: the loss at w + alpha d1 + beta d2 on a grid[1] x grid[2] grid over
+-- xrange x yrange. Rows are in Li et al.'s order: alpha varies fastest (row k has
+-- alpha_{k mod nx}, beta_{k div nx}).
 -- opts: directions = "random" | {d1, d2} (each as line's direction), norm, ignore, grid = {21, 21},
 --   xrange = {-1, 1}, yrange = {-1, 1}, seed = 1 (d1 and d2 are drawn independently, not
---   orthogonalised; their cosine is in the rows), n, batch, loss.
-local function plane(model, data, opts)
+--   orthogonalised; their cosine is in the rows), and the objective's options.
+local function plane(a, b, c)
     local who = "plane"
-    opts = U.check_options(opts, known{directions = true, grid = true, xrange = true,
-                                       yrange = true}, who)
-    local d, batch, lossf, lname, norm, ignore, seed, sel = common(model, data, opts, who)
+    local obj, opts, norm, ignore, seed = common(a, b, c, who, {directions = true, grid = true,
+                                                                xrange = true, yrange = true})
     local grid = opts.grid or {21, 21}
     if type(grid) ~= "table" or math.type(grid[1]) ~= "integer" or math.type(grid[2]) ~= "integer"
         or grid[1] < 1 or grid[2] < 1 then
@@ -253,29 +236,27 @@ local function plane(model, data, opts)
     else
         fail("%s: option 'directions' must be \"random\" or {d1, d2}", who)
     end
-    return U.guarded(model, "eval", who, function()
-        local ts = {}
-        for i, e in ipairs(sel) do ts[i] = e.t end
-        local w0 = U.snapshot(ts)
-        local d1, l1, u1 = make_direction(model, d, lossf, batch, sel, s1, norm, ignore, seed, 1, who)
-        local d2, l2, u2 = make_direction(model, d, lossf, batch, sel, s2, norm, ignore, seed, 2, who)
-        local n1, n2 = U.norm(d1), U.norm(d2)
-        local cos = (n1 > 0 and n2 > 0) and U.dot(d1, d2) / (n1 * n2) or 0
+    return obj:guard(function()
+        local w0 = obj:snapshot()
+        local d1, l1, u1 = make_direction(obj, s1, norm, ignore, seed, 1, who)
+        local d2, l2, u2 = make_direction(obj, s2, norm, ignore, seed, 2, who)
+        local n1, n2 = O.norm(d1), O.norm(d2)
+        local cos = (n1 > 0 and n2 > 0) and O.dot(d1, d2) / (n1 * n2) or 0
         local xs, ys = linspace(xr[1], xr[2], grid[1]), linspace(yr[1], yr[2], grid[2])
         local rows = {}
-        for j, b in ipairs(ys) do
-            for i, a in ipairs(xs) do
-                U.set_to(ts, w0, {{a, d1}, {b, d2}})
-                local L, acc = U.eval_loss(model, d, lossf, batch)
-                rows[#rows + 1] = {alpha = a, beta = b, i = i, j = j, loss = L, accuracy = acc,
-                                   direction_x = l1, direction_y = l2, norm = u1 == u2 and u1 or
-                                   (u1 .. "/" .. u2), ignore = ignore, seed = seed, n = d.n,
-                                   nx = grid[1], ny = grid[2], cosine = cos, mode = "eval",
-                                   loss_fn = lname}
+        for j, y in ipairs(ys) do
+            for i, x in ipairs(xs) do
+                obj:set(w0, {{x, d1}, {y, d2}})
+                local r = obj:evaluate()
+                rows[#rows + 1] = {alpha = x, beta = y, i = i, j = j, loss = r.loss,
+                                   accuracy = r.accuracy, direction_x = l1, direction_y = l2,
+                                   norm = u1 == u2 and u1 or (u1 .. "/" .. u2), ignore = ignore,
+                                   seed = seed, n = obj.N, nx = grid[1], ny = grid[2],
+                                   cosine = cos, mode = obj.mode, loss_fn = obj.loss}
             end
         end
         return rows
-    end)
+    end, {params = true})
 end
 M.plane = public(plane)
 
@@ -284,21 +265,18 @@ M.plane = public(plane)
 -- (batch-norm running mean and variance; Li et al.'s dir_type = "states"); running_var is clamped
 -- at 0 when extrapolation makes it negative; num_batches_tracked is model_a's. Evaluated on a clone
 -- of model_a in eval mode; neither model is changed.
--- opts: points = 21, range = {-0.5, 1.5}, n, batch, loss.
+-- opts: points = 21, range = {-0.5, 1.5}, and the objective's n, batch, loss (the mode is eval).
 local function interpolate(ma, mb, data, opts)
     local who = "interpolate"
-    opts = U.check_options(opts, {points = true, range = true, n = true, batch = true,
-                                  loss = true}, who)
+    opts = check_options(opts, {points = true, range = true, n = true, batch = true,
+                                loss = true}, who)
     for _, m in ipairs{ma, mb} do
         if type(m) ~= "table" or type(m.state_dict) ~= "function" then
             fail("%s: both models must be ls.nn modules (with state_dict)", who)
         end
     end
-    local d = U.as_data(data, opts.n, who)
-    local batch = U.posint(opts.batch or 1000, "batch", who)
-    local lossf, lname = U.loss_fn(opts.loss, who)
     local range = check_range(opts.range, "range", who, {-0.5, 1.5})
-    local points = U.posint(opts.points or 21, "points", who)
+    local points = posint(opts.points or 21, who, "option 'points'")
     local sa, sb = ma:state_dict(), mb:state_dict()
     if #sa ~= #sb then
         fail("%s: the models have different architectures (%d and %d state-dict entries)", who,
@@ -311,12 +289,15 @@ local function interpolate(ma, mb, data, opts)
             fail("%s: the models have different architectures: '%s' of model_a is not in model_b " ..
                  "at the same position", who, name)
         end
-        if U.shape_str(ta) ~= U.shape_str(tb) or ta.dtype ~= tb.dtype then
+        if util.shape_str(ta) ~= util.shape_str(tb) or ta.dtype ~= tb.dtype then
             fail("%s: the models have different architectures: '%s' is %s %s in model_a and %s %s " ..
-                 "in model_b", who, name, ta.dtype, U.shape_str(ta), tb.dtype, U.shape_str(tb))
+                 "in model_b", who, name, ta.dtype, util.shape_str(ta), tb.dtype,
+                 util.shape_str(tb))
         end
     end
     local work = ma:clone()
+    local obj = O.resolve(who, work, data, {n = opts.n, batch = opts.batch, loss = opts.loss,
+                                            mode = "eval"})
     local sw = work:state_dict()
     local rows = {}
     for i, a in ipairs(linspace(range[1], range[2], points)) do
@@ -333,10 +314,9 @@ local function interpolate(ma, mb, data, opts)
                 end
             end
         end)
-        work:eval()
-        local L, acc = U.eval_loss(work, d, lossf, batch)
-        rows[i] = {alpha = a, loss = L, accuracy = acc, n = d.n, mode = "eval", loss_fn = lname,
-                   buffers = "interpolated"}
+        local r = obj:evaluate()
+        rows[i] = {alpha = a, loss = r.loss, accuracy = r.accuracy, n = obj.N, mode = "eval",
+                   loss_fn = obj.loss, buffers = "interpolated"}
     end
     return rows
 end
@@ -356,30 +336,30 @@ M.interpolate = public(interpolate)
 local DEFAULT_ETAS = {0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4}
 local function bn_probe(model, x, y, opts)
     local who = "bn_probe"
-    opts = U.check_options(opts, {etas = true, scale = true, loss = true, params = true}, who)
-    local d = U.as_data({x = x, y = y}, nil, who)
-    local lossf, lname = U.loss_fn(opts.loss, who)
+    opts = check_options(opts, {etas = true, scale = true, loss = true, params = true}, who)
     local etas = opts.etas or DEFAULT_ETAS
-    if type(etas) ~= "table" or #etas == 0 then fail("%s: option 'etas' must be a non-empty list", who) end
+    if type(etas) ~= "table" or #etas == 0 then
+        fail("%s: option 'etas' must be a non-empty list", who)
+    end
     local scale = opts.scale or 1
-    for _, e in ipairs(etas) do U.posnum(e, "etas", who) end
-    U.posnum(scale, "scale", who)
-    local sel = U.select_params(model, opts.params, who)
+    for _, e in ipairs(etas) do posnum(e, who, "option 'etas'") end
+    posnum(scale, who, "option 'scale'")
     local mode = model.training == false and "eval" or "train"
-    return U.guarded(model, mode, who, function()
-        local ts = {}
-        for i, e in ipairs(sel) do ts[i] = e.t end
-        local w0 = U.snapshot(ts)
-        local L0, g = U.loss_grad(model, d, lossf, d.n, ts)
-        local gn = U.norm(g)
+    local obj = O.resolve(who, model, {x = x, y = y}, {loss = opts.loss, params = opts.params,
+                                                       mode = mode, batch = ls.is_tensor(x) and
+                                                       x:dim() > 0 and x:size(1) or nil})
+    return obj:guard(function()
+        local w0 = obj:snapshot()
+        local g, L0 = obj:grad{flat = false}
+        local gn = O.norm(g)
         local lmin, lmax, cmin, cmax, beta = math.huge, -math.huge, math.huge, -math.huge, 0
         for _, e in ipairs(etas) do
             local eta = e * scale
-            U.set_to(ts, w0, {{-eta, g}})
-            local L, gn2 = U.loss_grad(model, d, lossf, d.n, ts)
+            obj:set(w0, {{-eta, g}})
+            local gn2, L = obj:grad{flat = false}
             local diff = {}
             for i = 1, #g do diff[i] = gn2[i] - g[i] end
-            local ch = U.norm(diff)
+            local ch = O.norm(diff)
             lmin, lmax = math.min(lmin, L), math.max(lmax, L)
             cmin, cmax = math.min(cmin, ch), math.max(cmax, ch)
             if gn > 0 then beta = math.max(beta, ch / (eta * gn)) end
@@ -387,8 +367,8 @@ local function bn_probe(model, x, y, opts)
         return {loss = L0, grad_norm = gn, loss_min = lmin, loss_max = lmax,
                 loss_range = lmax - lmin, grad_change_min = cmin, grad_change_max = cmax,
                 grad_range = cmax - cmin, beta = beta, n_etas = #etas, eta_min = etas[1] * scale,
-                eta_max = etas[#etas] * scale, mode = mode, loss_fn = lname, n = d.n}
-    end)
+                eta_max = etas[#etas] * scale, mode = mode, loss_fn = obj.loss, n = obj.N}
+    end, {params = true})
 end
 M.bn_probe = public(bn_probe)
 

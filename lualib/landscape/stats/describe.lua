@@ -1,5 +1,5 @@
---- landscape.stats (ls.stats): small descriptive statistics on 1-D samples, for the margin
--- signatures of landscape.margins and for anything else that summarises a distribution.
+--- landscape.stats.describe: descriptive statistics on 1-D samples (part of ls.stats), for the
+-- margin signatures of landscape.margins and for anything else that summarises a distribution.
 --
 --   local st = ls.stats
 --   st.quantile(x, 0.25)                  -- NumPy's default (method = "linear") quantile

@@ -1,19 +1,7 @@
---- landscape.nn (ls.nn): neural-network modules in the style of Torch7's `nn`, with the parameter
--- and buffer names of torch.nn, so weights move both ways through safetensors files.
---
---   local nn = ls.nn
---   local model = nn.sequential{
---     nn.flatten(), nn.linear(784, 128, {seed = 1}), nn.relu(), nn.linear(128, 10, {seed = 2}),
---   }
---   local loss = ls.cross_entropy(model(x), y)          -- model(x) == model:forward(x)
---   local g = ls.grad(loss, model:parameters())
---   model:save("m.safetensors")                          -- keys "1.weight", "1.bias", "3.weight", ...
---
--- Layers compute with registered C ops (matmul, add, conv2d, maxpool2d, var, ...), so the autograd
--- records every step and gradients of gradients (Hessian-vector products) go through every layer,
--- batch norm included. The containers are Lua tables; docs/nn.md is the reference.
---
--- The module protocol (every module):
+--- landscape.nn.module: the module protocol of ls.nn (the base class Module, nn.class, state dicts,
+-- safetensors, modes) and the kit the layers are built with (initialisation, input checks). The
+-- layers (nn/layers.lua) and builders (nn/models.lua) import it; nn/init.lua puts the public face
+-- together. The protocol (every module):
 --   m(x), m:forward(x)        the output; records the graph when grad mode is on
 --   m:parameters()            list of parameter tensors (leaves with requires_grad), state-dict order
 --   m:named_parameters()      ordered list of {name, tensor}, plus name -> tensor in the same table
@@ -31,28 +19,8 @@ local fail, public, check_options, shape_str = util.fail, util.public, util.chec
 
 local M = {}
 
----------------------------------------------------------------------------------------------------
--- Errors. Inside this module errors are raised without a position (level 0); public functions run
--- under `public`, which re-raises at level 2, so the message points at the caller's line:
--- "train.lua:12: linear: in_features must be a positive integer, got 0".
----------------------------------------------------------------------------------------------------
-
-
-
-local function check_posint(v, who, what)
-    local n = type(v) == "number" and math.tointeger(v) or nil
-    if not n or n < 1 then fail("%s: %s must be a positive integer, got %s", who, what, tostring(v)) end
-    return n
-end
-
-local function check_nonneg_int(v, who, what)
-    local n = type(v) == "number" and math.tointeger(v) or nil
-    if not n or n < 0 then
-        fail("%s: %s must be a non-negative integer, got %s", who, what, tostring(v))
-    end
-    return n
-end
-
+-- Errors are raised without a position (util.fail); nn/init.lua wraps the public entry points so
+-- that a message points at the caller's line: "train.lua:12: linear: in_features must be ...".
 local function check_dtype(d, who)
     if d ~= "f32" and d ~= "f64" then
         fail("%s: dtype must be \"f32\" or \"f64\", got %s", who, tostring(d))
@@ -513,32 +481,9 @@ for _, name in ipairs({"load_state_dict", "save", "train", "to", "flatten_parame
 end
 M.load_into = public(M.load_into)
 
----------------------------------------------------------------------------------------------------
--- Layers (lualib/landscape/nn_layers.lua)
----------------------------------------------------------------------------------------------------
-local raw = {}   -- the layer constructors before `public` wraps them (for building blocks)
-require("landscape.nn_layers")(M, {
-    Module = Module, class = class, raw = raw, check_posint = check_posint, check_nonneg_int = check_nonneg_int,
-    check_dtype = check_dtype, check_seed = check_seed, check_input = check_input,
-    check_input_dtype = check_input_dtype, fmt_num = fmt_num, init_uniform = init_uniform})
-
--- Public constructors: errors point at the caller's line.
-for _, name in ipairs({"linear", "conv2d", "batchnorm1d", "batchnorm2d", "leaky_relu", "softplus",
-                       "gelu", "maxpool2d", "avgpool2d", "dropout", "sequential", "basic_block"}) do
-    raw[name] = M[name]
-    M[name] = public(M[name])
-end
-
--- Helpers shared with lualib/landscape/models.lua (internal).
-M._util = {fail = fail, public = public, check_options = check_options, check_posint = check_posint,
-           check_dtype = check_dtype, check_seed = check_seed, raw = raw}
-
----------------------------------------------------------------------------------------------------
--- Model builders (lualib/landscape/models.lua): nn.mlp{...}, nn.cnn{...}, nn.resnet{...}
----------------------------------------------------------------------------------------------------
-local models = require "landscape.models"
-M.mlp = models.mlp
-M.cnn = models.cnn
-M.resnet = models.resnet
+-- The kit of nn/layers.lua and nn/models.lua.
+M.check_dtype, M.check_seed, M.check_input, M.check_input_dtype = check_dtype, check_seed,
+    check_input, check_input_dtype
+M.fmt_num, M.init_uniform = fmt_num, init_uniform
 
 return M

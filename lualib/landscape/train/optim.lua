@@ -280,27 +280,25 @@ end
 -- One update of every parameter that has a .grad (parameters without one are skipped and keep
 -- their state, as in torch). With a closure (a function that clears the gradients, computes the
 -- loss, calls backward and returns the loss), it is called first and its result returned.
-function Optimizer:step(closure)
-    if getmetatable(self) ~= Optimizer then error("step: call it as opt:step()", 2) end
+Optimizer.step = public(function(self, closure)
+    if getmetatable(self) ~= Optimizer then fail("step: call it as opt:step()") end
     local loss
     if closure ~= nil then
         if type(closure) ~= "function" then
-            error(string.format("%s: step's closure must be a function, got %s", self.kind,
-                                type(closure)), 2)
+            fail("%s: step's closure must be a function, got %s", self.kind, type(closure))
         end
         loss = closure()
     end
-    local ok, err = pcall(step_impl, self)
-    if not ok then error(err, 2) end   -- at the caller's line, as `public` does
+    step_impl(self)
     return loss
-end
+end)
 
 --- opt:zero_grad(): drop every parameter's .grad (torch's zero_grad(set_to_none=True)); the next
 -- backward starts the gradients afresh.
-function Optimizer:zero_grad()
-    if getmetatable(self) ~= Optimizer then error("zero_grad: call it as opt:zero_grad()", 2) end
+Optimizer.zero_grad = public(function(self)
+    if getmetatable(self) ~= Optimizer then fail("zero_grad: call it as opt:zero_grad()") end
     for _, p in ipairs(self.params) do p.grad = nil end
-end
+end)
 
 --- opt:parameters() -> the list of parameters (the optimizer's own list; do not modify it)
 function Optimizer:parameters() return self.params end

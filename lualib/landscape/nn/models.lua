@@ -1,4 +1,4 @@
---- landscape.models: the model builders, reached as ls.nn.mlp{...}, ls.nn.cnn{...} and
+--- landscape.nn.models: the model builders, reached as ls.nn.mlp{...}, ls.nn.cnn{...} and
 -- ls.nn.resnet{...}. Each returns an nn.sequential whose state-dict names are those of the
 -- equivalent torch.nn.Sequential (docs/nn.md lists them, and tests/lua/nn_torch_spec.lua builds the
 -- torch twins).
@@ -10,13 +10,12 @@
 --     order: each linear, conv2d and dropout layer takes one, a basic block three) uses the seed
 --     1000 * s + k, so nn.linear(784, 512, {seed = 1001}) is the first layer of nn.mlp{seed = 1}.
 --     seed = false draws from the global stream (ls.manual_seed) instead.
-local M = {}
+local util = require "landscape.util"
+local base = require "landscape.nn.module"
+local n = require "landscape.nn.layers"
+local fail, check_options, check_posint = util.fail, util.check_options, util.posint
 
-local nn_module
-local function nn()
-    nn_module = nn_module or require "landscape.nn"
-    return nn_module
-end
+local M = {}
 
 -- seeds(s)(n) -> the next seed, reserving n consecutive ones (nil when s is false).
 local function seeds(s)
@@ -29,46 +28,34 @@ local function seeds(s)
     end
 end
 
-local ACTIVATIONS = {
-    relu = function(n) return n.relu() end,
-    leaky_relu = function(n) return n.leaky_relu() end,
-    tanh = function(n) return n.tanh() end,
-    sigmoid = function(n) return n.sigmoid() end,
-    softplus = function(n) return n.softplus() end,
-    gelu = function(n) return n.gelu() end,
-    identity = function(n) return n.identity() end,
-}
+local ACTIVATIONS = {relu = n.relu, leaky_relu = n.leaky_relu, tanh = n.tanh, sigmoid = n.sigmoid,
+                     softplus = n.softplus, gelu = n.gelu, identity = n.identity}
 
 -- A function returning a fresh activation module, from a name or a constructor.
 local function activation(a, who)
-    local U = nn()._util
     if type(a) == "function" then return function() return a() end end
     local make = ACTIVATIONS[a]
     if not make then
-        local names = {}
-        for k in pairs(ACTIVATIONS) do names[#names + 1] = k end
-        table.sort(names)
-        U.fail("%s: unknown activation '%s' (known: %s, or a function returning a module)", who,
-               tostring(a), table.concat(names, ", "))
+        fail("%s; known: %s, or a function returning a module",
+             util.unknown(who, "activation", a, ACTIVATIONS),
+             table.concat(util.sorted_keys(ACTIVATIONS), ", "))
     end
-    return function() return make(nn()) end
+    return function() return make() end
 end
 
 local function common(opts, known, who)
-    local U = nn()._util
-    opts = U.check_options(opts, known, who)
+    opts = check_options(opts, known, who)
     local seed = opts.seed
     if seed == nil then seed = 1 end
-    if seed ~= false then U.check_seed(seed, who) end
-    return opts, seeds(seed), U.check_dtype(opts.dtype or "f32", who)
+    if seed ~= false then base.check_seed(seed, who) end
+    return opts, seeds(seed), base.check_dtype(opts.dtype or "f32", who)
 end
 
 local function int_list(v, who, what)
-    local U = nn()._util
     if type(v) == "number" then v = {v} end
-    if type(v) ~= "table" then U.fail("%s: %s must be a list of positive integers", who, what) end
+    if type(v) ~= "table" then fail("%s: %s must be a list of positive integers", who, what) end
     local out = {}
-    for i, x in ipairs(v) do out[i] = U.check_posint(x, who, what .. "[" .. i .. "]") end
+    for i, x in ipairs(v) do out[i] = check_posint(x, who, what .. "[" .. i .. "]") end
     return out
 end
 
@@ -83,16 +70,14 @@ function M.mlp(opts)
     local nxt, dtype
     opts, nxt, dtype = common(opts, {input = true, hidden = true, classes = true, activation = true,
                                      batchnorm = true, dropout = true, seed = true, dtype = true}, who)
-    local U = nn()._util
-    local n = setmetatable({}, {__index = function(_, k) return U.raw[k] or nn()[k] end})
-    local input = U.check_posint(opts.input or 784, who, "input")
+    local input = check_posint(opts.input or 784, who, "input")
     local hidden = int_list(opts.hidden or {512, 512}, who, "hidden")
-    local classes = U.check_posint(opts.classes or 10, who, "classes")
+    local classes = check_posint(opts.classes or 10, who, "classes")
     local act = activation(opts.activation or "relu", who)
     local bn = opts.batchnorm == true
     local p = opts.dropout or 0
     if type(p) ~= "number" or p < 0 or p >= 1 then
-        U.fail("%s: dropout must be a probability in [0, 1), got %s", who, tostring(p))
+        fail("%s: dropout must be a probability in [0, 1), got %s", who, tostring(p))
     end
     local layers = {n.flatten()}
     local d = input
@@ -119,15 +104,13 @@ function M.cnn(opts)
     opts, nxt, dtype = common(opts, {channels = true, hidden = true, classes = true,
                                      batchnorm = true, seed = true, input_channels = true,
                                      input_size = true, dtype = true}, who)
-    local U = nn()._util
-    local n = setmetatable({}, {__index = function(_, k) return U.raw[k] or nn()[k] end})
     local channels = int_list(opts.channels or {32, 64}, who, "channels")
     local hidden = opts.hidden
     if hidden == nil then hidden = 128 end
-    if hidden ~= 0 then hidden = U.check_posint(hidden, who, "hidden") end
-    local classes = U.check_posint(opts.classes or 10, who, "classes")
-    local cin = U.check_posint(opts.input_channels or 1, who, "input_channels")
-    local size = U.check_posint(opts.input_size or 28, who, "input_size")
+    if hidden ~= 0 then hidden = check_posint(hidden, who, "hidden") end
+    local classes = check_posint(opts.classes or 10, who, "classes")
+    local cin = check_posint(opts.input_channels or 1, who, "input_channels")
+    local size = check_posint(opts.input_size or 28, who, "input_size")
     local bn = opts.batchnorm ~= false
     local layers = {}
     for _, c in ipairs(channels) do
@@ -138,7 +121,7 @@ function M.cnn(opts)
         layers[#layers + 1] = n.maxpool2d(2)
         cin = c
         size = size // 2
-        if size < 1 then U.fail("%s: input_size %d is too small for %d stages", who,
+        if size < 1 then fail("%s: input_size %d is too small for %d stages", who,
                                 opts.input_size or 28, #channels) end
     end
     layers[#layers + 1] = n.flatten()
@@ -164,23 +147,21 @@ function M.resnet(opts)
     opts, nxt, dtype = common(opts, {widths = true, blocks = true, batchnorm = true, skip = true,
                                      classes = true, seed = true, input_channels = true,
                                      dtype = true}, who)
-    local U = nn()._util
-    local n = setmetatable({}, {__index = function(_, k) return U.raw[k] or nn()[k] end})
     local widths = int_list(opts.widths or {16, 32, 64}, who, "widths")
-    if #widths == 0 then U.fail("%s: widths must not be empty", who) end
+    if #widths == 0 then fail("%s: widths must not be empty", who) end
     local blocks = opts.blocks or 1
     if type(blocks) == "number" then
-        local b = U.check_posint(blocks, who, "blocks")
+        local b = check_posint(blocks, who, "blocks")
         blocks = {}
         for i = 1, #widths do blocks[i] = b end
     else
         blocks = int_list(blocks, who, "blocks")
         if #blocks ~= #widths then
-            U.fail("%s: blocks has %d entries for %d widths", who, #blocks, #widths)
+            fail("%s: blocks has %d entries for %d widths", who, #blocks, #widths)
         end
     end
-    local classes = U.check_posint(opts.classes or 10, who, "classes")
-    local cin = U.check_posint(opts.input_channels or 1, who, "input_channels")
+    local classes = check_posint(opts.classes or 10, who, "classes")
+    local cin = check_posint(opts.input_channels or 1, who, "input_channels")
     local bn = opts.batchnorm ~= false
     local skip = opts.skip ~= false
     local layers = {n.conv2d(cin, widths[1], 3, {padding = 1, bias = not bn, seed = nxt(),
@@ -199,16 +180,6 @@ function M.resnet(opts)
     layers[#layers + 1] = n.global_avgpool()
     layers[#layers + 1] = n.linear(c, classes, {seed = nxt(), dtype = dtype})
     return n.sequential(layers)
-end
-
--- Errors point at the caller's line.
-for _, name in ipairs({"mlp", "cnn", "resnet"}) do
-    local fn = M[name]
-    M[name] = function(...)
-        local res = table.pack(pcall(fn, ...))
-        if not res[1] then error(res[2], 2) end
-        return table.unpack(res, 2, res.n)
-    end
 end
 
 return M

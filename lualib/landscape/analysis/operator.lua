@@ -1,4 +1,5 @@
---- landscape.curvature (ls.curvature): curvature estimators on a symmetric linear operator.
+--- landscape.analysis.operator: curvature estimators on a symmetric linear operator (the part of
+-- ls.curvature that knows nothing of models; landscape.analysis.hessian builds model operators on it).
 --
 --   local cv = ls.curvature
 --   local op = cv.operator{n = 10, dtype = "f64", matvec = function(v) return A:matmul(v) end}
@@ -16,44 +17,43 @@
 local ls = require "landscape"
 local C = ls._curvature
 
+local util = require "landscape.util"
+local fail, public, check_options = util.fail, util.public, util.check_options
+
 local M = {}
 
 local Operator = {}
 Operator.__index = Operator
 Operator.__name = "landscape.curvature.Operator"
-
-local function opt_table(o, who)
-    if o == nil then return {} end
-    if type(o) ~= "table" then
-        error(string.format("%s: options must be a table, got %s", who, type(o)), 3)
-    end
-    return o
-end
+Operator._is_operator = true   -- also true for subclasses (landscape.hessian's model operators)
 
 local function check_int(v, name, who, min)
     if math.type(v) ~= "integer" then
         if type(v) == "number" and v == math.floor(v) then return math.tointeger(v) end
-        error(string.format("%s: option '%s' must be an integer, got %s", who, name,
-                            type(v) == "number" and tostring(v) or type(v)), 4)
+        fail("%s: option '%s' must be an integer, got %s", who, name,
+             type(v) == "number" and tostring(v) or type(v))
     end
-    if min and v < min then
-        error(string.format("%s: option '%s' must be >= %d, got %d", who, name, min, v), 4)
-    end
+    if min and v < min then fail("%s: option '%s' must be >= %d, got %d", who, name, min, v) end
     return v
 end
 
 local function check_num(v, name, who)
-    if type(v) ~= "number" then
-        error(string.format("%s: option '%s' must be a number, got %s", who, name, type(v)), 4)
-    end
+    if type(v) ~= "number" then fail("%s: option '%s' must be a number, got %s", who, name, type(v)) end
     return v
 end
 
 local function check_op(op, who)
-    if getmetatable(op) ~= Operator then
-        error(string.format("%s: expected a curvature operator (ls.curvature.operator), got %s", who,
-                            type(op)), 3)
+    if type(op) ~= "table" or not op._is_operator then
+        fail("%s: expected a curvature operator (ls.curvature.operator), got %s", who, type(op))
     end
+end
+
+-- The estimator methods: checked self and options, errors at the caller's line.
+local function method(who, known, fn)
+    return public(function(self, opts)
+        check_op(self, who)
+        return fn(self, check_options(opts, known, who))
+    end)
 end
 
 --- An operator from a Lua matvec.
@@ -63,45 +63,47 @@ end
 --   matvec  (required) function(v) -> A v: v is a fresh 1-D tensor of length n; must return a 1-D
 --           tensor of length n and the operator dtype. Errors it raises propagate unchanged.
 --   name = "operator"  a label recorded in results
-function M.operator(opts)
-    if type(opts) ~= "table" then
-        error("curvature.operator: expected an options table {n = , matvec = }", 2)
-    end
+local function new_operator(opts, cls)
+    local who = "curvature.operator"
+    if type(opts) ~= "table" then fail("%s: expected an options table {n = , matvec = }", who) end
+    check_options(opts, {n = true, dtype = true, matvec = true, name = true}, who)
     local n = opts.n
     if math.type(n) ~= "integer" or n < 1 then
-        error(string.format("curvature.operator: 'n' must be a positive integer, got %s", tostring(n)), 2)
+        fail("%s: 'n' must be a positive integer, got %s", who, tostring(n))
     end
     if type(opts.matvec) ~= "function" then
-        error(string.format("curvature.operator: 'matvec' must be a function, got %s",
-                            type(opts.matvec)), 2)
+        fail("%s: 'matvec' must be a function, got %s", who, type(opts.matvec))
     end
     local dtype = opts.dtype or "f64"
     if dtype ~= "f32" and dtype ~= "f64" then
-        error(string.format("curvature.operator: 'dtype' must be \"f32\" or \"f64\", got %s",
-                            tostring(dtype)), 2)
+        fail("%s: 'dtype' must be \"f32\" or \"f64\", got %s", who, tostring(dtype))
     end
     return setmetatable({n = n, dtype = dtype, matvec = opts.matvec, _mv = opts.matvec,
-                         name = opts.name or "operator"}, Operator)
+                         name = opts.name or "operator"}, cls or Operator)
 end
+M.operator = public(new_operator)
+-- For subclasses (model operators): an operator of class cls whose product is matvec.
+M._new_operator = new_operator
 
 --- An operator from a dense symmetric matrix A ([n x n], f32 or f64); the product runs in C.
 -- Symmetry is not checked. op.matrix is A.
-function M.dense(A, opts)
+M.dense = public(function(A, opts)
+    local who = "curvature.dense"
     if not ls.is_tensor(A) or A:dim() ~= 2 or A:size(1) ~= A:size(2) then
-        error("curvature.dense: expected a square matrix tensor", 2)
+        fail("%s: expected a square matrix tensor", who)
     end
     local dtype = A:type()
     if dtype ~= "f32" and dtype ~= "f64" then
-        error(string.format("curvature.dense: matrix dtype must be f32 or f64, got %s", dtype), 2)
+        fail("%s: matrix dtype must be f32 or f64, got %s", who, dtype)
     end
-    opts = opts or {}
+    opts = check_options(opts, {name = true}, who)
     return setmetatable({n = A:size(1), dtype = dtype, matrix = A, _mv = A,
                          matvec = function(v) return A:matmul(v) end,
                          name = opts.name or "dense"}, Operator)
-end
+end)
 
 M.Operator = Operator
-function M.is_operator(x) return getmetatable(x) == Operator end
+function M.is_operator(x) return type(x) == "table" and x._is_operator == true end
 
 --- Extreme eigenpairs by Lanczos with full reorthogonalisation (no restarts).
 -- opts:
@@ -115,9 +117,8 @@ function M.is_operator(x) return getmetatable(x) == Operator end
 --   vectors = true     return eigenvectors (1-D tensors of the operator dtype, unit norm)
 -- Returns {values, vectors, residuals, converged (all pairs), converged_each, iterations, matvecs,
 -- k, which, tol, max_iter, seed, method = "lanczos"}. Not converging within max_iter is not an error.
-function Operator:eigs(opts)
-    check_op(self, "eigs")
-    opts = opt_table(opts, "eigs")
+Operator.eigs = method("eigs", {k = true, which = true, tol = true, max_iter = true, seed = true,
+                                 vectors = true}, function(self, opts)
     local k = check_int(opts.k or 1, "k", "eigs")
     local which = opts.which or "largest"
     local tol = check_num(opts.tol or 1e-6, "tol", "eigs")
@@ -129,15 +130,14 @@ function Operator:eigs(opts)
     return {values = values, vectors = vectors, residuals = res, converged = all,
             converged_each = conv, iterations = iters, matvecs = matvecs, k = k, which = which,
             tol = tol, max_iter = max_iter, seed = seed, method = "lanczos"}
-end
+end)
 
 --- PyHessian-compatible power iteration with deflation (eigenvalues(maxIter, tol, top_n)).
 -- opts: k = 1, max_iter = 100 (per eigenpair), tol = 1e-3 (relative change of the Rayleigh quotient,
 -- PyHessian's rule), seed = 1 (normal start vectors). Values in the order found: largest |lambda|
 -- first, sign kept. Returns the same fields as eigs with method = "power".
-function Operator:power(opts)
-    check_op(self, "power")
-    opts = opt_table(opts, "power")
+Operator.power = method("power", {k = true, max_iter = true, tol = true, seed = true},
+                        function(self, opts)
     local k = check_int(opts.k or 1, "k", "power")
     local max_iter = check_int(opts.max_iter or 100, "max_iter", "power", 1)
     local tol = check_num(opts.tol or 1e-3, "tol", "power")
@@ -147,33 +147,29 @@ function Operator:power(opts)
     return {values = values, vectors = vectors, residuals = res, converged = all,
             converged_each = conv, iterations = iters, matvecs = matvecs, k = k, tol = tol,
             max_iter = max_iter, seed = seed, method = "power"}
-end
+end)
 
 --- Stochastic trace estimate.
 -- opts: probes = 100 (matvecs), seed = 1, method = "hutchinson" | "hutch++".
 -- Returns {estimate, stderr, probes, method, seed, sketch}. stderr: sample standard deviation
 -- (n - 1 denominator) of the Hutchinson samples / sqrt(#samples); for Hutch++ that of its residual
 -- Hutchinson part (probes - 2 * floor(probes / 3) samples), sketch = floor(probes / 3).
-function Operator:trace(opts)
-    check_op(self, "trace")
-    opts = opt_table(opts, "trace")
+Operator.trace = method("trace", {probes = true, seed = true, method = true}, function(self, opts)
     local probes = check_int(opts.probes or 100, "probes", "trace")
     local seed = check_int(opts.seed or 1, "seed", "trace")
     local method = opts.method or "hutchinson"
     local est, se, used, sketch = C.trace(self.n, self.dtype, self._mv, method, probes, seed)
     return {estimate = est, stderr = se, probes = used, method = method, seed = seed, sketch = sketch}
-end
+end)
 
 --- Diagonal estimate (Bekas et al.): mean of z .* A z over Rademacher probes.
 -- opts: probes = 100, seed = 1. Returns {estimate = tensor, stderr = tensor (per entry), probes, seed}.
-function Operator:diag(opts)
-    check_op(self, "diag")
-    opts = opt_table(opts, "diag")
+Operator.diag = method("diag", {probes = true, seed = true}, function(self, opts)
     local probes = check_int(opts.probes or 100, "probes", "diag")
     local seed = check_int(opts.seed or 1, "seed", "diag")
     local est, se = C.diag(self.n, self.dtype, self._mv, probes, seed)
     return {estimate = est, stderr = se, probes = probes, seed = seed, method = "hutchinson-diag"}
-end
+end)
 
 local function density_rows(d)
     local rows = {}
@@ -197,9 +193,8 @@ end
 -- Returns {grid, density (tensors, f64), nodes, weights (per run: lists; each run's weights sum to 1),
 -- sigma, steps, runs, seed, matvecs, rows = function() -> tidy rows {x, density, steps, runs, seed,
 -- sigma, operator}}. density(x) = mean over runs of sum_j w_j N(x; theta_j, sigma^2); not renormalised.
-function Operator:density(opts)
-    check_op(self, "density")
-    opts = opt_table(opts, "density")
+Operator.density = method("density", {steps = true, runs = true, seed = true, sigma = true,
+                                       grid = true}, function(self, opts)
     local steps = check_int(opts.steps or 100, "steps", "density", 1)
     local runs = check_int(opts.runs or 10, "runs", "density", 1)
     local seed = check_int(opts.seed or 1, "seed", "density")
@@ -227,7 +222,7 @@ function Operator:density(opts)
     else
         sigma_rule = "given"
         check_num(sigma, "sigma", "density")
-        if not (sigma > 0) then error("density: option 'sigma' must be > 0", 2) end
+        if not (sigma > 0) then fail("density: option 'sigma' must be > 0") end
     end
     local grid = opts.grid or 1000
     if not ls.is_tensor(grid) then
@@ -243,15 +238,14 @@ function Operator:density(opts)
                matvecs = matvecs, operator = self.name, method = "slq"}
     d.rows = function() return density_rows(d) end
     return d
-end
+end)
 
 --- SLQ estimates of tr(A^p) / n. opts: p = {1, 2, 3} (list or a single integer), steps = 20, runs = 10,
 -- seed = 1. Returns {moments = {[p] = estimate}, stderr = {[p] = se over runs}, steps, runs, seed}.
 -- With steps >= ceil((p + 1) / 2) the quadrature is exact for x^p per run, so the error is purely
 -- statistical (that of Hutchinson with normalised Rademacher probes).
-function Operator:moments(opts)
-    check_op(self, "moments")
-    opts = opt_table(opts, "moments")
+Operator.moments = method("moments", {p = true, steps = true, runs = true, seed = true},
+                          function(self, opts)
     local ps = opts.p or {1, 2, 3}
     if type(ps) == "number" then ps = {ps} end
     local steps = check_int(opts.steps or 20, "steps", "moments", 1)
@@ -273,12 +267,6 @@ function Operator:moments(opts)
     end
     return {moments = out, stderr = se, steps = math.min(steps, self.n), runs = runs, seed = seed,
             matvecs = matvecs, method = "slq"}
-end
-
--- Model operators (Hessian / GGN / Fisher over datasets) live in landscape.hessian, re-exported here.
--- (An error inside that module propagates; only its absence is tolerated.)
-if package.searchpath("landscape.hessian", package.path) then
-    for k, v in pairs(require "landscape.hessian") do M[k] = v end
-end
+end)
 
 return M

@@ -10,6 +10,7 @@
 -- the end), so it belongs on a terminal; ls.train draws one only when progress.is_tty() says so and
 -- writes plain log lines otherwise.
 local ls = require "landscape"
+local util = require "landscape.util"
 
 local M = {}
 
@@ -50,16 +51,18 @@ Bar.__name = "landscape.ProgressBar"
 --   width     characters of the bar itself
 --   out       a file handle with :write and :flush
 --   interval  minimum seconds between redraws
-function M.bar(opts)
-    if type(opts) ~= "table" then error("progress.bar: expected an options table", 2) end
+M.bar = util.public(function(opts)
+    if type(opts) ~= "table" then util.fail("progress.bar: expected an options table") end
+    util.check_options(opts, {total = true, label = true, width = true, out = true,
+                              interval = true}, "progress.bar")
     if math.type(opts.total) ~= "integer" or opts.total < 0 then
-        error("progress.bar: option 'total' must be an integer >= 0", 2)
+        util.fail("progress.bar: option 'total' must be an integer >= 0")
     end
     local now = ls.clock()
     return setmetatable({total = opts.total, label = opts.label or "", width = opts.width or 30,
                          out = opts.out or io.stdout, interval = opts.interval or 0.1,
                          start = now, last = -math.huge, done = 0}, Bar)
-end
+end)
 
 -- The line for `done` units and an info text.
 function Bar:render(done, info)

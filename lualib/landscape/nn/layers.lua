@@ -1,17 +1,26 @@
---- The layers of ls.nn (linear, conv2d, batch norm, activations, pooling, flatten, dropout,
--- sequential, the residual basic block). Loaded by lualib/landscape/nn.lua, which passes its module
--- table M and the protocol internals I; the module protocol itself is documented there.
+--- landscape.nn.layers: the layers of ls.nn (linear, conv2d, batch norm, activations, pooling,
+-- flatten, dropout, sequential, the residual basic block), built on the protocol of
+-- nn/module.lua. The constructors raise without a position; nn/init.lua makes them public.
 local ls = require "landscape"
 local util = require "landscape.util"
+local base = require "landscape.nn.module"
 local fail, public, check_options, shape_str = util.fail, util.public, util.check_options,
     util.shape_str
+local check_posint = util.posint
+local Module, class = base.Module, base.class
+local check_dtype, check_seed, check_input, check_input_dtype, fmt_num, init_uniform =
+    base.check_dtype, base.check_seed, base.check_input, base.check_input_dtype, base.fmt_num,
+    base.init_uniform
 
-return function(M, I)
-local Module, class, raw = I.Module, I.class, I.raw   -- raw: unwrapped constructors
-local check_posint, check_nonneg_int, check_dtype, check_seed = I.check_posint, I.check_nonneg_int,
-    I.check_dtype, I.check_seed
-local check_input, check_input_dtype, fmt_num, init_uniform = I.check_input, I.check_input_dtype,
-    I.fmt_num, I.init_uniform
+local M = {}
+
+local function check_nonneg_int(v, who, what)
+    local n = type(v) == "number" and math.tointeger(v) or nil
+    if not n or n < 0 then
+        fail("%s: %s must be a non-negative integer, got %s", who, what, tostring(v))
+    end
+    return n
+end
 
 ---------------------------------------------------------------------------------------------------
 -- Layers
@@ -455,18 +464,18 @@ function M.basic_block(cin, cout, opts)
     local b = Module.init(setmetatable({}, BasicBlock))
     b.in_channels, b.out_channels, b.stride = cin, cout, stride
     b.batchnorm, b.skip = bn, skip
-    b:add_child("conv1", raw.conv2d(cin, cout, 3, {stride = stride, padding = 1, bias = not bn,
+    b:add_child("conv1", M.conv2d(cin, cout, 3, {stride = stride, padding = 1, bias = not bn,
                                                  seed = s(0), dtype = dtype}))
-    if bn then b:add_child("bn1", raw.batchnorm2d(cout, {dtype = dtype})) end
-    b:add_child("conv2", raw.conv2d(cout, cout, 3, {padding = 1, bias = not bn, seed = s(1),
+    if bn then b:add_child("bn1", M.batchnorm2d(cout, {dtype = dtype})) end
+    b:add_child("conv2", M.conv2d(cout, cout, 3, {padding = 1, bias = not bn, seed = s(1),
                                                   dtype = dtype}))
-    if bn then b:add_child("bn2", raw.batchnorm2d(cout, {dtype = dtype})) end
+    if bn then b:add_child("bn2", M.batchnorm2d(cout, {dtype = dtype})) end
     if skip then
-        local sc = raw.sequential{}
+        local sc = M.sequential{}
         if stride ~= 1 or cin ~= cout then
-            sc:add(raw.conv2d(cin, cout, 1, {stride = stride, bias = not bn, seed = s(2),
+            sc:add(M.conv2d(cin, cout, 1, {stride = stride, bias = not bn, seed = s(2),
                                            dtype = dtype}))
-            if bn then sc:add(raw.batchnorm2d(cout, {dtype = dtype})) end
+            if bn then sc:add(M.batchnorm2d(cout, {dtype = dtype})) end
         end
         b:add_child("shortcut", sc)
     end
@@ -482,4 +491,5 @@ function BasicBlock:forward(x)
     if self.shortcut then out = out + self.shortcut:forward(x) end
     return out:relu()
 end
-end
+
+return M

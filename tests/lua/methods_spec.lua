@@ -1,0 +1,335 @@
+-- ls.methods and the method protocol of ls.train: the built-in plain step, two test methods that
+-- prove the protocol fits the curvature-aware methods (one evaluates the batch twice, SAM-style;
+-- one differentiates through its gradient, the exact gradient-norm penalty), the batch view's
+-- rules (same dropout masks at every evaluation, running statistics updated once), and divergence.
+local ls = require "landscape"
+local nn = ls.nn
+
+local su = require "spec_util"
+local errmsg, has = su.errmsg, su.has
+
+-- 8x8 one-channel images; class = the quadrant holding the brightest blob
+local function images(n, seed, dtype)
+    local x = ls.randn({n, 1, 8, 8}, {seed = seed, std = 0.3, dtype = dtype})
+    local y = ls.randint(1, 5, {n}, {seed = seed + 1})
+    local yl = y:totable()
+    for i = 1, n do
+        local r, c = (yl[i] - 1) // 2, (yl[i] - 1) % 2
+        local q = x[i][1]:narrow(1, 4 * r + 1, 4):narrow(2, 4 * c + 1, 4)
+        q:copy(q + 1)
+    end
+    return ls.dataset(x, y)
+end
+
+local function bits(model) return model:flatten_parameters():totable() end
+
+-- SAM with a radius: g at w, w + rho g/||g||, g~ there, back to w exactly, step with g~. With
+-- rho = 0 it must be the plain step bit for bit.
+local function sam(rho)
+    local m = {name = "test_sam", rho = rho, evals = {}}
+    function m:init() return {steps = 0} end
+    function m:step(b, _, state)
+        local obj = b.objective
+        local _, g = b:grad()
+        local n = 0
+        for _, t in ipairs(g) do n = n + (t * t):sum():item() end
+        n = math.sqrt(n)
+        local w = obj:snapshot()
+        obj:set(w, {{self.rho / (n + 1e-12), g}})
+        local _, g2 = b:grad()
+        obj:restore(w)
+        b:set_grad(g2)
+        state.steps = state.steps + 1
+        self.evals[#self.evals + 1] = b.evaluations
+    end
+    return m
+end
+
+-- The exact gradient-norm penalty: F(w) = L(w) + lambda ||grad L(w)||^2, its gradient by double
+-- backward through the batch gradient.
+local function gnorm(lambda)
+    local m = {name = "test_gradnorm"}
+    function m:step(b)
+        local loss, g = b:grad{create_graph = true}
+        local pen = loss
+        for _, t in ipairs(g) do pen = pen + (t * t):sum() * lambda end
+        b:set_grad(ls.grad(pen, b.params))
+    end
+    return m
+end
+
+describe("ls.methods.plain", function()
+    it("is the default and equals the loop it replaced: forward, backward, step", function()
+        local function run(method)
+            local model = nn.mlp{input = 64, hidden = {16}, classes = 4, seed = 7}
+            local opt = ls.optim.sgd(model, {lr = 0.05, momentum = 0.9})
+            local log = ls.train(model, images(96, 11), {optimizer = opt, epochs = 2, batch = 16,
+                                                          method = method, progress = false})
+            return bits(model), log
+        end
+        local w1, log1 = run(nil)
+        local w2 = run(ls.methods.plain())
+        assert.are.same(w1, w2)
+        assert.are.equal("ok", log1.status)
+        -- by hand: the same steps written out
+        local model = nn.mlp{input = 64, hidden = {16}, classes = 4, seed = 7}
+        local opt = ls.optim.sgd(model, {lr = 0.05, momentum = 0.9})
+        local d = images(96, 11)
+        for e = 1, 2 do
+            for xb, yb in d:batches(16, {seed = 1, epoch = e}) do
+                opt:zero_grad()
+                ls.cross_entropy(model(xb), yb):backward()
+                opt:step()
+            end
+        end
+        assert.are.same(w1, bits(model))
+        has(errmsg(ls.methods.plain, {rho = 1}), "methods.plain: unknown option 'rho'")
+    end)
+end)
+
+describe("a method that evaluates the batch twice (SAM-style)", function()
+    local function model_bn_dropout()
+        local n = nn
+        return n.sequential{n.flatten(), n.linear(64, 16, {seed = 1, bias = false}),
+                            n.batchnorm1d(16), n.relu(), n.dropout(0.3, {seed = 5}),
+                            n.linear(16, 4, {seed = 2})}
+    end
+
+    it("with rho = 0 equals the plain step bit for bit (same dropout masks, stats updated once)", function()
+        local function run(method)
+            local model = model_bn_dropout()
+            local opt = ls.optim.sgd(model, {lr = 0.05, momentum = 0.9, weight_decay = 5e-4})
+            local log = ls.train(model, images(64, 3), {optimizer = opt, epochs = 2, batch = 16,
+                                                         method = method, progress = false})
+            local sd = model:state_dict()
+            return bits(model), log, sd["2.running_mean"]:totable(),
+                   sd["2.num_batches_tracked"]:item()
+        end
+        local w1, log1, rm1, nbt1 = run(ls.methods.plain())
+        local m = sam(0)
+        local w2, log2, rm2, nbt2 = run(m)
+        assert.are.same(w1, w2)
+        assert.are.same(rm1, rm2)
+        assert.are.equal(8, nbt1)                       -- one update per step (2 x 4 steps)
+        assert.are.equal(nbt1, nbt2)
+        assert.are.same({2, 2, 2, 2, 2, 2, 2, 2}, m.evals)
+        assert.are.equal(log1.epochs[2].train_loss, log2.epochs[2].train_loss)
+        -- a real radius changes the weights and keeps the statistics updated once per step
+        local w3, _, _, nbt3 = run(sam(0.05))
+        assert.are_not.same(w1, w3)
+        assert.are.equal(8, nbt3)
+    end)
+
+    it("restores the weights exactly before the optimizer step: weight decay at the clean point", function()
+        local model = nn.mlp{input = 64, hidden = {8}, classes = 4, seed = 3, dtype = "f64"}
+        local d = images(16, 5, "f64")
+        local w0 = model:flatten_parameters()
+        local opt = ls.optim.sgd(model, {lr = 0.1, weight_decay = 0.01})
+        ls.train(model, d, {optimizer = opt, batch = 16, shuffle = false, method = sam(0.1),
+                            progress = false})
+        -- oracle: g~ at w0 + 0.1 g/||g||, then w1 = w0 - lr (g~ + wd w0)
+        local m2 = nn.mlp{input = 64, hidden = {8}, classes = 4, seed = 3, dtype = "f64"}
+        local ps = m2:parameters()
+        local g = ls.grad(ls.cross_entropy(m2(d.x), d.y), ps)
+        local n = 0
+        for _, t in ipairs(g) do n = n + (t * t):sum():item() end
+        ls.no_grad(function()
+            for i, p in ipairs(ps) do p:detach():copy(p + g[i] * (0.1 / (math.sqrt(n) + 1e-12))) end
+        end)
+        local g2 = ls.grad(ls.cross_entropy(m2(d.x), d.y), ps)
+        local flat = {}
+        for i, t in ipairs(g2) do flat[i] = t:reshape(-1) end
+        local off, expect = 1, w0:clone()
+        for _, t in ipairs(flat) do
+            local k = t:numel()
+            local seg = expect:narrow(1, off, k)
+            seg:copy(seg - (t + seg * 0.01) * 0.1)
+            off = off + k
+        end
+        assert.is_true((model:flatten_parameters() - expect):abs():max():item() < 1e-14)
+    end)
+end)
+
+describe("the batch view's randomness", function()
+    it("replays unseeded dropout masks but not the method's own draws", function()
+        local model = nn.sequential{nn.flatten(), nn.linear(64, 8, {seed = 1}), nn.dropout(0.5),
+                                    nn.linear(8, 4, {seed = 2})}
+        local d = images(8, 2)
+        local outs, draws = {}, {}
+        local m = {name = "draws"}
+        function m:step(b)
+            for k = 1, 2 do
+                local _, out = b:loss()
+                outs[k] = out:detach():clone()
+                draws[k] = ls.rand({3}):totable()           -- the global stream, as a method may
+            end
+            b:backward()
+        end
+        ls.manual_seed(3)
+        model:train()
+        ls.train(model, d, {optimizer = ls.optim.sgd(model, {lr = 0}), batch = 8, method = m,
+                            shuffle = false, progress = false})
+        assert.is_true(outs[1]:equal(outs[2]))                 -- the same dropout mask
+        assert.are_not.same(draws[1], draws[2])                -- the method's draws go on
+        -- and the stream ends where one forward and the method's two draws leave it
+        ls.manual_seed(3)
+        ls.rand({8, 8})
+        ls.rand({3}); ls.rand({3})
+        assert.are.same(ls.get_rng_state(), (function()
+            ls.manual_seed(3)
+            model:train()
+            ls.train(model, d, {optimizer = ls.optim.sgd(model, {lr = 0}), batch = 8, method = m,
+                                shuffle = false, progress = false})
+            return ls.get_rng_state()
+        end)())
+    end)
+end)
+
+describe("a method that differentiates through its gradient (gradient-norm penalty)", function()
+    it("steps along the gradient of L + lambda ||grad L||^2, checked by finite differences", function()
+        local lambda, lr = 0.3, 0.1
+        local d = images(12, 9, "f64")
+        local model = nn.mlp{input = 64, hidden = {6}, classes = 4, activation = "tanh", seed = 4,
+                             dtype = "f64"}
+        local w0 = model:flatten_parameters()
+        local opt = ls.optim.sgd(model, {lr = lr})
+        ls.train(model, d, {optimizer = opt, batch = 12, shuffle = false, method = gnorm(lambda),
+                            progress = false})
+        local step = (w0 - model:flatten_parameters()) / lr        -- = grad F(w0)
+        -- F by ls.grad on a fresh copy, then central differences along random directions
+        local m2 = nn.mlp{input = 64, hidden = {6}, classes = 4, activation = "tanh", seed = 4,
+                          dtype = "f64"}
+        local function F(w)
+            m2:set_flat_parameters(w)
+            local g = ls.grad(ls.cross_entropy(m2(d.x), d.y), m2:parameters())
+            local s = ls.cross_entropy(m2(d.x), d.y):item()
+            for _, t in ipairs(g) do s = s + lambda * (t * t):sum():item() end
+            return s
+        end
+        for k = 1, 3 do
+            local v = ls.randn({w0:numel()}, {seed = 40 + k, dtype = "f64"})
+            local h = 1e-5
+            local fd = (F(w0 + v * h) - F(w0 - v * h)) / (2 * h)
+            local an = (step * v):sum():item()
+            assert.is_true(math.abs(fd - an) < 1e-7 * math.max(1, math.abs(fd)),
+                           string.format("direction %d: fd %.12g, step %.12g", k, fd, an))
+        end
+        -- and the penalty matters: the plain step differs
+        local m3 = nn.mlp{input = 64, hidden = {6}, classes = 4, activation = "tanh", seed = 4,
+                          dtype = "f64"}
+        ls.train(m3, d, {optimizer = ls.optim.sgd(m3, {lr = lr}), batch = 12, shuffle = false,
+                         progress = false})
+        assert.is_true((m3:flatten_parameters() - model:flatten_parameters()):abs():max():item() > 1e-6)
+    end)
+end)
+
+describe("the method protocol", function()
+    it("runs after_step after the optimizer and keeps the method's state", function()
+        local order = {}
+        local m = {name = "spy"}
+        function m:init(obj, opt)
+            assert.are.equal("train", obj.mode)
+            assert.is_truthy(opt.step)
+            return {n = 0}
+        end
+        function m:step(b, _, st)
+            order[#order + 1] = "step"
+            st.n = st.n + 1
+            b:backward()
+        end
+        function m:after_step(_, opt, st)
+            order[#order + 1] = "after " .. st.n
+            assert.is_truthy(opt)
+        end
+        local model = nn.mlp{input = 64, hidden = {8}, classes = 4, seed = 3}
+        ls.train(model, images(32, 5), {optimizer = ls.optim.sgd(model, {lr = 0.1}), batch = 16,
+                                         method = m, progress = false})
+        assert.are.same({"step", "after 1", "step", "after 2"}, order)
+    end)
+
+    it("splits a batch into sub-batch views (m-sharpness) and logs their mean loss", function()
+        local seen = {}
+        local m = {name = "chunks"}
+        function m:step(b)
+            local acc
+            for _, sub in ipairs(b:split(5)) do
+                seen[#seen + 1] = sub.B
+                local _, g = sub:grad()
+                for i, t in ipairs(g) do g[i] = t * (sub.B / b.B) end
+                if acc then for i = 1, #g do acc[i] = acc[i] + g[i] end else acc = g end
+            end
+            b:set_grad(acc)
+        end
+        local model = nn.mlp{input = 64, hidden = {8}, classes = 4, seed = 3, dtype = "f64"}
+        local d = images(12, 5, "f64")
+        local log = ls.train(model, d, {optimizer = ls.optim.sgd(model, {lr = 0.1}), batch = 12,
+                                        shuffle = false, method = m, progress = false})
+        assert.are.same({5, 5, 2}, seen)
+        local m0 = nn.mlp{input = 64, hidden = {8}, classes = 4, seed = 3, dtype = "f64"}
+        local l0 = ls.cross_entropy(m0(d.x), d.y):item()
+        assert.is_true(math.abs(log.epochs[1].train_loss - l0) < 1e-13)
+        -- the chunk gradients weighted by size are the full-batch gradient: same step as plain
+        ls.train(m0, d, {optimizer = ls.optim.sgd(m0, {lr = 0.1}), batch = 12, shuffle = false,
+                         progress = false})
+        assert.is_true((m0:flatten_parameters() - model:flatten_parameters()):abs():max():item() < 1e-14)
+    end)
+
+    it("refuses a method without a step or a name, and a method that never evaluates", function()
+        local model = nn.mlp{input = 64, hidden = {8}, classes = 4, seed = 3}
+        local opt = ls.optim.sgd(model, {lr = 0.1})
+        has(errmsg(ls.train, model, images(16, 1), {optimizer = opt, method = {name = "x"}}),
+            "train: option 'method' must be a training method")
+        has(errmsg(ls.train, model, images(16, 1), {optimizer = opt, method = {step = print}}),
+            "train: the method has no name")
+        has(errmsg(ls.train, model, images(16, 1), {optimizer = opt, progress = false,
+                                                    method = {name = "idle", step = function() end}}),
+            "train: the method 'idle' did not evaluate the batch (step 1)")
+    end)
+end)
+
+describe("divergence", function()
+    it("is declared for Adam at lr 1e6, by the bound on the loss", function()
+        local model = nn.mlp{input = 64, hidden = {16}, classes = 4, seed = 7}
+        local opt = ls.optim.adam(model, {lr = 1e6})
+        local log = ls.train(model, images(200, 11), {optimizer = opt, epochs = 5, batch = 16,
+                                                      progress = false})
+        assert.are.equal("diverged", log.status)
+        assert.is_true(log.diverged_at >= 2 and log.diverged_at < 5 * 13)
+        has(log.diverged_reason, "above 1000 x the first loss")
+        -- without the bound the same run ends "ok" with an absurd loss (what the bound is for)
+        local m2 = nn.mlp{input = 64, hidden = {16}, classes = 4, seed = 7}
+        local l2 = ls.train(m2, images(200, 11), {optimizer = ls.optim.adam(m2, {lr = 1e6}),
+                                                  epochs = 5, batch = 16, progress = false,
+                                                  max_loss_ratio = false})
+        assert.are.equal("ok", l2.status)
+        assert.is_true(l2.epochs[1].train_loss > 1e6)
+    end)
+
+    it("does not fire on a normal run, with any method", function()
+        for _, method in ipairs({ls.methods.plain(), sam(0.05), gnorm(0.01)}) do
+            local model = nn.mlp{input = 64, hidden = {16}, classes = 4, seed = 7}
+            local log = ls.train(model, images(200, 11), {optimizer = ls.optim.adam(model, {lr = 1e-3}),
+                                                          epochs = 3, batch = 16, method = method,
+                                                          progress = false, max_loss_ratio = 1.5})
+            assert.are.equal("ok", log.status)
+        end
+    end)
+
+    it("is declared when a step makes the parameters non-finite", function()
+        local model = nn.mlp{input = 64, hidden = {16}, classes = 4, seed = 7}
+        local bad = {name = "inf", n = 0}
+        function bad:step(b)
+            b:backward()
+            self.n = self.n + 1
+            if self.n == 3 then b.params[1].grad = b.params[1].grad * math.huge end
+        end
+        local log = ls.train(model, images(64, 1), {optimizer = ls.optim.sgd(model, {lr = 0.1}),
+                                                    batch = 16, method = bad, progress = false})
+        assert.are.equal("diverged", log.status)
+        assert.are.equal(3, log.diverged_at)
+        has(log.diverged_reason, "non-finite parameters")
+        has(errmsg(ls.train, model, images(16, 1), {optimizer = ls.optim.sgd(model),
+                                                    max_loss_ratio = -1}),
+            "train: option 'max_loss_ratio' must be a positive number or false")
+    end)
+end)
