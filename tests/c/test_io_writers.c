@@ -13,43 +13,13 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "files.h"
 #include "core/alloc.h"
 #include "data/atomic.h"
 #include "data/csv.h"
 #include "data/idx.h"
 #include "data/safetensors.h"
 #include "tensor/tensor.h"
-
-static char tmpdir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc((size_t)len + 1);
-    *n = fread(p, 1, (size_t)len, f);
-    fclose(f);
-    return p;
-}
-
-static bool msg_has(const char *needle)
-{
-    bool ok = strstr(ls_error_message(), needle) != NULL;
-    if (!ok) fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", ls_error_message(), needle);
-    return ok;
-}
 
 /* Files in tmpdir whose name contains ".part" (temporaries left behind). */
 static int leftovers(void)
@@ -242,11 +212,7 @@ static void test_csv_long_field(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ls_test_writers_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tmpdir_make("/tmp/ls_test_writers_XXXXXX")) return 1;
     size_t live = ls_alloc_live_bytes();
     test_atomic_file();
     test_writers_under_a_size_limit();
@@ -254,8 +220,6 @@ int main(void)
     test_csv_nul();
     test_csv_long_field();
     CHECK(ls_alloc_live_bytes() == live);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tmpdir_remove();
     return check_done("io_writers");
 }

@@ -12,21 +12,10 @@
 -- engine results into Lua values, where a Lua "not enough memory" error must not leak engine objects.
 local ls = require "landscape"
 
--- files go to /dev/shm when there is one: the writers fsync, which costs milliseconds on a disk
-local fs = require "landscape.fs"
-local dir = (fs.isdir("/dev/shm") and "/dev/shm/" or "/tmp/") .. "ls_alloc_spec_" ..
-            tostring({}):match("(%x+)$")
-assert(fs.mkdir_p(dir))
-
-teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
-
-local function read_all(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local files = require "spec_files"
+local read_all = files.read_bytes
+local dir = files.scratch_dir("ls_alloc_spec")
+teardown(function() files.remove_dir(dir) end)
 
 local function collect()
     collectgarbage()

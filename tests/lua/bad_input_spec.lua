@@ -13,28 +13,13 @@
 local ls = require "landscape"
 local fs = require "landscape.fs"
 
-local dir = (fs.isdir("/dev/shm") and "/dev/shm/" or "/tmp/") .. "ls_bad_input_" ..
-            tostring({}):match("(%x+)$")
-assert(fs.mkdir_p(dir))
-local function P(name) return dir .. "/" .. name end
+local files = require "spec_files"
+local read_bytes, write_bytes = files.read_bytes, files.write_bytes
 
-local function write_bytes(path, s)
-    local f = assert(io.open(path, "wb"))
-    f:write(s)
-    f:close()
-end
-local function read_bytes(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local dir = files.scratch_dir("ls_bad_input")
+local function P(name) return dir .. "/" .. name end
 local function st_image(header, data)   -- a safetensors file from its JSON header and data bytes
     return string.pack("<I8", #header) .. header .. (data or "")
-end
-local function gz(bytes)                 -- gzip through the engine's own writer, read back raw
-    return bytes
 end
 
 local x = ls.randn({2, 3}, {seed = 1})
@@ -586,7 +571,7 @@ bad("margins: an unknown layer", function() return ls.margins(model, data, {laye
     "margins: unknown layer 'nope'")
 
 ---------------------------------------------------------------------------------------------------
-teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
+teardown(function() files.remove_dir(dir) end)
 
 describe("bad input", function()
     it("has at least 150 distinct cases", function()
