@@ -61,6 +61,8 @@ cfg.threads = ls.get_threads()
 cfg.lr = cfg.lr or (cfg.optimizer == "sgd" and 0.05 or 1e-3)
 cfg.wd = cfg.wd or (cfg.optimizer == "adamw" and 1e-2 or 0)
 cfg.name = cfg.name or string.format("%s_s%d", cfg.model, cfg.seed)
+local out_ok, out_err = fs.check_writable_dir(cfg.out)   -- before the run, not after it
+if not out_ok then usage("--out " .. cfg.out .. ": " .. out_err) end
 
 local t0 = ls.clock()
 local train = ls.data.fashion_mnist{split = "train", n = cfg.n, seed = cfg.seed}
@@ -132,7 +134,6 @@ local columns = {}
 for _, k in ipairs(CONFIG) do columns[#columns + 1] = k end
 for _, k in ipairs(MEASURES) do columns[#columns + 1] = k end
 
-assert(fs.mkdir_p(cfg.out))
 local csv_path = cfg.out .. "/" .. cfg.name .. ".csv"
 local st_path = cfg.out .. "/" .. cfg.name .. ".safetensors"
 ls.csv.write(csv_path, rows, {columns = columns})

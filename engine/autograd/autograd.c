@@ -43,16 +43,26 @@ static void ls_node_drop_inputs(ls_node *n)
     n->freed = true;
 }
 
-void ls_autograd_release_tensor_state(ls_tensor *t)
+/* Frees a node when the tensor that owns it is released (the hook of ls_tensor_set_node_release).
+ * Dropping a node's inputs can release their nodes in turn, down a chain as long as the graph: a
+ * graph of 300 000 ops (a loop of y = y + 1) overflowed the stack when freed recursively. So nodes go
+ * on a per-thread worklist, and only the outermost call frees, one node at a time. */
+static _Thread_local ls_node *ls_free_list;
+static _Thread_local bool ls_freeing;
+
+static void ls_node_free(ls_node *n)
 {
-    ls_tensor_release(t->grad);
-    t->grad = NULL;
-    ls_node *n = t->grad_fn;
-    t->grad_fn = NULL;
-    if (!n) return;
-    ls_tensor_release(n->gacc);
-    ls_node_drop_inputs(n);
-    ls_free(n);
+    n->next_free = ls_free_list;
+    ls_free_list = n;
+    if (ls_freeing) return;   /* an outer call is draining the list */
+    ls_freeing = true;
+    while ((n = ls_free_list)) {
+        ls_free_list = n->next_free;
+        ls_tensor_release(n->gacc);
+        ls_node_drop_inputs(n);   /* may add nodes to the list */
+        ls_free(n);
+    }
+    ls_freeing = false;
 }
 
 ls_status ls_autograd_record(ls_op_id op, ls_tensor *out, ls_tensor *const *in, const ls_attrs *a)
@@ -64,6 +74,7 @@ ls_status ls_autograd_record(ls_op_id op, ls_tensor *out, ls_tensor *const *in, 
     if (!any) return LS_OK;
     ls_node *n = ls_calloc(sizeof *n, def->name);
     if (!n) return LS_ERR_MEM;
+    ls_tensor_set_node_release(ls_node_free);
     n->op = op;
     n->nin = def->nin;
     for (int k = 0; k < def->nin; k++) n->in[k] = ls_tensor_retain(in[k]);

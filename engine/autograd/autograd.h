@@ -23,6 +23,7 @@ typedef struct ls_node {
     ls_tensor *gacc;
     int pending;
     unsigned mark;
+    struct ls_node *next_free;   /* the worklist of ls_node_free (a long graph is freed without recursion) */
 } ls_node;
 
 /* Grad mode (per thread). set returns the previous value. */

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,12 @@ static atomic_size_t ls_large_peak;   /* the most ls_large_bytes has been */
 static atomic_long ls_fail_countdown;
 
 void ls_alloc_fail_after(long n) { atomic_store(&ls_fail_countdown, n); }
+
+long ls_alloc_fail_pending(void)
+{
+    long c = atomic_load(&ls_fail_countdown);
+    return c > 0 ? c : 0;
+}
 
 size_t ls_alloc_live_bytes(void) { return atomic_load(&ls_live_bytes); }
 
@@ -130,6 +137,31 @@ static char *ls_block_alloc(size_t total)
     return base;
 }
 
+/* A request of LS_BIG bytes or more must fit in the memory the system says is available (MemAvailable
+ * plus free swap in /proc/meminfo). Otherwise the kernel's overcommit would grant it and the first
+ * touch of the pages would bring the OOM killer (or, under AddressSanitizer, an abort), where the
+ * caller should get an error. Reading /proc/meminfo costs microseconds, next to filling a GiB. */
+#define LS_BIG ((size_t)1 << 30)
+static int ls_memory_available(size_t *avail)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[128];
+    unsigned long long kb, total = 0;
+    int found = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1 ||
+            sscanf(line, "SwapFree: %llu kB", &kb) == 1) {
+            total += kb;
+            found++;
+        }
+    }
+    fclose(f);
+    if (!found) return 0;
+    *avail = (size_t)(total * 1024);
+    return 1;
+}
+
 static pthread_once_t ls_alloc_once = PTHREAD_ONCE_INIT;
 static void ls_alloc_init(void)
 {
@@ -155,6 +187,12 @@ void *ls_malloc(size_t nbytes, const char *what)
     }
     size_t total = ls_block_size(nbytes);
     char *base = total >= LS_CACHE_MIN ? ls_cache_take(total) : NULL;
+    size_t avail;
+    if (!base && nbytes >= LS_BIG && ls_memory_available(&avail) && nbytes > avail) {
+        ls_error_set(LS_ERR_MEM, "%s: out of memory allocating %zu bytes (%zu available)", what,
+                     nbytes, avail);
+        return NULL;
+    }
     if (!base) base = ls_block_alloc(total);
     if (!base) {
         ls_error_set(LS_ERR_MEM, "%s: out of memory allocating %zu bytes", what, nbytes);
@@ -170,11 +208,33 @@ void *ls_malloc(size_t nbytes, const char *what)
     return base + LS_ALIGN;
 }
 
+void *ls_malloc_array(size_t count, size_t size, const char *what)
+{
+    size_t nbytes;
+    if (__builtin_mul_overflow(count, size, &nbytes)) {
+        ls_error_set(LS_ERR_MEM, "%s: allocation of %zu x %zu bytes is too large", what, count, size);
+        return NULL;
+    }
+    return ls_malloc(nbytes, what);
+}
+
 void *ls_calloc(size_t nbytes, const char *what)
 {
     void *p = ls_malloc(nbytes, what);
     if (p) memset(p, 0, nbytes);
     return p;
+}
+
+void *ls_realloc(void *p, size_t nbytes, const char *what)
+{
+    if (!p) return ls_malloc(nbytes, what);
+    size_t old = ((ls_alloc_header *)((char *)p - LS_ALIGN))->nbytes;
+    if (nbytes <= old && old - nbytes < LS_ALIGN) return p;   /* same block size */
+    void *q = ls_malloc(nbytes, what);
+    if (!q) return NULL;
+    memcpy(q, p, old < nbytes ? old : nbytes);
+    ls_free(p);
+    return q;
 }
 
 void ls_free(void *p)

@@ -55,16 +55,16 @@ typedef struct ritz_work {
 
 static void ritz_work_free(ritz_work *rw)
 {
-    free(rw->d);
-    free(rw->e);
-    free(rw->dc);
-    free(rw->ec);
-    free(rw->w);
-    free(rw->Zr);
-    free(rw->Zfull);
-    free(rw->isuppz);
-    free(rw->idx);
-    free(rw->sorted);
+    ls_free(rw->d);
+    ls_free(rw->e);
+    ls_free(rw->dc);
+    ls_free(rw->ec);
+    ls_free(rw->w);
+    ls_free(rw->Zr);
+    ls_free(rw->Zfull);
+    ls_free(rw->isuppz);
+    ls_free(rw->idx);
+    ls_free(rw->sorted);
     memset(rw, 0, sizeof *rw);
 }
 
@@ -74,15 +74,15 @@ static bool ritz_work_init(ritz_work *rw, int cap, int k)
     rw->cap = cap;
     rw->k = k;
     size_t c = (size_t)cap;
-    rw->d = malloc(c * sizeof(double));
-    rw->e = malloc(c * sizeof(double));
-    rw->dc = malloc(c * sizeof(double));
-    rw->ec = malloc(c * sizeof(double));
-    rw->w = malloc(c * sizeof(double));
-    rw->Zr = malloc(c * (size_t)k * sizeof(double));
-    rw->isuppz = malloc(2 * c * sizeof(lapack_int));
-    rw->idx = malloc((size_t)k * sizeof(int));
-    rw->sorted = malloc((size_t)k * sizeof(int));
+    rw->d = ls_malloc(c * sizeof(double), "lanczos");
+    rw->e = ls_malloc(c * sizeof(double), "lanczos");
+    rw->dc = ls_malloc(c * sizeof(double), "lanczos");
+    rw->ec = ls_malloc(c * sizeof(double), "lanczos");
+    rw->w = ls_malloc(c * sizeof(double), "lanczos");
+    rw->Zr = ls_malloc(c * (size_t)k * sizeof(double), "lanczos");
+    rw->isuppz = ls_malloc(2 * c * sizeof(lapack_int), "lanczos");
+    rw->idx = ls_malloc((size_t)k * sizeof(int), "lanczos");
+    rw->sorted = ls_malloc((size_t)k * sizeof(int), "lanczos");
     return rw->d && rw->e && rw->dc && rw->ec && rw->w && rw->Zr && rw->isuppz && rw->idx &&
            rw->sorted;
 }
@@ -91,8 +91,8 @@ static bool ritz_work_init(ritz_work *rw, int cap, int k)
 static int ritz_pairs_dstev(ritz_work *rw, const double *alpha, const double *beta, int m, int nsel,
                             double *theta, double *Zs)
 {
-    free(rw->Zfull);
-    rw->Zfull = malloc((size_t)m * (size_t)m * sizeof(double));
+    ls_free(rw->Zfull);
+    rw->Zfull = ls_malloc((size_t)m * (size_t)m * sizeof(double), "lanczos");
     if (!rw->Zfull) {
         ls_error_set(LS_ERR_MEM, "lanczos: out of memory");
         return -1;
@@ -220,17 +220,17 @@ typedef struct lz_state {
 static void lz_free(lz_state *z)
 {
     ls_free(z->V);
-    free(z->theta);
-    free(z->s);
-    free(z->alpha);
-    free(z->beta);
-    free(z->d);
-    free(z->e);
-    free(z->Q);
-    free(z->tau);
-    free(z->om[0]);
-    free(z->om[1]);
-    free(z->omn);
+    ls_free(z->theta);
+    ls_free(z->s);
+    ls_free(z->alpha);
+    ls_free(z->beta);
+    ls_free(z->d);
+    ls_free(z->e);
+    ls_free(z->Q);
+    ls_free(z->tau);
+    ls_free(z->om[0]);
+    ls_free(z->om[1]);
+    ls_free(z->omn);
     memset(z, 0, sizeof *z);
 }
 
@@ -242,17 +242,17 @@ static bool lz_alloc(lz_state *z, int64_t n, int ncv)
     size_t c = (size_t)ncv + 2;
     /* the basis from the engine's allocator: huge pages for large blocks, and reused between calls */
     z->V = ls_malloc((size_t)(ncv + 1) * (size_t)n * sizeof(double), "lanczos: Krylov basis");
-    z->theta = malloc(c * sizeof(double));
-    z->s = malloc(c * sizeof(double));
-    z->alpha = malloc(c * sizeof(double));
-    z->beta = malloc(c * sizeof(double));
-    z->d = malloc(c * sizeof(double));
-    z->e = malloc(c * sizeof(double));
-    z->Q = malloc(c * c * sizeof(double));
-    z->tau = malloc(c * sizeof(double));
-    z->om[0] = malloc(c * sizeof(double));
-    z->om[1] = malloc(c * sizeof(double));
-    z->omn = malloc(c * sizeof(double));
+    z->theta = ls_malloc(c * sizeof(double), "lanczos");
+    z->s = ls_malloc(c * sizeof(double), "lanczos");
+    z->alpha = ls_malloc(c * sizeof(double), "lanczos");
+    z->beta = ls_malloc(c * sizeof(double), "lanczos");
+    z->d = ls_malloc(c * sizeof(double), "lanczos");
+    z->e = ls_malloc(c * sizeof(double), "lanczos");
+    z->Q = ls_malloc(c * c * sizeof(double), "lanczos");
+    z->tau = ls_malloc(c * sizeof(double), "lanczos");
+    z->om[0] = ls_malloc(c * sizeof(double), "lanczos");
+    z->om[1] = ls_malloc(c * sizeof(double), "lanczos");
+    z->omn = ls_malloc(c * sizeof(double), "lanczos");
     return z->V && z->theta && z->s && z->alpha && z->beta && z->d && z->e && z->Q && z->tau &&
            z->om[0] && z->om[1] && z->omn;
 }
@@ -334,12 +334,12 @@ static void lz_rotate_rows(void *vj, int64_t begin, int64_t end)
 static ls_status lz_rotate(lz_state *z, int m, int c, const double *Z)
 {
     int64_t blocks = (z->n + LZ_ROWS - 1) / LZ_ROWS;
-    double *scratch = malloc((size_t)64 * LZ_ROWS * (size_t)c * sizeof(double));
+    double *scratch = ls_malloc((size_t)64 * LZ_ROWS * (size_t)c * sizeof(double), "lanczos");
     if (!scratch) return ls_error_set(LS_ERR_MEM, "lanczos: out of memory restarting");
     lz_rot_job j = {z, m, c, Z, scratch, 0};
     for (j.b0 = 0; j.b0 < blocks; j.b0 += 64)
         ls_parallel_for(blocks - j.b0 < 64 ? blocks - j.b0 : 64, 1, lz_rotate_rows, &j);
-    free(scratch);
+    ls_free(scratch);
     return LS_OK;
 }
 
@@ -396,11 +396,11 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     ls_rng_init(&rng, opts->seed);
     bool have = lz_alloc(&z, n, (int)ncv);
     if ((st = curv_eig_alloc(out, k, who))) goto done;
-    Zs = malloc((size_t)(ncv + 1) * (size_t)ncv * sizeof(double));
-    Zr = malloc((size_t)ncv * sizeof(double));
-    rv = malloc((size_t)ncv * sizeof(double));
-    h = malloc((size_t)(ncv + 1) * sizeof(double));
-    tmp = malloc((size_t)(ncv + 1) * sizeof(double));
+    Zs = ls_malloc((size_t)(ncv + 1) * (size_t)ncv * sizeof(double), "lanczos");
+    Zr = ls_malloc((size_t)ncv * sizeof(double), "lanczos");
+    rv = ls_malloc((size_t)ncv * sizeof(double), "lanczos");
+    h = ls_malloc((size_t)(ncv + 1) * sizeof(double), "lanczos");
+    tmp = ls_malloc((size_t)(ncv + 1) * sizeof(double), "lanczos");
     if (!have || !ritz_work_init(&rw, (int)ncv + 1, (int)ncv) || !Zs || !Zr || !rv || !h || !tmp) {
         st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory (n = %lld, ncv = %lld)", (long long)n,
                           (long long)ncv);
@@ -554,11 +554,11 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     if (opts->want_vectors) {
         /* Ritz vectors y_c = V_m z_c, z_c the eigenvectors of T (Q applied) */
         lz_unreduce(&z, m, k, Zs, tmp);
-        double *Y = malloc((size_t)n * (size_t)k * sizeof(double));
+        double *Y = ls_malloc((size_t)n * (size_t)k * sizeof(double), "lanczos");
         int64_t shape[2] = {n, k};
         out->vectors = ls_tensor_new(op->dtype, 2, shape);
         if (!Y || !out->vectors) {
-            free(Y);
+            ls_free(Y);
             st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory for Ritz vectors");
             goto done;
         }
@@ -574,17 +574,17 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
             for (int64_t i = 0; i < n; i++)
                 for (int c = 0; c < k; c++) t[i * k + c] = (float)Y[(int64_t)c * n + i];
         }
-        free(Y);
+        ls_free(Y);
     }
 
 done:
     if (st) ls_eig_result_free(out);
     lz_free(&z);
-    free(Zs);
-    free(Zr);
-    free(rv);
-    free(h);
-    free(tmp);
+    ls_free(Zs);
+    ls_free(Zr);
+    ls_free(rv);
+    ls_free(h);
+    ls_free(tmp);
     ritz_work_free(&rw);
     curv_mv_free(&mv);
     return st;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/parallel.h"
 #include "curvature/curv_internal.h"
 
@@ -114,7 +115,8 @@ void curv_to_dtype(int64_t n, const double *x, ls_dtype dt, void *out)
 int64_t curv_from_dtype(int64_t n, ls_dtype dt, const void *in, double *y)
 {
     int64_t nc = curv_chunks(n), first = -1;
-    int64_t stack[64], *bad = nc <= 64 ? stack : malloc(sizeof(int64_t) * (size_t)nc);
+    int64_t stack[64],
+        *bad = nc <= 64 ? stack : ls_malloc(sizeof(int64_t) * (size_t)nc, "curvature");
     if (!bad) {   /* no memory for the per-chunk flags: on this thread */
         for (int64_t i = 0; i < n; i++) {
             y[i] = dt == LS_F64 ? ((const double *)in)[i] : ((const float *)in)[i];
@@ -125,7 +127,7 @@ int64_t curv_from_dtype(int64_t n, ls_dtype dt, const void *in, double *y)
     curv_vec_job j = {.n = n, .dt = dt, .src = in, .dst = y, .bad = bad};
     ls_parallel_for(nc, 1, from_chunk, &j);
     for (int64_t c = 0; c < nc && first < 0; c++) first = bad[c];
-    if (bad != stack) free(bad);
+    if (bad != stack) ls_free(bad);
     return first;
 }
 
@@ -133,7 +135,8 @@ int64_t curv_from_dtype(int64_t n, ls_dtype dt, const void *in, double *y)
 void curv_gemv_t(int64_t n, int cols, const double *V, const double *x, double *h)
 {
     int64_t nc = curv_chunks(n);
-    double stack[512], *partial = nc * cols <= 512 ? stack : malloc(sizeof(double) * (size_t)(nc * cols));
+    double stack[512], *partial = nc * cols <= 512 ? stack
+                                  : ls_malloc(sizeof(double) * (size_t)(nc * cols), "curvature");
     if (!partial) {   /* no memory for the partial sums: one call on one thread */
         cblas_dgemv(CblasColMajor, CblasTrans, (int)n, cols, 1.0, V, (int)n, x, 1, 0.0, h, 1);
         return;
@@ -145,7 +148,7 @@ void curv_gemv_t(int64_t n, int cols, const double *V, const double *x, double *
         for (int64_t c = 0; c < nc; c++) s += partial[c * cols + k];
         h[k] = s;
     }
-    if (partial != stack) free(partial);
+    if (partial != stack) ls_free(partial);
 }
 
 /* y -= V h */

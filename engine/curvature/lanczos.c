@@ -17,8 +17,8 @@
 ls_status ls_linop_check(const ls_linop *op, const char *who)
 {
     if (!op || !op->matvec) return ls_error_set(LS_ERR_ARG, "%s: operator has no matvec", who);
-    if (op->n < 1)
-        return ls_error_set(LS_ERR_ARG, "%s: operator size must be >= 1, got %lld", who,
+    if (op->n < 1 || op->n > LS_MAX_NUMEL)
+        return ls_error_set(LS_ERR_ARG, "%s: operator size must be in 1..2^40, got %lld", who,
                             (long long)op->n);
     if (!ls_dtype_is_float(op->dtype))
         return ls_error_set(LS_ERR_ARG, "%s: operator dtype must be f32 or f64, got %s", who,
@@ -191,9 +191,9 @@ const char *ls_eig_which_name(ls_eig_which w)
 void ls_eig_result_free(ls_eig_result *r)
 {
     if (!r) return;
-    free(r->values);
-    free(r->residuals);
-    free(r->converged);
+    ls_free(r->values);
+    ls_free(r->residuals);
+    ls_free(r->converged);
     ls_tensor_release(r->vectors);
     memset(r, 0, sizeof *r);
 }
@@ -213,9 +213,9 @@ ls_status curv_eig_alloc(ls_eig_result *r, int k, const char *who)
 {
     memset(r, 0, sizeof *r);
     r->k = k;
-    r->values = calloc((size_t)k, sizeof(double));
-    r->residuals = calloc((size_t)k, sizeof(double));
-    r->converged = calloc((size_t)k, sizeof(bool));
+    r->values = ls_calloc((size_t)k * sizeof(double), "curvature");
+    r->residuals = ls_calloc((size_t)k * sizeof(double), "curvature");
+    r->converged = ls_calloc((size_t)k * sizeof(bool), "curvature");
     if (!r->values || !r->residuals || !r->converged) {
         ls_eig_result_free(r);
         return ls_error_set(LS_ERR_MEM, "%s: out of memory", who);
@@ -296,9 +296,9 @@ ls_status ls_power_iteration(const ls_linop *op, const ls_power_opts *opts, ls_e
         }
 done:
     if (st) ls_eig_result_free(out);
-    free(E);
-    free(v);
-    free(Hv);
+    ls_free(E);
+    ls_free(v);
+    ls_free(Hv);
     curv_mv_free(&mv);
     return st;
 }

@@ -5,12 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"   /* LS_PRINTF */
 
 typedef struct jparser {
     const unsigned char *start, *p, *end;
     int depth;
     size_t nvalues;
+    bool oom;
     char err[200];
 } jparser;
 
@@ -26,14 +28,20 @@ static int j_fail(jparser *j, const char *fmt, ...)
     return -1;
 }
 
+static int j_oom(jparser *j)
+{
+    j->oom = true;
+    return j_fail(j, "out of memory");
+}
+
 void ls_json_free(ls_json *v)
 {
     if (v->kind == LS_JSON_ARR || v->kind == LS_JSON_OBJ) {
         for (size_t k = 0; k < v->n; k++) ls_json_free(&v->items[k]);
-        free(v->items);
+        ls_free(v->items);
     }
-    free(v->key);
-    free(v->s);
+    ls_free(v->key);
+    ls_free(v->s);
     memset(v, 0, sizeof *v);
 }
 
@@ -91,11 +99,11 @@ static int j_string(jparser *j, char **out, size_t *outlen)
     const unsigned char *q = j->p;
     while (q < j->end && *q != '"') q += (*q == '\\' && q + 1 < j->end) ? 2 : 1;
     if (q >= j->end) return j_fail(j, "unterminated string");
-    char *buf = malloc((size_t)(q - j->p) + 1), *w = buf;
-    if (!buf) return j_fail(j, "out of memory");
+    char *buf = ls_malloc((size_t)(q - j->p) + 1, "json"), *w = buf;
+    if (!buf) return j_oom(j);
     while (*j->p != '"') {
         unsigned c = *j->p;
-        if (c < 0x20) { free(buf); return j_fail(j, "control character 0x%02X in string", c); }
+        if (c < 0x20) { ls_free(buf); return j_fail(j, "control character 0x%02X in string", c); }
         if (c != '\\') { *w++ = (char)c; j->p++; continue; }
         j->p++;
         c = *j->p++;
@@ -108,19 +116,19 @@ static int j_string(jparser *j, char **out, size_t *outlen)
         case 'r': *w++ = '\r'; continue;
         case 't': *w++ = '\t'; continue;
         case 'u': break;
-        default: j->p--; free(buf); return j_fail(j, "invalid escape '\\%c'", c);
+        default: j->p--; ls_free(buf); return j_fail(j, "invalid escape '\\%c'", c);
         }
-        if (j_hex4(j, &cp)) { free(buf); return -1; }
-        if (cp >= 0xDC00 && cp <= 0xDFFF) { free(buf); return j_fail(j, "lone low surrogate"); }
+        if (j_hex4(j, &cp)) { ls_free(buf); return -1; }
+        if (cp >= 0xDC00 && cp <= 0xDFFF) { ls_free(buf); return j_fail(j, "lone low surrogate"); }
         if (cp >= 0xD800 && cp <= 0xDBFF) {
             unsigned lo;
             if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u') {
-                free(buf);
+                ls_free(buf);
                 return j_fail(j, "high surrogate not followed by a low one");
             }
             j->p += 2;
-            if (j_hex4(j, &lo)) { free(buf); return -1; }
-            if (lo < 0xDC00 || lo > 0xDFFF) { free(buf); return j_fail(j, "bad low surrogate"); }
+            if (j_hex4(j, &lo)) { ls_free(buf); return -1; }
+            if (lo < 0xDC00 || lo > 0xDFFF) { ls_free(buf); return j_fail(j, "bad low surrogate"); }
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         }
         /* UTF-8 encode; a \uXXXX escape (6 bytes) or pair (12) never yields more bytes than it took. */
@@ -189,18 +197,18 @@ static int j_keycmp(const void *a, const void *b)
 static int j_check_dups(jparser *j, const ls_json *obj)
 {
     if (obj->n < 2) return 0;
-    const ls_json **idx = malloc(obj->n * sizeof *idx);
-    if (!idx) return j_fail(j, "out of memory");
+    const ls_json **idx = ls_malloc(obj->n * sizeof *idx, "json");
+    if (!idx) return j_oom(j);
     for (size_t k = 0; k < obj->n; k++) idx[k] = &obj->items[k];
     qsort(idx, obj->n, sizeof *idx, j_keycmp);
     for (size_t k = 1; k < obj->n; k++)
         if (j_keycmp(&idx[k - 1], &idx[k]) == 0) {
             j->p = j->start + idx[k]->pos;
             j_fail(j, "duplicate key \"%.60s\"", idx[k]->key);
-            free(idx);
+            ls_free(idx);
             return -1;
         }
-    free(idx);
+    ls_free(idx);
     return 0;
 }
 
@@ -222,8 +230,8 @@ static int j_container(jparser *j, ls_json *v, int close)
     for (;;) {
         if (v->n == cap) {
             cap = cap ? 2 * cap : 4;
-            ls_json *items = realloc(v->items, cap * sizeof *items);
-            if (!items) return j_fail(j, "out of memory");
+            ls_json *items = ls_realloc(v->items, cap * sizeof *items, "json");
+            if (!items) return j_oom(j);
             v->items = items;
         }
         ls_json *m = &v->items[v->n];
@@ -295,5 +303,5 @@ int ls_json_parse(const char *text, size_t n, ls_json *root, char *err, size_t e
     if (!j.err[0]) return 0;
     ls_json_free(root);
     snprintf(err, errcap, "%s", j.err);
-    return -1;
+    return j.oom ? -2 : -1;
 }

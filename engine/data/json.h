@@ -37,7 +37,7 @@ typedef struct ls_json {
 } ls_json;
 
 /* Parse text[0..n) into *root. Returns 0, or -1 with `err` holding "at byte N: what is wrong" (and
- * *root emptied). Free a parsed tree with ls_json_free. */
+ * *root emptied), or -2 when an allocation failed (the engine allocator's error is set). Free a parsed tree with ls_json_free. */
 int ls_json_parse(const char *text, size_t n, ls_json *root, char *err, size_t errcap);
 /* Free the tree below v (v itself is the caller's) and zero it. */
 void ls_json_free(ls_json *v);

@@ -17,8 +17,11 @@
 
 /* Push an empty Tensor box (metatable set); store the object into *box afterwards. */
 ls_tensor **lx_newtensorbox(lua_State *L);
-/* Push t as a Tensor, taking over the reference. If t is NULL, raise the engine's error message. */
-void lx_pushtensor(lua_State *L, ls_tensor *t);
+/* A guard: a userdata holding `size` zeroed bytes (an engine result that owns memory: a CSV table, an
+ * eigen-decomposition) whose __gc/__close runs fin(payload). Push it before the engine call that fills
+ * the payload: if turning the result into Lua values then raises (Lua out of memory), the collector
+ * still frees it. fin must be idempotent (the *_free functions of the engine are). Returns payload. */
+void *lx_guard_push(lua_State *L, size_t size, void (*fin)(void *payload));
 /* The tensor at idx, or raise "bad argument #i to 'f' (landscape.Tensor expected, got X)". Also raises
  * if the box was closed. */
 ls_tensor *lx_checktensor(lua_State *L, int idx);
@@ -26,6 +29,18 @@ ls_tensor *lx_checktensor(lua_State *L, int idx);
 ls_tensor *lx_totensor(lua_State *L, int idx);
 /* Raise the engine's last error message as a Lua error. Never returns. */
 int lx_error(lua_State *L);
+/* The same after naming `who` in a generic engine message (ls_error_retag: "tensor: out of memory
+ * ..." -> "zeros: out of memory ..."). Never returns. */
+int lx_error_in(lua_State *L, const char *who);
+
+/* Fixed arity: raise "<who>: too many arguments (4 given, at most 3)" when an argument past `max`
+ * is not nil. Trailing nils are allowed (f(x, nil) is f(x)). */
+void lx_checkarity(lua_State *L, int max, const char *who);
+/* A string argument that goes to C as a NUL-terminated string: raises naming `who` and `what` when
+ * it is not a string or holds a NUL byte (C would silently cut it there). */
+const char *lx_checkcstring(lua_State *L, int idx, const char *who, const char *what);
+/* The same check for a string already at idx (a table value, a column name): NULL when not a string. */
+const char *lx_tocstring(lua_State *L, int idx, const char *who, const char *what);
 
 /* 1-based Lua dim (negative from the end) -> 0-based C dim, checked against ndim; raises naming `who`. */
 int lx_checkdim(lua_State *L, int idx, int ndim, const char *who);

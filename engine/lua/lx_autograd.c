@@ -7,6 +7,7 @@
 /* x:requires_grad([on = true]) -> x */
 static int lx_requires_grad(lua_State *L)
 {
+    lx_checkarity(L, 2, "requires_grad");
     ls_tensor *t = lx_checktensor(L, 1);
     int on = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
     if (ls_requires_grad_(t, on)) return lx_error(L);
@@ -16,6 +17,7 @@ static int lx_requires_grad(lua_State *L)
 
 static int lx_detach(lua_State *L)
 {
+    lx_checkarity(L, 1, "detach");
     ls_tensor *t = lx_checktensor(L, 1);
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_detach(t);
@@ -26,6 +28,7 @@ static int lx_detach(lua_State *L)
 /* x:zero_grad(): drop the accumulated .grad */
 static int lx_zero_grad(lua_State *L)
 {
+    lx_checkarity(L, 1, "zero_grad");
     ls_tensor *t = lx_checktensor(L, 1);
     ls_tensor_release(t->grad);
     t->grad = NULL;
@@ -60,6 +63,7 @@ static int lx_tensor_list(lua_State *L, int idx, ls_tensor **out, int n, const c
 /* x:backward([grad_output] [, {retain_graph = false}]): accumulate into the leaves' .grad */
 static int lx_backward(lua_State *L)
 {
+    lx_checkarity(L, 3, "backward");
     ls_tensor *t = lx_checktensor(L, 1);
     ls_tensor *go = lx_totensor(L, 2);
     int opts = go ? 3 : 2;
@@ -80,6 +84,7 @@ static int lx_backward(lua_State *L)
  * allow_unused = false}]) -> list of gradients (a tensor when inputs is a tensor) */
 static int lx_grad(lua_State *L)
 {
+    lx_checkarity(L, 3, "grad");
     static ls_tensor *outs[LX_MAX_GRAD_TENSORS], *ins[LX_MAX_GRAD_TENSORS];
     ls_tensor *gouts[LX_MAX_GRAD_TENSORS] = {0};
     int nout = lx_tensor_list(L, 1, outs, LX_MAX_GRAD_TENSORS, "grad", "outputs");
@@ -103,16 +108,25 @@ static int lx_grad(lua_State *L)
         }
         /* leave it on the stack: it keeps the grad_outputs alive */
     }
-    /* result table first, then boxes, so nothing leaks if Lua runs out of memory */
+    /* The result table and an empty box per input first: once the engine hands back gradients, they
+     * go into the boxes with no further allocation, so nothing leaks if Lua runs out of memory. */
     lua_createtable(L, nin, 0);
     int res = lua_gettop(L);
+    for (int i = 0; i < nin; i++) {
+        lx_newtensorbox(L);
+        lua_rawseti(L, res, i + 1);
+    }
     ls_tensor **grads = lua_newuserdatauv(L, sizeof(ls_tensor *) * (size_t)(nin ? nin : 1), 0);
-    /* the outputs/inputs arrays are static (large); copy the pointers we need before any callback */
     if (ls_autograd_grad(nout, outs, nin, ins, &o, grads)) return lx_error(L);
     for (int i = 0; i < nin; i++) {
-        if (grads[i]) lx_pushtensor(L, grads[i]);
-        else lua_pushnil(L);
-        lua_seti(L, res, i + 1);
+        if (grads[i]) {
+            lua_rawgeti(L, res, i + 1);
+            *(ls_tensor **)lua_touserdata(L, -1) = grads[i];
+            lua_pop(L, 1);
+        } else {
+            lua_pushnil(L);   /* an unused input (allow_unused): nil in its slot */
+            lua_rawseti(L, res, i + 1);
+        }
     }
     lua_settop(L, res);
     if (single) lua_geti(L, res, 1);
@@ -142,6 +156,7 @@ static int lx_enable_grad(lua_State *L)
 
 static int lx_is_grad_enabled(lua_State *L)
 {
+    lx_checkarity(L, 0, "is_grad_enabled");
     lua_pushboolean(L, ls_grad_enabled());
     return 1;
 }

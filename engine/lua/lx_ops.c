@@ -64,8 +64,14 @@ static int lx_op_call(lua_State *L)
     int top = lua_gettop(L);
     /* the dtype for Lua numbers standing in for tensors: the first tensor argument's */
     ls_dtype ref = LS_F32;
+    int any_tensor = 0;
     for (int i = 1; i <= top; i++)
-        if (lx_totensor(L, i)) { ref = lx_totensor(L, i)->dtype; break; }
+        if (lx_totensor(L, i)) { ref = lx_totensor(L, i)->dtype; any_tensor = 1; break; }
+    /* x.reshape(2, 3) (a dot for a colon) passes the numbers only: say so rather than reshaping the
+     * number 2. An op whose first argument is a tensor needs some tensor among its arguments. */
+    if (!any_tensor && def->lua_sig[0] == 'T' && (top == 0 || lua_type(L, 1) == LUA_TNUMBER))
+        return luaL_error(L, "%s: argument 1 must be a tensor, got %s (a method call needs a colon: "
+                          "x:%s(...))", who, luaL_typename(L, 1), who);
 
     ls_tensor *in[LS_OP_MAX_INPUTS] = {0};
     int nin = 0;
@@ -162,7 +168,7 @@ static int lx_op_call(lua_State *L)
                 lx_checkoptions(L, arg, keys, who);
                 r = lx_optstring(L, arg, "reduction", "mean", who);
             } else if (!absent) {
-                r = luaL_checkstring(L, arg);
+                r = lx_checkcstring(L, arg, who, "the reduction");
             }
             double code = strcmp(r, "mean") == 0 ? LS_REDUCE_MEAN
                           : strcmp(r, "sum") == 0 ? LS_REDUCE_SUM
@@ -199,6 +205,10 @@ static int lx_op_call(lua_State *L)
             return luaL_error(L, "%s: bad signature token '%c' (engine bug)", who, tok);
         }
     }
+    for (int i = top; i >= arg; i--)   /* arguments past the signature: ls.add(x, y, z) */
+        if (!lua_isnil(L, i))
+            return luaL_error(L, "%s: too many arguments (%d given, at most %d: signature %s)", who,
+                              i, arg - 1, def->lua_sig);
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_op_apply((ls_op_id)id, in, &a);
     if (!*box) return lx_error(L);
@@ -214,6 +224,7 @@ static int lx_op_call(lua_State *L)
  * averages cost no extra pass over x (lualib/landscape/nn_layers.lua). Internal: no defaults. */
 static int lx_batchnorm_train(lua_State *L)
 {
+    lx_checkarity(L, 4, "_batchnorm_train");
     ls_tensor *x = lx_checktensor(L, 1), *w = lx_checktensor(L, 2), *b = lx_checktensor(L, 3);
     double eps = luaL_checknumber(L, 4);
     ls_tensor **yb = lx_newtensorbox(L), **mb = lx_newtensorbox(L), **vb = lx_newtensorbox(L);

@@ -23,7 +23,10 @@ ls_tensor *ls_op_apply(ls_op_id id, ls_tensor *const *in, const ls_attrs *a)
     static const ls_attrs none = {0};
     if (!a) a = &none;
     ls_tensor *out = def->forward(in, a);
-    if (!out) return NULL;
+    if (!out) {
+        ls_error_retag(def->name);   /* "tensor: out of memory ..." -> "matmul: out of memory ..." */
+        return NULL;
+    }
     for (int k = 0; k < def->nin; k++)
         if (out == in[k]) {   /* an op must not hand back its input: the node would land on it */
             ls_tensor *alias = ls_tensor_alias(out);
@@ -31,6 +34,7 @@ ls_tensor *ls_op_apply(ls_op_id id, ls_tensor *const *in, const ls_attrs *a)
             if (!(out = alias)) return NULL;
         }
     if (ls_autograd_record(id, out, in, a) != LS_OK) {
+        ls_error_retag(def->name);
         ls_tensor_release(out);
         return NULL;
     }

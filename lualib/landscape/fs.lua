@@ -5,6 +5,7 @@
 --
 --   local fs = require "landscape.fs"
 --   fs.mkdir_p("results/shards")                   -- like `mkdir -p`
+--   assert(fs.check_writable_dir("results"))       -- before a long run that writes there
 --   for _, p in ipairs(fs.list("results/shards", "^shard%-%d+%.csv$")) do ... end
 -- LuaFileSystem also sets a global `lfs`; landscape's modules set no globals, so undo that.
 local had_lfs_global = rawget(_G, "lfs") ~= nil
@@ -84,6 +85,24 @@ function M.mkdir_p(path)
     if not ok and lfs.attributes(path, "mode") ~= "directory" then
         return nil, string.format("mkdir_p: %s: %s", path, err), code
     end
+    return true
+end
+
+--- Make sure `dir` exists (like `mkdir -p`) and that files can be created in it, by creating and
+-- removing a probe file. Scripts call this before they start work, so that a bad output location
+-- fails at once instead of after hours of training. Returns true, or nil, message.
+function M.check_writable_dir(dir)
+    check_path(dir, "check_writable_dir")
+    local ok, err = M.mkdir_p(dir)
+    if not ok then return nil, err end
+    local probe = M.join(dir, ".landscape-probe-" .. tostring({}):match("(%x+)$"))
+    local f, ferr = io.open(probe, "w")
+    if not f then
+        return nil, string.format("check_writable_dir: %s: cannot create files there (%s)", dir,
+                                  tostring(ferr))
+    end
+    f:close()
+    os.remove(probe)
     return true
 end
 

@@ -514,7 +514,10 @@ static void test_errors(void)
     ls_linop bad = op;
     bad.n = 0;
     CHECK(ls_lanczos(&bad, &(ls_lanczos_opts){.k = 1}, &r) == LS_ERR_ARG);
-    CHECK(strstr(ls_error_message(), "operator size must be >= 1") != NULL);
+    CHECK(strstr(ls_error_message(), "operator size must be in 1..2^40, got 0") != NULL);
+    bad.n = INT64_C(1) << 62;   /* n * sizeof(double) would wrap: refused before any allocation */
+    CHECK(ls_slq(&bad, 10, 1, 1, &s) == LS_ERR_ARG);
+    CHECK(strstr(ls_error_message(), "operator size must be in 1..2^40") != NULL);
     bad = op;
     bad.dtype = LS_I64;
     CHECK(ls_trace_estimate(&bad, LS_TRACE_HUTCHINSON, 3, 1, &t) == LS_ERR_ARG);

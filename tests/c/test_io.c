@@ -10,50 +10,13 @@
 #include <zlib.h>
 
 #include "check.h"
+#include "files.h"
 #include "core/alloc.h"
 #include "data/csv.h"
 #include "data/idx.h"
 #include "data/json.h"
 #include "data/safetensors.h"
 #include "tensor/tensor.h"
-
-static char tmpdir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    fwrite(p, 1, n, f);
-    fclose(f);
-}
-
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc((size_t)len + 1);
-    *n = fread(p, 1, (size_t)len, f);
-    fclose(f);
-    return p;
-}
-
-static bool msg_has(const char *needle)
-{
-    bool ok = strstr(ls_error_message(), needle) != NULL;
-    if (!ok) fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", ls_error_message(), needle);
-    return ok;
-}
 
 /* A tensor of the given dtype and shape holding values derived from the element index (with sign
  * changes and fractions where the dtype allows them). */
@@ -174,7 +137,10 @@ static void test_idx_errors(void)
         {"short data", {0, 0, 8, 2, 0, 0, 0, 3, 0, 0, 0, 3, 1, 2}, 14,
          "expected 9 bytes of data, got 2"},
         {"trailing", {0, 0, 8, 1, 0, 0, 0, 1, 5, 6}, 10, "trailing bytes after the 1 bytes"},
-        {"empty", {0}, 0, "too short"},
+        {"empty", {0}, 0, "truncated: expected 4 bytes for the 4-byte IDX magic, got 0"},
+        /* a zero dim does not unbound the others (strides would overflow int64) */
+        {"zero dim", {0, 0, 8, 3, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}, 16,
+         "dims: shape [0x4294967295x4294967295] is too large"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         ls_error_clear();
@@ -199,6 +165,27 @@ static void test_idx_errors(void)
     gzwrite(gz, liar, sizeof liar);
     gzclose(gz);
     CHECK(ls_idx_read(tmp_path("liar.idx.gz")) == NULL && msg_has("more than this compressed"));
+    /* Damaged gzip files are named as such, with zlib's reason, not as short IDX files. */
+    int64_t shape[2] = {3, 4};
+    ls_tensor *t = make_tensor(LS_U8, 2, shape);
+    CHECK(ls_idx_write(tmp_path("ok.idx.gz"), t) == LS_OK);
+    ls_tensor_release(t);
+    size_t n;
+    unsigned char *g = read_bytes(tmp_path("ok.idx.gz"), &n);
+    g[n - 8] ^= 0xFF;   /* the CRC-32 of the trailer */
+    write_bytes(tmp_path("crc.idx.gz"), g, n);
+    CHECK(ls_idx_read(tmp_path("crc.idx.gz")) == NULL &&
+          msg_has("crc.idx.gz: corrupt gzip data (zlib: incorrect data check)"));
+    g[n - 8] ^= 0xFF;
+    write_bytes(tmp_path("half.idx.gz"), g, n - 12);
+    CHECK(ls_idx_read(tmp_path("half.idx.gz")) == NULL &&
+          msg_has("half.idx.gz: truncated gzip file (zlib: unexpected end of file)"));
+    const unsigned char junk[] = {0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3, 0xFF, 0xFF, 0xFF, 0xFF};
+    write_bytes(tmp_path("junk.idx.gz"), junk, sizeof junk);
+    CHECK(ls_idx_read(tmp_path("junk.idx.gz")) == NULL &&
+          msg_has("junk.idx.gz: corrupt gzip data (zlib: ") &&
+          !strstr(ls_error_message(), "magic"));
+    free(g);
 }
 
 /* Cut a small file (raw and gzip) at every byte: each prefix must fail cleanly. */
@@ -509,7 +496,16 @@ static void test_st_malformed(void)
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":{},\"data_offsets\":[0,24]}}", "shape is not an array"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,6],\"data_offsets\":[0,24]}}", "9 dims"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
-         "\"data_offsets\":[0,24]}}", "needs"},
+         "\"data_offsets\":[0,24]}}", "tensor 'a': shape [4294967296x4294967296x4294967296] is too large"},
+        /* a zero dim does not unbound the others (strides would overflow) */
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[0,4611686018427387904,4],\"data_offsets\":[0,0]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}",
+         "tensor 'a': shape [0x4611686018427387904x4] is too large"},
+        /* a NUL in a field name or a dtype is not the field or dtype it starts like */
+        {"{\"a\":{\"dtype\\u0000x\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}",
+         "a field name contains a NUL character"},
+        {"{\"a\":{\"dtype\":\"F32\\u0000\",\"shape\":[6],\"data_offsets\":[0,24]}}",
+         "unsupported dtype"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,28]}}", "needs 24 bytes"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[7],\"data_offsets\":[0,28]}}", "exceed the data buffer of 24"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[24,0]}}", "end before they begin"},
@@ -609,11 +605,7 @@ static void test_json(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ls_test_io_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tmpdir_make("/tmp/ls_test_io_XXXXXX")) return 1;
     size_t live = ls_alloc_live_bytes();
     test_idx_roundtrip();
     test_idx_types();
@@ -627,8 +619,6 @@ int main(void)
     test_st_malformed();
     test_json();
     CHECK(ls_alloc_live_bytes() == live);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tmpdir_remove();
     return check_done("test_io");
 }

@@ -183,7 +183,7 @@ for _, name in ipairs({
     "ls.initial_seed", "ls.is_grad_enabled", "ls.is_tensor", "ls.manual_seed", "ls.memory",
     "ls.no_grad", "ls.set_threads", "ls.jvp", "ls.vjp", "ls.system_info",
     "ls.io.csv_read", "ls.io.csv_write", "ls.io.load_safetensors", "ls.io.save_safetensors",
-    "ls.io.read_idx", "ls.io.write_idx",
+    "ls.io.read_idx", "ls.io.write_idx", "ls.io.write_file",
     -- nn: layers without options, the class maker, containers
     "ls.nn.avgpool2d", "ls.nn.maxpool2d", "ls.nn.flatten", "ls.nn.global_avgpool",
     "ls.nn.identity", "ls.nn.relu", "ls.nn.sigmoid", "ls.nn.tanh", "ls.nn.leaky_relu",
@@ -192,7 +192,7 @@ for _, name in ipairs({
     "ls.curvature.is_operator", "ls.methods.check",
     "ls.csv.read", "ls.csv.read_rows",
     "ls.fs.basename", "ls.fs.dirname", "ls.fs.exists", "ls.fs.isdir", "ls.fs.isfile", "ls.fs.join",
-    "ls.fs.list", "ls.fs.mkdir_p", "ls.fs.remove",
+    "ls.fs.list", "ls.fs.mkdir_p", "ls.fs.remove", "ls.fs.check_writable_dir",
     "ls.stats.fences", "ls.stats.iqr", "ls.stats.kurtosis", "ls.stats.mean", "ls.stats.percentile",
     "ls.stats.quantile", "ls.stats.resolve", "ls.stats.sd", "ls.stats.skewness",
     "ls.stats.summary", "ls.stats.var", "ls.stats.transfer", "ls.stats.spearman",

@@ -104,7 +104,22 @@ function M.class(name, parent)
     cls.__tostring = module_tostring
     cls.__name = "landscape.nn." .. name
     cls._type = name
-    return setmetatable(cls, {__index = parent})
+    -- m.forward(x), a dot for a colon, passes x as self: each forward defined on the class first
+    -- checks that self is a module, so the error says so instead of "attempt to index a nil value".
+    return setmetatable(cls, {__index = parent, __newindex = function(c, k, v)
+        if k == "forward" and type(v) == "function" then
+            local fwd = v
+            v = function(self, ...)
+                if type(self) ~= "table" or self._children == nil then
+                    error(string.format("%s.forward: self is a %s, not a module (a method call "
+                                        .. "needs a colon: m:forward(x))", name,
+                                        ls.is_tensor(self) and "Tensor" or type(self)), 2)
+                end
+                return fwd(self, ...)
+            end
+        end
+        rawset(c, k, v)
+    end})
 end
 local class = M.class
 
