@@ -241,9 +241,9 @@ ls_status ls_power_iteration(const ls_linop *op, const ls_power_opts *opts, ls_e
     ls_rng rng;
     ls_rng_init(&rng, opts->seed);
     if ((st = curv_eig_alloc(out, k, who))) goto done;
-    E = malloc((size_t)n * (size_t)k * sizeof(double));   /* found eigenvectors, columns */
-    v = malloc((size_t)n * sizeof(double));
-    Hv = malloc((size_t)n * sizeof(double));
+    E = ls_malloc_array((size_t)n, (size_t)k * sizeof(double), "curvature");   /* found eigenvectors, columns */
+    v = ls_malloc((size_t)n * sizeof(double), "curvature");
+    Hv = ls_malloc((size_t)n * sizeof(double), "curvature");
     if (!E || !v || !Hv) { st = ls_error_set(LS_ERR_MEM, "power: out of memory"); goto done; }
     int total = 0;
     for (int p = 0; p < k; p++) {

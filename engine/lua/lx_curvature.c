@@ -154,7 +154,7 @@ static int lx_push_eig(lua_State *L, ls_eig_result *r, const char *who)
 
 static int lx_curv_eigs(lua_State *L)
 {
-    lx_checkarity(L, 9, "eigs");
+    lx_checkarity(L, 10, "eigs");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "eigs");

@@ -225,8 +225,11 @@ const char *lx_optstring(lua_State *L, int idx, const char *key, const char *def
 {
     int t = lx_optfield(L, idx, key, who);
     const char *v = def;
-    if (t == LUA_TSTRING) v = lua_tostring(L, -1);   /* stays valid: the table still holds it */
-    else if (t != LUA_TNIL)
+    if (t == LUA_TSTRING) {
+        lua_pushfstring(L, "option '%s'", key);
+        v = lx_tocstring(L, -2, who, lua_tostring(L, -1));   /* stays valid: the table holds it */
+        lua_pop(L, 1);
+    } else if (t != LUA_TNIL)
         luaL_error(L, "%s: option '%s' must be a string, got %s", who, key, lua_typename(L, t));
     lua_pop(L, 1);
     return v;

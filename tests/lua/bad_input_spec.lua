@@ -283,6 +283,9 @@ bad("read_idx: truncated gzip", function() return ls.io.read_idx(P("half.idx.gz"
     "truncated gzip file (zlib: unexpected end of file)")
 bad("read_idx: corrupt deflate stream", function() return ls.io.read_idx(P("junk.idx.gz")) end,
     "corrupt gzip data (zlib: ")
+bad("zeros: NUL in an option string (cut to \"f32\" before)",
+    function() return ls.zeros({2}, {dtype = "f32\0x"}) end,
+    "zeros: option 'dtype' contains a NUL byte at position 4")
 bad("read_idx: NUL in the path", function() return ls.io.read_idx(P("good.idx") .. "\0x") end,
     "read_idx: the path contains a NUL byte at position")
 bad("read_idx: path not a string", function() return ls.io.read_idx({}) end, "read_idx: the path must be a string, got table")
