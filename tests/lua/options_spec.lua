@@ -145,6 +145,7 @@ local CASES = {
     ["ls.methods.plain"] = function(_, o) return ls.methods.plain(o) end,
     ["ls.methods.sam"] = function(_, o) return ls.methods.sam(o) end,
     ["ls.methods.asam"] = function(_, o) return ls.methods.asam(o) end,
+    ["ls.methods.rsam"] = function(_, o) return ls.methods.rsam(o) end,
     ["ls.methods.grad_norm"] = function(_, o) return ls.methods.grad_norm(o) end,
     ["ls.methods.trace_penalty"] = function(_, o) return ls.methods.trace_penalty(o) end,
     ["Objective:grad"] = function(f, o) return f.obj:grad(o) end,

@@ -7,7 +7,7 @@
 --   ls.methods.plain()                 one forward and backward (the default of ls.train)
 --   ls.methods.sam{rho, m}             SAM, first order, davda54/sam's convention; m-sharpness (sam.lua)
 --   ls.methods.asam{rho, eta, m, scaled}   adaptive SAM (sam.lua)
-
+--   ls.methods.rsam{rho, params, elr, ...} Riemannian SAM on spheres x Euclidean space (rsam.lua)
 --   ls.methods.grad_norm{lambda, exact, r, squared}      gradient-norm penalty (penalty.lua)
 --   ls.methods.trace_penalty{lambda, probes, exact, r, seed}  Hessian-trace penalty (penalty.lua)
 --
@@ -72,6 +72,7 @@ function Plain:settings() return {method = "plain"} end
 local sam = require "landscape.train.methods.sam"
 local penalty = require "landscape.train.methods.penalty"
 M.sam, M.asam = sam.sam, sam.asam
+M.rsam = require("landscape.train.methods.rsam").rsam
 M.grad_norm, M.trace_penalty = penalty.grad_norm, penalty.trace_penalty
 
 return M
