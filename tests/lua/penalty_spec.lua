@@ -174,6 +174,20 @@ describe("finite-difference penalties approach the exact step", function()
         end
         assert.are.same(run(1):totable(), run(1):totable())
         assert.is_true((run(1) - run(2)):abs():max():item() > 1e-8)
+        -- a resumed run draws the probes of the uninterrupted one (the step count is the state)
+        local path = os.tmpname()
+        local function ck(epochs)
+            local model = make()
+            ls.train(model, d, {optimizer = ls.optim.sgd(model, {lr = 0.1}), batch = 4,
+                                epochs = epochs, shuffle = false, progress = false,
+                                checkpoint = {path = path}, resume = epochs > 1,
+                                method = ls.methods.trace_penalty{lambda = 0.01, seed = 1}})
+            return model:flatten_parameters()
+        end
+        os.remove(path)
+        ck(1)
+        assert.are.same(run(1):totable(), ck(2):totable())
+        os.remove(path)
     end)
 end)
 

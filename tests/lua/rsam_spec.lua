@@ -246,6 +246,26 @@ describe("rsam on an exactly scale-invariant toy", function()
     end)
 end)
 
+describe("rsam across a checkpoint", function()
+    it("resumes bit for bit (radii, ELRs and the spheres' momentum buffers in the method's state)", function()
+        local d = images(24, 5)
+        local dir = os.tmpname()
+        os.remove(dir)
+        local function run(epochs, ck, resume)
+            local m = cnn()
+            local opt = ls.optim.sgd(m, {lr = 0.1, momentum = 0.9, weight_decay = 1e-3})
+            ls.train(m, d, {optimizer = opt, batch = 8, epochs = epochs, progress = false,
+                            method = ls.methods.rsam{rho = 0.1, radius = 2}, resume = resume,
+                            checkpoint = ck and {path = ck} or nil})
+            return m:flatten_parameters():totable()
+        end
+        local straight = run(3)
+        run(1, dir)
+        assert.are.same(straight, run(3, dir, true))
+        os.remove(dir)
+    end)
+end)
+
 describe("rsam options", function()
     it("are checked", function()
         has(errmsg(ls.methods.rsam, {metric = "fisher"}),
