@@ -13,7 +13,7 @@ static const struct { const char *field, *module, *export; } lx_lazy[] = {
     {"dataset", "landscape.data", "dataset"},
     {"csv", "landscape.csv", NULL},
     {"fs", "landscape.fs", NULL},
-    {"plot", "landscape.plot", NULL},
+    {"plot", "landscape.io.plot", NULL},
     {"stats", "landscape.stats", NULL},
     {"table", "landscape.table", NULL},
     {"repl", "landscape.repl", NULL},
@@ -31,6 +31,7 @@ static const struct { const char *field, *module, *export; } lx_lazy[] = {
     {"sharpness", "landscape.analysis.sharpness", NULL},
     {"landscape", "landscape.analysis.slices", NULL},
     {"margins", "landscape.analysis.margins", NULL},
+    {"study", "landscape.study", NULL},
 };
 
 static int lx_module_index(lua_State *L)

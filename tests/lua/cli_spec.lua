@@ -1,5 +1,5 @@
 -- Specs of the `landscape` command-line front end (engine/lua/cli/) and of its Lua half
--- (lualib/landscape/repl.lua).
+-- (lualib/landscape/repl/init.lua).
 --
 -- The executable is driven as a user would: through a shell with temp files for stdin, stdout and
 -- stderr, and, for the line editor, inside a tmux pseudo-terminal (those specs are pending when
@@ -202,7 +202,7 @@ describe("landscape executable", function()
 
     it("finds the source-tree lualib when run from the build tree", function()
         local r = run("-E -e " .. q("print(package.searchpath('landscape.repl', package.path))"))
-        assert.matches("^/.*lualib/landscape/repl%.lua\n$", r.out)
+        assert.matches("^/.*lualib/landscape/repl/init%.lua\n$", r.out)
     end)
 
     it("does not use the source tree when the executable is copied elsewhere", function()

@@ -1,4 +1,4 @@
--- ls.landscape (lines, planes, interpolation, batch-norm probes) and ls.plot: Li et al.'s filter
+-- ls.landscape (lines, planes, interpolation, batch-norm probes): Li et al.'s filter
 -- normalisation, exact agreement with ls.evaluate at the centre and at interpolation endpoints
 -- (batch-norm buffers included), the probe's beta on an exactly quadratic loss, determinism, and
 -- bad input.
@@ -151,28 +151,5 @@ describe("bn_probe", function()
         for i, e in ipairs(m:state_dict()) do
             assert.equal(0, (e[2]:double() - sd0[i]:double()):abs():max():item())
         end
-    end)
-end)
-
-describe("plot", function()
-    local have = os.execute("command -v gnuplot >/dev/null 2>&1")
-    it("writes a contour figure and its script from grid rows; rejects ragged grids", function()
-        local dir = os.tmpname(); os.remove(dir); os.execute("mkdir -p " .. dir)
-        local rows = {}
-        for j = 1, 3 do for i = 1, 4 do
-            rows[#rows + 1] = {alpha = i, beta = j, loss = i * i + j}
-        end end
-        local out, gp = ls.plot.contour(rows, {out = dir .. "/c.png", run = have and true or false})
-        assert.equal(dir .. "/c.gp", gp)
-        assert.truthy(io.open(gp)):close()
-        if have then
-            local f = assert(io.open(out, "rb")); assert.equal("\137PNG", f:read(4)); f:close()
-        end
-        rows[#rows] = nil
-        assert.truthy(msg(function() ls.plot.heatmap(rows, {out = dir .. "/h.png", run = false}) end)
-            :find("rectangular grid", 1, true))
-        assert.truthy(msg(function() ls.plot.lines(rows, {out = dir .. "/l.gif", x = "alpha",
-            y = "loss"}) end):find("must end in .png, .svg or .pdf", 1, true))
-        os.execute("rm -rf " .. dir)
     end)
 end)

@@ -176,6 +176,8 @@ local CASES = {
     ["ls.plot.contour"] = function(f, o) return ls.plot.contour({{alpha = 1, beta = 1, loss = 1}}, o) end,
     ["ls.plot.heatmap"] = function(f, o) return ls.plot.heatmap({{alpha = 1, beta = 1, loss = 1}}, o) end,
     ["ls.plot.surface"] = function(f, o) return ls.plot.surface({{alpha = 1, beta = 1, loss = 1}}, o) end,
+    ["ls.plot.histogram"] = function(f, o) return ls.plot.histogram({1, 2, 3}, o) end,
+    ["ls.plot.scatter"] = function(f, o) return ls.plot.scatter({{a = 1, b = 2}}, o) end,
 }
 
 -- Public functions that take no options table (positional arguments only).
