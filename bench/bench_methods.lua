@@ -11,7 +11,7 @@
 -- restores libgomp's spinning). LANDSCAPE_PYTHON names the peer's interpreter.
 --
 -- The workload: the comparison CNN of scripts/compare_methods.lua, ls.nn.cnn{channels = {16, 32},
--- hidden = 64} (104 010 parameters), f32, on a fixed random batch [128, 1, 28, 28] with random
+-- hidden = 64} (105 914 parameters), f32, on a fixed random batch [128, 1, 28, 28] with random
 -- labels, SGD (lr 0.01, momentum 0.9, weight decay 5e-4). One step is what ls.train does per batch
 -- minus the data pipeline and the log: a batch view, opt:zero_grad(), method:step, then
 -- method:update or opt:step(). The methods:
@@ -119,8 +119,9 @@ local function machine_notes()
     note("machine: %s, %s cores (ls.available_cores %d); %s",
          shell("sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1"), shell("nproc"),
          ls.available_cores(), shell("uname -sr"))
-    note("OpenBLAS: %s; environment: %s", shell("dpkg-query -W -f='${Package} ${Version} ' " ..
-                                                "'libopenblas0*' 'libopenblas-*-dev'"),
+    note("OpenBLAS: %s; environment: %s",
+         shell("dpkg-query -W -f='${db:Status-Abbrev}${Package} ${Version}\\n' 'libopenblas0*' " ..
+               "| sed -n 's/^ii *//p' | tr '\\n' ' '"),
          shell("env | grep -E '^(OPENBLAS|OMP|GLIBC)_' | tr '\\n' ' '"))
 end
 

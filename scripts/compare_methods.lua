@@ -16,8 +16,10 @@
 --           once with the epochs and once with twice the epochs (as the SAM paper allows the
 --           baselines); per run the measures below
 --   report  OUT/methods_summary.csv (tidy: method, value, measure, n, mean, sd, ci95), OUT/
---           methods_table.md (mean +- 95 % CI per method, Student t), OUT/accuracy_vs_trace.png and
---           OUT/accuracy_vs_scaled_trace.png (one point per run, a colour per method; with .gp/.dat)
+--           methods_table.md (mean +- 95 % CI per method, Student t), OUT/methods_report.md (the
+--           table with the command, commit, machine and times: ready for docs/methods.md),
+--           OUT/accuracy_vs_trace.png and OUT/accuracy_vs_scaled_trace.png (one point per run, a
+--           colour per method; with .gp/.dat/.pdf)
 -- Every runner option (--jobs, --threads, --shard, --slurm, --status, --merge, --retry-failed)
 -- applies to the tune and final studies; a killed run continues where it stopped (each job resumes
 -- its training from its checkpoint).
@@ -365,6 +367,47 @@ function M.table_md(summary)
     return table.concat(lines, "\n") .. "\n"
 end
 
+local function write_whole(path, text)
+    local tmp = fs.join(fs.dirname(path), "." .. fs.basename(path) .. ".tmp")
+    local f = assert(io.open(tmp, "w"))
+    f:write(text)
+    f:close()
+    assert(os.rename(tmp, path))
+end
+
+-- started, ended (ISO times), the commit and whether the tree had local changes, from a study's
+-- manifest; nil when there is none.
+local function span(out, phase)
+    local f = io.open(fs.join(out, phase, phase .. ".manifest.json"))
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s:match('"started":%s*"([^"]+)"'), s:match('"ended":%s*"([^"]+)"'),
+           s:match('"commit":%s*"(%x+)"'), s:match('"dirty":%s*true') ~= nil
+end
+
+-- The table with what produced it: the command, the commit, the machine, the times (markdown).
+local function report_md(out, table_text, opts)
+    local store = require "landscape.study.store"
+    local m = store.machine()
+    local t0 = span(out, "tune")
+    local _, t1, commit, dirty = span(out, "final")
+    local lines = {
+        "Command: `" .. ((opts and opts.command) or "landscape scripts/compare_methods.lua --out " .. out)
+            .. "`",
+        string.format("Commit (of the final runs, from their manifest): %s%s; engine %s",
+                      commit or "unknown", dirty and " (with local changes)" or "", ls.version),
+        string.format("Machine: %s, %d cores, GEMM %s, BLAS kernel %s", m.cpu, m.cores,
+                      tostring(m.gemm), tostring(m.blas_kernel or "-")),
+        string.format("Runs: tuning started %s, last final run ended %s; report written %s",
+                      t0 or "?", t1 or "?", store.iso()),
+        "", table_text, "",
+        "Mean ± 95 % confidence interval (Student t) over the seeds that finished; `runs` = " ..
+        "finished / all. Figures: `accuracy_vs_trace.png`, `accuracy_vs_scaled_trace.png`; " ..
+        "per-run rows: `final/final.csv`; tuning: `tune/tune.csv`.", ""}
+    return table.concat(lines, "\n")
+end
+
 --- Writes the report of OUT/final/final.csv into OUT (see the header); returns the summary.
 function M.report(out, opts)
     local path = fs.join(out, "final", "final.csv")
@@ -376,11 +419,8 @@ function M.report(out, opts)
     csv.write(fs.join(out, "methods_summary.csv"), summary,
               {columns = {"method", "value", "measure", "n", "mean", "sd", "ci95"}})
     local md = M.table_md(summary)
-    local tmp = fs.join(out, ".methods_table.md.tmp")
-    local f = assert(io.open(tmp, "w"))
-    f:write(md)
-    f:close()
-    assert(os.rename(tmp, fs.join(out, "methods_table.md")))
+    write_whole(fs.join(out, "methods_table.md"), md)
+    write_whole(fs.join(out, "methods_report.md"), report_md(out, md, opts))
     io.stdout:write(md)
     if opts and opts.plots == false then return summary end
     local pts, all_pos = {}, {hessian_trace = true, scaled_trace = true}
@@ -435,6 +475,12 @@ local function argv_for(argv, phase, out)
     return a
 end
 
+local function command_line(argv)
+    local words = {"landscape", argv[0]}
+    for i = 1, #argv do words[#words + 1] = argv[i] end
+    return table.concat(words, " ")
+end
+
 local function main(argv)
     -- the runner's options are the studies' business; only --phase and --out are read here
     local phase, out = "all", nil
@@ -455,7 +501,7 @@ local function main(argv)
         os.exit(2)
     end
     if phase == "report" then
-        M.report(out)
+        M.report(out, {command = command_line(argv)})
         return
     end
     if phase ~= "all" then
@@ -474,7 +520,9 @@ local function main(argv)
             if code ~= 0 then os.exit(code) end
         end
     end
-    if not report_only or fs.isfile(fs.join(out, "final", "final.csv")) then M.report(out) end
+    if not report_only or fs.isfile(fs.join(out, "final", "final.csv")) then
+        M.report(out, {command = command_line(argv)})
+    end
 end
 
 if type(select(1, ...)) == "table" then return M end   -- required by a test: the helpers only

@@ -94,6 +94,8 @@ describe("compare_methods end to end", function()
         local md = io.open(out .. "/methods_table.md"):read("a")
         for _, m in ipairs(M.METHODS) do assert.truthy(md:find("| " .. m .. " |", 1, true), md) end
         assert.is_true(fs.isfile(out .. "/methods_summary.csv"))
+        local rep = io.open(out .. "/methods_report.md"):read("a")
+        assert.truthy(rep:find("Commit (of the final runs", 1, true) and rep:find(md, 1, true), rep)
         assert.is_true(fs.isfile(out .. "/accuracy_vs_trace.png"))
         -- the tuned value of each method is one of its grid's quick values
         local tune = csv.read_rows(out .. "/tune/tune.csv")
