@@ -130,7 +130,9 @@ local function fd_accuracy()
     local C = require "landscape.train.methods.common"
     io.stdout:write("model,dtype,r,relative_error\n")
     local models = {
-        cnn_relu = function(dt) return ls.nn.cnn{channels = {8, 16}, hidden = 32, seed = 1, dtype = dt} end,
+        cnn_relu = function(dt)
+            return ls.nn.cnn{channels = {8, 16}, hidden = 32, seed = 1, dtype = dt}
+        end,
         mlp_tanh_bn = function(dt)
             return ls.nn.mlp{hidden = {32}, activation = "tanh", batchnorm = true, seed = 1, dtype = dt}
         end,

@@ -342,7 +342,8 @@ function M.table_md(summary)
         get[r.method] = get[r.method] or {value = r.value}
         get[r.method][r.measure] = r
     end
-    local cols = {{"test_accuracy", "test acc (%)", 100, 2}, {"train_accuracy", "train acc (%)", 100, 2},
+    local cols = {{"test_accuracy", "test acc (%)", 100, 2},
+                  {"train_accuracy", "train acc (%)", 100, 2},
                   {"test_loss", "test loss", 1, 3}, {"hessian_trace", "tr H", 1, 1},
                   {"lambda_max", "λ_max", 1, 2}, {"scaled_trace", "Σ tr(H_g)‖w_g‖²", 1, 1},
                   {"grad_norm", "‖∇L‖", 1, 4}, {"norm_si", "‖w_SI‖", 1, 2},
@@ -393,8 +394,8 @@ local function report_md(out, table_text, opts)
     local t0 = span(out, "tune")
     local _, t1, commit, dirty = span(out, "final")
     local lines = {
-        "Command: `" .. ((opts and opts.command) or "landscape scripts/compare_methods.lua --out " .. out)
-            .. "`",
+        "Command: `" .. ((opts and opts.command)
+                         or "landscape scripts/compare_methods.lua --out " .. out) .. "`",
         string.format("Commit (of the final runs, from their manifest): %s%s; engine %s",
                       commit or "unknown", dirty and " (with local changes)" or "", ls.version),
         string.format("Machine: %s, %d cores, GEMM %s, BLAS kernel %s", m.cpu, m.cores,

@@ -159,7 +159,8 @@ describe("the batch view's randomness", function()
 end)
 
 describe("the method protocol", function()
-    it("lets a method make the update in place of opt:step(), after clipping, keeping its state", function()
+    it("lets a method make the update in place of opt:step(), after clipping, with its state",
+       function()
         local order = {}
         local m = {name = "spy"}
         function m:init(obj, opt)

@@ -9,10 +9,7 @@ local util = require "landscape.util"
 local su = require "spec_util"
 local errmsg, has = su.errmsg, su.has
 
-local function images(n, seed)
-    local x = ls.randn({n, 1, 8, 8}, {seed = seed, dtype = "f64"})
-    return ls.dataset(x, ls.randint(1, 5, {n}, {seed = seed + 1}))
-end
+local images = su.random_images
 
 local MODELS = {
     mlp_tanh_bn = function()
@@ -115,7 +112,8 @@ describe("exact penalties: the step is the gradient of the penalised loss", func
             end
         end)
 
-        it(name .. ": trace_penalty, Hutchinson with 1 and 3 fixed probes (third derivatives)", function()
+        it(name .. ": trace_penalty, Hutchinson, 1 and 3 fixed probes (third derivatives)",
+           function()
             local d = images(12, 9)
             for _, k in ipairs({1, 3}) do
                 local lambda, seed = 0.05, 11
@@ -133,35 +131,32 @@ end)
 describe("finite-difference penalties approach the exact step", function()
     local make, d = MODELS.mlp_tanh_bn, images(12, 9)
 
+    -- the relative error of the FD form at three radii, each half (or a quarter) of the previous;
+    -- the error must shrink by 2^order per halving
+    local function converges(method, rs, order)
+        local exact = direction(make, d, method(nil))
+        local errs = {}
+        for i, r in ipairs(rs) do errs[i] = rel(direction(make, d, method(r)), exact) end
+        assert.is_true(errs[3] < 1e-2, tostring(errs[3]))
+        for i = 2, 3 do
+            local ratio = errs[i - 1] / errs[i]
+            assert.is_true(math.abs(ratio / 2 ^ order - 1) < 0.125, string.format("ratio %.3f", ratio))
+        end
+    end
+
     it("grad_norm (Zhao et al.): error O(r)", function()
         for _, squared in ipairs({false, true}) do
-            local exact = direction(make, d, ls.methods.grad_norm{lambda = 0.05, squared = squared})
-            local errs = {}
-            for i, r in ipairs({1e-2, 5e-3, 2.5e-3}) do
-                errs[i] = rel(direction(make, d, ls.methods.grad_norm{lambda = 0.05, r = r,
-                                                                      squared = squared,
-                                                                      exact = false}), exact)
-            end
-            assert.is_true(errs[3] < 1e-2, tostring(errs[3]))
-            for i = 2, 3 do
-                local ratio = errs[i - 1] / errs[i]
-                assert.is_true(ratio > 1.7 and ratio < 2.3, string.format("ratio %.3f", ratio))
-            end
+            converges(function(r)
+                return ls.methods.grad_norm{lambda = 0.05, squared = squared, r = r,
+                                            exact = r == nil}
+            end, {1e-2, 5e-3, 2.5e-3}, 1)
         end
     end)
 
     it("trace_penalty (central differences): error O(r^2), same probes", function()
-        local exact = direction(make, d, ls.methods.trace_penalty{lambda = 0.01, probes = 2})
-        local errs = {}
-        for i, r in ipairs({0.2, 0.1, 0.05}) do
-            errs[i] = rel(direction(make, d, ls.methods.trace_penalty{lambda = 0.01, probes = 2,
-                                                                      r = r, exact = false}), exact)
-        end
-        assert.is_true(errs[3] < 1e-2, tostring(errs[3]))
-        for i = 2, 3 do
-            local ratio = errs[i - 1] / errs[i]
-            assert.is_true(ratio > 3.5 and ratio < 4.5, string.format("ratio %.3f", ratio))
-        end
+        converges(function(r)
+            return ls.methods.trace_penalty{lambda = 0.01, probes = 2, r = r, exact = r == nil}
+        end, {0.2, 0.1, 0.05}, 2)
     end)
 
     it("draws new probes every step, the same ones in a rerun", function()

@@ -14,10 +14,7 @@ local nn = ls.nn
 local su = require "spec_util"
 local errmsg, has = su.errmsg, su.has
 
-local function images(n, seed)
-    local x = ls.randn({n, 1, 8, 8}, {seed = seed, dtype = "f64"})
-    return ls.dataset(x, ls.randint(1, 5, {n}, {seed = seed + 1}))
-end
+local images = su.random_images
 
 local function mlp() return nn.mlp{input = 64, hidden = {8}, classes = 4, seed = 3, dtype = "f64"} end
 local function cnn()
@@ -214,7 +211,8 @@ describe("rsam on an exactly scale-invariant toy", function()
         end)
     end
 
-    it("follows the same trajectory for any scale of the scale-invariant weights (angular metric)", function()
+    it("follows one trajectory for any scale of the scale-invariant weights (angular metric)",
+       function()
         local function run(c)
             local m = toy()
             ls.no_grad(function()
@@ -247,7 +245,8 @@ describe("rsam on an exactly scale-invariant toy", function()
 end)
 
 describe("rsam across a checkpoint", function()
-    it("resumes bit for bit (radii, ELRs and the spheres' momentum buffers in the method's state)", function()
+    it("resumes bit for bit (radii, ELRs, the spheres' momentum buffers: the method's state)",
+       function()
         local d = images(24, 5)
         local dir = os.tmpname()
         os.remove(dir)

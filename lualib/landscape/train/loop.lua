@@ -172,7 +172,8 @@ end
 
 --- ls.train(model, data, opts) or ls.train(objective, opts) -> log
 -- Trains the model on data (a Dataset or {x, y}) with mini-batch steps: per batch, opt:zero_grad(),
--- the method's step (default ls.methods.plain(): forward, loss, backward), clipping, opt:step() (or the method's update).
+-- the method's step (default ls.methods.plain(): forward, loss, backward), clipping, opt:step()
+-- (or the method's own update).
 -- opts:
 --   optimizer (required)     an object with step() and zero_grad() (ls.optim.sgd(model, {...}))
 --   method = plain           a training method (ls.methods; the protocol is in methods.lua)

@@ -5,22 +5,8 @@ local fail = util.fail
 
 local M = {}
 
---- The squared 2-norm of a list of tensors (a number).
-function M.sqnorm(v)
-    local s = 0.0
-    for _, t in ipairs(v) do
-        local n = t:norm():item()
-        s = s + n * n
-    end
-    return s
-end
-
---- <a, b> over two aligned lists (a number).
-function M.dot(a, b)
-    local s = 0.0
-    for i = 1, #a do s = s + (a[i] * b[i]):sum():item() end
-    return s
-end
+--- ||v|| of a list of tensors (a number): the objective's one inner product of parameter lists.
+M.norm = require("landscape.train.objective").norm
 
 --- a + c b, elementwise over aligned lists (new tensors; nil entries of b leave a's).
 function M.axpy(a, c, b)

@@ -59,7 +59,7 @@ function GradNorm:step(b)
     end
     local w = b.objective:snapshot()
     local _, g = b:grad()
-    local n = math.sqrt(C.sqnorm(g)) + 1e-12
+    local n = C.norm(g) + 1e-12
     local g2 = C.grad_at(b, w, C.axpy(w, self.r / n, g))
     local d = {}
     if self.squared then

@@ -1,6 +1,7 @@
 --- landscape.train.methods.rsam: Riemannian SAM, as ls.methods.rsam: SAM on the product of the
 -- spheres of scale-invariant weight groups (a weight that feeds a batch norm: L(c w) = L(w)) and
--- the Euclidean space of the other parameters (../shared/reference/sam-family.md §5.3; docs/training.md).
+-- the Euclidean space of the other parameters (../shared/reference/sam-family.md §5.3;
+-- docs/training.md).
 --
 --   ls.methods.rsam{rho = 0.05, params = "scale_invariant", elr = nil, metric = "angular",
 --                   retraction = "projective", transport = "projection", steps = 1, alpha = rho,
@@ -68,14 +69,7 @@ local function gdot(a, b, idx)
     for _, i in ipairs(idx) do s = s + (a[i] * b[i]):sum():item() end
     return s
 end
-local function gsq(a, idx)
-    local s = 0.0
-    for _, i in ipairs(idx) do
-        local n = a[i]:norm():item()
-        s = s + n * n
-    end
-    return s
-end
+local function gsq(a, idx) return gdot(a, a, idx) end
 
 -- out[i] = P_w(v)[i] for the group's indices (out may be v: then v is overwritten entry-wise).
 local function project(v, w, idx, out)
@@ -163,12 +157,9 @@ end
 
 -- rho v / (||v||_theta + 1e-12) (step 3), the norm of the metric at theta.
 function Rsam:_scale_to_rho(v, st)
-    local sq = 0.0
+    local sq = 0.0   -- summed as objective.dot sums (so that no sphere means SAM, bit for bit)
     for i, t in ipairs(v) do
-        if not self._si[i] then
-            local n = t:norm():item()
-            sq = sq + n * n
-        end
+        if not self._si[i] then sq = sq + (t * t):sum():item() end
     end
     for gi, idx in ipairs(self._groups) do
         sq = sq + gsq(v, idx) / (self.metric == "angular" and st.radii[gi] ^ 2 or 1)

@@ -42,7 +42,7 @@ Sam.__name = "landscape.methods.Sam"
 function Sam:_eps(w, g)
     local eps = {}
     if self.name == "sam" then
-        local s = self.rho / (math.sqrt(C.sqnorm(g)) + 1e-12)
+        local s = self.rho / (C.norm(g) + 1e-12)
         for i, t in ipairs(g) do eps[i] = t * s end
         return eps
     end
@@ -55,7 +55,7 @@ function Sam:_eps(w, g)
             tg[i] = t
         end
     end
-    local s = self.rho / (math.sqrt(C.sqnorm(tg)) + 1e-12)
+    local s = self.rho / (C.norm(tg) + 1e-12)
     for i, t in ipairs(tg) do eps[i] = T[i] and t * T[i] * s or t * s end
     return eps
 end
