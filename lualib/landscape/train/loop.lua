@@ -172,7 +172,8 @@ end
 
 --- ls.train(model, data, opts) or ls.train(objective, opts) -> log
 -- Trains the model on data (a Dataset or {x, y}) with mini-batch steps: per batch, opt:zero_grad(),
--- the method's step (default ls.methods.plain(): forward, loss, backward), clipping, opt:step().
+-- the method's step (default ls.methods.plain(): forward, loss, backward), clipping, opt:step()
+-- (or the method's own update).
 -- opts:
 --   optimizer (required)     an object with step() and zero_grad() (ls.optim.sgd(model, {...}))
 --   method = plain           a training method (ls.methods; the protocol is in methods.lua)
@@ -460,8 +461,7 @@ local function train(a, b, c)
                 fail("%s: the method '%s' did not evaluate the batch (step %d)", who, method.name, step)
             end
             if clip_grad_norm then clip_grad_norm(params, clip) end
-            opt:step()
-            if method.after_step then method:after_step(bv, opt, mstate) end
+            if method.update then method:update(bv, opt, mstate) else opt:step() end
             if not params_finite(params) then
                 log.status, log.diverged_at = "diverged", step
                 log.diverged_reason = "non-finite parameters after the optimizer step"
