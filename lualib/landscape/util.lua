@@ -20,6 +20,12 @@ local fail = M.fail
 -- outermost one adds a position, so a message carries exactly one: the user's line.
 local depth = 0
 
+-- The folder of the library's Lua files ("/.../lualib/landscape/"): an error raised by a C function
+-- called from a library line carries that line's position ("/.../nn/module.lua:311: save: ..."),
+-- which says nothing to the user; the outermost public function drops it before adding the user's.
+local LIBDIR = (debug.getinfo(1, "S").source:match("^@(.*/)util%.lua$") or "")
+local LIBPOS = "^" .. LIBDIR:gsub("%p", "%%%0") .. "[^:]*%.lua:%d+: "
+
 --- Wrap fn so that its errors are re-raised at the caller's line; all results are passed through.
 -- A public function called by another one (inside the library) passes errors on unchanged.
 function M.public(fn)
@@ -27,7 +33,13 @@ function M.public(fn)
         depth = depth + 1
         local res = table.pack(pcall(fn, ...))
         depth = depth - 1
-        if not res[1] then error(res[2], depth == 0 and 2 or 0) end
+        if not res[1] then
+            local err = res[2]
+            if depth == 0 and type(err) == "string" and LIBDIR ~= "" then
+                err = err:gsub(LIBPOS, "", 1)
+            end
+            error(err, depth == 0 and 2 or 0)
+        end
         return table.unpack(res, 2, res.n)
     end
 end

@@ -448,3 +448,30 @@ describe("bad input raises a clear error", function()
         assert.are.equal(10, (ls.ones(5) + 1):sum():item())
     end)
 end)
+
+describe("errors of library functions", function()
+    -- An engine error raised from a library line used to carry that line's position after the
+    -- user's ("x.lua:4: .../nn/module.lua:311: save_safetensors: ..."); the message names the
+    -- function and points at the caller only.
+    local m = ls.nn.mlp{hidden = {4}, input = 3, classes = 2}
+    local data = {x = ls.randn({5, 3}), y = ls.tensor({1, 2, 1, 2, 1}, {dtype = "i64"})}
+    local calls = {
+        {"model:save to a missing folder", function() m:save("/nonexistent-dir/x.safetensors") end,
+         "save_safetensors: /nonexistent-dir/x.safetensors"},
+        {"clip_grad_norm with a negative bound", function() ls.optim.clip_grad_norm(m, -1) end,
+         "clip_grad_norm: max_norm must be >= 0"},
+        {"eigs with k past the size", function() ls.curvature.hessian(m, data):eigs{k = 100} end,
+         "lanczos: k = 100 exceeds the operator size 26"},
+    }
+    for _, c in ipairs(calls) do
+        it(c[1], function()
+            local ok, err = pcall(c[2])
+            assert.is_false(ok)
+            local here = debug.getinfo(1, "S").short_src
+            assert.truthy(err:find(c[3], 1, true), err)
+            assert.truthy(err:find(here, 1, true), err)        -- the caller's line
+            assert.is_nil(err:find("lualib/landscape/", 1, true), err)
+            assert.is_nil(err:find("%.lua:%d+:.*%.lua:%d+:"), err)   -- one position only
+        end)
+    end
+end)
