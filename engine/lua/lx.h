@@ -24,6 +24,9 @@ void lx_pushtensor(lua_State *L, ls_tensor *t);
 ls_tensor *lx_checktensor(lua_State *L, int idx);
 /* The tensor at idx, or NULL if it is not a Tensor (raises if it is a closed Tensor). */
 ls_tensor *lx_totensor(lua_State *L, int idx);
+/* The Lua number at idx as a 0-d tensor of dtype ref, boxed on the stack; a non-integral number
+ * next to an integer tensor is an error naming `who` (lx_tensor.c). */
+ls_tensor *lx_scalar_operand(lua_State *L, int idx, ls_dtype ref, const char *who);
 /* Raise the engine's last error message as a Lua error. Never returns. */
 int lx_error(lua_State *L);
 

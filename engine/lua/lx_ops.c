@@ -90,10 +90,7 @@ static int lx_op_call(lua_State *L)
                 if (lua_type(L, arg) != LUA_TNUMBER)
                     return luaL_error(L, "%s: argument %d must be a tensor or a number, got %s", who,
                                       arg, luaL_typename(L, arg));
-                ls_tensor **box = lx_newtensorbox(L);
-                *box = ls_tensor_scalar(ref, lua_tonumber(L, arg));
-                if (!*box) return lx_error(L);
-                t = *box;
+                t = lx_scalar_operand(L, arg, ref, who);
             }
             in[nin++] = t;
             arg++;
@@ -222,6 +219,65 @@ static int lx_batchnorm_train(lua_State *L)
     return 3;
 }
 
+/* The tensors of a Lua list (argument arg) for cat/stack: borrowed pointers in a userdata buffer
+ * left on the stack; Lua numbers are not accepted (a list of tensors is asked for). */
+static ls_tensor **lx_tensor_list(lua_State *L, int arg, const char *who, int *n)
+{
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_Integer len = luaL_len(L, arg);
+    if (len < 1) luaL_error(L, "%s: expected a non-empty list of tensors", who);
+    if (len > LS_OP_MAX_VARIADIC)
+        luaL_error(L, "%s: %I tensors given (at most %d)", who, (LUAI_UACINT)len, LS_OP_MAX_VARIADIC);
+    ls_tensor **ts = lua_newuserdatauv(L, sizeof *ts * (size_t)len, 0);
+    for (lua_Integer i = 1; i <= len; i++) {
+        lua_geti(L, arg, i);
+        ts[i - 1] = lx_totensor(L, -1);
+        if (!ts[i - 1])
+            luaL_error(L, "%s: entry %I of the list is a %s, not a tensor", who, (LUAI_UACINT)i,
+                       luaL_typename(L, -1));
+        lua_pop(L, 1);   /* the list keeps the tensor alive */
+    }
+    *n = (int)len;
+    return ts;
+}
+
+/* ls.cat(tensors, dim = 1): the tensors joined along dim (all other sizes equal). */
+static int lx_cat(lua_State *L)
+{
+    int n, dim = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        lua_Integer d = luaL_checkinteger(L, 2);
+        if (d == 0 || d > LS_MAX_DIMS || d < -LS_MAX_DIMS)
+            return luaL_error(L, "cat: dimension %I is invalid (dims are 1-based; -1 is the last)",
+                              (LUAI_UACINT)d);
+        dim = d > 0 ? (int)d - 1 : (int)d;
+    }
+    lua_settop(L, 2);   /* the list's buffer goes above the arguments */
+    ls_tensor **ts = lx_tensor_list(L, 1, "cat", &n);
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_cat(n, ts, dim);
+    return *box ? 1 : lx_error(L);
+}
+
+/* ls.stack(tensors, dim = 1): equal-shaped tensors along a new dim at position dim (1..ndim+1,
+ * negative counts from the end of the result). */
+static int lx_stack(lua_State *L)
+{
+    int n, dim = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        lua_Integer d = luaL_checkinteger(L, 2);
+        if (d == 0 || d > LS_MAX_DIMS + 1 || d < -(LS_MAX_DIMS + 1))
+            return luaL_error(L, "stack: dimension %I is invalid (dims are 1-based; -1 is the last)",
+                              (LUAI_UACINT)d);
+        dim = d > 0 ? (int)d - 1 : (int)d;
+    }
+    lua_settop(L, 2);   /* the list's buffer goes above the arguments */
+    ls_tensor **ts = lx_tensor_list(L, 1, "stack", &n);
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_stack(n, ts, dim);
+    return *box ? 1 : lx_error(L);
+}
+
 /* Aliases Lua users expect (Torch7 / PyTorch names). */
 static const struct { const char *alias, *op; } lx_op_aliases[] = {
     {"t", "transpose"}, {"view", "reshape"}, {"mm", "matmul"}, {"clip", "clamp"},
@@ -232,15 +288,35 @@ void lx_open_ops(lua_State *L)
     /* module table at -1 */
     lua_pushcfunction(L, lx_batchnorm_train);
     lua_setfield(L, -2, "_batchnorm_train");
+    lua_pushcfunction(L, lx_cat);
+    lua_setfield(L, -2, "cat");
+    lua_pushcfunction(L, lx_stack);
+    lua_setfield(L, -2, "stack");
     luaL_getmetatable(L, LX_TENSOR);
     lua_getfield(L, -1, "methods");
     for (int id = 0; id < LS_OP_COUNT; id++) {
         if (!ls_ops[id]->lua_sig) continue;
+        const char *name = ls_ops[id]->name, *dot = strchr(name, '.');
         lua_pushinteger(L, id);
         lua_pushcclosure(L, lx_op_call, 1);
+        if (dot) {   /* "linalg.solve": a function of the table ls.linalg only */
+            lua_pushlstring(L, name, (size_t)(dot - name));
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, -6) == LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_pushvalue(L, -2);
+                lua_pushvalue(L, -2);
+                lua_rawset(L, -8);
+            }
+            lua_pushvalue(L, -3);
+            lua_setfield(L, -2, dot + 1);
+            lua_pop(L, 3);
+            continue;
+        }
         lua_pushvalue(L, -1);
-        lua_setfield(L, -3, ls_ops[id]->name);   /* method */
-        lua_setfield(L, -4, ls_ops[id]->name);   /* module function */
+        lua_setfield(L, -3, name);   /* method */
+        lua_setfield(L, -4, name);   /* module function */
     }
     for (size_t i = 0; i < sizeof lx_op_aliases / sizeof lx_op_aliases[0]; i++) {
         lua_getfield(L, -1, lx_op_aliases[i].op);

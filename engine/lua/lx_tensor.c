@@ -35,6 +35,15 @@ static int lx_table_shape(lua_State *L, int idx, int64_t *shape)
     return n;
 }
 
+/* Element `index` of an i64 tensor, read and written as integers: 64-bit values pass between Lua
+ * and i64 tensors exactly (a double holds only 53 bits). */
+static int64_t *lx_i64_at(const ls_tensor *t, const int64_t *index)
+{
+    int64_t off = 0;
+    for (int d = 0; d < t->ndim; d++) off += index[d] * t->stride[d];
+    return (int64_t *)ls_tensor_data(t) + off;
+}
+
 static void lx_table_fill(lua_State *L, int idx, ls_tensor *t, int d, int64_t *index)
 {
     int64_t len = (int64_t)luaL_len(L, idx);
@@ -47,6 +56,8 @@ static void lx_table_fill(lua_State *L, int idx, ls_tensor *t, int d, int64_t *i
         if (d + 1 < t->ndim) {
             if (!lua_istable(L, -1)) luaL_error(L, "tensor: ragged table: expected a table at depth %d", d + 2);
             lx_table_fill(L, lua_gettop(L), t, d + 1, index);
+        } else if (t->dtype == LS_I64 && lua_isinteger(L, -1)) {
+            *lx_i64_at(t, index) = (int64_t)lua_tointeger(L, -1);
         } else {
             int isnum;
             double v = lua_tonumberx(L, -1, &isnum);
@@ -265,6 +276,10 @@ static int lx_tensor_item(lua_State *L)
     if (ls_tensor_numel(t) != 1)
         return luaL_error(L, "item: tensor of shape %s has %I elements, expected 1",
                           ls_tensor_shape_str(t), (LUAI_UACINT)ls_tensor_numel(t));
+    if (t->dtype == LS_I64) {
+        lua_pushinteger(L, (lua_Integer) * (const int64_t *)ls_tensor_data(t));
+        return 1;
+    }
     double v = ls_tensor_get_flat(t, 0);
     if (ls_dtype_is_float(t->dtype)) lua_pushnumber(L, v);
     else lua_pushinteger(L, (lua_Integer)v);
@@ -273,6 +288,10 @@ static int lx_tensor_item(lua_State *L)
 
 static void lx_pushelement(lua_State *L, const ls_tensor *t, const int64_t *index)
 {
+    if (t->dtype == LS_I64) {
+        lua_pushinteger(L, (lua_Integer)*lx_i64_at(t, index));
+        return;
+    }
     double v = ls_tensor_get(t, index);
     if (ls_dtype_is_float(t->dtype)) lua_pushnumber(L, v);
     else lua_pushinteger(L, (lua_Integer)v);
@@ -577,34 +596,53 @@ static int lx_tensor_tostring(lua_State *L)
 
 /* ---- arithmetic metamethods: either side may be a Lua number ---- */
 
-static ls_tensor *lx_operand(lua_State *L, int idx, const ls_tensor *other)
+/* The Lua number at idx as a 0-d tensor of dtype `ref` (the other operand's), in a new box on the
+ * stack. A number next to an integer tensor must be integral: it is never truncated. */
+ls_tensor *lx_scalar_operand(lua_State *L, int idx, ls_dtype ref, const char *who)
 {
-    ls_tensor *t = lx_totensor(L, idx);
-    if (t) return t;
-    if (lua_type(L, idx) != LUA_TNUMBER)
-        luaL_error(L, "arithmetic: expected a tensor or a number, got %s", luaL_typename(L, idx));
-    ls_tensor **box = lx_newtensorbox(L);   /* stays on the stack until the metamethod returns */
-    *box = ls_tensor_scalar(other ? other->dtype : LS_F32, lua_tonumber(L, idx));
+    if (!ls_dtype_is_float(ref) && !lua_isinteger(L, idx)) {
+        lua_Number v = lua_tonumber(L, idx);
+        if (!(v >= -9.2233720368547758e18 && v < 9.2233720368547758e18 &&
+              v == (lua_Number)(lua_Integer)v))
+            luaL_error(L, "%s: %s is not an integer, and the other operand is %s (convert it with "
+                       ":double() first)", who, lua_tostring(L, idx), ls_dtype_name(ref));
+    }
+    ls_tensor **box = lx_newtensorbox(L);   /* stays on the stack until the caller returns */
+    if (ref == LS_I64 && lua_isinteger(L, idx)) {   /* exactly, all 64 bits */
+        if ((*box = ls_tensor_new(LS_I64, 0, NULL)))
+            *(int64_t *)ls_tensor_data(*box) = (int64_t)lua_tointeger(L, idx);
+    } else {
+        *box = ls_tensor_scalar(ref, lua_tonumber(L, idx));
+    }
     if (!*box) lx_error(L);
     return *box;
 }
 
-static int lx_binary_meta(lua_State *L, ls_tensor *(*fn)(ls_tensor *, ls_tensor *))
+static ls_tensor *lx_operand(lua_State *L, int idx, const ls_tensor *other, const char *who)
+{
+    ls_tensor *t = lx_totensor(L, idx);
+    if (t) return t;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "%s: expected a tensor or a number, got %s", who, luaL_typename(L, idx));
+    return lx_scalar_operand(L, idx, other->dtype, who);
+}
+
+static int lx_binary_meta(lua_State *L, ls_tensor *(*fn)(ls_tensor *, ls_tensor *), const char *who)
 {
     ls_tensor *other = lx_totensor(L, 1) ? lx_totensor(L, 1) : lx_totensor(L, 2);
-    if (other == NULL) return luaL_error(L, "arithmetic: no tensor operand");
-    ls_tensor *a = lx_operand(L, 1, other);
-    ls_tensor *b = lx_operand(L, 2, other);
+    if (other == NULL) return luaL_error(L, "%s: no tensor operand", who);
+    ls_tensor *a = lx_operand(L, 1, other, who);
+    ls_tensor *b = lx_operand(L, 2, other, who);
     ls_tensor **box = lx_newtensorbox(L);
     *box = fn(a, b);
     if (!*box) return lx_error(L);
     return 1;
 }
-static int lx_meta_add(lua_State *L) { return lx_binary_meta(L, ls_add); }
-static int lx_meta_sub(lua_State *L) { return lx_binary_meta(L, ls_sub); }
-static int lx_meta_mul(lua_State *L) { return lx_binary_meta(L, ls_mul); }
-static int lx_meta_div(lua_State *L) { return lx_binary_meta(L, ls_div); }
-static int lx_meta_pow(lua_State *L) { return lx_binary_meta(L, ls_pow); }
+static int lx_meta_add(lua_State *L) { return lx_binary_meta(L, ls_add, "add"); }
+static int lx_meta_sub(lua_State *L) { return lx_binary_meta(L, ls_sub, "sub"); }
+static int lx_meta_mul(lua_State *L) { return lx_binary_meta(L, ls_mul, "mul"); }
+static int lx_meta_div(lua_State *L) { return lx_binary_meta(L, ls_div, "div"); }
+static int lx_meta_pow(lua_State *L) { return lx_binary_meta(L, ls_pow, "pow"); }
 
 static int lx_meta_unm(lua_State *L)
 {

@@ -181,7 +181,7 @@ for _, name in ipairs({
     -- C module (besides the registry ops)
     "ls.available_cores", "ls.clock", "ls.enable_grad", "ls.get_rng_state", "ls.get_threads",
     "ls.initial_seed", "ls.is_grad_enabled", "ls.is_tensor", "ls.manual_seed", "ls.memory",
-    "ls.no_grad", "ls.set_threads", "ls.jvp", "ls.vjp",
+    "ls.no_grad", "ls.set_threads", "ls.jvp", "ls.vjp", "ls.cat", "ls.stack",
     "ls.io.csv_read", "ls.io.csv_write", "ls.io.load_safetensors", "ls.io.save_safetensors",
     "ls.io.read_idx", "ls.io.write_idx",
     -- nn: layers without options, the class maker, containers
