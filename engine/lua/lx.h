@@ -57,6 +57,15 @@ int lx_unknown_option(lua_State *L, int level, const char *who, const char *key,
                       const char *const *known);
 
 /* Each binding file adds its functions to the module table on top of the stack. */
+/* Help for C functions (help(f) in the REPL): the signature, a one-paragraph description and an
+ * example. Each binding file lists the entries of its functions beside its function table;
+ * `name` is the field ("randn", "linalg.solve") or the Tensor method ("size"). */
+typedef struct lx_help {
+    const char *name, *sig, *text, *example;
+} lx_help;
+/* Adds entries (ending with a NULL name) to ls._help of the module table at index `module`. */
+void lx_add_help(lua_State *L, int module, const lx_help *entries);
+
 void lx_open_tensor(lua_State *L);   /* lx_tensor.c: Tensor type, creation, ops */
 void lx_open_random(lua_State *L);   /* lx_random.c: seeds, generators, random tensors */
 void lx_open_io(lua_State *L);       /* lx_io.c: ls.io.* (IDX, CSV, safetensors) */

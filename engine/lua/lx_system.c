@@ -47,6 +47,26 @@ static int lx_clock(lua_State *L)
     return 1;
 }
 
+/* help(f) for the functions below (lx_add_help). */
+static const lx_help lx_system_help[] = {
+    {"clock", "ls.clock() -> number",
+     "Seconds on a monotonic wall clock, for timing (os.clock is CPU time summed over threads).",
+     "local t0 = ls.clock(); work(); print(ls.clock() - t0)"},
+    {"set_threads", "ls.set_threads(n) -> nil",
+     "The number of threads of the engine's pool and of OpenBLAS (also LANDSCAPE_THREADS). "
+     "Results of engine kernels do not depend on it.",
+     "ls.set_threads(2)"},
+    {"get_threads", "ls.get_threads() -> integer",
+     "The engine's thread count.",
+     "ls.get_threads()"},
+    {"available_cores", "ls.available_cores() -> integer",
+     "The cores this process may run on.",
+     "ls.set_threads(ls.available_cores())"},
+    {"memory", "ls.memory() -> integer",
+     "The bytes currently held by tensors and graphs.",
+     "print(ls.memory())"},
+    {NULL, NULL, NULL, NULL}};
+
 static const luaL_Reg lx_system_module[] = {
     {"clock", lx_clock},
     {"set_threads", lx_set_threads}, {"get_threads", lx_get_threads},
@@ -55,6 +75,7 @@ static const luaL_Reg lx_system_module[] = {
 void lx_open_system(lua_State *L)
 {
     luaL_setfuncs(L, lx_system_module, 0);
+    lx_add_help(L, -1, lx_system_help);
     lua_pushstring(L, LS_VERSION);
     lua_setfield(L, -2, "version");
 }

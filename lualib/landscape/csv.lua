@@ -41,6 +41,7 @@ end
 --                    the file's order), else an error naming the missing and extra columns.
 -- The parent directory is created when missing. A fresh table is written to "<path>.part" and
 -- renamed into place, so a crash never leaves half a table behind.
+-- e.g. ls.csv.write("out/run.csv", {{epoch = 1, loss = 0.5}, {epoch = 2, loss = 0.4}})
 function M.write(path, rows, opts)
     if type(path) ~= "string" then error("csv.write: path must be a string", 2) end
     if type(rows) ~= "table" then error("csv.write: rows must be a list of tables", 2) end
@@ -70,6 +71,7 @@ end
 
 --- Read a table: {columns = {names in file order}, data = {name -> Tensor (f64, numeric columns,
 -- empty cells NaN) or list of strings}, nrows = n}.
+-- e.g. local t = ls.csv.read("out/run.csv")
 function M.read(path)
     if type(path) ~= "string" then error("csv.read: path must be a string", 2) end
     return ls.io.csv_read(path)
@@ -78,6 +80,7 @@ end
 --- Read a table as a list of rows {name -> number or string}, plus the column names in file order.
 -- Numbers with an integral value come back as Lua integers (a seed of 3 reads as 3, not 3.0); empty
 -- numeric cells, and cells reading "nan", become nil. Empty string cells stay "".
+-- e.g. for _, r in ipairs(ls.csv.read_rows("out/run.csv")) do print(r.loss) end
 function M.read_rows(path)
     local t = M.read(path)
     local cols = {}

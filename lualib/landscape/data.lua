@@ -58,6 +58,7 @@ end
 -- more until n is reached (C = number of distinct labels). The draw walks one random permutation
 -- (ls.randperm(N, {seed = seed})) and keeps an index while its class is below its quota, so the same
 -- seed always gives the same subset, and a larger n's subset is not related to a smaller one's.
+-- e.g. local small = ls.data.balanced_subset(train, 1000, {seed = 1})
 local function balanced_subset(labels, n, seed, who)
     who = who or "balanced_subset"
     local N = #labels
@@ -137,6 +138,10 @@ local STREAM_SHUFFLE, STREAM_CROP, STREAM_FLIP, STREAM_NOISE_PICK, STREAM_NOISE_
     1, 2, 3, 4, 5
 
 local function is_dataset(v) return getmetatable(v) == Dataset end
+--- ls.data.is_dataset(v) -> boolean
+-- Whether v is a Dataset (ls.dataset, ls.data.fashion_mnist, ...).
+-- e.g. ls.data.is_dataset(ls.dataset(ls.zeros(2, 3), ls.tensor({1, 2},
+--          {dtype = "i64"})))   --> true
 M.is_dataset = is_dataset
 
 -- Labels as an i64 tensor [N]: from an i64/u8 tensor or a Lua list of integers.
@@ -207,6 +212,7 @@ end
 -- 1-based class indices (1..C). y may be omitted for an unlabelled set. Also accepts one table
 -- {x = ..., y = ..., classes = ...} (for instance the result of data.idx).
 -- opts: classes = list of class names; source, split, normalization: descriptive fields kept as is.
+-- e.g. local d = ls.dataset(ls.randn({100, 4}), ls.randint(1, 4, {100}))
 M.dataset = public(function(x, y, opts)
     if is_dataset(x) and y == nil then return x end
     if type(x) == "table" then   -- {x = ..., y = ..., classes = ...}
@@ -593,6 +599,7 @@ end
 -- Returns a Dataset (see M.dataset) with the fields x = Tensor [N, 1, H, W] (images given as
 -- [N, H, W] gain a channel dim), y = Tensor [N] i64 holding the file's labels + 1 (1-based class
 -- indices), classes = ..., n = N, source = images path, normalization = {mean, std} or nil.
+-- e.g. local d = ls.data.idx{images = "imgs.idx.gz", labels = "labels.idx.gz"}
 local function load_idx(opts)
     local who = (type(opts) == "table" and opts.name) or "idx"
     opts = check_options(opts, {images = true, labels = true, n = true, seed = true, normalize = true,
@@ -680,6 +687,7 @@ M.idx = public(load_idx)
 -- Returns a Dataset (see M.dataset: ds:batches, ds:subset, ...) with the fields x = Tensor
 -- [N, 1, 28, 28], y = Tensor [N] i64 in 1..10, classes = names (classes[y]), n = N, source = images
 -- path, split = split, normalization = {mean, std} (the map applied to the [0, 1] pixels) or nil.
+-- e.g. local train = ls.data.fashion_mnist{split = "train", n = 5000, seed = 1}
 local function fashion_mnist(opts)
     opts = check_options(opts, {split = true, n = true, seed = true, normalize = true, dtype = true,
                                 dir = true}, "fashion_mnist")

@@ -45,6 +45,8 @@ local function make(names, cols, n)
 end
 
 --- ls.table.is_table(v)
+-- Whether v is a column table (ls.table).
+-- e.g. ls.table.is_table(ls.table.from_rows({{a = 1}}))   --> true
 function M.is_table(v) return getmetatable(v) == Table end
 
 -- Levenshtein distance, for "did you mean".
@@ -136,6 +138,7 @@ end
 
 --- ls.table.from_columns(names, data): data maps each name to a list or a 1-D Tensor, all of one
 -- length.
+-- e.g. local t = ls.table.from_columns({"a", "b"}, {a = {1, 2}, b = {3, 4}})
 M.from_columns = public(function(names, data)
     local who = "table.from_columns"
     names = names_arg(names, who)
@@ -166,6 +169,7 @@ end)
 
 --- ls.table.from_rows(rows [, {columns = names}]): rows is a list of tables name -> value; the
 -- columns default to every key used, sorted (Lua tables have no key order).
+-- e.g. local t = ls.table.from_rows({{a = 1, b = 3}, {a = 2, b = 4}})
 M.from_rows = public(function(rows, opts)
     local who = "table.from_rows"
     if type(rows) ~= "table" then fail("%s: rows must be a list of tables", who) end
@@ -213,6 +217,9 @@ M.from_rows = public(function(rows, opts)
 end)
 
 --- ls.table.read_csv(path): through the libcsv reader (ls.io.csv_read); see the header for types.
+-- A table from a CSV file, its columns in the file's order (numbers where every value parses,
+-- strings otherwise).
+-- e.g. local t = ls.table.read_csv("out/study.csv"); print(t.n)
 M.read_csv = public(function(path)
     if type(path) ~= "string" then
         fail("table.read_csv: path must be a string, got %s", type(path))
@@ -581,6 +588,7 @@ end
 
 --- ls.table.concat(tables): the rows of each table in turn; all must have the same column names
 -- (in any order; the first table's order is kept) and kinds.
+-- e.g. local all = ls.table.concat({shard1, shard2})
 M.concat = public(function(list)
     local who = "table.concat"
     if type(list) ~= "table" or #list == 0 then

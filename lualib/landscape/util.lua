@@ -20,17 +20,25 @@ local fail = M.fail
 -- outermost one adds a position, so a message carries exactly one: the user's line.
 local depth = 0
 
+-- wrapper -> the function it wraps (for help: the wrapped function's source holds its doc)
+local inner = setmetatable({}, {__mode = "k"})
+
 --- Wrap fn so that its errors are re-raised at the caller's line; all results are passed through.
 -- A public function called by another one (inside the library) passes errors on unchanged.
 function M.public(fn)
-    return function(...)
+    local w = function(...)
         depth = depth + 1
         local res = table.pack(pcall(fn, ...))
         depth = depth - 1
         if not res[1] then error(res[2], depth == 0 and 2 or 0) end
         return table.unpack(res, 2, res.n)
     end
+    inner[w] = fn
+    return w
 end
+
+--- The function a public() wrapper wraps (f itself when it is not one).
+function M.unwrap(f) return inner[f] or f end
 
 --- The sorted names of a set {name = true, ...}.
 function M.sorted_keys(set)

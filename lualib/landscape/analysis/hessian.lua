@@ -258,22 +258,26 @@ end
 -- (1-based start of each parameter in the flat vector), matvecs (count). Methods: matvec,
 -- unflatten, flatten, dense, per_layer, trace_per_layer, settings, refresh, and the estimators
 -- (eigs, power, trace, diag, density, moments).
+-- e.g. local H = ls.curvature.hessian(model, train, {batch = 1000}); print(H:eigs{k = 3})
 M.hessian = public(function(a, b, c) return make_op("hessian", setup("hessian", a, b, c)) end)
 
 --- ls.curvature.ggn(...) -> operator for the generalized Gauss-Newton matrix
 -- (1/N) sum_i J_i^T (diag(p_i) - p_i p_i^T) J_i of the cross-entropy loss, J_i the Jacobian of sample
 -- i's logits. Positive semi-definite. Arguments as for hessian (loss must be "cross_entropy"). In
 -- train mode with batch norm, J is the Jacobian of the whole batch's logits.
+-- e.g. local G = ls.curvature.ggn(model, train); print(G:trace{probes = 50})
 M.ggn = public(function(a, b, c) return make_op("ggn", setup("ggn", a, b, c)) end)
 
 --- ls.curvature.fisher(...) -> operator for the empirical Fisher (1/N) sum_i g_i g_i^T, g_i the
 -- gradient of sample i's loss (at its label). Arguments as for hessian. Computed per batch as
 -- J_l^T (J_l v) / N, J_l the [B x n] Jacobian of the per-sample losses, without a per-sample loop.
+-- e.g. local F = ls.curvature.fisher(model, train); print(F:eigs{k = 1})
 M.fisher = public(function(a, b, c) return make_op("fisher", setup("fisher", a, b, c)) end)
 
 --- ls.curvature.grad_norm(objective) or (model, data [, opts]) -> {norm = ||grad L||, grad = flat
 -- tensor, loss = L, mode, batch, n_data, params}: the gradient of the mean loss over the whole
 -- dataset (obj:grad()), flat over the selected parameters.
+-- e.g. print(ls.curvature.grad_norm(model, train).norm)
 M.grad_norm = public(function(a, b, c)
     local obj = setup("grad_norm", a, b, c)
     local g, L = obj:grad()

@@ -63,6 +63,7 @@ end
 --   matvec  (required) function(v) -> A v: v is a fresh 1-D tensor of length n; must return a 1-D
 --           tensor of length n and the operator dtype. Errors it raises propagate unchanged.
 --   name = "operator"  a label recorded in results
+-- e.g. local A = ls.curvature.operator{n = 3, matvec = function(v) return v * 2 end}
 local function new_operator(opts, cls)
     local who = "curvature.operator"
     if type(opts) ~= "table" then fail("%s: expected an options table {n = , matvec = }", who) end
@@ -87,6 +88,7 @@ M._new_operator = new_operator
 
 --- An operator from a dense symmetric matrix A ([n x n], f32 or f64); the product runs in C.
 -- Symmetry is not checked. op.matrix is A.
+-- e.g. local A = ls.curvature.dense(ls.eye(4, {dtype = "f64"})); print(A:trace().estimate)
 M.dense = public(function(A, opts)
     local who = "curvature.dense"
     if not ls.is_tensor(A) or A:dim() ~= 2 or A:size(1) ~= A:size(2) then
@@ -102,6 +104,9 @@ M.dense = public(function(A, opts)
                          name = opts.name or "dense"}, Operator)
 end)
 
+--- ls.curvature.is_operator(v) -> boolean
+-- Whether v is a linear operator of ls.curvature (dense, operator, hessian, ggn, fisher).
+-- e.g. ls.curvature.is_operator(ls.curvature.dense(ls.eye(3, {dtype = "f64"})))   --> true
 M.Operator = Operator
 function M.is_operator(x) return type(x) == "table" and x._is_operator == true end
 

@@ -108,6 +108,7 @@ local LINES = opts_with({x = true, y = true, y2 = true, group = true, panels = t
 --                        y +- yerr around each line
 --   markers    "auto"    true / false, or "auto": markers when no line has more than 30 points
 --   y2label, y2range, logy2  as ylabel, yrange, logy for the right axis
+-- e.g. ls.plot.lines(rows, {x = "epoch", y = "loss", y2 = "accuracy", out = "out/curve.pdf"})
 local function lines(rows, opts)
     local who = "plot.lines"
     opts = check_options(opts or {}, LINES, who)
@@ -295,6 +296,7 @@ local HIST = opts_with({x = true, group = true, bins = true, range = true, densi
 --   range      nil       {lo, hi} the bins cover (values outside are left out); default: the data
 --   density    false     scale each histogram to area 1 (comparable across group sizes)
 -- NaN and infinite values are not counted.
+-- e.g. ls.plot.histogram(rows, {x = "margin", group = "class", out = "out/margins.png"})
 local function histogram(values, opts)
     local who = "plot.histogram"
     opts = check_options(opts or {}, HIST, who)
@@ -352,6 +354,8 @@ local SCATTER = opts_with({x = true, y = true, group = true, fit = true, diagona
 --   fit        false     true: the least-squares line through all points (ls.stats.ols), its
 --                        equation and R² in the key; the fit is the fourth result
 --   diagonal   false     draw y = x and give both axes the same range (predicted against measured)
+-- e.g. ls.plot.scatter(rows, {x = "predicted", y = "gap", fit = true, diagonal = true,
+--          out = "out/gap.png"})
 local function scatter(rows, opts)
     local who = "plot.scatter"
     opts = check_options(opts or {}, SCATTER, who)
@@ -518,6 +522,9 @@ end
 --   is {nil, v}), zlabel (default: z's column name).
 -- The rows must form a rectangular grid (any nx x ny; every x at every y). The map is
 -- interpolated between the grid points (pm3d), so a 21 x 21 slice draws smooth.
+-- e.g. ls.plot.contour(ls.landscape.plane(model, train), {out = "out/plane.png"})
+--      ls.plot.heatmap(rows, {out = "out/heat.png", colormap = "magma"})
+--      ls.plot.surface(rows, {out = "out/surface.pdf"})
 M.contour = public(function(rows, opts) return grid_plot("contour", rows, opts) end)
 M.heatmap = public(function(rows, opts) return grid_plot("heatmap", rows, opts) end)
 M.surface = public(function(rows, opts) return grid_plot("surface", rows, opts) end)

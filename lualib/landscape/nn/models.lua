@@ -65,6 +65,7 @@ end
 -- then linear(d, classes). Input [N, ...] with prod(...) = input ([N, 1, 28, 28] for 784).
 -- activation: "relu", "leaky_relu", "tanh", "sigmoid", "softplus", "gelu", "identity", or a
 -- function returning a module.
+-- e.g. local m = ls.nn.mlp{hidden = {512, 512}, seed = 1}
 function M.mlp(opts)
     local who = "mlp"
     local nxt, dtype
@@ -104,6 +105,7 @@ end
 --                       "none" (the size is then kept)
 --   global_pool false   true: global average pooling after the last stage instead of flatten, so
 --                       the head sees c_last features whatever the input size
+-- e.g. local m = ls.nn.cnn{channels = {32, 64}, pool = "avg", global_pool = true}
 function M.cnn(opts)
     local who = "cnn"
     local nxt, dtype
@@ -161,6 +163,7 @@ end
 -- then for each width w_i, `blocks` basic blocks (blocks may be a list, one count per stage), the
 -- first of stage i > 1 with stride 2; then global_avgpool and linear(w_last, classes).
 -- skip = false gives the same network without shortcuts (a plain CNN of the same depth).
+-- e.g. local m = ls.nn.resnet{widths = {16, 32}, blocks = 2}
 function M.resnet(opts)
     local who = "resnet"
     local nxt, dtype

@@ -96,6 +96,7 @@ local function module_tostring(self) return self:repr("") end
 
 --- nn.class(name [, parent = nn.Module]) -> a new module class. Define `cls.new(...)` (or use
 -- nn.Module.init(self)) and `cls:forward(x)`; see docs/nn.md "Custom modules".
+-- e.g. local Scale = ls.nn.class("Scale"); function Scale:forward(x) return x * 2 end
 function M.class(name, parent)
     parent = parent or Module
     local cls = {}
@@ -297,6 +298,9 @@ function Module:save(path, metadata)
 end
 
 --- ls.nn.load_into(model, path [, {strict = true, cast = false}]) -> model, metadata
+-- Loads a safetensors state dict (torch's names) into model's parameters and buffers; strict =
+-- true refuses missing or extra names, cast = true converts dtypes.
+-- e.g. local m, meta = ls.nn.load_into(ls.nn.mlp{}, "out/mlp_s1.safetensors")
 function M.load_into(model, path, opts)
     if type(model) ~= "table" or getmetatable(model) == nil or model.load_state_dict == nil then
         fail("load_into: expected a module, got %s", type(model))

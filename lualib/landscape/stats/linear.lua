@@ -162,11 +162,19 @@ local function entry(kind)
 end
 
 --- ls.stats.ols(X, y [, opts]) -> fit, or ls.stats.ols([opts]) -> model. See the header.
+-- Ordinary least squares over LAPACK (QR or SVD when rank deficient), with standard errors, R²
+-- and adjusted R²; without data, the model specification cross_validate takes.
+-- e.g. local fit = ls.stats.ols(X, y, {standardize = true}); print(fit)
 M.ols = entry("ols")
 --- ls.stats.ridge(X, y [, opts]) -> fit, or ls.stats.ridge([opts]) -> model. See the header.
+-- Ridge regression with an unpenalised intercept, lambda given or chosen by inner k-fold CV;
+-- without data, a model specification.
+-- e.g. local fit = ls.stats.ridge(X, y, {lambda = "cv"}); print(fit.lambda)
 M.ridge = entry("ridge")
 
 --- ls.stats.is_model(v): whether v is a model specification (ols{...} or ridge{...}).
+-- Whether v is a model specification (ls.stats.ols{...} or ls.stats.ridge{...}).
+-- e.g. ls.stats.is_model(ls.stats.ols())   --> true
 function M.is_model(v) return getmetatable(v) == Spec end
 
 --- fit:predict(X) -> Tensor f64 [n].

@@ -211,6 +211,9 @@ function Objective:_set_selection(sel)
 end
 
 --- ls.objective(model, data [, opts]) -> objective (options in the header).
+-- Model + data + loss + mode + parameter selection + batching, in one object that every
+-- analysis and training method takes (value, grad, hvp, batch views).
+-- e.g. local obj = ls.objective(model, train, {batch = 500, mode = "eval"}); print(obj:value())
 M.objective = public(function(model, d, opts) return new(model, d, opts, "objective") end)
 
 --- objective.resolve(who, a, b, c [, defaults]) -> obj, opts: the two ways every analysis is
