@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 
 pkgs="build-essential cmake pkg-config lua5.4 liblua5.4-dev libopenblas-dev liblapacke-dev
       lua-filesystem libcsv-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox"
+pkgs="$pkgs libedit-dev libjansson-dev"   # the REPL's line editor, the safetensors header's JSON
 if [ "${1:-}" = "--test" ]; then
     shift
     pkgs="$pkgs lua-busted python3-torch python3-numpy python3-scipy python3-sklearn"
+    pkgs="$pkgs luarocks"   # tools/check_install.sh: the rockspec's install
 fi
 
 missing=""

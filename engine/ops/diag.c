@@ -21,6 +21,22 @@ static int64_t diag_len(int64_t m, int64_t n, int64_t k)
     return len > 0 ? len : 0;
 }
 
+/* Copies between a 1-D tensor and diagonal k of a 2-D one (a strided view of len elements):
+ * to_diag = true writes v into m's diagonal, false reads the diagonal into v. */
+static ls_status diag_copy(ls_tensor *m, int64_t k, ls_tensor *v, int64_t len, bool to_diag)
+{
+    if (len == 0) return LS_OK;
+    ls_tensor *d = ls_tensor_alias(m);
+    if (!d) return ls_error_code();
+    d->offset += k >= 0 ? k * m->stride[1] : -k * m->stride[0];
+    d->ndim = 1;
+    d->shape[0] = len;
+    d->stride[0] = m->stride[0] + m->stride[1];
+    ls_status rc = to_diag ? ls_tensor_copy_(d, v) : ls_tensor_copy_(v, d);
+    ls_tensor_release(d);
+    return rc;
+}
+
 static ls_tensor *diag_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     ls_tensor *x = in[0];
@@ -28,20 +44,7 @@ static ls_tensor *diag_fwd(ls_tensor *const *in, const ls_attrs *a)
     if (x->ndim == 2) {
         int64_t m = x->shape[0], n = x->shape[1], len = diag_len(m, n, k);
         ls_tensor *out = ls_tensor_new(x->dtype, 1, &len);
-        if (!out || len == 0) return out;
-        /* the diagonal as a strided view of x, copied */
-        ls_tensor *v = ls_tensor_alias(x);
-        if (!v) {
-            ls_tensor_release(out);
-            return NULL;
-        }
-        v->offset += k >= 0 ? k * x->stride[1] : -k * x->stride[0];
-        v->ndim = 1;
-        v->shape[0] = len;
-        v->stride[0] = x->stride[0] + x->stride[1];
-        ls_status rc = ls_tensor_copy_(out, v);
-        ls_tensor_release(v);
-        if (rc) {
+        if (out && diag_copy(x, k, out, len, false)) {
             ls_tensor_release(out);
             return NULL;
         }
@@ -63,24 +66,7 @@ static ls_tensor *diag_fwd(ls_tensor *const *in, const ls_attrs *a)
         }
     }
     ls_tensor *out = ls_tensor_new(x->dtype, 2, shape);
-    if (!out) return NULL;
-    if (ls_tensor_fill_(out, 0.0)) {
-        ls_tensor_release(out);
-        return NULL;
-    }
-    if (n == 0) return out;
-    ls_tensor *v = ls_tensor_alias(out);
-    if (!v) {
-        ls_tensor_release(out);
-        return NULL;
-    }
-    v->offset += k >= 0 ? k * out->stride[1] : -k * out->stride[0];
-    v->ndim = 1;
-    v->shape[0] = n;
-    v->stride[0] = out->stride[0] + out->stride[1];
-    ls_status rc = ls_tensor_copy_(v, x);
-    ls_tensor_release(v);
-    if (rc) {
+    if (out && (ls_tensor_fill_(out, 0.0) || diag_copy(out, k, x, n, true))) {
         ls_tensor_release(out);
         return NULL;
     }

@@ -4,7 +4,7 @@
  * Not part of the default build. With clang, from the repository root:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iengine tests/fuzz/fuzz_safetensors.c \
  *       engine/data/*.c engine/core/*.c engine/tensor/*.c engine/autograd/*.c engine/ops/*.c \
- *       -lz -lcsv -lopenblas -llapacke -lm -lpthread -o fuzz_safetensors
+ *       -ljansson -lz -lcsv -lopenblas -llapacke -lm -lpthread -o fuzz_safetensors
  *   ./fuzz_safetensors -max_total_time=60 -max_len=4096 corpus/
  * (data/fixtures/tiny.safetensors makes a good seed corpus.) */
 #include <stddef.h>
