@@ -18,30 +18,22 @@
 local ls = require "landscape"
 local fs = ls.fs
 
+local P = require("landscape.study.args").parser{
+    name = "bn_smoothness", usage = "landscape scripts/bn_smoothness.lua [options]", options = {
+    {"steps", 300, "SGD steps per network", min = 1},
+    {"every", 10, "probe every K steps", min = 1},
+    {"arch", "mlp", "each with and without batch norm", choices = {"mlp", "cnn"}},
+    {"lr", 0.1, "SGD learning rate", min = 0},
+    {"batch", 128, "batch size", min = 1},
+    {"n", 5000, "Fashion-MNIST training subset", min = 1},
+    {"eta_scale", 1.0, "the probe's step sizes are S * {0.05, ..., 0.4}", min = 0},
+    {"seed", 1, "model initialisation and batch order", min = 1},
+    {"threads", nil, "engine and BLAS threads", type = "integer", min = 1},
+    {"out", "out", "output directory", column = false}}}
+local cfg = P:parse(arg)
 local function usage(msg)
-    io.stderr:write("bn_smoothness: ", msg, "\nusage: landscape scripts/bn_smoothness.lua " ..
-                    "[--steps N] [--every K] [--arch mlp|cnn] [--lr L] [--n N] [--out out/]\n")
-    os.exit(1)
-end
-
-local cfg = {steps = 300, every = 10, arch = "mlp", lr = 0.1, batch = 128, n = 5000,
-             eta_scale = 1, seed = 1, out = "out"}
-local NUM = {steps = "int", every = "int", lr = "num", batch = "int", n = "int",
-             eta_scale = "num", seed = "int", threads = "int"}
-local i = 1
-while i <= #arg do
-    local k = arg[i]:match("^%-%-([%w_-]+)$")
-    k = k and k:gsub("-", "_")
-    if not k or (cfg[k] == nil and not NUM[k]) then usage("unexpected argument " .. tostring(arg[i])) end
-    local v = arg[i + 1]
-    if v == nil then usage("--" .. k .. " needs a value") end
-    if NUM[k] then
-        v = tonumber(v)
-        if NUM[k] == "int" then v = v and math.tointeger(v) end
-        if not v or v <= 0 then usage("--" .. k .. " needs a positive number") end
-    end
-    cfg[k] = v
-    i = i + 2
+    io.stderr:write("bn_smoothness: ", msg, "\n", P:usage())
+    os.exit(2)
 end
 
 local function build(bn)

@@ -29,38 +29,29 @@ local ls = require "landscape"
 local fs = ls.fs
 local curvature = ls.curvature
 
+local P = require("landscape.study.args").parser{
+    name = "hessian_spectrum", usage = "landscape scripts/hessian_spectrum.lua [options]", options = {
+    {"model", nil, "weights to analyse (default: train a small MLP first)", type = "string"},
+    {"arch", "mlp", "architecture of --model", choices = {"mlp", "cnn"}},
+    {"hidden", "32", "MLP hidden widths, comma-separated"},
+    {"n", 1000, "training images the Hessian averages over", min = 1},
+    {"batch", 1000, "batch of the Hessian operator", min = 1},
+    {"mode", "eval", "batch-norm/dropout mode of the operator", choices = {"eval", "train"}},
+    {"k", 3, "number of top and of bottom eigenvalues", min = 1},
+    {"probes", 100, "Hutchinson probes", min = 1},
+    {"steps", 100, "SLQ Lanczos steps", min = 1},
+    {"runs", 10, "SLQ runs", min = 1},
+    {"seed", 1, "seeds the data subset, the training and every estimator", min = 1},
+    {"train_steps", 300, "steps of the quick training run without --model", min = 1},
+    {"threads", nil, "engine and BLAS threads (default: all cores)", type = "integer", min = 1},
+    {"out", "out", "output directory", column = false}}}
+local cfg = P:parse(arg)
 local function usage(msg)
-    io.stderr:write("hessian_spectrum: ", msg, "\n",
-                    "usage: landscape scripts/hessian_spectrum.lua [--model FILE --arch mlp|cnn] "
-                    .. "[--n N] [--batch B] [--mode eval|train] [--k K] [--probes P] [--steps S] "
-                    .. "[--runs R] [--seed S] [--out DIR] (see the header of this script)\n")
-    os.exit(1)
-end
-
-local cfg = {arch = "mlp", hidden = "32", n = 1000, batch = 1000, mode = "eval", k = 3, probes = 100,
-             steps = 100, runs = 10, seed = 1, train_steps = 300, out = "out"}
-local NUMBERS = {n = true, batch = true, k = true, probes = true, steps = true, runs = true,
-                 seed = true, train_steps = true, threads = true}
-local STRINGS = {model = true, arch = true, hidden = true, mode = true, out = true}
-local i = 1
-while i <= #arg do
-    local k = arg[i]:match("^%-%-([%w_-]+)$")
-    if not k then usage("unexpected argument " .. arg[i]) end
-    k = k:gsub("-", "_")
-    if not (NUMBERS[k] or STRINGS[k]) then usage("unknown option --" .. k) end
-    local v = arg[i + 1]
-    if v == nil then usage("--" .. k .. " needs a value") end
-    if NUMBERS[k] then
-        v = math.tointeger(tonumber(v))
-        if v == nil or v < 1 then usage("--" .. k .. " needs a positive whole number, got " .. arg[i + 1]) end
-    end
-    cfg[k] = v
-    i = i + 2
+    io.stderr:write("hessian_spectrum: ", msg, "\n", P:usage())
+    os.exit(2)
 end
 if cfg.threads then ls.set_threads(cfg.threads) end
 cfg.threads = ls.get_threads()
-if cfg.arch ~= "mlp" and cfg.arch ~= "cnn" then usage("--arch must be mlp or cnn, got " .. cfg.arch) end
-if cfg.mode ~= "eval" and cfg.mode ~= "train" then usage("--mode must be eval or train, got " .. cfg.mode) end
 
 local timings = {}
 local function timed(name, fn)

@@ -18,30 +18,25 @@
 local ls = require "landscape"
 local fs = ls.fs
 
+local P = require("landscape.study.args").parser{
+    name = "landscape_slice", usage = "landscape scripts/landscape_slice.lua [options]", options = {
+    {"model", nil, "a safetensors state dict to load (default: train a small MLP first)",
+     type = "string"},
+    {"arch", "mlp", "the architecture the model holds", choices = {"mlp", "cnn"}},
+    {"hidden", "64", "MLP hidden widths"},
+    {"n", 1000, "training examples the loss is evaluated on"},
+    {"grid", "21x21", "grid points NXxNY"},
+    {"range", "-1,1", "LO,HI of the grid in both directions"},
+    {"norm", "filter", "direction normalisation (filter, layer, weight, dfilter, dlayer, none)"},
+    {"ignore", "biasbn", "biasbn (zero bias/BN directions) or none"},
+    {"seed", 1, "seeds the directions (and the quick training)"},
+    {"epochs", 2, "epochs of the quick training when no model is given"},
+    {"threads", nil, "engine and BLAS threads", type = "integer"},
+    {"out", "out", "output directory", column = false}}}
+local cfg = P:parse(arg)
 local function usage(msg)
-    io.stderr:write("landscape_slice: ", msg, "\nusage: landscape scripts/landscape_slice.lua " ..
-                    "[--model FILE --arch mlp|cnn] [--n 1000] [--grid 21x21] [--norm filter] " ..
-                    "[--seed 1] [--out out/]\n")
-    os.exit(1)
-end
-
-local cfg = {arch = "mlp", n = 1000, grid = "21x21", norm = "filter", ignore = "biasbn", seed = 1,
-             epochs = 2, out = "out", range = "-1,1", hidden = "64"}
-local INTS = {n = true, seed = true, epochs = true, threads = true}
-local i = 1
-while i <= #arg do
-    local k = arg[i]:match("^%-%-([%w_]+)$")
-    if not k or (cfg[k] == nil and not INTS[k] and k ~= "model") then
-        usage("unexpected argument " .. tostring(arg[i]))
-    end
-    local v = arg[i + 1]
-    if v == nil then usage("--" .. k .. " needs a value") end
-    if INTS[k] then
-        v = math.tointeger(tonumber(v))
-        if not v then usage("--" .. k .. " needs a whole number") end
-    end
-    cfg[k] = v
-    i = i + 2
+    io.stderr:write("landscape_slice: ", msg, "\n", P:usage())
+    os.exit(2)
 end
 local nx, ny = cfg.grid:match("^(%d+)x(%d+)$")
 if not nx then usage("--grid must look like 21x21, got " .. cfg.grid) end

@@ -8,17 +8,13 @@
 --   --out DIR    where ncm_per_class.csv goes (default out/)
 local ls = require "landscape"
 
-local opts = {n = nil, out = "out", dtype = "f32", threads = nil}
-local i = 1
-while i <= #arg do
-  local k, v = arg[i], arg[i + 1]
-  if k == "--n" then opts.n = math.tointeger(tonumber(v))
-  elseif k == "--out" then opts.out = v
-  elseif k == "--dtype" then opts.dtype = v
-  elseif k == "--threads" then opts.threads = math.tointeger(tonumber(v))
-  else error("ncm_fashion_mnist: unknown argument " .. tostring(k)) end
-  i = i + 2
-end
+local opts = require("landscape.study.args").parser{
+    name = "ncm_fashion_mnist", usage = "landscape scripts/ncm_fashion_mnist.lua [options]",
+    options = {
+    {"n", nil, "training images to use (default all 60000)", type = "integer", min = 1},
+    {"out", "out", "where ncm_per_class.csv goes", column = false},
+    {"dtype", "f32", "tensor type", choices = {"f32", "f64"}},
+    {"threads", nil, "engine and BLAS threads", type = "integer", min = 1}}}:parse(arg)
 if opts.threads then ls.set_threads(opts.threads) end
 
 local t0 = ls.clock()

@@ -23,61 +23,41 @@
 --                            exists, resume from it (rerun the same command after a crash)
 -- Writes DIR/NAME.csv (one row per epoch, the configuration in columns: train and test loss and
 -- accuracy, learning rate, seconds) and DIR/NAME.safetensors (the state dict, torch's names; the
--- configuration in its metadata). Prints the final test accuracy. Exits with status 2 if the run
+-- configuration in its metadata). Prints the final test accuracy. Exits with status 3 if the run
 -- diverged.
 local ls = require "landscape"
 local fs = ls.fs
 
+local P = require("landscape.study.args").parser{
+    name = "train_fashion_mnist", usage = "landscape scripts/train_fashion_mnist.lua [options]",
+    options = {
+    {"model", "mlp", "architecture", choices = {"mlp", "cnn", "resnet"}},
+    {"hidden", nil, "MLP hidden widths, comma-separated (default 512,512)", type = "string"},
+    {"epochs", 10, "passes over the training set", min = 1},
+    {"batch", 128, "batch size", min = 1},
+    {"optimizer", "sgd", "optimizer", choices = {"sgd", "adam", "adamw"}},
+    {"lr", nil, "learning rate (default 0.05 for sgd, 1e-3 for adam/adamw)", type = "number"},
+    {"momentum", 0.9, "SGD momentum"},
+    {"wd", nil, "weight decay (default 0 for sgd/adam, 1e-2 for adamw)", type = "number"},
+    {"schedule", "cosine", "learning-rate schedule over the epochs", choices = {"none", "cosine"}},
+    {"augment", false, "random crops (padding 4) and horizontal flips"},
+    {"noise", 0.0, "symmetric label noise on a fraction of the training labels", min = 0},
+    {"n", nil, "training images: a seeded class-balanced subset (default all)", type = "integer",
+     min = 1},
+    {"seed", 1, "seeds the model, the subset, the noise and the batches"},
+    {"threads", nil, "engine and BLAS threads (default: all cores)", type = "integer", min = 1},
+    {"out", "out", "output directory", column = false},
+    {"name", nil, "file stem (default <model>_s<seed>)", type = "string", column = false},
+    {"quiet", false, "no per-step output", column = false},
+    {"checkpoint", nil, "checkpoint file (resumed from when it exists)", type = "string",
+     column = false}}}
+local cfg = P:parse(arg)
 local function usage(msg)
-    io.stderr:write("train_fashion_mnist: ", msg, "\n",
-                    "usage: landscape scripts/train_fashion_mnist.lua [--model mlp|cnn|resnet] "
-                    .. "[--epochs E] [--batch B] [--lr L] [--n N] [--seed S] [--threads T] "
-                    .. "[--out DIR] ... (see the header of this script)\n")
-    os.exit(1)
-end
-
-local cfg = {model = "mlp", epochs = 10, batch = 128, optimizer = "sgd", momentum = 0.9,
-             schedule = "cosine", augment = false, noise = 0, seed = 1, out = "out", quiet = false}
-local FLAGS = {augment = true, quiet = true}
-local NUMBERS = {epochs = "int", batch = "int", lr = "num", momentum = "num", wd = "num",
-                 noise = "num", n = "int", seed = "int", threads = "int"}
-local STRINGS = {model = true, optimizer = true, schedule = true, out = true, name = true,
-                 hidden = true, checkpoint = true}
-local i = 1
-while i <= #arg do
-    local k = arg[i]:match("^%-%-([%w_-]+)$")
-    if not k then usage("unexpected argument " .. arg[i]) end
-    k = k:gsub("-", "_")
-    if FLAGS[k] then
-        cfg[k] = true
-        i = i + 1
-    elseif NUMBERS[k] or STRINGS[k] then
-        local v = arg[i + 1]
-        if v == nil then usage("--" .. k .. " needs a value") end
-        if NUMBERS[k] then
-            local x = tonumber(v)
-            if NUMBERS[k] == "int" then x = x and math.tointeger(x) end
-            if x == nil then usage("--" .. k .. " needs a " .. (NUMBERS[k] == "int" and "whole "
-                                   or "") .. "number, got " .. v) end
-            v = x
-        end
-        cfg[k] = v
-        i = i + 2
-    else
-        usage("unknown option --" .. k)
-    end
+    io.stderr:write("train_fashion_mnist: ", msg, "\n", P:usage())
+    os.exit(2)
 end
 if cfg.threads then ls.set_threads(cfg.threads) end
 cfg.threads = ls.get_threads()
-if not ({mlp = true, cnn = true, resnet = true})[cfg.model] then
-    usage("--model must be mlp, cnn or resnet, got " .. cfg.model)
-end
-if not ({sgd = true, adam = true, adamw = true})[cfg.optimizer] then
-    usage("--optimizer must be sgd, adam or adamw, got " .. cfg.optimizer)
-end
-if cfg.schedule ~= "none" and cfg.schedule ~= "cosine" then
-    usage("--schedule must be none or cosine, got " .. cfg.schedule)
-end
 cfg.lr = cfg.lr or (cfg.optimizer == "sgd" and 0.05 or 1e-3)
 cfg.wd = cfg.wd or (cfg.optimizer == "adamw" and 1e-2 or 0)
 cfg.name = cfg.name or string.format("%s_s%d", cfg.model, cfg.seed)
@@ -163,7 +143,7 @@ model:save(st_path, meta)
 local last = log.epochs[#log.epochs]
 if log.status == "diverged" then
     print(string.format("diverged at step %d; %s, %s", log.diverged_at, csv_path, st_path))
-    os.exit(2)
+    os.exit(3)
 end
 local epoch_seconds = 0
 for _, r in ipairs(log.epochs) do epoch_seconds = epoch_seconds + r.seconds end

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages landscape needs (only those missing), then configures and builds into
 # build/ (or $LANDSCAPE_BUILD_DIR). Used by run.sh and test.sh; `--test` also installs the test oracles
-# (python3-torch, python3-numpy, python3-scipy, python3-sklearn). Extra arguments go to cmake's
+# (python3-torch, python3-numpy, python3-scipy, python3-sklearn) and Slurm with MUNGE (slurm-wlm,
+# munge: the study runner's spec starts a single-node cluster). Extra arguments go to cmake's
 # configure step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ pkgs="build-essential cmake pkg-config lua5.4 liblua5.4-dev libopenblas-dev libl
 pkgs="$pkgs libedit-dev libjansson-dev"   # the REPL's line editor, the safetensors header's JSON
 if [ "${1:-}" = "--test" ]; then
     shift
-    pkgs="$pkgs lua-busted python3-torch python3-numpy python3-scipy python3-sklearn"
+    pkgs="$pkgs lua-busted python3-torch python3-numpy python3-scipy python3-sklearn slurm-wlm munge"
     pkgs="$pkgs luarocks"   # tools/check_install.sh: the rockspec's install
 fi
 

@@ -32,6 +32,7 @@ static const struct { const char *field, *module, *export; } lx_lazy[] = {
     {"sharpness", "landscape.analysis.sharpness", NULL},
     {"landscape", "landscape.analysis.slices", NULL},
     {"margins", "landscape.analysis.margins", NULL},
+    {"study", "landscape.study", NULL},
 };
 
 static int lx_module_index(lua_State *L)

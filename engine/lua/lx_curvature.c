@@ -166,6 +166,7 @@ static int lx_curv_eigs(lua_State *L)
     o.max_iter = (int)luaL_checkinteger(L, 7);
     o.seed = (uint64_t)luaL_checkinteger(L, 8);
     o.want_vectors = lua_toboolean(L, 9);
+    o.ncv = (int)luaL_optinteger(L, 10, 0);
     ls_eig_result r;
     if (ls_lanczos(&op, &o, &r)) return lx_curv_fail(L, &c);
     return lx_push_eig(L, &r);

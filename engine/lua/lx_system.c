@@ -4,6 +4,7 @@
 #include "core/alloc.h"
 #include "core/parallel.h"
 #include "lx.h"
+#include "ops/gemm.h"
 
 #ifndef LS_VERSION
 #define LS_VERSION "0.0.0"
@@ -47,6 +48,26 @@ static int lx_clock(lua_State *L)
     return 1;
 }
 
+/* ls.system_info(): {threads, cores, blas, blas_kernel, blas_threads, gemm} — what runs the
+ * numbers (benchmarks print it) */
+static int lx_system_info(lua_State *L)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, ls_get_threads());
+    lua_setfield(L, -2, "threads");
+    lua_pushinteger(L, ls_available_cores());
+    lua_setfield(L, -2, "cores");
+    lua_pushstring(L, ls_blas_config());
+    lua_setfield(L, -2, "blas");
+    lua_pushstring(L, ls_blas_kernel());
+    lua_setfield(L, -2, "blas_kernel");
+    lua_pushinteger(L, ls_blas_threads());
+    lua_setfield(L, -2, "blas_threads");
+    lua_pushstring(L, ls_gemm_path());
+    lua_setfield(L, -2, "gemm");
+    return 1;
+}
+
 /* help(f) for the functions below (lx_add_help). */
 static const lx_help lx_system_help[] = {
     {"clock", "ls.clock() -> number",
@@ -62,12 +83,17 @@ static const lx_help lx_system_help[] = {
     {"available_cores", "ls.available_cores() -> integer",
      "The cores this process may run on.",
      "ls.set_threads(ls.available_cores())"},
+    {"system_info", "ls.system_info() -> {threads, cores, blas, blas_kernel, blas_threads, gemm}",
+     "What runs the numbers: the engine's threads, the cores, OpenBLAS's configuration, kernel and "
+     "threads, and the GEMM path (the engine's AVX-512 tiles or OpenBLAS); benchmarks print it.",
+     "for k, v in pairs(ls.system_info()) do print(k, v) end"},
     {"memory", "ls.memory() -> integer",
      "The bytes currently held by tensors and graphs.",
      "print(ls.memory())"},
     {NULL, NULL, NULL, NULL}};
 
 static const luaL_Reg lx_system_module[] = {
+    {"system_info", lx_system_info},
     {"clock", lx_clock},
     {"set_threads", lx_set_threads}, {"get_threads", lx_get_threads},
     {"available_cores", lx_available_cores}, {"memory", lx_memory}, {NULL, NULL}};

@@ -84,10 +84,11 @@
     X(LS_OP_MAXPOOL2D_PICK, ls_op_maxpool2d_pick)  \
     X(LS_OP_AVGPOOL2D, ls_op_avgpool2d)            \
     X(LS_OP_AVGPOOL2D_BACKWARD, ls_op_avgpool2d_backward) \
-    /* batchnorm.c */                              \
+    /* batchnorm_ops.c */                          \
     X(LS_OP_BATCHNORM, ls_op_batchnorm)            \
     X(LS_OP_BATCHNORM_GRAD_STATS, ls_op_batchnorm_grad_stats) \
     X(LS_OP_BATCHNORM_INPUT_GRAD, ls_op_batchnorm_input_grad) \
+    X(LS_OP_BATCHNORM_AFFINE, ls_op_batchnorm_affine) \
     /* loss.c */                                   \
     X(LS_OP_LOG_SOFTMAX, ls_op_log_softmax)        \
     X(LS_OP_SOFTMAX, ls_op_softmax)                \

@@ -171,6 +171,7 @@ local CASES = {
     ["ls.plot.contour"] = function(f, o) return ls.plot.contour({{alpha = 1, beta = 1, loss = 1}}, o) end,
     ["ls.plot.heatmap"] = function(f, o) return ls.plot.heatmap({{alpha = 1, beta = 1, loss = 1}}, o) end,
     ["ls.plot.surface"] = function(f, o) return ls.plot.surface({{alpha = 1, beta = 1, loss = 1}}, o) end,
+    ["ls.study"] = function(_, o) return ls.study(o) end,
     ["ls.plot.histogram"] = function(f, o) return ls.plot.histogram({1, 2, 3}, o) end,
     ["ls.plot.scatter"] = function(f, o) return ls.plot.scatter({{a = 1, b = 2}}, o) end,
 }
@@ -181,8 +182,8 @@ for _, name in ipairs({
     -- C module (besides the registry ops)
     "ls.available_cores", "ls.clock", "ls.enable_grad", "ls.get_rng_state", "ls.get_threads",
     "ls.initial_seed", "ls.is_grad_enabled", "ls.is_tensor", "ls.manual_seed", "ls.memory",
-    "ls.no_grad", "ls.set_threads", "ls.jvp", "ls.vjp", "ls.cat", "ls.stack", "ls.help",
-    "ls.linalg.solve", "ls.linalg.lstsq",
+    "ls.no_grad", "ls.set_threads", "ls.jvp", "ls.vjp", "ls.system_info", "ls.cat", "ls.stack",
+    "ls.help", "ls.linalg.solve", "ls.linalg.lstsq",
     "ls.io.csv_read", "ls.io.csv_write", "ls.io.load_safetensors", "ls.io.save_safetensors",
     "ls.io.read_idx", "ls.io.write_idx",
     -- nn: layers without options, the class maker, containers

@@ -1,4 +1,4 @@
--- ls.train and ls.evaluate (landscape.training) and landscape.progress: the loop with a minimal
+-- ls.train and ls.evaluate (landscape.train.loop) and landscape.train.progress: the loop with a minimal
 -- stand-in model and optimizer (the protocol), then with ls.nn and ls.optim: logs, callbacks,
 -- schedules, clipping, divergence, determinism bit for bit, evaluation modes, bad input, and a short
 -- real training on Fashion-MNIST.

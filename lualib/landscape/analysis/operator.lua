@@ -4,7 +4,7 @@
 --   local cv = ls.curvature
 --   local op = cv.operator{n = 10, dtype = "f64", matvec = function(v) return A:matmul(v) end}
 --   local op = cv.dense(A)                   -- the same, with the product in C
---   op:eigs{k = 3, which = "largest"}        -- Lanczos, full reorthogonalisation
+--   op:eigs{k = 3, which = "largest"}        -- Lanczos, partial reorthogonalisation, thick restart
 --   op:power{k = 1}                          -- PyHessian's deflated power iteration
 --   op:trace{probes = 100, method = "hutch++"}
 --   op:diag{probes = 100}
@@ -110,28 +110,31 @@ end)
 M.Operator = Operator
 function M.is_operator(x) return type(x) == "table" and x._is_operator == true end
 
---- Extreme eigenpairs by Lanczos with full reorthogonalisation (no restarts).
+--- Extreme eigenpairs by Lanczos with partial reorthogonalisation and thick restart.
 -- opts:
 --   k = 1              number of eigenpairs (1 <= k <= n)
 --   which = "largest"  "largest" (algebraic; largest first), "smallest" (most negative first),
 --                      "both" (ceil(k/2) largest, largest first, then floor(k/2) smallest, most
 --                      negative first), "magnitude" (largest |lambda| first)
 --   tol = 1e-6         converged when |beta_m s_{m,i}| <= tol * |theta_i| for every wanted pair
---   max_iter = min(n, 300)  Krylov dimension cap (= matvec cap); memory 8 n (m + 1) bytes
+--   max_iter = min(n, 300)  cap on matvecs (= Lanczos steps)
+--   ncv = max(2k + 1, 64)   basis size (capped at n): memory 8 n (ncv + 1) bytes; a full basis
+--                      restarts from its k + (ncv - k) / 2 best Ritz vectors
 --   seed = 1           Rademacher start vector
 --   vectors = true     return eigenvectors (1-D tensors of the operator dtype, unit norm)
 -- Returns {values, vectors, residuals, converged (all pairs), converged_each, iterations, matvecs,
 -- k, which, tol, max_iter, seed, method = "lanczos"}. Not converging within max_iter is not an error.
 Operator.eigs = method("eigs", {k = true, which = true, tol = true, max_iter = true, seed = true,
-                                 vectors = true}, function(self, opts)
+                                 vectors = true, ncv = true}, function(self, opts)
     local k = check_int(opts.k or 1, "k", "eigs")
     local which = opts.which or "largest"
     local tol = check_num(opts.tol or 1e-6, "tol", "eigs")
     local max_iter = check_int(opts.max_iter or math.min(self.n, 300), "max_iter", "eigs", 1)
     local seed = check_int(opts.seed or 1, "seed", "eigs")
     local want = opts.vectors ~= false
+    local ncv = opts.ncv and check_int(opts.ncv, "ncv", "eigs", 1) or 0
     local values, vectors, iters, matvecs, conv, res, all =
-        C.eigs(self.n, self.dtype, self._mv, k, which, tol, max_iter, seed, want)
+        C.eigs(self.n, self.dtype, self._mv, k, which, tol, max_iter, seed, want, ncv)
     return {values = values, vectors = vectors, residuals = res, converged = all,
             converged_each = conv, iterations = iters, matvecs = matvecs, k = k, which = which,
             tol = tol, max_iter = max_iter, seed = seed, method = "lanczos"}

@@ -95,7 +95,8 @@ end
 
 --- nn.cnn{channels = {32, 64}, hidden = 128, classes = 10, batchnorm = true, bias = nil,
 --- pool = "max", global_pool = false, seed = 1, input_channels = 1, input_size = 28, dtype = "f32"}
--- Per stage c: conv2d(3x3, padding 1) [, batchnorm2d], relu, pool(2); then flatten,
+-- Per stage c: conv2d(3x3, padding 1) [, batchnorm2d], relu and pool(2) (max pooling runs
+-- before relu: the same values, see below); then flatten,
 -- linear(c_last * s * s, hidden), relu, linear(hidden, classes), s = input_size halved per stage
 -- (rounded down). hidden = 0 leaves out the hidden layer. The project's CNN benchmark is the
 -- default: 28x28 -> 14x14 -> 7x7, 3136 -> 128 -> 10.
@@ -132,11 +133,16 @@ function M.cnn(opts)
         layers[#layers + 1] = n.conv2d(cin, c, 3, {padding = 1, bias = bias, seed = nxt(),
                                                    dtype = dtype})
         if bn then layers[#layers + 1] = n.batchnorm2d(c, {dtype = dtype}) end
-        layers[#layers + 1] = n.relu()
-        if pool then
-            layers[#layers + 1] = pool(2)
-            size = size // 2
+        if pool == n.maxpool2d then
+            -- pool, then relu: the same values and gradients as relu then pool (max commutes with
+            -- relu), with relu and its gradient on the pooled map, a quarter of the elements
+            layers[#layers + 1] = n.maxpool2d(2)
+            layers[#layers + 1] = n.relu()
+        else   -- average pooling does not commute with relu: relu first, as written
+            layers[#layers + 1] = n.relu()
+            if pool then layers[#layers + 1] = pool(2) end
         end
+        if pool then size = size // 2 end
         cin = c
         if size < 1 then fail("%s: input_size %d is too small for %d stages", who,
                                 opts.input_size or 28, #channels) end
