@@ -242,6 +242,7 @@ end)
 
 --- t:write_csv(path [, {append = false}]): columns in t.columns order, through csv.write (atomic
 -- replace; append checks the header). NaN is written as "nan".
+-- e.g. t:write_csv("out/study.csv")
 Table.write_csv = public(function(t, path, opts)
     opts = util.check_options(opts, {append = true}, "table:write_csv")
     local rows = {}
@@ -250,10 +251,14 @@ Table.write_csv = public(function(t, path, opts)
 end)
 
 --- t:has(name), t:kind(name) -> "number" | "string"
+-- Whether the table has a column of this name.
+-- e.g. if t:has("gap") then print(t:column("gap")[1]) end
 function Table:has(name) return self._cols[name] ~= nil end
 Table.kind = public(function(t, name) return col(t, name, "table:kind").kind end)
 
 --- t:column(name): a Tensor f64 [n] for a numeric column, a list of strings (a copy) for text.
+-- A numeric column as an f64 tensor [n]; a text column as a list of strings (a copy).
+-- e.g. local gap = t:column("gap")
 Table.column = public(function(t, name)
     local c = col(t, name, "table:column")
     if c.kind == "number" then return ls.tensor(c.v, {dtype = "f64"}) end
@@ -261,11 +266,15 @@ Table.column = public(function(t, name)
 end)
 
 --- t:values(name): the column's Lua values (a copy; numbers stay Lua numbers).
+-- A column's values as a Lua list (a copy; numbers stay Lua numbers).
+-- e.g. for _, v in ipairs(t:values("gap")) do print(v) end
 Table.values = public(function(t, name)
     return {table.unpack(col(t, name, "table:values").v)}
 end)
 
 --- t:row(i) -> {name = value}
+-- Row i as a table keyed by column name.
+-- e.g. local r = t:row(1); print(r.gap)
 Table.row = public(function(t, i)
     if math.type(i) ~= "integer" or i < 1 or i > t.nrows then
         fail("table:row: row %s out of range 1..%d", tostring(i), t.nrows)
@@ -276,6 +285,8 @@ Table.row = public(function(t, i)
 end)
 
 --- for i, row in t:rows() do ... end
+-- An iterator over the rows: the index and a table keyed by column name.
+-- e.g. for i, r in t:rows() do print(i, r.gap) end
 function Table:rows()
     local i = 0
     return function()
@@ -297,6 +308,8 @@ local function take(t, idx, names)
 end
 
 --- t:select(names): those columns, in the order given.
+-- A table of the named columns, in that order.
+-- e.g. local t2 = t:select{"width", "gap"}
 Table.select = public(function(t, names)
     names = names_arg(names, "table:select")
     local cols, seen = {}, {}
@@ -309,6 +322,8 @@ Table.select = public(function(t, names)
 end)
 
 --- t:drop(names): every column but those.
+-- The table without the named columns.
+-- e.g. local t2 = t:drop{"seed"}
 Table.drop = public(function(t, names)
     names = names_arg(names, "table:drop")
     local gone = {}
@@ -324,6 +339,8 @@ Table.drop = public(function(t, names)
 end)
 
 --- t:rename({old = "new", ...}): the columns keep their places.
+-- The table with columns renamed (old = new pairs).
+-- e.g. local t2 = t:rename{acc = "test_acc"}
 Table.rename = public(function(t, map)
     if type(map) ~= "table" then fail("table:rename: expected a table {old = \"new\"}") end
     for old, new in pairs(map) do
@@ -343,6 +360,7 @@ end)
 
 --- t:filter(pred): pred is a function(row, i) -> truthy, or a table {name = value or list of
 -- values} (rows whose every named column equals the value or one of the list).
+-- e.g. local small = t:filter(function(r) return r.width < 256 end)
 Table.filter = public(function(t, pred)
     local who = "table:filter"
     local keep = {}
@@ -377,6 +395,7 @@ end)
 
 --- t:derive(name, f): a new (or replaced, in place) column; f is a function(row, i) -> value, a
 -- list of n values or a Tensor [n].
+-- e.g. t = t:derive("gap", function(r) return r.train_acc - r.test_acc end)
 Table.derive = public(function(t, name, f)
     local who = "table:derive"
     if type(name) ~= "string" then
@@ -406,6 +425,8 @@ local function less(a, b)
 end
 
 --- t:sort_by(names [, {descending = false}]): a stable sort on the columns in order.
+-- The rows stably sorted on the named columns in order; descending = true reverses.
+-- e.g. local t2 = t:sort_by({"gap"}, {descending = true})
 Table.sort_by = public(function(t, names, opts)
     local who = "table:sort_by"
     names = names_arg(names, who)
@@ -428,6 +449,8 @@ Table.sort_by = public(function(t, names, opts)
 end)
 
 --- t:unique(name) -> the distinct values of a column, sorted.
+-- The distinct values of a column, sorted.
+-- e.g. for _, w in ipairs(t:unique("width")) do print(w) end
 Table.unique = public(function(t, name)
     local seen, out = {}, {}
     for _, v in ipairs(col(t, name, "table:unique").v) do
@@ -445,6 +468,7 @@ end
 
 --- t:group_by(names) -> a list of groups {key = {name = value}, table = rows of the group, rows =
 -- their row numbers in t}, sorted by the key values.
+-- e.g. for _, g in ipairs(t:group_by{"depth"}) do print(g.key.depth, g.table.n) end
 Table.group_by = public(function(t, names)
     local who = "table:group_by"
     names = names_arg(names, who)
@@ -480,6 +504,7 @@ end)
 -- in the key columns `on` (a name or a list); every match gives a row (t's order, then u's).
 -- how = "left" keeps unmatched rows of t with NaN / "" in u's columns. Non-key columns present in
 -- both tables are an error (rename or select first).
+-- e.g. local both = t:join(measures, "run_id")
 Table.join = public(function(t, u, on, opts)
     local who = "table:join"
     if not M.is_table(u) then fail("%s: expected a table to join with, got %s", who, type(u)) end
@@ -543,6 +568,7 @@ end)
 
 --- t:matrix(names [, {nan = "error"}]) -> Tensor f64 [n x #names]. Text cells must read as numbers
 -- (else an error naming the column, row and cell); NaN is an error unless nan = "keep".
+-- e.g. local X = t:matrix({"margin_q25", "margin_q50"})
 Table.matrix = public(function(t, names, opts)
     local who = "table:matrix"
     names = names_arg(names, who)
@@ -579,6 +605,8 @@ Table.matrix = public(function(t, names, opts)
 end)
 
 --- t:head([k = 10]): the first k rows.
+-- The first k rows (default 10) as a new table.
+-- e.g. print(t:head(5))
 function Table:head(k)
     k = math.min(k or 10, self.nrows)
     local idx = {}

@@ -54,6 +54,51 @@ describe("help", function()
         assert.same({}, bad)
     end)
 
+    it("every method of the library's objects has one too", function()
+        local nn = ls.nn
+        local x = ls.randn({12, 1, 4, 4}, {seed = 1, dtype = "f64"})
+        local d = ls.dataset(x, ls.randint(1, 4, {12}, {seed = 2}))
+        local model = nn.mlp{input = 16, hidden = {5}, classes = 3, seed = 1, dtype = "f64"}
+        local objects = {
+            Module = model, Dataset = d, Objective = ls.objective(model, d, {batch = 6}),
+            Optimizer = ls.optim.sgd(model, {lr = 0.1}),
+            Operator = ls.curvature.dense(ls.eye(4, {dtype = "f64"})),
+            ModelOperator = ls.curvature.hessian(model, d),
+            Table = ls.table.from_columns({"a"}, {a = {1, 2}}),
+            Fit = ls.stats.ols(ls.randn({10, 2}, {seed = 3, dtype = "f64"}),
+                               ls.randn({10}, {seed = 4, dtype = "f64"})),
+        }
+        local bad, n = {}, 0
+        for cname, o in pairs(objects) do
+            local seen, mt = {}, getmetatable(o)
+            for _ = 1, 5 do   -- the __index chain: the class, then its parents
+                local idx = mt and rawget(mt, "__index")
+                if type(idx) ~= "table" then break end
+                for k, f in pairs(idx) do
+                    if type(k) == "string" and k:sub(1, 1) ~= "_" and type(f) == "function" and
+                       not seen[k] then
+                        seen[k] = true
+                        n = n + 1
+                        local e = help.lookup_method(f, k)
+                        if not e or not e.signature or e.description == "" or e.example == "" then
+                            bad[#bad + 1] = cname .. ":" .. k
+                        elseif not load(e.example) and not load("return " .. e.example) then
+                            bad[#bad + 1] = cname .. ":" .. k .. ": the example does not compile"
+                        end
+                    end
+                end
+                mt = getmetatable(idx)
+            end
+        end
+        assert.is_true(n > 100)
+        table.sort(bad)
+        assert.same({}, bad)
+        -- help(obj.method) finds the method by value
+        local H = objects.ModelOperator
+        has(help.text(H.eigs), "Extreme eigenpairs by Lanczos")
+        has(help.text(d.batches), "ds:batches(batch [, opts])")
+    end)
+
     it("prints the entry of C and Lua functions, by value or by name", function()
         local t = help.text(ls.randn)
         has(t, "ls.randn(shape [, {seed, dtype = 'f32', mean = 0, std = 1}]) -> Tensor")

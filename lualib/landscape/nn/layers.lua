@@ -439,6 +439,8 @@ function M.sequential(list)
 end
 
 --- s:add(m): append m (named by its 0-based position); returns s.
+-- Appends a module to a sequential container (its parameters are named after its position).
+-- e.g. local m = ls.nn.sequential{}; m:add(ls.nn.linear(4, 2))
 function Sequential:add(m)
     check_module(m, "add", #self._children + 1)
     self._children[#self._children + 1] = {tostring(#self._children), m}
@@ -446,6 +448,8 @@ function Sequential:add(m)
 end
 
 --- s:get(i): the i-th child (1-based, as Lua indexes; its state-dict name is i - 1).
+-- The i-th module of a container (1-based).
+-- e.g. local first = model:get(1)
 function Sequential:get(i)
     local c = self._children[i]
     if not c then fail("get: index %s out of range (the Sequential has %d modules)", tostring(i),
@@ -453,9 +457,15 @@ function Sequential:get(i)
     return c[2]
 end
 
+--- module:size() -> integer
+-- The number of modules in a container.
+-- e.g. print(model:size())
 function Sequential:size() return #self._children end
 Sequential.__len = Sequential.size
 
+--- module:forward(x) -> Tensor
+-- Runs the model on x (also model(x)): each module of the container in turn.
+-- e.g. local scores = model:forward(x)
 function Sequential:forward(x)
     for _, c in ipairs(self._children) do x = c[2]:forward(x) end
     return x

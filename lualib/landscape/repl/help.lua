@@ -109,12 +109,13 @@ local function source_lines(path)
     return sources[path]
 end
 
--- A one-line definition or assignment of a module field ("function M.tanh() ... end",
--- "M.heatmap = public(function ... end)"): consecutive ones share the comment block above them.
+-- A one-line definition or assignment of a field ("function M.tanh() ... end",
+-- "M.heatmap = public(function ... end)", "function Table:kind(n) ... end"): consecutive ones
+-- share the comment block above them.
 local function one_liner(l)
-    return l:match("^%s*function M%.[%w_]+%b().*end%s*$") or
-           (l:match("^%s*M%.[%w_]+%s*=") and (not l:find("function", 1, true) or
-                                              l:match("end%)?%s*$")))
+    return l:match("^%s*function [%w_]+[.:][%w_]+%b().*end%s*$") or
+           (l:match("^%s*[%w_]+%.[%w_]+%s*=") and (not l:find("function", 1, true) or
+                                                   l:match("end%)?%s*$")))
 end
 
 -- The comment lines right above line i (skipping a run of one-line definitions), or nil.
@@ -132,9 +133,18 @@ end
 -- Where a function is documented: the comment block above its public assignment (M.name = ...,
 -- function M.name), above its local definition (local function name), or above the line where
 -- the function value is defined; the first block with a "---" signature wins.
-local function doc_block(lines, linedefined, short)
+local function doc_block(lines, linedefined, short, method)
     local anchors = {}
-    if short then
+    if short and method then   -- an object's method: its own definition first
+        anchors[1] = linedefined
+        local pats = {"^%s*[%w_]+[.:]" .. short .. "%s*=", "^%s*function%s+[%w_]+[.:]" .. short ..
+                      "%s*%("}
+        for _, pat in ipairs(pats) do
+            for i, l in ipairs(lines) do
+                if l:match(pat) then anchors[#anchors + 1] = i; break end
+            end
+        end
+    elseif short then
         local pats = {"^%s*M%." .. short .. "%s*=", "^%s*function%s+M%." .. short .. "%s*%(",
                       "^%s*local%s+function%s+" .. short .. "%s*%("}
         for _, pat in ipairs(pats) do
@@ -156,11 +166,11 @@ local function doc_block(lines, linedefined, short)
 end
 
 -- The entry of a Lua function from the comment block that documents it (doc_block).
-local function from_comments(f, short)
+local function from_comments(f, short, method)
     if type(f) ~= "function" then f = getmetatable(f).__call end   -- a callable table
     local info = debug.getinfo(util.unwrap(f), "S")
     if not info or info.what ~= "Lua" or info.source:sub(1, 1) ~= "@" then return nil end
-    local block = doc_block(source_lines(info.source:sub(2)), info.linedefined, short)
+    local block = doc_block(source_lines(info.source:sub(2)), info.linedefined, short, method)
     if not block then return nil end
     local sigs, text, example, in_example = {}, {}, {}, false
     for _, l in ipairs(block) do
@@ -196,6 +206,19 @@ function M.lookup(f)
         name = M.name_of(f)
     end
     if not is_callable(f) then return nil, "not a function" end
+    if not name and type(f) == "function" then   -- an object's method: find its name
+        for k, v in pairs(package.loaded) do
+            if type(k) == "string" and k:match("^landscape") and type(v) == "table" then
+                for _, cls in pairs(v) do
+                    if type(cls) == "table" and rawget(cls, "__index") ~= nil then
+                        for mk, mv in pairs(cls) do
+                            if mv == f and type(mk) == "string" then return M.lookup_method(f, mk) end
+                        end
+                    end
+                end
+            end
+        end
+    end
     local e
     local info = type(f) == "function" and debug.getinfo(f, "S")
     if info and info.what == "C" then
@@ -208,6 +231,15 @@ function M.lookup(f)
     end
     if not e then return nil, "no help text for " .. (name or tostring(f)) end
     e.name = name
+    return e
+end
+
+--- M.lookup_method(f, name) -> entry or nil: the entry of an object's method (f the function,
+-- name its method name), from the comment block above its definition.
+function M.lookup_method(f, name)
+    if type(f) ~= "function" then return nil end
+    local e = from_comments(f, name, true)
+    if e then e.name = name end
     return e
 end
 

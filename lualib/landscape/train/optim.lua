@@ -283,6 +283,7 @@ end
 -- One update of every parameter that has a .grad (parameters without one are skipped and keep
 -- their state, as in torch). With a closure (a function that clears the gradients, computes the
 -- loss, calls backward and returns the loss), it is called first and its result returned.
+-- e.g. loss:backward(); opt:step(); opt:zero_grad()
 Optimizer.step = public(function(self, closure)
     if getmetatable(self) ~= Optimizer then fail("step: call it as opt:step()") end
     local loss
@@ -298,12 +299,15 @@ end)
 
 --- opt:zero_grad(): drop every parameter's .grad (torch's zero_grad(set_to_none=True)); the next
 -- backward starts the gradients afresh.
+-- e.g. opt:zero_grad()
 Optimizer.zero_grad = public(function(self)
     if getmetatable(self) ~= Optimizer then fail("zero_grad: call it as opt:zero_grad()") end
     for _, p in ipairs(self.params) do p.grad = nil end
 end)
 
 --- opt:parameters() -> the list of parameters (the optimizer's own list; do not modify it)
+-- The tensors the optimizer updates.
+-- e.g. print(#opt:parameters())
 function Optimizer:parameters() return self.params end
 
 local STATE_KEYS = {
@@ -323,6 +327,7 @@ end
 -- A snapshot: the hyperparameters (including initial_lr when a schedule set it) and, for each
 -- parameter index i that has state, its step count and state tensors, cloned. Loading it into an
 -- optimizer of the same kind over parameters of the same shapes continues bit for bit.
+-- e.g. local saved = opt:state_dict()
 function Optimizer:state_dict()
     local st = {}
     for i, s in pairs(self.state) do
@@ -394,6 +399,7 @@ end
 
 --- opt:load_state_dict(sd): restore a state_dict (tensors cloned, so sd stays independent). Checks
 -- the kind, the parameter count and every state tensor's shape and dtype before changing anything.
+-- e.g. opt:load_state_dict(saved)
 Optimizer.load_state_dict = public(load_state_dict)
 
 function Optimizer:__tostring()
