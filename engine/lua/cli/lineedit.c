@@ -5,20 +5,20 @@
  *     and crashes lose nothing), the last `cap` loaded at start, rewritten when past 2 * cap;
  *     libedit's own H_SAVE format (a "_HiStOrY_V2_" header, escaped spaces) is not used;
  *   - Tab bound to the completion callback, whose listing is printed under the line;
- *   - Ctrl-C abandoning the line: SIGINT is caught while a line is read, and el_gets returns;
+ *   - Ctrl-C abandoning the line: the terminal's ISIG is off while libedit edits, so Ctrl-C
+ *     arrives as a key, bound to a function that ends el_gets (no signal handler: an interrupted
+ *     el_gets leaks libedit's line buffers, which LeakSanitizer reports);
  *   - the plain fallback (getline, no editing) when stdin or stdout is not a terminal or TERM is
  *     dumb, where libedit would echo control sequences. */
 
-/* getline(), sigaction() and fileno() are POSIX, not C11. */
+/* getline() and fdopen() are POSIX, not C11. */
 #define _XOPEN_SOURCE 700
 #define _DEFAULT_SOURCE
 
 #include "lineedit.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <histedit.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,17 +31,10 @@ struct ls_lineedit {
     int cap;           /* history entries kept */
     char *hist_path;   /* NULL: no history file */
     const char *prompt;
+    int interrupted;   /* Ctrl-C ended the last el_gets */
     ls_complete_fn complete;
     void *complete_ud;
 };
-
-static volatile sig_atomic_t ls_le_interrupted;
-
-static void ls_le_on_sigint(int sig)
-{
-    (void)sig;
-    ls_le_interrupted = 1;
-}
 
 static char *ls_le_strndup(const char *s, size_t n)
 {
@@ -57,6 +50,16 @@ static char *ls_le_prompt(EditLine *el)
     ls_lineedit *le = NULL;
     el_get(el, EL_CLIENTDATA, &le);
     return (char *)(le && le->prompt ? le->prompt : "");
+}
+
+/* Ctrl-C: end the read; ls_lineedit_read reports LS_LINE_INTERRUPT. */
+static unsigned char ls_le_interrupt(EditLine *el, int ch)
+{
+    (void)ch;
+    ls_lineedit *le = NULL;
+    el_get(el, EL_CLIENTDATA, &le);
+    if (le) le->interrupted = 1;
+    return CC_EOF;
 }
 
 /* Tab: the callback's answer applied to the line. A Tab with only blanks before the cursor
@@ -124,9 +127,14 @@ ls_lineedit *ls_lineedit_new(void)
             el_set(le->el, EL_EDITOR, "emacs");
             el_set(le->el, EL_PROMPT, ls_le_prompt);
             el_set(le->el, EL_HIST, history, le->hist);
-            el_set(le->el, EL_ADDFN, "ls-complete", "complete the name before the cursor",
-                   ls_le_complete);
+            /* the wide call: the narrow EL_ADDFN copies its strings with wcsdup and never frees
+             * them (LeakSanitizer's report); these literals live as long as the program */
+            el_wset(le->el, EL_ADDFN, L"ls-complete", L"complete the name before the cursor",
+                    ls_le_complete);
             el_set(le->el, EL_BIND, "^I", "ls-complete", NULL);
+            el_wset(le->el, EL_ADDFN, L"ls-interrupt", L"abandon the line", ls_le_interrupt);
+            el_set(le->el, EL_SETTY, "-d", "-isig", NULL);   /* Ctrl-C is a key while editing */
+            el_set(le->el, EL_BIND, "^C", "ls-interrupt", NULL);
             el_set(le->el, EL_BIND, "^W", "ed-delete-prev-word", NULL);
             el_set(le->el, EL_BIND, "^R", "em-inc-search-prev", NULL);
             el_set(le->el, EL_BIND, "\033[1;5D", "ed-prev-word", NULL);   /* Ctrl-Left */
@@ -179,18 +187,10 @@ char *ls_lineedit_read(ls_lineedit *le, const char *prompt, ls_line_status *stat
         return out;
     }
     le->prompt = prompt;
-    /* Ctrl-C: caught (no SA_RESTART) so that the read returns; libedit resets the line */
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = ls_le_on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
-    ls_le_interrupted = 0;
+    le->interrupted = 0;
     int count = 0;
     const char *s = el_gets(le->el, &count);
-    int interrupted = ls_le_interrupted;
-    sigaction(SIGINT, &old, NULL);
-    if (interrupted) {
+    if (le->interrupted) {
         fputs("^C\n", stdout);
         fflush(stdout);
         el_reset(le->el);

@@ -143,12 +143,12 @@ local function lines(rows, opts)
     local markers = opts.markers
     if markers == nil or markers == "auto" then markers = longest <= MARKER_POINTS end
     local with = markers and "linespoints" or "lines"
-    local pre = {}
+    -- twin axes leave no free corner: the key goes above (before fig.axes, so a key option wins)
+    local pre = {#y2s > 0 and "set key above horizontal" or nil}
     fig.axes(pre, opts, opts.x, #ys == 1 and not opts.panels and ys[1] or nil, who)
     if #y2s > 0 then
         pre[#pre + 1] = "set ytics nomirror; set y2tics nomirror out scale 0.6; set border 11 lw 0.8"
         pre[#pre + 1] = "set y2label " .. q(label(opts.y2label or table.concat(y2s, ", ")))
-        pre[#pre + 1] = "set key above horizontal"   -- the two axes leave no free corner
         if opts.logy2 then pre[#pre + 1] = "set logscale y2; set format y2 '10^{%L}'" end
         if opts.y2range then pre[#pre + 1] = fig.range("y2", opts.y2range, who) end
         if not opts.ylabel and #ys > 1 then
@@ -414,10 +414,9 @@ local function scatter(rows, opts)
             pre[#pre + 1] = "set size square"
         end
     end
-    fig.axes(pre, opts, opts.x, opts.y, who)
+    pre[#pre + 1] = "set key top left opaque"   -- the corner a rising cloud leaves free
+    fig.axes(pre, opts, opts.x, opts.y, who)      -- after it: a key option moves the key
     if opts.group then pre[#pre + 1] = "set key title " .. q(label(opts.group)) end
-    pre[#pre + 1] = "set key top left opaque"
-    if opts.key ~= nil then fig.axes(pre, {key = opts.key}, opts.x, nil, who) end
     local out, gp, files = fig.render(o, opts, table.concat(dat, "\n") .. "\n", pre,
                                       {"plot " .. table.concat(parts, ", ")},
                                       opts.diagonal and "square" or "column", who)
