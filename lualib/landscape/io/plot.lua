@@ -354,6 +354,7 @@ local SCATTER = opts_with({x = true, y = true, group = true, fit = true, diagona
 --   fit        false     true: the least-squares line through all points (ls.stats.ols), its
 --                        equation and R² in the key; the fit is the fourth result
 --   diagonal   false     draw y = x and give both axes the same range (predicted against measured)
+-- The key goes under the axes (points fill the corners); key = ... moves it.
 -- e.g. ls.plot.scatter(rows, {x = "predicted", y = "gap", fit = true, diagonal = true,
 --          out = "out/gap.png"})
 local function scatter(rows, opts)
@@ -385,7 +386,8 @@ local function scatter(rows, opts)
     for b, g in ipairs(order) do
         parts[#parts + 1] = string.format("%s index %d using 1:2 with points lt %d pt 7 ps 0.5 " ..
                                           "%s", b == 1 and q(o.dat) or "''", b - 1, b,
-                                          opts.group and ("title " .. q(label(g))) or "notitle")
+                                          opts.group and ("title " .. q(label(opts.group .. " = " ..
+                                                                               g))) or "notitle")
     end
     local nblock, model = #order, nil
     if opts.fit then
@@ -414,12 +416,12 @@ local function scatter(rows, opts)
             pre[#pre + 1] = "set size square"
         end
     end
-    pre[#pre + 1] = "set key top left opaque"   -- the corner a rising cloud leaves free
-    fig.axes(pre, opts, opts.x, opts.y, who)      -- after it: a key option moves the key
-    if opts.group then pre[#pre + 1] = "set key title " .. q(label(opts.group)) end
+    pre[#pre + 1] = "set key below maxrows 2"    -- under the axes: a key inside covers points
+    fig.axes(pre, opts, opts.x, opts.y, who)    -- after it: a key option moves the key
+    -- square axes (diagonal) plus the key under them
     local out, gp, files = fig.render(o, opts, table.concat(dat, "\n") .. "\n", pre,
                                       {"plot " .. table.concat(parts, ", ")},
-                                      opts.diagonal and "square" or "column", who)
+                                      opts.diagonal and {3.4, 3.8} or {3.4, 3.0}, who)
     return out, gp, files, model
 end
 M.scatter = public(scatter)
