@@ -10,11 +10,13 @@ cd "$(dirname "$0")/.."
 
 pkgs="build-essential cmake pkg-config lua5.4 liblua5.4-dev libopenblas-dev liblapacke-dev
       lua-filesystem libcsv-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox"
+pkgs="$pkgs libedit-dev libjansson-dev"   # the REPL's line editor, the safetensors header's JSON
 mode="${1:-}"
 fuzz_args=()
 if [ "$mode" = "--test" ] || [ "$mode" = "--fuzz" ]; then
     shift
     pkgs="$pkgs lua-busted python3-torch python3-numpy python3-scipy python3-sklearn slurm-wlm munge"
+    pkgs="$pkgs luarocks"   # tools/check_install.sh: the rockspec's install
 fi
 if [ "$mode" = "--fuzz" ]; then
     pkgs="$pkgs clang libclang-rt-dev"

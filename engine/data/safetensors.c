@@ -518,7 +518,7 @@ static ls_status st_check_names(const char *path, const char *what, int n, const
     for (int k = 0; k < n; k++) {
         if (!s[k])
             return ls_error_set(LS_ERR_ARG, "save_safetensors: %s: %s %d is NULL", path, what, k);
-        if (ls_json_utf8_check((const unsigned char *)s[k], strlen(s[k])) != strlen(s[k]))
+        if (!ls_json_utf8_valid(s[k], strlen(s[k])))
             return ls_error_set(LS_ERR_ARG, "save_safetensors: %s: %s '%.80s' is not valid UTF-8",
                                 path, what, s[k]);
     }

@@ -27,6 +27,9 @@ void *lx_guard_push(lua_State *L, size_t size, void (*fin)(void *payload));
 ls_tensor *lx_checktensor(lua_State *L, int idx);
 /* The tensor at idx, or NULL if it is not a Tensor (raises if it is a closed Tensor). */
 ls_tensor *lx_totensor(lua_State *L, int idx);
+/* The Lua number at idx as a 0-d tensor of dtype ref, boxed on the stack; a non-integral number
+ * next to an integer tensor is an error naming `who` (lx_tensor.c). */
+ls_tensor *lx_scalar_operand(lua_State *L, int idx, ls_dtype ref, const char *who);
 /* Raise the engine's last error message as a Lua error. Never returns. */
 int lx_error(lua_State *L);
 /* The same after naming `who` in a generic engine message (ls_error_retag: "tensor: out of memory
@@ -69,6 +72,15 @@ int lx_unknown_option(lua_State *L, int level, const char *who, const char *key,
                       const char *const *known);
 
 /* Each binding file adds its functions to the module table on top of the stack. */
+/* Help for C functions (help(f) in the REPL): the signature, a one-paragraph description and an
+ * example. Each binding file lists the entries of its functions beside its function table;
+ * `name` is the field ("randn", "linalg.solve") or the Tensor method ("size"). */
+typedef struct lx_help {
+    const char *name, *sig, *text, *example;
+} lx_help;
+/* Adds entries (ending with a NULL name) to ls._help of the module table at index `module`. */
+void lx_add_help(lua_State *L, int module, const lx_help *entries);
+
 void lx_open_tensor(lua_State *L);   /* lx_tensor.c: Tensor type, creation, ops */
 void lx_open_random(lua_State *L);   /* lx_random.c: seeds, generators, random tensors */
 void lx_open_io(lua_State *L);       /* lx_io.c: ls.io.* (IDX, CSV, safetensors) */

@@ -161,6 +161,38 @@ static int lx_is_grad_enabled(lua_State *L)
     return 1;
 }
 
+/* help(f) for the functions below (lx_add_help). */
+static const lx_help lx_autograd_help[] = {
+    {"requires_grad", "x:requires_grad([on = true]) -> x",
+     "Marks a float leaf tensor as a variable gradients are taken for (chainable); x.needs_grad "
+     "tells whether x is in a graph.",
+     "local w = ls.randn({3}):requires_grad()"},
+    {"zero_grad", "x:zero_grad() -> x",
+     "Clears the gradient accumulated in x.grad by backward().",
+     "w:zero_grad()"},
+    {"backward", "y:backward([grad] [, {retain_graph = false}]) -> nil",
+     "Accumulates dy/dw into w.grad for every leaf w that requires grad (y a scalar unless grad "
+     "is given).",
+     "(w * w):sum():backward(); print(w.grad)"},
+    {"grad",
+     "ls.grad(outputs, inputs [, {grad_outputs, create_graph = false, retain_graph, allow_unused "
+     "= false}]) -> list",
+     "The gradients of the outputs (summed, weighted by grad_outputs) with respect to the "
+     "inputs, returned (not stored). With create_graph the result is itself differentiable: "
+     "derivatives of any order.",
+     "local g = ls.grad((w * w):sum(), {w}, {create_graph = true})[1]"},
+    {"no_grad", "ls.no_grad(fn, ...) -> fn's results",
+     "Runs fn(...) with gradient recording off (restored afterwards, also when fn raises).",
+     "local y = ls.no_grad(function() return model(x) end)"},
+    {"enable_grad", "ls.enable_grad(fn, ...) -> fn's results",
+     "Runs fn(...) with gradient recording on (inside no_grad, for instance), restoring the "
+     "setting afterwards.",
+     "ls.no_grad(function() return ls.enable_grad(function() return (w * w):sum() end) end)"},
+    {"is_grad_enabled", "ls.is_grad_enabled() -> boolean",
+     "Whether ops are being recorded for gradients on this thread.",
+     "ls.is_grad_enabled()   --> true"},
+    {NULL, NULL, NULL, NULL}};
+
 static const luaL_Reg lx_autograd_methods[] = {
     {"requires_grad", lx_requires_grad}, {"detach", lx_detach}, {"zero_grad", lx_zero_grad},
     {"backward", lx_backward}, {NULL, NULL}};
@@ -176,4 +208,5 @@ void lx_open_autograd(lua_State *L)
     lua_getfield(L, -1, "methods");
     luaL_setfuncs(L, lx_autograd_methods, 0);
     lua_pop(L, 2);
+    lx_add_help(L, -1, lx_autograd_help);
 }

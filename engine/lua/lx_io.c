@@ -304,6 +304,35 @@ static int lx_io_write_file(lua_State *L)
     return 0;
 }
 
+/* help(f) for ls.io (lx_add_help; names as ls._help keys). */
+static const lx_help lx_io_help[] = {
+    {"io.read_idx", "ls.io.read_idx(path) -> Tensor",
+     "An IDX file (raw or gzip), e.g. Fashion-MNIST's images (u8 [N, 28, 28]) or labels; the "
+     "dtype follows the file's type byte.",
+     "ls.io.read_idx('/usr/share/fashion-mnist/t10k-labels-idx1-ubyte.gz')"},
+    {"io.write_idx", "ls.io.write_idx(path, tensor) -> nil",
+     "Writes a tensor as an IDX file (gzip when the path ends in .gz).",
+     "ls.io.write_idx('/tmp/x.idx', ls.zeros(2, 2):byte())"},
+    {"io.csv_read", "ls.io.csv_read(path) -> {columns, data, nrows}",
+     "A CSV file (libcsv): the column names in order and each column as an f64 tensor (when "
+     "every value parses) or a list of strings; ls.csv and ls.table build on it.",
+     "local t = ls.io.csv_read('out/mlp_s1.csv'); print(t.nrows)"},
+    {"io.csv_write", "ls.io.csv_write(path, columns, rows [, append]) -> nil",
+     "Writes rows (tables keyed by column name) under the header `columns` as CSV (libcsv "
+     "quoting, numbers with all digits); append adds rows to an existing file.",
+     "ls.io.csv_write('/tmp/t.csv', {'a', 'b'}, {{a = 1, b = 'x'}})"},
+    {"io.load_safetensors", "ls.io.load_safetensors(path) -> tensors, metadata",
+     "The tensors of a safetensors file by name, and its string metadata.",
+     "local t, meta = ls.io.load_safetensors('out/mlp_s1.safetensors')"},
+    {"io.save_safetensors", "ls.io.save_safetensors(path, tensors [, metadata]) -> nil",
+     "Writes tensors (name -> Tensor) and string metadata as a safetensors file.",
+     "ls.io.save_safetensors('/tmp/w.safetensors', {w = ls.ones(2)})"},
+    {"io.write_file", "ls.io.write_file(path, text) -> nil",
+     "Replaces a file whole with text (any bytes): written to a temporary file beside it, flushed "
+     "and renamed into place, so a crash or a full disk leaves the old file or the new one.",
+     "ls.io.write_file('/tmp/notes.txt', 'hello')"},
+    {NULL, NULL, NULL, NULL}};
+
 void lx_open_io(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -318,4 +347,5 @@ void lx_open_io(lua_State *L)
     };
     luaL_newlib(L, fns);
     lua_setfield(L, -2, "io");
+    lx_add_help(L, -1, lx_io_help);
 }

@@ -142,6 +142,30 @@ static int lx_alloc_fail_pending(lua_State *L)
     return 1;
 }
 
+/* help(f) for the functions below (lx_add_help). */
+static const lx_help lx_system_help[] = {
+    {"clock", "ls.clock() -> number",
+     "Seconds on a monotonic wall clock, for timing (os.clock is CPU time summed over threads).",
+     "local t0 = ls.clock(); work(); print(ls.clock() - t0)"},
+    {"set_threads", "ls.set_threads(n) -> nil",
+     "The number of threads of the engine's pool and of OpenBLAS (also LANDSCAPE_THREADS). "
+     "Results of engine kernels do not depend on it.",
+     "ls.set_threads(2)"},
+    {"get_threads", "ls.get_threads() -> integer",
+     "The engine's thread count.",
+     "ls.get_threads()"},
+    {"available_cores", "ls.available_cores() -> integer",
+     "The cores this process may run on.",
+     "ls.set_threads(ls.available_cores())"},
+    {"system_info", "ls.system_info() -> {threads, cores, blas, blas_kernel, blas_threads, gemm}",
+     "What runs the numbers: the engine's threads, the cores, OpenBLAS's configuration, kernel and "
+     "threads, and the GEMM path (the engine's AVX-512 tiles or OpenBLAS); benchmarks print it.",
+     "for k, v in pairs(ls.system_info()) do print(k, v) end"},
+    {"memory", "ls.memory() -> integer",
+     "The bytes currently held by tensors and graphs.",
+     "print(ls.memory())"},
+    {NULL, NULL, NULL, NULL}};
+
 static const luaL_Reg lx_system_module[] = {
     {"system_info", lx_system_info},
     {"_alloc_fail_after", lx_alloc_fail_after}, {"_alloc_fail_pending", lx_alloc_fail_pending},
@@ -152,6 +176,7 @@ static const luaL_Reg lx_system_module[] = {
 void lx_open_system(lua_State *L)
 {
     luaL_setfuncs(L, lx_system_module, 0);
+    lx_add_help(L, -1, lx_system_help);
     lua_pushstring(L, LS_VERSION);
     lua_setfield(L, -2, "version");
 }

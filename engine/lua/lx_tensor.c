@@ -35,6 +35,15 @@ static int lx_table_shape(lua_State *L, int idx, int64_t *shape)
     return n;
 }
 
+/* Element `index` of an i64 tensor, read and written as integers: 64-bit values pass between Lua
+ * and i64 tensors exactly (a double holds only 53 bits). */
+static int64_t *lx_i64_at(const ls_tensor *t, const int64_t *index)
+{
+    int64_t off = 0;
+    for (int d = 0; d < t->ndim; d++) off += index[d] * t->stride[d];
+    return (int64_t *)ls_tensor_data(t) + off;
+}
+
 static void lx_table_fill(lua_State *L, int idx, ls_tensor *t, int d, int64_t *index)
 {
     int64_t len = (int64_t)luaL_len(L, idx);
@@ -47,6 +56,8 @@ static void lx_table_fill(lua_State *L, int idx, ls_tensor *t, int d, int64_t *i
         if (d + 1 < t->ndim) {
             if (!lua_istable(L, -1)) luaL_error(L, "tensor: ragged table: expected a table at depth %d", d + 2);
             lx_table_fill(L, lua_gettop(L), t, d + 1, index);
+        } else if (t->dtype == LS_I64 && lua_isinteger(L, -1)) {
+            *lx_i64_at(t, index) = (int64_t)lua_tointeger(L, -1);
         } else {
             int isnum;
             double v = lua_tonumberx(L, -1, &isnum);
@@ -269,6 +280,10 @@ static int lx_tensor_item(lua_State *L)
     if (ls_tensor_numel(t) != 1)
         return luaL_error(L, "item: tensor of shape %s has %I elements, expected 1",
                           ls_tensor_shape_str(t), (LUAI_UACINT)ls_tensor_numel(t));
+    if (t->dtype == LS_I64) {
+        lua_pushinteger(L, (lua_Integer) * (const int64_t *)ls_tensor_data(t));
+        return 1;
+    }
     double v = ls_tensor_get_flat(t, 0);
     if (ls_dtype_is_float(t->dtype)) lua_pushnumber(L, v);
     else lua_pushinteger(L, (lua_Integer)v);
@@ -277,6 +292,10 @@ static int lx_tensor_item(lua_State *L)
 
 static void lx_pushelement(lua_State *L, const ls_tensor *t, const int64_t *index)
 {
+    if (t->dtype == LS_I64) {
+        lua_pushinteger(L, (lua_Integer)*lx_i64_at(t, index));
+        return;
+    }
     double v = ls_tensor_get(t, index);
     if (ls_dtype_is_float(t->dtype)) lua_pushnumber(L, v);
     else lua_pushinteger(L, (lua_Integer)v);
@@ -603,34 +622,53 @@ static int lx_tensor_tostring(lua_State *L)
 
 /* ---- arithmetic metamethods: either side may be a Lua number ---- */
 
-static ls_tensor *lx_operand(lua_State *L, int idx, const ls_tensor *other)
+/* The Lua number at idx as a 0-d tensor of dtype `ref` (the other operand's), in a new box on the
+ * stack. A number next to an integer tensor must be integral: it is never truncated. */
+ls_tensor *lx_scalar_operand(lua_State *L, int idx, ls_dtype ref, const char *who)
+{
+    if (!ls_dtype_is_float(ref) && !lua_isinteger(L, idx)) {
+        lua_Number v = lua_tonumber(L, idx);
+        if (!(v >= -9.2233720368547758e18 && v < 9.2233720368547758e18 &&
+              v == (lua_Number)(lua_Integer)v))
+            luaL_error(L, "%s: %s is not an integer, and the other operand is %s (convert it with "
+                       ":double() first)", who, lua_tostring(L, idx), ls_dtype_name(ref));
+    }
+    ls_tensor **box = lx_newtensorbox(L);   /* stays on the stack until the caller returns */
+    if (ref == LS_I64 && lua_isinteger(L, idx)) {   /* exactly, all 64 bits */
+        if ((*box = ls_tensor_new(LS_I64, 0, NULL)))
+            *(int64_t *)ls_tensor_data(*box) = (int64_t)lua_tointeger(L, idx);
+    } else {
+        *box = ls_tensor_scalar(ref, lua_tonumber(L, idx));
+    }
+    if (!*box) lx_error_in(L, who);
+    return *box;
+}
+
+static ls_tensor *lx_operand(lua_State *L, int idx, const ls_tensor *other, const char *who)
 {
     ls_tensor *t = lx_totensor(L, idx);
     if (t) return t;
     if (lua_type(L, idx) != LUA_TNUMBER)
-        luaL_error(L, "arithmetic: expected a tensor or a number, got %s", luaL_typename(L, idx));
-    ls_tensor **box = lx_newtensorbox(L);   /* stays on the stack until the metamethod returns */
-    *box = ls_tensor_scalar(other ? other->dtype : LS_F32, lua_tonumber(L, idx));
-    if (!*box) lx_error_in(L, "arithmetic");
-    return *box;
+        luaL_error(L, "%s: expected a tensor or a number, got %s", who, luaL_typename(L, idx));
+    return lx_scalar_operand(L, idx, other->dtype, who);
 }
 
-static int lx_binary_meta(lua_State *L, ls_tensor *(*fn)(ls_tensor *, ls_tensor *))
+static int lx_binary_meta(lua_State *L, ls_tensor *(*fn)(ls_tensor *, ls_tensor *), const char *who)
 {
     ls_tensor *other = lx_totensor(L, 1) ? lx_totensor(L, 1) : lx_totensor(L, 2);
-    if (other == NULL) return luaL_error(L, "arithmetic: no tensor operand");
-    ls_tensor *a = lx_operand(L, 1, other);
-    ls_tensor *b = lx_operand(L, 2, other);
+    if (other == NULL) return luaL_error(L, "%s: no tensor operand", who);
+    ls_tensor *a = lx_operand(L, 1, other, who);
+    ls_tensor *b = lx_operand(L, 2, other, who);
     ls_tensor **box = lx_newtensorbox(L);
     *box = fn(a, b);
     if (!*box) return lx_error(L);
     return 1;
 }
-static int lx_meta_add(lua_State *L) { return lx_binary_meta(L, ls_add); }
-static int lx_meta_sub(lua_State *L) { return lx_binary_meta(L, ls_sub); }
-static int lx_meta_mul(lua_State *L) { return lx_binary_meta(L, ls_mul); }
-static int lx_meta_div(lua_State *L) { return lx_binary_meta(L, ls_div); }
-static int lx_meta_pow(lua_State *L) { return lx_binary_meta(L, ls_pow); }
+static int lx_meta_add(lua_State *L) { return lx_binary_meta(L, ls_add, "add"); }
+static int lx_meta_sub(lua_State *L) { return lx_binary_meta(L, ls_sub, "sub"); }
+static int lx_meta_mul(lua_State *L) { return lx_binary_meta(L, ls_mul, "mul"); }
+static int lx_meta_div(lua_State *L) { return lx_binary_meta(L, ls_div, "div"); }
+static int lx_meta_pow(lua_State *L) { return lx_binary_meta(L, ls_pow, "pow"); }
 
 static int lx_meta_unm(lua_State *L)
 {
@@ -648,6 +686,94 @@ static int lx_is_tensor(lua_State *L)
     lua_pushboolean(L, luaL_testudata(L, 1, LX_TENSOR) != NULL);   /* closed ones too */
     return 1;
 }
+
+/* help(f) for the functions below (lx_add_help). */
+static const lx_help lx_tensor_help[] = {
+    {"tensor", "ls.tensor(values [, {dtype = 'f32'}]) -> Tensor",
+     "A tensor from a number (0-d), a nested table of numbers (its shape from the nesting; "
+     "ragged tables are an error) or another tensor (copied). i64 values are taken exactly.",
+     "ls.tensor({{1, 2}, {3, 4}}, {dtype = 'f64'})"},
+    {"zeros", "ls.zeros(shape [, {dtype = 'f32'}]) -> Tensor",
+     "A tensor of zeros; shape is a table {2, 3} or integers 2, 3 (none: 0-d).",
+     "ls.zeros(2, 3)"},
+    {"ones", "ls.ones(shape [, {dtype = 'f32'}]) -> Tensor",
+     "A tensor of ones; shape as for zeros.",
+     "ls.ones({3}, {dtype = 'f64'})"},
+    {"full", "ls.full(shape, value [, {dtype = 'f32'}]) -> Tensor",
+     "A tensor filled with value.",
+     "ls.full({2}, 7, {dtype = 'i64'})   --> [7, 7]"},
+    {"arange", "ls.arange([start,] stop [, step] [, {dtype = 'f32'}]) -> Tensor",
+     "start, start + step, ... below stop (PyTorch's half-open range; start 0 and step 1 by "
+     "default).",
+     "ls.arange(1, 4)   --> [1, 2, 3]"},
+    {"eye", "ls.eye(n [, m] [, {dtype = 'f32'}]) -> Tensor",
+     "The n x m identity matrix (m = n by default).",
+     "ls.eye(2)   --> [[1, 0], [0, 1]]"},
+    {"zeros_like", "ls.zeros_like(x [, {dtype}]) -> Tensor",
+     "Zeros of x's shape and (unless given) dtype.",
+     "ls.zeros_like(ls.randn({2, 2}))"},
+    {"ones_like", "ls.ones_like(x [, {dtype}]) -> Tensor",
+     "Ones of x's shape and (unless given) dtype.",
+     "ls.ones_like(ls.randn({2, 2}))"},
+    {"is_tensor", "ls.is_tensor(v) -> boolean",
+     "Whether v is a Tensor (also a closed one).",
+     "ls.is_tensor(ls.zeros(1))   --> true"},
+    {"size", "x:size([dim]) -> table or integer",
+     "The shape as a Lua table {3, 4}, or the size of one dim (1-based, negative from the end).",
+     "ls.zeros(3, 4):size(2)   --> 4"},
+    {"stride", "x:stride([dim]) -> table or integer",
+     "The strides in elements, as size.",
+     "ls.zeros(3, 4):stride()   --> {4, 1}"},
+    {"dim", "x:dim() -> integer",
+     "The number of dims (also the field x.ndim).",
+     "ls.zeros(3, 4):dim()   --> 2"},
+    {"numel", "x:numel() -> integer",
+     "The number of elements.",
+     "ls.zeros(3, 4):numel()   --> 12"},
+    {"type", "x:type() -> string",
+     "The dtype: 'f32', 'f64', 'i64' or 'u8' (also the field x.dtype).",
+     "ls.zeros(1):type()   --> 'f32'"},
+    {"item", "x:item() -> number",
+     "The value of a one-element tensor: a Lua float, or an integer for i64/u8 (exact).",
+     "ls.tensor({{5}}):item()   --> 5.0"},
+    {"totable", "x:totable() -> table",
+     "The values as nested Lua tables (a number for a 0-d tensor).",
+     "ls.eye(2):totable()   --> {{1, 0}, {0, 1}}"},
+    {"clone", "x:clone() -> Tensor",
+     "A contiguous copy (not recorded: the copy has no gradient history).",
+     "local y = x:clone()"},
+    {"cast", "x:cast(dtype) -> Tensor",
+     "x converted to dtype; to an integer dtype values truncate toward zero. Differentiable "
+     "between float dtypes.",
+     "ls.tensor({1.7}):cast('i64')   --> [1]"},
+    {"float", "x:float() -> Tensor",
+     "x as f32 (x:cast('f32')).",
+     "ls.tensor({1}, {dtype = 'f64'}):float()"},
+    {"double", "x:double() -> Tensor",
+     "x as f64 (x:cast('f64')).",
+     "ls.tensor({1, 2}, {dtype = 'i64'}):double():mean()"},
+    {"long", "x:long() -> Tensor",
+     "x as i64, truncating toward zero (x:cast('i64')).",
+     "ls.tensor({2.9, -2.9}):long()   --> [2, -2]"},
+    {"byte", "x:byte() -> Tensor",
+     "x as u8 (x:cast('u8')); values out of 0..255 are undefined.",
+     "ls.tensor({7}):byte()"},
+    {"fill", "x:fill(value) -> x",
+     "Sets every element to value, in place.",
+     "ls.zeros(3):fill(2)   --> [2, 2, 2]"},
+    {"zero", "x:zero() -> x",
+     "Sets every element to 0, in place.",
+     "ls.ones(2):zero()"},
+    {"copy", "x:copy(src) -> x",
+     "Copies src into x in place (src broadcast to x's shape, dtype converted).",
+     "ls.zeros(2, 2):copy(ls.tensor({1, 2}))"},
+    {"is_contiguous", "x:is_contiguous() -> boolean",
+     "Whether x's elements lie row-major without gaps.",
+     "ls.zeros(2, 3):t():is_contiguous()   --> false"},
+    {"equal", "x:equal(y) -> boolean",
+     "Whether x and y have the same shape, dtype and values (torch.equal).",
+     "ls.ones(2):equal(ls.ones(2))   --> true"},
+    {NULL, NULL, NULL, NULL}};
 
 static const luaL_Reg lx_tensor_methods[] = {
     {"size", lx_tensor_size},       {"stride", lx_tensor_stride},   {"dim", lx_tensor_dim},
@@ -685,4 +811,5 @@ void lx_open_tensor(lua_State *L)
     lua_getfield(L, -1, "methods");
     lua_setfield(L, -3, "Tensor");
     lua_pop(L, 1);
+    lx_add_help(L, -1, lx_tensor_help);
 }

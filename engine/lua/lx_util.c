@@ -358,3 +358,25 @@ void lx_open_util(lua_State *L)
     lua_pushcfunction(L, lx_suggest_lua);
     lua_setfield(L, -2, "_suggest");
 }
+
+void lx_add_help(lua_State *L, int module, const lx_help *entries)
+{
+    module = lua_absindex(L, module);
+    if (lua_getfield(L, module, "_help") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, module, "_help");
+    }
+    for (const lx_help *h = entries; h->name; h++) {
+        lua_createtable(L, 3, 0);
+        lua_pushstring(L, h->sig);
+        lua_rawseti(L, -2, 1);
+        lua_pushstring(L, h->text);
+        lua_rawseti(L, -2, 2);
+        lua_pushstring(L, h->example);
+        lua_rawseti(L, -2, 3);
+        lua_setfield(L, -2, h->name);
+    }
+    lua_pop(L, 1);
+}

@@ -61,6 +61,14 @@
     X(LS_OP_LINEAR, ls_op_linear)                  \
     X(LS_OP_DOT, ls_op_dot)                        \
     X(LS_OP_OUTER, ls_op_outer)                    \
+    /* linalg_solve.c */                           \
+    X(LS_OP_LINALG_SOLVE, ls_op_linalg_solve)      \
+    X(LS_OP_LINALG_LSTSQ, ls_op_linalg_lstsq)      \
+    /* diag.c */                                   \
+    X(LS_OP_DIAG, ls_op_diag)                      \
+    X(LS_OP_TRACE, ls_op_trace)                    \
+    /* join.c */                                   \
+    X(LS_OP_CAT, ls_op_cat)                        \
     /* index.c */                                  \
     X(LS_OP_GATHER, ls_op_gather)                  \
     X(LS_OP_SCATTER_ADD, ls_op_scatter_add)        \

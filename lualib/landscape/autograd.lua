@@ -79,6 +79,7 @@ end
 -- params: tensors with requires_grad; v: tensors of the same shapes.
 -- Exact: the gradient is taken with create_graph and differentiated again; with create_graph the
 -- result is itself recorded (differentiable once more).
+-- e.g. local hv = ls.hvp(function() return (w * w * w):sum() end, w, ls.ones_like(w))
 function M.hvp(f, params, v, opts)
   check_function(f, "hvp")
   local ps, single = as_list(params, "hvp")
@@ -95,6 +96,9 @@ function M.hvp(f, params, v, opts)
 end
 
 --- ls.vjp(f, inputs, u) -> (outputs, u^T J): the gradient of <f(inputs), u> w.r.t. inputs.
+-- The product v^T J of a vector with the Jacobian of f's outputs with respect to params, by
+-- reverse mode (one backward pass).
+-- e.g. local g = ls.vjp(function() return w:exp() end, w, ls.ones_like(w))
 function M.vjp(f, inputs, u)
   check_function(f, "vjp")
   local xs, single = as_list(inputs, "vjp")
@@ -108,6 +112,7 @@ end
 
 --- ls.jvp(f, inputs, v) -> (outputs, J v) by the double-vjp trick: with a dummy u that requires grad,
 -- g(u) = J^T u is linear in u, so d<g(u), v>/du = J v. f must return one tensor.
+-- e.g. local jv = ls.jvp(function() return w:exp() end, w, ls.ones_like(w))
 function M.jvp(f, inputs, v)
   check_function(f, "jvp")
   local xs, single = as_list(inputs, "jvp")
@@ -132,6 +137,8 @@ end
 --- ls.gradcheck(f, inputs, {eps = 1e-6, atol = 1e-6, rtol = 1e-5}) -> true, or false and a message.
 -- Compares ls.grad of sum(f(inputs) * r) (r a fixed random projection) with central differences.
 -- Inputs should be f64 tensors with requires_grad.
+-- e.g. assert(ls.gradcheck(function(a) return a:exp() end, {ls.randn({3},
+--          {dtype = "f64"}):requires_grad()}))
 function M.gradcheck(f, inputs, opts)
   opts = util.check_options(opts, {eps = true, atol = true, rtol = true, seed = true}, "gradcheck")
   local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-6, opts.rtol or 1e-5

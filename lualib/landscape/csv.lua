@@ -48,6 +48,7 @@ end
 -- an append, the old rows followed by the new ones) goes to a temporary file beside it that is renamed
 -- into place, so a full disk, a size limit or a crash leaves the old file as it was, never half a table
 -- or a torn last row.
+-- e.g. ls.csv.write("out/run.csv", {{epoch = 1, loss = 0.5}, {epoch = 2, loss = 0.4}})
 function M.write(path, rows, opts)
     if type(path) ~= "string" then error("csv.write: path must be a string", 2) end
     if type(rows) ~= "table" then error("csv.write: rows must be a list of tables", 2) end
@@ -76,8 +77,6 @@ function M.write(path, rows, opts)
     if not ok then error(engine_message(err), 2) end
 end
 
---- Read a table: {columns = {names in file order}, data = {name -> Tensor (f64, numeric columns,
--- empty cells NaN) or list of strings}, nrows = n}.
 local function read_table(path)   -- raises without a position; the callers add theirs
     if type(path) ~= "string" then error("csv.read: path must be a string", 0) end
     local ok, t = pcall(ls.io.csv_read, path)
@@ -85,6 +84,9 @@ local function read_table(path)   -- raises without a position; the callers add 
     return t
 end
 
+--- Read a table: {columns = {names in file order}, data = {name -> Tensor (f64, numeric columns,
+-- empty cells NaN) or list of strings}, nrows = n}.
+-- e.g. local t = ls.csv.read("out/run.csv")
 function M.read(path)
     local ok, t = pcall(read_table, path)
     if not ok then error(t, 2) end
@@ -94,6 +96,7 @@ end
 --- Read a table as a list of rows {name -> number or string}, plus the column names in file order.
 -- Numbers with an integral value come back as Lua integers (a seed of 3 reads as 3, not 3.0); empty
 -- numeric cells, and cells reading "nan", become nil. Empty string cells stay "".
+-- e.g. for _, r in ipairs(ls.csv.read_rows("out/run.csv")) do print(r.loss) end
 function M.read_rows(path)
     local ok, t = pcall(read_table, path)
     if not ok then error(t, 2) end

@@ -21,24 +21,32 @@ local function check_path(path, who)
 end
 
 --- True if something (file, directory, ...) exists at `path`.
+-- Whether something (file or directory) exists at path.
+-- e.g. if not ls.fs.exists("out") then ls.fs.mkdir_p("out") end
 function M.exists(path)
     check_path(path, "exists")
     return lfs.attributes(path, "mode") ~= nil
 end
 
 --- True if `path` is a directory.
+-- Whether path is a directory.
+-- e.g. ls.fs.isdir("/tmp")   --> true
 function M.isdir(path)
     check_path(path, "isdir")
     return lfs.attributes(path, "mode") == "directory"
 end
 
 --- True if `path` is a regular file.
+-- Whether path is a regular file.
+-- e.g. ls.fs.isfile("/etc/hostname")   --> true
 function M.isfile(path)
     check_path(path, "isfile")
     return lfs.attributes(path, "mode") == "file"
 end
 
 --- The directory part of a path ("a/b/c.csv" -> "a/b", "c.csv" -> ".", "/x" -> "/").
+-- The directory part of a path ("." when there is none).
+-- e.g. ls.fs.dirname("out/run.csv")   --> "out"
 function M.dirname(path)
     check_path(path, "dirname")
     local d = path:match("^(.*[^/])/+[^/]*$")
@@ -47,12 +55,16 @@ function M.dirname(path)
 end
 
 --- The last component of a path ("a/b/c.csv" -> "c.csv").
+-- The last component of a path.
+-- e.g. ls.fs.basename("out/run.csv")   --> "run.csv"
 function M.basename(path)
     check_path(path, "basename")
     return path:match("([^/]*)/*$")
 end
 
 --- Join path components with "/" (an absolute component restarts the path).
+-- The parts joined with "/" (no doubled separators).
+-- e.g. ls.fs.join("out", "run.csv")   --> "out/run.csv"
 function M.join(...)
     local out = nil
     for i = 1, select("#", ...) do
@@ -69,6 +81,7 @@ end
 
 --- Create a directory and any missing parents, like `mkdir -p`. Returns true, or nil, message.
 -- An existing directory is success; an existing non-directory in the way is a failure.
+-- e.g. assert(ls.fs.mkdir_p("out/figures"))
 function M.mkdir_p(path)
     check_path(path, "mkdir_p")
     if path == "" then return true end
@@ -91,6 +104,7 @@ end
 --- Make sure `dir` exists (like `mkdir -p`) and that files can be created in it, by creating and
 -- removing a probe file. Scripts call this before they start work, so that a bad output location
 -- fails at once instead of after hours of training. Returns true, or nil, message.
+-- e.g. assert(ls.fs.check_writable_dir("out/run1"))
 function M.check_writable_dir(dir)
     check_path(dir, "check_writable_dir")
     local ok, err = M.mkdir_p(dir)
@@ -108,6 +122,7 @@ end
 
 --- The files (not directories) in `dir` whose names match the Lua pattern `pattern` (default: all),
 -- as sorted full paths ("dir/name"). Returns nil, message if `dir` cannot be read.
+-- e.g. for _, name in ipairs(ls.fs.list("out")) do print(name) end
 function M.list(dir, pattern)
     check_path(dir, "list")
     if pattern ~= nil and type(pattern) ~= "string" then
@@ -130,6 +145,8 @@ function M.list(dir, pattern)
 end
 
 --- Remove a file if it exists. Returns true, or nil, message.
+-- Removes a file or an empty directory; returns true, or nil and the reason.
+-- e.g. ls.fs.remove("out/old.csv")
 function M.remove(path)
     check_path(path, "remove")
     if not M.exists(path) then return true end

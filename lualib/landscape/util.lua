@@ -26,10 +26,13 @@ local depth = 0
 local LIBDIR = (debug.getinfo(1, "S").source:match("^@(.*/)util%.lua$") or "")
 local LIBPOS = "^" .. LIBDIR:gsub("%p", "%%%0") .. "[^:]*%.lua:%d+: "
 
+-- wrapper -> the function it wraps (for help: the wrapped function's source holds its doc)
+local inner = setmetatable({}, {__mode = "k"})
+
 --- Wrap fn so that its errors are re-raised at the caller's line; all results are passed through.
 -- A public function called by another one (inside the library) passes errors on unchanged.
 function M.public(fn)
-    return function(...)
+    local w = function(...)
         depth = depth + 1
         local res = table.pack(pcall(fn, ...))
         depth = depth - 1
@@ -42,7 +45,12 @@ function M.public(fn)
         end
         return table.unpack(res, 2, res.n)
     end
+    inner[w] = fn
+    return w
 end
+
+--- The function a public() wrapper wraps (f itself when it is not one).
+function M.unwrap(f) return inner[f] or f end
 
 --- The sorted names of a set {name = true, ...}.
 function M.sorted_keys(set)

@@ -176,6 +176,7 @@ local CASES = {
     ["ls.plot.contour"] = function(f, o) return ls.plot.contour({{alpha = 1, beta = 1, loss = 1}}, o) end,
     ["ls.plot.heatmap"] = function(f, o) return ls.plot.heatmap({{alpha = 1, beta = 1, loss = 1}}, o) end,
     ["ls.plot.surface"] = function(f, o) return ls.plot.surface({{alpha = 1, beta = 1, loss = 1}}, o) end,
+    ["ls.study"] = function(_, o) return ls.study(o) end,
     ["ls.plot.histogram"] = function(f, o) return ls.plot.histogram({1, 2, 3}, o) end,
     ["ls.plot.scatter"] = function(f, o) return ls.plot.scatter({{a = 1, b = 2}}, o) end,
 }
@@ -186,7 +187,8 @@ for _, name in ipairs({
     -- C module (besides the registry ops)
     "ls.available_cores", "ls.clock", "ls.enable_grad", "ls.get_rng_state", "ls.get_threads",
     "ls.initial_seed", "ls.is_grad_enabled", "ls.is_tensor", "ls.manual_seed", "ls.memory",
-    "ls.no_grad", "ls.set_threads", "ls.jvp", "ls.vjp", "ls.system_info",
+    "ls.no_grad", "ls.set_threads", "ls.jvp", "ls.vjp", "ls.system_info", "ls.cat", "ls.stack",
+    "ls.help", "ls.linalg.solve", "ls.linalg.lstsq",
     "ls.io.csv_read", "ls.io.csv_write", "ls.io.load_safetensors", "ls.io.save_safetensors",
     "ls.io.read_idx", "ls.io.write_idx", "ls.io.write_file",
     -- nn: layers without options, the class maker, containers
@@ -206,30 +208,14 @@ for _, name in ipairs({
     "ls.table.is_table", "ls.table.from_columns", "ls.table.read_csv", "ls.table.concat",
 }) do NO_OPTIONS[name] = true end
 
--- The public tables and the names of their functions (leading "_" is internal).
+-- The public functions (leading "_" is internal): help.public()'s walk of the C module, every Lua
+-- module and ls.optim.schedule (the help spec checks the same list). Registry ops are Tensor
+-- methods: one parser, one case ("ops"); the other Tensor methods take no options table.
 local function public_functions()
     local out = {}
-    local function walk(t, prefix)
-        for k, v in pairs(t) do
-            if type(k) == "string" and k:sub(1, 1) ~= "_" and type(v) == "function" then
-                out[#out + 1] = prefix .. k
-            end
-        end
+    for _, e in ipairs(require("landscape.repl.help").public()) do
+        if not e[1]:match("^Tensor:") then out[#out + 1] = e[1] end
     end
-    local methods = getmetatable(ls.zeros(1)).methods
-    for k, v in pairs(ls) do   -- registry ops are Tensor methods too: one parser, one case
-        if type(v) == "function" and k:sub(1, 1) ~= "_" and methods[k] ~= v then out[#out + 1] = "ls." .. k end
-    end
-    for _, name in ipairs({"objective", "train", "evaluate", "dataset", "hvp", "jvp", "vjp",
-                           "gradcheck"}) do
-        out[#out + 1] = "ls." .. name
-    end
-    for _, name in ipairs({"nn", "optim", "data", "curvature", "sharpness", "landscape", "margins",
-                           "methods", "csv", "fs", "plot", "stats", "table", "io"}) do
-        walk(ls[name], "ls." .. name .. ".")
-    end
-    walk(ls.optim.schedule, "ls.optim.schedule.")
-    out[#out + 1] = "ls.margins"
     return out
 end
 

@@ -63,6 +63,7 @@ end
 --   matvec  (required) function(v) -> A v: v is a fresh 1-D tensor of length n; must return a 1-D
 --           tensor of length n and the operator dtype. Errors it raises propagate unchanged.
 --   name = "operator"  a label recorded in results
+-- e.g. local A = ls.curvature.operator{n = 3, matvec = function(v) return v * 2 end}
 local function new_operator(opts, cls)
     local who = "curvature.operator"
     if type(opts) ~= "table" then fail("%s: expected an options table {n = , matvec = }", who) end
@@ -87,6 +88,7 @@ M._new_operator = new_operator
 
 --- An operator from a dense symmetric matrix A ([n x n], f32 or f64); the product runs in C.
 -- Symmetry is not checked. op.matrix is A.
+-- e.g. local A = ls.curvature.dense(ls.eye(4, {dtype = "f64"})); print(A:trace().estimate)
 M.dense = public(function(A, opts)
     local who = "curvature.dense"
     if not ls.is_tensor(A) or A:dim() ~= 2 or A:size(1) ~= A:size(2) then
@@ -102,6 +104,9 @@ M.dense = public(function(A, opts)
                          name = opts.name or "dense"}, Operator)
 end)
 
+--- ls.curvature.is_operator(v) -> boolean
+-- Whether v is a linear operator of ls.curvature (dense, operator, hessian, ggn, fisher).
+-- e.g. ls.curvature.is_operator(ls.curvature.dense(ls.eye(3, {dtype = "f64"})))   --> true
 M.Operator = Operator
 function M.is_operator(x) return type(x) == "table" and x._is_operator == true end
 
@@ -119,6 +124,7 @@ function M.is_operator(x) return type(x) == "table" and x._is_operator == true e
 --   vectors = true     return eigenvectors (1-D tensors of the operator dtype, unit norm)
 -- Returns {values, vectors, residuals, converged (all pairs), converged_each, iterations, matvecs,
 -- k, which, tol, max_iter, seed, method = "lanczos"}. Not converging within max_iter is not an error.
+-- e.g. local r = H:eigs{k = 3, which = "largest"}; print(r.values[1])
 Operator.eigs = method("eigs", {k = true, which = true, tol = true, max_iter = true, seed = true,
                                  vectors = true, ncv = true}, function(self, opts)
     local k = check_int(opts.k or 1, "k", "eigs")
@@ -139,6 +145,7 @@ end)
 -- opts: k = 1, max_iter = 100 (per eigenpair), tol = 1e-3 (relative change of the Rayleigh quotient,
 -- PyHessian's rule), seed = 1 (normal start vectors). Values in the order found: largest |lambda|
 -- first, sign kept. Returns the same fields as eigs with method = "power".
+-- e.g. local r = H:power{k = 1, max_iter = 100}
 Operator.power = method("power", {k = true, max_iter = true, tol = true, seed = true},
                         function(self, opts)
     local k = check_int(opts.k or 1, "k", "power")
@@ -157,6 +164,7 @@ end)
 -- Returns {estimate, stderr, probes, method, seed, sketch}. stderr: sample standard deviation
 -- (n - 1 denominator) of the Hutchinson samples / sqrt(#samples); for Hutch++ that of its residual
 -- Hutchinson part (probes - 2 * floor(probes / 3) samples), sketch = floor(probes / 3).
+-- e.g. local r = H:trace{probes = 100, method = "hutch++"}; print(r.estimate, r.stderr)
 Operator.trace = method("trace", {probes = true, seed = true, method = true}, function(self, opts)
     local probes = check_int(opts.probes or 100, "probes", "trace")
     local seed = check_int(opts.seed or 1, "seed", "trace")
@@ -167,6 +175,7 @@ end)
 
 --- Diagonal estimate (Bekas et al.): mean of z .* A z over Rademacher probes.
 -- opts: probes = 100, seed = 1. Returns {estimate = tensor, stderr = tensor (per entry), probes, seed}.
+-- e.g. local d = H:diag{probes = 50}
 Operator.diag = method("diag", {probes = true, seed = true}, function(self, opts)
     local probes = check_int(opts.probes or 100, "probes", "diag")
     local seed = check_int(opts.seed or 1, "seed", "diag")
@@ -196,6 +205,7 @@ end
 -- Returns {grid, density (tensors, f64), nodes, weights (per run: lists; each run's weights sum to 1),
 -- sigma, steps, runs, seed, matvecs, rows = function() -> tidy rows {x, density, steps, runs, seed,
 -- sigma, operator}}. density(x) = mean over runs of sum_j w_j N(x; theta_j, sigma^2); not renormalised.
+-- e.g. local dens = H:density{steps = 80, runs = 10}
 Operator.density = method("density", {steps = true, runs = true, seed = true, sigma = true,
                                        grid = true}, function(self, opts)
     local steps = check_int(opts.steps or 100, "steps", "density", 1)
@@ -247,6 +257,7 @@ end)
 -- seed = 1. Returns {moments = {[p] = estimate}, stderr = {[p] = se over runs}, steps, runs, seed}.
 -- With steps >= ceil((p + 1) / 2) the quadrature is exact for x^p per run, so the error is purely
 -- statistical (that of Hutchinson with normalised Rademacher probes).
+-- e.g. local m = H:moments{p = {1, 2}}
 Operator.moments = method("moments", {p = true, steps = true, runs = true, seed = true},
                           function(self, opts)
     local ps = opts.p or {1, 2, 3}

@@ -375,6 +375,12 @@ M.derive_seed = grid.derive_seed
 M.args = args
 M.Study = Study
 
+--- ls.study{name, grid, run [, out, cost, columns, options, actions]} -> study
+-- A study: a grid of configurations run as resumable jobs (local workers, shards or a Slurm array)
+-- whose rows merge into one tidy CSV; study:main(arg) does what the command line says. The keys are
+-- in this module's header.
+-- e.g. local s = ls.study{name = "w", grid = ls.study.grid{width = {64, 256}},
+--          run = function(cfg, job) job:row{acc = 1} end}
 return setmetatable(M, {__call = function(_, spec)
     local ok, s = pcall(new, spec)
     if not ok then error(s, 2) end

@@ -51,6 +51,7 @@ end
 -- restored afterwards). opts:
 --   batch = 1000            examples per forward pass (in order, no copies)
 --   loss = "cross_entropy"  or a function(logits, y) -> mean loss of a batch (a one-element tensor)
+-- e.g. local r = ls.evaluate(model, test); print(r.loss, r.accuracy)
 local function evaluate(a, b, c)
     local who = "evaluate"
     if O.is_objective(a) then return a:evaluate() end
@@ -225,6 +226,8 @@ end
 -- when an optimizer step leaves a parameter non-finite, the run stops after it (diverged_at = that
 -- step). No error is raised. A non-finite evaluation loss after an epoch also counts as
 -- divergence. Rows are kept for completed epochs only.
+-- e.g. local res = ls.train(model, train, {optimizer = ls.optim.sgd(model, {lr = 0.05}),
+--          epochs = 2})
 local function train(a, b, c)
     local who = "train"
     local model, d, opts, given_obj

@@ -42,6 +42,9 @@ local util = require "landscape.util"
 local M = {}
 
 --- M.check(method, who): method must be an object with a name and a step function.
+-- Checks that method is a training method (a table with a name and a step function); errors
+-- name `who`. For writing methods of one's own.
+-- e.g. ls.methods.check(ls.methods.plain(), "mytrain")
 function M.check(m, who)
     if type(m) ~= "table" or type(m.step) ~= "function" then
         util.fail("%s: option 'method' must be a training method (an object with a step(batch, " ..
@@ -61,6 +64,7 @@ Plain.__name = "landscape.methods.Plain"
 --- ls.methods.plain() -> the ordinary step: one forward and one backward of the batch's mean loss
 -- (batch:backward()); the optimizer makes it SGD, SGD with momentum, Adam or AdamW. It is the
 -- default method of ls.train. (Named for what it does, not for an optimizer: it serves them all.)
+-- e.g. ls.train(model, train, {method = ls.methods.plain(), optimizer = opt})
 M.plain = util.public(function(opts)
     util.check_options(opts, {}, "methods.plain")
     return setmetatable({name = "plain"}, Plain)

@@ -78,6 +78,10 @@ function GradNorm:settings()
 end
 
 --- ls.methods.grad_norm{lambda = 0.1, exact = true, r = 0.1, squared = false} (header).
+-- The gradient-norm penalty: trains on L + lambda ||grad L|| (squared: ||grad L||^2), the gradient
+-- of the penalty exact by double backward or, with exact = false, Zhao et al.'s finite difference
+-- with step r.
+-- e.g. ls.train(model, train, {optimizer = opt, method = ls.methods.grad_norm{lambda = 0.1}})
 M.grad_norm = public(function(opts)
     local who = "methods.grad_norm"
     opts = check_options(opts, {lambda = true, exact = true, r = true, squared = true}, who)
@@ -162,6 +166,10 @@ function Trace:settings()
 end
 
 --- ls.methods.trace_penalty{lambda = 1e-3, probes = 1, exact = true, r = 0.1, seed = 1} (header).
+-- The Hessian-trace penalty: trains on L + lambda tr(H), the trace by Hutchinson with `probes`
+-- Rademacher probes per step, its gradient exact (third-order products) or, with exact = false, by
+-- central differences with step r.
+-- e.g. ls.train(model, train, {optimizer = opt, method = ls.methods.trace_penalty{lambda = 1e-3}})
 M.trace_penalty = public(function(opts)
     local who = "methods.trace_penalty"
     opts = check_options(opts, {lambda = true, probes = true, exact = true, r = true, seed = true},

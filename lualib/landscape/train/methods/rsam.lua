@@ -246,6 +246,11 @@ function Rsam:settings()
 end
 
 --- ls.methods.rsam{...} -> Riemannian SAM (options in the header).
+-- SAM on the product of the spheres of the scale-invariant weight groups (params, by default the
+-- weights that feed a batch norm) and Euclidean space for the rest: the perturbation and the update
+-- are projected on the tangent space, retracted to the sphere and moved with a fixed effective
+-- learning rate (elr).
+-- e.g. ls.train(model, train, {optimizer = opt, method = ls.methods.rsam{rho = 0.05}})
 M.rsam = public(function(opts)
     local who = "methods.rsam"
     opts = check_options(opts, {rho = true, params = true, groups = true, radius = true,

@@ -106,9 +106,17 @@ local function new(name, opts, defaults)
 end
 
 --- ls.methods.sam{rho = 0.05, m = nil} -> SAM (options in the header).
+-- Sharpness-aware minimisation: each step takes the gradient at w + rho g/||g|| (g from the batch's
+-- data loss) and lets the optimizer step from w with it; weight decay applies at w, batch-norm
+-- running statistics are not updated by the second pass; m splits the batch into sub-batches of m
+-- examples, each with its own perturbation (m-sharpness).
+-- e.g. ls.train(model, train, {optimizer = opt, method = ls.methods.sam{rho = 0.05}})
 M.sam = public(function(opts) return new("sam", opts, {rho = 0.05, m = false}) end)
 
 --- ls.methods.asam{rho = 0.5, eta = 0.01, m = nil, scaled = "*weight"} -> ASAM.
+-- Adaptive SAM: the perturbation is taken in the metric of |w| + eta on the parameters named by
+-- `scaled` (rho is larger than SAM's for that reason); otherwise as ls.methods.sam.
+-- e.g. ls.train(model, train, {optimizer = opt, method = ls.methods.asam{rho = 0.5}})
 M.asam = public(function(opts)
     return new("asam", opts, {rho = 0.5, eta = 0.01, m = false, scaled = "*weight"})
 end)
