@@ -50,8 +50,8 @@
 -- corrected for their arbitrary scale, P probes per layer), grad_norm (of the mean loss over the
 -- training subset), norm_all, norm_si, norm_rest (parameter 2-norms: all, scale-invariant, others).
 local ls = require "landscape"
-local fs = require "landscape.fs"
-local csv = require "landscape.csv"
+local fs = require "landscape.io.fs"
+local csv = require "landscape.io.csv"
 local P = require "landscape.train.params"
 
 local M = {}   -- the helpers, also for tests/lua/compare_methods_spec.lua (require with a table arg)

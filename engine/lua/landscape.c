@@ -11,8 +11,8 @@
 static const struct { const char *field, *module, *export; } lx_lazy[] = {
     {"data", "landscape.data", NULL},
     {"dataset", "landscape.data", "dataset"},
-    {"csv", "landscape.csv", NULL},
-    {"fs", "landscape.fs", NULL},
+    {"csv", "landscape.io.csv", NULL},
+    {"fs", "landscape.io.fs", NULL},
     {"plot", "landscape.io.plot", NULL},
     {"stats", "landscape.stats", NULL},
     {"table", "landscape.table", NULL},

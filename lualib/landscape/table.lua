@@ -27,7 +27,7 @@
 -- Errors name the method and the column:
 --   "table:matrix: column 'gap' row 7 holds 'n/a', not a number".
 local ls = require "landscape"
-local csv = require "landscape.csv"
+local csv = require "landscape.io.csv"
 local util = require "landscape.util"
 
 local fail, public = util.fail, util.public

@@ -166,7 +166,7 @@ describe("engine allocation failures", function()
                     if not ok then assert.are.equal(before, read_all(dir .. "/w.csv")) end
                 end})
             assert.is_true(k >= 3)
-            local rows = require("landscape.csv").read_rows(dir .. "/w.csv")
+            local rows = require("landscape.io.csv").read_rows(dir .. "/w.csv")
             for i = 2, #rows do assert.are.equal(3129.5, rows[i].b) end   -- no torn row
         end)
     end)

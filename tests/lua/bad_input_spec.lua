@@ -11,7 +11,7 @@
 -- cases run in one interpreter, so a crash fails the spec; the disk cases run child processes with a
 -- file-size limit (RLIMIT_FSIZE) and, where the system allows a private mount, a full tmpfs.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 
 local files = require "spec_files"
 local read_bytes, write_bytes = files.read_bytes, files.write_bytes
@@ -303,7 +303,7 @@ bad("csv_read: duplicate column", function() return ls.io.csv_read(P("dup.csv"))
     "line 1: duplicate column name 'a'")
 bad("csv_read: empty file", function() return ls.io.csv_read(P("empty")) end, "no header row (the file is empty)")
 bad("csv_read: a directory", function() return ls.io.csv_read(dir) end, "is a directory")
-bad("csv.read: the caller's line", function() local t = require("landscape.csv").read(P("nope.csv")); return t end,
+bad("csv.read: the caller's line", function() local t = require("landscape.io.csv").read(P("nope.csv")); return t end,
     "bad_input_spec.lua:", "csv_read: " .. P("nope.csv") .. ": No such file or directory")
 bad("load_safetensors: missing file", function() return ls.io.load_safetensors(P("nope.st")) end,
     "load_safetensors: " .. P("nope.st") .. ": No such file or directory")
@@ -412,11 +412,11 @@ keeps("csv_write: duplicate columns", {P("keep.csv")},
 keeps("csv_write: no columns", {P("keep.csv")},
       function() return ls.io.csv_write(P("keep.csv"), {}, {}, false) end, "columns must be a non-empty list of names")
 keeps("csv append: columns differ from the header", {P("keep.csv")},
-      function() require("landscape.csv").write(P("keep.csv"), {{a = 1, c = 2}}, {append = true}); return 1 end,
+      function() require("landscape.io.csv").write(P("keep.csv"), {{a = 1, c = 2}}, {append = true}); return 1 end,
       "bad_input_spec.lua:", "cannot append: columns differ from the file's header (2 columns)", "the rows lack 'b'",
       "the file lacks 'c'")
 keeps("csv.write: an unknown option", {P("keep.csv")},
-      function() return require("landscape.csv").write(P("keep.csv"), {{a = 1}}, {appned = true}) end,
+      function() return require("landscape.io.csv").write(P("keep.csv"), {{a = 1}}, {appned = true}) end,
       "csv.write: unknown option 'appned'")
 bad("write_idx: onto /dev/null (a device is never renamed over)", function()
     return ls.io.write_idx("/dev/null", x)

@@ -4,8 +4,8 @@
 -- (tune, final, report: every method trained, measured and tabulated).
 local ls = require "landscape"
 local torch = require "torch_oracle"
-local fs = require "landscape.fs"
-local csv = require "landscape.csv"
+local fs = require "landscape.io.fs"
+local csv = require "landscape.io.csv"
 
 local SCRIPT = "scripts/compare_methods.lua"
 local BIN = os.getenv("LANDSCAPE_BIN") or "build/landscape"

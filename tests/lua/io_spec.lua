@@ -1,8 +1,8 @@
--- ls.io (IDX, CSV, safetensors), landscape.data, landscape.csv and landscape.fs.
+-- ls.io (IDX, CSV, safetensors), landscape.data, landscape.io.csv and landscape.io.fs.
 local ls = require "landscape"
 local data = require "landscape.data"
-local csv = require "landscape.csv"
-local fs = require "landscape.fs"
+local csv = require "landscape.io.csv"
+local fs = require "landscape.io.fs"
 local lfs = require "lfs"
 
 local FIXTURES = "data/fixtures"
@@ -410,7 +410,7 @@ describe("ls.io safetensors", function()
     end)
 end)
 
-describe("landscape.fs", function()
+describe("landscape.io.fs", function()
     local dir
     setup(function() dir = tmpdir() end)
     teardown(function() rm_rf(dir) end)

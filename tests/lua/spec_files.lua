@@ -1,7 +1,7 @@
 -- Helpers of the specs that check files byte for byte (bad_input_spec.lua, alloc_failure_spec.lua):
 -- whole-file reads and writes, and a fresh scratch directory (on /dev/shm when there is one, since
 -- the engine's writers fsync and that costs milliseconds on a disk).
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 
 local M = {}
 

@@ -228,7 +228,7 @@ describe("study.args", function()
                          :sub(1, #blocker + 10))
         local fresh = blocker .. ".d/sub"
         assert.is_table(d:try{"--out", fresh})            -- made when missing
-        assert.is_true(require("landscape.fs").isdir(fresh))
+        assert.is_true(require("landscape.io.fs").isdir(fresh))
         os.remove(fresh); os.remove(blocker .. ".d"); os.remove(blocker)
         assert.has_error(function() args.parser{options = {{"x", nil, "no type"}}} end,
                          "args.parser: option 'x' has no default: give its type")

@@ -168,7 +168,7 @@ function Parser:try(argv)
         end
         for _, o in ipairs(self.list) do
             if o.type == "dir" and opts[o.name] ~= nil then
-                local okd, derr = require("landscape.fs").check_writable_dir(opts[o.name])
+                local okd, derr = require("landscape.io.fs").check_writable_dir(opts[o.name])
                 if not okd then fail("--%s %s: %s", o.name:gsub("_", "-"), opts[o.name], derr) end
             end
         end

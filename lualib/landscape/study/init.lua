@@ -40,7 +40,7 @@
 -- Exit status: 0; 1 when a job failed (or merge found unfinished jobs); 2 for a bad command line;
 -- 130 after Ctrl-C.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 local util = require "landscape.util"
 local args = require "landscape.study.args"
 local grid = require "landscape.study.grid"

@@ -22,7 +22,7 @@ local O = require "landscape.train.objective"
 local methods = require "landscape.train.methods"
 local checkpoint = require "landscape.train.checkpoint"
 local progress = require "landscape.train.progress"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 
 local M = {}
 

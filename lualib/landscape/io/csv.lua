@@ -1,6 +1,6 @@
---- landscape.csv: tidy CSV tables (one row per observation, a header), through libcsv.
+--- landscape.io.csv: tidy CSV tables (one row per observation, a header), through libcsv.
 --
---   local csv = require "landscape.csv"
+--   local csv = require "landscape.io.csv"
 --   csv.write("results/run.csv", {{seed = 1, loss = 0.25}, {seed = 2, loss = 0.5}})
 --   csv.write("results/run.csv", {{seed = 3, loss = 0.1}}, {append = true})
 --   local t = csv.read("results/run.csv")      -- t.columns, t.data.loss (a Tensor), t.nrows
@@ -10,7 +10,7 @@
 -- back to the same double, NaN as "nan"), booleans as true/false, strings quoted only when needed
 -- (commas, quotes, line breaks, blanks at either end), nil as an empty cell.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 
 local M = {}
 

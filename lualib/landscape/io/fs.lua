@@ -1,9 +1,9 @@
---- landscape.fs: small file-system helpers on top of LuaFileSystem.
+--- landscape.io.fs: small file-system helpers on top of LuaFileSystem.
 --
 -- Following Lua's io library and lfs: misuse (a non-string path) raises an error; an operating-system
 -- failure returns nil, a message naming the path, and an errno where one is known.
 --
---   local fs = require "landscape.fs"
+--   local fs = require "landscape.io.fs"
 --   fs.mkdir_p("results/shards")                   -- like `mkdir -p`
 --   assert(fs.check_writable_dir("results"))       -- before a long run that writes there
 --   for _, p in ipairs(fs.list("results/shards", "^shard%-%d+%.csv$")) do ... end
