@@ -560,6 +560,10 @@ describe("study runner from the command line", function()
         for _, key in ipairs(store.entries(dir .. "/jobs")) do
             local rec = store.read_record(dir .. "/jobs/" .. key .. "/done.lua")
             assert.is_true(rec.seconds >= 2)
+            -- the job's own CPU time (it sleeps) and the worker's peak RSS are in the record
+            assert.is_true(rec.cpu_seconds >= 0 and rec.cpu_seconds < 0.5,
+                           string.format("%.3f s of CPU in a sleeping job", rec.cpu_seconds))
+            assert.is_true(rec.max_rss_mib > 1 and rec.max_rss_mib < 1024)
             assert.is_true(rec.runner_cpu_seconds <= 0.05 * rec.seconds,
                            string.format("%.3f s in the runner", rec.runner_cpu_seconds))
             local w = per_worker[rec.worker] or {runner = 0, job = 0}
@@ -575,6 +579,9 @@ describe("study runner from the command line", function()
                                          w.runner, w.job))
         end
         assert.are.equal(2, n)
+        local manifest = read_file(dir .. "/counter.manifest.json")
+        assert.truthy(manifest:find('"job_cpu_seconds": {', 1, true))
+        assert.truthy(manifest:find('"max_rss_mib": {', 1, true))
     end)
 
     it("survives SIGKILL at 20 random moments: no row lost or repeated, the same bytes", function()
