@@ -307,6 +307,7 @@ function M.run(t, opts)
     for _, f in ipairs(o.factors) do if #final:unique(f) >= 2 then varying[#varying + 1] = f end end
     res.granulated = {}
     local function granulated(measure, label, sign)
+        if not gt:has(measure) then return end
         local col = measure
         if sign < 0 then
             col = "neg_" .. measure
@@ -322,9 +323,9 @@ function M.run(t, opts)
     if #varying > 0 then
         granulated("pred_main", "margins (out-of-fold prediction)", 1)
         granulated("out_margin_p10", "output margin P10 (gamma; larger = smaller gap)", -1)
-        if gt:has("log_sharpness") then granulated("log_sharpness", "log sharpness", 1) end
+        granulated("log_sharpness", "log sharpness", 1)
         granulated("log_train_loss", "log train loss", -1)
-        if gt:has("log_l2_sq") then granulated("log_l2_sq", "log sum ||W||_F^2", 1) end
+        granulated("log_l2_sq", "log sum ||W||_F^2", 1)
     end
 
     -- R²_cv per checkpoint and the transfer of the final predictor to earlier checkpoints
