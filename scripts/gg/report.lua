@@ -243,9 +243,9 @@ function M.figures(res, final, dir)
     local gap, noise = final:values("gap"), final:values("noise")
     for i = 1, #oof do
         pts[i] = {predicted = oof[i], gap = gap[i],
-                  labels = string.format("noise %g", noise[i])}
+                  ["label noise"] = string.format("p = %g", noise[i])}
     end
-    local _, _, f1 = ls.plot.scatter(pts, {x = "predicted", y = "gap", group = "labels",
+    local _, _, f1 = ls.plot.scatter(pts, {x = "predicted", y = "gap", group = "label noise",
                                            fit = true, diagonal = true,
                                            out = fs.join(dir, "predicted_vs_measured"),
                                            formats = {"png", "pdf"},
@@ -253,29 +253,30 @@ function M.figures(res, final, dir)
                                            ylabel = "measured GG, pp"})
     local lines = {}
     for _, r in ipairs(res.by_t) do
-        lines[#lines + 1] = {checkpoint = 100 * r.frac, r2 = r.cv_r2, set = r.set,
+        lines[#lines + 1] = {checkpoint = 100 * r.frac, r2 = r.cv_r2, features = r.set,
                              half = (r.cv_hi - r.cv_lo) / 2}
     end
-    local _, _, f2_ = ls.plot.lines(lines, {x = "checkpoint", y = "r2", group = "set",
+    local _, _, f2_ = ls.plot.lines(lines, {x = "checkpoint", y = "r2", group = "features",
                                            yerr = "half", out = fs.join(dir, "r2_by_checkpoint"),
                                            formats = {"png", "pdf"},
                                            xlabel = "checkpoint, % of the budget",
-                                           ylabel = "R^2_{cv} (10-fold x 10, 95% CI)",
+                                           ylabel = "held-out R^2 (10-fold x 10, 95% CI)",
                                            key = "bottom right"})
     local tl = {}
     for _, r in ipairs(res.transfer) do
         tl[#tl + 1] = {checkpoint = 100 * r.frac, r2 = r.r2_heldout,
-                       set = "final predictor (held-out networks)"}
+                       predictor = "final predictor"}
         local refit = by_set(res.by_t, A.MAIN, r.frac)
         if refit then
             tl[#tl + 1] = {checkpoint = 100 * r.frac, r2 = refit.cv_r2,
-                           set = "refit at the checkpoint (R^2_{cv})"}
+                           predictor = "refit at the checkpoint"}
         end
     end
-    local _, _, f3_ = ls.plot.lines(tl, {x = "checkpoint", y = "r2", group = "set",
+    local _, _, f3_ = ls.plot.lines(tl, {x = "checkpoint", y = "r2", group = "predictor",
                                         out = fs.join(dir, "transfer"), formats = {"png", "pdf"},
                                         xlabel = "checkpoint, % of the budget",
-                                        ylabel = "R^2", key = "bottom right"})
+                                        ylabel = "held-out R^2 (10-fold x 10)",
+                                        key = "bottom right"})
     for _, l in ipairs({f1, f2_, f3_}) do for _, f in ipairs(l) do files[#files + 1] = f end end
     return files
 end
