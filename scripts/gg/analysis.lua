@@ -272,6 +272,27 @@ function M.run(t, opts)
         res.set_results[#res.set_results + 1] = r
     end
 
+    -- separate fits within each label-noise level (the pooled fit's scores within a level are in
+    -- the strata above): how much of the pooled R² is the contrast between the levels
+    res.within = {}
+    for _, level in ipairs(final:unique("noise")) do
+        local sub = final:filter(function(r) return r.noise == level end)
+        if sub.nrows >= 20 then
+            for _, s in ipairs(sets) do
+                if s.name == M.MAIN or s.name == "hyperparameters" then
+                    local r = M.evaluate(sub:matrix(s.columns), sub:column("gap"),
+                                         {folds = o.folds, repeats = o.repeats, seed = o.seed,
+                                          boot = o.boot, splits = o.splits})
+                    res.within[#res.within + 1] = {noise = level, set = s.name, n = r.n,
+                                                   r2 = r.r2, cv_r2 = r.cv_r2,
+                                                   cv_r2_sd = r.cv_r2_sd, cv_lo = r.cv_lo,
+                                                   cv_hi = r.cv_hi, rmse = r.rmse,
+                                                   split_r2 = r.split_r2, kendall_tau = r.tau}
+                end
+            end
+        end
+    end
+
     -- the permutation test of the main fit (shuffled targets, the folds held fixed)
     if o.permutations > 0 then
         res.permutation = ls.stats.permutation_test(ls.stats.ols{standardize = true},
@@ -425,6 +446,17 @@ function M.noise_floor(t, final, y, main)
     local n_test = 10000
     for _, p in ipairs(ta) do s = s + 100 * math.sqrt(p * (1 - p) / n_test) end
     nf.test_sampling_sd = s / #ta
+    local by_noise, yv = {}, y:totable()
+    for i, v in ipairs(final:values("noise")) do
+        by_noise[v] = by_noise[v] or {}
+        table.insert(by_noise[v], yv[i])
+    end
+    for level, g in pairs(by_noise) do
+        local m, s2 = 0, 0
+        for _, v in ipairs(g) do m = m + v / #g end
+        for _, v in ipairs(g) do s2 = s2 + (v - m) ^ 2 / math.max(1, #g - 1) end
+        nf["gap_sd_noise" .. tostring(level)] = math.sqrt(s2)
+    end
     local gvar = 0
     local ys = y:totable()
     local mean = 0

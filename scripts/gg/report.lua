@@ -205,12 +205,15 @@ function M.tables(res)
                      mae = r.mae, kendall_tau = r.tau, split_r2 = r.split_r2,
                      split_r2_sd = r.split_r2_sd, ridge_cv_r2 = r.ridge_cv_r2 or NAN}
         for _, st in ipairs(r.strata or {}) do
-            row["cv_r2_noise" .. tostring(st.group)] = st.r2
+            local g = tostring(st.group)
+            row["cv_r2_noise" .. g] = st.r2
+            row["cv_rmse_noise" .. g], row["cv_bias_noise" .. g] = st.rmse, st.bias
         end
         sets[#sets + 1] = row
     end
     t.feature_sets = sets
     t.by_checkpoint = res.by_t
+    t.within_noise = res.within
     t.transfer = res.transfer
     t.leave_level_out = res.lolo
     t.granulated = res.granulated
@@ -261,7 +264,7 @@ function M.figures(res, final, dir)
                                            formats = {"png", "pdf"},
                                            xlabel = "checkpoint, % of the budget",
                                            ylabel = "held-out R^2 (10-fold x 10, 95% CI)",
-                                           key = "bottom right"})
+                                           key = "bottom left"})
     local tl = {}
     for _, r in ipairs(res.transfer) do
         tl[#tl + 1] = {checkpoint = 100 * r.frac, r2 = r.r2_heldout,
