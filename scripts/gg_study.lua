@@ -14,12 +14,12 @@
 -- Study options (each is recorded in OUT/study.lua; another value needs another --out):
 --   --grid full | quick | tiny    full: the 384 cells of reference §6.2 (+ 24 second-seed reruns);
 --                                 quick: 128 smaller cells (about two minutes with analysis);
---                                 tiny: 16 cells of seconds (the spec's)            (full)
+--                                 tiny: 8 cells of seconds (the spec's)             (full)
 --   --lr-scaling sqrt | linear | none   the lr levels are per 256 examples; the rule scales them
 --                                 to the batch (sqrt: lr sqrt(B/256); linear: lr B/256)   (sqrt)
 --   --budget P                    example passes per network (full 150000, quick 40000,
 --                                 tiny 3000)
---   --replicates R                configurations rerun with a second seed (full 24, quick 8, tiny 4)
+--   --replicates R                configurations rerun with a second seed (full 24, quick 8, tiny 2)
 --   --analyze: --permutations B (1000), --no-figures
 --
 -- Writes OUT/models.csv (one row per network and checkpoint: the configuration, every measurement
@@ -40,8 +40,8 @@ local GRIDS = {
                        bn = {0, 1}, wd = {0, 1e-3}, lr = {0.01, 0.1}, batch = {128}},
              budget = 40000, replicates = 8},
     tiny = {levels = {n = {200}, noise = {0, 0.3}, width = {16}, depth = {1, 2}, bn = {0, 1},
-                      wd = {0, 1e-3}, lr = {0.1}, batch = {64}},
-            budget = 3000, replicates = 4},
+                      wd = {0}, lr = {0.1}, batch = {64}},
+            budget = 3000, replicates = 2},
 }
 local FACTORS = {"n", "noise", "width", "depth", "bn", "wd", "lr", "batch"}
 local ORDER = {"n", "noise", "width", "depth", "bn", "wd", "lr", "batch", "replicate", "budget",
@@ -89,7 +89,7 @@ local study = ls.study{
     grid = make_grid,
     cost = cost,
     options = {
-        {"grid", "full", "the grid: full (384 + replicates), quick (128), tiny (16, the spec's)",
+        {"grid", "full", "the grid: full (384 + replicates), quick (128), tiny (8, the spec's)",
          choices = {"full", "quick", "tiny"}},
         {"lr_scaling", "sqrt", "how the lr levels (per 256 examples) scale to the batch",
          choices = {"linear", "sqrt", "none"}},

@@ -343,9 +343,9 @@ function M.run(t, opts)
     end
     if #varying > 0 then
         granulated("pred_main", "margins (out-of-fold prediction)", 1)
-        granulated("out_margin_p10", "output margin P10 (gamma; larger = smaller gap)", -1)
+        granulated("out_margin_p10", "-output margin P10 (-gamma)", -1)
         granulated("log_sharpness", "log sharpness", 1)
-        granulated("log_train_loss", "log train loss", -1)
+        granulated("log_train_loss", "-log train loss", -1)
         granulated("log_l2_sq", "log sum ||W||_F^2", 1)
     end
 

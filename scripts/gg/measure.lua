@@ -68,8 +68,16 @@ end
 -- subset per (n, noise, replicate). Only the chosen images are converted to f32, so a worker holds
 -- the 10 000 test images and the subsets it has met (a few tens of MB), never the 60 000.
 local cache = {}
+-- The loader reads the whole IDX file (47 MB of training images) and converts; Lua's collector
+-- does not see the size of those temporary tensors, so collect them at once (the worker's peak RSS
+-- would otherwise hold several of them).
+local function loaded(ds)
+    collectgarbage("collect")
+    return ds
+end
+
 function M.test_set()
-    if not cache.test then cache.test = ls.data.fashion_mnist{split = "test"} end
+    if not cache.test then cache.test = loaded(ls.data.fashion_mnist{split = "test"}) end
     return cache.test
 end
 
@@ -78,7 +86,8 @@ function M.train_set(n, noise, replicate)
     if not cache[key] then
         local clean_key = string.format("%d/clean/%d", n, replicate)
         if not cache[clean_key] then
-            cache[clean_key] = ls.data.fashion_mnist{split = "train", n = n, seed = replicate}
+            cache[clean_key] = loaded(ls.data.fashion_mnist{split = "train", n = n,
+                                                            seed = replicate})
         end
         local ds = cache[clean_key]
         if noise > 0 then ds = ds:with_label_noise(noise, {seed = replicate}) end

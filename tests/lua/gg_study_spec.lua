@@ -130,7 +130,7 @@ describe("gg_study", function()
             -- the same command completes the study; the shard's jobs kept their records
             r = gg(args .. " --jobs 2")
             assert.are.equal(0, r.code, r.err)
-            assert.truthy(r.out:find("20 jobs: 20 done", 1, true), r.out)
+            assert.truthy(r.out:find("10 jobs: 10 done", 1, true), r.out)
             for key, rec in pairs(shard_done) do
                 local now = store.read_record(dir .. "/jobs/" .. key .. "/done.lua")
                 assert.are.equal(rec.started, now.started)
@@ -140,13 +140,13 @@ describe("gg_study", function()
             -- a run after completion runs nothing and leaves the same bytes
             r = gg(args .. " --jobs 2")
             assert.are.equal(0, r.code, r.err)
-            assert.truthy(r.out:find("20 done (0 now)", 1, true), r.out)
+            assert.truthy(r.out:find("10 done (0 now)", 1, true), r.out)
             assert.are.equal(csv, h.read_file(dir .. "/models.csv"))
 
             -- the schema
             local t = ls.table.read_csv(dir .. "/models.csv")
             assert.are.same(expected_columns(), t.columns)
-            assert.are.equal(20 * 5, t.nrows)     -- 16 cells + 4 second-seed reruns, 5 checkpoints
+            assert.are.equal(10 * 5, t.nrows)     -- 8 cells + 2 second-seed reruns, 5 checkpoints
             local per_job = {}
             for _, row in t:rows() do
                 per_job[row.job] = (per_job[row.job] or 0) + 1
@@ -173,7 +173,7 @@ describe("gg_study", function()
                 jobs = jobs + 1
                 assert.are.equal(5, c)
             end
-            assert.are.equal(20, jobs)
+            assert.are.equal(10, jobs)
         end)
 
         it("gives the rows of an in-process run of the same cell, bit for bit", function()
@@ -222,7 +222,7 @@ describe("gg_study", function()
             assert.are.equal(first, h.read_file(dir .. "/claims.csv"))
             -- the timings come from the runner's records
             local tm = ls.table.read_csv(dir .. "/analysis/timings.csv")
-            assert.are.equal(20, tm.nrows)
+            assert.are.equal(10, tm.nrows)
             for _, row in tm:rows() do
                 assert.is_true(row.cpu_seconds > 0 and row.max_rss_mib < 1024)
             end
@@ -232,7 +232,7 @@ describe("gg_study", function()
             local d = h.tmpdir()
             local r = gg("--grid tiny --out " .. q(d) .. " --analyze")
             assert.are.equal(1, r.code)
-            assert.truthy(r.err:find("20 of 20 jobs are unfinished", 1, true), r.err)
+            assert.truthy(r.err:find("10 of 10 jobs are unfinished", 1, true), r.err)
         end)
     end)
 
