@@ -37,6 +37,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from peer_threads import openblas_libs, set_threads
+from peer_train import peak_rss_mib
 
 FRACTIONS = [0.1, 0.25, 0.5, 0.75, 1.0]
 DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
@@ -263,14 +264,6 @@ def run_job(cfg, data, seed):
             if step >= steps:
                 break
     return rows
-
-
-def peak_rss_mib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main():

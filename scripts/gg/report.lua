@@ -390,7 +390,7 @@ function M.main(study, opts, cfg)
                         res.n, #res.selection, res.main.r2, res.main.adj_r2, res.main.cv_r2,
                         res.main.cv_r2_sd, res.main.split_r2, res.noise_floor.test_sampling_sd,
                         f2(res.noise_floor.seed_sd or NAN), res.noise_floor.pairs,
-                        f2(res.noise_floor.r2_ceiling or NAN)))
+                        f3(res.noise_floor.r2_ceiling or NAN)))
     if tsum then
         print(string.format("jobs: CPU median %.2f s, p90 %.2f s, max %.2f s, total %.0f s; "
                             .. "quiet 2-worker estimate %.0f s; peak RSS %.0f MiB",

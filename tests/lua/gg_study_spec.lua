@@ -115,16 +115,9 @@ describe("gg_study", function()
                                              q(SCRIPT), args, q(log)))
             local pid = tonumber(p:read("l"))
             p:close()
-            local function done_count()
-                local k = 0
-                for _, key in ipairs(store.entries(dir .. "/jobs")) do
-                    if store.exists(dir .. "/jobs/" .. key .. "/done.lua") then k = k + 1 end
-                end
-                return k
-            end
-            local before = done_count()
+            local before = h.count_done(dir)
             local t0 = ls.clock()
-            while done_count() == before and ls.clock() - t0 < 120 do store.sleep(0.01) end
+            while h.count_done(dir) == before and ls.clock() - t0 < 120 do store.sleep(0.01) end
             os.execute("kill -KILL -" .. pid .. " 2>/dev/null")
             store.sleep(0.2)
             -- the same command completes the study; the shard's jobs kept their records

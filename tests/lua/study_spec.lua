@@ -49,13 +49,7 @@ local function wait_gone(pgid, seconds)
     return true
 end
 
-local function count_done(out)
-    local n = 0
-    for _, key in ipairs(store.entries(out .. "/jobs")) do
-        if store.exists(out .. "/jobs/" .. key .. "/done.lua") then n = n + 1 end
-    end
-    return n
-end
+local count_done = h.count_done
 
 describe("study.serial", function()
     it("writes a canonical text for a configuration: sorted keys, 1 and 1.0 alike", function()
