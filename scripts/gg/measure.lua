@@ -171,8 +171,7 @@ function M.checkpoint(model, train, test, w0)
     put_signature(row, "unnorm", ls.margins.signature(m, {stats = "quartiles+p5p95", log = true,
                                                           raw = true}))
     for _, s in ipairs(M.SLOTS) do row["nu." .. s] = m.nu[s] end
-    local raw = ls.margins(model, train, {layers = {}, output = "raw"})
-    row.out_margin_p10 = ls.stats.percentile(raw.output, 10)
+    row.out_margin_p10 = ls.stats.percentile(m.output, 10)    -- m.output: f_y - f_j, every sample
     for k, v in pairs(M.norms(model, w0)) do row[k] = v end
     return row
 end
