@@ -16,22 +16,24 @@
 --   grad_<act>     loss = f(params); ls.grad(loss, params)
 --   hvp_<act>      ls.hvp(f, params, v): the gradient with create_graph, then the gradient of
 --                  <g, v> (PyHessian's Hessian-vector product)
--- each against the same computation in PyTorch (bench/peer_autograd.py, run once before our own
--- timings, same sizes and thread counts, its own random weights). Then the two internal ratios the
+-- each against the same computation in PyTorch (bench/peer_autograd.py, a co-process whose samples
+-- alternate with ours; same sizes and thread counts, its own random weights; its threads and
+-- OpenBLAS's pinned, OMP_WAIT_POLICY=passive). Then the two internal ratios the
 -- issue asks for, ours against ours: grad_over_forward_<act> (goal <= 3) and hvp_over_grad_<act>
 -- (goal <= 2.5), with peer = ours_forward / ours_grad.
 --
 -- Timing: each workload is called once to warm up and to calibrate an inner loop so that one sample
 -- lasts at least min-sample seconds; then one warm-up round and `reps` rounds in which forward,
--- grad and hvp take one sample each, in turn (so drift hits all three alike); the median sample per
+-- grad and hvp take one sample each, in turn, each followed by the peer's sample of the same
+-- workload (so drift hits all six alike); the median sample per
 -- workload, in milliseconds per call, on the wall clock (ls.clock; os.clock would add up the CPU
 -- time of all threads). With --gc sample (the default) garbage is collected between samples,
 -- outside the timed region; inside a sample Lua's collector runs as it would in a user's loop (the
 -- binding steps it for every 16 MiB of new tensor memory, engine/lua/lx_util.c); --gc never shows
 -- what a loop without any collectgarbage call gets.
 --
--- stdout: tidy CSV (workload,dtype,threads,ours_ms,peer,peer_ms,ratio). stderr: '#' notes: the
--- process CPU time per call of both sides (os.clock here, time.process_time in the peer), which a
+-- stdout: tidy CSV (workload,dtype,threads,ours_ms,peer,peer_ms,ratio). stderr: '#' notes: the CPU,
+-- the BLAS and its kernel, both sides' thread settings; the process CPU time per call of both sides (os.clock here, time.process_time in the peer), which a
 -- busy machine disturbs less than wall time, and the peak RSS of this process and of the peer.
 local ls = require "landscape"
 
@@ -103,12 +105,12 @@ local function calibrate(fn)
 end
 
 -- Median wall ms per call of each named function, sampled round-robin (see the header), and the
--- median CPU ms per call.
-local function time_round_robin(names, fns)
-  local iters, times, cpus = {}, {}, {}
+-- median CPU ms per call; the same for the peer's samples (nil without a peer).
+local function time_round_robin(names, fns, peer)
+  local iters, times, cpus, pt, pc = {}, {}, {}, {}, {}
   for _, k in ipairs(names) do
     iters[k] = calibrate(fns[k])
-    times[k], cpus[k] = {}, {}
+    times[k], cpus[k], pt[k], pc[k] = {}, {}, {}, {}
   end
   local gc = opts.gc == "sample" and collectgarbage or function() end
   gc()
@@ -117,14 +119,18 @@ local function time_round_robin(names, fns)
     for _, k in ipairs(names) do
       gc()
       times[k][#times[k] + 1], cpus[k][#cpus[k] + 1] = run(fns[k], iters[k])
+      local reply = peer and peer:ask("sample " .. k)
+      local m, c = (reply or ""):match("^(%S+) (%S+)$")
+      if m then pt[k][#pt[k] + 1], pc[k][#pc[k] + 1] = tonumber(m), tonumber(c) end
     end
   end
-  local ms, cpu = {}, {}
+  local ms, cpu, pms, pcpu = {}, {}, {}, {}
   for _, k in ipairs(names) do
     ms[k] = 1e3 * bench.median(times[k])
     cpu[k] = 1e3 * bench.median(cpus[k])
+    if #pt[k] == opts.reps then pms[k], pcpu[k] = bench.median(pt[k]), bench.median(pc[k]) end
   end
-  return ms, cpu
+  return ms, cpu, pms, pcpu
 end
 
 -- ---- the model ----
@@ -160,23 +166,6 @@ local function make_problem(dtype, act)
   }
 end
 
--- ---- the peer ----
-local function run_peer()
-  local cmd = string.format("%s %s --batch %d --acts %s --dtypes %s --threads %s --reps %d "
-                            .. "--min-sample %g", bench.python(), q(bench.dir .. "/peer_autograd.py"),
-                            opts.batch, opts.acts, table.concat(DTYPES, ","),
-                            table.concat(THREADS, ","), opts.reps, opts.min_sample)
-  local res = {}
-  for _, line in ipairs(bench.run_lines(cmd)) do
-    local w, d, t, ms, cpu = line:match("^([^,]+),([^,]+),(%d+),([%d.eE+-]+),([%d.eE+-]+)$")
-    if w then res[w .. "," .. d .. "," .. t] = {ms = tonumber(ms), cpu = tonumber(cpu)} end
-  end
-  if next(res) == nil then
-    note("torch peer: no timings (is python3-torch installed?) from: %s", cmd)
-  end
-  return res
-end
-
 -- ---- main ----
 local function row(workload, dtype, threads, ours, peer, peer_ms)
   io.stdout:write(string.format("%s,%s,%d,%.4f,%s,%.4f,%.3f\n", workload, dtype, threads, ours,
@@ -190,24 +179,33 @@ local function main()
   end
   note("bench_autograd.lua: batch %d, reps %d, min-sample %g s, gc %s", opts.batch, opts.reps,
        opts.min_sample, opts.gc)
+  bench.report_machine("bench_autograd.lua")
   local acts = {}
   for a in opts.acts:gmatch("[^,]+") do acts[#acts + 1] = a end
-  local peer = run_peer()
+  local peer = bench.peer(string.format("%s %s", bench.python(),
+                                        q(bench.dir .. "/peer_autograd.py")))
   io.stdout:write("workload,dtype,threads,ours_ms,peer,peer_ms,ratio\n")
   local names = {"forward", "grad", "hvp"}
   local cpu_notes = {}
   for _, act in ipairs(acts) do
     for _, threads in ipairs(THREADS) do
       ls.set_threads(threads)
+      bench.report_threads("bench_autograd.lua")
       for _, dtype in ipairs(DTYPES) do
+        local ready = peer and peer:ask(string.format("setup %s %s %d %d 1 %g", act, dtype,
+                                                      threads, opts.batch, opts.min_sample))
+        if peer and ready ~= "ok" then
+          note("torch peer: not ready (is python3-torch installed?)")
+          peer:close()
+          peer = nil
+        end
         local fns = make_problem(dtype, act)
-        local ms, cpu = time_round_robin(names, fns)
+        local ms, cpu, pms, pcpu = time_round_robin(names, fns, peer)
         for _, k in ipairs(names) do
           local w = k .. "_" .. act
-          local pm = peer[w .. "," .. dtype .. "," .. threads]
-          if pm then row(w, dtype, threads, ms[k], "torch", pm.ms) end
+          if pms[k] then row(w, dtype, threads, ms[k], "torch", pms[k]) end
           cpu_notes[#cpu_notes + 1] = string.format("# %s,%s,%d,%.3f,%s", w, dtype, threads, cpu[k],
-                                                    pm and string.format("%.3f", pm.cpu) or "NA")
+                                                    pcpu[k] and string.format("%.3f", pcpu[k]) or "NA")
         end
         row("grad_over_forward_" .. act, dtype, threads, ms.grad, "ours_forward", ms.forward)
         row("hvp_over_grad_" .. act, dtype, threads, ms.hvp, "ours_grad", ms.grad)
@@ -219,6 +217,7 @@ local function main()
       end
     end
   end
+  if peer then peer:close() end
   io.stderr:write("# process CPU ms per call (all threads; steadier than wall time on a busy "
                   .. "machine)\n# workload,dtype,threads,ours_cpu_ms,torch_cpu_ms\n",
                   table.concat(cpu_notes, "\n"), "\n")

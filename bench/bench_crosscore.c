@@ -86,6 +86,7 @@ int main(int argc, char **argv)
         return 0;
     }
     static const size_t kib[] = {256, 1024, 4096};
+    bench_report_machine("bench_crosscore");
     printf("workload,dtype,threads,ours_ms,peer,peer_ms,ratio\n");
     for (size_t s = 0; s < sizeof kib / sizeof kib[0]; s++) {
         size_t n = kib[s] * 1024 / sizeof(float);

@@ -32,10 +32,10 @@
 --                          batchnorm = true}; peer: PyHessian's Hutchinson with N probes
 -- MLP rows in f32 and f64 at 1 and 2 threads; CNN rows in f32 at --cnn-threads.
 --
--- The peer runs with OMP_WAIT_POLICY=passive (see run_peer).
--- Timing: the peer runs first (one process per model, all its configurations), then our side; each
--- workload is run `reps` times and the median wall time (ls.clock / time.perf_counter) is reported.
--- A full collection precedes every sample, outside the timed region.
+-- The peer is a co-process (OMP_WAIT_POLICY=passive, its threads and OpenBLAS's pinned); each of
+-- our calls is followed by one of the peer's, `reps` times, and each side's median wall time
+-- (ls.clock / time.perf_counter) is reported. A full collection precedes every sample of ours,
+-- outside the timed region.
 --
 -- stdout: tidy CSV (workload,dtype,threads,ours_ms,peer,peer_ms,ratio), ratio = ours / peer.
 -- stderr: '#' notes (estimates of both sides, load average).
@@ -90,17 +90,23 @@ local note = bench.note
 
 local loadavg = bench.loadavg
 
--- Median ms of `reps` calls of fn; returns it and the last call's result.
-local function time_it(fn)
-  local t, res = {}, nil
+-- `reps` calls of fn, each followed by one call of the peer's `workload` (peer:ask("run ...")):
+-- our median ms and the last call's result, the peer's median ms and its products of the last
+-- call (nil without a peer).
+local function time_it(fn, peer, workload)
+  local t, p, res, hvps = {}, {}, nil, nil
   for r = 1, opts.reps do
     collectgarbage()
     collectgarbage()
     local t0 = clock()
     res = fn()
     t[r] = (clock() - t0) * 1000
+    local reply = peer and workload and peer:ask("run " .. workload)
+    local ms, n = (reply or ""):match("^(%S+) (%S+)$")
+    if ms then p[#p + 1], hvps = tonumber(ms), tonumber(n) end
   end
-  return bench.median(t), res
+  local pm = #p == opts.reps and bench.median(p) or nil
+  return bench.median(t), res, pm, hvps
 end
 
 local function list(s)
@@ -129,21 +135,18 @@ local tmp = os.tmpname()
 ls.io.save_safetensors(tmp, shared)
 
 -- ---- the peer ----
--- Runs the peer; returns res["workload,dtype,threads"] = {ms, hvps}.
-local function run_peer(model, dtypes, threads, probes, eigs)
-  -- OMP_WAIT_POLICY=passive as in bench_train.lua: libgomp's default spinning made torch's
-  -- 2-thread rows 2.5-4x slower than its 1-thread rows here; passive is torch's better setting.
-  local cmd = string.format("%s %s --data %s --model %s --dtypes %s --threads %s --probes %d "
-                            .. "--reps %d%s", bench.python("OMP_WAIT_POLICY=passive"),
-                            bench.q(bench.dir .. "/peer_curvature.py"), tmp, model, dtypes, threads,
-                            probes, opts.reps, eigs and " --eigs" or "")
-  local res = {}
-  for _, line in ipairs(bench.run_lines(cmd)) do
-    local w, d, t, ms, n = line:match("^([^,]+),([^,]+),(%d+),([%d.eE+-]+),(%d+)$")
-    if w then res[w .. "," .. d .. "," .. t] = {ms = tonumber(ms), hvps = tonumber(n)} end
+-- The peer co-process (bench/peer_curvature.py, reading the shared file), set up for a model, dtype,
+-- thread count and probe count; nil when it does not answer.
+local peer = bench.peer(string.format("%s %s --data %s", bench.python(),
+                                      bench.q(bench.dir .. "/peer_curvature.py"), tmp))
+local function peer_setup(model, dt, th, probes)
+  if not peer then return nil end
+  if peer:ask(string.format("setup %s %s %d %d", model, dt, th, probes)) ~= "ok" then
+    note("torch peer: not ready (is python3-torch installed?)")
+    peer:close()
+    peer = nil
   end
-  if next(res) == nil then note("torch peer: no timings from: %s", cmd) end
-  return res
+  return peer
 end
 
 -- ---- output ----
@@ -159,58 +162,55 @@ note("load average at start: %s; reps %d, MLP probes %d, CNN probes %d", loadavg
      opts.probes, opts.cnn_probes)
 
 -- ---- MLP ----
+bench.report_machine("bench_curvature.lua")
 if opts.only ~= "cnn" then
-  local peer = run_peer("mlp", "f32,f64", "1,2", opts.probes, true)
-  note("load average after the MLP peer: %s", loadavg())
-  local hvps = {}
+  local hvps, peer_hvps = {}, {}
   for _, dt in ipairs({"f32", "f64"}) do
     local model = mlps[dt]
     local d = dt == "f32" and data or data64
     local function op() return ls.curvature.hessian(model, d, {batch = 1000, mode = "eval"}) end
     for _, th in ipairs({1, 2}) do
       ls.set_threads(th)
-      local key = "," .. dt .. "," .. th
-      local ms, r = time_it(function() return op():trace{probes = opts.probes, seed = 1} end)
+      bench.report_threads("bench_curvature.lua")
+      local p = peer_setup("mlp", dt, th, opts.probes)
+      local ms, r, pms = time_it(function() return op():trace{probes = opts.probes, seed = 1} end,
+                                 p, "hutchinson")
       note("ours hutchinson %s %d threads: %.6g (stderr %.3g)", dt, th, r.estimate, r.stderr)
-      local p = peer["hutchinson" .. key]
-      row("hutchinson_mlp", dt, th, ms, "torch_pyhessian", p and p.ms)
-      ms, r = time_it(function()
-        return op():eigs{k = 3, which = "largest", tol = 1e-4, seed = 1}
-      end)
+      row("hutchinson_mlp", dt, th, ms, "torch_pyhessian", pms)
+      local function eigs() return op():eigs{k = 3, which = "largest", tol = 1e-4, seed = 1} end
+      local ph, eh
+      ms, r, pms, ph = time_it(eigs, p, "power_top3")
       note("ours lanczos %s %d threads: %.6g %.6g %.6g, %d matvecs, converged %s", dt, th,
            r.values[1], r.values[2], r.values[3], r.matvecs, tostring(r.converged))
-      if th == 1 then hvps[dt] = r.matvecs end
-      p = peer["power_top3" .. key]
-      row("lanczos_top3_mlp", dt, th, ms, "torch_pyhessian_power", p and p.ms)
-      p = peer["eigsh_top3" .. key]
-      row("lanczos_top3_mlp", dt, th, ms, "torch_eigsh", p and p.ms)
+      row("lanczos_top3_mlp", dt, th, ms, "torch_pyhessian_power", pms)
+      ms, r, pms, eh = time_it(eigs, p, "eigsh_top3")
+      row("lanczos_top3_mlp", dt, th, ms, "torch_eigsh", pms)
+      if th == 1 then hvps[dt], peer_hvps[dt] = r.matvecs, {power = ph, eigsh = eh} end
     end
   end
   for _, dt in ipairs({"f32", "f64"}) do
-    local p = peer["eigsh_top3," .. dt .. ",1"]
-    row("lanczos_top3_hvps", dt, 1, hvps[dt], "eigsh", p and p.hvps)
-    p = peer["power_top3," .. dt .. ",1"]
-    row("lanczos_top3_hvps", dt, 1, hvps[dt], "pyhessian_power", p and p.hvps)
+    row("lanczos_top3_hvps", dt, 1, hvps[dt], "eigsh", peer_hvps[dt].eigsh)
+    row("lanczos_top3_hvps", dt, 1, hvps[dt], "pyhessian_power", peer_hvps[dt].power)
   end
 end
 
 -- ---- CNN ----
 if opts.only ~= "mlp" then
-  local peer = run_peer("cnn", "f32", opts.cnn_threads, opts.cnn_probes, false)
-  note("load average after the CNN peer: %s", loadavg())
   local model = ls.nn.cnn{channels = {32, 64}, hidden = 128, classes = 10, batchnorm = true}
   for _, th in ipairs(list(opts.cnn_threads)) do
     th = math.tointeger(tonumber(th))
     ls.set_threads(th)
-    local ms, r = time_it(function()
+    bench.report_threads("bench_curvature.lua")
+    local p = peer_setup("cnn", "f32", th, opts.cnn_probes)
+    local ms, r, pms = time_it(function()
       local H = ls.curvature.hessian(model, data, {batch = 1000, mode = "eval"})
       return H:trace{probes = opts.cnn_probes, seed = 1}
-    end)
+    end, p, "hutchinson")
     note("ours hutchinson cnn f32 %d threads: %.6g (stderr %.3g)", th, r.estimate, r.stderr)
-    local p = peer["hutchinson,f32," .. th]
-    row("hutchinson_cnn_p" .. opts.cnn_probes, "f32", th, ms, "torch_pyhessian", p and p.ms)
+    row("hutchinson_cnn_p" .. opts.cnn_probes, "f32", th, ms, "torch_pyhessian", pms)
   end
 end
 
+if peer then peer:close() end
 os.remove(tmp)
 note("load average at the end: %s", loadavg())

@@ -18,11 +18,11 @@
  *           engine. A ratio near 1 means the op runs at the speed of memory; above 1 is overhead
  *           (allocation, page faults of a fresh output, arithmetic: exp is compute-bound by
  *           nature).
- *   torch   the same op in PyTorch (torch.add, ...), timed by bench/peer_elementwise.py, which this
- *           program runs once before its own measurements, with the same sizes, dtypes and thread
- *           counts (torch.set_num_threads and openblas_set_num_threads). Skipped with a note on
- *           stderr when python3 or torch is missing. LANDSCAPE_PYTHON names the interpreter
- *           (default /usr/bin/python3).
+ *   torch   the same op in PyTorch (torch.add, ...), timed by bench/peer_elementwise.py, a
+ *           co-process that takes one sample after each pair of ours (ours, stream), with the same
+ *           sizes, dtypes and thread counts (torch.set_num_threads and openblas_set_num_threads,
+ *           OMP_WAIT_POLICY=passive). Skipped with a note on stderr when python3 or torch is
+ *           missing. LANDSCAPE_PYTHON names the interpreter (default /usr/bin/python3).
  *
  * Ours is the whole op as a user calls it: it allocates its output (the peers do too for torch, not
  * for stream) and releases it. The stream loops are compiled for the x86-64 baseline and for AVX2,
@@ -32,10 +32,11 @@
  * rewriting is off so the copy stays a plain loop (glibc's memcpy switches to non-temporal stores
  * for large blocks, which no elementwise kernel uses).
  *
- * stdout: the CSV rows (bench_util.h). stderr: the minor page faults per call of ours and stream (a
+ * stdout: the CSV rows (bench_util.h). stderr: the CPU, the BLAS and its kernel, the thread
+ * settings of both sides; the minor page faults per call of ours and stream (a
  * fresh output that the kernel has to map costs one fault per 4 KiB page), ours / stream in process
  * CPU time, the torch peer's notes, and the peak RSS of both processes. */
-#define _GNU_SOURCE /* popen */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -280,70 +281,45 @@ static void stream(void *vctx)
 
 /* ==== the torch peer ==== */
 
-typedef struct torch_row {
-    int op, threads;
-    ls_dtype dtype;
-    int64_t n;
-    double ms;
-} torch_row;
+/* The co-process (peer_elementwise.py), or NULL without python3-torch. */
+static bench_peer *torch_peer;
 
-#define MAX_TORCH_ROWS 256
-static torch_row torch_rows[MAX_TORCH_ROWS];
-static int ntorch;
-
-/* Runs peer_elementwise.py once and keeps its rows. */
-static void run_torch_peer(const bench_opts *o, const int64_t *sizes, int nsizes)
+static bench_peer *torch_start(void)
 {
-    const char *py = getenv("LANDSCAPE_PYTHON");
-    if (!py || !*py) py = "/usr/bin/python3";
     const char *dir = getenv("LANDSCAPE_BENCH_DIR");
     if (!dir || !*dir) dir = LS_BENCH_DIR;
-    char cmd[2048], sz[256] = "";
-    for (int i = 0; i < nsizes; i++)
-        snprintf(sz + strlen(sz), sizeof sz - strlen(sz), "%s%lld", i ? "," : "",
-                 (long long)sizes[i]);
-    snprintf(cmd, sizeof cmd, "'%s' '%s/peer_elementwise.py' --sizes %s --reps %d --min-sample %g",
-             py, dir, sz, o->reps, o->min_sample);
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        fprintf(stderr, "# torch peer: cannot run %s\n", cmd);
-        return;
-    }
-    char line[512];
-    while (fgets(line, sizeof line, p)) {
-        char op[32], dt[8];
-        int threads;
-        long long n;
-        double ms;
-        if (line[0] == '#') {
-            fprintf(stderr, "%s", line);   /* the peer's own notes (its peak RSS) */
-            continue;
-        }
-        if (sscanf(line, "%31[^,],%7[^,],%d,%lld,%lf", op, dt, &threads, &n, &ms) != 5) continue;
-        if (ntorch == MAX_TORCH_ROWS) break;
-        torch_row *r = &torch_rows[ntorch];
-        r->op = -1;
-        for (int k = 0; k < NOPS; k++)
-            if (strcmp(op, op_names[k]) == 0) r->op = k;
-        if (r->op < 0 || ls_dtype_parse(dt, &r->dtype)) continue;
-        r->threads = threads;
-        r->n = n;
-        r->ms = ms;
-        ntorch++;
-    }
-    int st = pclose(p);
-    if (st != 0 || ntorch == 0)
-        fprintf(stderr, "# torch peer: no timings (exit status %d; is python3-torch installed?) "
-                        "from: %s\n", st, cmd);
+    char py[1024], cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s '%s/peer_elementwise.py'", bench_python(py, sizeof py), dir);
+    return bench_peer_start(cmd);
 }
 
-static const torch_row *torch_find(int op, ls_dtype dt, int threads, int64_t n)
+/* Sets the peer up for one op; false (and the peer closed) when it does not answer. */
+static bool torch_setup(const bench_opts *o, int op, ls_dtype dt, int threads, int64_t n)
 {
-    for (int i = 0; i < ntorch; i++) {
-        const torch_row *r = &torch_rows[i];
-        if (r->op == op && r->dtype == dt && r->threads == threads && r->n == n) return r;
-    }
-    return NULL;
+    if (!torch_peer) return false;
+    char line[256], buf[256];
+    snprintf(line, sizeof line, "setup %s %s %d %lld %g", op_names[op], ls_dtype_name(dt),
+             threads, (long long)n, o->min_sample);
+    const char *r = bench_peer_ask(torch_peer, line, buf, sizeof buf);
+    if (r && strcmp(r, "ok") == 0) return true;
+    fprintf(stderr, "# torch peer: not ready (is python3-torch installed?)\n");
+    bench_peer_close(torch_peer);
+    torch_peer = NULL;
+    return false;
+}
+
+/* One torch sample after each pair of ours (bench_pair_then), into ctx's list. */
+typedef struct torch_samples {
+    double ms[64];
+    int n;
+} torch_samples;
+
+static void torch_sample(void *ctx)
+{
+    torch_samples *t = ctx;
+    char buf[64];
+    const char *r = torch_peer ? bench_peer_ask(torch_peer, "sample", buf, sizeof buf) : NULL;
+    if (r && t->n < 64) t->ms[t->n++] = atof(r);
 }
 
 static ls_tensor *random_tensor(ls_dtype dt, int ndim, const int64_t *shape, uint64_t seed)
@@ -387,13 +363,15 @@ int main(int argc, char **argv)
     int nsizes = o.quick ? 1 : 2;
     stream_avx2 = stream_use_avx2();
     fprintf(stderr, "# stream peer: %s loops\n", stream_avx2 ? "AVX2" : "baseline (SSE2)");
-    run_torch_peer(&o, sizes, nsizes);
+    bench_report_machine("bench_elementwise");
+    torch_peer = torch_start();
 
     const ls_dtype dtypes[] = {LS_F32, LS_F64};
     const int threads[] = {1, 2};
     bench_header();
     for (int ti = 0; ti < 2; ti++) {
         ls_set_threads(threads[ti]);
+        bench_report_threads("bench_elementwise");
         stream_pool pool;
         pool_start(&pool, threads[ti]);
         for (int di = 0; di < 2; di++) {
@@ -407,7 +385,10 @@ int main(int argc, char **argv)
                     ew_ctx x = {.op = op, .a = a, .b = b, .pool = &pool};
                     x.job = (stream_job){.op = op, .dtype = dtypes[di], .a = ls_tensor_data(a),
                                          .b = ls_tensor_data(b), .c = ls_tensor_data(c), .n = n};
-                    bench_result r = bench_pair(&o, ours, &x, stream, &x);
+                    torch_samples ts = {.n = 0};
+                    bool peer = torch_setup(&o, op, dtypes[di], threads[ti], n);
+                    bench_result r = bench_pair_then(&o, ours, &x, stream, &x,
+                                                     peer ? torch_sample : NULL, &ts);
                     double ms_o = r.ms_a, ms_s = r.ms_b;
                     char wl[64], cnt[32];
                     snprintf(wl, sizeof wl, "%s_%s", op_names[op], bench_count_str(n, cnt, 32));
@@ -419,8 +400,8 @@ int main(int argc, char **argv)
                                  r.faults_a, r.faults_b,
                                  (double)n * (double)ls_dtype_size(dtypes[di]) / 4096.0,
                                  r.cpu_ms_a / r.cpu_ms_b);
-                    const torch_row *tr = torch_find(op, dtypes[di], threads[ti], n);
-                    if (tr) bench_row(wl, dn, threads[ti], ms_o, "torch", tr->ms);
+                    if (peer && ts.n == o.reps)
+                        bench_row(wl, dn, threads[ti], ms_o, "torch", bench_median(ts.ms, ts.n));
                 }
                 ls_tensor_release(a);
                 ls_tensor_release(b);
@@ -448,6 +429,7 @@ int main(int argc, char **argv)
                     "vector); cpu_ratio = ours / stream in process CPU time\n"
                     "# workload,dtype,threads,ours_faults,stream_faults,vector_pages,cpu_ratio\n");
     for (int i = 0; i < nnotes; i++) fputs(notes[i], stderr);
+    bench_peer_close(torch_peer);
     bench_report_rss("bench_elementwise");
     return 0;
 }

@@ -82,11 +82,14 @@ end
 
 io.stderr:write(string.format("# %d samples (%s), mlp 784-512-512-10 f32, %d reps\n", N, source,
                               opts.reps))
+local bench = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "bench") .. "/common.lua")
+bench.report_machine("bench_margins.lua")
 print("workload,dtype,threads,ours_ms,peer,peer_ms,ratio")
 for th in opts.threads:gmatch("%d+") do
     local threads = math.tointeger(tonumber(th))
     if threads <= ls.available_cores() then
         ls.set_threads(threads)
+        bench.report_threads("bench_margins.lua")
         local model = ls.nn.mlp{hidden = {512, 512}, seed = 1}
         margins_all(model)                       -- warm up
         local ours, peer = {}, {}

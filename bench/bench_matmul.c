@@ -147,10 +147,12 @@ int main(int argc, char **argv)
     gf_row gf[64];
     int ngf = 0;
     double worst_check = 0;
+    bench_report_machine("bench_matmul");
     bench_header();
     for (int ti = 0; ti < 2; ti++) {
         ls_set_threads(threads[ti]);
         openblas_set_num_threads(threads[ti]);
+        bench_report_threads("bench_matmul");
         for (int di = 0; di < 2; di++) {
             for (int ci = 0; ci < nc; ci++) {
                 mm_ctx x;

@@ -12,12 +12,12 @@
 -- safetensors file), with torch's own initialisation and shuffling (the work does not depend on
 -- them).
 --
--- Hygiene (bench/README.md): the peer is a co-process started once per thread count: it loads the
--- data, then runs one job each time it is asked, so the samples alternate (ours, peer, ours, peer,
--- ...) and a change of machine load hits both sides alike. One warm-up job on each side, then
--- --reps pairs. Threads: ls.set_threads(T) (which sets OpenBLAS too); the peer gets
--- torch.set_num_threads(T) and openblas_set_num_threads(T), with OMP_NUM_THREADS,
--- OPENBLAS_NUM_THREADS and MKL_NUM_THREADS = T and OMP_WAIT_POLICY=passive in its environment.
+-- Hygiene (bench/README.md): the peer is a co-process (common.lua's peer()) started once per thread
+-- count: it loads the data, then runs one job each time it is asked, so the samples alternate
+-- (ours, peer, ours, peer, ...) and a change of machine load hits both sides alike. One warm-up job
+-- on each side, then --reps pairs. Threads: ls.set_threads(T) (which sets OpenBLAS too); the peer
+-- gets peer_common.set_threads(T) (torch and OpenBLAS), OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and
+-- MKL_NUM_THREADS = T and OMP_WAIT_POLICY=passive in its environment.
 -- Options (defaults): --quick (1 thread, budget 15 000, 2 pairs), --threads (1,2), --reps (5),
 -- --budget (150000). LANDSCAPE_PYTHON names the peer's interpreter.
 --
@@ -30,7 +30,6 @@ package.path = (debug.getinfo(1, "S").source:match("^@(.*)/bench/[^/]*$") or "."
     .. "/scripts/?.lua;" .. package.path
 local C = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "bench/") .. "common.lua")
 local measure = require "gg.measure"
-local store = require "landscape.study.store"
 
 local opts = {quick = false, threads = nil, reps = nil, budget = nil}
 do
@@ -65,17 +64,8 @@ local lr_step = measure.lr_step(cfg.lr, cfg.batch, cfg.lr_scaling)
 local workload = string.format("study_job_w%d_d%d_b%d_n%d_P%d", cfg.width, cfg.depth, cfg.batch,
                                cfg.n, cfg.budget)
 
-local m = store.machine()
-local blas = m.blas
-if not blas then          -- the BLAS library mapped into this process
-    local f = io.open("/proc/self/maps", "r")
-    for line in (f and f:lines() or function() end) do
-        blas = blas or line:match("(%S*blas%S*%.so%S*)")
-    end
-    if f then f:close() end
-end
-C.note("machine: %s, %s cores, GEMM %s, BLAS %s (OPENBLAS_CORETYPE %s); load average %s", m.cpu,
-       tostring(m.cores), tostring(m.gemm), tostring(blas), tostring(m.blas_kernel), C.loadavg())
+C.report_machine("bench_study_job")
+C.note("bench_study_job: load average %s", C.loadavg())
 C.note("job: %s, lr %.6g, %d steps, %d pairs per thread count after one warm-up each", workload,
        lr_step, measure.schedule(cfg.budget, cfg.batch), reps)
 
@@ -83,7 +73,7 @@ C.note("job: %s, lr %.6g, %d steps, %d pairs per thread count after one warm-up 
 local tmp = os.tmpname()
 os.remove(tmp)
 assert(os.execute("mkdir -p " .. C.q(tmp)))
-local data_path, fifo = tmp .. "/data.safetensors", tmp .. "/results"
+local data_path = tmp .. "/data.safetensors"
 do
     local train, test = measure.train_set(cfg.n, cfg.noise, cfg.replicate), measure.test_set()
     local function flat(ds) return ds.x:reshape{ds.n, 784}:contiguous() end
@@ -91,7 +81,6 @@ do
     ls.io.save_safetensors(data_path, {x_train = flat(train), y_train = zero_based(train),
                                        x_test = flat(test), y_test = zero_based(test)})
 end
-assert(os.execute("mkfifo " .. C.q(fifo)))
 
 local function our_job()
     local t0, c0 = ls.clock(), os.clock()
@@ -105,21 +94,19 @@ print("workload,dtype,threads,ours_ms,peer,peer_ms,ratio")
 local rss_peer = 0
 for _, T in ipairs(threads) do
     ls.set_threads(T)
-    local env = string.format("OMP_WAIT_POLICY=passive OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d "
-                              .. "MKL_NUM_THREADS=%d", T, T, T)
+    C.report_threads("bench_study_job")
+    local env = string.format("OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d MKL_NUM_THREADS=%d", T,
+                              T, T)
     local json = string.format('{"width": %d, "depth": %d, "bn": %s, "wd": %.17g, '
                                .. '"lr_step": %.17g, "batch": %d, "budget": %d}', cfg.width,
                                cfg.depth, cfg.bn == 1 and "true" or "false", cfg.wd, lr_step,
                                cfg.batch, cfg.budget)
-    local cmd = string.format("cd %s && %s peer_study_job.py --data %s --results %s --threads %d "
-                              .. "--config %s", C.q(C.dir), C.python(env), C.q(data_path),
-                              C.q(fifo), T, C.q(json))
-    local peer = io.popen(cmd, "w")
-    local results = io.open(fifo, "r")          -- blocks until the peer has loaded the data
+    local peer = C.peer(string.format("cd %s && %s peer_study_job.py --data %s --threads %d "
+                                      .. "--config %s", C.q(C.dir), C.python(env),
+                                      C.q(data_path), T, C.q(json)))
+    if not peer then error("bench_study_job: cannot start the peer", 0) end
     local function peer_job()
-        peer:write("job\n")
-        peer:flush()
-        local line = results:read("l")
+        local line = peer:ask("job")
         if not line then error("bench_study_job: the peer stopped (see its notes above)", 0) end
         local ms, cpu = line:match("^([%d.e+-]+),([%d.e+-]+)$")
         return tonumber(ms), tonumber(cpu)
@@ -137,12 +124,8 @@ for _, T in ipairs(threads) do
             ratios[#ratios + 1], cpu_ratios[#cpu_ratios + 1] = ms / pms, cpu / pcpu
         end
     end
-    peer:write("quit\n")
-    peer:flush()
-    local rss = results:read("l")
-    results:close()
+    rss_peer = math.max(rss_peer, tonumber(peer:ask("rss") or "") or 0 / 0)
     peer:close()
-    rss_peer = math.max(rss_peer, tonumber(rss and rss:match("^rss,(.*)$") or "") or 0 / 0)
     local om, pm = C.median(ours), C.median(theirs)
     print(string.format("%s,f32,%d,%.1f,torch,%.1f,%.3f", workload, T, om, pm, om / pm))
     io.stdout:flush()

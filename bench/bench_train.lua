@@ -23,8 +23,8 @@
 --   cnn                 ls.nn.cnn{channels = {32, 64}, hidden = 128, classes = 10,
 --                       batchnorm = true} (goal <= 0.33x)
 -- each with 1 and 2 threads (ls.set_threads), against the identical torch.nn.Sequential in
--- bench/peer_train.py. The peer runs once per workload, just before our own timing of it, so that
--- a change of machine load hits both sides alike. Extra rows:
+-- bench/peer_train.py, a co-process whose samples alternate with ours (one of ours, one of the
+-- peer's, `reps` times), so that a change of machine load hits both sides alike. Extra rows:
 --   mlp_2t_speedup          timed apart, in pairs of samples (1 thread then 2 threads, reps
 --                           pairs): ours_ms = median 2-thread sample, peer = ours_1t, peer_ms =
 --                           median 1-thread sample, ratio = median over pairs of 2t / 1t
@@ -37,8 +37,10 @@
 -- /proc/self/status at the end.
 --
 -- Timing: 3 warm-up steps, an inner loop calibrated so a sample lasts at least min-sample seconds,
--- then `reps` samples; the median sample, in ms per step, on the wall clock (ls.clock; Python:
--- time.perf_counter). Lua's collector runs as it would in a user's loop (no forced collections).
+-- one untimed sample, then `reps` samples alternating with the peer's; the median sample of each
+-- side, in ms per step, on the wall clock (ls.clock; Python: time.perf_counter). Lua's collector runs
+-- as it would in a user's loop (no forced collections). stderr names the CPU, the BLAS and its
+-- kernel, the thread settings of both sides and the OpenMP wait policy.
 --
 -- stdout: tidy CSV (workload,dtype,threads,ours_ms,peer,peer_ms,ratio). stderr: '#' notes.
 local ls = require "landscape"
@@ -153,11 +155,19 @@ local function calibrate(fn)
   return t >= opts.min_sample and 1 or math.floor(opts.min_sample / t) + 1
 end
 
-local function time_step(fn)
+-- Our samples alternate with the peer's: one of ours, then one of the peer's (peer:ask("sample")),
+-- `reps` times; each side's median in ms per step. With no peer, ours alone.
+local function time_pair(fn, peer)
   local iters = calibrate(fn)
-  local s = {}
-  for r = 1, opts.reps do s[r] = sample(fn, iters) end
-  return 1e3 * bench.median(s)
+  sample(fn, iters)
+  local s, p = {}, {}
+  for r = 1, opts.reps do
+    s[r] = sample(fn, iters)
+    local reply = peer and peer:ask("sample")
+    p[r] = tonumber(reply)
+  end
+  local ok = #p == opts.reps
+  return 1e3 * bench.median(s), ok and bench.median(p) or nil
 end
 
 -- The 2-thread speedup, paired: `reps` pairs of samples, a 1-thread one then a 2-thread one, each
@@ -192,19 +202,6 @@ local function python()
          .. q(bench.dir .. "/peer_train.py")
 end
 
--- The peer's ms per step for one workload: {[threads] = ms}.
-local function run_peer(name)
-  local cmd = string.format("%s --workloads %s --threads %s --reps %d --min-sample %g", python(),
-                            name, table.concat(THREADS, ","), opts.reps, opts.min_sample)
-  local res = {}
-  for _, line in ipairs(bench.run_lines(cmd)) do
-    local w, t, ms = line:match("^([^,]+),(%d+),([%d.eE+-]+)$")
-    if w == name then res[tonumber(t)] = tonumber(ms) end
-  end
-  if next(res) == nil then note("torch peer: no timings from %s", cmd) end
-  return res
-end
-
 local function rss_of(cmd)
   for _, line in ipairs(bench.run_lines(cmd)) do
     local v = line:match("^rss,([%d.]+)$")
@@ -228,19 +225,28 @@ local function main()
   note("bench_train.lua: batch %d, reps %d, min-sample %g s, epoch steps %d; load average %s",
        BATCH, opts.reps, opts.min_sample, opts.epoch_steps,
        loadavg())
+  bench.report_machine("bench_train.lua")
   io.stdout:write("workload,dtype,threads,ours_ms,peer,peer_ms,ratio\n")
   io.stdout:flush()
+  local peer
   for _, name in ipairs(WORKLOADS) do
     if opts.only[name] then
-      local peer = run_peer(name)
-      local ours = {}
+      peer = peer or bench.peer(python())
       for _, threads in ipairs(THREADS) do
         ls.set_threads(threads)
+        bench.report_threads("bench_train.lua")
+        local ready = peer and peer:ask(string.format("setup %s %d %g", name, threads,
+                                                      opts.min_sample))
+        if not (ready and ready:match("^ok")) then
+          note("torch peer: not ready for %s (is python3-torch installed?)", name)
+          if peer then peer:close() end
+          peer = nil
+        end
         local x, y = random_batch(1)
         local step = make_step(make_model(name))
-        ours[threads] = time_step(function() step(x, y) end)
+        local ours, theirs = time_pair(function() step(x, y) end, peer)
         collectgarbage()
-        row(name, threads, ours[threads], "torch", peer[threads])
+        row(name, threads, ours, "torch", theirs)
       end
       if name == "mlp_784_512_512_10" then
         local x, y = random_batch(1)
@@ -251,6 +257,7 @@ local function main()
       end
     end
   end
+  if peer then peer:close() end
   if opts.only.rss then
     local bin = "landscape"
     if arg then                                  -- the interpreter sits at arg's lowest index

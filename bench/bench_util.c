@@ -1,14 +1,18 @@
 /* Shared helpers of the C benchmarks (see bench_util.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* popen, mkdtemp */
 #include "bench_util.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
+#include "core/parallel.h"
 #include "core/status.h"
+#include "ops/gemm.h"
 
 #define BENCH_MAX_REPS 64
 
@@ -104,7 +108,7 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n)
+double bench_median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
@@ -112,11 +116,18 @@ static double median(double *v, int n)
 
 bench_result bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, void *cb)
 {
+    return bench_pair_then(o, a, ca, b, cb, NULL, NULL);
+}
+
+bench_result bench_pair_then(const bench_opts *o, bench_fn a, void *ca, bench_fn b, void *cb,
+                             bench_fn after, void *actx)
+{
     int reps = o->reps < BENCH_MAX_REPS ? o->reps : BENCH_MAX_REPS;
     long na = calibrate(o, a, ca), nb = b ? calibrate(o, b, cb) : 0;
     run_sample(a, ca, na);
     if (b) run_sample(b, cb, nb);
     double sa[BENCH_MAX_REPS], sb[BENCH_MAX_REPS], ca_[BENCH_MAX_REPS], cb_[BENCH_MAX_REPS];
+    double pr[BENCH_MAX_REPS];
     long fa = 0, fb = 0;
     for (int r = 0; r < reps; r++) {
         long f0 = minor_faults();
@@ -126,18 +137,21 @@ bench_result bench_pair(const bench_opts *o, bench_fn a, void *ca, bench_fn b, v
         if (b) {
             sb[r] = run_sample_cpu(b, cb, nb, &cb_[r]) / (double)nb;
             cb_[r] /= (double)nb;
+            pr[r] = sa[r] / sb[r];
         }
         fa += f1 - f0;
         fb += minor_faults() - f1;
+        if (after) after(actx);
     }
     bench_result res = {0};
-    res.ms_a = 1e3 * median(sa, reps);
-    res.cpu_ms_a = 1e3 * median(ca_, reps);
+    res.ms_a = 1e3 * bench_median(sa, reps);
+    res.cpu_ms_a = 1e3 * bench_median(ca_, reps);
     res.faults_a = (double)fa / ((double)na * reps);
     if (b) {
-        res.ms_b = 1e3 * median(sb, reps);
-        res.cpu_ms_b = 1e3 * median(cb_, reps);
+        res.ms_b = 1e3 * bench_median(sb, reps);
+        res.cpu_ms_b = 1e3 * bench_median(cb_, reps);
         res.faults_b = (double)fb / ((double)nb * reps);
+        res.pair_ratio = bench_median(pr, reps);
     }
     return res;
 }
@@ -195,4 +209,121 @@ void bench_die(const char *who)
 {
     fprintf(stderr, "%s: %s\n", who, ls_error_message());
     exit(1);
+}
+
+/* The value of "key<spaces>: value" in /proc/cpuinfo's first processor, into buf ("?" if none). */
+static const char *cpuinfo(const char *key, char *buf, size_t size)
+{
+    snprintf(buf, size, "?");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return buf;
+    char line[4096];
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, n) != 0 || (line[n] != ' ' && line[n] != '\t' && line[n] != ':'))
+            continue;
+        const char *v = strchr(line, ':');
+        if (!v) continue;
+        v++;
+        while (*v == ' ') v++;
+        snprintf(buf, size, "%s", v);
+        buf[strcspn(buf, "\n")] = 0;
+        break;
+    }
+    fclose(f);
+    return buf;
+}
+
+void bench_report_machine(const char *name)
+{
+    char model[256], fam[32], mod[32], flags[4096];
+    cpuinfo("model name", model, sizeof model);
+    cpuinfo("cpu family", fam, sizeof fam);
+    cpuinfo("model", mod, sizeof mod);
+    cpuinfo("flags", flags, sizeof flags);
+    bool avx512 = strstr(flags, " avx512f") != NULL;
+    fprintf(stderr, "# %s: CPU %s (family %s, model %s), %d cores available, AVX-512 %s\n", name,
+            model, fam, mod, ls_available_cores(), avx512 ? "yes" : "no");
+    fprintf(stderr, "# %s: BLAS %s; kernel %s; engine GEMM path %s\n", name,
+            ls_blas_config(), ls_blas_kernel(), ls_gemm_path());
+    const char *vars[] = {"OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE",
+                          "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "LANDSCAPE_THREADS"};
+    fprintf(stderr, "# %s: environment:", name);
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        fprintf(stderr, " %s=%s", vars[i], v ? v : "(unset)");
+    }
+    fprintf(stderr, "\n");
+}
+
+void bench_report_threads(const char *name)
+{
+    fprintf(stderr, "# %s: threads: engine %d, OpenBLAS %d\n", name, ls_get_threads(),
+            ls_blas_threads());
+}
+
+struct bench_peer {
+    FILE *w, *r;
+    char dir[64], fifo[96];
+};
+
+bench_peer *bench_peer_start(const char *cmd)
+{
+    bench_peer *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    snprintf(p->dir, sizeof p->dir, "/tmp/bench_peer.XXXXXX");
+    if (!mkdtemp(p->dir)) {
+        fprintf(stderr, "# cannot make a directory for the peer's FIFO\n");
+        free(p);
+        return NULL;
+    }
+    snprintf(p->fifo, sizeof p->fifo, "%s/out", p->dir);
+    char full[4096];
+    snprintf(full, sizeof full, "%s > '%s'", cmd, p->fifo);
+    if (mkfifo(p->fifo, 0600) != 0 || !(p->w = popen(full, "w")) ||
+        !(p->r = fopen(p->fifo, "r"))) {   /* the open returns once the shell opened the FIFO */
+        fprintf(stderr, "# cannot start the peer: %s\n", cmd);
+        bench_peer_close(p);
+        return NULL;
+    }
+    return p;
+}
+
+const char *bench_peer_ask(bench_peer *p, const char *line, char *buf, int size)
+{
+    if (!p || !p->w || !p->r) return NULL;
+    fprintf(p->w, "%s\n", line);
+    fflush(p->w);
+    while (fgets(buf, size, p->r)) {
+        if (buf[0] == '#') {
+            fputs(buf, stderr);
+            continue;
+        }
+        buf[strcspn(buf, "\n")] = 0;
+        return buf;
+    }
+    return NULL;
+}
+
+void bench_peer_close(bench_peer *p)
+{
+    if (!p) return;
+    if (p->w) pclose(p->w);   /* the peer sees end of input and exits */
+    if (p->r) {
+        char line[512];
+        while (fgets(line, sizeof line, p->r))   /* its last '#' notes */
+            if (line[0] == '#') fputs(line, stderr);
+        fclose(p->r);
+    }
+    if (p->fifo[0]) unlink(p->fifo);
+    if (p->dir[0]) rmdir(p->dir);
+    free(p);
+}
+
+const char *bench_python(char *buf, int size)
+{
+    const char *py = getenv("LANDSCAPE_PYTHON");
+    if (!py || !*py) py = "/usr/bin/python3";
+    snprintf(buf, (size_t)size, "env -u LD_PRELOAD OMP_WAIT_POLICY=passive '%s'", py);
+    return buf;
 }

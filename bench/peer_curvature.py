@@ -1,7 +1,7 @@
-"""peer_curvature.py: the PyTorch side of bench/bench_curvature.lua (PyHessian-style curvature).
+"""peer_curvature.py: the PyTorch side of bench/bench_curvature.lua (PyHessian-style curvature), a
+co-process answering requests (peer_common.serve).
 
     env -u LD_PRELOAD /usr/bin/python3 bench/peer_curvature.py --data FILE.safetensors
-        --model mlp|cnn --dtypes f32,f64 --threads 1,2 --probes 100 --reps 3 [--eigs]
 
 FILE holds "x" [N, 1, 28, 28] f32 and "y" [N] i64 with 1-based labels (written by the Lua side with
 ls.io.save_safetensors; read here by hand with json + struct, as in tests/lua/torch_interop_spec.lua,
@@ -22,10 +22,13 @@ Workloads (each timed call is one whole estimate):
                   deflation, step for step (only with --eigs)
   eigsh_top3      scipy.sparse.linalg.eigsh(LinearOperator, k=3, which='LA', tol=1e-4, v0) with v0
                   from FILE, else a Rademacher vector of numpy's seed 1 (only with --eigs)
-Threads: torch.set_num_threads(n) and openblas_set_num_threads(n) (peer_threads.py): torch's matrix
-products and SciPy's run on OpenBLAS, which torch.set_num_threads leaves at every core.
-stdout: `workload,dtype,threads,ms,hvps` (median ms over reps; hvps of the last rep).
-stderr/'#' lines: notes.
+Requests (one per line; the reply is one line):
+  setup MODEL DTYPE THREADS PROBES   the model (mlp or cnn) in DTYPE with THREADS threads
+                                     (peer_common.set_threads: torch's, and OpenBLAS's, which torch's
+                                     and SciPy's matrix products run on); reply "ok"
+  run WORKLOAD                       one timed call of hutchinson, power_top3 or eigsh_top3; reply
+                                     "MS HVPS", with a '#' note of the estimate
+The caller alternates its own calls with these. '#' lines: notes.
 """
 import argparse
 import json
@@ -33,11 +36,12 @@ import struct
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn as nn
+from peer_common import machine_note, serve, set_threads, threads_note
 
-from peer_threads import set_threads
+import numpy as np  # noqa: E402
+import scipy.sparse.linalg  # noqa: E402,F401  (SciPy's BLAS loaded before set_threads looks)
+import torch  # noqa: E402  (after peer_common, which sets the OpenMP wait policy)
+import torch.nn as nn  # noqa: E402
 
 
 def note(msg):
@@ -172,49 +176,44 @@ def eigsh_top3(model, x, y, v0=None, tol=1e-4):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
-    ap.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
-    ap.add_argument("--dtypes", default="f32,f64")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--probes", type=int, default=100)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--eigs", action="store_true")
     a = ap.parse_args()
-
-    if a.eigs:
-        import scipy.sparse.linalg  # noqa: F401 -- load SciPy's BLAS before set_threads sees it
     data = load_safetensors(a.data)
     x32, y = data["x"], data["y"] - 1
     v0 = data["v0"].numpy() if "v0" in data else None
-    note("torch %s, %d images, model %s" % (torch.__version__, x32.shape[0], a.model))
-    print("workload,dtype,threads,ms,hvps", flush=True)
-    for dt in a.dtypes.split(","):
-        tdt = torch.float32 if dt == "f32" else torch.float64
-        torch.manual_seed(1)
-        model = make_model(a.model).to(tdt).eval()
-        prefix = "%s.%s." % (a.model, dt)
-        sd = {k[len(prefix):]: v.to(tdt) for k, v in data.items() if k.startswith(prefix)}
-        if sd:
-            model.load_state_dict(sd, strict=True)
-        note("%s %s: %s weights, %s start vector for eigsh" % (
-            a.model, dt, "the Lua side's" if sd else "torch's own random",
-            "the Lua side's" if v0 is not None else "numpy's"))
-        x = x32.to(tdt)
-        work = [("hutchinson", lambda: hutchinson(model, x, y, a.probes))]
-        if a.eigs:
-            work += [("power_top3", lambda: power_top3(model, x, y)),
-                     ("eigsh_top3", lambda: eigsh_top3(model, x, y, v0))]
-        for th in [int(t) for t in a.threads.split(",")]:
+    print(machine_note("peer_curvature.py"), flush=True)
+    note("%d images" % x32.shape[0])
+    state = {}
+
+    def handle(w):
+        if w[0] == "setup":
+            kind, dt, th, probes = w[1], w[2], int(w[3]), int(w[4])
             set_threads(th)
-            for name, fn in work:
-                times = []
-                for _ in range(a.reps):
-                    t0 = time.perf_counter()
-                    res, hvps = fn()
-                    times.append(time.perf_counter() - t0)
-                times.sort()
-                ms = 1000 * times[len(times) // 2]
-                note("%s %s %d threads: %s (%d hvps)" % (name, dt, th, res, hvps))
-                print("%s,%s,%d,%.3f,%d" % (name, dt, th, ms, hvps), flush=True)
+            print(threads_note("peer_curvature.py"), flush=True)
+            tdt = torch.float32 if dt == "f32" else torch.float64
+            torch.manual_seed(1)
+            model = make_model(kind).to(tdt).eval()
+            prefix = "%s.%s." % (kind, dt)
+            sd = {k[len(prefix):]: v.to(tdt) for k, v in data.items() if k.startswith(prefix)}
+            if sd:
+                model.load_state_dict(sd, strict=True)
+            note("%s %s: %s weights, %s start vector for eigsh" % (
+                kind, dt, "the Lua side's" if sd else "torch's own random",
+                "the Lua side's" if v0 is not None else "numpy's"))
+            x = x32.to(tdt)
+            state.update(label="%s %s %d threads" % (kind, dt, th), work={
+                "hutchinson": lambda: hutchinson(model, x, y, probes),
+                "power_top3": lambda: power_top3(model, x, y),
+                "eigsh_top3": lambda: eigsh_top3(model, x, y, v0)})
+            return "ok"
+        if w[0] == "run":
+            t0 = time.perf_counter()
+            res, hvps = state["work"][w[1]]()
+            ms = 1000 * (time.perf_counter() - t0)
+            note("%s %s: %s (%d hvps)" % (w[1], state["label"], res, hvps))
+            return "%.3f %d" % (ms, hvps)
+        raise SystemExit("peer_curvature.py: unknown request " + " ".join(w))
+
+    serve(handle)
 
 
 if __name__ == "__main__":

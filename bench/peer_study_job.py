@@ -18,11 +18,11 @@ the box corner, a step that does not raise the loss halves the step size) on the
 examples, batches of 1000.
 
 Protocol: the data come from the safetensors file --data (x_train [n, 784] f32, y_train [n] i64
-0-based, x_test, y_test) that the Lua side wrote, so both sides train on the same examples. Lines on
-stdin: "job" runs one job and writes "ms,cpu_ms" (wall and process CPU milliseconds) to the FIFO
---results; "quit" writes "rss,<VmHWM MiB>" and exits. Threads: torch.set_num_threads and
-openblas_set_num_threads (peer_threads.py); the caller sets OMP_WAIT_POLICY=passive and the
-OMP/OpenBLAS thread variables in the environment.
+0-based, x_test, y_test) that the Lua side wrote, so both sides train on the same examples. The
+peer serves requests (peer_common.serve, the co-process protocol of bench/common.lua): "job" runs
+one job and replies "ms,cpu_ms" (wall and process CPU milliseconds), "rss" replies its peak RSS in
+MiB. Threads: peer_common.set_threads (torch and every OpenBLAS); peer_common sets
+OMP_WAIT_POLICY=passive before torch loads.
 """
 import argparse
 import json
@@ -31,13 +31,13 @@ import struct
 import sys
 import time
 
-import numpy as np
-import torch
-from torch import nn
-import torch.nn.functional as F
-
-from peer_threads import openblas_libs, set_threads
+from peer_common import machine_note, serve, set_threads, threads_note
 from peer_train import peak_rss_mib
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402  (after peer_common, which sets the OpenMP wait policy)
+from torch import nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 FRACTIONS = [0.1, 0.25, 0.5, 0.75, 1.0]
 DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
@@ -269,7 +269,6 @@ def run_job(cfg, data, seed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
-    ap.add_argument("--results", required=True, help="FIFO the results are written to")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--config", required=True, help="the job's settings as JSON")
     args = ap.parse_args()
@@ -277,28 +276,24 @@ def main():
     t = load_safetensors(args.data)
     data = (t["x_train"], t["y_train"], t["x_test"], t["y_test"])
     set_threads(args.threads)
-    res = open(args.results, "w")
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, OpenBLAS "
-          f"libraries set: {len(openblas_libs())}", file=sys.stderr, flush=True)
-    k = 0
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "job":
-            k += 1
-            t0, c0 = time.perf_counter(), time.process_time()
-            rows = run_job(cfg, data, seed=k)
-            ms, cpu = 1e3 * (time.perf_counter() - t0), 1e3 * (time.process_time() - c0)
-            last = rows[-1]
-            print(f"# peer job {k}: {ms:.0f} ms (CPU {cpu:.0f} ms), train acc "
-                  f"{last['train_acc']:.4f}, test acc {last['test_acc']:.4f}, sharpness "
-                  f"{last['sharpness']:.4f}", file=sys.stderr, flush=True)
-            res.write(f"{ms},{cpu}\n")
-            res.flush()
-        elif cmd == "quit":
-            res.write(f"rss,{peak_rss_mib()}\n")
-            res.flush()
-            break
-    res.close()
+    print(machine_note("peer_study_job"), file=sys.stderr, flush=True)
+    print(threads_note("peer_study_job"), file=sys.stderr, flush=True)
+    count = [0]
+
+    def handle(words):
+        if words[0] == "rss":
+            return f"{peak_rss_mib():.1f}"
+        count[0] += 1
+        t0, c0 = time.perf_counter(), time.process_time()
+        rows = run_job(cfg, data, seed=count[0])
+        ms, cpu = 1e3 * (time.perf_counter() - t0), 1e3 * (time.process_time() - c0)
+        last = rows[-1]
+        print(f"# peer job {count[0]}: {ms:.0f} ms (CPU {cpu:.0f} ms), train acc "
+              f"{last['train_acc']:.4f}, test acc {last['test_acc']:.4f}, sharpness "
+              f"{last['sharpness']:.4f}", file=sys.stderr, flush=True)
+        return f"{ms},{cpu}"
+
+    serve(handle)
 
 
 if __name__ == "__main__":

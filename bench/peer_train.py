@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The PyTorch peer of bench_train.lua (which runs this script and reads its stdout).
+"""The PyTorch peer of bench_train.lua, a co-process answering requests (peer_common.serve).
 
 One "train step" on a fixed random batch [128, 1, 28, 28] with random labels, f32:
 forward, cross-entropy, backward, SGD step (lr 0.01, momentum 0.9), zero_grad. Models:
@@ -10,24 +10,26 @@ forward, cross-entropy, backward, SGD step (lr 0.01, momentum 0.9), zero_grad. M
                       Conv2d(1, 32, 3, padding=1, bias=False), BatchNorm2d(32), ReLU, MaxPool2d(2),
                       Conv2d(32, 64, 3, padding=1, bias=False), BatchNorm2d(64), ReLU, MaxPool2d(2),
                       Flatten, Linear(3136, 128), ReLU, Linear(128, 10)
+                      (ours pools before the relu: the same values and gradients)
 
-Timing as on the Lua side: 3 warm-up steps, then an inner loop calibrated so a sample lasts at least
---min-sample seconds, then --reps samples; the median, in ms per step (time.perf_counter).
-Threads: torch.set_num_threads(n) and openblas_set_num_threads(n) (peer_threads.py), since torch's
-matrix products run on OpenBLAS, which torch.set_num_threads leaves at every core.
-Prints `workload,threads,ms` lines, and `#` lines the caller copies to stderr.
+Requests (one per line; the reply is one line):
+  setup WORKLOAD THREADS MIN_SAMPLE   build the model and optimizer with THREADS threads
+                                      (peer_common.set_threads: torch's and OpenBLAS's), 3 warm-up
+                                      steps, calibrate an inner loop so a sample lasts at least
+                                      MIN_SAMPLE seconds, one untimed sample; reply "ok ITERS"
+  sample                              one sample; reply its ms per step (time.perf_counter)
+The caller alternates: one sample of its own, one of ours.
 
 --rss-child STEPS: instead, train the CNN for STEPS steps with one thread, drawing a fresh random
 batch every step (as a data loader would hand one over), and print `rss,<VmHWM in MiB>`.
 """
 import argparse
-import statistics
 import time
 
-import torch
-from torch import nn
+from peer_common import machine_note, openblas_libs, serve, set_threads, threads_note
 
-from peer_threads import openblas_libs, set_threads
+import torch  # noqa: E402  (after peer_common, which sets the OpenMP wait policy)
+from torch import nn  # noqa: E402
 
 BATCH = 128
 
@@ -73,14 +75,6 @@ def sample(fn, iters):
     return (time.perf_counter() - t0) / iters
 
 
-def time_step(fn, reps, min_sample):
-    for _ in range(3):
-        fn()
-    t = max(sample(fn, 1), 1e-7)
-    iters = 1 if t >= min_sample else int(min_sample / t) + 1
-    return 1e3 * statistics.median(sample(fn, iters) for _ in range(reps))
-
-
 def peak_rss_mib():
     with open("/proc/self/status") as f:
         for line in f:
@@ -102,28 +96,39 @@ def rss_child(steps):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workloads", default="mlp_784_512_512_10,mlp_784_64_10,cnn")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--reps", type=int, default=9)
-    ap.add_argument("--min-sample", type=float, default=0.3)
     ap.add_argument("--rss-child", type=int, default=0)
     args = ap.parse_args()
     if args.rss_child > 0:
         rss_child(args.rss_child)
         return
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads by default", flush=True)
+    print(machine_note("peer_train.py"), flush=True)
     if not openblas_libs():
         print("# peer_train.py: no OpenBLAS in the torch process; thread counts set with "
               "torch.set_num_threads only", flush=True)
-    for name in args.workloads.split(","):
-        for threads in (int(t) for t in args.threads.split(",")):
+    state = {}
+
+    def handle(w):
+        if w[0] == "setup":
+            name, threads, min_sample = w[1], int(w[2]), float(w[3])
             set_threads(threads)
+            print(threads_note("peer_train.py"), flush=True)
             torch.manual_seed(1)
             x = torch.randn(BATCH, 1, 28, 28)
             y = torch.randint(0, 10, (BATCH,))
             step = make_step(make_model(name))
-            ms = time_step(lambda: step(x, y), args.reps, args.min_sample)
-            print(f"{name},{threads},{ms:.4f}", flush=True)
+            fn = lambda: step(x, y)  # noqa: E731
+            for _ in range(3):
+                fn()
+            t = max(sample(fn, 1), 1e-7)
+            iters = 1 if t >= min_sample else int(min_sample / t) + 1
+            sample(fn, iters)
+            state.update(fn=fn, iters=iters)
+            return f"ok {iters}"
+        if w[0] == "sample":
+            return f"{1e3 * sample(state['fn'], state['iters']):.6f}"
+        raise SystemExit(f"peer_train.py: unknown request {' '.join(w)}")
+
+    serve(handle)
     print(f"# torch peer peak RSS {peak_rss_mib():.1f} MiB", flush=True)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what is needed and runs every benchmark, printing one CSV on stdout (the header once, then
-# the rows of bench_matmul, bench_elementwise, bench_crosscore, bench_autograd.lua and any other
-# bench/bench_*.lua)
+# the rows of bench_flops, bench_matmul, bench_elementwise, bench_crosscore, bench_autograd.lua and
+# any other bench/bench_*.lua)
 # and notes on stderr ('#' lines: the machine, the load, GFLOP/s, page faults, CPU times, peak RSS
 # of each process).
 #
@@ -9,7 +9,9 @@
 #
 # LANDSCAPE_BUILD_DIR: the build directory (default: build). LANDSCAPE_PYTHON: the interpreter with
 # PyTorch for the peers (default /usr/bin/python3). OPENBLAS_* settings in the environment are used
-# as they are, by both sides. The benchmarks are not part of ctest.
+# as they are, by both sides: OPENBLAS_CORETYPE picks OpenBLAS's kernels (unset, OpenBLAS 0.3.21
+# picks its AVX-512 "Cooperlake" kernels on this Zen 5 machine; Haswell gives AVX2 ones); every
+# benchmark prints the kernel in use. The benchmarks are not part of ctest.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${LANDSCAPE_BUILD_DIR:-$root/build}"
@@ -19,7 +21,8 @@ note() { echo "# $*" >&2; }
 if [ ! -f "$build/CMakeCache.txt" ]; then
     cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >&2
 fi
-cmake --build "$build" -j"$(nproc)" --target bench_matmul bench_elementwise bench_crosscore landscape >&2
+cmake --build "$build" -j"$(nproc)" --target bench_flops bench_matmul bench_elementwise bench_crosscore \
+    landscape >&2
 
 # OpenBLAS threads busy-wait after each call for OPENBLAS_THREAD_TIMEOUT (2^n cycles); with the
 # default, bench_matmul's peer threads held the second core during our alternated 2-thread samples.
@@ -51,6 +54,7 @@ run() {
     note "$name took $((SECONDS - t0)) s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+run bench_flops "$build/bench/bench_flops" "$@"
 run bench_matmul "$build/bench/bench_matmul" "$@"
 run bench_elementwise "$build/bench/bench_elementwise" "$@"
 run bench_crosscore "$build/bench/bench_crosscore" "$@"

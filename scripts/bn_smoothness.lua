@@ -29,7 +29,7 @@ local P = require("landscape.study.args").parser{
     {"eta_scale", 1.0, "the probe's step sizes are S * {0.05, ..., 0.4}", min = 0},
     {"seed", 1, "model initialisation and batch order", min = 1},
     {"threads", nil, "engine and BLAS threads", type = "integer", min = 1},
-    {"out", "out", "output directory", column = false}}}
+    {"out", "out", "output directory", type = "dir", column = false}}}
 local cfg = P:parse(arg)
 local function usage(msg)
     io.stderr:write("bn_smoothness: ", msg, "\n", P:usage())

@@ -44,7 +44,7 @@ local P = require("landscape.study.args").parser{
     {"seed", 1, "seeds the data subset, the training and every estimator", min = 1},
     {"train_steps", 300, "steps of the quick training run without --model", min = 1},
     {"threads", nil, "engine and BLAS threads (default: all cores)", type = "integer", min = 1},
-    {"out", "out", "output directory", column = false}}}
+    {"out", "out", "output directory", type = "dir", column = false}}}
 local cfg = P:parse(arg)
 local function usage(msg)
     io.stderr:write("hessian_spectrum: ", msg, "\n", P:usage())

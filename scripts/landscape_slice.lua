@@ -32,7 +32,7 @@ local P = require("landscape.study.args").parser{
     {"seed", 1, "seeds the directions (and the quick training)"},
     {"epochs", 2, "epochs of the quick training when no model is given"},
     {"threads", nil, "engine and BLAS threads", type = "integer"},
-    {"out", "out", "output directory", column = false}}}
+    {"out", "out", "output directory", type = "dir", column = false}}}
 local cfg = P:parse(arg)
 local function usage(msg)
     io.stderr:write("landscape_slice: ", msg, "\n", P:usage())

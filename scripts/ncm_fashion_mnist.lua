@@ -12,7 +12,7 @@ local opts = require("landscape.study.args").parser{
     name = "ncm_fashion_mnist", usage = "landscape scripts/ncm_fashion_mnist.lua [options]",
     options = {
     {"n", nil, "training images to use (default all 60000)", type = "integer", min = 1},
-    {"out", "out", "where ncm_per_class.csv goes", column = false},
+    {"out", "out", "where ncm_per_class.csv goes", type = "dir", column = false},
     {"dtype", "f32", "tensor type", choices = {"f32", "f64"}},
     {"threads", nil, "engine and BLAS threads", type = "integer", min = 1}}}:parse(arg)
 if opts.threads then ls.set_threads(opts.threads) end

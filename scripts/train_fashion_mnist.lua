@@ -26,7 +26,6 @@
 -- configuration in its metadata). Prints the final test accuracy. Exits with status 3 if the run
 -- diverged.
 local ls = require "landscape"
-local fs = ls.fs
 
 local P = require("landscape.study.args").parser{
     name = "train_fashion_mnist", usage = "landscape scripts/train_fashion_mnist.lua [options]",
@@ -46,7 +45,7 @@ local P = require("landscape.study.args").parser{
      min = 1},
     {"seed", 1, "seeds the model, the subset, the noise and the batches"},
     {"threads", nil, "engine and BLAS threads (default: all cores)", type = "integer", min = 1},
-    {"out", "out", "output directory", column = false},
+    {"out", "out", "output directory", type = "dir", column = false},
     {"name", nil, "file stem (default <model>_s<seed>)", type = "string", column = false},
     {"quiet", false, "no per-step output", column = false},
     {"checkpoint", nil, "checkpoint file (resumed from when it exists)", type = "string",
@@ -132,7 +131,6 @@ local columns = {}
 for _, k in ipairs(CONFIG) do columns[#columns + 1] = k end
 for _, k in ipairs(MEASURES) do columns[#columns + 1] = k end
 
-assert(fs.mkdir_p(cfg.out))
 local csv_path = cfg.out .. "/" .. cfg.name .. ".csv"
 local st_path = cfg.out .. "/" .. cfg.name .. ".safetensors"
 ls.csv.write(csv_path, rows, {columns = columns})

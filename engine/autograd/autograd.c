@@ -43,30 +43,42 @@ static void ls_node_drop_inputs(ls_node *n)
     n->freed = true;
 }
 
-void ls_autograd_release_tensor_state(ls_tensor *t)
+/* Frees a node when the tensor that owns it is released (the hook of ls_tensor_set_node_release).
+ * Dropping a node's inputs can release their nodes in turn, down a chain as long as the graph: a
+ * graph of 300 000 ops (a loop of y = y + 1) overflowed the stack when freed recursively. So nodes go
+ * on a per-thread worklist, and only the outermost call frees, one node at a time. */
+static _Thread_local ls_node *ls_free_list;
+static _Thread_local bool ls_freeing;
+
+static void ls_node_free(ls_node *n)
 {
-    ls_tensor_release(t->grad);
-    t->grad = NULL;
-    ls_node *n = t->grad_fn;
-    t->grad_fn = NULL;
-    if (!n) return;
-    ls_tensor_release(n->gacc);
-    ls_node_drop_inputs(n);
-    ls_free(n);
+    n->next_free = ls_free_list;
+    ls_free_list = n;
+    if (ls_freeing) return;   /* an outer call is draining the list */
+    ls_freeing = true;
+    while ((n = ls_free_list)) {
+        ls_free_list = n->next_free;
+        ls_tensor_release(n->gacc);
+        ls_node_drop_inputs(n);   /* may add nodes to the list */
+        ls_free(n);
+    }
+    ls_freeing = false;
 }
 
 ls_status ls_autograd_record(ls_op_id op, ls_tensor *out, ls_tensor *const *in, const ls_attrs *a)
 {
     if (ls_grad_off || !ls_ops[op]->backward) return LS_OK;
     const ls_op_def *def = ls_ops[op];
+    int nin = ls_op_nin(def, a);
     bool any = false;
-    for (int k = 0; k < def->nin; k++) any = any || in[k]->requires_grad;
+    for (int k = 0; k < nin; k++) any = any || in[k]->requires_grad;
     if (!any) return LS_OK;
-    ls_node *n = ls_calloc(sizeof *n, def->name);
+    ls_node *n = ls_calloc(sizeof *n + sizeof n->in[0] * (size_t)nin, def->name);
     if (!n) return LS_ERR_MEM;
+    ls_tensor_set_node_release(ls_node_free);
     n->op = op;
-    n->nin = def->nin;
-    for (int k = 0; k < def->nin; k++) n->in[k] = ls_tensor_retain(in[k]);
+    n->nin = nin;
+    for (int k = 0; k < nin; k++) n->in[k] = ls_tensor_retain(in[k]);
     n->attrs = *a;
     out->grad_fn = n;
     out->requires_grad = true;
@@ -269,21 +281,27 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
         if (ti >= 0 && ti < nin) islot[ti] = ls_tensor_retain(g);
         if (n->pending) {
             const ls_op_def *def = ls_ops[n->op];
-            bool needs[LS_OP_MAX_INPUTS] = {0};
-            for (int k = 0; k < n->nin; k++) {
+            /* a variadic op's node may have more inputs than the arrays on the stack hold */
+            bool needs_s[LS_OP_MAX_INPUTS] = {0}, *needs = needs_s;
+            ls_tensor *gin_s[LS_OP_MAX_INPUTS] = {0}, **gin = gin_s;
+            if (n->nin > LS_OP_MAX_INPUTS) {
+                needs = ls_calloc(sizeof *needs * (size_t)n->nin, who);
+                gin = ls_calloc(sizeof *gin * (size_t)n->nin, who);
+            }
+            if (!needs || !gin) rc = LS_ERR_MEM;
+            for (int k = 0; k < n->nin && rc == LS_OK; k++) {
                 ls_tensor *c = n->in[k];
                 needs[k] = c->requires_grad &&
                            (ls_pass_target(&p, c) >= 0 || (c->grad_fn && c->grad_fn->pending));
             }
             ls_backward_ctx ctx = {n->nin, n->in, &n->attrs, needs};
-            ls_tensor *gin[LS_OP_MAX_INPUTS] = {0};
-            rc = def->backward(&ctx, g, gin);
+            if (rc == LS_OK) rc = def->backward(&ctx, g, gin);
             if (rc == LS_OK)
                 for (int k = 0; k < n->nin; k++)
                     if (needs[k] && !gin[k])
                         rc = ls_error_set(LS_ERR_STATE, "%s: backward of '%s' gave no gradient "
                                           "for input %d", who, def->name, k + 1);
-            for (int k = 0; k < n->nin; k++) {
+            for (int k = 0; k < n->nin && gin; k++) {
                 if (!gin[k]) continue;
                 ls_tensor *c = n->in[k];
                 if (rc == LS_OK && !needs[k]) { ls_tensor_release(gin[k]); continue; }
@@ -304,6 +322,8 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
                     rc = d ? ls_accumulate(&c->grad, d) : ls_error_code();
                 } else ls_tensor_release(gin[k]);
             }
+            if (needs != needs_s) ls_free(needs);
+            if (gin != gin_s) ls_free(gin);
         }
         ls_tensor_release(n->gacc);
         n->gacc = NULL;

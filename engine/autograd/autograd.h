@@ -16,13 +16,14 @@
 typedef struct ls_node {
     ls_op_id op;
     int nin;
-    ls_tensor *in[LS_OP_MAX_INPUTS];
     ls_attrs attrs;
     bool freed;
     /* scratch used during one backward pass */
     ls_tensor *gacc;
     int pending;
     unsigned mark;
+    struct ls_node *next_free;   /* the worklist of ls_node_free (a long graph is freed without recursion) */
+    ls_tensor *in[];   /* nin inputs (a variadic op has as many as it was given) */
 } ls_node;
 
 /* Grad mode (per thread). set returns the previous value. */

@@ -165,6 +165,14 @@ void ls_set_threads(int n)
     set_blas_threads(t);
 }
 
+const char *ls_blas_config(void) { return openblas_get_config(); }
+const char *ls_blas_kernel(void) { return openblas_get_corename(); }
+int ls_blas_threads(void)
+{
+    pthread_once(&init_once, pool_init);
+    return openblas_get_num_threads();
+}
+
 int ls_get_threads(void)
 {
     pthread_once(&init_once, pool_init);

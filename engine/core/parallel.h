@@ -18,6 +18,13 @@ int ls_get_threads(void);
 /* Cores available to this process (sched affinity). */
 int ls_available_cores(void);
 
+/* The BLAS library in use (for benchmarks and reports): its configuration string and the kernel it
+ * picked for this CPU (OpenBLAS: "OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell", "Haswell"; its
+ * OPENBLAS_CORETYPE environment variable overrides the choice), and its thread count. */
+const char *ls_blas_config(void);
+const char *ls_blas_kernel(void);
+int ls_blas_threads(void);
+
 /* Calls fn(ctx, chunk_begin, chunk_end) over [0, n) split into chunks of `grain` iterations (the last
  * may be shorter). Chunk boundaries depend only on n and grain, never on the thread count, so a kernel
  * that writes per-chunk partial results gets identical numbers for any number of threads. Runs serially

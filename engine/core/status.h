@@ -30,5 +30,15 @@ const char *ls_error_message(void);
 /* The calling thread's last status. */
 ls_status ls_error_code(void);
 void ls_error_clear(void);
+/* Name the function a user called in the last message. Low-level helpers that cannot know it tag
+ * their messages "tensor: " (allocation and shape checks in engine/tensor) or "view: "; an entry point
+ * (ls_op_apply for every op, the Lua binding's constructors) replaces that tag with its own name:
+ *   "tensor: out of memory for a f32 tensor of shape [1000000000000] (...)"
+ *   -> "zeros: out of memory for a f32 tensor of shape [1000000000000] (...)"
+ * Any other message is left as it is (it already names a function). */
+void ls_error_retag(const char *who);
+/* The last message without a generic tag, for a caller that adds its own prefix
+ * ("read_idx: f.idx: out of memory for a f32 tensor of shape [4x5] (80 bytes)"). */
+const char *ls_error_untagged(void);
 
 #endif

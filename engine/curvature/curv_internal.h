@@ -15,7 +15,16 @@ typedef struct curv_mv {
 
 ls_status curv_mv_init(curv_mv *mv, const ls_linop *op, const char *who);
 ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y);
+/* The operator on mv->vin into mv->vout (both in its dtype; vout zeroed first), counted; and the
+ * error for a non-finite entry `bad` of mv->vout. */
+ls_status curv_mv_call(curv_mv *mv);
+ls_status curv_mv_nonfinite(const curv_mv *mv, int64_t bad);
 void curv_mv_free(curv_mv *mv);
+
+/* The operator (ls_linop_check) and 1 <= k <= n, errors naming `who`. */
+ls_status curv_eig_check(const ls_linop *op, int k, const char *who);
+/* A result of k pairs with its arrays allocated (zeroed); LS_ERR_MEM naming `who` on failure. */
+ls_status curv_eig_alloc(ls_eig_result *r, int k, const char *who);
 
 /* f64 vector kernels on the engine's pool, the same bits for any thread count (curv_vec.c) */
 double curv_dot(int64_t n, const double *x, const double *y);
@@ -26,6 +35,17 @@ void curv_gemv_n_sub(int64_t n, int cols, const double *V, const double *h, doub
 /* x (f64) into an operator's dtype; and back, returning the first non-finite index or -1 */
 void curv_to_dtype(int64_t n, const double *x, ls_dtype dt, void *out);
 int64_t curv_from_dtype(int64_t n, ls_dtype dt, const void *in, double *y);
+
+/* The two fused passes of a Lanczos step, each one read of its vectors (on the pool, partial sums
+ * in chunk order: the same bits for any thread count). Column j holds u_j, the unnormalised
+ * vector whose copy in the operator's dtype went through the matvec (raw: A u_j):
+ *   recur: v_j = u_j scale in place (scale = 1 / ||u_j||), w = raw scale - bp vp (vp NULL: no
+ *          second term), *alpha = <v_j, w>; returns the first non-finite index of raw, or -1;
+ *   sub:   w -= a v_j (the next u), returns ||w||^2, and writes w into raw in dtype dt (the next
+ *          matvec's input) when raw is not NULL. */
+int64_t curv_lz_recur(int64_t n, ls_dtype dt, const void *raw, double scale, double bp,
+                      const double *vp, double *vj, double *w, double *alpha);
+double curv_lz_sub(int64_t n, double a, const double *vj, double *w, ls_dtype dt, void *raw);
 
 /* w -= V (V^T w), repeated once when the DGKS test asks for it (classical Gram-Schmidt, "twice is
  * enough"); V holds `cols` contiguous columns of length n; h is scratch of length cols. */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/parallel.h"
 #include "curvature/curv_internal.h"
 
@@ -114,7 +115,8 @@ void curv_to_dtype(int64_t n, const double *x, ls_dtype dt, void *out)
 int64_t curv_from_dtype(int64_t n, ls_dtype dt, const void *in, double *y)
 {
     int64_t nc = curv_chunks(n), first = -1;
-    int64_t stack[64], *bad = nc <= 64 ? stack : malloc(sizeof(int64_t) * (size_t)nc);
+    int64_t stack[64],
+        *bad = nc <= 64 ? stack : ls_malloc(sizeof(int64_t) * (size_t)nc, "curvature");
     if (!bad) {   /* no memory for the per-chunk flags: on this thread */
         for (int64_t i = 0; i < n; i++) {
             y[i] = dt == LS_F64 ? ((const double *)in)[i] : ((const float *)in)[i];
@@ -125,7 +127,7 @@ int64_t curv_from_dtype(int64_t n, ls_dtype dt, const void *in, double *y)
     curv_vec_job j = {.n = n, .dt = dt, .src = in, .dst = y, .bad = bad};
     ls_parallel_for(nc, 1, from_chunk, &j);
     for (int64_t c = 0; c < nc && first < 0; c++) first = bad[c];
-    if (bad != stack) free(bad);
+    if (bad != stack) ls_free(bad);
     return first;
 }
 
@@ -133,7 +135,8 @@ int64_t curv_from_dtype(int64_t n, ls_dtype dt, const void *in, double *y)
 void curv_gemv_t(int64_t n, int cols, const double *V, const double *x, double *h)
 {
     int64_t nc = curv_chunks(n);
-    double stack[512], *partial = nc * cols <= 512 ? stack : malloc(sizeof(double) * (size_t)(nc * cols));
+    double stack[512], *partial = nc * cols <= 512 ? stack
+                                  : ls_malloc(sizeof(double) * (size_t)(nc * cols), "curvature");
     if (!partial) {   /* no memory for the partial sums: one call on one thread */
         cblas_dgemv(CblasColMajor, CblasTrans, (int)n, cols, 1.0, V, (int)n, x, 1, 0.0, h, 1);
         return;
@@ -145,7 +148,7 @@ void curv_gemv_t(int64_t n, int cols, const double *V, const double *x, double *
         for (int64_t c = 0; c < nc; c++) s += partial[c * cols + k];
         h[k] = s;
     }
-    if (partial != stack) free(partial);
+    if (partial != stack) ls_free(partial);
 }
 
 /* y -= V h */
@@ -176,4 +179,96 @@ double curv_nrm2(int64_t n, const double *x)
     double ss = curv_dot(n, x, x);
     if (isfinite(ss) && ss > 1e-290) return sqrt(ss);
     return cblas_dnrm2((int)n, x, 1);
+}
+
+/* ---- the fused passes of a Lanczos step (curv_internal.h) ---- */
+
+typedef struct {
+    int64_t n, c0;              /* c0: the first chunk of the group being run */
+    ls_dtype dt;
+    const void *raw;            /* recur: the matvec's output; sub: NULL, or the next input */
+    double scale, bp, a;        /* 1 / ||u_j||; beta_{j-1}; alpha_j */
+    const double *vp;           /* v_{j-1} (or NULL) */
+    double *vj, *w;
+    double partial[64];         /* per chunk of the group */
+    int64_t bad[64];            /* per chunk: first non-finite index of raw, or -1 */
+} curv_lz_job;
+
+#define LZ_CHUNK(j, c, i0, len)                                                                    \
+    int64_t i0 = ((j)->c0 + (c)) * CURV_CHUNK;                                                     \
+    int64_t len = (j)->n - i0 < CURV_CHUNK ? (j)->n - i0 : CURV_CHUNK
+
+/* v_j = u_j scale (in place); w = raw scale - bp vp; partial <v_j, w>; first non-finite of raw */
+static void lz_recur_chunk(void *vj_, int64_t begin, int64_t end)
+{
+    curv_lz_job *j = vj_;
+    for (int64_t c = begin; c < end; c++) {
+        LZ_CHUNK(j, c, i0, len);
+        double *w = j->w + i0, *v = j->vj + i0, s = 0, sc = j->scale;
+        const double *p = j->vp ? j->vp + i0 : NULL;
+        int64_t bad = -1;
+        for (int64_t i = 0; i < len; i++) {
+            double y = j->dt == LS_F64 ? ((const double *)j->raw)[i0 + i]
+                                       : (double)((const float *)j->raw)[i0 + i];
+            if (bad < 0 && !isfinite(y)) bad = i0 + i;
+            v[i] *= sc;
+            w[i] = p ? y * sc - j->bp * p[i] : y * sc;
+            s += v[i] * w[i];
+        }
+        j->partial[c] = s;
+        j->bad[c] = bad;
+    }
+}
+
+/* w -= a v_j; partial ||w||^2; w into raw in the operator dtype (when raw is given) */
+static void lz_sub_chunk(void *vj_, int64_t begin, int64_t end)
+{
+    curv_lz_job *j = vj_;
+    for (int64_t c = begin; c < end; c++) {
+        LZ_CHUNK(j, c, i0, len);
+        double *w = j->w + i0, s = 0;
+        const double *v = j->vj + i0;
+        for (int64_t i = 0; i < len; i++) {
+            w[i] -= j->a * v[i];
+            s += w[i] * w[i];
+        }
+        if (j->raw && j->dt == LS_F64) memcpy((double *)j->raw + i0, w, (size_t)len * sizeof(double));
+        else if (j->raw)
+            for (int64_t i = 0; i < len; i++) ((float *)j->raw)[i0 + i] = (float)w[i];
+        j->partial[c] = s;
+        j->bad[c] = -1;
+    }
+}
+
+/* Runs a pass over all chunks, in groups of 64 on the pool, and adds the per-chunk partials in
+ * chunk order; *first_bad (if given) gets the first non-finite index reported, or stays -1. */
+static double lz_run(curv_lz_job *j, ls_parallel_fn fn, int64_t *first_bad)
+{
+    int64_t nc = curv_chunks(j->n);
+    double s = 0;
+    for (j->c0 = 0; j->c0 < nc; j->c0 += 64) {
+        int64_t g = nc - j->c0 < 64 ? nc - j->c0 : 64;
+        ls_parallel_for(g, 1, fn, j);
+        for (int64_t c = 0; c < g; c++) {
+            s += j->partial[c];
+            if (first_bad && *first_bad < 0 && j->bad[c] >= 0) *first_bad = j->bad[c];
+        }
+    }
+    return s;
+}
+
+int64_t curv_lz_recur(int64_t n, ls_dtype dt, const void *raw, double scale, double bp,
+                      const double *vp, double *vj, double *w, double *alpha)
+{
+    curv_lz_job j = {.n = n, .dt = dt, .raw = raw, .scale = scale, .bp = bp, .vp = vp, .vj = vj,
+                     .w = w};
+    int64_t bad = -1;
+    *alpha = lz_run(&j, lz_recur_chunk, &bad);
+    return bad;
+}
+
+double curv_lz_sub(int64_t n, double a, const double *vj, double *w, ls_dtype dt, void *raw)
+{
+    curv_lz_job j = {.n = n, .a = a, .vj = (double *)vj, .w = w, .dt = dt, .raw = raw};
+    return lz_run(&j, lz_sub_chunk, NULL);
 }

@@ -59,7 +59,10 @@ typedef struct ls_lanczos_opts {
     ls_eig_which which;
     double tol;          /* <= 0: 1e-6. converged when |beta_m s_{m,i}| <= tol * |theta_i| (|theta_i|
                           * floored at 1e-10 max|theta|) for all k pairs: ARPACK's test */
-    int max_iter;        /* <= 0: min(n, 300). Krylov dimension cap = matvec cap */
+    int max_iter;        /* <= 0: min(n, 300). The cap on matvecs (= Lanczos steps) */
+    int ncv;             /* basis size: <= 0: max(2k + 1, 64), at most n and max_iter. When the
+                          * Krylov space reaches it, a thick restart keeps k + (ncv - k) / 2 Ritz
+                          * vectors: memory 8 n (ncv + 1) bytes whatever the number of steps */
     uint64_t seed;       /* Rademacher start vector from ls_rng(seed) */
     const double *v0;    /* optional start vector (length n, need not be normalised); overrides seed */
     bool want_vectors;   /* compute Ritz vectors */
@@ -77,17 +80,22 @@ typedef struct ls_eig_result {
 } ls_eig_result;
 void ls_eig_result_free(ls_eig_result *r);
 
-/* Lanczos with full reorthogonalisation (two classical Gram-Schmidt passes against the whole basis, in
- * f64) and no restarts: the Krylov space grows until the k wanted Ritz pairs satisfy the residual test
- * or max_iter is reached (the result then says converged = false; it is not an error). The basis is
- * grown on demand, so memory is 8 n (m + 1) bytes for m steps. On an invariant subspace (beta ~ 0) a
- * fresh random vector orthogonal to the basis continues the process, so repeated eigenvalues appear
- * with their multiplicity once the space is exhausted; a degenerate eigenvalue may otherwise be found
- * once only (as with ARPACK). The test (ARPACK's dsconv test) runs after every step and costs no
- * matvec, so no more matvecs are spent than SciPy's eigsh spends from the same start in every case
- * of tests/c/test_curvature_eigsh.c. Ritz pairs: all
- * Ritz values of T_m by LAPACKE_dsterf, eigenvectors of T_m for the k wanted ones only by
- * LAPACKE_dstevr (O(m^2) per step in all). */
+/* Lanczos in f64 with partial reorthogonalisation (Simon's omega recurrence: a full classical
+ * Gram-Schmidt pass, with the DGKS second pass, only when the estimated loss of orthogonality
+ * passes the square root of the operator's epsilon) and thick restart (Wu & Simon): the basis holds
+ * at most ncv vectors; when it is full, the k + (ncv - k) / 2 wanted Ritz vectors are kept and the
+ * iteration continues from them, every step then orthogonalised fully. Memory: 8 n (ncv + 1) bytes.
+ * The iteration stops when the k wanted Ritz pairs satisfy the residual test or after max_iter
+ * matvecs (the result then says converged = false; it is not an error). On an invariant subspace
+ * (beta ~ 0) a fresh random vector orthogonal to the basis continues the process, so repeated
+ * eigenvalues appear with their multiplicity once the space is exhausted; a degenerate eigenvalue
+ * may otherwise be found once only (as with ARPACK). The test (ARPACK's dsconv test) runs after
+ * every step and costs no matvec, so no more matvecs are spent than SciPy's eigsh spends from the
+ * same start in every case of tests/c/test_curvature_eigsh.c. Ritz pairs: all Ritz values of the
+ * tridiagonal form of T_m by LAPACKE_dsterf, eigenvectors for the wanted ones only by
+ * LAPACKE_dstevr (O(m^2) per step); after a restart T's arrowhead block is reduced to tridiagonal
+ * form once per cycle (dsytrd). Work outside the products: see curv_lanczos.c and
+ * docs/curvature.md. */
 ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_result *out);
 
 /* PyHessian's eigenvalues(maxIter, tol, top_n), for compatibility: for each of k pairs, a normal

@@ -28,10 +28,11 @@ static ls_status hutchinson_part(curv_mv *mv, ls_rng *rng, const double *Q, int 
                                  double *mean_out, double *se_out)
 {
     int64_t n = mv->op->n;
-    double *z = malloc((size_t)n * sizeof(double)), *Az = malloc((size_t)n * sizeof(double));
-    double *h = malloc((size_t)(s > 0 ? s : 1) * sizeof(double));
+    double *z = ls_malloc((size_t)n * sizeof(double), "curvature");
+    double *Az = ls_malloc((size_t)n * sizeof(double), "curvature");
+    double *h = ls_malloc((size_t)(s > 0 ? s : 1) * sizeof(double), "curvature");
     if (!z || !Az || !h) {
-        free(z); free(Az); free(h);
+        ls_free(z); ls_free(Az); ls_free(h);
         return ls_error_set(LS_ERR_MEM, "%s: out of memory (n = %lld)", mv->who, (long long)n);
     }
     double mean = 0, m2 = 0;
@@ -48,7 +49,7 @@ static ls_status hutchinson_part(curv_mv *mv, ls_rng *rng, const double *Q, int 
         mean += delta / (double)(i + 1);
         m2 += delta * (x - mean);
     }
-    free(z); free(Az); free(h);
+    ls_free(z); ls_free(Az); ls_free(h);
     if (st) return st;
     *mean_out = mean;
     *se_out = g > 1 ? sqrt(m2 / (double)(g - 1) / (double)g) : 0.0;
@@ -84,9 +85,10 @@ ls_status ls_trace_estimate(const ls_linop *op, ls_trace_method method, int64_t 
     if (s64 > n) s64 = n;
     int s = (int)s64;
     int64_t g = probes - 2 * s64;
-    double *Y = malloc((size_t)n * (size_t)s * sizeof(double));
-    double *tau = malloc((size_t)s * sizeof(double));
-    double *z = malloc((size_t)n * sizeof(double)), *Az = malloc((size_t)n * sizeof(double));
+    double *Y = ls_malloc_array((size_t)n, (size_t)s * sizeof(double), "curvature");
+    double *tau = ls_malloc((size_t)s * sizeof(double), "curvature");
+    double *z = ls_malloc((size_t)n * sizeof(double), "curvature");
+    double *Az = ls_malloc((size_t)n * sizeof(double), "curvature");
     if (!Y || !tau || !z || !Az) {
         st = ls_error_set(LS_ERR_MEM, "%s: out of memory (n = %lld, sketch %d)", who, (long long)n, s);
         goto done;
@@ -110,7 +112,7 @@ ls_status ls_trace_estimate(const ls_linop *op, ls_trace_method method, int64_t 
     if (g > 0 && (st = hutchinson_part(&mv, &rng, Y, s, g, &mean, &se))) goto done;
     *out = (ls_trace_result){tq + mean, se, mv.count, s};
 done:
-    free(Y); free(tau); free(z); free(Az);
+    ls_free(Y); ls_free(tau); ls_free(z); ls_free(Az);
     curv_mv_free(&mv);
     return st;
 }
@@ -132,8 +134,10 @@ ls_status ls_diag_estimate(const ls_linop *op, int64_t probes, uint64_t seed, ls
     if ((st = curv_mv_init(&mv, op, who))) return st;
     ls_rng rng;
     ls_rng_init(&rng, seed);
-    double *z = malloc((size_t)n * sizeof(double)), *Az = malloc((size_t)n * sizeof(double));
-    double *mean = calloc((size_t)n, sizeof(double)), *m2 = calloc((size_t)n, sizeof(double));
+    double *z = ls_malloc((size_t)n * sizeof(double), "curvature");
+    double *Az = ls_malloc((size_t)n * sizeof(double), "curvature");
+    double *mean = ls_calloc((size_t)n * sizeof(double), "curvature");
+    double *m2 = ls_calloc((size_t)n * sizeof(double), "curvature");
     int64_t shape[1] = {n};
     ls_tensor *E = NULL, *S = NULL;
     if (!z || !Az || !mean || !m2) { st = ls_error_set(LS_ERR_MEM, "diag: out of memory"); goto done; }
@@ -160,7 +164,7 @@ ls_status ls_diag_estimate(const ls_linop *op, int64_t probes, uint64_t seed, ls
 done:
     ls_tensor_release(E);
     ls_tensor_release(S);
-    free(z); free(Az); free(mean); free(m2);
+    ls_free(z); ls_free(Az); ls_free(mean); ls_free(m2);
     curv_mv_free(&mv);
     return st;
 }
@@ -170,8 +174,8 @@ done:
 void ls_slq_result_free(ls_slq_result *r)
 {
     if (!r) return;
-    free(r->nodes);
-    free(r->weights);
+    ls_free(r->nodes);
+    ls_free(r->weights);
     memset(r, 0, sizeof *r);
 }
 
@@ -187,12 +191,14 @@ ls_status ls_slq(const ls_linop *op, int steps, int runs, uint64_t seed, ls_slq_
     int m = steps > n ? (int)n : steps;
     curv_mv mv;
     if ((st = curv_mv_init(&mv, op, who))) return st;
-    double *V = ls_malloc((size_t)n * (size_t)m * sizeof(double), "slq: Lanczos basis");
-    double *w = malloc((size_t)n * sizeof(double)), *h = malloc((size_t)m * sizeof(double));
-    double *alpha = malloc((size_t)m * sizeof(double)), *beta = malloc((size_t)m * sizeof(double));
-    double *Z = malloc((size_t)m * (size_t)m * sizeof(double));
-    out->nodes = malloc((size_t)runs * (size_t)m * sizeof(double));
-    out->weights = malloc((size_t)runs * (size_t)m * sizeof(double));
+    double *V = ls_malloc_array((size_t)n, (size_t)m * sizeof(double), "slq: Lanczos basis");
+    double *w = ls_malloc((size_t)n * sizeof(double), "curvature");
+    double *h = ls_malloc((size_t)m * sizeof(double), "curvature");
+    double *alpha = ls_malloc((size_t)m * sizeof(double), "curvature");
+    double *beta = ls_malloc((size_t)m * sizeof(double), "curvature");
+    double *Z = ls_malloc_array((size_t)m, (size_t)m * sizeof(double), "curvature");
+    out->nodes = ls_malloc_array((size_t)runs, (size_t)m * sizeof(double), "curvature");
+    out->weights = ls_malloc_array((size_t)runs, (size_t)m * sizeof(double), "curvature");
     out->runs = runs;
     out->steps = m;
     if (!V || !w || !h || !alpha || !beta || !Z || !out->nodes || !out->weights) {
@@ -237,7 +243,7 @@ ls_status ls_slq(const ls_linop *op, int steps, int runs, uint64_t seed, ls_slq_
     out->matvecs = mv.count;
 done:
     if (st) ls_slq_result_free(out);
-    ls_free(V); free(w); free(h); free(alpha); free(beta); free(Z);
+    ls_free(V); ls_free(w); ls_free(h); ls_free(alpha); ls_free(beta); ls_free(Z);
     curv_mv_free(&mv);
     return st;
 }

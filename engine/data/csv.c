@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/alloc.h"
+#include "data/atomic.h"
+
 /* The parser state shared by the libcsv callbacks. Every field's bytes are appended, NUL-terminated,
  * to one growing arena and its offset to `cells`, so a table of n cells costs two allocations that
  * grow geometrically rather than n small ones. Offsets (not pointers) survive the arena's reallocs. */
@@ -35,16 +38,24 @@ static void csv_on_field(void *field, size_t len, void *data)
 {
     csv_state *s = data;
     if (s->err || s->done) return;
+    /* a C string would end at the NUL: "0.5<NUL>999" must not read as 0.5 */
+    const char *nul = len ? memchr(field, '\0', len) : NULL;
+    if (nul) {
+        s->err = ls_error_set(LS_ERR_IO, "%s: %s: line %lld: field %lld contains a NUL byte (at "
+                              "byte %zu of the field)", s->who, s->name, s->line, s->nfields + 1,
+                              (size_t)(nul - (const char *)field) + 1);
+        return;
+    }
     if (s->alen + len + 1 > s->acap) {
         size_t cap = s->acap ? s->acap : 4096;
         while (cap < s->alen + len + 1) cap *= 2;
-        char *a = realloc(s->arena, cap);
+        char *a = ls_realloc(s->arena, cap, "csv");
         if (!a) return csv_oom(s);
         s->arena = a, s->acap = cap;
     }
     if (s->ncells == s->ccap) {
         size_t cap = s->ccap ? 2 * s->ccap : 256;
-        size_t *c = realloc(s->cells, cap * sizeof *c);
+        size_t *c = ls_realloc(s->cells, cap * sizeof *c, "csv");
         if (!c) return csv_oom(s);
         s->cells = c, s->ccap = cap;
     }
@@ -77,13 +88,22 @@ static void csv_on_record(int c, void *data)
     s->nfields = 0;
 }
 
+static void *csv_realloc(void *p, size_t n) { return ls_realloc(p, n, "csv"); }
+
 /* Run libcsv over buf. It is fed one line at a time so that the callbacks, which fire inside the
- * chunk being fed, know the line number for their messages. */
+ * chunk being fed, know the line number for their messages.
+ *
+ * libcsv grows its field buffer by a fixed block (128 bytes unless told otherwise), so one long field
+ * would cost a quadratic number of bytes copied. Before each line the block is set to the bytes fed so
+ * far: a field is never longer than that, so each growth at least doubles the buffer (amortised
+ * linear), and the buffer never exceeds twice the input. Its memory comes from the engine allocator. */
 static ls_status csv_run(csv_state *s, const char *buf, size_t n)
 {
     struct csv_parser p;
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
         return ls_error_set(LS_ERR_MEM, "%s: %s: cannot initialise libcsv", s->who, s->name);
+    csv_set_realloc_func(&p, csv_realloc);
+    csv_set_free_func(&p, ls_free);
     s->ncols = -1;
     s->line = 1;
     if (n >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) buf += 3, n -= 3;
@@ -91,9 +111,13 @@ static ls_status csv_run(csv_state *s, const char *buf, size_t n)
     while (pos < n && !s->err && !s->done) {
         const char *nl = memchr(buf + pos, '\n', n - pos);
         size_t len = nl ? (size_t)(nl - (buf + pos)) + 1 : n - pos;
+        csv_set_blk_size(&p, pos + len > 128 ? pos + len : 128);
         if (csv_parse(&p, buf + pos, len, csv_on_field, csv_on_record, s) != len && !s->err) {
-            s->err = ls_error_set(LS_ERR_IO, "%s: %s: line %lld: malformed quoting (%s)", s->who,
-                                  s->name, s->line, csv_strerror(csv_error(&p)));
+            if (csv_error(&p) == CSV_ENOMEM || csv_error(&p) == CSV_ETOOBIG)
+                csv_oom(s);
+            else
+                s->err = ls_error_set(LS_ERR_IO, "%s: %s: line %lld: malformed quoting (%s)",
+                                      s->who, s->name, s->line, csv_strerror(csv_error(&p)));
         }
         pos += len;
         if (nl) s->line++;
@@ -126,12 +150,12 @@ void ls_csv_table_free(ls_csv_table *t)
 {
     if (!t) return;
     for (int c = 0; c < t->ncols; c++) {
-        free(t->cols[c].num);
-        free(t->cols[c].str);
+        ls_free(t->cols[c].num);
+        ls_free(t->cols[c].str);
     }
-    free(t->cols);
-    free(t->arena);
-    free(t);
+    ls_free(t->cols);
+    ls_free(t->arena);
+    ls_free(t);
 }
 
 int ls_csv_find(const ls_csv_table *t, const char *name)
@@ -149,9 +173,9 @@ ls_csv_table *ls_csv_parse(const char *buf, size_t n, const char *name)
         ls_error_set(LS_ERR_IO, "csv_read: %s: no header row (the file is empty)", name);
         goto fail;
     }
-    ls_csv_table *t = calloc(1, sizeof *t);
-    if (!t || !(t->cols = calloc((size_t)s.ncols, sizeof *t->cols))) {
-        free(t);
+    ls_csv_table *t = ls_calloc(sizeof *t, "csv");
+    if (!t || !(t->cols = ls_calloc((size_t)s.ncols * sizeof *t->cols, "csv"))) {
+        ls_free(t);
         ls_error_set(LS_ERR_MEM, "csv_read: %s: out of memory", name);
         goto fail;
     }
@@ -173,7 +197,7 @@ ls_csv_table *ls_csv_parse(const char *buf, size_t n, const char *name)
             }
         /* Numeric unless some non-empty cell fails to parse. */
         col->kind = LS_CSV_NUMBER;
-        col->num = malloc((size_t)(nrows ? nrows : 1) * sizeof *col->num);
+        col->num = ls_malloc((size_t)(nrows ? nrows : 1) * sizeof *col->num, "csv");
         if (!col->num) goto oom;
         for (int64_t r = 0; r < nrows; r++) {
             const char *cell = t->arena + s.cells[(size_t)(r + 1) * (size_t)ncols + (size_t)c];
@@ -188,9 +212,9 @@ ls_csv_table *ls_csv_parse(const char *buf, size_t n, const char *name)
             }
         }
         if (col->kind == LS_CSV_STRING) {
-            free(col->num);
+            ls_free(col->num);
             col->num = NULL;
-            col->str = malloc((size_t)(nrows ? nrows : 1) * sizeof *col->str);
+            col->str = ls_malloc((size_t)(nrows ? nrows : 1) * sizeof *col->str, "csv");
             if (!col->str) goto oom;
             for (int64_t r = 0; r < nrows; r++)
                 col->str[r] = t->arena + s.cells[(size_t)(r + 1) * (size_t)ncols + (size_t)c];
@@ -201,11 +225,11 @@ ls_csv_table *ls_csv_parse(const char *buf, size_t n, const char *name)
         ls_error_set(LS_ERR_MEM, "csv_read: %s: out of memory", name);
         goto fail;
     }
-    free(s.cells);
+    ls_free(s.cells);
     return t;
 fail:
-    free(s.arena);
-    free(s.cells);
+    ls_free(s.arena);
+    ls_free(s.cells);
     return NULL;
 }
 
@@ -219,20 +243,24 @@ static char *csv_slurp(const char *who, const char *path, size_t *n)
         fclose(f);
         return ls_error_set(LS_ERR_IO, "%s: %s: is a directory", who, path), NULL;
     }
+    if (!S_ISREG(st.st_mode)) {   /* /dev/zero would be read until memory runs out */
+        fclose(f);
+        return ls_error_set(LS_ERR_IO, "%s: %s: not a regular file", who, path), NULL;
+    }
     size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, len = 0;
-    char *buf = malloc(cap);
+    char *buf = ls_malloc(cap, "csv");
     while (buf) {
         len += fread(buf + len, 1, cap - len, f);
         if (len < cap) break;
-        char *b = realloc(buf, cap * 2);
-        if (!b) free(buf);
+        char *b = ls_realloc(buf, cap * 2, "csv");
+        if (!b) ls_free(buf);
         buf = b, cap *= 2;
     }
     int bad = ferror(f);
     fclose(f);
     if (!buf) return ls_error_set(LS_ERR_MEM, "%s: %s: out of memory", who, path), NULL;
     if (bad) {
-        free(buf);
+        ls_free(buf);
         return ls_error_set(LS_ERR_IO, "%s: %s: read error", who, path), NULL;
     }
     *n = len;
@@ -245,7 +273,7 @@ ls_csv_table *ls_csv_read(const char *path)
     char *buf = csv_slurp("csv_read", path, &n);
     if (!buf) return NULL;
     ls_csv_table *t = ls_csv_parse(buf, n, path);
-    free(buf);
+    ls_free(buf);
     return t;
 }
 
@@ -259,10 +287,13 @@ static bool csv_needs_quotes(const char *s, int ncols)
     return s[0] == ' ' || s[0] == '\t' || s[len - 1] == ' ' || s[len - 1] == '\t';
 }
 
-static int csv_put_field(FILE *f, const char *s, int ncols)
+/* first: the field opens the file, where a UTF-8 byte-order mark would be taken for the file's
+ * own and skipped by the reader: such a field is quoted. */
+static int csv_put_field(FILE *f, const char *s, int ncols, bool first)
 {
     if (!s) s = "";
-    if (csv_needs_quotes(s, ncols)) return csv_fwrite(f, s, strlen(s));
+    if (csv_needs_quotes(s, ncols) || (first && strncmp(s, "\xEF\xBB\xBF", 3) == 0))
+        return csv_fwrite(f, s, strlen(s));
     return fputs(s, f) < 0 ? -1 : 0;
 }
 
@@ -275,7 +306,7 @@ static ls_status csv_existing_header(const char *path, csv_state *s, bool *ends_
 {
     FILE *f = fopen(path, "rb");
     if (!f) return ls_error_set(LS_ERR_IO, "csv_write: %s: %s", path, strerror(errno));
-    char *buf = malloc(CSV_HEADER_MAX);
+    char *buf = ls_malloc(CSV_HEADER_MAX, "csv");
     if (!buf) {
         fclose(f);
         return ls_error_set(LS_ERR_MEM, "csv_write: %s: out of memory", path);
@@ -286,19 +317,35 @@ static ls_status csv_existing_header(const char *path, csv_state *s, bool *ends_
     bool bad = ferror(f);
     fclose(f);
     if (bad) {
-        free(buf);
+        ls_free(buf);
         return ls_error_set(LS_ERR_IO, "csv_write: %s: read error", path);
     }
     s->who = "csv_write";
     s->name = path;
     s->header_only = true;
     ls_status st = csv_run(s, buf, n);
-    free(buf);
+    ls_free(buf);
     *ends_nl = last == EOF || last == '\n';
     if (st == LS_OK && !s->done && n == CSV_HEADER_MAX)
         st = ls_error_set(LS_ERR_IO, "csv_write: %s: header row longer than %zu bytes", path,
                           CSV_HEADER_MAX);
     return st;
+}
+
+/* Copy the whole of the file at path into f: 0, 1 when writing failed (the stream's error flag is
+ * set), -1 (error set) when reading failed. */
+static int csv_copy_into(const char *path, FILE *f)
+{
+    FILE *in = fopen(path, "rb");
+    if (!in) return ls_error_set(LS_ERR_IO, "csv_write: %s: %s", path, strerror(errno)), -1;
+    char buf[1 << 16];
+    size_t k;
+    int bad = 0;
+    while (!bad && (k = fread(buf, 1, sizeof buf, in)) > 0) bad = fwrite(buf, 1, k, f) != k;
+    int rerr = ferror(in);
+    fclose(in);
+    if (rerr) return ls_error_set(LS_ERR_IO, "csv_write: %s: read error", path), -1;
+    return bad;
 }
 
 /* Match the caller's names against the file's header; fill order[i] = caller index of the file's
@@ -348,14 +395,14 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
                 return ls_error_set(LS_ERR_ARG, "csv_write: %s: duplicate column '%s'", path,
                                     names[c]);
     }
-    int *order = malloc((size_t)ncols * sizeof *order);
+    int *order = ls_malloc((size_t)ncols * sizeof *order, "csv");
     if (!order) return ls_error_set(LS_ERR_MEM, "csv_write: %s: out of memory", path);
     for (int c = 0; c < ncols; c++) order[c] = c;
 
     bool header = true, ends_nl = true;
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        free(order);
+        ls_free(order);
         return ls_error_set(LS_ERR_IO, "csv_write: %s: is a directory", path);
     }
     if (append && stat(path, &st) == 0 && st.st_size > 0) {
@@ -365,70 +412,43 @@ ls_status ls_csv_write(const char *path, int ncols, const char *const *names, in
             header = false;
             rc = csv_match_header(path, &h, ncols, names, order);
         }
-        free(h.arena);
-        free(h.cells);
+        ls_free(h.arena);
+        ls_free(h.cells);
         if (rc != LS_OK) {
-            free(order);
+            ls_free(order);
             return rc;
         }
     }
 
-    /* A fresh table goes to "<path>.part" and is renamed into place once complete. */
-    char *tmp = NULL;
-    FILE *f;
-    if (append) {
-        f = fopen(path, "ab");
-    } else {
-        size_t len = strlen(path);
-        tmp = malloc(len + 6);
-        if (!tmp) {
-            free(order);
-            return ls_error_set(LS_ERR_MEM, "csv_write: %s: out of memory", path);
-        }
-        memcpy(tmp, path, len);
-        memcpy(tmp + len, ".part", 6);
-        f = fopen(tmp, "wb");
+    /* Both a fresh table and an append are written whole to a file beside the target and renamed
+     * into place (data/atomic.h): an append copies the existing rows first, so a failure at any point
+     * leaves the file exactly as it was. */
+    ls_atomic_file af;
+    if (ls_atomic_file_open(&af, "csv_write", path) != LS_OK) {
+        ls_free(order);
+        return LS_ERR_IO;
     }
-    if (!f) {
-        ls_status rc = ls_error_set(LS_ERR_IO, "csv_write: %s: %s", tmp ? tmp : path,
-                                    strerror(errno));
-        free(order);
-        free(tmp);
-        return rc;
-    }
+    FILE *f = af.f;
     int bad = 0;
+    if (!header) bad = csv_copy_into(path, f);
+    if (bad < 0) {   /* the existing file could not be read: not a write failure */
+        ls_free(order);
+        ls_atomic_file_abort(&af);
+        return LS_ERR_IO;
+    }
     if (!ends_nl) bad |= fputc('\n', f) == EOF;
     for (int c = 0; header && c < ncols; c++) {
         if (c) bad |= fputc(',', f) == EOF;
-        bad |= csv_put_field(f, names[order[c]], ncols) != 0;
+        bad |= csv_put_field(f, names[order[c]], ncols, c == 0) != 0;
     }
     if (header) bad |= fputc('\n', f) == EOF;
     for (int64_t r = 0; r < nrows && !bad; r++) {
         for (int c = 0; c < ncols; c++) {
             if (c) bad |= fputc(',', f) == EOF;
-            bad |= csv_put_field(f, cells[r * ncols + order[c]], ncols) != 0;
+            bad |= csv_put_field(f, cells[r * ncols + order[c]], ncols, false) != 0;
         }
         bad |= fputc('\n', f) == EOF;
     }
-    int err = errno;
-    bad |= fclose(f) != 0;
-    free(order);
-    if (bad) {
-        ls_status rc = ls_error_set(LS_ERR_IO, "csv_write: %s: write failed: %s",
-                                    tmp ? tmp : path, strerror(err));
-        if (tmp) remove(tmp);
-        free(tmp);
-        return rc;
-    }
-    if (tmp) {
-        if (rename(tmp, path) != 0) {
-            ls_status rc = ls_error_set(LS_ERR_IO, "csv_write: %s: cannot rename %s into place: %s",
-                                        path, tmp, strerror(errno));
-            remove(tmp);
-            free(tmp);
-            return rc;
-        }
-        free(tmp);
-    }
-    return LS_OK;
+    ls_free(order);
+    return ls_atomic_file_commit(&af, "csv_write");   /* a failed write above is reported here */
 }

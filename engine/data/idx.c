@@ -1,13 +1,16 @@
 #include "data/idx.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "core/alloc.h"
+#include "data/atomic.h"
 
 /* Upper bound on the element bytes an IDX file may declare (1 TiB): far beyond any real data set, low
  * enough that no size computation below can overflow. */
@@ -73,6 +76,36 @@ static const char *idx_src_gzerror(idx_src *s)
     return code == Z_OK || code == Z_STREAM_END ? "" : msg;
 }
 
+/* A read of `what` came up short (got < want bytes, or -1 on a zlib error). For compressed input the
+ * cause is usually the compression, not the IDX content: say which, with zlib's words.
+ *   "read_idx: x.gz: corrupt gzip data (zlib: incorrect data check)"
+ *   "read_idx: x.gz: truncated gzip file (zlib: unexpected end of file) while reading the data ..."
+ *   "read_idx: x.idx: truncated: expected 8 bytes for the dimension list, got 2" */
+static void *idx_fail_short(idx_src *s, const char *name, const char *what, uint64_t want,
+                            int64_t got)
+{
+    const char *z = idx_src_gzerror(s);
+    size_t nl = strlen(name);
+    if (strncmp(z, name, nl) == 0 && strncmp(z + nl, ": ", 2) == 0) z += nl + 2;   /* zlib's path */
+    if (s->gz && !gzdirect(s->gz) && (*z || got < 0)) {
+        /* zlib decompresses ahead of what was asked, so only an early end says where it was */
+        if (strstr(z, "unexpected end"))
+            ls_error_set(LS_ERR_IO, "read_idx: %s: truncated gzip file (zlib: %s) while reading %s",
+                         name, z, what);
+        else
+            ls_error_set(LS_ERR_IO, "read_idx: %s: corrupt gzip data (zlib: %s)", name,
+                         *z ? z : "error");
+    } else if (s->gz && !gzdirect(s->gz)) {
+        ls_error_set(LS_ERR_IO, "read_idx: %s: truncated: the decompressed data end after %lld "
+                     "bytes of the %llu expected for %s", name, (long long)(got < 0 ? 0 : got),
+                     (unsigned long long)want, what);
+    } else {
+        ls_error_set(LS_ERR_IO, "read_idx: %s: truncated: expected %llu bytes for %s, got %lld",
+                     name, (unsigned long long)want, what, (long long)(got < 0 ? 0 : got));
+    }
+    return NULL;
+}
+
 /* Element size and loaded dtype of an IDX type code; 0 if the code is unknown. */
 static size_t idx_type_info(int code, ls_dtype *dtype, const char **cname)
 {
@@ -107,7 +140,7 @@ static void idx_widen(int64_t *dst, const unsigned char *src, size_t size, size_
 static ls_tensor *idx_fail_wrapped(const char *name, ls_tensor *t)
 {
     char prev[512];
-    snprintf(prev, sizeof prev, "%s", ls_error_message());
+    snprintf(prev, sizeof prev, "%s", ls_error_untagged());
     ls_status code = ls_error_code() == LS_OK ? LS_ERR_MEM : ls_error_code();
     ls_error_set(code, "read_idx: %s: %s", name, prev);
     ls_tensor_release(t);
@@ -120,10 +153,7 @@ static ls_tensor *idx_read_src(idx_src *s, const char *name, uint64_t limit, int
 {
     unsigned char head[4], dimbuf[4 * 255];
     int64_t got = idx_src_read(s, head, 4);
-    if (got != 4)
-        return ls_error_set(LS_ERR_IO, "read_idx: %s: file too short for the 4-byte IDX magic "
-                            "(got %lld bytes)%s", name, (long long)(got < 0 ? 0 : got),
-                            idx_src_gzerror(s)), NULL;
+    if (got != 4) return idx_fail_short(s, name, "the 4-byte IDX magic", 4, got);
     ls_dtype dtype;
     const char *cname;
     size_t esize = idx_type_info(head[2], &dtype, &cname);
@@ -136,10 +166,7 @@ static ls_tensor *idx_read_src(idx_src *s, const char *name, uint64_t limit, int
         return ls_error_set(LS_ERR_IO, "read_idx: %s: %d dimensions (supported: 1 to %d)", name,
                             ndim, LS_MAX_DIMS), NULL;
     got = idx_src_read(s, dimbuf, 4 * (size_t)ndim);
-    if (got != 4 * ndim)
-        return ls_error_set(LS_ERR_IO, "read_idx: %s: truncated in the dimension list (expected "
-                            "%d bytes, got %lld)", name, 4 * ndim, (long long)(got < 0 ? 0 : got)),
-               NULL;
+    if (got != 4 * ndim) return idx_fail_short(s, name, "the dimension list", 4 * ndim, got);
     if (exact) limit -= 4 + 4 * (uint64_t)ndim;
 
     /* Multiply the dims up with an overflow guard: each dim is < 2^32 and the running product is
@@ -155,8 +182,15 @@ static ls_tensor *idx_read_src(idx_src *s, const char *name, uint64_t limit, int
         else
             nbytes *= v;
     }
-    char sbuf[LS_SHAPE_STR_MAX];
+    char sbuf[LS_SHAPE_STR_MAX], who[300];
     ls_shape_str(ndim, shape, sbuf, sizeof sbuf);
+    /* the engine's shape rule: a zero dim does not unbound the others */
+    snprintf(who, sizeof who, "read_idx: %s: dims", name);
+    if (ls_shape_check(who, ndim, shape, NULL)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ls_error_message());
+        return ls_error_set(LS_ERR_IO, "%s", msg), NULL;
+    }
     if (nbytes > IDX_MAX_BYTES)
         return ls_error_set(LS_ERR_IO, "read_idx: %s: dims %s of %s are too large (more than %llu "
                             "bytes)", name, sbuf, cname, (unsigned long long)IDX_MAX_BYTES), NULL;
@@ -198,19 +232,22 @@ static ls_tensor *idx_read_src(idx_src *s, const char *name, uint64_t limit, int
         ls_free(tmp);
     }
     if (total != nbytes) {
-        ls_error_set(LS_ERR_IO, "read_idx: %s: truncated: dims %s of %s: expected %llu bytes of "
-                     "data, got %llu%s%s", name, sbuf, cname, (unsigned long long)nbytes,
-                     (unsigned long long)total, *idx_src_gzerror(s) ? "; gzip: " : "",
-                     idx_src_gzerror(s));
+        char what[200];
+        snprintf(what, sizeof what, "the data (dims %s of %s)", sbuf, cname);
+        idx_fail_short(s, name, what, nbytes, got < 0 ? -1 : (int64_t)total);
         ls_tensor_release(t);
         return NULL;
     }
+    /* Nothing may follow the data. For gzip input this read also reaches the stream's end, where
+     * zlib checks the CRC and length of the whole stream. */
     unsigned char extra;
     got = idx_src_read(s, &extra, 1);
     if (got != 0) {
-        ls_error_set(LS_ERR_IO, "read_idx: %s: %s after the %llu bytes of data declared by dims %s",
-                     name, got > 0 ? "trailing bytes" : "corrupt compressed data",
-                     (unsigned long long)nbytes, sbuf);
+        if (got < 0)
+            idx_fail_short(s, name, "the end of the gzip stream", 0, got);
+        else
+            ls_error_set(LS_ERR_IO, "read_idx: %s: trailing bytes after the %llu bytes of data "
+                         "declared by dims %s", name, (unsigned long long)nbytes, sbuf);
         ls_tensor_release(t);
         return NULL;
     }
@@ -249,13 +286,16 @@ ls_tensor *ls_idx_parse(const void *buf, size_t n, const char *name)
 
 /* ---- writing ---- */
 
-static ls_status idx_write_fail(const char *path, gzFile gz, const char *what)
+/* Where the bytes go: the temporary file directly, or through gzip into it. */
+typedef struct idx_sink {
+    FILE *f;
+    gzFile gz;
+} idx_sink;
+
+static int idx_sink_write(idx_sink *k, const void *p, size_t n)
 {
-    int code = Z_OK;
-    const char *zmsg = gz ? gzerror(gz, &code) : "";
-    const char *why = code == Z_ERRNO ? strerror(errno) : zmsg;
-    if (gz) gzclose(gz);
-    return ls_error_set(LS_ERR_IO, "write_idx: %s: %s%s%s", path, what, *why ? ": " : "", why);
+    if (k->gz) return n == 0 || gzwrite(k->gz, p, (unsigned)n) == (int)n ? 0 : -1;
+    return fwrite(p, 1, n, k->f) == n ? 0 : -1;
 }
 
 ls_status ls_idx_write(const char *path, const ls_tensor *t)
@@ -268,58 +308,66 @@ ls_status ls_idx_write(const char *path, const ls_tensor *t)
     case LS_F64: code = 0x0E; break;
     default: return ls_error_set(LS_ERR_ARG, "write_idx: %s: unsupported dtype", path);
     }
+    /* Everything that can be refused is refused before any file is touched. */
+    int ndim = t->ndim == 0 ? 1 : t->ndim;
+    unsigned char head[4 + 4 * LS_MAX_DIMS] = {0, 0, (unsigned char)code, (unsigned char)ndim};
+    for (int d = 0; d < ndim; d++) {
+        uint64_t v = t->ndim == 0 ? 1 : (uint64_t)t->shape[d];
+        if (v > UINT32_MAX)
+            return ls_error_set(LS_ERR_ARG, "write_idx: %s: dim %d of size %llu exceeds IDX's "
+                                "32-bit dims (shape %s)", path, d + 1, (unsigned long long)v,
+                                ls_tensor_shape_str(t));
+        unsigned char *p = head + 4 + 4 * d;
+        p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
+        p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+    }
     ls_tensor *c = ls_tensor_contiguous(t);
-    if (!c) return ls_error_set(ls_error_code(), "write_idx: %s: out of memory", path);
+    if (!c) {
+        char prev[300];
+        snprintf(prev, sizeof prev, "%s", ls_error_untagged());
+        return ls_error_set(LS_ERR_MEM, "write_idx: %s: %s", path, prev);
+    }
     size_t n = (size_t)ls_tensor_numel(c);
-    /* Range-check i64 before the file is touched, so a failed write leaves no partial file. */
     if (c->dtype == LS_I64) {
         const int64_t *v = ls_tensor_data(c);
         for (size_t i = 0; i < n; i++)
             if (v[i] < INT32_MIN || v[i] > INT32_MAX) {
                 ls_tensor_release(c);
                 return ls_error_set(LS_ERR_ARG, "write_idx: %s: value %lld at element %zu does not "
-                                    "fit in IDX int32", path, (long long)v[i], i);
+                                    "fit in IDX int32", path, (long long)v[i], i + 1);
             }
     }
-    size_t len = strlen(path);
-    int gzip = len >= 3 && strcmp(path + len - 3, ".gz") == 0;
-    errno = 0;
-    gzFile gz = gzopen(path, gzip ? "wb6" : "wbT");
-    if (!gz) {
-        ls_tensor_release(c);
-        return ls_error_set(LS_ERR_IO, "write_idx: %s: %s", path,
-                            errno ? strerror(errno) : "cannot open for writing");
-    }
-    int ndim = c->ndim == 0 ? 1 : c->ndim;
-    unsigned char head[4 + 4 * LS_MAX_DIMS] = {0, 0, (unsigned char)code, (unsigned char)ndim};
-    for (int d = 0; d < ndim; d++) {
-        uint64_t v = c->ndim == 0 ? 1 : (uint64_t)c->shape[d];
-        if (v > UINT32_MAX) {
-            ls_tensor_release(c);
-            gzclose(gz);
-            remove(path);
-            return ls_error_set(LS_ERR_ARG, "write_idx: %s: dim %d of size %llu exceeds IDX's "
-                                "32-bit dims", path, d, (unsigned long long)v);
-        }
-        unsigned char *p = head + 4 + 4 * d;
-        p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
-        p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
-    }
-    if (gzwrite(gz, head, (unsigned)(4 + 4 * ndim)) != 4 + 4 * ndim) {
-        ls_tensor_release(c);
-        return idx_write_fail(path, gz, "write failed");
-    }
-    /* Elements go out in chunks converted to big-endian (and i64 narrowed to i32). */
-    size_t esize = code == 0x0C ? 4 : ls_dtype_size(c->dtype);
     size_t per = IDX_CHUNK / 8;
     unsigned char *tmp = ls_malloc(per * 8, "write_idx");
     if (!tmp) {
         ls_tensor_release(c);
-        gzclose(gz);
         return ls_error_set(LS_ERR_MEM, "write_idx: %s: out of memory", path);
     }
-    const unsigned char *src = ls_tensor_data(c);
+    size_t len = strlen(path);
+    int gzip = len >= 3 && strcmp(path + len - 3, ".gz") == 0;
+    ls_atomic_file af;
+    if (ls_atomic_file_open(&af, "write_idx", path) != LS_OK) {
+        ls_free(tmp);
+        ls_tensor_release(c);
+        return LS_ERR_IO;
+    }
+    idx_sink sink = {.f = af.f, .gz = NULL};
     ls_status st = LS_OK;
+    int err = 0;
+    if (gzip) {
+        /* zlib writes through its own descriptor onto the same open file; gzclose flushes it */
+        int fd = dup(fileno(af.f));
+        sink.gz = fd >= 0 ? gzdopen(fd, "wb6") : NULL;
+        if (!sink.gz) {
+            if (fd >= 0) close(fd);
+            st = ls_error_set(LS_ERR_MEM, "write_idx: %s: cannot start gzip compression", path);
+        }
+    }
+    if (st == LS_OK && idx_sink_write(&sink, head, (size_t)(4 + 4 * ndim)) != 0)
+        st = LS_ERR_IO, err = errno;
+    /* Elements go out in chunks converted to big-endian (and i64 narrowed to i32). */
+    size_t esize = code == 0x0C ? 4 : ls_dtype_size(c->dtype);
+    const unsigned char *src = ls_tensor_data(c);
     for (size_t i = 0; i < n && st == LS_OK; i += per) {
         size_t k = n - i < per ? n - i : per;
         if (code == 0x0C) {
@@ -333,14 +381,22 @@ ls_status ls_idx_write(const char *path, const ls_tensor *t)
             memcpy(tmp, src + i * esize, k * esize);
             if (idx_host_is_little()) idx_swap(tmp, esize, k);
         }
-        if (gzwrite(gz, tmp, (unsigned)(k * esize)) != (int)(k * esize)) st = LS_ERR_IO;
+        if (idx_sink_write(&sink, tmp, k * esize) != 0) st = LS_ERR_IO, err = errno;
     }
     ls_free(tmp);
     ls_tensor_release(c);
-    if (st != LS_OK) return idx_write_fail(path, gz, "write failed");
-    int rc = gzclose(gz);
-    if (rc != Z_OK)
-        return ls_error_set(LS_ERR_IO, "write_idx: %s: closing failed (%s)", path,
-                            rc == Z_ERRNO ? strerror(errno) : "zlib error");
-    return LS_OK;
+    if (sink.gz) {
+        int zrc = gzclose(sink.gz);   /* writes the rest of the stream and the trailer */
+        if (zrc != Z_OK && st == LS_OK) st = LS_ERR_IO, err = zrc == Z_ERRNO ? errno : EIO;
+    }
+    if (st == LS_ERR_IO) {
+        ls_atomic_file_abort(&af);
+        return ls_error_set(LS_ERR_IO, "write_idx: %s: write failed: %s (the file is unchanged)",
+                            path, strerror(err ? err : EIO));
+    }
+    if (st != LS_OK) {
+        ls_atomic_file_abort(&af);
+        return st;
+    }
+    return ls_atomic_file_commit(&af, "write_idx");
 }

@@ -1,27 +1,45 @@
+/* ls_json_parse over Jansson: json_loadb with the strict flags, then a copy into the ls_json tree
+ * (see json.h), checking depth and size on the way. Jansson keeps an object's members in insertion
+ * order, so the tree has them in document order. Jansson's own allocations and the tree's go through
+ * the engine allocator, so an out-of-memory (real or injected, docs/hardening.md) is reported as
+ * such (-2) wherever it happens. */
 #include "data/json.h"
 
+#include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/status.h"   /* LS_PRINTF */
 
-typedef struct jparser {
-    const unsigned char *start, *p, *end;
-    int depth;
-    size_t nvalues;
-    char err[200];
-} jparser;
+/* Set by the allocation hooks when a block could not be had during the current parse. */
+static _Thread_local bool j_oom;
 
-static int j_fail(jparser *j, const char *fmt, ...) LS_PRINTF(2, 3);
-static int j_fail(jparser *j, const char *fmt, ...)
+static void *j_malloc(size_t n)
 {
-    if (j->err[0]) return -1;
-    int k = snprintf(j->err, sizeof j->err, "at byte %zu: ", (size_t)(j->p - j->start));
+    void *p = ls_malloc(n, "JSON header");
+    if (!p) j_oom = true;
+    return p;
+}
+
+static pthread_once_t j_hooks_once = PTHREAD_ONCE_INIT;
+static void j_set_hooks(void) { json_set_alloc_funcs(j_malloc, ls_free); }
+
+typedef struct jcopy {
+    size_t nvalues;
+    char *err;
+    size_t errcap;
+} jcopy;
+
+static int j_fail(jcopy *c, const char *fmt, ...) LS_PRINTF(2, 3);
+static int j_fail(jcopy *c, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(j->err + k, sizeof j->err - (size_t)k, fmt, ap);
+    vsnprintf(c->err, c->errcap, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -30,270 +48,117 @@ void ls_json_free(ls_json *v)
 {
     if (v->kind == LS_JSON_ARR || v->kind == LS_JSON_OBJ) {
         for (size_t k = 0; k < v->n; k++) ls_json_free(&v->items[k]);
-        free(v->items);
+        ls_free(v->items);
     }
-    free(v->key);
-    free(v->s);
+    ls_free(v->key);
+    ls_free(v->s);
     memset(v, 0, sizeof *v);
 }
 
-size_t ls_json_utf8_check(const unsigned char *s, size_t n)
+static char *j_dup(const char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        unsigned cp, min;
-        if (c < 0x80) { i++; continue; }
-        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F, min = 0x80;
-        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F, min = 0x800;
-        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07, min = 0x10000;
-        else return i;
-        if (n - i < len) return i;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-        i += len;
-    }
-    return n;
+    char *p = j_malloc(n + 1);
+    if (!p) return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
 }
 
-static void j_ws(jparser *j)
+static int j_copy(jcopy *c, const json_t *j, ls_json *v, int depth)
 {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-static int j_hex4(jparser *j, unsigned *out)
-{
-    if (j->end - j->p < 4) return j_fail(j, "truncated \\u escape");
-    unsigned v = 0;
-    for (int k = 0; k < 4; k++) {
-        unsigned c = j->p[k], d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return j_fail(j, "bad hex digit in \\u escape");
-        v = v << 4 | d;
-    }
-    j->p += 4;
-    *out = v;
-    return 0;
-}
-
-/* A string starting at the opening quote. The decoded form is never longer than the source, so one
- * allocation of the source span suffices. */
-static int j_string(jparser *j, char **out, size_t *outlen)
-{
-    j->p++;   /* the opening quote */
-    const unsigned char *q = j->p;
-    while (q < j->end && *q != '"') q += (*q == '\\' && q + 1 < j->end) ? 2 : 1;
-    if (q >= j->end) return j_fail(j, "unterminated string");
-    char *buf = malloc((size_t)(q - j->p) + 1), *w = buf;
-    if (!buf) return j_fail(j, "out of memory");
-    while (*j->p != '"') {
-        unsigned c = *j->p;
-        if (c < 0x20) { free(buf); return j_fail(j, "control character 0x%02X in string", c); }
-        if (c != '\\') { *w++ = (char)c; j->p++; continue; }
-        j->p++;
-        c = *j->p++;
-        unsigned cp;
-        switch (c) {
-        case '"': case '\\': case '/': *w++ = (char)c; continue;
-        case 'b': *w++ = '\b'; continue;
-        case 'f': *w++ = '\f'; continue;
-        case 'n': *w++ = '\n'; continue;
-        case 'r': *w++ = '\r'; continue;
-        case 't': *w++ = '\t'; continue;
-        case 'u': break;
-        default: j->p--; free(buf); return j_fail(j, "invalid escape '\\%c'", c);
-        }
-        if (j_hex4(j, &cp)) { free(buf); return -1; }
-        if (cp >= 0xDC00 && cp <= 0xDFFF) { free(buf); return j_fail(j, "lone low surrogate"); }
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            unsigned lo;
-            if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u') {
-                free(buf);
-                return j_fail(j, "high surrogate not followed by a low one");
-            }
-            j->p += 2;
-            if (j_hex4(j, &lo)) { free(buf); return -1; }
-            if (lo < 0xDC00 || lo > 0xDFFF) { free(buf); return j_fail(j, "bad low surrogate"); }
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        }
-        /* UTF-8 encode; a \uXXXX escape (6 bytes) or pair (12) never yields more bytes than it took. */
-        if (cp < 0x80) {
-            *w++ = (char)cp;
-        } else if (cp < 0x800) {
-            *w++ = (char)(0xC0 | cp >> 6), *w++ = (char)(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            *w++ = (char)(0xE0 | cp >> 12), *w++ = (char)(0x80 | (cp >> 6 & 0x3F));
-            *w++ = (char)(0x80 | (cp & 0x3F));
-        } else {
-            *w++ = (char)(0xF0 | cp >> 18), *w++ = (char)(0x80 | (cp >> 12 & 0x3F));
-            *w++ = (char)(0x80 | (cp >> 6 & 0x3F)), *w++ = (char)(0x80 | (cp & 0x3F));
-        }
-    }
-    j->p++;   /* the closing quote */
-    *w = '\0';
-    *out = buf;
-    *outlen = (size_t)(w - buf);
-    return 0;
-}
-
-static int j_number(jparser *j, ls_json *v)
-{
-    bool neg = false, frac = false, overflow = false;
-    uint64_t acc = 0;
-    if (*j->p == '-') neg = true, j->p++;
-    if (j->p >= j->end || *j->p < '0' || *j->p > '9') return j_fail(j, "invalid number");
-    if (*j->p == '0' && j->p + 1 < j->end && j->p[1] >= '0' && j->p[1] <= '9')
-        return j_fail(j, "number with a leading zero");
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        unsigned d = *j->p++ - '0';
-        if (acc > (uint64_t)(INT64_MAX - d) / 10) overflow = true;
-        else acc = acc * 10 + d;
-    }
-    if (j->p < j->end && *j->p == '.') {
-        frac = true;
-        j->p++;
-        if (j->p >= j->end || *j->p < '0' || *j->p > '9') return j_fail(j, "digit expected after '.'");
-        while (j->p < j->end && *j->p >= '0' && *j->p <= '9') j->p++;
-    }
-    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
-        frac = true;
-        j->p++;
-        if (j->p < j->end && (*j->p == '+' || *j->p == '-')) j->p++;
-        if (j->p >= j->end || *j->p < '0' || *j->p > '9')
-            return j_fail(j, "digit expected in exponent");
-        while (j->p < j->end && *j->p >= '0' && *j->p <= '9') j->p++;
-    }
-    v->kind = LS_JSON_NUM;
-    v->is_int = !neg && !frac && !overflow;
-    v->i = (int64_t)acc;
-    return 0;
-}
-
-static int j_keycmp(const void *a, const void *b)
-{
-    const ls_json *x = *(const ls_json *const *)a, *y = *(const ls_json *const *)b;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(x->key, y->key, n);
-    return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
-}
-
-/* Reject an object with a repeated member name: sort pointers to the members by name, compare
- * neighbours. O(n log n), so a header with many tensors stays cheap. */
-static int j_check_dups(jparser *j, const ls_json *obj)
-{
-    if (obj->n < 2) return 0;
-    const ls_json **idx = malloc(obj->n * sizeof *idx);
-    if (!idx) return j_fail(j, "out of memory");
-    for (size_t k = 0; k < obj->n; k++) idx[k] = &obj->items[k];
-    qsort(idx, obj->n, sizeof *idx, j_keycmp);
-    for (size_t k = 1; k < obj->n; k++)
-        if (j_keycmp(&idx[k - 1], &idx[k]) == 0) {
-            j->p = j->start + idx[k]->pos;
-            j_fail(j, "duplicate key \"%.60s\"", idx[k]->key);
-            free(idx);
-            return -1;
-        }
-    free(idx);
-    return 0;
-}
-
-static int j_value(jparser *j, ls_json *v);
-
-/* The members of an array or object, up to the closing bracket `close`. */
-static int j_container(jparser *j, ls_json *v, int close)
-{
-    v->kind = close == ']' ? LS_JSON_ARR : LS_JSON_OBJ;
-    if (++j->depth > LS_JSON_MAX_DEPTH) return j_fail(j, "nesting deeper than %d", LS_JSON_MAX_DEPTH);
-    j->p++;
-    j_ws(j);
-    size_t cap = 0;
-    if (j->p < j->end && *j->p == close) {
-        j->p++;
-        j->depth--;
+    if (++c->nvalues > LS_JSON_MAX_VALUES)
+        return j_fail(c, "at byte 0: more than %zu values", LS_JSON_MAX_VALUES);
+    switch (json_typeof(j)) {
+    case JSON_NULL: v->kind = LS_JSON_NULL; return 0;
+    case JSON_TRUE: v->kind = LS_JSON_BOOL; v->truth = true; return 0;
+    case JSON_FALSE: v->kind = LS_JSON_BOOL; v->truth = false; return 0;
+    case JSON_REAL: v->kind = LS_JSON_NUM; return 0;
+    case JSON_INTEGER:
+        v->kind = LS_JSON_NUM;
+        v->i = (int64_t)json_integer_value(j);
+        v->is_int = v->i >= 0;
         return 0;
-    }
-    for (;;) {
-        if (v->n == cap) {
-            cap = cap ? 2 * cap : 4;
-            ls_json *items = realloc(v->items, cap * sizeof *items);
-            if (!items) return j_fail(j, "out of memory");
-            v->items = items;
-        }
-        ls_json *m = &v->items[v->n];
-        memset(m, 0, sizeof *m);
-        v->n++;
-        j_ws(j);
-        if (close == '}') {
-            if (j->p >= j->end || *j->p != '"') return j_fail(j, "expected a string key");
-            m->pos = (size_t)(j->p - j->start);
-            if (j_string(j, &m->key, &m->klen)) return -1;
-            j_ws(j);
-            if (j->p >= j->end || *j->p != ':') return j_fail(j, "expected ':' after a key");
-            j->p++;
-        }
-        if (j_value(j, m)) return -1;
-        j_ws(j);
-        if (j->p >= j->end) return j_fail(j, "unterminated %s", close == ']' ? "array" : "object");
-        if (*j->p == ',') { j->p++; continue; }
-        if (*j->p == close) { j->p++; break; }
-        return j_fail(j, "expected ',' or '%c'", close);
-    }
-    j->depth--;
-    return close == '}' ? j_check_dups(j, v) : 0;
-}
-
-static int j_value(jparser *j, ls_json *v)
-{
-    j_ws(j);
-    if (++j->nvalues > LS_JSON_MAX_VALUES)
-        return j_fail(j, "more than %zu JSON values", LS_JSON_MAX_VALUES);
-    if (j->p >= j->end) return j_fail(j, "unexpected end of input");
-    if (!v->pos) v->pos = (size_t)(j->p - j->start);
-    unsigned c = *j->p;
-    if (c == '{' || c == '[') return j_container(j, v, c == '{' ? '}' : ']');
-    if (c == '"') {
+    case JSON_STRING:
         v->kind = LS_JSON_STR;
-        return j_string(j, &v->s, &v->len);
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) return j_number(j, v);
-    static const struct { const char *word; ls_json_kind kind; } words[] = {
-        {"true", LS_JSON_BOOL}, {"false", LS_JSON_BOOL}, {"null", LS_JSON_NULL}};
-    for (int k = 0; k < 3; k++) {
-        size_t len = strlen(words[k].word);
-        if ((size_t)(j->end - j->p) >= len && memcmp(j->p, words[k].word, len) == 0) {
-            j->p += len;
-            v->kind = words[k].kind;
-            v->truth = k == 0;
+        v->len = json_string_length(j);
+        v->s = j_dup(json_string_value(j), v->len);
+        return v->s ? 0 : j_fail(c, "at byte 0: out of memory");
+    case JSON_ARRAY:
+    case JSON_OBJECT: {
+        bool obj = json_is_object(j);
+        if (depth >= LS_JSON_MAX_DEPTH)
+            return j_fail(c, "at byte 0: nesting deeper than %d levels", LS_JSON_MAX_DEPTH);
+        v->kind = obj ? LS_JSON_OBJ : LS_JSON_ARR;
+        size_t n = obj ? json_object_size(j) : json_array_size(j);
+        if (n == 0) return 0;
+        v->items = ls_malloc_array(n, sizeof *v->items, "JSON header");
+        if (!v->items) {
+            j_oom = true;
+            return j_fail(c, "at byte 0: out of memory");
+        }
+        memset(v->items, 0, n * sizeof *v->items);
+        v->n = n;
+        if (!obj) {
+            for (size_t k = 0; k < n; k++)
+                if (j_copy(c, json_array_get(j, k), &v->items[k], depth + 1)) return -1;
             return 0;
         }
+        size_t k = 0;
+        const char *key;
+        json_t *val;
+        json_object_foreach((json_t *)j, key, val) {
+            ls_json *m = &v->items[k++];
+            m->klen = strlen(key);   /* keys hold no NUL: JSON_ALLOW_NUL is not given */
+            m->key = j_dup(key, m->klen);
+            if (!m->key) return j_fail(c, "at byte 0: out of memory");
+            if (j_copy(c, val, m, depth + 1)) return -1;
+        }
+        return 0;
     }
-    if (c >= 0x21 && c < 0x7F) return j_fail(j, "unexpected character '%c'", c);
-    return j_fail(j, "unexpected byte 0x%02X", c);
+    }
+    return j_fail(c, "at byte 0: unknown JSON value");
 }
 
 int ls_json_parse(const char *text, size_t n, ls_json *root, char *err, size_t errcap)
 {
-    jparser j = {0};
     memset(root, 0, sizeof *root);
-    j.start = j.p = (const unsigned char *)text;
-    j.end = j.start + n;
-    size_t bad = ls_json_utf8_check(j.start, n);
-    if (bad != n) {
-        j.p = j.start + bad;
-        j_fail(&j, "invalid UTF-8");
-    } else if (j_value(&j, root) == 0) {
-        j_ws(&j);
-        if (j.p != j.end) j_fail(&j, "trailing characters after the JSON value");
+    pthread_once(&j_hooks_once, j_set_hooks);
+    j_oom = false;
+    json_error_t je;
+    json_t *j = json_loadb(text, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    if (!j) {
+        snprintf(err, errcap, "at byte %d: %s", je.position, je.text);
+        return j_oom ? -2 : -1;
     }
-    if (!j.err[0]) return 0;
-    ls_json_free(root);
-    snprintf(err, errcap, "%s", j.err);
-    return -1;
+    jcopy c = {0, err, errcap};
+    int rc = j_copy(&c, j, root, 0);
+    json_decref(j);
+    if (rc) ls_json_free(root);
+    return rc && j_oom ? -2 : rc;
+}
+
+/* The UTF-8 rule Jansson applies to documents (RFC 3629: no overlong forms, surrogates or code points
+ * above U+10FFFF), checked in place: Jansson's own check (json_stringn) copies the string, so an
+ * out-of-memory would read as "not valid UTF-8". */
+bool ls_json_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i], cp, min;
+        size_t len;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F, min = 0x80;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F, min = 0x800;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07, min = 0x10000;
+        else return false;
+        if (n - i < len) return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (s[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += len;
+    }
+    return true;
 }

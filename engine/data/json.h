@@ -1,13 +1,14 @@
-/* A small strict JSON parser (RFC 8259) into a tree, written for the safetensors header.
+/* The safetensors header's JSON, parsed by Jansson (Debian's libjansson) and handed over as a small
+ * tree the reader walks (json.c adapts one to the other; docs/io.md says why Jansson).
  *
- * Strict means: the input must be valid UTF-8; no trailing commas, comments, leading zeros, NaN or
- * single quotes; control characters in strings must be escaped; surrogate escapes must pair up; an
- * object may not repeat a key; only whitespace may surround the one top-level value. Nesting depth
- * and the number of values are bounded so a hostile input costs little stack and memory.
+ * Strict: the input must be valid UTF-8 (Jansson checks it); no trailing commas, comments, NaN or
+ * single quotes; an object may not repeat a key (JSON_REJECT_DUPLICATES); only whitespace may
+ * surround the one top-level value; a string may not hold \u0000. Nesting depth and the number of
+ * values are bounded here, so a hostile header costs little memory.
  *
- * Integers are kept exactly when they are non-negative and fit in int64 (shapes, byte offsets);
- * other numbers are checked for syntax only. Strings are decoded (escapes, surrogate pairs) into
- * NUL-terminated buffers that also carry their length, so an escaped \u0000 stays detectable. */
+ * Integers are exact: Jansson parses them as int64 (a literal beyond int64 is an error, not a
+ * rounded double); non-negative ones are marked is_int (shapes, byte offsets). Other numbers are
+ * kept for their kind only. Strings and keys are NUL-terminated copies that carry their length. */
 #ifndef LS_JSON_H
 #define LS_JSON_H
 
@@ -24,9 +25,8 @@ typedef enum ls_json_kind {
 
 typedef struct ls_json {
     ls_json_kind kind;
-    bool is_int;             /* LS_JSON_NUM: a non-negative integer that fits in int64 */
+    bool is_int;             /* LS_JSON_NUM: a non-negative integer (exact, int64) */
     bool truth;              /* LS_JSON_BOOL */
-    size_t pos;              /* byte offset of the value (of its key, in an object), for messages */
     char *key;               /* the member name when the value sits in an object */
     size_t klen;
     int64_t i;               /* LS_JSON_NUM with is_int */
@@ -37,12 +37,12 @@ typedef struct ls_json {
 } ls_json;
 
 /* Parse text[0..n) into *root. Returns 0, or -1 with `err` holding "at byte N: what is wrong" (and
- * *root emptied). Free a parsed tree with ls_json_free. */
+ * *root emptied), or -2 when an allocation failed (the engine allocator's error is set). Free a parsed tree with ls_json_free. */
 int ls_json_parse(const char *text, size_t n, ls_json *root, char *err, size_t errcap);
 /* Free the tree below v (v itself is the caller's) and zero it. */
 void ls_json_free(ls_json *v);
-/* Byte offset of the first invalid UTF-8 sequence (overlong forms, surrogates and code points above
- * U+10FFFF are invalid), or n if s[0..n) is valid. */
-size_t ls_json_utf8_check(const unsigned char *s, size_t n);
+/* Whether s[0..n) is valid UTF-8 (Jansson's rule: no overlong forms, surrogates or code points
+ * above U+10FFFF). */
+bool ls_json_utf8_valid(const char *s, size_t n);
 
 #endif

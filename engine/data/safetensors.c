@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "core/alloc.h"
+#include "data/atomic.h"
 #include "data/json.h"
 
 /* The reference implementation's cap on the JSON header. */
@@ -146,6 +147,9 @@ static int st_entry_check(const ls_json *v, st_entry *e, char *msg, size_t cap)
     const ls_json *dtype = NULL, *shape = NULL, *offs = NULL;
     for (size_t k = 0; k < v->n; k++) {
         const ls_json *m = &v->items[k];
+        if (memchr(m->key, '\0', m->klen))
+            return snprintf(msg, cap, "tensor '%.80s': a field name contains a NUL character",
+                            name), -1;
         if (strcmp(m->key, "dtype") == 0) dtype = m;
         else if (strcmp(m->key, "shape") == 0) shape = m;
         else if (strcmp(m->key, "data_offsets") == 0) offs = m;
@@ -157,7 +161,7 @@ static int st_entry_check(const ls_json *v, st_entry *e, char *msg, size_t cap)
     if (dtype->kind != LS_JSON_STR)
         return snprintf(msg, cap, "tensor '%.80s': dtype is not a string", name), -1;
     e->dt = NULL;
-    for (size_t k = 0; k < ST_NDTYPES; k++)
+    for (size_t k = 0; k < ST_NDTYPES && !memchr(dtype->s, '\0', dtype->len); k++)
         if (strcmp(dtype->s, st_dtypes[k].name) == 0) e->dt = &st_dtypes[k];
     if (!e->dt)
         return snprintf(msg, cap, "tensor '%.80s': unsupported dtype \"%.20s\" (supported: F64 F32 "
@@ -179,6 +183,11 @@ static int st_entry_check(const ls_json *v, st_entry *e, char *msg, size_t cap)
         if (nbytes && (uint64_t)x->i > cap62 / nbytes) nbytes = cap62 + 1;
         else nbytes *= (uint64_t)x->i;
     }
+    /* the engine's shape rule (sizes bounded even when another is 0), before any size is used */
+    char who[120];
+    snprintf(who, sizeof who, "tensor '%.80s'", name);
+    if (ls_shape_check(who, e->ndim, e->shape, NULL) != LS_OK)
+        return snprintf(msg, cap, "%s", ls_error_message()), -1;
     if (offs->kind != LS_JSON_ARR || offs->n != 2 || offs->items[0].kind != LS_JSON_NUM ||
         !offs->items[0].is_int || offs->items[1].kind != LS_JSON_NUM || !offs->items[1].is_int)
         return snprintf(msg, cap, "tensor '%.80s': data_offsets is not a pair of non-negative "
@@ -204,18 +213,18 @@ void ls_safetensors_free(ls_safetensors *st)
 {
     if (!st) return;
     for (int k = 0; k < st->ntensors; k++) {
-        if (st->names) free(st->names[k]);
+        if (st->names) ls_free(st->names[k]);
         if (st->tensors) ls_tensor_release(st->tensors[k]);
     }
     for (int k = 0; k < st->nmeta; k++) {
-        if (st->meta_keys) free(st->meta_keys[k]);
-        if (st->meta_values) free(st->meta_values[k]);
+        if (st->meta_keys) ls_free(st->meta_keys[k]);
+        if (st->meta_values) ls_free(st->meta_values[k]);
     }
-    free(st->names);
-    free(st->tensors);
-    free(st->meta_keys);
-    free(st->meta_values);
-    free(st);
+    ls_free(st->names);
+    ls_free(st->tensors);
+    ls_free(st->meta_keys);
+    ls_free(st->meta_values);
+    ls_free(st);
 }
 
 int ls_safetensors_find(const ls_safetensors *st, const char *name)
@@ -228,7 +237,7 @@ int ls_safetensors_find(const ls_safetensors *st, const char *name)
 static char *st_strdup(const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *d = malloc(n);
+    char *d = ls_malloc(n, "safetensors");
     if (d) memcpy(d, s, n);
     return d;
 }
@@ -259,7 +268,7 @@ static ls_safetensors *st_load(st_src *src, const char *name)
     if (hlen < 2)
         ST_FAIL("load_safetensors: %s: header length %llu is too short for a JSON object", name,
                 (unsigned long long)hlen);
-    header = malloc((size_t)hlen);
+    header = ls_malloc((size_t)hlen, "safetensors");
     if (!header) {
         ls_error_set(LS_ERR_MEM, "load_safetensors: %s: out of memory for the header", name);
         goto done;
@@ -268,12 +277,16 @@ static ls_safetensors *st_load(st_src *src, const char *name)
         ST_FAIL("load_safetensors: %s: read error in the header", name);
     if (header[0] != '{')
         ST_FAIL("load_safetensors: %s: header does not start with '{'", name);
-    if (ls_json_parse((const char *)header, (size_t)hlen, &root, jerr, sizeof jerr) != 0)
-        ST_FAIL("load_safetensors: %s: invalid JSON header %s", name, jerr);
+    int jrc = ls_json_parse((const char *)header, (size_t)hlen, &root, jerr, sizeof jerr);
+    if (jrc == -2) {
+        ls_error_set(LS_ERR_MEM, "load_safetensors: %s: out of memory parsing the header", name);
+        goto done;
+    }
+    if (jrc != 0) ST_FAIL("load_safetensors: %s: invalid JSON header %s", name, jerr);
 
     uint64_t dlen = src->size - 8 - hlen;
-    st = calloc(1, sizeof *st);
-    ents = calloc(root.n ? root.n : 1, sizeof *ents);
+    st = ls_calloc(sizeof *st, "safetensors");
+    ents = ls_calloc((root.n ? root.n : 1) * sizeof *ents, "safetensors");
     if (!st || !ents) {
         ls_error_set(LS_ERR_MEM, "load_safetensors: %s: out of memory", name);
         goto done;
@@ -287,8 +300,8 @@ static ls_safetensors *st_load(st_src *src, const char *name)
         if (strcmp(m->key, "__metadata__") == 0) {
             if (m->kind != LS_JSON_OBJ)
                 ST_FAIL("load_safetensors: %s: __metadata__ is not an object", name);
-            st->meta_keys = calloc(m->n ? m->n : 1, sizeof(char *));
-            st->meta_values = calloc(m->n ? m->n : 1, sizeof(char *));
+            st->meta_keys = ls_calloc((m->n ? m->n : 1) * sizeof(char *), "safetensors");
+            st->meta_values = ls_calloc((m->n ? m->n : 1) * sizeof(char *), "safetensors");
             if (!st->meta_keys || !st->meta_values) {
                 ls_error_set(LS_ERR_MEM, "load_safetensors: %s: out of memory", name);
                 goto done;
@@ -339,8 +352,8 @@ static ls_safetensors *st_load(st_src *src, const char *name)
                 PRId64, name, (unsigned long long)dlen, at);
 
     /* Pass 3: read. Native little-endian data go straight into the tensor; others via scratch. */
-    st->names = calloc((size_t)(nt ? nt : 1), sizeof(char *));
-    st->tensors = calloc((size_t)(nt ? nt : 1), sizeof(ls_tensor *));
+    st->names = ls_calloc((size_t)(nt ? nt : 1) * sizeof(char *), "safetensors");
+    st->tensors = ls_calloc((size_t)(nt ? nt : 1) * sizeof(ls_tensor *), "safetensors");
     if (!st->names || !st->tensors) {
         ls_error_set(LS_ERR_MEM, "load_safetensors: %s: out of memory", name);
         goto done;
@@ -353,13 +366,13 @@ static ls_safetensors *st_load(st_src *src, const char *name)
         st->tensors[k] = t;
         st->ntensors = k + 1;
         if (!t || !st->names[k]) {
-            snprintf(msg, sizeof msg, "%s", ls_error_message());
+            snprintf(msg, sizeof msg, "%s", ls_error_untagged());
             ls_error_set(LS_ERR_MEM, "load_safetensors: %s: tensor '%.80s': %s", name, e->name,
                          t ? "out of memory" : msg);
             goto done;
         }
         bool direct = e->dt->how == ST_NATIVE && st_host_is_little();
-        unsigned char *buf = direct ? ls_tensor_data(t) : (scratch = malloc(nbytes ? nbytes : 1));
+        unsigned char *buf = direct ? ls_tensor_data(t) : (scratch = ls_malloc(nbytes ? nbytes : 1, "safetensors"));
         if (!buf) {
             ls_error_set(LS_ERR_MEM, "load_safetensors: %s: out of memory", name);
             goto done;
@@ -368,7 +381,7 @@ static ls_safetensors *st_load(st_src *src, const char *name)
             ST_FAIL("load_safetensors: %s: read error in tensor '%.80s'", name, e->name);
         if (!direct) {
             st_convert(e->dt, buf, ls_tensor_data(t), nbytes / (size_t)e->dt->size);
-            free(scratch);
+            ls_free(scratch);
             scratch = NULL;
         }
     }
@@ -376,10 +389,10 @@ static ls_safetensors *st_load(st_src *src, const char *name)
     st = NULL;
 done:
     ls_safetensors_free(st);
-    free(scratch);
-    free(ents);
+    ls_free(scratch);
+    ls_free(ents);
     ls_json_free(&root);
-    free(header);
+    ls_free(header);
     return out;
 }
 
@@ -420,7 +433,7 @@ static void sb_put(st_buf *b, const char *s, size_t n)
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 1024;
         while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
+        char *p = ls_realloc(b->p, cap, "safetensors");
         if (!p) { b->oom = true; return; }
         b->p = p, b->cap = cap;
     }
@@ -479,13 +492,13 @@ static const char *st_first_dup(const char *const *s, int n, ls_status *oom)
 {
     const char *dup = NULL;
     if (n < 2) return NULL;
-    const char **sorted = malloc((size_t)n * sizeof *sorted);
+    const char **sorted = ls_malloc((size_t)n * sizeof *sorted, "safetensors");
     if (!sorted) { *oom = LS_ERR_MEM; return NULL; }
     memcpy(sorted, s, (size_t)n * sizeof *sorted);
     qsort(sorted, (size_t)n, sizeof *sorted, st_cmp_str);
     for (int k = 1; k < n && !dup; k++)
         if (strcmp(sorted[k - 1], sorted[k]) == 0) dup = sorted[k];
-    free(sorted);
+    ls_free(sorted);
     return dup;
 }
 
@@ -505,7 +518,7 @@ static ls_status st_check_names(const char *path, const char *what, int n, const
     for (int k = 0; k < n; k++) {
         if (!s[k])
             return ls_error_set(LS_ERR_ARG, "save_safetensors: %s: %s %d is NULL", path, what, k);
-        if (ls_json_utf8_check((const unsigned char *)s[k], strlen(s[k])) != strlen(s[k]))
+        if (!ls_json_utf8_valid(s[k], strlen(s[k])))
             return ls_error_set(LS_ERR_ARG, "save_safetensors: %s: %s '%.80s' is not valid UTF-8",
                                 path, what, s[k]);
     }
@@ -539,12 +552,10 @@ ls_status ls_safetensors_save(const char *path, int n, const char *const *names,
     if (rc) return ls_error_set(LS_ERR_MEM, "save_safetensors: %s: out of memory", path);
     if (dup) return ls_error_set(LS_ERR_ARG, "save_safetensors: %s: duplicate name '%.80s'", path, dup);
 
-    st_item *items = malloc((size_t)(n ? n : 1) * sizeof *items);
-    ls_tensor **contig = calloc((size_t)(n ? n : 1), sizeof *contig);
-    char *tmp = malloc(strlen(path) + 6);
+    st_item *items = ls_malloc((size_t)(n ? n : 1) * sizeof *items, "safetensors");
+    ls_tensor **contig = ls_calloc((size_t)(n ? n : 1) * sizeof *contig, "safetensors");
     st_buf h = {0};
-    FILE *f = NULL;
-    if (!items || !contig || !tmp) goto oom;
+    if (!items || !contig) goto oom;
     for (int k = 0; k < n; k++) items[k] = (st_item){names[k], tensors[k]};
     qsort(items, (size_t)n, sizeof *items, st_cmp_save);
 
@@ -552,7 +563,7 @@ ls_status ls_safetensors_save(const char *path, int n, const char *const *names,
     sb_puts(&h, "{");
     if (nmeta > 0) {
         /* Keys in bytewise order, so equal inputs give identical files whatever order they came in. */
-        st_pair *pairs = malloc((size_t)nmeta * sizeof *pairs);
+        st_pair *pairs = ls_malloc((size_t)nmeta * sizeof *pairs, "safetensors");
         if (!pairs) goto oom;
         for (int k = 0; k < nmeta; k++) pairs[k] = (st_pair){meta_keys[k], meta_values[k]};
         qsort(pairs, (size_t)nmeta, sizeof *pairs, st_cmp_str);
@@ -563,7 +574,7 @@ ls_status ls_safetensors_save(const char *path, int n, const char *const *names,
             sb_puts(&h, ":");
             sb_json_string(&h, pairs[k].value);
         }
-        free(pairs);
+        ls_free(pairs);
         sb_puts(&h, "}");
     }
     uint64_t off = 0;
@@ -592,12 +603,9 @@ ls_status ls_safetensors_save(const char *path, int n, const char *const *names,
     for (int k = 0; k < n; k++)
         if (!(contig[k] = ls_tensor_contiguous(items[k].t))) goto oom;
 
-    sprintf(tmp, "%s.part", path);
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = ls_error_set(LS_ERR_IO, "save_safetensors: %s: %s", tmp, strerror(errno));
-        goto done;
-    }
+    ls_atomic_file af;
+    if ((rc = ls_atomic_file_open(&af, "save_safetensors", path)) != LS_OK) goto done;
+    FILE *f = af.f;
     unsigned char lenbuf[8];
     for (int b = 0; b < 8; b++) lenbuf[b] = (unsigned char)((uint64_t)h.n >> (8 * b));
     bool bad = fwrite(lenbuf, 1, 8, f) != 8 || fwrite(h.p, 1, h.n, f) != h.n;
@@ -616,24 +624,14 @@ ls_status ls_safetensors_save(const char *path, int n, const char *const *names,
             }
         }
     }
-    int err = errno;
-    bad |= fclose(f) != 0;
-    if (bad) {
-        rc = ls_error_set(LS_ERR_IO, "save_safetensors: %s: write failed: %s", tmp, strerror(err));
-        remove(tmp);
-    } else if (rename(tmp, path) != 0) {
-        rc = ls_error_set(LS_ERR_IO, "save_safetensors: %s: cannot rename %s into place: %s", path,
-                          tmp, strerror(errno));
-        remove(tmp);
-    }
+    rc = ls_atomic_file_commit(&af, "save_safetensors");   /* reports a failed write too */
     goto done;
 oom:
     rc = ls_error_set(LS_ERR_MEM, "save_safetensors: %s: out of memory", path);
 done:
     for (int k = 0; contig && k < n; k++) ls_tensor_release(contig[k]);
-    free(contig);
-    free(items);
-    free(tmp);
-    free(h.p);
+    ls_free(contig);
+    ls_free(items);
+    ls_free(h.p);
     return rc;
 }

@@ -11,12 +11,13 @@
 static const struct { const char *field, *module, *export; } lx_lazy[] = {
     {"data", "landscape.data", NULL},
     {"dataset", "landscape.data", "dataset"},
-    {"csv", "landscape.csv", NULL},
-    {"fs", "landscape.fs", NULL},
+    {"csv", "landscape.io.csv", NULL},
+    {"fs", "landscape.io.fs", NULL},
     {"plot", "landscape.io.plot", NULL},
     {"stats", "landscape.stats", NULL},
     {"table", "landscape.table", NULL},
     {"repl", "landscape.repl", NULL},
+    {"help", "landscape.repl.help", "help"},
     {"hvp", "landscape.autograd", "hvp"},
     {"jvp", "landscape.autograd", "jvp"},
     {"vjp", "landscape.autograd", "vjp"},
@@ -81,6 +82,10 @@ int luaopen_landscape(lua_State *L)
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "__names");
+    /* __load(ls, name): load a lazy field without going through __index (the REPL's completion
+     * uses it to list the fields of modules not loaded yet) */
+    lua_pushcfunction(L, lx_module_index);
+    lua_setfield(L, -2, "__load");
     lua_setmetatable(L, -2);
     return 1;
 }

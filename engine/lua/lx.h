@@ -17,15 +17,33 @@
 
 /* Push an empty Tensor box (metatable set); store the object into *box afterwards. */
 ls_tensor **lx_newtensorbox(lua_State *L);
-/* Push t as a Tensor, taking over the reference. If t is NULL, raise the engine's error message. */
-void lx_pushtensor(lua_State *L, ls_tensor *t);
+/* A guard: a userdata holding `size` zeroed bytes (an engine result that owns memory: a CSV table, an
+ * eigen-decomposition) whose __gc/__close runs fin(payload). Push it before the engine call that fills
+ * the payload: if turning the result into Lua values then raises (Lua out of memory), the collector
+ * still frees it. fin must be idempotent (the *_free functions of the engine are). Returns payload. */
+void *lx_guard_push(lua_State *L, size_t size, void (*fin)(void *payload));
 /* The tensor at idx, or raise "bad argument #i to 'f' (landscape.Tensor expected, got X)". Also raises
  * if the box was closed. */
 ls_tensor *lx_checktensor(lua_State *L, int idx);
 /* The tensor at idx, or NULL if it is not a Tensor (raises if it is a closed Tensor). */
 ls_tensor *lx_totensor(lua_State *L, int idx);
+/* The Lua number at idx as a 0-d tensor of dtype ref, boxed on the stack; a non-integral number
+ * next to an integer tensor is an error naming `who` (lx_tensor.c). */
+ls_tensor *lx_scalar_operand(lua_State *L, int idx, ls_dtype ref, const char *who);
 /* Raise the engine's last error message as a Lua error. Never returns. */
 int lx_error(lua_State *L);
+/* The same after naming `who` in a generic engine message (ls_error_retag: "tensor: out of memory
+ * ..." -> "zeros: out of memory ..."). Never returns. */
+int lx_error_in(lua_State *L, const char *who);
+
+/* Fixed arity: raise "<who>: too many arguments (4 given, at most 3)" when an argument past `max`
+ * is not nil. Trailing nils are allowed (f(x, nil) is f(x)). */
+void lx_checkarity(lua_State *L, int max, const char *who);
+/* A string argument that goes to C as a NUL-terminated string: raises naming `who` and `what` when
+ * it is not a string or holds a NUL byte (C would silently cut it there). */
+const char *lx_checkcstring(lua_State *L, int idx, const char *who, const char *what);
+/* The same check for a string already at idx (a table value, a column name): NULL when not a string. */
+const char *lx_tocstring(lua_State *L, int idx, const char *who, const char *what);
 
 /* 1-based Lua dim (negative from the end) -> 0-based C dim, checked against ndim; raises naming `who`. */
 int lx_checkdim(lua_State *L, int idx, int ndim, const char *who);
@@ -54,6 +72,15 @@ int lx_unknown_option(lua_State *L, int level, const char *who, const char *key,
                       const char *const *known);
 
 /* Each binding file adds its functions to the module table on top of the stack. */
+/* Help for C functions (help(f) in the REPL): the signature, a one-paragraph description and an
+ * example. Each binding file lists the entries of its functions beside its function table;
+ * `name` is the field ("randn", "linalg.solve") or the Tensor method ("size"). */
+typedef struct lx_help {
+    const char *name, *sig, *text, *example;
+} lx_help;
+/* Adds entries (ending with a NULL name) to ls._help of the module table at index `module`. */
+void lx_add_help(lua_State *L, int module, const lx_help *entries);
+
 void lx_open_tensor(lua_State *L);   /* lx_tensor.c: Tensor type, creation, ops */
 void lx_open_random(lua_State *L);   /* lx_random.c: seeds, generators, random tensors */
 void lx_open_io(lua_State *L);       /* lx_io.c: ls.io.* (IDX, CSV, safetensors) */

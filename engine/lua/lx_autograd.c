@@ -7,6 +7,7 @@
 /* x:requires_grad([on = true]) -> x */
 static int lx_requires_grad(lua_State *L)
 {
+    lx_checkarity(L, 2, "requires_grad");
     ls_tensor *t = lx_checktensor(L, 1);
     int on = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
     if (ls_requires_grad_(t, on)) return lx_error(L);
@@ -16,6 +17,7 @@ static int lx_requires_grad(lua_State *L)
 
 static int lx_detach(lua_State *L)
 {
+    lx_checkarity(L, 1, "detach");
     ls_tensor *t = lx_checktensor(L, 1);
     ls_tensor **box = lx_newtensorbox(L);
     *box = ls_detach(t);
@@ -26,6 +28,7 @@ static int lx_detach(lua_State *L)
 /* x:zero_grad(): drop the accumulated .grad */
 static int lx_zero_grad(lua_State *L)
 {
+    lx_checkarity(L, 1, "zero_grad");
     ls_tensor *t = lx_checktensor(L, 1);
     ls_tensor_release(t->grad);
     t->grad = NULL;
@@ -60,6 +63,7 @@ static int lx_tensor_list(lua_State *L, int idx, ls_tensor **out, int n, const c
 /* x:backward([grad_output] [, {retain_graph = false}]): accumulate into the leaves' .grad */
 static int lx_backward(lua_State *L)
 {
+    lx_checkarity(L, 3, "backward");
     ls_tensor *t = lx_checktensor(L, 1);
     ls_tensor *go = lx_totensor(L, 2);
     int opts = go ? 3 : 2;
@@ -80,6 +84,7 @@ static int lx_backward(lua_State *L)
  * allow_unused = false}]) -> list of gradients (a tensor when inputs is a tensor) */
 static int lx_grad(lua_State *L)
 {
+    lx_checkarity(L, 3, "grad");
     static ls_tensor *outs[LX_MAX_GRAD_TENSORS], *ins[LX_MAX_GRAD_TENSORS];
     ls_tensor *gouts[LX_MAX_GRAD_TENSORS] = {0};
     int nout = lx_tensor_list(L, 1, outs, LX_MAX_GRAD_TENSORS, "grad", "outputs");
@@ -103,16 +108,25 @@ static int lx_grad(lua_State *L)
         }
         /* leave it on the stack: it keeps the grad_outputs alive */
     }
-    /* result table first, then boxes, so nothing leaks if Lua runs out of memory */
+    /* The result table and an empty box per input first: once the engine hands back gradients, they
+     * go into the boxes with no further allocation, so nothing leaks if Lua runs out of memory. */
     lua_createtable(L, nin, 0);
     int res = lua_gettop(L);
+    for (int i = 0; i < nin; i++) {
+        lx_newtensorbox(L);
+        lua_rawseti(L, res, i + 1);
+    }
     ls_tensor **grads = lua_newuserdatauv(L, sizeof(ls_tensor *) * (size_t)(nin ? nin : 1), 0);
-    /* the outputs/inputs arrays are static (large); copy the pointers we need before any callback */
     if (ls_autograd_grad(nout, outs, nin, ins, &o, grads)) return lx_error(L);
     for (int i = 0; i < nin; i++) {
-        if (grads[i]) lx_pushtensor(L, grads[i]);
-        else lua_pushnil(L);
-        lua_seti(L, res, i + 1);
+        if (grads[i]) {
+            lua_rawgeti(L, res, i + 1);
+            *(ls_tensor **)lua_touserdata(L, -1) = grads[i];
+            lua_pop(L, 1);
+        } else {
+            lua_pushnil(L);   /* an unused input (allow_unused): nil in its slot */
+            lua_rawseti(L, res, i + 1);
+        }
     }
     lua_settop(L, res);
     if (single) lua_geti(L, res, 1);
@@ -142,9 +156,42 @@ static int lx_enable_grad(lua_State *L)
 
 static int lx_is_grad_enabled(lua_State *L)
 {
+    lx_checkarity(L, 0, "is_grad_enabled");
     lua_pushboolean(L, ls_grad_enabled());
     return 1;
 }
+
+/* help(f) for the functions below (lx_add_help). */
+static const lx_help lx_autograd_help[] = {
+    {"requires_grad", "x:requires_grad([on = true]) -> x",
+     "Marks a float leaf tensor as a variable gradients are taken for (chainable); x.needs_grad "
+     "tells whether x is in a graph.",
+     "local w = ls.randn({3}):requires_grad()"},
+    {"zero_grad", "x:zero_grad() -> x",
+     "Clears the gradient accumulated in x.grad by backward().",
+     "w:zero_grad()"},
+    {"backward", "y:backward([grad] [, {retain_graph = false}]) -> nil",
+     "Accumulates dy/dw into w.grad for every leaf w that requires grad (y a scalar unless grad "
+     "is given).",
+     "(w * w):sum():backward(); print(w.grad)"},
+    {"grad",
+     "ls.grad(outputs, inputs [, {grad_outputs, create_graph = false, retain_graph, allow_unused "
+     "= false}]) -> list",
+     "The gradients of the outputs (summed, weighted by grad_outputs) with respect to the "
+     "inputs, returned (not stored). With create_graph the result is itself differentiable: "
+     "derivatives of any order.",
+     "local g = ls.grad((w * w):sum(), {w}, {create_graph = true})[1]"},
+    {"no_grad", "ls.no_grad(fn, ...) -> fn's results",
+     "Runs fn(...) with gradient recording off (restored afterwards, also when fn raises).",
+     "local y = ls.no_grad(function() return model(x) end)"},
+    {"enable_grad", "ls.enable_grad(fn, ...) -> fn's results",
+     "Runs fn(...) with gradient recording on (inside no_grad, for instance), restoring the "
+     "setting afterwards.",
+     "ls.no_grad(function() return ls.enable_grad(function() return (w * w):sum() end) end)"},
+    {"is_grad_enabled", "ls.is_grad_enabled() -> boolean",
+     "Whether ops are being recorded for gradients on this thread.",
+     "ls.is_grad_enabled()   --> true"},
+    {NULL, NULL, NULL, NULL}};
 
 static const luaL_Reg lx_autograd_methods[] = {
     {"requires_grad", lx_requires_grad}, {"detach", lx_detach}, {"zero_grad", lx_zero_grad},
@@ -161,4 +208,5 @@ void lx_open_autograd(lua_State *L)
     lua_getfield(L, -1, "methods");
     luaL_setfuncs(L, lx_autograd_methods, 0);
     lua_pop(L, 2);
+    lx_add_help(L, -1, lx_autograd_help);
 }

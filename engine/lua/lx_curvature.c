@@ -35,8 +35,9 @@ static int lx_curv_trampoline(lua_State *L)
 {
     lx_curv_ctx *c = lua_touserdata(L, 1);
     lua_pushvalue(L, 2);
-    ls_tensor *vc = ls_tensor_clone(c->v);   /* a fresh tensor: the caller may keep it */
-    lx_pushtensor(L, vc);
+    ls_tensor **box = lx_newtensorbox(L);
+    *box = ls_tensor_clone(c->v);   /* a fresh tensor: the caller may keep it */
+    if (!*box) return lx_error_in(L, c->who);
     lua_call(L, 1, 1);
     ls_tensor *r = lx_totensor(L, -1);
     if (!r)
@@ -117,22 +118,22 @@ static void lx_push_doubles(lua_State *L, const double *x, int n)
     }
 }
 
-/* Pushes the 7 results of eigs/power and frees r. The result struct lives in a userdata-free local:
- * the pushes below only allocate small Lua objects. */
-static int lx_push_eig(lua_State *L, ls_eig_result *r)
+static void lx_fin_eig(void *r) { ls_eig_result_free(r); }
+static void lx_fin_slq(void *r) { ls_slq_result_free(r); }
+
+/* Pushes the 7 results of eigs/power. r lives in a guard (lx_guard_push), so a Lua error while the
+ * results are pushed frees it; so does the collector afterwards. */
+static int lx_push_eig(lua_State *L, ls_eig_result *r, const char *who)
 {
     lx_push_doubles(L, r->values, r->k);
     if (r->vectors) {
         lua_createtable(L, r->k, 0);
         for (int c = 0; c < r->k; c++) {
+            ls_tensor **box = lx_newtensorbox(L);
             ls_tensor *col = ls_view_select(r->vectors, 1, c);
-            ls_tensor *cc = col ? ls_tensor_clone(col) : NULL;
+            *box = col ? ls_tensor_clone(col) : NULL;
             ls_tensor_release(col);
-            if (!cc) {
-                ls_eig_result_free(r);
-                return lx_error(L);
-            }
-            lx_pushtensor(L, cc);
+            if (!*box) return lx_error_in(L, who);
             lua_rawseti(L, -2, c + 1);
         }
     } else {
@@ -147,12 +148,13 @@ static int lx_push_eig(lua_State *L, ls_eig_result *r)
     }
     lx_push_doubles(L, r->residuals, r->k);
     lua_pushboolean(L, r->all_converged);
-    ls_eig_result_free(r);
+    ls_eig_result_free(r);   /* now rather than at the next collection */
     return 7;
 }
 
 static int lx_curv_eigs(lua_State *L)
 {
+    lx_checkarity(L, 10, "eigs");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "eigs");
@@ -166,25 +168,28 @@ static int lx_curv_eigs(lua_State *L)
     o.max_iter = (int)luaL_checkinteger(L, 7);
     o.seed = (uint64_t)luaL_checkinteger(L, 8);
     o.want_vectors = lua_toboolean(L, 9);
-    ls_eig_result r;
-    if (ls_lanczos(&op, &o, &r)) return lx_curv_fail(L, &c);
-    return lx_push_eig(L, &r);
+    o.ncv = (int)luaL_optinteger(L, 10, 0);
+    ls_eig_result *r = lx_guard_push(L, sizeof *r, lx_fin_eig);
+    if (ls_lanczos(&op, &o, r)) return lx_curv_fail(L, &c);
+    return lx_push_eig(L, r, "eigs");
 }
 
 static int lx_curv_power(lua_State *L)
 {
+    lx_checkarity(L, 7, "power");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "power");
     ls_power_opts o = {.k = (int)luaL_checkinteger(L, 4), .max_iter = (int)luaL_checkinteger(L, 5),
                        .tol = luaL_checknumber(L, 6), .seed = (uint64_t)luaL_checkinteger(L, 7)};
-    ls_eig_result r;
-    if (ls_power_iteration(&op, &o, &r)) return lx_curv_fail(L, &c);
-    return lx_push_eig(L, &r);
+    ls_eig_result *r = lx_guard_push(L, sizeof *r, lx_fin_eig);
+    if (ls_power_iteration(&op, &o, r)) return lx_curv_fail(L, &c);
+    return lx_push_eig(L, r, "power");
 }
 
 static int lx_curv_trace(lua_State *L)
 {
+    lx_checkarity(L, 6, "trace");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "trace");
@@ -205,6 +210,7 @@ static int lx_curv_trace(lua_State *L)
 
 static int lx_curv_diag(lua_State *L)
 {
+    lx_checkarity(L, 5, "diag");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "diag");
@@ -219,32 +225,34 @@ static int lx_curv_diag(lua_State *L)
 
 static int lx_curv_slq(lua_State *L)
 {
+    lx_checkarity(L, 6, "density");
     ls_linop op;
     lx_curv_ctx c;
     lx_curv_checkop(L, &op, &c, "density");
     int steps = (int)luaL_checkinteger(L, 4);
     int runs = (int)luaL_checkinteger(L, 5);
     uint64_t seed = (uint64_t)luaL_checkinteger(L, 6);
-    ls_slq_result r;
-    if (ls_slq(&op, steps, runs, seed, &r)) return lx_curv_fail(L, &c);
-    lua_createtable(L, r.runs, 0);
-    lua_createtable(L, r.runs, 0);
-    for (int run = 0; run < r.runs; run++) {
+    ls_slq_result *r = lx_guard_push(L, sizeof *r, lx_fin_slq);   /* freed even if a push raises */
+    if (ls_slq(&op, steps, runs, seed, r)) return lx_curv_fail(L, &c);
+    lua_createtable(L, r->runs, 0);
+    lua_createtable(L, r->runs, 0);
+    for (int run = 0; run < r->runs; run++) {
         /* drop the padding of runs that ended early on an invariant subspace */
-        int used = r.steps;
-        while (used > 1 && r.weights[(int64_t)run * r.steps + used - 1] == 0) used--;
-        lx_push_doubles(L, r.nodes + (int64_t)run * r.steps, used);
+        int used = r->steps;
+        while (used > 1 && r->weights[(int64_t)run * r->steps + used - 1] == 0) used--;
+        lx_push_doubles(L, r->nodes + (int64_t)run * r->steps, used);
         lua_rawseti(L, -3, run + 1);
-        lx_push_doubles(L, r.weights + (int64_t)run * r.steps, used);
+        lx_push_doubles(L, r->weights + (int64_t)run * r->steps, used);
         lua_rawseti(L, -2, run + 1);
     }
-    lua_pushinteger(L, (lua_Integer)r.matvecs);
-    ls_slq_result_free(&r);
+    lua_pushinteger(L, (lua_Integer)r->matvecs);
+    ls_slq_result_free(r);
     return 3;
 }
 
 static int lx_curv_density(lua_State *L)
 {
+    lx_checkarity(L, 4, "density");
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
     double sigma = luaL_checknumber(L, 3);

@@ -1,7 +1,8 @@
-/* ls.io: files in and out (IDX, CSV, safetensors). See docs/io.md for the API.
+/* ls.io: files in and out (IDX, CSV, safetensors, whole text files). See docs/io.md for the API.
+ * Every writer replaces its file whole (engine/data/atomic.h).
  *
  * Engine results that own several objects (a CSV table, a safetensors file's tensors) are parked in a
- * Guard userdata while they are turned into Lua values: if pushing raises (out of memory), the
+ * guard (lx_guard_push) while they are turned into Lua values: if pushing raises (out of memory), the
  * guard's __gc frees whatever has not yet been handed to a Tensor box. Temporary arrays for calls
  * into the engine are userdata too, and every string they point at is anchored in a table on the
  * stack, so an error at any point leaks nothing. */
@@ -10,38 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/atomic.h"
 #include "data/csv.h"
 #include "data/idx.h"
 #include "data/safetensors.h"
 #include "lx.h"
 
-#define LX_GUARD "landscape.io.Guard"
-
-typedef struct lx_guard {
-    void *p;
-    void (*free)(void *);
-} lx_guard;
-
-static int lx_guard_gc(lua_State *L)
+static void lx_fin_csv(void *slot)
 {
-    lx_guard *g = luaL_checkudata(L, 1, LX_GUARD);
-    if (g->p) g->free(g->p);
-    g->p = NULL;
-    return 0;
+    ls_csv_table_free(*(ls_csv_table **)slot);
+    *(ls_csv_table **)slot = NULL;
 }
 
-/* Push a guard that owns p until released with lx_guard_release or collected. */
-static lx_guard *lx_guard_push(lua_State *L, void (*fn)(void *))
+static void lx_fin_st(void *slot)
 {
-    lx_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
-    g->p = NULL;
-    g->free = fn;
-    luaL_setmetatable(L, LX_GUARD);
-    return g;
+    ls_safetensors_free(*(ls_safetensors **)slot);
+    *(ls_safetensors **)slot = NULL;
 }
-
-static void lx_free_csv(void *p) { ls_csv_table_free(p); }
-static void lx_free_st(void *p) { ls_safetensors_free(p); }
 
 /* A userdata array of n pointers, collected with the stack; raises naming `who` if n is absurd. */
 static void *lx_ptrarray(lua_State *L, size_t n, const char *who)
@@ -56,7 +42,8 @@ static void *lx_ptrarray(lua_State *L, size_t n, const char *who)
 /* read_idx(path) -> Tensor */
 static int lx_io_read_idx(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    lx_checkarity(L, 1, "read_idx");
+    const char *path = lx_checkcstring(L, 1, "read_idx", "the path");
     ls_tensor **box = lx_newtensorbox(L);
     ls_tensor *t = ls_idx_read(path);
     if (!t) return lx_error(L);
@@ -67,7 +54,8 @@ static int lx_io_read_idx(lua_State *L)
 /* write_idx(path, tensor) */
 static int lx_io_write_idx(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    lx_checkarity(L, 2, "write_idx");
+    const char *path = lx_checkcstring(L, 1, "write_idx", "the path");
     ls_tensor *t = lx_checktensor(L, 2);
     if (ls_idx_write(path, t) != LS_OK) return lx_error(L);
     return 0;
@@ -78,11 +66,12 @@ static int lx_io_write_idx(lua_State *L)
 /* csv_read(path) -> {columns = {names...}, data = {name -> Tensor f64 | {strings}}, nrows = n} */
 static int lx_io_csv_read(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
-    lx_guard *g = lx_guard_push(L, lx_free_csv);
+    lx_checkarity(L, 1, "csv_read");
+    const char *path = lx_checkcstring(L, 1, "csv_read", "the path");
+    ls_csv_table **slot = lx_guard_push(L, sizeof *slot, lx_fin_csv);
     ls_csv_table *t = ls_csv_read(path);
     if (!t) return lx_error(L);
-    g->p = t;
+    *slot = t;
     lua_createtable(L, 0, 3);
     lua_createtable(L, t->ncols, 0);
     for (int c = 0; c < t->ncols; c++) {
@@ -134,6 +123,9 @@ static const char *lx_cell_text(lua_State *L, int anchor, lua_Integer slot, lua_
         lua_pop(L, 1);
         return NULL;
     case LUA_TSTRING:
+        lua_pushfstring(L, "row %I, column '%s'", row, col);
+        lx_tocstring(L, -2, "csv_write", lua_tostring(L, -1));
+        lua_pop(L, 1);
         break;
     case LUA_TNUMBER:
         if (lua_isinteger(L, -1)) {
@@ -160,7 +152,8 @@ static const char *lx_cell_text(lua_State *L, int anchor, lua_Integer slot, lua_
 /* csv_write(path, columns, rows [, append]) */
 static int lx_io_csv_write(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    lx_checkarity(L, 4, "csv_write");
+    const char *path = lx_checkcstring(L, 1, "csv_write", "the path");
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
     int append = lua_toboolean(L, 4);
@@ -179,7 +172,9 @@ static int lx_io_csv_write(lua_State *L)
         if (lua_rawgeti(L, 2, (lua_Integer)c + 1) != LUA_TSTRING)
             return luaL_error(L, "csv_write: %s: columns[%d] is a %s, not a string", path,
                               (int)c + 1, luaL_typename(L, -1));
-        names[c] = lua_tostring(L, -1);   /* anchored by the columns table */
+        lua_pushfstring(L, "column name %d", (int)c + 1);
+        names[c] = lx_tocstring(L, -2, "csv_write", lua_tostring(L, -1));
+        lua_pop(L, 1);   /* names[c] is anchored by the columns table */
         lua_pushboolean(L, 1);
         lua_rawset(L, 8);
     }
@@ -217,11 +212,12 @@ static int lx_io_csv_write(lua_State *L)
 /* load_safetensors(path) -> tensors (name -> Tensor), metadata (key -> string) */
 static int lx_io_load_safetensors(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
-    lx_guard *g = lx_guard_push(L, lx_free_st);
+    lx_checkarity(L, 1, "load_safetensors");
+    const char *path = lx_checkcstring(L, 1, "load_safetensors", "the path");
+    ls_safetensors **slot = lx_guard_push(L, sizeof *slot, lx_fin_st);
     ls_safetensors *st = ls_safetensors_load(path);
     if (!st) return lx_error(L);
-    g->p = st;
+    *slot = st;
     lua_createtable(L, 0, st->ntensors);
     for (int k = 0; k < st->ntensors; k++) {
         ls_tensor **box = lx_newtensorbox(L);
@@ -240,7 +236,8 @@ static int lx_io_load_safetensors(lua_State *L)
 /* save_safetensors(path, tensors [, metadata]) */
 static int lx_io_save_safetensors(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    lx_checkarity(L, 3, "save_safetensors");
+    const char *path = lx_checkcstring(L, 1, "save_safetensors", "the path");
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);
@@ -266,7 +263,7 @@ static int lx_io_save_safetensors(lua_State *L)
         if (!t)
             return luaL_error(L, "save_safetensors: %s: value for '%s' is a %s, not a Tensor", path,
                               lua_tostring(L, -2), luaL_typename(L, -1));
-        names[k] = lua_tostring(L, -2);   /* anchored by the tensors table */
+        names[k] = lx_tocstring(L, -2, "save_safetensors", "a tensor name");   /* anchored */
         ts[k++] = t;
         lua_pop(L, 1);
     }
@@ -279,10 +276,10 @@ static int lx_io_save_safetensors(lua_State *L)
         if (vt != LUA_TSTRING && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN)
             return luaL_error(L, "save_safetensors: %s: metadata value for '%s' is a %s, not a "
                               "string", path, lua_tostring(L, -2), luaL_typename(L, -1));
-        keys[k] = lua_tostring(L, -2);
+        keys[k] = lx_tocstring(L, -2, "save_safetensors", "a metadata key");
         /* A converted copy, anchored, so the table's own value (and lua_next) is left alone. */
         luaL_tolstring(L, -1, NULL);
-        values[k] = lua_tostring(L, -1);
+        values[k] = lx_tocstring(L, -1, "save_safetensors", "a metadata value");
         lua_rawseti(L, 8, (lua_Integer)k + 1);
         k++;
     }
@@ -291,15 +288,53 @@ static int lx_io_save_safetensors(lua_State *L)
     return 0;
 }
 
+/* ---- whole files ---- */
+
+/* write_file(path, text): text (any bytes) replaces the file whole (data/atomic.h) */
+static int lx_io_write_file(lua_State *L)
+{
+    lx_checkarity(L, 2, "write_file");
+    const char *path = lx_checkcstring(L, 1, "write_file", "the path");
+    size_t n;
+    const char *text = luaL_checklstring(L, 2, &n);
+    ls_atomic_file af;
+    if (ls_atomic_file_open(&af, "write_file", path) != LS_OK) return lx_error(L);
+    if (n) (void)fwrite(text, 1, n, af.f);   /* a failure shows in commit */
+    if (ls_atomic_file_commit(&af, "write_file") != LS_OK) return lx_error(L);
+    return 0;
+}
+
+/* help(f) for ls.io (lx_add_help; names as ls._help keys). */
+static const lx_help lx_io_help[] = {
+    {"io.read_idx", "ls.io.read_idx(path) -> Tensor",
+     "An IDX file (raw or gzip), e.g. Fashion-MNIST's images (u8 [N, 28, 28]) or labels; the "
+     "dtype follows the file's type byte.",
+     "ls.io.read_idx('/usr/share/fashion-mnist/t10k-labels-idx1-ubyte.gz')"},
+    {"io.write_idx", "ls.io.write_idx(path, tensor) -> nil",
+     "Writes a tensor as an IDX file (gzip when the path ends in .gz).",
+     "ls.io.write_idx('/tmp/x.idx', ls.zeros(2, 2):byte())"},
+    {"io.csv_read", "ls.io.csv_read(path) -> {columns, data, nrows}",
+     "A CSV file (libcsv): the column names in order and each column as an f64 tensor (when "
+     "every value parses) or a list of strings; ls.csv and ls.table build on it.",
+     "local t = ls.io.csv_read('out/mlp_s1.csv'); print(t.nrows)"},
+    {"io.csv_write", "ls.io.csv_write(path, columns, rows [, append]) -> nil",
+     "Writes rows (tables keyed by column name) under the header `columns` as CSV (libcsv "
+     "quoting, numbers with all digits); append adds rows to an existing file.",
+     "ls.io.csv_write('/tmp/t.csv', {'a', 'b'}, {{a = 1, b = 'x'}})"},
+    {"io.load_safetensors", "ls.io.load_safetensors(path) -> tensors, metadata",
+     "The tensors of a safetensors file by name, and its string metadata.",
+     "local t, meta = ls.io.load_safetensors('out/mlp_s1.safetensors')"},
+    {"io.save_safetensors", "ls.io.save_safetensors(path, tensors [, metadata]) -> nil",
+     "Writes tensors (name -> Tensor) and string metadata as a safetensors file.",
+     "ls.io.save_safetensors('/tmp/w.safetensors', {w = ls.ones(2)})"},
+    {"io.write_file", "ls.io.write_file(path, text) -> nil",
+     "Replaces a file whole with text (any bytes): written to a temporary file beside it, flushed "
+     "and renamed into place, so a crash or a full disk leaves the old file or the new one.",
+     "ls.io.write_file('/tmp/notes.txt', 'hello')"},
+    {NULL, NULL, NULL, NULL}};
+
 void lx_open_io(lua_State *L)
 {
-    if (luaL_newmetatable(L, LX_GUARD)) {
-        lua_pushcfunction(L, lx_guard_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, lx_guard_gc);
-        lua_setfield(L, -2, "__close");
-    }
-    lua_pop(L, 1);
     static const luaL_Reg fns[] = {
         {"read_idx", lx_io_read_idx},
         {"write_idx", lx_io_write_idx},
@@ -307,8 +342,10 @@ void lx_open_io(lua_State *L)
         {"csv_write", lx_io_csv_write},
         {"load_safetensors", lx_io_load_safetensors},
         {"save_safetensors", lx_io_save_safetensors},
+        {"write_file", lx_io_write_file},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);
     lua_setfield(L, -2, "io");
+    lx_add_help(L, -1, lx_io_help);
 }

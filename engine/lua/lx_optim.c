@@ -13,6 +13,7 @@
 
 static int lx_optim_sgd_step(lua_State *L)
 {
+    lx_checkarity(L, 9, "sgd_step");
     ls_tensor *p = lx_checktensor(L, 1);
     ls_tensor *g = lx_checktensor(L, 2);
     ls_tensor *buf = lua_isnil(L, 3) ? NULL : lx_checktensor(L, 3);
@@ -26,6 +27,7 @@ static int lx_optim_sgd_step(lua_State *L)
 
 static int lx_optim_adam_step(lua_State *L)
 {
+    lx_checkarity(L, 13, "adam_step");
     ls_tensor *p = lx_checktensor(L, 1);
     ls_tensor *g = lx_checktensor(L, 2);
     ls_tensor *m = lx_checktensor(L, 3);
@@ -42,6 +44,7 @@ static int lx_optim_adam_step(lua_State *L)
 
 static int lx_optim_clip_grad_norm(lua_State *L)
 {
+    lx_checkarity(L, 4, "clip_grad_norm");
     luaL_checktype(L, 1, LUA_TTABLE);
     double max_norm = luaL_checknumber(L, 2);
     double norm_type = luaL_checknumber(L, 3);
@@ -67,6 +70,7 @@ static int lx_optim_clip_grad_norm(lua_State *L)
 
 static int lx_optim_id(lua_State *L)
 {
+    lx_checkarity(L, 1, "id");
     lua_pushlightuserdata(L, lx_checktensor(L, 1));
     return 1;
 }

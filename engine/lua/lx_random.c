@@ -172,10 +172,47 @@ static int lx_randperm(lua_State *L)
     return 1;
 }
 
+/* help(f) for the functions below (lx_add_help). */
+static const lx_help lx_random_help[] = {
+    {"manual_seed", "ls.manual_seed(seed) -> nil",
+     "Seeds the global stream (Philox4x32-10, counter-based) that random calls without a seed "
+     "option draw from.",
+     "ls.manual_seed(1); local a = ls.randn({2})"},
+    {"initial_seed", "ls.initial_seed() -> integer",
+     "The seed the global stream was last seeded with.",
+     "ls.initial_seed()"},
+    {"rand", "ls.rand(shape [, {seed, dtype = 'f32', lo = 0, hi = 1}]) -> Tensor",
+     "Uniform values in [lo, hi); with seed, from a stream of its own (the same for any thread "
+     "count).",
+     "ls.rand({2, 2}, {seed = 1})"},
+    {"randn", "ls.randn(shape [, {seed, dtype = 'f32', mean = 0, std = 1}]) -> Tensor",
+     "Normal values; with seed, from a stream of its own (the same for any thread count).",
+     "ls.randn({1000, 50}, {seed = 1})"},
+    {"rademacher", "ls.rademacher(shape [, {seed, dtype = 'f32'}]) -> Tensor",
+     "Random signs +-1 (Hutchinson probes).",
+     "ls.rademacher({5}, {seed = 2})"},
+    {"randint", "ls.randint(lo, hi, shape [, {seed, dtype = 'i64'}]) -> Tensor",
+     "Uniform integers in [lo, hi).",
+     "ls.randint(0, 10, {5}, {seed = 1})"},
+    {"randperm", "ls.randperm(n [, {seed}]) -> Tensor",
+     "A random permutation of 1..n (i64, 1-based).",
+     "ls.randperm(5, {seed = 1})"},
+    {"get_rng_state", "ls.get_rng_state() -> {seed, offset}",
+     "The global stream's state, to restore with set_rng_state (resumable runs).",
+     "local s = ls.get_rng_state()"},
+    {"set_rng_state", "ls.set_rng_state({seed, offset}) -> nil",
+     "Restores a state from get_rng_state: later draws repeat bit for bit.",
+     "ls.set_rng_state(s)"},
+    {NULL, NULL, NULL, NULL}};
+
 static const luaL_Reg lx_random_module[] = {
     {"manual_seed", lx_manual_seed}, {"initial_seed", lx_initial_seed}, {"rand", lx_rand},
     {"randn", lx_randn}, {"rademacher", lx_rademacher}, {"randint", lx_randint},
     {"randperm", lx_randperm}, {"get_rng_state", lx_get_rng_state},
     {"set_rng_state", lx_set_rng_state}, {NULL, NULL}};
 
-void lx_open_random(lua_State *L) { luaL_setfuncs(L, lx_random_module, 0); }
+void lx_open_random(lua_State *L)
+{
+    luaL_setfuncs(L, lx_random_module, 0);
+    lx_add_help(L, -1, lx_random_help);
+}

@@ -56,12 +56,12 @@ static ls_tensor *lx_stats_f64(lua_State *L, int idx, int ndim, const char *who,
     if (t->ndim != ndim)
         lx_stats_error(L, "%s: %s must be a %d-D tensor, got %s", who, what, ndim,
                        ls_tensor_shape_str(t));
+    ls_tensor **box = lx_newtensorbox(L);   /* the box first: nothing leaks if Lua runs out of memory */
     ls_tensor *c = ls_tensor_cast(t, LS_F64);
-    ls_tensor *d = c ? ls_tensor_contiguous(c) : NULL;
+    *box = c ? ls_tensor_contiguous(c) : NULL;
     ls_tensor_release(c);
-    if (!d) lx_stats_engine_error(L);
-    lx_pushtensor(L, d);
-    return d;
+    if (!*box) lx_stats_engine_error(L);
+    return *box;
 }
 
 static double *lx_stats_data(ls_tensor *t) { return ls_tensor_data(t); }

@@ -1,5 +1,6 @@
 /* The binding's shared helpers (lx.h): the Tensor box, argument and option checking. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -37,14 +38,36 @@ ls_tensor **lx_newtensorbox(lua_State *L)
     return box;
 }
 
-void lx_pushtensor(lua_State *L, ls_tensor *t)
+#define LX_GUARD "landscape.Guard"
+
+typedef struct lx_guard {
+    void (*fin)(void *payload);
+    size_t size;
+} lx_guard;
+#define LX_GUARD_HEAD ((sizeof(lx_guard) + sizeof(max_align_t) - 1) / sizeof(max_align_t) * \
+                       sizeof(max_align_t))
+
+static int lx_guard_gc(lua_State *L)
 {
-    if (!t) lx_error(L);
-    lx_gc_pressure(L);
-    ls_tensor **box = lua_newuserdatauv(L, sizeof(ls_tensor *), 0);
-    *box = t;   /* if the line above raised (out of memory), t leaks: callers that can, use the
-                 * box-first pattern via lx_newtensorbox */
-    luaL_setmetatable(L, LX_TENSOR);
+    lx_guard *g = luaL_checkudata(L, 1, LX_GUARD);
+    g->fin((char *)g + LX_GUARD_HEAD);
+    return 0;
+}
+
+void *lx_guard_push(lua_State *L, size_t size, void (*fin)(void *payload))
+{
+    lx_guard *g = lua_newuserdatauv(L, LX_GUARD_HEAD + size, 0);
+    g->fin = fin;
+    g->size = size;
+    memset((char *)g + LX_GUARD_HEAD, 0, size);
+    if (luaL_newmetatable(L, LX_GUARD)) {   /* once per state */
+        lua_pushcfunction(L, lx_guard_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, lx_guard_gc);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_setmetatable(L, -2);
+    return (char *)g + LX_GUARD_HEAD;
 }
 
 /* A closed box (its <close> scope ended, or __gc ran) is a Tensor that can no longer be used: say
@@ -71,8 +94,46 @@ ls_tensor *lx_checktensor(lua_State *L, int idx)
 
 int lx_error(lua_State *L)
 {
+    /* A generic "tensor: ..." message (an allocation deep in a constructor) gets the name the caller
+     * used for the running C function when Lua knows it (ls.randn(...) -> "randn"). */
+    lua_Debug ar;
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) ls_error_retag(ar.name);
     const char *msg = ls_error_message();
     return luaL_error(L, "%s", msg[0] ? msg : "unknown engine error");
+}
+
+int lx_error_in(lua_State *L, const char *who)
+{
+    ls_error_retag(who);
+    return lx_error(L);
+}
+
+void lx_checkarity(lua_State *L, int max, const char *who)
+{
+    int top = lua_gettop(L);
+    while (top > max && lua_isnil(L, top)) top--;
+    if (top > max)
+        luaL_error(L, "%s: too many arguments (%d given, at most %d)", who, top, max);
+}
+
+const char *lx_tocstring(lua_State *L, int idx, const char *who, const char *what)
+{
+    if (lua_type(L, idx) != LUA_TSTRING) return NULL;
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    const char *nul = memchr(s, '\0', len);
+    if (nul)
+        luaL_error(L, "%s: %s contains a NUL byte at position %d (\"%s\\0...\")", who, what,
+                   (int)(nul - s) + 1, s);
+    return s;
+}
+
+const char *lx_checkcstring(lua_State *L, int idx, const char *who, const char *what)
+{
+    const char *s = lx_tocstring(L, idx, who, what);
+    if (!s)
+        luaL_error(L, "%s: %s must be a string, got %s", who, what, luaL_typename(L, idx));
+    return s;
 }
 
 int lx_checkdim(lua_State *L, int idx, int ndim, const char *who)
@@ -164,8 +225,11 @@ const char *lx_optstring(lua_State *L, int idx, const char *key, const char *def
 {
     int t = lx_optfield(L, idx, key, who);
     const char *v = def;
-    if (t == LUA_TSTRING) v = lua_tostring(L, -1);   /* stays valid: the table still holds it */
-    else if (t != LUA_TNIL)
+    if (t == LUA_TSTRING) {
+        lua_pushfstring(L, "option '%s'", key);
+        v = lx_tocstring(L, -2, who, lua_tostring(L, -1));   /* stays valid: the table holds it */
+        lua_pop(L, 1);
+    } else if (t != LUA_TNIL)
         luaL_error(L, "%s: option '%s' must be a string, got %s", who, key, lua_typename(L, t));
     lua_pop(L, 1);
     return v;
@@ -293,4 +357,26 @@ void lx_open_util(lua_State *L)
 {
     lua_pushcfunction(L, lx_suggest_lua);
     lua_setfield(L, -2, "_suggest");
+}
+
+void lx_add_help(lua_State *L, int module, const lx_help *entries)
+{
+    module = lua_absindex(L, module);
+    if (lua_getfield(L, module, "_help") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, module, "_help");
+    }
+    for (const lx_help *h = entries; h->name; h++) {
+        lua_createtable(L, 3, 0);
+        lua_pushstring(L, h->sig);
+        lua_rawseti(L, -2, 1);
+        lua_pushstring(L, h->text);
+        lua_rawseti(L, -2, 2);
+        lua_pushstring(L, h->example);
+        lua_rawseti(L, -2, 3);
+        lua_setfield(L, -2, h->name);
+    }
+    lua_pop(L, 1);
 }

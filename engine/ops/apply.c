@@ -18,19 +18,24 @@ int ls_op_find(const char *name)
 ls_tensor *ls_op_apply(ls_op_id id, ls_tensor *const *in, const ls_attrs *a)
 {
     const ls_op_def *def = ls_ops[id];
-    for (int k = 0; k < def->nin; k++)
-        if (!in[k]) return NULL;   /* an earlier op failed; its error stands */
     static const ls_attrs none = {0};
     if (!a) a = &none;
+    int nin = ls_op_nin(def, a);
+    for (int k = 0; k < nin; k++)
+        if (!in[k]) return NULL;   /* an earlier op failed; its error stands */
     ls_tensor *out = def->forward(in, a);
-    if (!out) return NULL;
-    for (int k = 0; k < def->nin; k++)
+    if (!out) {
+        ls_error_retag(def->name);   /* "tensor: out of memory ..." -> "matmul: out of memory ..." */
+        return NULL;
+    }
+    for (int k = 0; k < nin; k++)
         if (out == in[k]) {   /* an op must not hand back its input: the node would land on it */
             ls_tensor *alias = ls_tensor_alias(out);
             ls_tensor_release(out);
             if (!(out = alias)) return NULL;
         }
     if (ls_autograd_record(id, out, in, a) != LS_OK) {
+        ls_error_retag(def->name);
         ls_tensor_release(out);
         return NULL;
     }

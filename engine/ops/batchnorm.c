@@ -1,6 +1,7 @@
-/* Fused batch norm (training mode): three ops that together make the forward 2 passes over x and
- * the backward 2 passes over (g, x), with every backward rule written in recorded ops, so
- * Hessian-vector products and higher derivatives through batch norm stay exact.
+/* Fused batch norm (training mode): the kernels of four ops that together make the forward 2
+ * passes over x and the backward 2 passes over (g, x). The ops themselves, their backward rules
+ * (written in recorded ops, so Hessian-vector products and higher derivatives through batch norm
+ * stay exact) and their entry points are in batchnorm_ops.c.
  *
  * x is [N, C] or [N, C, d2, ...]: channels in dim 1 (index 1), viewed here as [N, C, S] with S the
  * product of the trailing dims; each channel's statistics are over its n = N * S values.
@@ -11,13 +12,8 @@
  *       and 1 are the bias and weight gradients of batchnorm.
  *   batchnorm_input_grad(g, x, w, R) -> w r (g - A / n - (x - mu) r B / n) with (A, B, mu, r) the
  *       rows of R: batchnorm's input gradient when R = grad_stats(g, x). One pass.
- * The rules:
- *   batchnorm:   R = grad_stats(g, x); dx = input_grad(g, x, w, R); dw = R[1]; db = R[0].
- *   grad_stats:  (u = [uA; uB; umu; ur]) with R' = grad_stats(g, x) recomputed, xhat from its rows:
- *                dg = uA + uB xhat;  dx = input_grad(g, x, uB, R') + umu / n - ur r^2 xhat / n.
- *   input_grad:  input_grad is elementwise in g and x with per-channel coefficients, so its rule is
- *                a few elementwise ops and per-channel sums (see bn_input_grad_bwd).
- * No rule uses its op's output (op.h): grad_stats' rule recomputes R'.
+ *   batchnorm_affine(g, x, K) -> K0 g + K1 (x - K2) + K3 per channel: the form the second-order
+ *       rules produce. One pass.
  *
  * Statistics. The sums are taken about a per-channel shift K (the channel's first element), in
  * double for both dtypes: s1 = sum(x - K), s2 = sum((x - K)^2), and with g also sum(g) and
@@ -31,7 +27,9 @@
  *
  * Layout and determinism. Stats run on the thread pool over channels: with S >= BN_ROWS_MIN each
  * channel is one task that walks its N runs of S contiguous values with vector lanes of double
- * accumulators (see BN_STATS_ROWS); with smaller S (batchnorm1d) a task is a block of channels
+ * accumulators (see BN_STATS_ROWS; 4-double lanes in SSE2/AVX2 code, 8-double lanes on AVX-512
+ * CPUs, so the last bits of the sums depend on the CPU's vector width, LANDSCAPE_SIMD=baseline
+ * giving the SSE2 ones everywhere); with smaller S (batchnorm1d) a task is a block of channels
  * whose N runs of blk * S values are contiguous, with one accumulator per (channel, s) position,
  * added over s in order at the end. The elementwise passes run over the N rows of C * S values.
  * All splits depend on the shape only, so results are bitwise independent of the thread count. */
@@ -43,9 +41,9 @@
 #include <immintrin.h>
 #endif
 
-#include "autograd/autograd.h"
 #include "core/alloc.h"
 #include "core/parallel.h"
+#include "ops/batchnorm_internal.h"
 #include "ops/elementwise_kernel.h"
 #include "ops/ops.h"
 
@@ -99,7 +97,7 @@ static ls_status bn_check_same_shape(const char *who, const char *what, const ls
     return LS_OK;
 }
 
-static double bn_eps(const ls_attrs *a)
+double bn_eps(const ls_attrs *a)
 {
     return a->nnum < 1 || isnan(a->num[0]) ? BN_DEFAULT_EPS : a->num[0];
 }
@@ -150,29 +148,29 @@ typedef float bn_v4f __attribute__((vector_size(16)));
     })
 #define BN_HSUM(v) (((v)[0] + (v)[1]) + ((v)[2] + (v)[3]))
 
-/* One task per channel. */
-#define BN_STATS_ROWS(T, LOAD4)                                                                    \
+/* One task per channel; VT vectors of W doubles (4 or 8), LOAD(p) reads W values at p. */
+#define BN_STATS_ROWS(T, VT, W, LOAD, HSUM)                                                        \
     do {                                                                                           \
         int64_t C = g->C, S = g->S;                                                                \
         const T *xs = (const T *)j->x, *gs = (const T *)j->gr;                                     \
         for (int64_t c = begin; c < end; c++) {                                                    \
             double K = (double)xs[c * S], t1 = 0, t2 = 0, tg = 0, tgd = 0;                         \
-            const bn_v4d z = {0, 0, 0, 0}, Kv = z + K;                                             \
-            bn_v4d a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;                 \
+            const VT z = {0}, Kv = z + K;                                                          \
+            VT a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;                     \
             for (int64_t n = 0; n < g->N; n++) {                                                   \
                 const T *p = xs + (n * C + c) * S;                                                 \
                 int64_t s = 0;                                                                     \
                 if (!gs) { /* a: sum d, b: sum d^2 */                                              \
-                    for (; s + 16 <= S; s += 16) {                                                 \
-                        bn_v4d d0 = LOAD4(p + s) - Kv, d1 = LOAD4(p + s + 4) - Kv;                 \
-                        bn_v4d d2 = LOAD4(p + s + 8) - Kv, d3 = LOAD4(p + s + 12) - Kv;            \
+                    for (; s + 4 * W <= S; s += 4 * W) {                                           \
+                        VT d0 = LOAD(p + s) - Kv, d1 = LOAD(p + s + W) - Kv;                       \
+                        VT d2 = LOAD(p + s + 2 * W) - Kv, d3 = LOAD(p + s + 3 * W) - Kv;           \
                         a0 += d0, a1 += d1, a2 += d2, a3 += d3;                                    \
                         b0 += d0 * d0, b1 += d1 * d1, b2 += d2 * d2, b3 += d3 * d3;                \
                     }                                                                              \
-                    if (s + 8 <= S) {                                                              \
-                        bn_v4d d0 = LOAD4(p + s) - Kv, d1 = LOAD4(p + s + 4) - Kv;                 \
+                    if (s + 2 * W <= S) {                                                          \
+                        VT d0 = LOAD(p + s) - Kv, d1 = LOAD(p + s + W) - Kv;                       \
                         a0 += d0, a1 += d1, b0 += d0 * d0, b1 += d1 * d1;                          \
-                        s += 8;                                                                    \
+                        s += 2 * W;                                                                \
                     }                                                                              \
                     for (; s < S; s++) {                                                           \
                         double d = (double)p[s] - K;                                               \
@@ -180,9 +178,9 @@ typedef float bn_v4f __attribute__((vector_size(16)));
                     }                                                                              \
                 } else { /* a0 a1: d, a2 a3: d^2, b0 b1: g, b2 b3: g d */                          \
                     const T *q = gs + (n * C + c) * S;                                             \
-                    for (; s + 8 <= S; s += 8) {                                                   \
-                        bn_v4d d0 = LOAD4(p + s) - Kv, d1 = LOAD4(p + s + 4) - Kv;                 \
-                        bn_v4d v0 = LOAD4(q + s), v1 = LOAD4(q + s + 4);                           \
+                    for (; s + 2 * W <= S; s += 2 * W) {                                           \
+                        VT d0 = LOAD(p + s) - Kv, d1 = LOAD(p + s + W) - Kv;                       \
+                        VT v0 = LOAD(q + s), v1 = LOAD(q + s + W);                                 \
                         a0 += d0, a1 += d1, a2 += d0 * d0, a3 += d1 * d1;                          \
                         b0 += v0, b1 += v1, b2 += v0 * d0, b3 += v1 * d1;                          \
                     }                                                                              \
@@ -194,13 +192,13 @@ typedef float bn_v4f __attribute__((vector_size(16)));
             }                                                                                      \
             j->out.k[c] = K;                                                                       \
             if (!gs) {                                                                             \
-                j->out.s1[c] = BN_HSUM((a0 + a1) + (a2 + a3)) + t1;                                \
-                j->out.s2[c] = BN_HSUM((b0 + b1) + (b2 + b3)) + t2;                                \
+                j->out.s1[c] = HSUM((a0 + a1) + (a2 + a3)) + t1;                                   \
+                j->out.s2[c] = HSUM((b0 + b1) + (b2 + b3)) + t2;                                   \
             } else {                                                                               \
-                j->out.s1[c] = BN_HSUM(a0 + a1) + t1;                                              \
-                j->out.s2[c] = BN_HSUM(a2 + a3) + t2;                                              \
-                j->out.sg[c] = BN_HSUM(b0 + b1) + tg;                                              \
-                j->out.sgd[c] = BN_HSUM(b2 + b3) + tgd;                                            \
+                j->out.s1[c] = HSUM(a0 + a1) + t1;                                                 \
+                j->out.s2[c] = HSUM(a2 + a3) + t2;                                                 \
+                j->out.sg[c] = HSUM(b0 + b1) + tg;                                                 \
+                j->out.sgd[c] = HSUM(b2 + b3) + tgd;                                               \
             }                                                                                      \
         }                                                                                          \
     } while (0)
@@ -255,8 +253,8 @@ static void bn_stats_rows(void *vj, int64_t begin, int64_t end)
 {
     const bn_stats_job *j = vj;
     const bn_geom *g = j->g;
-    if (j->f32) BN_STATS_ROWS(float, BN_LOAD4_F32);
-    else BN_STATS_ROWS(double, BN_LOAD4_F64);
+    if (j->f32) BN_STATS_ROWS(float, bn_v4d, 4, BN_LOAD4_F32, BN_HSUM);
+    else BN_STATS_ROWS(double, bn_v4d, 4, BN_LOAD4_F64, BN_HSUM);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -267,12 +265,34 @@ __attribute__((target("avx2,fma"))) static void bn_stats_rows_avx2(void *vj, int
 {
     const bn_stats_job *j = vj;
     const bn_geom *g = j->g;
-    if (j->f32) BN_STATS_ROWS(float, BN_LOAD4_F32_AVX2);
-    else BN_STATS_ROWS(double, BN_LOAD4_F64);
+    if (j->f32) BN_STATS_ROWS(float, bn_v4d, 4, BN_LOAD4_F32_AVX2, BN_HSUM);
+    else BN_STATS_ROWS(double, bn_v4d, 4, BN_LOAD4_F64, BN_HSUM);
 }
 
-/* the AVX2+FMA kernel where elementwise_kernel.c would pick one (LANDSCAPE_SIMD=baseline: never) */
-#define BN_STATS_ROWS_FN (ew_cpu_has_avx2_fma() ? bn_stats_rows_avx2 : bn_stats_rows)
+/* The same sums with 8-double lanes on AVX-512 (the AVX2 kernel converted and added four floats
+ * per instruction and ran at a third of the memory bandwidth on the backward's two inputs): the
+ * same layout with vectors twice as wide (32 and 16 lanes per sum). */
+typedef double bn_v8d __attribute__((vector_size(64)));
+#define BN_LOAD8_F32(p) ((bn_v8d)_mm512_cvtps_pd(_mm256_loadu_ps(p)))
+#define BN_LOAD8_F64(p) ((bn_v8d)_mm512_loadu_pd(p))
+#define BN_HSUM8(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
+__attribute__((target("avx512f"))) static void bn_stats_rows_avx512(void *vj, int64_t begin,
+                                                                     int64_t end)
+{
+    const bn_stats_job *j = vj;
+    const bn_geom *g = j->g;
+    if (j->f32) BN_STATS_ROWS(float, bn_v8d, 8, BN_LOAD8_F32, BN_HSUM8);
+    else BN_STATS_ROWS(double, bn_v8d, 8, BN_LOAD8_F64, BN_HSUM8);
+}
+
+/* AVX-512 where the CPU has it, else the AVX2+FMA kernel where elementwise_kernel.c would pick one
+ * (LANDSCAPE_SIMD=baseline: neither) */
+static ls_parallel_fn bn_stats_rows_fn(void)
+{
+    if (!ew_cpu_has_avx2_fma()) return bn_stats_rows;
+    return __builtin_cpu_supports("avx512f") ? bn_stats_rows_avx512 : bn_stats_rows_avx2;
+}
+#define BN_STATS_ROWS_FN bn_stats_rows_fn()
 #else
 #define BN_STATS_ROWS_FN bn_stats_rows
 #endif
@@ -324,6 +344,7 @@ static void bn_moments(const bn_sums *s, const bn_geom *g, int64_t c, double *me
 /* Per element, with per-channel coefficients c0..c3 (arrays of C values of T):
  *   forward (gr NULL):   out = (x - c0) * c1 + c2
  *   input grad:          out = ((gr - c2) - (x - c0) * c1) * c3
+ *   affine:              out = gr * c0 + (x - c2) * c1 + c3
  * over the N rows of C * S values; x, gr and out contiguous. */
 typedef struct bn_map_job {
     const bn_geom *g;
@@ -331,6 +352,7 @@ typedef struct bn_map_job {
     const void *x, *gr;
     void *out;
     const void *k;   /* 4 C coefficients: c0 | c1 | c2 | c3 */
+    bool affine;
 } bn_map_job;
 
 #define BN_MAP(T)                                                                                  \
@@ -340,7 +362,15 @@ typedef struct bn_map_job {
         for (int64_t n = begin; n < end; n++) {                                                    \
             const T *restrict p = (const T *)j->x + n * C * S;                                     \
             T *restrict o = (T *)j->out + n * C * S;                                               \
-            if (!j->gr && S == 1) {                                                                \
+            if (j->affine) {                                                                       \
+                const T *restrict q = (const T *)j->gr + n * C * S;                                \
+                for (int64_t c = 0; c < C; c++) {                                                  \
+                    const T a = c0[c], b = c1[c], m = c2[c], d = c3[c];                            \
+                    const T *restrict pc = p + c * S, *restrict qc = q + c * S;                    \
+                    T *restrict oc = o + c * S;                                                    \
+                    for (int64_t s = 0; s < S; s++) oc[s] = (qc[s] * a + (pc[s] - m) * b) + d;     \
+                }                                                                                  \
+            } else if (!j->gr && S == 1) {                                                         \
                 for (int64_t c = 0; c < C; c++) o[c] = (p[c] - c0[c]) * c1[c] + c2[c];             \
             } else if (!j->gr) {                                                                   \
                 for (int64_t c = 0; c < C; c++) {                                                  \
@@ -375,21 +405,21 @@ static void bn_map_rows(void *vj, int64_t begin, int64_t end)
 
 /* A new tensor of x's shape from the map with coefficients k (4 C values of x's dtype). */
 static ls_tensor *bn_map_run(const bn_geom *g, const ls_tensor *x, const ls_tensor *gr,
-                             const void *k)
+                             const void *k, bool affine)
 {
     ls_tensor *out = ls_tensor_new(x->dtype, x->ndim, x->shape);
     if (!out) return NULL;
     bn_map_job j = {g, x->dtype == LS_F32, ls_tensor_data(x), gr ? ls_tensor_data(gr) : NULL,
-                    ls_tensor_data(out), k};
+                    ls_tensor_data(out), k, affine};
     ls_parallel_for(g->N, bn_grain(g->C * g->S), bn_map_rows, &j);
     return out;
 }
 
-/* ---- the three kernels ---- */
+/* ---- the kernels of the four ops ---- */
 
 /* y = batchnorm(x, w, b); with mean/var non-NULL, also the batch statistics ([C], x's dtype). */
-static ls_tensor *bn_forward(ls_tensor *x, ls_tensor *w, ls_tensor *b, double eps,
-                             ls_tensor **mean, ls_tensor **var)
+ls_tensor *bn_forward(ls_tensor *x, ls_tensor *w, ls_tensor *b, double eps, ls_tensor **mean,
+                      ls_tensor **var)
 {
     const char *who = "batchnorm";
     ls_tensor *in[3] = {x, w, b};
@@ -428,7 +458,7 @@ static ls_tensor *bn_forward(ls_tensor *x, ls_tensor *w, ls_tensor *b, double ep
             if (vt) ((double *)ls_tensor_data(vt))[c] = vd;
         }
     }
-    y = bn_map_run(&g, xc, NULL, k);
+    y = bn_map_run(&g, xc, NULL, k, false);
 done:
     ls_free(s.k);
     ls_free(k);
@@ -445,7 +475,7 @@ done:
     return y;
 }
 
-static ls_tensor *bn_grad_stats(ls_tensor *gr, ls_tensor *x, double eps)
+ls_tensor *bn_grad_stats(ls_tensor *gr, ls_tensor *x, double eps)
 {
     const char *who = "batchnorm_grad_stats";
     ls_tensor *in[2] = {gr, x};
@@ -477,7 +507,7 @@ static ls_tensor *bn_grad_stats(ls_tensor *gr, ls_tensor *x, double eps)
     return out;
 }
 
-static ls_tensor *bn_input_grad(ls_tensor *gr, ls_tensor *x, ls_tensor *w, ls_tensor *st)
+ls_tensor *bn_input_grad(ls_tensor *gr, ls_tensor *x, ls_tensor *w, ls_tensor *st)
 {
     const char *who = "batchnorm_input_grad";
     ls_tensor *in[4] = {gr, x, w, st};
@@ -514,7 +544,7 @@ static ls_tensor *bn_input_grad(ls_tensor *gr, ls_tensor *x, ls_tensor *w, ls_te
                 else ((double *)k)[i * g.C + c] = co[i];
             }
         }
-        out = bn_map_run(&g, xc, gc, k);
+        out = bn_map_run(&g, xc, gc, k, false);
     }
     ls_free(k);
     ls_tensor_release(xc);
@@ -524,239 +554,24 @@ static ls_tensor *bn_input_grad(ls_tensor *gr, ls_tensor *x, ls_tensor *w, ls_te
     return out;
 }
 
-/* ---- backward helpers (recorded ops) ---- */
-
-/* The shape [1, C, 1, ...] of x's rank: a [C] vector reshaped to it broadcasts against x. */
-static ls_tensor *bn_bcast(ls_tmp *t, ls_tensor *v, const ls_tensor *x)
+ls_tensor *bn_affine(ls_tensor *gr, ls_tensor *x, ls_tensor *K)
 {
-    int64_t shape[LS_MAX_DIMS];
-    for (int d = 0; d < x->ndim; d++) shape[d] = d == 1 ? x->shape[1] : 1;
-    return ls_tmp_keep(t, ls_reshape(v, x->ndim, shape));
-}
-
-/* Row i of a [4, C] tensor, [C]. */
-static ls_tensor *bn_row(ls_tmp *t, ls_tensor *R, int i)
-{
-    return ls_tmp_keep(t, ls_select(R, 0, i));
-}
-
-/* sum of v over every dim but 1 -> [C] */
-static ls_tensor *bn_chansum(ls_tmp *t, ls_tensor *v)
-{
-    if (!v) return NULL;
-    int dims[LS_MAX_DIMS], nd = 0;
-    for (int d = 0; d < v->ndim; d++)
-        if (d != 1) dims[nd++] = d;
-    return ls_tmp_keep(t, ls_sum(v, nd, dims, false));
-}
-
-/* [4, C] with rows r[0..3] ([C] each): the sum of each row embedded at its place (a new
- * reference). */
-static ls_tensor *bn_stack4(ls_tmp *t, ls_tensor *const *r)
-{
-    ls_tensor *acc = NULL;
-    for (int i = 0; i < 4; i++) {
-        ls_tensor *u = ls_tmp_keep(t, ls_unsqueeze(r[i], 0));
-        ls_attrs a = {.dim = 0, .has_dim = true, .nints = 2, .ints = {i, 4}};
-        ls_tensor *e = u ? ls_tmp_keep(t, ls_op_apply(LS_OP_UNNARROW, &u, &a)) : NULL;
-        acc = i == 0 ? e : ls_tmp_keep(t, ls_add(acc, e));
-    }
-    return ls_tensor_retain(acc);
-}
-
-static ls_status bn_done(const ls_backward_ctx *c, ls_tensor **gin, ls_tmp *t)
-{
-    ls_tmp_free(t);
-    for (int k = 0; k < c->nin; k++)
-        if (c->needs[k] && !gin[k]) return ls_error_code() ? ls_error_code() : LS_ERR_ARG;
-    return LS_OK;
-}
-
-static int64_t bn_count(const ls_tensor *x)
-{
-    return x->shape[1] ? ls_tensor_numel(x) / x->shape[1] : 0;
-}
-
-/* ---- batchnorm(x, w, b; eps) ---- */
-
-static ls_tensor *batchnorm_fwd(ls_tensor *const *in, const ls_attrs *a)
-{
-    return bn_forward(in[0], in[1], in[2], bn_eps(a), NULL, NULL);
-}
-
-static ls_status batchnorm_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
-{
-    ls_tmp t = {0};
-    ls_tensor *R = ls_tmp_keep(&t, ls_batchnorm_grad_stats(u, c->in[0], bn_eps(c->attrs)));
-    if (c->needs[0]) gin[0] = ls_batchnorm_input_grad(u, c->in[0], c->in[1], R);
-    if (c->needs[1]) gin[1] = ls_select(R, 0, 1);
-    if (c->needs[2]) gin[2] = ls_select(R, 0, 0);
-    return bn_done(c, gin, &t);
-}
-
-/* The row path (S >= BN_ROWS_MIN, with a lane tail), the column path with S = 1 and S > 1, and a
- * larger eps. */
-static int batchnorm_samples(ls_op_sample *s)
-{
-    ls_attrs e = {.nnum = 1, .num = {1e-5}};
-    s[0] = (ls_op_sample){.ndim = {2, 1, 1}, .shape = {{5, 3}, {3}, {3}}, .attrs = e};
-    s[1] = (ls_op_sample){.ndim = {3, 1, 1}, .shape = {{2, 3, 4}, {3}, {3}}, .attrs = e};
-    s[2] = (ls_op_sample){.ndim = {4, 1, 1}, .shape = {{2, 2, 4, 5}, {2}, {2}}, .attrs = e};
-    s[3] = (ls_op_sample){.ndim = {3, 1, 1}, .shape = {{3, 2, 3}, {2}, {2}},
-                          .attrs = {.nnum = 1, .num = {0.5}}};
-    return 4;
-}
-
-const ls_op_def ls_op_batchnorm = {.name = "batchnorm", .nin = 3, .lua_sig = "T T T n?",
-                                   .forward = batchnorm_fwd, .backward = batchnorm_bwd,
-                                   .samples = batchnorm_samples};
-
-ls_tensor *ls_batchnorm(ls_tensor *x, ls_tensor *weight, ls_tensor *bias, double eps)
-{
-    ls_attrs a = {.nnum = 1, .num = {eps}};
-    return ls_op_apply(LS_OP_BATCHNORM, (ls_tensor *[]){x, weight, bias}, &a);
-}
-
-/* ls_op_apply split in two so that the statistics of the forward come out: the forward kernel,
- * then the same recording. */
-ls_tensor *ls_batchnorm_train(ls_tensor *x, ls_tensor *weight, ls_tensor *bias, double eps,
-                              ls_tensor **mean, ls_tensor **var)
-{
-    if (mean) *mean = NULL;
-    if (var) *var = NULL;
-    if (!x || !weight || !bias) return NULL;
-    ls_tensor *mt = NULL, *vt = NULL, *in[3] = {x, weight, bias};
-    ls_tensor *y = bn_forward(x, weight, bias, eps, &mt, &vt);
-    ls_attrs a = {.nnum = 1, .num = {eps}};
-    if (y && ls_autograd_record(LS_OP_BATCHNORM, y, in, &a) != LS_OK) {
-        ls_tensor_release(y);
-        y = NULL;
-    }
-    if (!y) {
-        ls_tensor_release(mt);
-        ls_tensor_release(vt);
+    const char *who = "batchnorm_affine";
+    ls_tensor *in[3] = {gr, x, K};
+    bn_geom g;
+    if (ls_check_float_same(who, 3, in) || bn_geom_x(who, x, &g) ||
+        bn_check_same_shape(who, "gradient", gr, x))
+        return NULL;
+    if (K->ndim != 2 || K->shape[0] != 4 || K->shape[1] != g.C) {
+        ls_error_set(LS_ERR_ARG, "%s: coefficients %s should be [4x%lld]", who,
+                     ls_tensor_shape_str(K), (long long)g.C);
         return NULL;
     }
-    if (mean) *mean = mt;
-    else ls_tensor_release(mt);
-    if (var) *var = vt;
-    else ls_tensor_release(vt);
-    return y;
-}
-
-/* ---- batchnorm_grad_stats(g, x; eps) -> [4, C] ---- */
-
-static ls_tensor *grad_stats_fwd(ls_tensor *const *in, const ls_attrs *a)
-{
-    return bn_grad_stats(in[0], in[1], bn_eps(a));
-}
-
-static ls_status grad_stats_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
-{
-    ls_tensor *g = c->in[0], *x = c->in[1];
-    double inv_n = 1.0 / (double)bn_count(x);
-    ls_tmp t = {0};
-    ls_tensor *R = ls_tmp_keep(&t, ls_batchnorm_grad_stats(g, x, bn_eps(c->attrs)));
-    ls_tensor *mu = bn_bcast(&t, bn_row(&t, R, 2), x), *r = bn_bcast(&t, bn_row(&t, R, 3), x);
-    ls_tensor *xhat = ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t, ls_sub(x, mu)), r));
-    ls_tensor *uB = bn_row(&t, u, 1);
-    if (c->needs[0])   /* uA + uB xhat */
-        gin[0] = ls_add(bn_bcast(&t, bn_row(&t, u, 0), x),
-                        ls_tmp_keep(&t, ls_mul(bn_bcast(&t, uB, x), xhat)));
-    if (c->needs[1]) {   /* input_grad(g, x, uB, R) + umu / n - ur r^2 xhat / n */
-        ls_tensor *d = ls_tmp_keep(&t, ls_batchnorm_input_grad(g, x, uB, R));
-        ls_tensor *cm = ls_tmp_keep(&t, ls_mul_scalar(bn_bcast(&t, bn_row(&t, u, 2), x), inv_n));
-        ls_tensor *rr = ls_tmp_keep(&t, ls_mul(r, r));
-        ls_tensor *cr = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(bn_bcast(&t,
-                                    bn_row(&t, u, 3), x), rr)), inv_n));
-        gin[1] = ls_sub(ls_tmp_keep(&t, ls_add(d, cm)), ls_tmp_keep(&t, ls_mul(cr, xhat)));
-    }
-    return bn_done(c, gin, &t);
-}
-
-static int grad_stats_samples(ls_op_sample *s)
-{
-    ls_attrs e = {.nnum = 1, .num = {1e-5}};
-    s[0] = (ls_op_sample){.ndim = {2, 2}, .shape = {{5, 3}, {5, 3}}, .attrs = e};
-    s[1] = (ls_op_sample){.ndim = {4, 4}, .shape = {{2, 2, 4, 5}, {2, 2, 4, 5}}, .attrs = e};
-    s[2] = (ls_op_sample){.ndim = {3, 3}, .shape = {{3, 2, 3}, {3, 2, 3}},
-                          .attrs = {.nnum = 1, .num = {0.5}}};
-    return 3;
-}
-
-const ls_op_def ls_op_batchnorm_grad_stats = {.name = "batchnorm_grad_stats", .nin = 2,
-                                              .lua_sig = "T T n?", .forward = grad_stats_fwd,
-                                              .backward = grad_stats_bwd,
-                                              .samples = grad_stats_samples};
-
-ls_tensor *ls_batchnorm_grad_stats(ls_tensor *g, ls_tensor *x, double eps)
-{
-    ls_attrs a = {.nnum = 1, .num = {eps}};
-    return ls_op_apply(LS_OP_BATCHNORM_GRAD_STATS, (ls_tensor *[]){g, x}, &a);
-}
-
-/* ---- batchnorm_input_grad(g, x, w, R) ---- */
-
-static ls_tensor *input_grad_fwd(ls_tensor *const *in, const ls_attrs *a)
-{
-    (void)a;
-    return bn_input_grad(in[0], in[1], in[2], in[3]);
-}
-
-/* out = w r (g - A/n) - w r q P with q = r B / n, P = x - mu. Per-channel sums of the upstream u:
- * Su = sum(u), Sug = sum(u g), SuP = sum(u P); with E = Sug - (A/n) Su and F = q SuP:
- *   dg = u w r          dx = -u w r q          dw = r (E - F)
- *   dA = -w r Su / n    dB = -w r^2 SuP / n    dmu = w r q Su    dr = w E - 2 w F */
-static ls_status input_grad_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)
-{
-    ls_tensor *g = c->in[0], *x = c->in[1], *w = c->in[2], *R = c->in[3];
-    double inv_n = 1.0 / (double)bn_count(x);
-    ls_tmp t = {0};
-    ls_tensor *A = bn_row(&t, R, 0), *B = bn_row(&t, R, 1), *mu = bn_row(&t, R, 2);
-    ls_tensor *r = bn_row(&t, R, 3);
-    ls_tensor *wr = ls_tmp_keep(&t, ls_mul(w, r));
-    ls_tensor *q = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(r, B)), inv_n));
-    ls_tensor *wrq = ls_tmp_keep(&t, ls_mul(wr, q));
-    if (c->needs[0]) gin[0] = ls_mul(u, bn_bcast(&t, wr, x));
-    if (c->needs[1]) gin[1] = ls_mul(u, bn_bcast(&t, ls_tmp_keep(&t, ls_neg(wrq)), x));
-    if (c->needs[2] || c->needs[3]) {
-        ls_tensor *Su = bn_chansum(&t, u);
-        ls_tensor *Sug = bn_chansum(&t, ls_tmp_keep(&t, ls_mul(u, g)));
-        ls_tensor *P = ls_tmp_keep(&t, ls_sub(x, bn_bcast(&t, mu, x)));
-        ls_tensor *SuP = bn_chansum(&t, ls_tmp_keep(&t, ls_mul(u, P)));
-        ls_tensor *AnSu = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(A, Su)), inv_n));
-        ls_tensor *E = ls_tmp_keep(&t, ls_sub(Sug, AnSu));
-        ls_tensor *F = ls_tmp_keep(&t, ls_mul(q, SuP));
-        if (c->needs[2]) gin[2] = ls_mul(r, ls_tmp_keep(&t, ls_sub(E, F)));
-        if (c->needs[3]) {
-            ls_tensor *rows[4];
-            rows[0] = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(wr, Su)), -inv_n));
-            rows[1] = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t,
-                                  ls_mul(wr, r)), SuP)), -inv_n));
-            rows[2] = ls_tmp_keep(&t, ls_mul(wrq, Su));
-            rows[3] = ls_tmp_keep(&t, ls_sub(ls_tmp_keep(&t, ls_mul(w, E)), ls_tmp_keep(&t,
-                                  ls_mul_scalar(ls_tmp_keep(&t, ls_mul(w, F)), 2.0))));
-            gin[3] = bn_stack4(&t, rows);
-        }
-    }
-    return bn_done(c, gin, &t);
-}
-
-static int input_grad_samples(ls_op_sample *s)
-{
-    s[0] = (ls_op_sample){.ndim = {2, 2, 1, 2}, .shape = {{5, 3}, {5, 3}, {3}, {4, 3}}};
-    s[1] = (ls_op_sample){.ndim = {4, 4, 1, 2}, .shape = {{2, 2, 4, 5}, {2, 2, 4, 5}, {2}, {4, 2}}};
-    s[2] = (ls_op_sample){.ndim = {3, 3, 1, 2}, .shape = {{3, 2, 3}, {3, 2, 3}, {2}, {4, 2}}};
-    return 3;
-}
-
-const ls_op_def ls_op_batchnorm_input_grad = {.name = "batchnorm_input_grad", .nin = 4,
-                                              .lua_sig = "T T T T", .forward = input_grad_fwd,
-                                              .backward = input_grad_bwd,
-                                              .samples = input_grad_samples};
-
-ls_tensor *ls_batchnorm_input_grad(ls_tensor *g, ls_tensor *x, ls_tensor *weight,
-                                   ls_tensor *stats)
-{
-    return ls_op_apply(LS_OP_BATCHNORM_INPUT_GRAD, (ls_tensor *[]){g, x, weight, stats}, NULL);
+    ls_tensor *xc = ls_tensor_contiguous(x), *gc = ls_tensor_contiguous(gr);
+    ls_tensor *kc = ls_tensor_contiguous(K), *out = NULL;
+    if (xc && gc && kc) out = bn_map_run(&g, xc, gc, ls_tensor_data(kc), true);
+    ls_tensor_release(xc);
+    ls_tensor_release(gc);
+    ls_tensor_release(kc);
+    return out;
 }

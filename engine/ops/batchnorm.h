@@ -26,5 +26,8 @@ ls_tensor *ls_batchnorm_grad_stats(ls_tensor *g, ls_tensor *x, double eps);
  * of its four inputs (stats need not come from grad_stats). */
 ls_tensor *ls_batchnorm_input_grad(ls_tensor *g, ls_tensor *x, ls_tensor *weight,
                                    ls_tensor *stats);
+/* K0 g + K1 (x - K2) + K3 with the rows K0..K3 of coeffs [4, C] broadcast per channel; g and x
+ * [x's shape]. One pass; the second-order rules of batch norm are built from it. */
+ls_tensor *ls_batchnorm_affine(ls_tensor *g, ls_tensor *x, ls_tensor *coeffs);
 
 #endif

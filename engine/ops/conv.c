@@ -329,7 +329,9 @@ static ls_status conv_forward_raw(const conv_geom *g, ls_dtype dt, const void *x
     }
     int nr;
     gemm_tile_fn tile = gemm_tile_for(dt, &nr);
-    if (tile && g->N > 0 && g->O > 0 && g->P > 0) return ck_forward(g, dt, tile, nr, x, w, y);
+    if (tile && g->N > 0 && g->O > 0 && g->P > 0)
+        return cd_applies(g, false) ? cd_forward(g, dt, x, w, y)
+                                    : ck_forward(g, dt, tile, nr, x, w, y);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d")) return ls_error_code();
     for (int64_t n0 = 0; n0 < g->N; n0 += pl.nb) {
@@ -361,7 +363,9 @@ static ls_status conv_input_grad_raw(const conv_geom *g, ls_dtype dt, const void
     }
     int nr;
     gemm_tile_fn tile = gemm_tile_for(dt, &nr);
-    if (tile && g->N > 0 && g->K > 0) return ck_input_grad(g, dt, tile, nr, gy, w, gx);
+    if (tile && g->N > 0 && g->K > 0)
+        return cd_applies(g, false) ? cd_input_grad(g, dt, gy, w, gx)
+                                    : ck_input_grad(g, dt, tile, nr, gy, w, gx);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d_input_grad")) return ls_error_code();
     for (int64_t n0 = 0; n0 < g->N; n0 += pl.nb) {
@@ -391,7 +395,9 @@ static ls_status conv_weight_grad_raw(const conv_geom *g, ls_dtype dt, const voi
     if (g->K == 0 || g->O == 0 || g->P == 0 || g->N == 0) return LS_OK;
     int nr;
     gemm_tile_fn tile = gemm_tile_for(dt, &nr);
-    if (tile) return ck_weight_grad(g, dt, tile, nr, x, gy, gw);
+    if (tile)
+        return cd_applies(g, true) ? cd_weight_grad(g, dt, x, gy, gw)
+                                   : ck_weight_grad(g, dt, tile, nr, x, gy, gw);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d_weight_grad")) return ls_error_code();
     for (int64_t n0 = 0; n0 < g->N; n0 += pl.nb) {

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ops/elementwise_kernel.h"
+#include "ops/int_arith.h"
 
 /* ==== backward helpers ==== */
 
@@ -88,6 +89,7 @@ static int binary_real_samples(ls_op_sample *s)
 static ls_tensor *neg_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
+    if (ls_int_any(1, in)) return ls_int_neg(in);
     return ew_unary("neg", in, neg_run);
 }
 static ls_status neg_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
@@ -292,6 +294,7 @@ ls_tensor *ls_erf(ls_tensor *x) { return ls_op_apply(LS_OP_ERF, &x, NULL); }
 static ls_tensor *add_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
+    if (ls_int_any(2, in)) return ls_int_binary("add", in, '+');
     return ew_binary("add", in, add_run);
 }
 static ls_status add_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
@@ -325,6 +328,7 @@ ls_status ls_add_inplace(ls_tensor *a, const ls_tensor *b)
 static ls_tensor *sub_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
+    if (ls_int_any(2, in)) return ls_int_binary("sub", in, '-');
     return ew_binary("sub", in, sub_run);
 }
 static ls_status sub_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
@@ -344,6 +348,7 @@ ls_tensor *ls_sub(ls_tensor *a, ls_tensor *b)
 static ls_tensor *mul_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
+    if (ls_int_any(2, in)) return ls_int_binary("mul", in, '*');
     return ew_binary("mul", in, mul_run);
 }
 static ls_status mul_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
@@ -536,18 +541,13 @@ ls_tensor *ls_clamp(ls_tensor *x, double lo, double hi)
 }
 
 /* ==== comparisons: 1/0 in the inputs' dtype, not differentiable ====
- * Integer inputs (labels, argmax results) are compared as f64 (exact below 2^53) and give an f64
- * mask, so `pred:eq(y):mean()` is an accuracy. */
+ * Integer inputs (labels, argmax results) are compared exactly and give an f64 mask
+ * (int_arith.c), so `pred:eq(y):mean()` is an accuracy. */
 
 static ls_tensor *compare(const char *who, ls_tensor *const *in, ls_iter_fn fn)
 {
-    if (ls_dtype_is_float(in[0]->dtype) || ls_dtype_is_float(in[1]->dtype))
-        return ew_binary(who, in, fn);
-    ls_tensor *d[2] = {ls_tensor_cast(in[0], LS_F64), ls_tensor_cast(in[1], LS_F64)};
-    ls_tensor *out = d[0] && d[1] ? ew_binary(who, d, fn) : NULL;
-    ls_tensor_release(d[0]);
-    ls_tensor_release(d[1]);
-    return out;
+    if (ls_int_any(2, in)) return ls_int_compare(who, in);
+    return ew_binary(who, in, fn);
 }
 
 static ls_tensor *eq_fwd(ls_tensor *const *in, const ls_attrs *a)

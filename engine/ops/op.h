@@ -23,6 +23,10 @@
 #include "tensor/tensor.h"
 
 #define LS_OP_MAX_INPUTS 4
+/* ls_op_def.nin of an op taking any number of tensor inputs (cat): the count is ls_attrs.nin. */
+#define LS_OP_VARIADIC (-1)
+/* The most inputs a variadic op takes. */
+#define LS_OP_MAX_VARIADIC 65536
 
 enum { LS_REDUCE_MEAN = 0, LS_REDUCE_SUM = 1, LS_REDUCE_NONE = 2 };
 
@@ -38,6 +42,7 @@ typedef struct ls_attrs {
     int64_t ints[LS_MAX_DIMS];
     int nnum;                      /* 'n' numbers; an absent optional number is NAN */
     double num[4];
+    int nin;                       /* variadic ops only: how many tensor inputs */
 } ls_attrs;
 
 /* What a backward rule sees. needs[k] says whether input k wants a gradient. */
@@ -50,20 +55,23 @@ typedef struct ls_backward_ctx {
 
 /* Sample inputs for the gradient check: shapes and value ranges of each input, plus attrs. */
 typedef enum { LS_SAMPLE_REAL = 0, LS_SAMPLE_POSITIVE, LS_SAMPLE_AWAY_FROM_ZERO, LS_SAMPLE_INDEX,
-               LS_SAMPLE_MASK } ls_sample_kind;
+               LS_SAMPLE_MASK, LS_SAMPLE_DOMINANT } ls_sample_kind;
 typedef struct ls_op_sample {
     int ndim[LS_OP_MAX_INPUTS];
     int64_t shape[LS_OP_MAX_INPUTS][LS_MAX_DIMS];
     ls_sample_kind kind[LS_OP_MAX_INPUTS];   /* REAL: U(-1,1); POSITIVE: U(0.5,2); AWAY_FROM_ZERO:
-                                                 +-U(0.3,1); INDEX: i64 in [0, index_hi); MASK: 0/1 */
+                                                 +-U(0.3,1); INDEX: i64 in [0, index_hi); MASK: 0/1;
+                                                 DOMINANT: U(-0.5,0.5) + 2 on the diagonal (a
+                                                 well-conditioned matrix) */
     int64_t index_hi;
     ls_attrs attrs;
 } ls_op_sample;
 #define LS_OP_MAX_SAMPLES 6
 
 typedef struct ls_op_def {
-    const char *name;       /* Lua method name and error prefix */
-    int nin;                /* tensor inputs */
+    const char *name;       /* Lua method name and error prefix; "linalg.solve" is ls.linalg.solve
+                               in Lua (a module function only) */
+    int nin;                /* tensor inputs, or LS_OP_VARIADIC (the count is attrs.nin) */
     /* Lua signature: the method's arguments in order, space separated tokens:
      *   T  tensor input (in order; a Lua number becomes a 0-d tensor of the first tensor's dtype)
      *   n  number      d  dim (1-based in Lua)     D  dims (a number or a table; absent = all)
@@ -98,6 +106,12 @@ LS_OP_LIST(LS_OP_DECL)
 #undef LS_OP_DECL
 
 extern const ls_op_def *const ls_ops[LS_OP_COUNT];
+
+/* How many tensor inputs op `def` takes with attrs `a`. */
+static inline int ls_op_nin(const ls_op_def *def, const ls_attrs *a)
+{
+    return def->nin >= 0 ? def->nin : a->nin;
+}
 
 /* Run op `id` on inputs (NULL-propagating) and record it in the graph when grad mode is on and an
  * input requires grad. */

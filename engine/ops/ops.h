@@ -78,6 +78,19 @@ ls_tensor *ls_linear(ls_tensor *x, ls_tensor *w, ls_tensor *b);   /* x @ w^T + b
 ls_tensor *ls_dot(ls_tensor *a, ls_tensor *b);      /* 1-D · 1-D -> 0-d */
 ls_tensor *ls_outer(ls_tensor *a, ls_tensor *b);    /* 1-D ⊗ 1-D -> 2-D */
 
+/* linalg_solve.c — A [n x n] (solve) or [m x n] (lstsq), B [rows] or [rows x k] */
+ls_tensor *ls_linalg_solve(ls_tensor *A, ls_tensor *B);
+ls_tensor *ls_linalg_lstsq(ls_tensor *A, ls_tensor *B);
+
+/* diag.c — diagonal k (> 0 above the main one) */
+ls_tensor *ls_diag(ls_tensor *x, int64_t k);   /* 1-D -> square 2-D, 2-D -> 1-D */
+ls_tensor *ls_diag_embed(ls_tensor *x, int64_t k, int64_t m, int64_t n);   /* 1-D into [m x n] */
+ls_tensor *ls_trace(ls_tensor *x);             /* 2-D -> 0-d */
+
+/* join.c — n tensors (n >= 1) */
+ls_tensor *ls_cat(int n, ls_tensor *const *ts, int dim);
+ls_tensor *ls_stack(int n, ls_tensor *const *ts, int dim);   /* dim in 0..ndim (new) */
+
 /* index.c — index tensors are i64 (0-based) */
 ls_tensor *ls_gather(ls_tensor *x, int dim, ls_tensor *index);
 ls_tensor *ls_scatter_add(ls_tensor *x, int dim, ls_tensor *index, ls_tensor *src);

@@ -251,6 +251,121 @@ typedef struct pool_job {
         }                                                                                          \
     } while (0)
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define POOL_AVX512 1
+#include <immintrin.h>
+/* k = s = 2 on AVX-512: the same selects on whole vectors. A block of LANES windows of one output
+ * row reads 2 LANES elements of each of its two input rows (two masked loads each), split into the
+ * even and odd columns by permutes; the four candidates are taken in window order (row 0 even,
+ * row 0 odd, row 1 even, row 1 odd) with the scalar rule (v > m, or v is NaN), k1..k3 recording
+ * where a later candidate won. MAX stores m; PICK carries src's candidates along with the same
+ * masks; SCATTER puts g where each window's winner is (the last k that fired, else the first
+ * candidate) and 0 elsewhere, interleaved back into the two rows. Identical results to
+ * POOL2_PLANE. The loads are masked only near the end of the tensor (else the lanes past the row
+ * read the next row, unused): on this VM's Zen 5 a masked load streaming from memory took 2.6x the
+ * time of a plain one (the prefetcher seems not to follow them), which made the first version of
+ * this kernel 2.3x slower than the scalar one. SCATTER likewise stores full vectors unmasked (a row
+ * of 28 floats: one plain store and one masked). */
+#define POOL2_V(T, VEC, LANES, MASKT, LOADZ, LOADU, STOREM, STOREU, PERM2, CMPM, BLEND, MOVZ, EVEN, ODD,   \
+                LO, HI)                                                                            \
+    do {                                                                                           \
+        int64_t W = g->W, Wo = g->Wo, HW = g->H * W, PO = g->Ho * Wo;                              \
+        const T *xp = (const T *)j->x + t * HW, *xend = (const T *)j->x + g->N * g->C * HW;         \
+        const T *gend = (const T *)j->src + g->N * g->C * PO;                                      \
+        for (int64_t a = 0; a < g->Ho; a++) {                                                      \
+            const T *r0 = xp + 2 * a * W, *r1 = r0 + W;                                            \
+            for (int64_t b0 = 0; b0 < Wo; b0 += LANES) {                                           \
+                int nb = (int)(Wo - b0 < LANES ? Wo - b0 : LANES);                                 \
+                int n2 = 2 * nb;                                                                   \
+                MASKT mo = (MASKT)(nb == LANES ? ~0u : (1u << nb) - 1);                            \
+                MASKT ml = (MASKT)(n2 >= LANES ? ~0u : (1u << n2) - 1);                            \
+                MASKT mh = (MASKT)(n2 - LANES >= LANES ? ~0u : n2 <= LANES ? 0u                    \
+                                                                  : (1u << (n2 - LANES)) - 1);     \
+                bool tail = r1 + 2 * b0 + 2 * LANES > xend;                                        \
+                VEC a0, a1, c0, c1;                                                                \
+                if (tail) {                                                                        \
+                    a0 = LOADZ(ml, r0 + 2 * b0), a1 = LOADZ(mh, r0 + 2 * b0 + LANES);              \
+                    c0 = LOADZ(ml, r1 + 2 * b0), c1 = LOADZ(mh, r1 + 2 * b0 + LANES);              \
+                } else {                                                                           \
+                    a0 = LOADU(r0 + 2 * b0), a1 = LOADU(r0 + 2 * b0 + LANES);                      \
+                    c0 = LOADU(r1 + 2 * b0), c1 = LOADU(r1 + 2 * b0 + LANES);                      \
+                }                                                                                  \
+                VEC v0 = PERM2(a0, EVEN, a1), v1 = PERM2(a0, ODD, a1);                             \
+                VEC v2 = PERM2(c0, EVEN, c1), v3 = PERM2(c0, ODD, c1);                             \
+                VEC m = v0;                                                                        \
+                MASKT k1 = CMPM(v1, m, _CMP_GT_OQ) | CMPM(v1, v1, _CMP_UNORD_Q);                   \
+                m = BLEND(k1, m, v1);                                                              \
+                MASKT k2 = CMPM(v2, m, _CMP_GT_OQ) | CMPM(v2, v2, _CMP_UNORD_Q);                   \
+                m = BLEND(k2, m, v2);                                                              \
+                MASKT k3 = CMPM(v3, m, _CMP_GT_OQ) | CMPM(v3, v3, _CMP_UNORD_Q);                   \
+                if (j->kind == POOL_MAX) {                                                         \
+                    m = BLEND(k3, m, v3);                                                          \
+                    STOREM((T *)j->dst + t * PO + a * Wo + b0, mo, m);                             \
+                } else if (j->kind == POOL_PICK) {                                                 \
+                    const T *s0 = (const T *)j->src + t * HW + 2 * a * W + 2 * b0, *s1 = s0 + W;   \
+                    VEC e0, e1, f0, f1; /* src has x's shape: the same offsets */                  \
+                    if (tail) {                                                                    \
+                        e0 = LOADZ(ml, s0), e1 = LOADZ(mh, s0 + LANES);                            \
+                        f0 = LOADZ(ml, s1), f1 = LOADZ(mh, s1 + LANES);                            \
+                    } else {                                                                       \
+                        e0 = LOADU(s0), e1 = LOADU(s0 + LANES);                                    \
+                        f0 = LOADU(s1), f1 = LOADU(s1 + LANES);                                    \
+                    }                                                                              \
+                    VEC c = PERM2(e0, EVEN, e1);                                                   \
+                    c = BLEND(k1, c, PERM2(e0, ODD, e1));                                          \
+                    c = BLEND(k2, c, PERM2(f0, EVEN, f1));                                         \
+                    c = BLEND(k3, c, PERM2(f0, ODD, f1));                                          \
+                    STOREM((T *)j->dst + t * PO + a * Wo + b0, mo, c);                             \
+                } else { /* POOL_SCATTER: the winner is the last candidate whose k fired */       \
+                    const T *gp = (const T *)j->src + t * PO + a * Wo + b0;                        \
+                    VEC gv = gp + LANES > gend ? LOADZ(mo, gp) : LOADU(gp);                        \
+                    MASKT w3 = k3, w2 = k2 & ~k3, w1 = k1 & ~(k2 | k3), w0 = ~(k1 | k2 | k3);      \
+                    VEC d0 = MOVZ(w0, gv), d1 = MOVZ(w1, gv), d2 = MOVZ(w2, gv), d3 = MOVZ(w3, gv);\
+                    T *o0 = (T *)j->dst + t * HW + 2 * a * W + 2 * b0, *o1 = o0 + W;               \
+                    VEC e0 = PERM2(d0, LO, d1), e1 = PERM2(d0, HI, d1);                            \
+                    VEC f0 = PERM2(d2, LO, d3), f1 = PERM2(d2, HI, d3);                            \
+                    if (n2 >= LANES) STOREU(o0, e0), STOREU(o1, f0);                               \
+                    else STOREM(o0, ml, e0), STOREM(o1, ml, f0);                                   \
+                    if (n2 == 2 * LANES) STOREU(o0 + LANES, e1), STOREU(o1 + LANES, f1);           \
+                    else STOREM(o0 + LANES, mh, e1), STOREM(o1 + LANES, mh, f1);                   \
+                }                                                                                  \
+            }                                                                                      \
+            if (j->kind == POOL_SCATTER && W > 2 * Wo) {                                           \
+                T *o0 = (T *)j->dst + t * HW + 2 * a * W;                                          \
+                o0[W - 1] = o0[2 * W - 1] = 0;                                                     \
+            }                                                                                      \
+        }                                                                                          \
+        if (j->kind == POOL_SCATTER && g->H > 2 * g->Ho)                                           \
+            memset((T *)j->dst + t * HW + 2 * g->Ho * W, 0, sizeof(T) * (size_t)W);                \
+    } while (0)
+
+__attribute__((target("avx512f"))) static void pool2_plane_avx512(const pool_job *j, int64_t t)
+{
+    const pool_geom *g = j->g;
+    if (j->dt == LS_F32) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                               28, 30);
+        const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7,
+                                             23);
+        const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+        POOL2_V(float, __m512, 16, __mmask16, _mm512_maskz_loadu_ps, _mm512_loadu_ps,
+                _mm512_mask_storeu_ps, _mm512_storeu_ps, _mm512_permutex2var_ps, _mm512_cmp_ps_mask,
+                _mm512_mask_blend_ps, _mm512_maskz_mov_ps, even, odd, lo, hi);
+    } else {
+        const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+        const __m512i odd = _mm512_add_epi64(even, _mm512_set1_epi64(1));
+        const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+        const __m512i hi = _mm512_add_epi64(lo, _mm512_set1_epi64(4));
+        POOL2_V(double, __m512d, 8, __mmask8, _mm512_maskz_loadu_pd, _mm512_loadu_pd,
+                _mm512_mask_storeu_pd, _mm512_storeu_pd, _mm512_permutex2var_pd, _mm512_cmp_pd_mask,
+                _mm512_mask_blend_pd, _mm512_maskz_mov_pd, even, odd, lo, hi);
+    }
+}
+#else
+#define POOL_AVX512 0
+#endif
+
 static void pool_planes(void *vj, int64_t begin, int64_t end)
 {
     const pool_job *j = vj;
@@ -258,6 +373,12 @@ static void pool_planes(void *vj, int64_t begin, int64_t end)
     bool avg = j->kind == POOL_AVG || j->kind == POOL_AVG_BACK;
     bool two = !avg && g->k == 2 && g->s == 2;
     bool f32 = j->dt == LS_F32;
+#if POOL_AVX512
+    if (two && __builtin_cpu_supports("avx512f")) {
+        for (int64_t t = begin; t < end; t++) pool2_plane_avx512(j, t);
+        return;
+    }
+#endif
     for (int64_t t = begin; t < end; t++) {
         if (avg && f32) POOL_AVG_PLANE(float);
         else if (avg) POOL_AVG_PLANE(double);

@@ -61,6 +61,14 @@
     X(LS_OP_LINEAR, ls_op_linear)                  \
     X(LS_OP_DOT, ls_op_dot)                        \
     X(LS_OP_OUTER, ls_op_outer)                    \
+    /* linalg_solve.c */                           \
+    X(LS_OP_LINALG_SOLVE, ls_op_linalg_solve)      \
+    X(LS_OP_LINALG_LSTSQ, ls_op_linalg_lstsq)      \
+    /* diag.c */                                   \
+    X(LS_OP_DIAG, ls_op_diag)                      \
+    X(LS_OP_TRACE, ls_op_trace)                    \
+    /* join.c */                                   \
+    X(LS_OP_CAT, ls_op_cat)                        \
     /* index.c */                                  \
     X(LS_OP_GATHER, ls_op_gather)                  \
     X(LS_OP_SCATTER_ADD, ls_op_scatter_add)        \
@@ -76,10 +84,11 @@
     X(LS_OP_MAXPOOL2D_PICK, ls_op_maxpool2d_pick)  \
     X(LS_OP_AVGPOOL2D, ls_op_avgpool2d)            \
     X(LS_OP_AVGPOOL2D_BACKWARD, ls_op_avgpool2d_backward) \
-    /* batchnorm.c */                              \
+    /* batchnorm_ops.c */                          \
     X(LS_OP_BATCHNORM, ls_op_batchnorm)            \
     X(LS_OP_BATCHNORM_GRAD_STATS, ls_op_batchnorm_grad_stats) \
     X(LS_OP_BATCHNORM_INPUT_GRAD, ls_op_batchnorm_input_grad) \
+    X(LS_OP_BATCHNORM_AFFINE, ls_op_batchnorm_affine) \
     /* loss.c */                                   \
     X(LS_OP_LOG_SOFTMAX, ls_op_log_softmax)        \
     X(LS_OP_SOFTMAX, ls_op_softmax)                \

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/parallel.h"
 
 #define LS_OPTIM_GRAIN 16384
@@ -342,7 +343,7 @@ ls_status ls_optim_clip_grad_norm(int n, ls_tensor *const *grads, double max_nor
                                 ls_dtype_name(grads[k]->dtype));
     }
     /* contiguous views of every gradient (new references; the same tensor when already contiguous) */
-    ls_tensor **cg = calloc((size_t)(n > 0 ? n : 1), sizeof *cg);
+    ls_tensor **cg = ls_calloc((size_t)(n > 0 ? n : 1) * sizeof *cg, "optim");
     if (!cg) return ls_error_set(LS_ERR_MEM, "%s: out of memory", who);
     ls_status rc = LS_OK;
     double acc = 0.0;
@@ -355,7 +356,7 @@ ls_status ls_optim_clip_grad_norm(int n, ls_tensor *const *grads, double max_nor
         int64_t numel = ls_tensor_numel(cg[k]);
         if (numel == 0) continue;
         int64_t nchunks = (numel - 1) / LS_OPTIM_GRAIN + 1;
-        double *partial = malloc(sizeof(double) * (size_t)nchunks);
+        double *partial = ls_malloc(sizeof(double) * (size_t)nchunks, "optim");
         if (!partial) {
             rc = ls_error_set(LS_ERR_MEM, "%s: out of memory", who);
             break;
@@ -370,7 +371,7 @@ ls_status ls_optim_clip_grad_norm(int n, ls_tensor *const *grads, double max_nor
                 acc += partial[j];
             }
         }
-        free(partial);
+        ls_free(partial);
     }
     if (rc == LS_OK) {
         double total = isinf(norm_type) ? acc
@@ -391,6 +392,6 @@ ls_status ls_optim_clip_grad_norm(int n, ls_tensor *const *grads, double max_nor
         }
     }
     for (int k = 0; k < n; k++) ls_tensor_release(cg[k]);
-    free(cg);
+    ls_free(cg);
     return rc;
 }

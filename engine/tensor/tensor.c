@@ -3,18 +3,17 @@
 #include "tensor/tensor.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
 
-void ls_autograd_release_tensor_state(ls_tensor *t);   /* engine/autograd: drops grad and grad_fn */
-
 static ls_storage *ls_storage_new(ls_dtype dtype, int64_t numel)
 {
     ls_storage *s = ls_malloc(sizeof *s, "tensor");
     if (!s) return NULL;
-    size_t nbytes = (size_t)numel * ls_dtype_size(dtype);
+    size_t nbytes = (size_t)numel * ls_dtype_size(dtype);   /* numel <= 2^40: no overflow */
     s->data = ls_malloc(nbytes ? nbytes : 1, "tensor");
     if (!s->data) {
         ls_free(s);
@@ -33,35 +32,49 @@ static void ls_storage_release(ls_storage *s)
     ls_free(s);
 }
 
-static ls_status ls_check_shape(const char *who, int ndim, const int64_t *shape, int64_t *numel)
+ls_status ls_shape_check(const char *who, int ndim, const int64_t *shape, int64_t *numel)
 {
     if (ndim < 0 || ndim > LS_MAX_DIMS)
         return ls_error_set(LS_ERR_ARG, "%s: %d dimensions (at most %d supported)", who, ndim,
                             LS_MAX_DIMS);
-    int64_t n = 1;
+    int64_t n = 1, bound = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
-            return ls_error_set(LS_ERR_ARG, "%s: negative size %lld in dimension %d", who,
-                                (long long)shape[i], i + 1);
-        if (shape[i] && n > (INT64_C(1) << 40) / shape[i])
-            return ls_error_set(LS_ERR_ARG, "%s: shape %s is too large", who,
+            return ls_error_set(LS_ERR_ARG, "%s: negative size %lld in dimension %d of shape %s",
+                                who, (long long)shape[i], i + 1,
                                 ls_shape_str(ndim, shape, (char[LS_SHAPE_STR_MAX]){0},
                                              LS_SHAPE_STR_MAX));
+        /* bound <= 2^40 and a size that passes the test is <= 2^40: the product cannot overflow */
+        if (shape[i] > LS_MAX_NUMEL / bound)
+            return ls_error_set(LS_ERR_ARG, "%s: shape %s is too large (2^40 elements at most, "
+                                "counting each 0 as 1)", who,
+                                ls_shape_str(ndim, shape, (char[LS_SHAPE_STR_MAX]){0},
+                                             LS_SHAPE_STR_MAX));
+        bound *= shape[i] ? shape[i] : 1;
         n *= shape[i];
     }
-    *numel = n;
+    if (numel) *numel = n;
     return LS_OK;
 }
+
+static _Atomic(ls_node_release_fn) ls_node_release;
+
+void ls_tensor_set_node_release(ls_node_release_fn fn) { ls_node_release = fn; }
 
 ls_tensor *ls_tensor_new(ls_dtype dtype, int ndim, const int64_t *shape)
 {
     int64_t numel = 0;
-    if (ls_check_shape("tensor", ndim, shape, &numel)) return NULL;
+    if (ls_shape_check("tensor", ndim, shape, &numel)) return NULL;
     ls_tensor *t = ls_calloc(sizeof *t, "tensor");
-    if (!t) return NULL;
-    t->storage = ls_storage_new(dtype, numel);
-    if (!t->storage) {
+    if (t) t->storage = ls_storage_new(dtype, numel);
+    if (!t || !t->storage) {
+        /* One message for any failure here: what was asked for, so the caller can be named by
+         * whoever reports it (ls_error_retag). */
         ls_free(t);
+        ls_error_set(LS_ERR_MEM, "tensor: out of memory for a %s tensor of shape %s (%lld bytes)",
+                     ls_dtype_name(dtype), ls_shape_str(ndim, shape, (char[LS_SHAPE_STR_MAX]){0},
+                                                        LS_SHAPE_STR_MAX),
+                     (long long)(numel * (int64_t)ls_dtype_size(dtype)));
         return NULL;
     }
     t->refcount = 1;
@@ -100,7 +113,11 @@ ls_tensor *ls_tensor_retain(ls_tensor *t)
 void ls_tensor_release(ls_tensor *t)
 {
     if (!t || --t->refcount > 0) return;
-    if (t->grad || t->grad_fn) ls_autograd_release_tensor_state(t);
+    ls_tensor_release(t->grad);
+    if (t->grad_fn) {
+        ls_node_release_fn fn = ls_node_release;
+        fn(t->grad_fn);   /* registered by autograd before it made the node */
+    }
     ls_storage_release(t->storage);
     ls_free(t);
 }

@@ -15,6 +15,8 @@
 #include "core/status.h"
 
 #define LS_MAX_DIMS 8
+/* The most elements a shape may describe, counting each size-0 dim as 1 (see ls_shape_check). */
+#define LS_MAX_NUMEL (INT64_C(1) << 40)
 
 typedef struct ls_storage {
     long refcount;
@@ -40,6 +42,13 @@ typedef struct ls_tensor {
 } ls_tensor;
 
 /* ---- lifetime ---- */
+/* The one validation of a shape, used by every constructor, view and file reader: 0..LS_MAX_DIMS
+ * dims, every size >= 0, and the product of the sizes with each 0 counted as 1 at most LS_MAX_NUMEL.
+ * Counting zeros as 1 keeps the other dims bounded even when the tensor is empty, so that every
+ * contiguous stride, element count and byte count computed from a valid shape fits in int64 with
+ * room to spare. Sets *numel (may be NULL). Errors (LS_ERR_ARG) name `who` and the shape:
+ *   "zeros: shape [0x4611686018427387904x4] is too large (2^40 elements at most, counting 0 as 1)" */
+ls_status ls_shape_check(const char *who, int ndim, const int64_t *shape, int64_t *numel);
 ls_tensor *ls_tensor_new(ls_dtype dtype, int ndim, const int64_t *shape);   /* uninitialised, contiguous */
 /* Uninitialised, ref's shape, in ref's memory order when ref is dense (its strides a permutation of
  * a contiguous layout: a transposed matrix, a permuted batch), else contiguous; torch's empty_like.
@@ -47,6 +56,11 @@ ls_tensor *ls_tensor_new(ls_dtype dtype, int ndim, const int64_t *shape);   /* u
 ls_tensor *ls_tensor_new_like(ls_dtype dtype, const ls_tensor *ref);
 ls_tensor *ls_tensor_retain(ls_tensor *t);   /* returns t */
 void ls_tensor_release(ls_tensor *t);
+/* The hook through which ls_tensor_release frees the autograd node a tensor owns (t->grad_fn).
+ * engine/tensor sits below engine/autograd and never calls into it; autograd registers its node
+ * destructor here before it attaches the first node to a tensor. */
+typedef void (*ls_node_release_fn)(struct ls_node *node);
+void ls_tensor_set_node_release(ls_node_release_fn fn);
 /* A new tensor header sharing t's storage (no autograd state): the building block of views. */
 ls_tensor *ls_tensor_alias(const ls_tensor *t);
 

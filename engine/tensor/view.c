@@ -69,43 +69,47 @@ ls_tensor *ls_view_reshape(const ls_tensor *t, int ndim, const int64_t *shape_in
         ls_error_set(LS_ERR_ARG, "reshape: %d dimensions (at most %d supported)", ndim, LS_MAX_DIMS);
         return NULL;
     }
-    int64_t shape[LS_MAX_DIMS], known = 1;
+    char b[LS_SHAPE_STR_MAX];
+    int64_t shape[LS_MAX_DIMS] = {0}, known = 1;
     int infer = -1;
     for (int i = 0; i < ndim; i++) {
         shape[i] = shape_in[i];
         if (shape[i] == -1) {
             if (infer >= 0) {
-                ls_error_set(LS_ERR_ARG, "reshape: only one dimension can be -1");
+                ls_error_set(LS_ERR_ARG, "reshape: only one dimension can be -1, got %s",
+                             ls_shape_str(ndim, shape_in, b, sizeof b));
                 return NULL;
             }
             infer = i;
-        } else if (shape[i] < 0) {
-            ls_error_set(LS_ERR_ARG, "reshape: invalid size %lld", (long long)shape[i]);
-            return NULL;
-        } else {
-            known *= shape[i];
+            shape[i] = 1;   /* for ls_shape_check below, until it is known */
         }
     }
+    if (ls_shape_check("reshape", ndim, shape, &known)) return NULL;
     int64_t numel = ls_tensor_numel(t);
     if (infer >= 0) {
         if (known == 0 || numel % known != 0) {
-            char b[LS_SHAPE_STR_MAX];
             ls_error_set(LS_ERR_ARG, "reshape: cannot reshape %s (%lld elements) into %s",
                          ls_tensor_shape_str(t), (long long)numel,
                          ls_shape_str(ndim, shape_in, b, sizeof b));
             return NULL;
         }
         shape[infer] = numel / known;
-        known *= shape[infer];
+        known = numel;
     }
     if (known != numel) {
-        char b[LS_SHAPE_STR_MAX];
         ls_error_set(LS_ERR_ARG, "reshape: cannot reshape %s (%lld elements) into %s",
                      ls_tensor_shape_str(t), (long long)numel, ls_shape_str(ndim, shape_in, b, sizeof b));
         return NULL;
     }
     int64_t stride[LS_MAX_DIMS];
-    if (numel > 0 && ls_reshape_strides(t, ndim, shape, stride)) {
+    if (numel == 0) {   /* no element to address: any strides do, take the contiguous ones */
+        int64_t st = 1;
+        for (int i = ndim - 1; i >= 0; i--) {
+            stride[i] = st;
+            st *= shape[i] ? shape[i] : 1;
+        }
+    }
+    if (numel == 0 || ls_reshape_strides(t, ndim, shape, stride)) {
         ls_tensor *v = ls_tensor_alias(t);
         if (!v) return NULL;
         v->ndim = ndim;
@@ -113,6 +117,8 @@ ls_tensor *ls_view_reshape(const ls_tensor *t, int ndim, const int64_t *shape_in
         memcpy(v->stride, stride, sizeof(int64_t) * (size_t)ndim);
         return v;
     }
+    /* Not expressible as strides over t's layout: copy first (the copy is contiguous, so the second
+     * call always takes the branch above). */
     ls_tensor *c = ls_tensor_clone(t);
     if (!c) return NULL;
     ls_tensor *v = ls_view_reshape(c, ndim, shape);
@@ -160,10 +166,12 @@ ls_tensor *ls_view_narrow(const ls_tensor *t, int dim, int64_t start, int64_t le
         return NULL;
     }
     if (ls_check_dim("narrow", t->ndim, &dim)) return NULL;
-    if (start < 0 || length < 0 || start + length > t->shape[dim]) {
-        ls_error_set(LS_ERR_ARG, "narrow: range [%lld, %lld] out of bounds for dimension %d of size %lld",
-                     (long long)start + 1, (long long)(start + length), dim + 1,
-                     (long long)t->shape[dim]);
+    /* start > size - length, not start + length > size: the sum could overflow */
+    if (start < 0 || length < 0 || start > t->shape[dim] || length > t->shape[dim] - start) {
+        ls_error_set(LS_ERR_ARG, "narrow: start %lld and length %lld out of bounds for dimension %d "
+                     "of size %lld in %s", (long long)(start < INT64_MAX ? start + 1 : start),
+                     (long long)length, dim + 1,
+                     (long long)t->shape[dim], ls_tensor_shape_str(t));
         return NULL;
     }
     ls_tensor *v = ls_tensor_alias(t);
@@ -243,28 +251,38 @@ ls_tensor *ls_view_unsqueeze(const ls_tensor *t, int dim)
 
 ls_tensor *ls_view_expand(const ls_tensor *t, int ndim, const int64_t *shape)
 {
+    char b[LS_SHAPE_STR_MAX];
     if (ndim < t->ndim || ndim > LS_MAX_DIMS) {
-        char b[LS_SHAPE_STR_MAX];
-        ls_error_set(LS_ERR_ARG, "expand: cannot expand %s to %s", ls_tensor_shape_str(t),
-                     ls_shape_str(ndim, shape, b, sizeof b));
+        ls_error_set(LS_ERR_ARG, "expand: cannot expand %s to %s (%d dims given, %s)",
+                     ls_tensor_shape_str(t), ls_shape_str(ndim < 0 ? 0 : ndim, shape, b, sizeof b),
+                     ndim, ndim > LS_MAX_DIMS ? "too many" : "fewer than the tensor has");
         return NULL;
     }
-    ls_tensor *v = ls_tensor_alias(t);
-    if (!v) return NULL;
+    int64_t want[LS_MAX_DIMS], stride[LS_MAX_DIMS];
     for (int i = 0; i < ndim; i++) {
         int ti = i - (ndim - t->ndim);
         int64_t ts = ti >= 0 ? t->shape[ti] : 1;
-        int64_t want = shape[i] == -1 ? ts : shape[i];
-        if (ts != want && ts != 1) {
-            char b[LS_SHAPE_STR_MAX];
-            ls_tensor_release(v);
-            ls_error_set(LS_ERR_ARG, "expand: cannot expand %s to %s", ls_tensor_shape_str(t),
-                         ls_shape_str(ndim, shape, b, sizeof b));
+        /* -1 keeps an existing dim; a new leading dim needs a size */
+        if (shape[i] < -1 || (shape[i] == -1 && ti < 0)) {
+            ls_error_set(LS_ERR_ARG, "expand: invalid size %lld for dimension %d in %s (sizes must "
+                         "be >= 0, or -1 to keep one of the tensor's dims)", (long long)shape[i],
+                         i + 1, ls_shape_str(ndim, shape, b, sizeof b));
             return NULL;
         }
-        v->shape[i] = want;
-        v->stride[i] = (ti < 0 || ts != want) ? 0 : t->stride[ti];
+        want[i] = shape[i] == -1 ? ts : shape[i];
+        if (ts != want[i] && ts != 1) {
+            ls_error_set(LS_ERR_ARG, "expand: cannot expand %s to %s (dimension %d has size %lld, "
+                         "not 1)", ls_tensor_shape_str(t), ls_shape_str(ndim, shape, b, sizeof b),
+                         i + 1, (long long)ts);
+            return NULL;
+        }
+        stride[i] = (ti < 0 || ts != want[i]) ? 0 : t->stride[ti];
     }
+    if (ls_shape_check("expand", ndim, want, NULL)) return NULL;
+    ls_tensor *v = ls_tensor_alias(t);
+    if (!v) return NULL;
+    memcpy(v->shape, want, sizeof(int64_t) * (size_t)ndim);
+    memcpy(v->stride, stride, sizeof(int64_t) * (size_t)ndim);
     v->ndim = ndim;
     return v;
 }

@@ -14,6 +14,31 @@ local function as_list(t, who)
   return t, false
 end
 
+local function check_function(f, who)
+  if type(f) ~= "function" then
+    util.fail("%s: argument 1 must be a function, got %s", who, ls.is_tensor(f) and "a Tensor" or type(f))
+  end
+end
+
+local function shape_str(t) return "[" .. table.concat(t:size(), "x") .. "]" end
+
+-- Each direction must be a tensor shaped like its tensor (else the product would blame `mul`).
+local function check_directions(who, ts, ds, tname, dname)
+  if #ds ~= #ts then util.fail("%s: %d %s for %d %s", who, #ds, dname, #ts, tname) end
+  for i = 1, #ts do
+    if not ls.is_tensor(ds[i]) then
+      util.fail("%s: %s[%d] is a %s, not a tensor", who, dname, i, type(ds[i]))
+    end
+    local a, b = ts[i]:size(), ds[i]:size()
+    local same = #a == #b
+    for k = 1, #a do same = same and a[k] == b[k] end
+    if not same then
+      util.fail("%s: %s[%d] has shape %s but %s[%d] has shape %s", who, dname, i, shape_str(ds[i]),
+                tname, i, shape_str(ts[i]))
+    end
+  end
+end
+
 local function unwrap(list, single)
   if single then return list[1] end
   return list
@@ -54,10 +79,12 @@ end
 -- params: tensors with requires_grad; v: tensors of the same shapes.
 -- Exact: the gradient is taken with create_graph and differentiated again; with create_graph the
 -- result is itself recorded (differentiable once more).
+-- e.g. local hv = ls.hvp(function() return (w * w * w):sum() end, w, ls.ones_like(w))
 function M.hvp(f, params, v, opts)
+  check_function(f, "hvp")
   local ps, single = as_list(params, "hvp")
   local vs = as_list(v, "hvp")
-  if #vs ~= #ps then util.fail("hvp: %d directions for %d parameters", #vs, #ps) end
+  check_directions("hvp", ps, vs, "parameters", "directions")
   opts = util.check_options(opts, {create_graph = true}, "hvp")
   local loss = f()
   local g = ls.grad(loss, ps, {create_graph = true})
@@ -69,7 +96,11 @@ function M.hvp(f, params, v, opts)
 end
 
 --- ls.vjp(f, inputs, u) -> (outputs, u^T J): the gradient of <f(inputs), u> w.r.t. inputs.
+-- The product v^T J of a vector with the Jacobian of f's outputs with respect to params, by
+-- reverse mode (one backward pass).
+-- e.g. local g = ls.vjp(function() return w:exp() end, w, ls.ones_like(w))
 function M.vjp(f, inputs, u)
+  check_function(f, "vjp")
   local xs, single = as_list(inputs, "vjp")
   local y = f(table.unpack(xs))
   local g = ls.grad(y, xs, {grad_outputs = u, allow_unused = true})
@@ -81,9 +112,12 @@ end
 
 --- ls.jvp(f, inputs, v) -> (outputs, J v) by the double-vjp trick: with a dummy u that requires grad,
 -- g(u) = J^T u is linear in u, so d<g(u), v>/du = J v. f must return one tensor.
+-- e.g. local jv = ls.jvp(function() return w:exp() end, w, ls.ones_like(w))
 function M.jvp(f, inputs, v)
+  check_function(f, "jvp")
   local xs, single = as_list(inputs, "jvp")
   local vs = as_list(v, "jvp")
+  check_directions("jvp", xs, vs, "inputs", "directions")
   local y = f(table.unpack(xs))
   local u = ls.zeros_like(y):requires_grad()
   local g = ls.grad(y, xs, {grad_outputs = u, create_graph = true, allow_unused = true})
@@ -103,9 +137,12 @@ end
 --- ls.gradcheck(f, inputs, {eps = 1e-6, atol = 1e-6, rtol = 1e-5}) -> true, or false and a message.
 -- Compares ls.grad of sum(f(inputs) * r) (r a fixed random projection) with central differences.
 -- Inputs should be f64 tensors with requires_grad.
+-- e.g. assert(ls.gradcheck(function(a) return a:exp() end, {ls.randn({3},
+--          {dtype = "f64"}):requires_grad()}))
 function M.gradcheck(f, inputs, opts)
   opts = util.check_options(opts, {eps = true, atol = true, rtol = true, seed = true}, "gradcheck")
   local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-6, opts.rtol or 1e-5
+  check_function(f, "gradcheck")
   local xs = as_list(inputs, "gradcheck")
   local y = f(table.unpack(xs))
   local r = ls.rand(y:size(), {seed = opts.seed or 1, dtype = y:type(), lo = -1, hi = 1})

@@ -58,6 +58,7 @@ end
 -- more until n is reached (C = number of distinct labels). The draw walks one random permutation
 -- (ls.randperm(N, {seed = seed})) and keeps an index while its class is below its quota, so the same
 -- seed always gives the same subset, and a larger n's subset is not related to a smaller one's.
+-- e.g. local small = ls.data.balanced_subset(train, 1000, {seed = 1})
 local function balanced_subset(labels, n, seed, who)
     who = who or "balanced_subset"
     local N = #labels
@@ -137,6 +138,10 @@ local STREAM_SHUFFLE, STREAM_CROP, STREAM_FLIP, STREAM_NOISE_PICK, STREAM_NOISE_
     1, 2, 3, 4, 5
 
 local function is_dataset(v) return getmetatable(v) == Dataset end
+--- ls.data.is_dataset(v) -> boolean
+-- Whether v is a Dataset (ls.dataset, ls.data.fashion_mnist, ...).
+-- e.g. ls.data.is_dataset(ls.dataset(ls.zeros(2, 3), ls.tensor({1, 2},
+--          {dtype = "i64"})))   --> true
 M.is_dataset = is_dataset
 
 -- Labels as an i64 tensor [N]: from an i64/u8 tensor or a Lua list of integers.
@@ -207,6 +212,7 @@ end
 -- 1-based class indices (1..C). y may be omitted for an unlabelled set. Also accepts one table
 -- {x = ..., y = ..., classes = ...} (for instance the result of data.idx).
 -- opts: classes = list of class names; source, split, normalization: descriptive fields kept as is.
+-- e.g. local d = ls.dataset(ls.randn({100, 4}), ls.randint(1, 4, {100}))
 M.dataset = public(function(x, y, opts)
     if is_dataset(x) and y == nil then return x end
     if type(x) == "table" then   -- {x = ..., y = ..., classes = ...}
@@ -231,6 +237,8 @@ function Dataset:__tostring()
 end
 
 --- ds:size() -> N, the number of examples (also the field ds.n).
+-- The number of examples.
+-- e.g. print(train:size())
 function Dataset:size() return self.n end
 
 local function need_labels(self, who)
@@ -238,6 +246,8 @@ local function need_labels(self, who)
 end
 
 --- ds:max_label() -> the largest label (the number of classes a model needs at least); cached.
+-- The largest label (the number of classes when the labels are 1..C).
+-- e.g. local classes = train:max_label()
 function Dataset:max_label()
     need_labels(self, "max_label")
     if not self._max_label then
@@ -293,6 +303,7 @@ end
 
 --- ds:subset(indices) -> Dataset of the examples at `indices` (1-based; a list or an i64 tensor), in
 -- that order (repeats allowed). Label noise (clean_y, noisy_indices) is carried over.
+-- e.g. local first = train:subset(ls.arange(1, 101):long())
 function Dataset:subset(indices)
     return take(self, check_indices(self, indices, "subset"))
 end
@@ -300,6 +311,7 @@ end
 --- ds:balanced_subset(n [, {seed = 1}]) -> Dataset of n examples, n // C of each of the C classes
 -- present (the classes with the smallest labels one more until n is reached), drawn by a seeded
 -- walk over one random permutation; kept in their order in ds. See data.balanced_subset.
+-- e.g. local small = train:balanced_subset(100, {seed = 1})
 function Dataset:balanced_subset(n, opts)
     opts = check_options(opts, {seed = true}, "balanced_subset")
     need_labels(self, "balanced_subset")
@@ -321,6 +333,7 @@ end
 -- round(fraction * N) examples and b with the rest, each kept in ds's order. fraction in (0, 1) and
 -- both parts must be non-empty. (Named after torch.utils.data.random_split; the field ds.split
 -- already holds a loader's split name, "train" or "test".)
+-- e.g. local a, b = train:random_split(0.9, {seed = 1})
 function Dataset:random_split(fraction, opts)
     opts = check_options(opts, {seed = true}, "random_split")
     if type(fraction) ~= "number" or not (fraction > 0 and fraction < 1) then
@@ -347,6 +360,7 @@ end
 -- are the mean and (population) standard deviation of all of x, which the result then has as 0
 -- and 1. ds.normalization records the total affine map from the loader's [0, 1] pixels: after a
 -- loader's (m1, s1) and this (m2, s2) it is {mean = m1 + m2 s1, std = s1 s2}.
+-- e.g. local test2 = test:normalize{mean = 0.286, std = 0.353}
 function Dataset:normalize(opts)
     opts = check_options(opts, {mean = true, std = true}, "normalize")
     local m, s = opts.mean, opts.std
@@ -378,6 +392,7 @@ end
 -- one). The result records clean_y (this dataset's labels), noisy_indices (a sorted Lua list of
 -- 1-based positions) and noise_rate = p. Noise applied twice is relative to the labels it is
 -- applied to.
+-- e.g. local noisy = train:with_label_noise(0.2, {seed = 1})
 function Dataset:with_label_noise(p, opts)
     opts = check_options(opts, {seed = true, classes = true}, "with_label_noise")
     need_labels(self, "with_label_noise")
@@ -413,6 +428,8 @@ function Dataset:with_label_noise(p, opts)
 end
 
 --- ds:num_batches(batch [, {drop_last = false}]) -> batches per epoch.
+-- How many batches of this size one pass over the dataset makes (options as batches).
+-- e.g. print(train:num_batches(128))
 function Dataset:num_batches(batch, opts)
     opts = check_options(opts, {drop_last = true}, "num_batches")
     util.posint(batch, "num_batches", "batch")
@@ -514,6 +531,7 @@ end
 -- The iterator runs one small garbage-collector step per batch so that the tensors of the previous
 -- step are freed promptly (Lua's collector does not see tensor memory; without this, a training loop
 -- keeps hundreds of megabytes of dead batches and pays a page fault for every fresh one).
+-- e.g. for x, y in train:batches(128, {shuffle = true, seed = 1}) do end
 function Dataset:batches(batch, opts)
     local who = "batches"
     opts = check_options(opts, {shuffle = true, seed = true, epoch = true, drop_last = true,
@@ -593,6 +611,7 @@ end
 -- Returns a Dataset (see M.dataset) with the fields x = Tensor [N, 1, H, W] (images given as
 -- [N, H, W] gain a channel dim), y = Tensor [N] i64 holding the file's labels + 1 (1-based class
 -- indices), classes = ..., n = N, source = images path, normalization = {mean, std} or nil.
+-- e.g. local d = ls.data.idx{images = "imgs.idx.gz", labels = "labels.idx.gz"}
 local function load_idx(opts)
     local who = (type(opts) == "table" and opts.name) or "idx"
     opts = check_options(opts, {images = true, labels = true, n = true, seed = true, normalize = true,
@@ -680,6 +699,7 @@ M.idx = public(load_idx)
 -- Returns a Dataset (see M.dataset: ds:batches, ds:subset, ...) with the fields x = Tensor
 -- [N, 1, 28, 28], y = Tensor [N] i64 in 1..10, classes = names (classes[y]), n = N, source = images
 -- path, split = split, normalization = {mean, std} (the map applied to the [0, 1] pixels) or nil.
+-- e.g. local train = ls.data.fashion_mnist{split = "train", n = 5000, seed = 1}
 local function fashion_mnist(opts)
     opts = check_options(opts, {split = true, n = true, seed = true, normalize = true, dtype = true,
                                 dir = true}, "fashion_mnist")

@@ -27,7 +27,7 @@
 -- Errors name the method and the column:
 --   "table:matrix: column 'gap' row 7 holds 'n/a', not a number".
 local ls = require "landscape"
-local csv = require "landscape.csv"
+local csv = require "landscape.io.csv"
 local util = require "landscape.util"
 
 local fail, public = util.fail, util.public
@@ -45,6 +45,8 @@ local function make(names, cols, n)
 end
 
 --- ls.table.is_table(v)
+-- Whether v is a column table (ls.table).
+-- e.g. ls.table.is_table(ls.table.from_rows({{a = 1}}))   --> true
 function M.is_table(v) return getmetatable(v) == Table end
 
 -- Levenshtein distance, for "did you mean".
@@ -136,6 +138,7 @@ end
 
 --- ls.table.from_columns(names, data): data maps each name to a list or a 1-D Tensor, all of one
 -- length.
+-- e.g. local t = ls.table.from_columns({"a", "b"}, {a = {1, 2}, b = {3, 4}})
 M.from_columns = public(function(names, data)
     local who = "table.from_columns"
     names = names_arg(names, who)
@@ -166,6 +169,7 @@ end)
 
 --- ls.table.from_rows(rows [, {columns = names}]): rows is a list of tables name -> value; the
 -- columns default to every key used, sorted (Lua tables have no key order).
+-- e.g. local t = ls.table.from_rows({{a = 1, b = 3}, {a = 2, b = 4}})
 M.from_rows = public(function(rows, opts)
     local who = "table.from_rows"
     if type(rows) ~= "table" then fail("%s: rows must be a list of tables", who) end
@@ -213,6 +217,9 @@ M.from_rows = public(function(rows, opts)
 end)
 
 --- ls.table.read_csv(path): through the libcsv reader (ls.io.csv_read); see the header for types.
+-- A table from a CSV file, its columns in the file's order (numbers where every value parses,
+-- strings otherwise).
+-- e.g. local t = ls.table.read_csv("out/study.csv"); print(t.n)
 M.read_csv = public(function(path)
     if type(path) ~= "string" then
         fail("table.read_csv: path must be a string, got %s", type(path))
@@ -235,6 +242,7 @@ end)
 
 --- t:write_csv(path [, {append = false}]): columns in t.columns order, through csv.write (atomic
 -- replace; append checks the header). NaN is written as "nan".
+-- e.g. t:write_csv("out/study.csv")
 Table.write_csv = public(function(t, path, opts)
     opts = util.check_options(opts, {append = true}, "table:write_csv")
     local rows = {}
@@ -243,10 +251,14 @@ Table.write_csv = public(function(t, path, opts)
 end)
 
 --- t:has(name), t:kind(name) -> "number" | "string"
+-- Whether the table has a column of this name.
+-- e.g. if t:has("gap") then print(t:column("gap")[1]) end
 function Table:has(name) return self._cols[name] ~= nil end
 Table.kind = public(function(t, name) return col(t, name, "table:kind").kind end)
 
 --- t:column(name): a Tensor f64 [n] for a numeric column, a list of strings (a copy) for text.
+-- A numeric column as an f64 tensor [n]; a text column as a list of strings (a copy).
+-- e.g. local gap = t:column("gap")
 Table.column = public(function(t, name)
     local c = col(t, name, "table:column")
     if c.kind == "number" then return ls.tensor(c.v, {dtype = "f64"}) end
@@ -254,11 +266,15 @@ Table.column = public(function(t, name)
 end)
 
 --- t:values(name): the column's Lua values (a copy; numbers stay Lua numbers).
+-- A column's values as a Lua list (a copy; numbers stay Lua numbers).
+-- e.g. for _, v in ipairs(t:values("gap")) do print(v) end
 Table.values = public(function(t, name)
     return {table.unpack(col(t, name, "table:values").v)}
 end)
 
 --- t:row(i) -> {name = value}
+-- Row i as a table keyed by column name.
+-- e.g. local r = t:row(1); print(r.gap)
 Table.row = public(function(t, i)
     if math.type(i) ~= "integer" or i < 1 or i > t.nrows then
         fail("table:row: row %s out of range 1..%d", tostring(i), t.nrows)
@@ -269,6 +285,8 @@ Table.row = public(function(t, i)
 end)
 
 --- for i, row in t:rows() do ... end
+-- An iterator over the rows: the index and a table keyed by column name.
+-- e.g. for i, r in t:rows() do print(i, r.gap) end
 function Table:rows()
     local i = 0
     return function()
@@ -290,6 +308,8 @@ local function take(t, idx, names)
 end
 
 --- t:select(names): those columns, in the order given.
+-- A table of the named columns, in that order.
+-- e.g. local t2 = t:select{"width", "gap"}
 Table.select = public(function(t, names)
     names = names_arg(names, "table:select")
     local cols, seen = {}, {}
@@ -302,6 +322,8 @@ Table.select = public(function(t, names)
 end)
 
 --- t:drop(names): every column but those.
+-- The table without the named columns.
+-- e.g. local t2 = t:drop{"seed"}
 Table.drop = public(function(t, names)
     names = names_arg(names, "table:drop")
     local gone = {}
@@ -317,6 +339,8 @@ Table.drop = public(function(t, names)
 end)
 
 --- t:rename({old = "new", ...}): the columns keep their places.
+-- The table with columns renamed (old = new pairs).
+-- e.g. local t2 = t:rename{acc = "test_acc"}
 Table.rename = public(function(t, map)
     if type(map) ~= "table" then fail("table:rename: expected a table {old = \"new\"}") end
     for old, new in pairs(map) do
@@ -336,6 +360,7 @@ end)
 
 --- t:filter(pred): pred is a function(row, i) -> truthy, or a table {name = value or list of
 -- values} (rows whose every named column equals the value or one of the list).
+-- e.g. local small = t:filter(function(r) return r.width < 256 end)
 Table.filter = public(function(t, pred)
     local who = "table:filter"
     local keep = {}
@@ -370,6 +395,7 @@ end)
 
 --- t:derive(name, f): a new (or replaced, in place) column; f is a function(row, i) -> value, a
 -- list of n values or a Tensor [n].
+-- e.g. t = t:derive("gap", function(r) return r.train_acc - r.test_acc end)
 Table.derive = public(function(t, name, f)
     local who = "table:derive"
     if type(name) ~= "string" then
@@ -399,6 +425,8 @@ local function less(a, b)
 end
 
 --- t:sort_by(names [, {descending = false}]): a stable sort on the columns in order.
+-- The rows stably sorted on the named columns in order; descending = true reverses.
+-- e.g. local t2 = t:sort_by({"gap"}, {descending = true})
 Table.sort_by = public(function(t, names, opts)
     local who = "table:sort_by"
     names = names_arg(names, who)
@@ -421,6 +449,8 @@ Table.sort_by = public(function(t, names, opts)
 end)
 
 --- t:unique(name) -> the distinct values of a column, sorted.
+-- The distinct values of a column, sorted.
+-- e.g. for _, w in ipairs(t:unique("width")) do print(w) end
 Table.unique = public(function(t, name)
     local seen, out = {}, {}
     for _, v in ipairs(col(t, name, "table:unique").v) do
@@ -438,6 +468,7 @@ end
 
 --- t:group_by(names) -> a list of groups {key = {name = value}, table = rows of the group, rows =
 -- their row numbers in t}, sorted by the key values.
+-- e.g. for _, g in ipairs(t:group_by{"depth"}) do print(g.key.depth, g.table.n) end
 Table.group_by = public(function(t, names)
     local who = "table:group_by"
     names = names_arg(names, who)
@@ -473,6 +504,7 @@ end)
 -- in the key columns `on` (a name or a list); every match gives a row (t's order, then u's).
 -- how = "left" keeps unmatched rows of t with NaN / "" in u's columns. Non-key columns present in
 -- both tables are an error (rename or select first).
+-- e.g. local both = t:join(measures, "run_id")
 Table.join = public(function(t, u, on, opts)
     local who = "table:join"
     if not M.is_table(u) then fail("%s: expected a table to join with, got %s", who, type(u)) end
@@ -536,6 +568,7 @@ end)
 
 --- t:matrix(names [, {nan = "error"}]) -> Tensor f64 [n x #names]. Text cells must read as numbers
 -- (else an error naming the column, row and cell); NaN is an error unless nan = "keep".
+-- e.g. local X = t:matrix({"margin_q25", "margin_q50"})
 Table.matrix = public(function(t, names, opts)
     local who = "table:matrix"
     names = names_arg(names, who)
@@ -572,6 +605,8 @@ Table.matrix = public(function(t, names, opts)
 end)
 
 --- t:head([k = 10]): the first k rows.
+-- The first k rows (default 10) as a new table.
+-- e.g. print(t:head(5))
 function Table:head(k)
     k = math.min(k or 10, self.nrows)
     local idx = {}
@@ -581,6 +616,7 @@ end
 
 --- ls.table.concat(tables): the rows of each table in turn; all must have the same column names
 -- (in any order; the first table's order is kept) and kinds.
+-- e.g. local all = ls.table.concat({shard1, shard2})
 M.concat = public(function(list)
     local who = "table.concat"
     if type(list) ~= "table" or #list == 0 then

@@ -20,17 +20,37 @@ local fail = M.fail
 -- outermost one adds a position, so a message carries exactly one: the user's line.
 local depth = 0
 
+-- The folder of the library's Lua files ("/.../lualib/landscape/"): an error raised by a C function
+-- called from a library line carries that line's position ("/.../nn/module.lua:311: save: ..."),
+-- which says nothing to the user; the outermost public function drops it before adding the user's.
+local LIBDIR = (debug.getinfo(1, "S").source:match("^@(.*/)util%.lua$") or "")
+local LIBPOS = "^" .. LIBDIR:gsub("%p", "%%%0") .. "[^:]*%.lua:%d+: "
+
+-- wrapper -> the function it wraps (for help: the wrapped function's source holds its doc)
+local inner = setmetatable({}, {__mode = "k"})
+
 --- Wrap fn so that its errors are re-raised at the caller's line; all results are passed through.
 -- A public function called by another one (inside the library) passes errors on unchanged.
 function M.public(fn)
-    return function(...)
+    local w = function(...)
         depth = depth + 1
         local res = table.pack(pcall(fn, ...))
         depth = depth - 1
-        if not res[1] then error(res[2], depth == 0 and 2 or 0) end
+        if not res[1] then
+            local err = res[2]
+            if depth == 0 and type(err) == "string" and LIBDIR ~= "" then
+                err = err:gsub(LIBPOS, "", 1)
+            end
+            error(err, depth == 0 and 2 or 0)
+        end
         return table.unpack(res, 2, res.n)
     end
+    inner[w] = fn
+    return w
 end
+
+--- The function a public() wrapper wraps (f itself when it is not one).
+function M.unwrap(f) return inner[f] or f end
 
 --- The sorted names of a set {name = true, ...}.
 function M.sorted_keys(set)

@@ -7,7 +7,7 @@
 --   report.main(study, opts, {factors = {...}})      -- the --analyze action; returns 0 or 1
 --   local claims = report.claims(res, {command = ..., commit = ...})  -- rows, from an analysis
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 local merge = require "landscape.study.merge"
 local store = require "landscape.study.store"
 local A = require "gg.analysis"

@@ -255,6 +255,25 @@ static void test_memory_steady(void)
     CHECK(ls_alloc_live_bytes() == base);
 }
 
+/* A graph as long as a training run's (a million ops in a chain) is freed without recursion: each
+ * release used to recurse into the inputs and overflowed the stack near 300 000 ops. */
+static void test_long_graph_release(void)
+{
+    size_t live = ls_alloc_live_bytes();
+    ls_tensor *x = ls_tensor_full(LS_F32, 1, (int64_t[]){1}, 1.0);
+    ls_requires_grad_(x, true);
+    ls_tensor *y = ls_tensor_retain(x);
+    for (int i = 0; i < 1000000 && y; i++) {
+        ls_tensor *z = ls_add_scalar(y, 1.0);
+        ls_tensor_release(y);
+        y = z;
+    }
+    CHECK(y && y->grad_fn && ls_tensor_get_flat(y, 0) == 1000001.0);
+    ls_tensor_release(y);   /* frees the whole chain */
+    ls_tensor_release(x);
+    CHECK(ls_alloc_live_bytes() == live);
+}
+
 int main(void)
 {
     size_t live0 = ls_alloc_live_bytes();
@@ -262,6 +281,7 @@ int main(void)
     test_hessian();
     test_accumulate_and_errors();
     test_memory_steady();
+    test_long_graph_release();
     for (int i = 0; i < NP; i++) ls_tensor_release(P[i]);
     ls_tensor_release(X);
     ls_tensor_release(Y);

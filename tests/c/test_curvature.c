@@ -162,6 +162,64 @@ static void test_lanczos(void)
     ls_tensor_release(A);
 }
 
+/* Thick restart: a basis of ncv columns much smaller than the steps taken. Against the dense
+ * spectrum: the wanted values to 1e-8, explicit residuals, orthonormal Ritz vectors; f32 too. */
+static void test_lanczos_restart(void)
+{
+    enum { N = 400 };
+    double lam[N], asc[N];
+    ls_rng r;
+    ls_rng_init(&r, 77);
+    ls_rng_normal(&r, LS_F64, lam, N, 0.0, 0.05);   /* a bulk near 0 */
+    static const double out[] = {5.0, 4.6, 4.4, 3.0, 2.5, 2.0, -0.4, -0.3, -0.28};
+    for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) lam[11 * i + 5] = out[i];
+    memcpy(asc, lam, sizeof lam);
+    qsort(asc, N, sizeof(double), cmp_desc);   /* descending */
+    ls_tensor *A = make_sym(N, lam, 78);
+    ls_linop op;
+    CHECK(ls_linop_dense(&op, A) == LS_OK);
+    static const struct { int k, ncv; ls_eig_which which; } cases[] = {
+        {3, 10, LS_EIG_LARGEST}, {3, 8, LS_EIG_SMALLEST}, {6, 16, LS_EIG_BOTH}, {1, 4, LS_EIG_LARGEST}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int k = cases[ci].k;
+        ls_lanczos_opts o = {.k = k, .which = cases[ci].which, .seed = 9, .tol = 1e-10,
+                             .max_iter = 3000, .ncv = cases[ci].ncv, .want_vectors = true};
+        ls_eig_result res;
+        CHECK(ls_lanczos(&op, &o, &res) == LS_OK);
+        CHECK(res.all_converged);
+        CHECK(res.iterations > cases[ci].ncv);   /* it did restart */
+        for (int c = 0; c < k; c++) {
+            double want;
+            if (cases[ci].which == LS_EIG_LARGEST) want = asc[c];
+            else if (cases[ci].which == LS_EIG_SMALLEST) want = asc[N - 1 - c];
+            else want = c < (k + 1) / 2 ? asc[c] : asc[N - 1 - (c - (k + 1) / 2)];
+            CHECK_NEAR(res.values[c], want, 1e-8 * fabs(want));
+            CHECK(eig_residual(A, &res, c) < 1e-8);
+            for (int c2 = 0; c2 <= c; c2++) {   /* orthonormal */
+                double d = 0;
+                for (int64_t i = 0; i < N; i++)
+                    d += ls_tensor_get_flat(res.vectors, i * k + c) *
+                         ls_tensor_get_flat(res.vectors, i * k + c2);
+                CHECK_NEAR(d, c == c2 ? 1.0 : 0.0, 1e-7);
+            }
+        }
+        ls_eig_result_free(&res);
+    }
+    /* an f32 operator: its own precision */
+    ls_tensor *A32 = ls_tensor_cast(A, LS_F32);
+    ls_linop op32;
+    CHECK(ls_linop_dense(&op32, A32) == LS_OK);
+    ls_lanczos_opts o = {.k = 3, .which = LS_EIG_LARGEST, .seed = 9, .tol = 1e-5, .max_iter = 3000,
+                         .ncv = 10};
+    ls_eig_result res;
+    CHECK(ls_lanczos(&op32, &o, &res) == LS_OK);
+    CHECK(res.all_converged && res.iterations > 10);
+    for (int c = 0; c < 3; c++) CHECK_NEAR(res.values[c], asc[c], 1e-5 * asc[c]);
+    ls_eig_result_free(&res);
+    ls_tensor_release(A32);
+    ls_tensor_release(A);
+}
+
 /* Plain Lanczos (three-term recurrence, no reorthogonalisation) from v0, stopped by the same residual
  * test on the top Ritz value; returns the number of matvecs. */
 static int plain_lanczos_matvecs(const ls_tensor *A, const double *v0, double tol, double *theta)
@@ -456,7 +514,10 @@ static void test_errors(void)
     ls_linop bad = op;
     bad.n = 0;
     CHECK(ls_lanczos(&bad, &(ls_lanczos_opts){.k = 1}, &r) == LS_ERR_ARG);
-    CHECK(strstr(ls_error_message(), "operator size must be >= 1") != NULL);
+    CHECK(strstr(ls_error_message(), "operator size must be in 1..2^40, got 0") != NULL);
+    bad.n = INT64_C(1) << 62;   /* n * sizeof(double) would wrap: refused before any allocation */
+    CHECK(ls_slq(&bad, 10, 1, 1, &s) == LS_ERR_ARG);
+    CHECK(strstr(ls_error_message(), "operator size must be in 1..2^40") != NULL);
     bad = op;
     bad.dtype = LS_I64;
     CHECK(ls_trace_estimate(&bad, LS_TRACE_HUTCHINSON, 3, 1, &t) == LS_ERR_ARG);
@@ -500,7 +561,7 @@ static void test_thread_independence(void)
     enum { N = 50000, COLS = 5 };
     ls_linop op = {.n = N, .dtype = LS_F64, .matvec = tridiag_matvec};
     int saved = ls_get_threads();
-    ls_eig_result r[2];
+    ls_eig_result r[2], rr[2];
     ls_trace_result t[2];
     ls_slq_result q[2];
     for (int th = 0; th < 2; th++) {
@@ -508,6 +569,8 @@ static void test_thread_independence(void)
         ls_lanczos_opts o = {.k = 2, .which = LS_EIG_LARGEST, .tol = 1e-3, .seed = 3,
                              .max_iter = 40, .want_vectors = true};
         CHECK(ls_lanczos(&op, &o, &r[th]) == LS_OK);
+        o.ncv = 6;   /* with thick restarts (and their row-blocked rotation of the basis) */
+        CHECK(ls_lanczos(&op, &o, &rr[th]) == LS_OK);
         CHECK(ls_trace_estimate(&op, LS_TRACE_HUTCHPP, 9, 5, &t[th]) == LS_OK);
         CHECK(ls_slq(&op, 12, 2, 7, &q[th]) == LS_OK);
     }
@@ -519,8 +582,14 @@ static void test_thread_independence(void)
     CHECK(memcmp(q[0].nodes, q[1].nodes, sizeof(double) * 24) == 0 &&
           memcmp(q[0].weights, q[1].weights, sizeof(double) * 24) == 0);
     CHECK(r[0].values[0] > 4.0 && r[0].values[0] <= 5.0);   /* Gershgorin: the spectrum is in [0, 5] */
+    CHECK(rr[0].iterations == rr[1].iterations && rr[0].iterations > 6);
+    CHECK(memcmp(rr[0].values, rr[1].values, sizeof(double) * 2) == 0);
+    CHECK(rr[0].vectors && rr[1].vectors &&
+          memcmp(ls_tensor_data(rr[0].vectors), ls_tensor_data(rr[1].vectors),
+                 sizeof(double) * N * 2) == 0);
     for (int th = 0; th < 2; th++) {
         ls_eig_result_free(&r[th]);
+        ls_eig_result_free(&rr[th]);
         ls_slq_result_free(&q[th]);
     }
 
@@ -562,6 +631,36 @@ static void test_thread_independence(void)
         amax = ar > amax ? ar : amax;
     }
     CHECK(amax < 1e-12);
+
+    /* the fused Lanczos passes: v = u s in place, w = raw s - b vp, <v, w>; w -= a v, ||w||^2 and
+     * w's f32 copy; the first non-finite entry of raw */
+    float *raw = malloc(sizeof(float) * N);
+    double *w = malloc(sizeof(double) * N), *u = malloc(sizeof(double) * N);
+    for (int64_t i = 0; i < N; i++) {
+        raw[i] = (float)(check_uniform() - 0.5);
+        u[i] = V[N + i];
+    }
+    double alpha = 0;
+    CHECK(curv_lz_recur(N, LS_F32, raw, 0.25, 0.5, V, u, w, &alpha) == -1);
+    long double ad = 0, nd = 0;
+    double wmax = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double want = (double)raw[i] * 0.25 - 0.5 * V[i];
+        wmax = fmax(wmax, fabs(w[i] - want) + fabs(u[i] - V[N + i] * 0.25));
+        ad += (long double)(V[N + i] * 0.25) * want;
+    }
+    CHECK(wmax == 0);
+    CHECK_NEAR(alpha, (double)ad, 1e-11);
+    double ss = curv_lz_sub(N, alpha, u, w, LS_F32, raw);
+    for (int64_t i = 0; i < N; i++) nd += (long double)w[i] * w[i];
+    CHECK_NEAR(ss, (double)nd, 1e-9 * (double)nd);
+    CHECK(raw[7] == (float)w[7] && raw[N - 1] == (float)w[N - 1]);
+    raw[N - 3] = NAN;
+    raw[N - 2] = INFINITY;
+    CHECK(curv_lz_recur(N, LS_F32, raw, 1.0, 0.0, NULL, u, w, &alpha) == N - 3);
+    free(u);
+    free(raw);
+    free(w);
     free(V);
     free(x);
     free(y1);
@@ -574,6 +673,7 @@ int main(void)
     test_thread_independence();
     test_lanczos();
     test_lanczos_vs_plain();
+    test_lanczos_restart();
     test_power();
     test_trace();
     test_diag();

@@ -10,50 +10,13 @@
 #include <zlib.h>
 
 #include "check.h"
+#include "files.h"
 #include "core/alloc.h"
 #include "data/csv.h"
 #include "data/idx.h"
 #include "data/json.h"
 #include "data/safetensors.h"
 #include "tensor/tensor.h"
-
-static char tmpdir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    fwrite(p, 1, n, f);
-    fclose(f);
-}
-
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc((size_t)len + 1);
-    *n = fread(p, 1, (size_t)len, f);
-    fclose(f);
-    return p;
-}
-
-static bool msg_has(const char *needle)
-{
-    bool ok = strstr(ls_error_message(), needle) != NULL;
-    if (!ok) fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", ls_error_message(), needle);
-    return ok;
-}
 
 /* A tensor of the given dtype and shape holding values derived from the element index (with sign
  * changes and fractions where the dtype allows them). */
@@ -174,7 +137,10 @@ static void test_idx_errors(void)
         {"short data", {0, 0, 8, 2, 0, 0, 0, 3, 0, 0, 0, 3, 1, 2}, 14,
          "expected 9 bytes of data, got 2"},
         {"trailing", {0, 0, 8, 1, 0, 0, 0, 1, 5, 6}, 10, "trailing bytes after the 1 bytes"},
-        {"empty", {0}, 0, "too short"},
+        {"empty", {0}, 0, "truncated: expected 4 bytes for the 4-byte IDX magic, got 0"},
+        /* a zero dim does not unbound the others (strides would overflow int64) */
+        {"zero dim", {0, 0, 8, 3, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}, 16,
+         "dims: shape [0x4294967295x4294967295] is too large"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         ls_error_clear();
@@ -199,6 +165,27 @@ static void test_idx_errors(void)
     gzwrite(gz, liar, sizeof liar);
     gzclose(gz);
     CHECK(ls_idx_read(tmp_path("liar.idx.gz")) == NULL && msg_has("more than this compressed"));
+    /* Damaged gzip files are named as such, with zlib's reason, not as short IDX files. */
+    int64_t shape[2] = {3, 4};
+    ls_tensor *t = make_tensor(LS_U8, 2, shape);
+    CHECK(ls_idx_write(tmp_path("ok.idx.gz"), t) == LS_OK);
+    ls_tensor_release(t);
+    size_t n;
+    unsigned char *g = read_bytes(tmp_path("ok.idx.gz"), &n);
+    g[n - 8] ^= 0xFF;   /* the CRC-32 of the trailer */
+    write_bytes(tmp_path("crc.idx.gz"), g, n);
+    CHECK(ls_idx_read(tmp_path("crc.idx.gz")) == NULL &&
+          msg_has("crc.idx.gz: corrupt gzip data (zlib: incorrect data check)"));
+    g[n - 8] ^= 0xFF;
+    write_bytes(tmp_path("half.idx.gz"), g, n - 12);
+    CHECK(ls_idx_read(tmp_path("half.idx.gz")) == NULL &&
+          msg_has("half.idx.gz: truncated gzip file (zlib: unexpected end of file)"));
+    const unsigned char junk[] = {0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3, 0xFF, 0xFF, 0xFF, 0xFF};
+    write_bytes(tmp_path("junk.idx.gz"), junk, sizeof junk);
+    CHECK(ls_idx_read(tmp_path("junk.idx.gz")) == NULL &&
+          msg_has("junk.idx.gz: corrupt gzip data (zlib: ") &&
+          !strstr(ls_error_message(), "magic"));
+    free(g);
 }
 
 /* Cut a small file (raw and gzip) at every byte: each prefix must fail cleanly. */
@@ -493,13 +480,13 @@ static void test_st_malformed(void)
     static const struct { const char *header; const char *expect; } cases[] = {
         {"", "too short for a JSON object"},
         {"{", "too short for a JSON object"},
-        {"{\"a\":{" T24 "}", "unterminated object"},
+        {"{\"a\":{" T24 "}", "'}' expected near end of file"},
         {"[]", "does not start with '{'"},
         {" {\"a\":{" T24 "}}", "does not start with '{'"},
-        {"{\"a\":{" T24 "}}x", "trailing characters"},
-        {"{\"a\":{" T24 "},}", "expected a string key"},
-        {"{\"a\":{" T24 "},\"a\":{" T24 "}}", "duplicate key \"a\""},
-        {"{\"a\":{" T24 ",\"dtype\":\"F32\"}}", "duplicate key \"dtype\""},
+        {"{\"a\":{" T24 "}}x", "end of file expected near"},
+        {"{\"a\":{" T24 "},}", "string or '}' expected"},
+        {"{\"a\":{" T24 "},\"a\":{" T24 "}}", "duplicate object key near '\"a\"'"},
+        {"{\"a\":{" T24 ",\"dtype\":\"F32\"}}", "duplicate object key near '\"dtype\"'"},
         {"{\"a\":{\"dtype\":\"F33\",\"shape\":[2,3],\"data_offsets\":[0,24]}}", "unsupported dtype \"F33\""},
         {"{\"a\":{\"dtype\":\"U64\",\"shape\":[3],\"data_offsets\":[0,24]}}", "unsupported dtype \"U64\""},
         {"{\"a\":{\"dtype\":5,\"shape\":[2,3],\"data_offsets\":[0,24]}}", "dtype is not a string"},
@@ -509,12 +496,23 @@ static void test_st_malformed(void)
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":{},\"data_offsets\":[0,24]}}", "shape is not an array"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,6],\"data_offsets\":[0,24]}}", "9 dims"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
-         "\"data_offsets\":[0,24]}}", "needs"},
+         "\"data_offsets\":[0,24]}}", "tensor 'a': shape [4294967296x4294967296x4294967296] is too large"},
+        /* a zero dim does not unbound the others (strides would overflow) */
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[0,4611686018427387904,4],\"data_offsets\":[0,0]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}",
+         "tensor 'a': shape [0x4611686018427387904x4] is too large"},
+        /* a NUL in a field name or a dtype is not the field or dtype it starts like: the JSON
+         * parser (Jansson, without JSON_ALLOW_NUL) refuses \u0000 in keys and strings */
+        {"{\"a\":{\"dtype\\u0000x\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}",
+         "invalid JSON header at byte 20: NUL byte in object key"},
+        {"{\"a\":{\"dtype\":\"F32\\u0000\",\"shape\":[6],\"data_offsets\":[0,24]}}",
+         "invalid JSON header at byte 25: \\u0000 is not allowed"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,28]}}", "needs 24 bytes"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[7],\"data_offsets\":[0,28]}}", "exceed the data buffer of 24"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[24,0]}}", "end before they begin"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0]}}", "not a pair"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,99999999999999999999]}}", "not a pair"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,99999999999999999999]}}",
+         "too big integer"},   /* Jansson keeps integers exact: beyond int64 is an error */
         {"{\"a\":{\"shape\":[2,3],\"data_offsets\":[0,24]}}", "missing field \"dtype\""},
         {"{\"a\":{" T24 ",\"extra\":1}}", "unknown field \"extra\""},
         {"{\"a\":5}", "entry 'a' is not an object"},
@@ -523,30 +521,30 @@ static void test_st_malformed(void)
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", "the tensors cover 16"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}", "8 unused bytes"},
         {"{\"a\\x\":{" T24 "}}", "invalid escape"},
-        {"{\"a\tb\":{" T24 "}}", "control character 0x09"},
-        {"{\"a\xC3\x28\":{" T24 "}}", "invalid UTF-8"},
-        {"{\"\xED\xA0\x80\":{" T24 "}}", "invalid UTF-8"},
-        {"{\"\\ud800\":{" T24 "}}", "high surrogate"},
-        {"{\"\\udc00x\":{" T24 "}}", "lone low surrogate"},
-        {"{\"a\\u00\":{" T24 "}}", "bad hex digit"},
+        {"{\"a\tb\":{" T24 "}}", "control character 0x9"},
+        {"{\"a\xC3\x28\":{" T24 "}}", "unable to decode byte"},
+        {"{\"\xED\xA0\x80\":{" T24 "}}", "unable to decode byte"},
+        {"{\"\\ud800\":{" T24 "}}", "invalid Unicode '\\uD800'"},
+        {"{\"\\udc00x\":{" T24 "}}", "invalid Unicode '\\uDC00'"},
+        {"{\"a\\u00\":{" T24 "}}", "invalid escape"},
         {"{\"a\\u0000\":{" T24 "}}", "NUL"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[02,3],\"data_offsets\":[0,24]}}", "leading zero"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[NaN],\"data_offsets\":[0,24]}}", "unexpected character 'N'"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3,],\"data_offsets\":[0,24]}}", "unexpected character ']'"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2 3],\"data_offsets\":[0,24]}}", "expected ',' or ']'"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}", "unterminated object"},
-        {"{'a':{" T24 "}}", "expected a string key"},
-        {"{\"a\" {" T24 "}}", "expected ':'"},
-        {"{/* c */\"a\":{" T24 "}}", "expected a string key"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-],\"data_offsets\":[0,24]}}", "invalid number"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1.],\"data_offsets\":[0,24]}}", "digit expected after '.'"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1e],\"data_offsets\":[0,24]}}", "digit expected in exponent"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24],\"x\":tru}}", "unexpected character 't'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[02,3],\"data_offsets\":[0,24]}}", "invalid token near '0'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[NaN],\"data_offsets\":[0,24]}}", "invalid token near 'NaN'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3,],\"data_offsets\":[0,24]}}", "unexpected token near ']'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2 3],\"data_offsets\":[0,24]}}", "']' expected near '3'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}", "'}' expected near end of file"},
+        {"{'a':{" T24 "}}", "string or '}' expected"},
+        {"{\"a\" {" T24 "}}", "':' expected near '{'"},
+        {"{/* c */\"a\":{" T24 "}}", "string or '}' expected"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-],\"data_offsets\":[0,24]}}", "invalid token near '-'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1.],\"data_offsets\":[0,24]}}", "invalid token near '1.'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1e],\"data_offsets\":[0,24]}}", "invalid token near '1e'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24],\"x\":tru}}", "invalid token near 'tru'"},
         {"{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}", "nesting deeper than 16"},
         {"{\"__metadata__\":{\"k\":1}," "\"a\":{" T24 "}}", "value for 'k' is not a string"},
         {"{\"__metadata__\":[]," "\"a\":{" T24 "}}", "__metadata__ is not an object"},
-        {"{\"__metadata__\":{\"k\":\"v\",\"k\":\"w\"},\"a\":{" T24 "}}", "duplicate key \"k\""},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}} \n\t\x01", "trailing characters"},
+        {"{\"__metadata__\":{\"k\":\"v\",\"k\":\"w\"},\"a\":{" T24 "}}", "duplicate object key near '\"k\"'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}} \n\t\x01", "end of file expected near"},
     };
 #undef T24
     int n_cases = (int)(sizeof cases / sizeof cases[0]);
@@ -597,23 +595,29 @@ static void test_json(void)
     CHECK(v.kind == LS_JSON_OBJ && v.n == 2 && strcmp(v.items[0].key, "a") == 0);
     const ls_json *a = &v.items[0];
     CHECK(a->kind == LS_JSON_ARR && a->n == 7 && a->items[0].is_int && a->items[0].i == 1);
-    CHECK(!a->items[1].is_int && !a->items[2].is_int && a->items[3].truth && !a->items[4].truth);
+    /* -0 is the integer 0 to Jansson (a shape or offset of "-0" reads as 0) */
+    CHECK(!a->items[1].is_int && a->items[2].is_int && a->items[3].truth && !a->items[4].truth);
     CHECK(a->items[5].kind == LS_JSON_NULL && strcmp(a->items[6].s, "s") == 0);
     ls_json_free(&v);
     CHECK(ls_json_parse("9223372036854775807", 19, &v, err, sizeof err) == 0 && v.is_int &&
           v.i == INT64_MAX);
-    CHECK(ls_json_parse("9223372036854775808", 19, &v, err, sizeof err) == 0 && !v.is_int);
-    CHECK(ls_json_parse("", 0, &v, err, sizeof err) == -1 && strstr(err, "end of input"));
-    CHECK(ls_json_parse("1 2", 3, &v, err, sizeof err) == -1 && strstr(err, "at byte 2"));
+    CHECK(ls_json_parse("-9223372036854775808", 20, &v, err, sizeof err) == 0 && !v.is_int);
+    CHECK(ls_json_parse("9223372036854775808", 19, &v, err, sizeof err) == -1 &&
+          strstr(err, "too big integer"));   /* exact or an error, never a rounded double */
+    CHECK(ls_json_parse("9007199254740993", 16, &v, err, sizeof err) == 0 && v.is_int &&
+          v.i == 9007199254740993LL);       /* 2^53 + 1: no double holds it */
+    CHECK(ls_json_parse("", 0, &v, err, sizeof err) == -1 && strstr(err, "at byte 0"));
+    CHECK(ls_json_parse("1 2", 3, &v, err, sizeof err) == -1 && strstr(err, "end of file expected"));
+    CHECK(ls_json_parse("[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]", 35, &v, err, sizeof err) == -1 &&
+          strstr(err, "nesting deeper than 16 levels"));
+    CHECK(ls_json_parse("{\"a\":1,\"a\":2}", 15, &v, err, sizeof err) == -1 &&
+          strstr(err, "duplicate object key"));
+    CHECK(ls_json_utf8_valid("caf\xC3\xA9", 5) && !ls_json_utf8_valid("\xED\xA0\x80", 3));
 }
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ls_test_io_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tmpdir_make("/tmp/ls_test_io_XXXXXX")) return 1;
     size_t live = ls_alloc_live_bytes();
     test_idx_roundtrip();
     test_idx_types();
@@ -627,8 +631,6 @@ int main(void)
     test_st_malformed();
     test_json();
     CHECK(ls_alloc_live_bytes() == live);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    tmpdir_remove();
     return check_done("test_io");
 }

@@ -1,14 +1,16 @@
-/* The fused batch-norm ops (engine/ops/batchnorm.c) and relu_backward (engine/ops/elementwise.c).
+/* The fused batch-norm ops (engine/ops/batchnorm.c, batchnorm_ops.c) and relu_backward
+ * (engine/ops/elementwise.c).
  *
  *   batchnorm, ls_batchnorm_train's statistics, batchnorm_grad_stats, batchnorm_input_grad, and
  *     batchnorm's gradients through autograd: both dtypes, against the composed formula evaluated
  *     in double by plain loops (two-pass mean and variance) on the same input values, for shapes
  *     that take every kernel path: [N, C] and small trailing sizes (the column path, with one and
  *     several channel blocks), trailing sizes >= 16 (the row path, with blocks of 16 and 8 and a
- *     scalar tail), and a non-contiguous input. Tolerance: a few units of the dtype's rounding of
+ *     scalar tail for AVX2, 32, 16 and a scalar tail for AVX-512), and a non-contiguous input. Tolerance: a few units of the dtype's rounding of
  *     the terms involved (f64 results are nearly exact; f32 ones carry f32 elementwise rounding).
  *   Statistics far from zero: |mean| >> std in f32 and f64 (the shifted sums keep the variance).
  *   Thread counts: 1, 2 and 3 threads give bitwise equal results for every op.
+ *   batchnorm_affine (the map the second-order rules use): against its formula, both dtypes.
  *   relu_backward: the mask (0 where x <= 0 or x is NaN, even for an inf or NaN g), broadcasting,
  *     and relu's second derivative (zero) through it.
  *   Errors name the op and the shapes; allocation failures give NULL with LS_ERR_MEM and leak
@@ -114,9 +116,11 @@ static const bn_case cases[] = {
     {3, {5, 4, 3}},       /* column path, S = 3 */
     {3, {3, 20, 13}},     /* column path, two channel blocks (19 channels of 13 fill 247 of 256) */
     {2, {3, 300}},        /* column path, two blocks of 256 and 44 channels */
-    {4, {4, 3, 5, 5}},    /* row path, S = 25: a block of 16, one of 8, a tail of 1 */
+    {4, {4, 3, 5, 5}},    /* row path, S = 25: a block of 16, one of 8, a tail of 1 (AVX2); AVX-512:
+                             16 + a tail of 9 */
     {3, {3, 2, 17}},      /* row path, S = 17: 16 + a tail of 1 */
-    {3, {2, 3, 40}},      /* row path, S = 40: 2 x 16 + 8 */
+    {3, {2, 3, 40}},      /* row path, S = 40: 2 x 16 + 8 (AVX2); AVX-512: 32 + 8, with g 2 x 16 + 8 */
+    {3, {2, 3, 50}},      /* row path, S = 50: AVX-512 32 + 16 + 2, with g 3 x 16 + 2 */
     {4, {5, 6, 14, 14}},  /* row path, S = 196, the CNN's second layer, smaller */
 };
 
@@ -381,6 +385,48 @@ static void test_errors(void)
     ls_tensor_release(x1), ls_tensor_release(xe), ls_tensor_release(bad_st), ls_tensor_release(g2);
 }
 
+/* batchnorm_affine: K0 g + K1 (x - K2) + K3 per channel, against the formula in double, for the
+ * row and column layouts, both dtypes; 1 and 2 threads bitwise. */
+static void test_affine(void)
+{
+    const int64_t shapes[2][4] = {{3, 4, 5, 7}, {6, 5, 1, 1}};
+    const int nds[2] = {4, 2};
+    int saved = ls_get_threads();
+    for (int d = 0; d < 2; d++)
+        for (int sh = 0; sh < 2; sh++) {
+            ls_dtype dt = d ? LS_F64 : LS_F32;
+            int64_t C = shapes[sh][1], kshape[2] = {4, C};
+            ls_tensor *g = make(dt, nds[sh], shapes[sh], 0.0, 1.0);
+            ls_tensor *x = make(dt, nds[sh], shapes[sh], 3.0, 2.0);
+            ls_tensor *K = make(dt, 2, kshape, 0.0, 2.0);
+            ls_set_threads(1);
+            ls_tensor *y = ls_batchnorm_affine(g, x, K);
+            ls_set_threads(2);
+            ls_tensor *y2 = ls_batchnorm_affine(g, x, K);
+            CHECK(y && y2 && memcmp(ls_tensor_data(y), ls_tensor_data(y2),
+                                    ls_dtype_size(dt) * (size_t)ls_tensor_numel(y)) == 0);
+            int64_t n = ls_tensor_numel(x), S = n / (shapes[sh][0] * C);
+            for (int64_t i = 0; y && i < n; i++) {
+                int64_t c = i / S % C;
+                double k0 = ls_tensor_get_flat(K, c), k1 = ls_tensor_get_flat(K, C + c);
+                double k2 = ls_tensor_get_flat(K, 2 * C + c), k3 = ls_tensor_get_flat(K, 3 * C + c);
+                double gv = ls_tensor_get_flat(g, i), xv = ls_tensor_get_flat(x, i);
+                double want = k0 * gv + k1 * (xv - k2) + k3;
+                double mag = fabs(k0 * gv) + fabs(k1) * (fabs(xv) + fabs(k2)) + fabs(k3);
+                CHECK(fabs(ls_tensor_get_flat(y, i) - want) <= 4 * unit(dt) * mag);
+            }
+            ls_tensor_release(y), ls_tensor_release(y2), ls_tensor_release(g);
+            ls_tensor_release(x), ls_tensor_release(K);
+        }
+    ls_set_threads(saved);
+    int64_t s3[3] = {4, 3, 5}, st[2] = {3, 3};
+    ls_tensor *x = make(LS_F32, 3, s3, 0, 1), *bad = make(LS_F32, 2, st, 0, 1);
+    CHECK(ls_batchnorm_affine(x, x, bad) == NULL &&
+          has_msg("batchnorm_affine: coefficients [3x3] should be [4x3]"));
+    CHECK(ls_batchnorm_affine(bad, x, bad) == NULL && has_msg("batchnorm_affine: gradient [3x3]"));
+    ls_tensor_release(x), ls_tensor_release(bad);
+}
+
 static void test_alloc_failures(void)
 {
     int64_t sx[4] = {3, 4, 5, 6}, sc = 4;
@@ -421,6 +467,7 @@ int main(void)
     test_offset_mean();
     test_threads();
     test_relu_backward();
+    test_affine();
     test_errors();
     test_alloc_failures();
     return check_done("ops_batchnorm");

@@ -3,12 +3,15 @@
  *   conv2d, conv2d_input_grad, conv2d_weight_grad: both dtypes, many (N, C, H, W, O, kh, kw,
  *     stride, padding) combinations (non-square inputs and kernels, stride 2 and 3, padding wider
  *     than the kernel, a batch large enough for several slices and chunks), also through
- *     non-contiguous inputs, on both kernel paths (AVX-512 where the CPU has it, and BLAS).
+ *     non-contiguous inputs, on both kernel paths (AVX-512 where the CPU has it, and BLAS); on
+ *     AVX-512, stride-1 cases with Wo = W (forward, input gradient) and C >= 8 (weight gradient)
+ *     take the direct kernels (conv_direct.c), the others the im2col ones.
  *     Tolerance: |got - ref| <= 8 eps sum |terms| + tiny (the forward error bound of a
  *     dot product, with room), eps = 2^-23 (f32) or 2^-52 (f64).
  *   maxpool2d, maxpool2d_scatter, maxpool2d_pick, avgpool2d, avgpool2d_backward: both dtypes, exact
  *     (the reference visits elements in the same order), ties and NaN resolved as PyTorch does.
- *   Thread counts: 1 and 2 threads give bitwise equal pools and AVX-512 convs; BLAS-path convs
+ *   Thread counts: 1 and 2 threads give bitwise equal pools and AVX-512 convs (stride 2 and the
+ *     direct stride-1 kernels); BLAS-path convs
  *     agree to rounding (OpenBLAS may split differently).
  *   Allocation failures: NULL with LS_ERR_MEM, nothing leaked.
  *   Errors: the messages name the op and the shapes. */
@@ -69,6 +72,8 @@ static const conv_case conv_cases[] = {
     {3, 1, 10, 9, 32, 3, 3, 1, 1},   /* a first layer: K = 9 < O = 32 */
     {1, 2, 3, 140, 3, 3, 3, 1, 1},   /* rows too wide for the vector im2col: the scalar one */
     {30, 16, 32, 32, 4, 3, 3, 1, 1}, /* f64: 1.2 MB of columns per image, several slices */
+    {2, 9, 6, 7, 13, 2, 3, 1, 1},    /* stride 1, Wo = W, Ho = H + 1: the direct kernels; 13 rows */
+    {2, 12, 5, 21, 20, 5, 5, 1, 2},  /* 5x5 "same": 105 positions, partial column panels */
 };
 
 static void conv_out(const conv_case *c, int64_t *Ho, int64_t *Wo)
@@ -223,6 +228,7 @@ typedef struct pool_case {
 static const pool_case pool_cases[] = {
     {2, 3, 4, 6, 2, 2}, {1, 2, 5, 5, 3, 1}, {2, 2, 5, 7, 2, 3}, {3, 4, 7, 7, 2, 2},
     {1, 1, 3, 3, 3, 3}, {2, 16, 28, 28, 2, 2},
+    {1, 2, 9, 71, 2, 2},   /* k = s = 2 with 35 windows a row: full vectors and a ragged one */
 };
 
 /* the reference argmax: row-major first maximum, NaN replaces */
@@ -352,12 +358,15 @@ static void test_threads(void)
         ls_dtype d = dtypes[di];
         ls_tensor *x = make(d, 16, 8, 20, 18), *w = make(d, 12, 8, 3, 3);
         ls_tensor *g = make(d, 16, 12, 10, 9), *gp = make(d, 16, 8, 10, 9);
-        ls_tensor *r[2][8];
+        ls_tensor *g1 = make(d, 16, 12, 20, 18), *r[2][11];
         for (int t = 0; t < 2; t++) {
             ls_set_threads(t + 1);
             r[t][0] = ls_conv2d(x, w, 2, 1);
             r[t][1] = ls_conv2d_input_grad(g, w, 2, 1, 20, 18);
             r[t][2] = ls_conv2d_weight_grad(x, g, 2, 1, 3, 3);
+            r[t][8] = ls_conv2d(x, w, 1, 1);   /* stride 1: the direct kernels */
+            r[t][9] = ls_conv2d_input_grad(g1, w, 1, 1, 20, 18);
+            r[t][10] = ls_conv2d_weight_grad(x, g1, 1, 1, 3, 3);
             r[t][3] = ls_maxpool2d(x, 2, 0);
             r[t][4] = ls_maxpool2d_scatter(x, gp, 2, 2);
             r[t][5] = ls_maxpool2d_pick(x, x, 3, 1);
@@ -369,7 +378,8 @@ static void test_threads(void)
          * are per image and with more one per slice, and OpenBLAS's splitting may change the last
          * bits too */
         bool own = strcmp(ls_gemm_path(), "avx512") == 0;
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 11; k++) {
+            if (k == 3) k = 8;   /* 3..7: the pools */
             CHECK(r[0][k] && r[1][k]);
             if (!r[0][k] || !r[1][k]) continue;
             double worst = 0, scale = 0;
@@ -389,8 +399,9 @@ static void test_threads(void)
                        k, ls_dtype_name(d), worst);
         }
         for (int t = 0; t < 2; t++)
-            for (int k = 0; k < 8; k++) ls_tensor_release(r[t][k]);
+            for (int k = 0; k < 11; k++) ls_tensor_release(r[t][k]);
         ls_tensor_release(x), ls_tensor_release(w), ls_tensor_release(g), ls_tensor_release(gp);
+        ls_tensor_release(g1);
     }
     ls_set_threads(saved);
 }
@@ -464,12 +475,14 @@ static void test_errors(void)
     CHECK(r && r->shape[1] == 4 && r->shape[2] == 3 && ls_tensor_get_flat(r, 0) == 0);
     ls_tensor_release(r);
 
-    /* zero-size tensors may have huge other dims: an error, not an overflow */
-    ls_tensor *xh = ls_tensor_zeros(LS_F32, 4, (int64_t[]){0, 1 << 20, 1 << 20, 1 << 20});
-    ls_tensor *wh = ls_tensor_zeros(LS_F32, 4, (int64_t[]){0, 1 << 20, 1 << 20, 1 << 20});
+    /* zero-size tensors keep their other dims bounded (ls_shape_check), yet within that bound a
+     * product of the geometry can still be too large: an error, not an overflow */
+    CHECK(ls_tensor_zeros(LS_F32, 4, (int64_t[]){0, 1 << 20, 1 << 20, 1 << 20}) == NULL);
+    CHECK(has_msg("shape [0x1048576x1048576x1048576] is too large"));
+    ls_tensor *xh = ls_tensor_zeros(LS_F32, 4, (int64_t[]){0, 1 << 13, 1 << 13, 1 << 13});
+    ls_tensor *wh = ls_tensor_zeros(LS_F32, 4, (int64_t[]){0, 1 << 13, 1 << 13, 1 << 13});
     CHECK((r = ls_conv2d(xh, wh, 1, 0)) == NULL);
-    CHECK(has_msg("conv2d: input [0x1048576x1048576x1048576] with weight "
-                  "[0x1048576x1048576x1048576] is too large"));
+    CHECK(has_msg("conv2d: input [0x8192x8192x8192] with weight [0x8192x8192x8192] is too large"));
     ls_tensor_release(xh), ls_tensor_release(wh);
 
     ls_tensor_release(e), ls_tensor_release(x0), ls_tensor_release(w0);

@@ -1,5 +1,6 @@
 /* Tensors: creation, views sharing storage, reshape with and without copies, broadcasting shapes, the
  * strided iterator (through copy/contiguous), casts and error messages. */
+#include <stdbool.h>
 #include <string.h>
 
 #include "check.h"
@@ -144,6 +145,73 @@ static void test_alloc_failure(void)
     ls_alloc_fail_after(0);
 }
 
+static bool msg_has(const char *s) { return strstr(ls_error_message(), s) != NULL; }
+
+/* The one shape rule (ls_shape_check) and the views' overflow-checked arithmetic: every case here
+ * crashed, overflowed or silently gave a wrong size before. */
+static void test_shape_rules(void)
+{
+    int64_t numel = -1;
+    CHECK(ls_shape_check("t", 3, (int64_t[]){2, 0, 5}, &numel) == LS_OK && numel == 0);
+    CHECK(ls_shape_check("t", 2, (int64_t[]){INT64_C(1) << 20, INT64_C(1) << 20}, &numel) == LS_OK &&
+          numel == LS_MAX_NUMEL);
+    CHECK(ls_shape_check("t", 2, (int64_t[]){(INT64_C(1) << 20) + 1, INT64_C(1) << 20}, NULL));
+    CHECK(msg_has("t: shape [1048577x1048576] is too large"));
+    /* a zero dim does not unbound the others: their strides would overflow */
+    CHECK(ls_tensor_zeros(LS_F32, 3, (int64_t[]){0, INT64_C(1) << 62, 4}) == NULL);
+    CHECK(ls_error_code() == LS_ERR_ARG && msg_has("shape [0x4611686018427387904x4] is too large"));
+    CHECK(ls_shape_check("t", 2, (int64_t[]){3, -2}, NULL) && msg_has("t: negative size -2 in dimension 2"));
+    CHECK(ls_shape_check("t", 9, (int64_t[9]){0}, NULL) && msg_has("9 dimensions"));
+    CHECK(ls_tensor_new(LS_F32, -1, NULL) == NULL);
+
+    /* reshape of an empty tensor (it recursed until the stack overflowed) */
+    ls_tensor *e = ls_tensor_zeros(LS_F32, 2, (int64_t[]){0, 3});
+    ls_tensor *r = ls_view_reshape(e, 2, (int64_t[]){3, 0});
+    CHECK(r && r->shape[0] == 3 && r->shape[1] == 0 && r->stride[0] == 1 && r->stride[1] == 1);
+    ls_tensor_release(r);
+    ls_tensor *et = ls_view_transpose(e, 0, 1);   /* not contiguous, still no copy */
+    CHECK((r = ls_view_reshape(et, 3, (int64_t[]){-1, 0, 1})) == NULL && msg_has("cannot reshape"));
+    CHECK((r = ls_view_reshape(et, 2, (int64_t[]){0, 7})) != NULL && r->storage == e->storage);
+    ls_tensor_release(r);
+    CHECK(ls_view_reshape(e, 3, (int64_t[]){INT64_C(1) << 40, INT64_C(1) << 40, 0}) == NULL &&
+          msg_has("reshape: shape [1099511627776x1099511627776x0] is too large"));
+    CHECK(ls_view_reshape(e, 2, (int64_t[]){-1, -1}) == NULL && msg_has("only one dimension can be -1"));
+    ls_tensor_release(et);
+    ls_tensor_release(e);
+
+    /* narrow: start + length overflowed into a negative size that read past the storage */
+    ls_tensor *x = iota(LS_F32, 2, (int64_t[]){2, 3});
+    CHECK(ls_view_narrow(x, 1, 1, INT64_MAX) == NULL && msg_has("out of bounds for dimension 2"));
+    CHECK(ls_view_narrow(x, 1, INT64_MAX, 1) == NULL);
+    CHECK(ls_view_narrow(x, 1, -1, 1) == NULL && ls_view_narrow(x, 1, 0, -1) == NULL);
+    CHECK((r = ls_view_narrow(x, 1, 3, 0)) != NULL && ls_tensor_numel(r) == 0);   /* empty at the end */
+    ls_tensor_release(r);
+
+    /* expand: only -1 may stand for a size, and only for an existing dim; the result's numel fits */
+    ls_tensor *one = ls_tensor_full(LS_F32, 1, (int64_t[]){1}, 1.0);
+    CHECK(ls_view_expand(one, 1, (int64_t[]){-5}) == NULL && msg_has("expand: invalid size -5"));
+    CHECK(ls_view_expand(one, 2, (int64_t[]){-1, 3}) == NULL && msg_has("invalid size -1 for dimension 1"));
+    CHECK((r = ls_view_expand(one, 2, (int64_t[]){4, -1})) != NULL && r->shape[0] == 4 &&
+          r->shape[1] == 1 && r->stride[0] == 0);
+    ls_tensor_release(r);
+    ls_tensor *one2 = ls_tensor_full(LS_F32, 2, (int64_t[]){1, 1}, 1.0);
+    CHECK(ls_view_expand(one2, 2, (int64_t[]){INT64_C(1) << 32, INT64_C(1) << 32}) == NULL &&
+          msg_has("expand: shape [4294967296x4294967296] is too large"));
+    CHECK(ls_view_expand(x, 9, (int64_t[9]){0}) == NULL && msg_has("too many"));
+
+    /* the tag of a generic message names the entry point */
+    ls_error_set(LS_ERR_MEM, "tensor: out of memory for a f32 tensor of shape [3] (12 bytes)");
+    ls_error_retag("zeros");
+    CHECK(strcmp(ls_error_message(), "zeros: out of memory for a f32 tensor of shape [3] (12 bytes)") == 0);
+    ls_error_retag("ones");   /* only the generic tag is replaced */
+    CHECK(strncmp(ls_error_message(), "zeros: ", 7) == 0);
+    ls_alloc_fail_after(2);
+    CHECK(ls_tensor_new(LS_F64, 2, (int64_t[]){2, 5}) == NULL &&
+          msg_has("tensor: out of memory for a f64 tensor of shape [2x5] (80 bytes)"));
+    ls_alloc_fail_after(0);
+    ls_tensor_release(x), ls_tensor_release(one), ls_tensor_release(one2);
+}
+
 /* ls_tensor_equal: torch.equal's rules, on the contiguous fast path and through views */
 static void test_equal(void)
 {
@@ -180,6 +248,7 @@ int main(void)
     test_views();
     test_broadcast_copy_cast();
     test_alloc_failure();
+    test_shape_rules();
     test_equal();
     CHECK(ls_alloc_live_bytes() == live0);   /* every tensor above was released */
     return check_done("tensor");

@@ -1,20 +1,28 @@
-/* libFuzzer target for the safetensors reader (header JSON, schema and offset checks, dtype
- * conversion). Any input must give a result or a clean error: never a crash, a leak or UB.
- *
- * Not part of the default build. With clang, from the repository root:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iengine tests/fuzz/fuzz_safetensors.c \
- *       engine/data/*.c engine/core/*.c engine/tensor/*.c engine/autograd/*.c engine/ops/*.c \
- *       -lz -lcsv -lopenblas -llapacke -lm -lpthread -o fuzz_safetensors
- *   ./fuzz_safetensors -max_total_time=60 -max_len=4096 corpus/
- * (data/fixtures/tiny.safetensors makes a good seed corpus.) */
-#include <stddef.h>
-#include <stdint.h>
+/* libFuzzer target: the safetensors reader (8-byte length, JSON header, schema, offsets, dtype
+ * conversion) on a file image in memory. A file that loads must hold tensors whose shapes pass the
+ * engine's shape rule and whose bytes match their data_offsets. */
+#include <string.h>
 
 #include "data/safetensors.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    ls_safetensors *st = ls_safetensors_parse(data, size, "fuzz");
+    size_t live = ls_alloc_live_bytes();
+    ls_error_clear();
+    ls_safetensors *st = ls_safetensors_parse(data, size, "fuzz.safetensors");
+    if (!st) {
+        fuzz_expect_message();
+    } else {
+        for (int k = 0; k < st->ntensors; k++) {
+            const ls_tensor *t = st->tensors[k];
+            if (!t || ls_shape_check("fuzz", t->ndim, t->shape, NULL) != LS_OK) abort();
+            if (ls_safetensors_find(st, st->names[k]) < 0) abort();
+        }
+        for (int k = 0; k < st->nmeta; k++)
+            if (!st->meta_keys[k] || !st->meta_values[k]) abort();
+    }
     ls_safetensors_free(st);
+    fuzz_expect_no_leak(live);
     return 0;
 }

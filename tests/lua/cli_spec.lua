@@ -419,7 +419,7 @@ describe("landscape REPL in a terminal (tmux)", function()
         term:keys("Enter")
         term:type("end")
         term:keys("Enter")
-        s, ok = term:wait_for(">> end\n123\n>")
+        s, ok = term:wait_for(">> end\n123>")   -- output without a newline: the prompt follows it
         assert.is_true(ok, s)
     end)
 

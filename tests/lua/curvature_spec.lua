@@ -70,6 +70,15 @@ describe("curvature eigs (Lanczos)", function()
     assert.are.equal("lanczos", r.method)
     assert.is_true(r.matvecs >= 1 and r.matvecs <= 20)
   end)
+
+  it("restarts a basis of ncv vectors (thick restart) and still finds the pairs", function()
+    local r = cv.dense(A):eigs{k = 2, ncv = 4, tol = 1e-10, max_iter = 200}
+    assert.is_true(r.converged)
+    assert.is_true(r.matvecs > 4)
+    assert.is_near(12, r.values[1], 1e-8 * 12)
+    assert.is_near(6.5, r.values[2], 1e-8 * 7)
+    assert.matches("ncv", select(2, pcall(function() cv.dense(A):eigs{ncv = 0} end)))
+  end)
 end)
 
 describe("curvature power (PyHessian mode)", function()

@@ -89,7 +89,7 @@ local cases = {
     { "narrow: start 0", function() return M:narrow(2, 0, 1) end,
       "narrow: index 0 out of range", "1-based" },
     { "narrow: range past the end", function() return M:narrow(2, 2, 3) end,
-      "narrow: range [2, 4] out of bounds for dimension 2 of size 3" },
+      "narrow: start 2 and length 3 out of bounds for dimension 2 of size 3" },
     { "narrow: negative length", function() return M:narrow(1, 1, -1) end,
       "narrow:", "out of bounds for dimension 1 of size 2" },
 
@@ -107,7 +107,7 @@ local cases = {
       "relu: expected a float tensor", "got u8" },
     { "sum of i64",
       function() return i64({ 1, 2 }):sum() end, "sum: expected a float tensor", "i64" },
-    { "i64 + number", function() return i64({ 1 }) + 1 end, "add: expected a float tensor", "i64" },
+    { "i64 / number", function() return i64({ 1 }) / 2 end, "div: expected a float tensor", "i64" },
     { "matmul of i64", function() return ls.matmul(i64({ { 1 } }), i64({ { 1 } })) end,
       "matmul: expected a float tensor", "i64" },
     { "softmax of u8", function() return ls.tensor({ 1 }, { dtype = "u8" }):softmax() end,
@@ -123,9 +123,9 @@ local cases = {
     { "nil to an op", function() return ls.add(M, nil) end, "add: missing argument 2" },
     { "nil first argument", function() return ls.matmul(nil, M) end, "matmul: missing argument 1" },
     { "a string to a metamethod", function() return M + "a" end,
-      "arithmetic: expected a tensor or a number, got string" },
+      "add: expected a tensor or a number, got string" },
     { "a table to a metamethod", function() return {} * M end,
-      "arithmetic: expected a tensor or a number, got table" },
+      "mul: expected a tensor or a number, got table" },
     { "a string to ls.tensor", function() return ls.tensor("abc") end,
       "tensor: expected a table, a number or a tensor" },
     { "a string element", function() return ls.tensor({ 1, "a" }) end,
@@ -216,7 +216,7 @@ local cases = {
       "reshape: cannot reshape [2x3] (6 elements) into [-1x4]" },
     { "reshape: two -1", function() return M:reshape(-1, -1) end,
       "reshape: only one dimension can be -1" },
-    { "reshape: size -2", function() return M:reshape(-2, 3) end, "reshape: invalid size -2" },
+    { "reshape: size -2", function() return M:reshape(-2, 3) end, "reshape: negative size -2 in dimension 1 of shape [-2x3]" },
     { "expand: impossible", function() return M:expand(3, 3) end,
       "expand: cannot expand [2x3] to [3x3]" },
     { "expand: fewer dims",
@@ -248,7 +248,7 @@ local cases = {
       "item: tensor of shape [2x3] has 6 elements, expected 1" },
     { "# of a 0-d tensor", function() return #ls.tensor(1) end, "len: a 0-d tensor has no length" },
     { "setting an unknown field", function() M.foo = 1 end, "tensor: cannot set field 'foo'" },
-    { "eye: negative size", function() return ls.eye(-1) end, "eye: negative size -1 x -1" },
+    { "eye: negative size", function() return ls.eye(-1) end, "eye: negative size -1 in dimension 1 of shape [-1x-1]" },
     { "arange: zero step", function() return ls.arange(0, 1, 0) end,
       "arange: invalid range start=0 stop=1 step=0" },
     { "arange without numbers",
@@ -447,4 +447,31 @@ describe("bad input raises a clear error", function()
         assert.are.same({ { 0, 0, 0 }, { 0, 0, 0 } }, M:totable())
         assert.are.equal(10, (ls.ones(5) + 1):sum():item())
     end)
+end)
+
+describe("errors of library functions", function()
+    -- An engine error raised from a library line used to carry that line's position after the
+    -- user's ("x.lua:4: .../nn/module.lua:311: save_safetensors: ..."); the message names the
+    -- function and points at the caller only.
+    local m = ls.nn.mlp{hidden = {4}, input = 3, classes = 2}
+    local data = {x = ls.randn({5, 3}), y = ls.tensor({1, 2, 1, 2, 1}, {dtype = "i64"})}
+    local calls = {
+        {"model:save to a missing folder", function() m:save("/nonexistent-dir/x.safetensors") end,
+         "save_safetensors: /nonexistent-dir/x.safetensors"},
+        {"clip_grad_norm with a negative bound", function() ls.optim.clip_grad_norm(m, -1) end,
+         "clip_grad_norm: max_norm must be >= 0"},
+        {"eigs with k past the size", function() ls.curvature.hessian(m, data):eigs{k = 100} end,
+         "lanczos: k = 100 exceeds the operator size 26"},
+    }
+    for _, c in ipairs(calls) do
+        it(c[1], function()
+            local ok, err = pcall(c[2])
+            assert.is_false(ok)
+            local here = debug.getinfo(1, "S").short_src
+            assert.truthy(err:find(c[3], 1, true), err)
+            assert.truthy(err:find(here, 1, true), err)        -- the caller's line
+            assert.is_nil(err:find("lualib/landscape/", 1, true), err)
+            assert.is_nil(err:find("%.lua:%d+:.*%.lua:%d+:"), err)   -- one position only
+        end)
+    end
 end)

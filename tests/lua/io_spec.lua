@@ -1,8 +1,8 @@
--- ls.io (IDX, CSV, safetensors), landscape.data, landscape.csv and landscape.fs.
+-- ls.io (IDX, CSV, safetensors), landscape.data, landscape.io.csv and landscape.io.fs.
 local ls = require "landscape"
 local data = require "landscape.data"
-local csv = require "landscape.csv"
-local fs = require "landscape.fs"
+local csv = require "landscape.io.csv"
+local fs = require "landscape.io.fs"
 local lfs = require "lfs"
 
 local FIXTURES = "data/fixtures"
@@ -114,7 +114,7 @@ describe("ls.io IDX", function()
         assert.truthy(errmsg(ls.io.write_idx, dir .. "/x.idx", {1, 2}):find("Tensor expected"))
         assert.truthy(errmsg(ls.io.write_idx, dir .. "/big.idx", ls.tensor({3e9}, {dtype = "i64"}))
             :find("does not fit in IDX int32", 1, true))
-        assert.truthy(errmsg(ls.io.read_idx):find("string expected"))
+        assert.truthy(errmsg(ls.io.read_idx):find("read_idx: the path must be a string, got no value", 1, true))
     end)
 end)
 
@@ -394,7 +394,7 @@ describe("ls.io safetensors", function()
             :find("load_safetensors: " .. path .. ": header length 99999999 exceeds file size 120", 1, true))
         local h = '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{}}'
         write_file(path, string.pack("<I8", #h) .. h .. string.rep("\0", 8))
-        assert.truthy(errmsg(ls.io.load_safetensors, path):find('duplicate key "a"', 1, true))
+        assert.truthy(errmsg(ls.io.load_safetensors, path):find('duplicate object key near \'"a"\'', 1, true))
         assert.truthy(errmsg(ls.io.load_safetensors, dir .. "/none.st")
             :find("none.st: No such file", 1, true))
         assert.truthy(errmsg(ls.io.save_safetensors, path, {a = 1})
@@ -410,7 +410,7 @@ describe("ls.io safetensors", function()
     end)
 end)
 
-describe("landscape.fs", function()
+describe("landscape.io.fs", function()
     local dir
     setup(function() dir = tmpdir() end)
     teardown(function() rm_rf(dir) end)

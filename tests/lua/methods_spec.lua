@@ -1,7 +1,8 @@
--- ls.methods and the method protocol of ls.train: the built-in plain step, two test methods that
--- prove the protocol fits the curvature-aware methods (one evaluates the batch twice, SAM-style;
--- one differentiates through its gradient, the exact gradient-norm penalty), the batch view's
--- rules (same dropout masks at every evaluation, running statistics updated once), and divergence.
+-- ls.methods and the method protocol of ls.train: the built-in plain step, a method that evaluates
+-- the batch twice (ls.methods.sam) and one that differentiates through its gradient
+-- (ls.methods.grad_norm, exact), the batch view's rules (same dropout masks at every evaluation,
+-- running statistics updated once), a method's own update, and divergence. The methods against
+-- their oracles: sam_torch_spec.lua (PyTorch), penalty_spec.lua, rsam_spec.lua.
 local ls = require "landscape"
 local nn = ls.nn
 
@@ -23,40 +24,8 @@ end
 
 local function bits(model) return model:flatten_parameters():totable() end
 
--- SAM with a radius: g at w, w + rho g/||g||, g~ there, back to w exactly, step with g~. With
--- rho = 0 it must be the plain step bit for bit.
-local function sam(rho)
-    local m = {name = "test_sam", rho = rho, evals = {}}
-    function m:init() return {steps = 0} end
-    function m:step(b, _, state)
-        local obj = b.objective
-        local _, g = b:grad()
-        local n = 0
-        for _, t in ipairs(g) do n = n + (t * t):sum():item() end
-        n = math.sqrt(n)
-        local w = obj:snapshot()
-        obj:set(w, {{self.rho / (n + 1e-12), g}})
-        local _, g2 = b:grad()
-        obj:restore(w)
-        b:set_grad(g2)
-        state.steps = state.steps + 1
-        self.evals[#self.evals + 1] = b.evaluations
-    end
-    return m
-end
-
--- The exact gradient-norm penalty: F(w) = L(w) + lambda ||grad L(w)||^2, its gradient by double
--- backward through the batch gradient.
-local function gnorm(lambda)
-    local m = {name = "test_gradnorm"}
-    function m:step(b)
-        local loss, g = b:grad{create_graph = true}
-        local pen = loss
-        for _, t in ipairs(g) do pen = pen + (t * t):sum() * lambda end
-        b:set_grad(ls.grad(pen, b.params))
-    end
-    return m
-end
+local function sam(rho) return ls.methods.sam{rho = rho} end
+local function gnorm(lambda) return ls.methods.grad_norm{lambda = lambda, squared = true} end
 
 describe("ls.methods.plain", function()
     it("is the default and equals the loop it replaced: forward, backward, step", function()
@@ -106,13 +75,17 @@ describe("a method that evaluates the batch twice (SAM-style)", function()
                    sd["2.num_batches_tracked"]:item()
         end
         local w1, log1, rm1, nbt1 = run(ls.methods.plain())
-        local m = sam(0)
+        local m, evals = sam(0), {}
+        function m:step(b, ...)   -- count the evaluations of each step's batch view
+            getmetatable(self).step(self, b, ...)
+            evals[#evals + 1] = b.evaluations
+        end
         local w2, log2, rm2, nbt2 = run(m)
         assert.are.same(w1, w2)
         assert.are.same(rm1, rm2)
         assert.are.equal(8, nbt1)                       -- one update per step (2 x 4 steps)
         assert.are.equal(nbt1, nbt2)
-        assert.are.same({2, 2, 2, 2, 2, 2, 2, 2}, m.evals)
+        assert.are.same({2, 2, 2, 2, 2, 2, 2, 2}, evals)
         assert.are.equal(log1.epochs[2].train_loss, log2.epochs[2].train_loss)
         -- a real radius changes the weights and keeps the statistics updated once per step
         local w3, _, _, nbt3 = run(sam(0.05))
@@ -185,46 +158,9 @@ describe("the batch view's randomness", function()
     end)
 end)
 
-describe("a method that differentiates through its gradient (gradient-norm penalty)", function()
-    it("steps along the gradient of L + lambda ||grad L||^2, checked by finite differences", function()
-        local lambda, lr = 0.3, 0.1
-        local d = images(12, 9, "f64")
-        local model = nn.mlp{input = 64, hidden = {6}, classes = 4, activation = "tanh", seed = 4,
-                             dtype = "f64"}
-        local w0 = model:flatten_parameters()
-        local opt = ls.optim.sgd(model, {lr = lr})
-        ls.train(model, d, {optimizer = opt, batch = 12, shuffle = false, method = gnorm(lambda),
-                            progress = false})
-        local step = (w0 - model:flatten_parameters()) / lr        -- = grad F(w0)
-        -- F by ls.grad on a fresh copy, then central differences along random directions
-        local m2 = nn.mlp{input = 64, hidden = {6}, classes = 4, activation = "tanh", seed = 4,
-                          dtype = "f64"}
-        local function F(w)
-            m2:set_flat_parameters(w)
-            local g = ls.grad(ls.cross_entropy(m2(d.x), d.y), m2:parameters())
-            local s = ls.cross_entropy(m2(d.x), d.y):item()
-            for _, t in ipairs(g) do s = s + lambda * (t * t):sum():item() end
-            return s
-        end
-        for k = 1, 3 do
-            local v = ls.randn({w0:numel()}, {seed = 40 + k, dtype = "f64"})
-            local h = 1e-5
-            local fd = (F(w0 + v * h) - F(w0 - v * h)) / (2 * h)
-            local an = (step * v):sum():item()
-            assert.is_true(math.abs(fd - an) < 1e-7 * math.max(1, math.abs(fd)),
-                           string.format("direction %d: fd %.12g, step %.12g", k, fd, an))
-        end
-        -- and the penalty matters: the plain step differs
-        local m3 = nn.mlp{input = 64, hidden = {6}, classes = 4, activation = "tanh", seed = 4,
-                          dtype = "f64"}
-        ls.train(m3, d, {optimizer = ls.optim.sgd(m3, {lr = lr}), batch = 12, shuffle = false,
-                         progress = false})
-        assert.is_true((m3:flatten_parameters() - model:flatten_parameters()):abs():max():item() > 1e-6)
-    end)
-end)
-
 describe("the method protocol", function()
-    it("runs after_step after the optimizer and keeps the method's state", function()
+    it("lets a method make the update in place of opt:step(), after clipping, with its state",
+       function()
         local order = {}
         local m = {name = "spy"}
         function m:init(obj, opt)
@@ -237,14 +173,32 @@ describe("the method protocol", function()
             st.n = st.n + 1
             b:backward()
         end
-        function m:after_step(_, opt, st)
-            order[#order + 1] = "after " .. st.n
-            assert.is_truthy(opt)
+        function m:update(b, opt, st)
+            local n = 0
+            for _, p in ipairs(b.params) do n = n + p.grad:norm():item() ^ 2 end
+            order[#order + 1] = string.format("update %d %.6f", st.n, math.sqrt(n))
+            opt:step()
         end
+        local function run(method)
+            local model = nn.mlp{input = 64, hidden = {8}, classes = 4, seed = 3}
+            ls.train(model, images(32, 5), {optimizer = ls.optim.sgd(model, {lr = 0.1}), batch = 16,
+                                             method = method, progress = false,
+                                             clip_grad_norm = 1e-3})
+            return bits(model)
+        end
+        local w = run(m)
+        assert.are.same({"step", "update 1 0.001000", "step", "update 2 0.001000"}, order)
+        assert.are.same(run(nil), w)   -- an update that calls opt:step() is the default
+        -- an update that does nothing leaves the weights alone
+        local idle = {name = "idle", step = function(_, b) b:backward() end, update = function() end}
         local model = nn.mlp{input = 64, hidden = {8}, classes = 4, seed = 3}
+        local w0 = bits(model)
         ls.train(model, images(32, 5), {optimizer = ls.optim.sgd(model, {lr = 0.1}), batch = 16,
-                                         method = m, progress = false})
-        assert.are.same({"step", "after 1", "step", "after 2"}, order)
+                                         method = idle, progress = false})
+        assert.are.same(w0, bits(model))
+        has(errmsg(ls.train, model, images(16, 1), {optimizer = ls.optim.sgd(model),
+                                                    method = {name = "u", step = print, update = 1}}),
+            "train: the method's update must be a function")
     end)
 
     it("splits a batch into sub-batch views (m-sharpness) and logs their mean loss", function()

@@ -143,6 +143,11 @@ local CASES = {
     ["ls.margins.signature"] = function(f, o) return ls.margins.signature(f.margins, o) end,
     ["ls.margins.input_geometry"] = function(f, o) return ls.margins.input_geometry(f.model, f.d, o) end,
     ["ls.methods.plain"] = function(_, o) return ls.methods.plain(o) end,
+    ["ls.methods.sam"] = function(_, o) return ls.methods.sam(o) end,
+    ["ls.methods.asam"] = function(_, o) return ls.methods.asam(o) end,
+    ["ls.methods.rsam"] = function(_, o) return ls.methods.rsam(o) end,
+    ["ls.methods.grad_norm"] = function(_, o) return ls.methods.grad_norm(o) end,
+    ["ls.methods.trace_penalty"] = function(_, o) return ls.methods.trace_penalty(o) end,
     ["Objective:grad"] = function(f, o) return f.obj:grad(o) end,
     ["Objective:hvp"] = function(f, o) return f.obj:hvp(ls.zeros({f.obj.n}, {dtype = "f64"}), o) end,
     ["Objective:guard"] = function(f, o) return f.obj:guard(function() end, o) end,
@@ -171,6 +176,7 @@ local CASES = {
     ["ls.plot.contour"] = function(f, o) return ls.plot.contour({{alpha = 1, beta = 1, loss = 1}}, o) end,
     ["ls.plot.heatmap"] = function(f, o) return ls.plot.heatmap({{alpha = 1, beta = 1, loss = 1}}, o) end,
     ["ls.plot.surface"] = function(f, o) return ls.plot.surface({{alpha = 1, beta = 1, loss = 1}}, o) end,
+    ["ls.study"] = function(_, o) return ls.study(o) end,
     ["ls.plot.histogram"] = function(f, o) return ls.plot.histogram({1, 2, 3}, o) end,
     ["ls.plot.scatter"] = function(f, o) return ls.plot.scatter({{a = 1, b = 2}}, o) end,
 }
@@ -181,9 +187,10 @@ for _, name in ipairs({
     -- C module (besides the registry ops)
     "ls.available_cores", "ls.clock", "ls.enable_grad", "ls.get_rng_state", "ls.get_threads",
     "ls.initial_seed", "ls.is_grad_enabled", "ls.is_tensor", "ls.manual_seed", "ls.memory",
-    "ls.no_grad", "ls.set_threads", "ls.jvp", "ls.vjp",
+    "ls.no_grad", "ls.set_threads", "ls.jvp", "ls.vjp", "ls.system_info", "ls.cat", "ls.stack",
+    "ls.help", "ls.linalg.solve", "ls.linalg.lstsq",
     "ls.io.csv_read", "ls.io.csv_write", "ls.io.load_safetensors", "ls.io.save_safetensors",
-    "ls.io.read_idx", "ls.io.write_idx",
+    "ls.io.read_idx", "ls.io.write_idx", "ls.io.write_file",
     -- nn: layers without options, the class maker, containers
     "ls.nn.avgpool2d", "ls.nn.maxpool2d", "ls.nn.flatten", "ls.nn.global_avgpool",
     "ls.nn.identity", "ls.nn.relu", "ls.nn.sigmoid", "ls.nn.tanh", "ls.nn.leaky_relu",
@@ -192,7 +199,7 @@ for _, name in ipairs({
     "ls.curvature.is_operator", "ls.methods.check",
     "ls.csv.read", "ls.csv.read_rows",
     "ls.fs.basename", "ls.fs.dirname", "ls.fs.exists", "ls.fs.isdir", "ls.fs.isfile", "ls.fs.join",
-    "ls.fs.list", "ls.fs.mkdir_p", "ls.fs.remove",
+    "ls.fs.list", "ls.fs.mkdir_p", "ls.fs.remove", "ls.fs.check_writable_dir",
     "ls.stats.fences", "ls.stats.iqr", "ls.stats.kurtosis", "ls.stats.mean", "ls.stats.percentile",
     "ls.stats.quantile", "ls.stats.resolve", "ls.stats.sd", "ls.stats.skewness",
     "ls.stats.summary", "ls.stats.var", "ls.stats.transfer", "ls.stats.spearman",
@@ -201,30 +208,14 @@ for _, name in ipairs({
     "ls.table.is_table", "ls.table.from_columns", "ls.table.read_csv", "ls.table.concat",
 }) do NO_OPTIONS[name] = true end
 
--- The public tables and the names of their functions (leading "_" is internal).
+-- The public functions (leading "_" is internal): help.public()'s walk of the C module, every Lua
+-- module and ls.optim.schedule (the help spec checks the same list). Registry ops are Tensor
+-- methods: one parser, one case ("ops"); the other Tensor methods take no options table.
 local function public_functions()
     local out = {}
-    local function walk(t, prefix)
-        for k, v in pairs(t) do
-            if type(k) == "string" and k:sub(1, 1) ~= "_" and type(v) == "function" then
-                out[#out + 1] = prefix .. k
-            end
-        end
+    for _, e in ipairs(require("landscape.repl.help").public()) do
+        if not e[1]:match("^Tensor:") then out[#out + 1] = e[1] end
     end
-    local methods = getmetatable(ls.zeros(1)).methods
-    for k, v in pairs(ls) do   -- registry ops are Tensor methods too: one parser, one case
-        if type(v) == "function" and k:sub(1, 1) ~= "_" and methods[k] ~= v then out[#out + 1] = "ls." .. k end
-    end
-    for _, name in ipairs({"objective", "train", "evaluate", "dataset", "hvp", "jvp", "vjp",
-                           "gradcheck"}) do
-        out[#out + 1] = "ls." .. name
-    end
-    for _, name in ipairs({"nn", "optim", "data", "curvature", "sharpness", "landscape", "margins",
-                           "methods", "csv", "fs", "plot", "stats", "table", "io"}) do
-        walk(ls[name], "ls." .. name .. ".")
-    end
-    walk(ls.optim.schedule, "ls.optim.schedule.")
-    out[#out + 1] = "ls.margins"
     return out
 end
 

@@ -163,6 +163,15 @@ describe("plot", function()
         local dat = slurp(dir .. "/s.dat")
         local x0, y0 = dat:match("# least%-squares line\n(%S+) (%S+)\n")
         assert.near(ref.intercept + ref.coef[1] * tonumber(x0), tonumber(y0), 1e-12)
+        -- options given by the caller win over the plot's own defaults (the last setting counts)
+        s = slurp(select(2, ls.plot.scatter(rows, {x = "p", y = "gap", key = "bottom right",
+                                                   xlabel = "predicted gap", out = dir .. "/k.png",
+                                                   run = false})))
+        assert.equal("set key bottom right", s:match(".*(set key [^\n]*)"))
+        assert.equal("set xlabel 'predicted gap'", s:match(".*(set xlabel [^\n]*)"))
+        s = slurp(select(2, ls.plot.lines(rows, {x = "p", y = "gap", y2 = "p", key = "top left",
+                                                 out = dir .. "/k2.png", run = false})))
+        assert.equal("set key top left", s:match(".*(set key [^\n]*)"))
         has(errmsg(ls.plot.scatter, {rows[1], rows[2]}, {x = "p", y = "gap", fit = true,
                                                         out = dir .. "/s.png"}),
             "plot.scatter: a fit needs at least 3 finite points, got 2")

@@ -14,4 +14,11 @@ function M.has(msg, text)
     if not msg:find(text, 1, true) then error("expected '" .. text .. "' in: " .. msg, 2) end
 end
 
+--- n random float64 images [n, 1, 8, 8] (N(0, 1)) with random labels 1..4, as a dataset.
+function M.random_images(n, seed)
+    local ls = require "landscape"
+    local x = ls.randn({n, 1, 8, 8}, {seed = seed, dtype = "f64"})
+    return ls.dataset(x, ls.randint(1, 5, {n}, {seed = seed + 1}))
+end
+
 return M

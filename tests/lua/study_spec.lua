@@ -216,6 +216,14 @@ describe("study.args", function()
         assert.are.equal("--lr needs a value", err{"--lr"})
         assert.are.equal("unexpected argument 'x'", err{"x"})
         assert.are.equal("help", err{"--help"})
+        local blocker = os.tmpname()
+        local d = args.parser{options = {{"out", "out", "output directory", type = "dir"}}}
+        assert.are.equal("--out " .. blocker .. "/x: ", select(2, d:try{"--out", blocker .. "/x"})
+                         :sub(1, #blocker + 10))
+        local fresh = blocker .. ".d/sub"
+        assert.is_table(d:try{"--out", fresh})            -- made when missing
+        assert.is_true(require("landscape.io.fs").isdir(fresh))
+        os.remove(fresh); os.remove(blocker .. ".d"); os.remove(blocker)
         assert.has_error(function() args.parser{options = {{"x", nil, "no type"}}} end,
                          "args.parser: option 'x' has no default: give its type")
         assert.has_error(function() args.parser{options = {{"x", 1, "", typo = 1}}} end)
@@ -257,6 +265,15 @@ describe("the scripts on the shared parser", function()
             assert.are.equal(2, bad.code, name)
             assert.truthy(bad.err:find("unknown option --no-such-option", 1, true), name .. bad.err)
         end
+        -- an output directory that cannot be made is refused before any work (a file in its way)
+        local blocker = os.tmpname()
+        for _, name in ipairs({"train_fashion_mnist", "hessian_spectrum", "landscape_slice",
+                               "bn_smoothness", "ncm_fashion_mnist"}) do
+            local r = h.sh(q(h.BIN) .. " scripts/" .. name .. ".lua --out " .. q(blocker .. "/sub"))
+            assert.are.equal(2, r.code, name)
+            assert.truthy(r.err:find("--out " .. blocker .. "/sub: ", 1, true), name .. r.err)
+        end
+        os.remove(blocker)
         local r = h.sh(q(h.BIN) .. " scripts/train_fashion_mnist.lua --optimizer rmsprop")
         assert.are.equal(2, r.code)
         assert.truthy(r.err:find("--optimizer needs one of sgd, adam, adamw, got 'rmsprop'", 1, true))

@@ -1,13 +1,12 @@
-/* A small line editor for the landscape REPL (no readline/libedit): the terminal in raw mode
- * through termios while a line is being read, one line that scrolls horizontally when it is wider
- * than the terminal, history with up/down and a history file, and tab completion through a
- * callback. When stdin or stdout is not a terminal, or TERM is dumb, it falls back to a plain
+/* The REPL's line editor: libedit underneath (lineedit.c), behind the small interface the REPL
+ * needs: read a line with a prompt, history with a plain-text history file, tab completion through
+ * a callback. When stdin or stdout is not a terminal, or TERM is dumb, it falls back to a plain
  * prompt and getline().
  *
- * Keys: Left/Right (Ctrl-B/F), Alt-B/F and Ctrl-Left/Right by word, Home/End (Ctrl-A/E), Backspace,
- * Delete, Ctrl-D (delete under cursor; end of input on an empty line), Ctrl-U/K (kill to
- * start/end), Ctrl-W and Alt-Backspace (kill previous word), Up/Down (Ctrl-P/N) history, Ctrl-L
- * clear screen, Ctrl-C abandon the line, Tab complete, Enter accept.
+ * Keys are libedit's emacs bindings (Left/Right, Ctrl-A/E, Alt-B/F and Ctrl-Left/Right by word,
+ * Backspace, Delete, Ctrl-D (end of input on an empty line), Ctrl-U/K, Ctrl-W, Ctrl-Y, Up/Down
+ * history, Ctrl-R search, Ctrl-L clear), plus Tab (complete; indent at the start of a line) and
+ * Ctrl-C (abandon the line). ~/.editrc may rebind them.
  *
  * Nothing here knows about Lua; repl.c supplies the completion callback. */
 #ifndef LS_LINEEDIT_H

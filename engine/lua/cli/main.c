@@ -65,6 +65,24 @@ static void lx_cli_on_sigint(int sig)
     lua_sethook(lx_cli_state, lx_cli_stop, mask, 1);
 }
 
+/* Lua's complaint about a nil field, method or global with " (did you mean 'x'?)" added when a
+ * known name is close (landscape.repl.help's explain); the message itself when anything fails.
+ * The result is pushed. */
+static const char *lx_cli_explain(lua_State *L, const char *msg)
+{
+    static const char code[] =
+        "local ok, h = pcall(require, 'landscape.repl.help')\n"
+        "if ok then return h.explain(...) end\n"
+        "return ...";
+    if (strstr(msg, "a nil value (") && luaL_loadstring(L, code) == LUA_OK) {
+        lua_pushstring(L, msg);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+            return lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    return lua_pushstring(L, msg);
+}
+
 /* The message handler: the message (or a non-string error object's __tostring) plus a traceback. */
 static int lx_cli_msghandler(lua_State *L)
 {
@@ -72,6 +90,8 @@ static int lx_cli_msghandler(lua_State *L)
     if (msg == NULL) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    } else {
+        msg = lx_cli_explain(L, msg);
     }
     luaL_traceback(L, L, msg, 1);
     return 1;

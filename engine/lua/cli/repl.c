@@ -89,6 +89,8 @@ static ls_line_status lx_repl_pushline(lx_repl *r, int firstline)
     ls_lineedit_history_add(r->le, line);
     if (firstline && line[0] == '=') /* "=expr" means "return expr", as in Lua 5.2 and lua.c */
         lua_pushfstring(L, "return %s", line + 1);
+    else if (firstline && line[0] == '?') /* "?f" means "help(f)" */
+        lua_pushfstring(L, "help(%s)", line + 1);
     else
         lua_pushstring(L, line);
     free(line);
@@ -200,10 +202,21 @@ static const char *lx_repl_history_path(lua_State *L)
     return lua_tostring(L, -1);
 }
 
-/* Loads landscape.repl through require, keeping a registry reference to it. */
+/* Loads landscape.repl through require, keeping a registry reference to it, and sets the global
+ * `help` (landscape.repl.help's) unless the user has one. */
 static void lx_repl_load_helpers(lx_repl *r)
 {
     lua_State *L = r->L;
+    if (lua_getglobal(L, "help") == LUA_TNIL) {
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "landscape.repl.help");
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+            lua_getfield(L, -1, "help");
+            lua_setglobal(L, "help");
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "landscape.repl");
     if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
@@ -229,8 +242,8 @@ void lx_repl_run(lua_State *L)
     ls_lineedit_history_load(r.le, lx_repl_history_path(L), LX_REPL_HISTORY_CAP);
     lua_settop(L, base);
 
-    printf("%s %s (%s) -- ls = require \"landscape\" to begin, Ctrl-D quits\n", LS_PROGNAME,
-           LS_VERSION, LUA_RELEASE);
+    printf("%s %s (%s) -- ls = require \"landscape\" to begin, help() for help, Ctrl-D quits\n",
+           LS_PROGNAME, LS_VERSION, LUA_RELEASE);
     fflush(stdout);
     int status;
     while ((status = lx_repl_loadline(&r)) != LX_REPL_QUIT) {

@@ -118,6 +118,7 @@ end
 
 --- op:matvec(v) -> the product (a new 1-D tensor of length op.n, dtype op.dtype): one pass over the
 -- data in batches.
+-- e.g. local hv = H:matvec(ls.randn({H.n}, {seed = 1, dtype = "f64"}))
 ModelOp.matvec = public(function(self, v)
     local r = product(self, v)
     self.matvecs = self.matvecs + 1
@@ -136,16 +137,23 @@ local function make_op(kind, obj, cache)
 end
 
 --- op:refresh(): drop the cached gradient graphs (they are rebuilt at the next product).
+-- Drops the operator's cached per-batch graphs (they are rebuilt at the next product); needed
+-- only after changing the model behind its back.
+-- e.g. H:refresh()
 function ModelOp:refresh()
     self._gcache, self._snap = nil, nil
     return self
 end
 
 --- op:unflatten(v) -> map name -> tensor shaped like that parameter (copies), also a list in order.
+-- A flat vector over the selected parameters as tensors shaped like them (by name and as a
+-- list; the inverse of flatten).
+-- e.g. local dirs = H:unflatten(H:eigs{k = 1}.vectors[1])
 ModelOp.unflatten = public(function(self, v) return self.objective:unflatten(v) end)
 
 --- op:flatten(list) -> a flat tensor. list: tensors in op.params order, or a map name -> tensor
 -- (missing names are zeros). Shapes must match the parameters' (numel is checked).
+-- e.g. local v = H:flatten(H:unflatten(ls.ones({H.n}, {dtype = H.dtype})))
 ModelOp.flatten = public(function(self, list)
     if type(list) ~= "table" then fail("%s:flatten: expected a table of tensors", self.kind) end
     return self.objective:flatten(list)
@@ -153,6 +161,7 @@ end)
 
 --- op:dense() -> the [n x n] matrix, column j = op:matvec(e_j): n passes over the data. For small
 -- models and tests.
+-- e.g. local Hd = ls.curvature.hessian(model, train):dense()
 function ModelOp:dense()
     local A = ls.zeros({self.n, self.n}, {dtype = self.dtype})
     local e = ls.zeros({self.n}, {dtype = self.dtype})
@@ -165,6 +174,9 @@ function ModelOp:dense()
 end
 
 --- op:settings() -> the operator's configuration as flat key/value pairs for tidy CSV columns.
+-- The operator's settings as a flat table (mode, batch, loss, N, params), for the columns of a
+-- CSV row.
+-- e.g. local row = H:settings(); row.trace = H:trace().estimate
 function ModelOp:settings()
     return {operator = self.kind, mode = self.mode, batch = self.batch, n_data = self.N,
             n_params = self.n, dtype = self.dtype, loss = self.loss,
@@ -173,6 +185,7 @@ end
 
 --- op:per_layer() -> list of operators, one per selected parameter tensor (the diagonal blocks),
 -- each with .name; same kind, data, mode and batch.
+-- e.g. for _, l in ipairs(H:per_layer()) do print(l.name, l.n) end
 function ModelOp:per_layer()
     local out = {}
     for i, name in ipairs(self.params) do
@@ -188,6 +201,7 @@ end
 -- {param, numel, trace, stderr, probes, seed, method, operator, mode, batch, n_data}. The sum of
 -- the per-layer traces estimates the full trace (the trace of a matrix is the sum of its diagonal
 -- blocks' traces).
+-- e.g. for _, r in ipairs(H:trace_per_layer{probes = 50}) do print(r.name, r.estimate) end
 ModelOp.trace_per_layer = public(function(self, opts)
     opts = check_options(opts, {probes = true, seed = true, method = true},
                          self.kind .. ":trace_per_layer")
@@ -258,22 +272,26 @@ end
 -- (1-based start of each parameter in the flat vector), matvecs (count). Methods: matvec,
 -- unflatten, flatten, dense, per_layer, trace_per_layer, settings, refresh, and the estimators
 -- (eigs, power, trace, diag, density, moments).
+-- e.g. local H = ls.curvature.hessian(model, train, {batch = 1000}); print(H:eigs{k = 3})
 M.hessian = public(function(a, b, c) return make_op("hessian", setup("hessian", a, b, c)) end)
 
 --- ls.curvature.ggn(...) -> operator for the generalized Gauss-Newton matrix
 -- (1/N) sum_i J_i^T (diag(p_i) - p_i p_i^T) J_i of the cross-entropy loss, J_i the Jacobian of sample
 -- i's logits. Positive semi-definite. Arguments as for hessian (loss must be "cross_entropy"). In
 -- train mode with batch norm, J is the Jacobian of the whole batch's logits.
+-- e.g. local G = ls.curvature.ggn(model, train); print(G:trace{probes = 50})
 M.ggn = public(function(a, b, c) return make_op("ggn", setup("ggn", a, b, c)) end)
 
 --- ls.curvature.fisher(...) -> operator for the empirical Fisher (1/N) sum_i g_i g_i^T, g_i the
 -- gradient of sample i's loss (at its label). Arguments as for hessian. Computed per batch as
 -- J_l^T (J_l v) / N, J_l the [B x n] Jacobian of the per-sample losses, without a per-sample loop.
+-- e.g. local F = ls.curvature.fisher(model, train); print(F:eigs{k = 1})
 M.fisher = public(function(a, b, c) return make_op("fisher", setup("fisher", a, b, c)) end)
 
 --- ls.curvature.grad_norm(objective) or (model, data [, opts]) -> {norm = ||grad L||, grad = flat
 -- tensor, loss = L, mode, batch, n_data, params}: the gradient of the mean loss over the whole
 -- dataset (obj:grad()), flat over the selected parameters.
+-- e.g. print(ls.curvature.grad_norm(model, train).norm)
 M.grad_norm = public(function(a, b, c)
     local obj = setup("grad_norm", a, b, c)
     local g, L = obj:grad()

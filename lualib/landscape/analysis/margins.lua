@@ -230,6 +230,7 @@ local MARGIN_OPTS = {layers = true, labels = true, positive_only = true, eps = t
 -- Result fields: output, layers, raw, nu, pairs = {y, j}, correct (f64 0/1 [N]),
 -- kept_fraction, keep (i64 positions kept, when positive_only), names (ordered slot names),
 -- specs (the specs as given), index (spec name -> child position or "output"), n.
+-- e.g. local m = ls.margins(model, train); print(ls.stats.quantile(m.output, 0.5))
 local function margins(a, b, c)
     local who = "margins"
     local obj, opts, X, N, y = setup(who, a, b, c, MARGIN_OPTS)
@@ -444,6 +445,7 @@ local SIG_OPTS = {stats = true, log = true, layers = true, raw = true}
 --   raw = false                  summarise m.raw (the margins before the division by nu)
 --                                instead of m.layers, over the same samples (m.keep's)
 -- sig.values[slot][stat], sig.raw_values (before the log), sig.layers (slot names), sig.stats.
+-- e.g. local sig = ls.margins.signature(ls.margins(model, train))
 local function signature(m, opts)
     local who = "signature"
     opts = check_options(opts, SIG_OPTS, who)
@@ -501,6 +503,7 @@ local GEOM_OPTS = {labels = true, stats = true}
 -- j the best other class). opts: batch = 500, mode = "eval" (train mode is refused for a model with
 -- batch norm, as in ls.margins), labels = data.y, stats = "all" (the summary's statistics).
 -- Any module works (no sequential needed).
+-- e.g. local g = ls.margins.input_geometry(model, test, {n = 500})
 local function input_geometry(a, b, c)
     local who = "input_geometry"
     local obj, opts, X, N, y = setup(who, a, b, c, GEOM_OPTS)

@@ -4,7 +4,7 @@
 --   local cv = ls.curvature
 --   local op = cv.operator{n = 10, dtype = "f64", matvec = function(v) return A:matmul(v) end}
 --   local op = cv.dense(A)                   -- the same, with the product in C
---   op:eigs{k = 3, which = "largest"}        -- Lanczos, full reorthogonalisation
+--   op:eigs{k = 3, which = "largest"}        -- Lanczos, partial reorthogonalisation, thick restart
 --   op:power{k = 1}                          -- PyHessian's deflated power iteration
 --   op:trace{probes = 100, method = "hutch++"}
 --   op:diag{probes = 100}
@@ -63,6 +63,7 @@ end
 --   matvec  (required) function(v) -> A v: v is a fresh 1-D tensor of length n; must return a 1-D
 --           tensor of length n and the operator dtype. Errors it raises propagate unchanged.
 --   name = "operator"  a label recorded in results
+-- e.g. local A = ls.curvature.operator{n = 3, matvec = function(v) return v * 2 end}
 local function new_operator(opts, cls)
     local who = "curvature.operator"
     if type(opts) ~= "table" then fail("%s: expected an options table {n = , matvec = }", who) end
@@ -87,6 +88,7 @@ M._new_operator = new_operator
 
 --- An operator from a dense symmetric matrix A ([n x n], f32 or f64); the product runs in C.
 -- Symmetry is not checked. op.matrix is A.
+-- e.g. local A = ls.curvature.dense(ls.eye(4, {dtype = "f64"})); print(A:trace().estimate)
 M.dense = public(function(A, opts)
     local who = "curvature.dense"
     if not ls.is_tensor(A) or A:dim() ~= 2 or A:size(1) ~= A:size(2) then
@@ -102,31 +104,38 @@ M.dense = public(function(A, opts)
                          name = opts.name or "dense"}, Operator)
 end)
 
+--- ls.curvature.is_operator(v) -> boolean
+-- Whether v is a linear operator of ls.curvature (dense, operator, hessian, ggn, fisher).
+-- e.g. ls.curvature.is_operator(ls.curvature.dense(ls.eye(3, {dtype = "f64"})))   --> true
 M.Operator = Operator
 function M.is_operator(x) return type(x) == "table" and x._is_operator == true end
 
---- Extreme eigenpairs by Lanczos with full reorthogonalisation (no restarts).
+--- Extreme eigenpairs by Lanczos with partial reorthogonalisation and thick restart.
 -- opts:
 --   k = 1              number of eigenpairs (1 <= k <= n)
 --   which = "largest"  "largest" (algebraic; largest first), "smallest" (most negative first),
 --                      "both" (ceil(k/2) largest, largest first, then floor(k/2) smallest, most
 --                      negative first), "magnitude" (largest |lambda| first)
 --   tol = 1e-6         converged when |beta_m s_{m,i}| <= tol * |theta_i| for every wanted pair
---   max_iter = min(n, 300)  Krylov dimension cap (= matvec cap); memory 8 n (m + 1) bytes
+--   max_iter = min(n, 300)  cap on matvecs (= Lanczos steps)
+--   ncv = max(2k + 1, 64)   basis size (capped at n): memory 8 n (ncv + 1) bytes; a full basis
+--                      restarts from its k + (ncv - k) / 2 best Ritz vectors
 --   seed = 1           Rademacher start vector
 --   vectors = true     return eigenvectors (1-D tensors of the operator dtype, unit norm)
 -- Returns {values, vectors, residuals, converged (all pairs), converged_each, iterations, matvecs,
 -- k, which, tol, max_iter, seed, method = "lanczos"}. Not converging within max_iter is not an error.
+-- e.g. local r = H:eigs{k = 3, which = "largest"}; print(r.values[1])
 Operator.eigs = method("eigs", {k = true, which = true, tol = true, max_iter = true, seed = true,
-                                 vectors = true}, function(self, opts)
+                                 vectors = true, ncv = true}, function(self, opts)
     local k = check_int(opts.k or 1, "k", "eigs")
     local which = opts.which or "largest"
     local tol = check_num(opts.tol or 1e-6, "tol", "eigs")
     local max_iter = check_int(opts.max_iter or math.min(self.n, 300), "max_iter", "eigs", 1)
     local seed = check_int(opts.seed or 1, "seed", "eigs")
     local want = opts.vectors ~= false
+    local ncv = opts.ncv and check_int(opts.ncv, "ncv", "eigs", 1) or 0
     local values, vectors, iters, matvecs, conv, res, all =
-        C.eigs(self.n, self.dtype, self._mv, k, which, tol, max_iter, seed, want)
+        C.eigs(self.n, self.dtype, self._mv, k, which, tol, max_iter, seed, want, ncv)
     return {values = values, vectors = vectors, residuals = res, converged = all,
             converged_each = conv, iterations = iters, matvecs = matvecs, k = k, which = which,
             tol = tol, max_iter = max_iter, seed = seed, method = "lanczos"}
@@ -136,6 +145,7 @@ end)
 -- opts: k = 1, max_iter = 100 (per eigenpair), tol = 1e-3 (relative change of the Rayleigh quotient,
 -- PyHessian's rule), seed = 1 (normal start vectors). Values in the order found: largest |lambda|
 -- first, sign kept. Returns the same fields as eigs with method = "power".
+-- e.g. local r = H:power{k = 1, max_iter = 100}
 Operator.power = method("power", {k = true, max_iter = true, tol = true, seed = true},
                         function(self, opts)
     local k = check_int(opts.k or 1, "k", "power")
@@ -154,6 +164,7 @@ end)
 -- Returns {estimate, stderr, probes, method, seed, sketch}. stderr: sample standard deviation
 -- (n - 1 denominator) of the Hutchinson samples / sqrt(#samples); for Hutch++ that of its residual
 -- Hutchinson part (probes - 2 * floor(probes / 3) samples), sketch = floor(probes / 3).
+-- e.g. local r = H:trace{probes = 100, method = "hutch++"}; print(r.estimate, r.stderr)
 Operator.trace = method("trace", {probes = true, seed = true, method = true}, function(self, opts)
     local probes = check_int(opts.probes or 100, "probes", "trace")
     local seed = check_int(opts.seed or 1, "seed", "trace")
@@ -164,6 +175,7 @@ end)
 
 --- Diagonal estimate (Bekas et al.): mean of z .* A z over Rademacher probes.
 -- opts: probes = 100, seed = 1. Returns {estimate = tensor, stderr = tensor (per entry), probes, seed}.
+-- e.g. local d = H:diag{probes = 50}
 Operator.diag = method("diag", {probes = true, seed = true}, function(self, opts)
     local probes = check_int(opts.probes or 100, "probes", "diag")
     local seed = check_int(opts.seed or 1, "seed", "diag")
@@ -193,6 +205,7 @@ end
 -- Returns {grid, density (tensors, f64), nodes, weights (per run: lists; each run's weights sum to 1),
 -- sigma, steps, runs, seed, matvecs, rows = function() -> tidy rows {x, density, steps, runs, seed,
 -- sigma, operator}}. density(x) = mean over runs of sum_j w_j N(x; theta_j, sigma^2); not renormalised.
+-- e.g. local dens = H:density{steps = 80, runs = 10}
 Operator.density = method("density", {steps = true, runs = true, seed = true, sigma = true,
                                        grid = true}, function(self, opts)
     local steps = check_int(opts.steps or 100, "steps", "density", 1)
@@ -244,6 +257,7 @@ end)
 -- seed = 1. Returns {moments = {[p] = estimate}, stderr = {[p] = se over runs}, steps, runs, seed}.
 -- With steps >= ceil((p + 1) / 2) the quadrature is exact for x^p per run, so the error is purely
 -- statistical (that of Hutchinson with normalised Rademacher probes).
+-- e.g. local m = H:moments{p = {1, 2}}
 Operator.moments = method("moments", {p = true, steps = true, runs = true, seed = true},
                           function(self, opts)
     local ps = opts.p or {1, 2, 3}

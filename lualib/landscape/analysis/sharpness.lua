@@ -126,6 +126,7 @@ end
 --   and the objective's options (n, batch = 1000, loss, mode = "eval", params = "all": which
 --   parameters are perturbed; train mode uses batch statistics with frozen running statistics)
 -- row: value, loss (L(w)), perturbed_loss (max found), and every setting.
+-- e.g. local r = ls.sharpness.worst_case(model, train, {rho = 0.05})
 local function worst_case(a, b, c)
     local who = "worst_case"
     local obj, opts, row = setup(a, b, c, who, {rho = true, p = true, adaptive = true,
@@ -161,6 +162,7 @@ M.worst_case = public(worst_case)
 -- sign(g) (the maximiser of the linearised loss).
 -- opts: epsilon = 5e-4, steps = 20, step_size = 2 (in units of the box half-width), m, and the
 -- common ones (n, batch, loss, mode = "eval", params = "all").
+-- e.g. local r = ls.sharpness.keskar(model, train, {epsilon = 1e-3})
 local function keskar(a, b, c)
     local who = "keskar"
     local obj, opts, row = setup(a, b, c, who, {epsilon = true, steps = true, step_size = true,
@@ -187,6 +189,7 @@ M.keskar = public(keskar)
 -- opts: sigma = 0.01, samples = 10, seed = 1, distribution = "gaussian", adaptive = false,
 -- adaptive_eta = 0, and the common ones. row: value, stderr (of the mean), loss, and the settings.
 -- Draw k of parameter i comes from the stream util.subseed(seed, k, i).
+-- e.g. local r = ls.sharpness.average_case(model, train, {sigma = 0.01, samples = 10})
 local function average_case(a, b, c)
     local who = "average_case"
     local obj, opts, row = setup(a, b, c, who, {sigma = true, samples = true, seed = true,
@@ -238,6 +241,9 @@ end
 M.average_case = public(average_case)
 
 --- ls.sharpness.m_sharpness(model, data, opts): worst_case with opts.m required (default 128).
+-- The worst-case sharpness averaged over disjoint batches of m examples (the m of SAM); options
+-- as worst_case.
+-- e.g. local r = ls.sharpness.m_sharpness(model, train, {m = 64, rho = 0.05})
 M.m_sharpness = public(function(a, b, c)
     local o = {}
     local given = O.is_objective(a) and b or c

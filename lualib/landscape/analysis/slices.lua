@@ -73,6 +73,7 @@ end
 
 --- ls.landscape.normalize_direction(model, d [, {norm = "filter", ignore = "biasbn"}]) -> list
 -- d: a list of tensors, one per parameter (state-dict order), or a flat tensor over all of them.
+-- e.g. local d = ls.landscape.normalize_direction(model, dirs, {norm = "filter"})
 function M.normalize_direction(model, d, opts)
     local who = "normalize_direction"
     opts = check_options(opts, {norm = true, ignore = true}, who)
@@ -185,6 +186,7 @@ end
 -- opts: direction = "random" | "gradient" | "eigen" | flat tensor | list of tensors;
 --   norm = "filter" (random and gradient directions only; given ones are used as they are),
 --   ignore = "biasbn", range = {-1, 1}, points = 51, seed = 1, and the objective's options.
+-- e.g. local rows = ls.landscape.line(model, train, {points = 21, range = {-1, 1}})
 local function line(a, b, c)
     local who = "line"
     local obj, opts, norm, ignore, seed = common(a, b, c, who, {direction = true, range = true,
@@ -214,6 +216,8 @@ M.line = public(line)
 -- opts: directions = "random" | {d1, d2} (each as line's direction), norm, ignore, grid = {21, 21},
 --   xrange = {-1, 1}, yrange = {-1, 1}, seed = 1 (d1 and d2 are drawn independently, not
 --   orthogonalised; their cosine is in the rows), and the objective's options.
+-- e.g. ls.plot.contour(ls.landscape.plane(model, train, {grid = {21, 21}}),
+--          {out = "out/plane.png"})
 local function plane(a, b, c)
     local who = "plane"
     local obj, opts, norm, ignore, seed = common(a, b, c, who, {directions = true, grid = true,
@@ -266,6 +270,7 @@ M.plane = public(plane)
 -- at 0 when extrapolation makes it negative; num_batches_tracked is model_a's. Evaluated on a clone
 -- of model_a in eval mode; neither model is changed.
 -- opts: points = 21, range = {-0.5, 1.5}, and the objective's n, batch, loss (the mode is eval).
+-- e.g. local rows = ls.landscape.interpolate(model_a, model_b, train, {points = 11})
 local function interpolate(ma, mb, data, opts)
     local who = "interpolate"
     opts = check_options(opts, {points = true, range = true, n = true, batch = true,
@@ -322,6 +327,8 @@ local function interpolate(ma, mb, data, opts)
 end
 M.interpolate = public(interpolate)
 
+local DEFAULT_ETAS = {0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4}
+
 --- ls.landscape.bn_probe(model, x, y [, opts]) -> row
 -- Santurkar et al. (2018, Fig. 4) at the current weights w: g = grad L_B(w) on the batch (x, y);
 -- for each eta, L(w - eta g) and ||grad L(w - eta g) - g||. The row has
@@ -333,7 +340,7 @@ M.interpolate = public(interpolate)
 -- is left exactly as it was.
 -- opts: etas = {0.05, 0.1, ..., 0.4} (step sizes; scale multiplies them, e.g. by the current lr),
 --   scale = 1, loss = "cross_entropy" | "mse" | fn, params = "all".
-local DEFAULT_ETAS = {0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4}
+-- e.g. local row = ls.landscape.bn_probe(model, x, y, {scale = 0.1})
 local function bn_probe(model, x, y, opts)
     local who = "bn_probe"
     opts = check_options(opts, {etas = true, scale = true, loss = true, params = true}, who)

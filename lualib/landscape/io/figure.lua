@@ -221,14 +221,11 @@ function M.range(ax, r, who)
     return string.format("set %srange [%s:%s]", ax, b(r[1]), b(r[2]))
 end
 
+-- the data and script files are written whole (ls.io.write_file: a temporary file beside the
+-- target, flushed and renamed into place)
 local function write(path, text, who)
-    local tmp = path .. ".tmp"
-    local f, err = io.open(tmp, "w")
-    if not f then fail("%s: cannot write %s: %s", who, path, tostring(err)) end
-    f:write(text)
-    f:close()
-    local ok, rerr = os.rename(tmp, path)
-    if not ok then fail("%s: cannot write %s: %s", who, path, tostring(rerr)) end
+    local ok, err = pcall(require("landscape").io.write_file, path, text)
+    if not ok then fail("%s: %s", who, tostring(err)) end
 end
 
 local function have_gnuplot()

@@ -108,6 +108,7 @@ local LINES = opts_with({x = true, y = true, y2 = true, group = true, panels = t
 --                        y +- yerr around each line
 --   markers    "auto"    true / false, or "auto": markers when no line has more than 30 points
 --   y2label, y2range, logy2  as ylabel, yrange, logy for the right axis
+-- e.g. ls.plot.lines(rows, {x = "epoch", y = "loss", y2 = "accuracy", out = "out/curve.pdf"})
 local function lines(rows, opts)
     local who = "plot.lines"
     opts = check_options(opts or {}, LINES, who)
@@ -142,12 +143,12 @@ local function lines(rows, opts)
     local markers = opts.markers
     if markers == nil or markers == "auto" then markers = longest <= MARKER_POINTS end
     local with = markers and "linespoints" or "lines"
-    local pre = {}
+    -- twin axes leave no free corner: the key goes above (before fig.axes, so a key option wins)
+    local pre = {#y2s > 0 and "set key above horizontal" or nil}
     fig.axes(pre, opts, opts.x, #ys == 1 and not opts.panels and ys[1] or nil, who)
     if #y2s > 0 then
         pre[#pre + 1] = "set ytics nomirror; set y2tics nomirror out scale 0.6; set border 11 lw 0.8"
         pre[#pre + 1] = "set y2label " .. q(label(opts.y2label or table.concat(y2s, ", ")))
-        pre[#pre + 1] = "set key above horizontal"   -- the two axes leave no free corner
         if opts.logy2 then pre[#pre + 1] = "set logscale y2; set format y2 '10^{%L}'" end
         if opts.y2range then pre[#pre + 1] = fig.range("y2", opts.y2range, who) end
         if not opts.ylabel and #ys > 1 then
@@ -295,6 +296,7 @@ local HIST = opts_with({x = true, group = true, bins = true, range = true, densi
 --   range      nil       {lo, hi} the bins cover (values outside are left out); default: the data
 --   density    false     scale each histogram to area 1 (comparable across group sizes)
 -- NaN and infinite values are not counted.
+-- e.g. ls.plot.histogram(rows, {x = "margin", group = "class", out = "out/margins.png"})
 local function histogram(values, opts)
     local who = "plot.histogram"
     opts = check_options(opts or {}, HIST, who)
@@ -352,6 +354,9 @@ local SCATTER = opts_with({x = true, y = true, group = true, fit = true, diagona
 --   fit        false     true: the least-squares line through all points (ls.stats.ols), its
 --                        equation and R² in the key; the fit is the fourth result
 --   diagonal   false     draw y = x and give both axes the same range (predicted against measured)
+-- The key goes under the axes (points fill the corners); key = ... moves it.
+-- e.g. ls.plot.scatter(rows, {x = "predicted", y = "gap", fit = true, diagonal = true,
+--          out = "out/gap.png"})
 local function scatter(rows, opts)
     local who = "plot.scatter"
     opts = check_options(opts or {}, SCATTER, who)
@@ -381,7 +386,8 @@ local function scatter(rows, opts)
     for b, g in ipairs(order) do
         parts[#parts + 1] = string.format("%s index %d using 1:2 with points lt %d pt 7 ps 0.5 " ..
                                           "%s", b == 1 and q(o.dat) or "''", b - 1, b,
-                                          opts.group and ("title " .. q(label(g))) or "notitle")
+                                          opts.group and ("title " .. q(label(opts.group .. " = " ..
+                                                                               g))) or "notitle")
     end
     local nblock, model = #order, nil
     if opts.fit then
@@ -410,13 +416,12 @@ local function scatter(rows, opts)
             pre[#pre + 1] = "set size square"
         end
     end
-    fig.axes(pre, opts, opts.x, opts.y, who)
-    if opts.group then pre[#pre + 1] = "set key title " .. q(label(opts.group)) end
-    pre[#pre + 1] = "set key top left opaque"
-    if opts.key ~= nil then fig.axes(pre, {key = opts.key}, opts.x, nil, who) end
+    pre[#pre + 1] = "set key below maxrows 2"    -- under the axes: a key inside covers points
+    fig.axes(pre, opts, opts.x, opts.y, who)    -- after it: a key option moves the key
+    -- square axes (diagonal) plus the key under them
     local out, gp, files = fig.render(o, opts, table.concat(dat, "\n") .. "\n", pre,
                                       {"plot " .. table.concat(parts, ", ")},
-                                      opts.diagonal and "square" or "column", who)
+                                      opts.diagonal and {3.4, 3.8} or {3.4, 3.0}, who)
     return out, gp, files, model
 end
 M.scatter = public(scatter)
@@ -518,6 +523,9 @@ end
 --   is {nil, v}), zlabel (default: z's column name).
 -- The rows must form a rectangular grid (any nx x ny; every x at every y). The map is
 -- interpolated between the grid points (pm3d), so a 21 x 21 slice draws smooth.
+-- e.g. ls.plot.contour(ls.landscape.plane(model, train), {out = "out/plane.png"})
+--      ls.plot.heatmap(rows, {out = "out/heat.png", colormap = "magma"})
+--      ls.plot.surface(rows, {out = "out/surface.pdf"})
 M.contour = public(function(rows, opts) return grid_plot("contour", rows, opts) end)
 M.heatmap = public(function(rows, opts) return grid_plot("heatmap", rows, opts) end)
 M.surface = public(function(rows, opts) return grid_plot("surface", rows, opts) end)

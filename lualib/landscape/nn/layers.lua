@@ -32,6 +32,7 @@ M.Linear = Linear
 
 --- nn.linear(in_features, out_features [, {bias = true, seed, dtype = "f32"}])
 -- y = x W^T + b; weight [out, in], bias [out]; x [..., in] -> [..., out].
+-- e.g. local fc = ls.nn.linear(784, 128, {seed = 1})
 function M.linear(nin, nout, opts)
     opts = check_options(opts, {bias = true, seed = true, dtype = true}, "linear")
     nin = check_posint(nin, "linear", "in_features")
@@ -71,6 +72,7 @@ M.Conv2d = Conv2d
 --- nn.conv2d(in_channels, out_channels, kernel [, {stride = 1, padding = 0, bias = true, seed,
 -- dtype = "f32"}]). kernel is k or {kh, kw}. Weight [out, in, kh, kw], bias [out];
 -- x [N, in, H, W] -> [N, out, (H + 2p - kh) / s + 1, (W + 2p - kw) / s + 1].
+-- e.g. local conv = ls.nn.conv2d(1, 32, 3, {padding = 1, bias = false})
 function M.conv2d(cin, cout, k, opts)
     local who = "conv2d"
     opts = check_options(opts, {stride = true, padding = true, bias = true, seed = true,
@@ -225,8 +227,11 @@ M.BatchNorm2d = BatchNorm2d
 
 --- nn.batchnorm1d(num_features [, {eps = 1e-5, momentum = 0.1, affine = true, dtype = "f32"}])
 -- x [N, C] or [N, C, L]; statistics over every dim but dim 2.
+-- e.g. local bn = ls.nn.batchnorm1d(64)
 function M.batchnorm1d(n, opts) return make_batchnorm(BatchNorm1d, "batchnorm1d", n, opts) end
 --- nn.batchnorm2d(num_features [, opts as batchnorm1d]): x [N, C, H, W].
+-- Batch normalisation over the channels of [N, C, H, W] inputs; options as batchnorm1d.
+-- e.g. local bn = ls.nn.batchnorm2d(32, {momentum = 0.1})
 function M.batchnorm2d(n, opts) return make_batchnorm(BatchNorm2d, "batchnorm2d", n, opts) end
 
 -- Activations and parameter-free layers ------------------------------------------------------------
@@ -244,6 +249,10 @@ local Sigmoid = simple("Sigmoid", function(_, x) return x:sigmoid() end)
 local Identity = simple("Identity", function(_, x) return x end)
 
 --- nn.relu(), nn.tanh(), nn.sigmoid(), nn.identity()
+-- Activation modules without parameters: relu, tanh, sigmoid and identity (their torch twins
+-- are nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity).
+-- e.g. local m = ls.nn.sequential{ls.nn.linear(4, 8), ls.nn.relu(), ls.nn.linear(8, 2),
+--          ls.nn.tanh()}
 function M.relu() return Module.init(setmetatable({}, ReLU)) end
 function M.tanh() return Module.init(setmetatable({}, Tanh)) end
 function M.sigmoid() return Module.init(setmetatable({}, Sigmoid)) end
@@ -255,6 +264,8 @@ local LeakyReLU = simple("LeakyReLU", function(self, x)
 end, function(self) return "negative_slope=" .. fmt_num(self.negative_slope) end)
 
 --- nn.leaky_relu([negative_slope = 0.01])
+-- x where x > 0, negative_slope * x elsewhere (torch.nn.LeakyReLU).
+-- e.g. local act = ls.nn.leaky_relu(0.1)
 function M.leaky_relu(slope)
     if slope ~= nil and type(slope) ~= "number" then
         fail("leaky_relu: negative_slope must be a number, got %s", type(slope))
@@ -276,6 +287,8 @@ end, function(self)
 end)
 
 --- nn.softplus([{beta = 1, threshold = 20}])
+-- log(1 + exp(beta x)) / beta, linear above threshold (torch.nn.Softplus).
+-- e.g. local act = ls.nn.softplus{beta = 2}
 function M.softplus(opts)
     opts = check_options(opts, {beta = true, threshold = true}, "softplus")
     local m = Module.init(setmetatable({}, Softplus))
@@ -302,6 +315,8 @@ local GELU = simple("GELU", function(self, x)
 end, function(self) return "approximate='" .. self.approximate .. "'" end)
 
 --- nn.gelu([{approximate = "none"}]): "none" (exact, needs the erf op) or "tanh".
+-- x * Phi(x) (exact, with erf) or its tanh approximation (torch.nn.GELU).
+-- e.g. local act = ls.nn.gelu{approximate = "tanh"}
 function M.gelu(opts)
     opts = check_options(opts, {approximate = true}, "gelu")
     local a = opts.approximate or "none"
@@ -342,6 +357,8 @@ end
 
 --- nn.maxpool2d(kernel [, stride = kernel]), nn.avgpool2d(kernel [, stride = kernel]): square
 -- windows, no padding; [N, C, H, W] -> [N, C, (H - k) / s + 1, (W - k) / s + 1].
+-- e.g. local pool = ls.nn.maxpool2d(2)
+--      local avg = ls.nn.avgpool2d(2, 1)
 function M.maxpool2d(k, stride) return make_pool(MaxPool2d, "maxpool2d", k, stride) end
 function M.avgpool2d(k, stride) return make_pool(AvgPool2d, "avgpool2d", k, stride) end
 
@@ -351,6 +368,7 @@ local GlobalAvgPool = simple("GlobalAvgPool", function(_, x)
 end)
 --- nn.global_avgpool(): [N, C, H, W] -> [N, C], the mean over H and W (torch:
 -- AdaptiveAvgPool2d(1) followed by Flatten, as one module).
+-- e.g. local head = ls.nn.sequential{ls.nn.global_avgpool(), ls.nn.linear(64, 10)}
 function M.global_avgpool() return Module.init(setmetatable({}, GlobalAvgPool)) end
 
 local Flatten = simple("Flatten", function(_, x)
@@ -358,6 +376,8 @@ local Flatten = simple("Flatten", function(_, x)
     return x:reshape(x:size(1), -1)
 end)
 --- nn.flatten(): [N, ...] -> [N, prod(...)] (torch.nn.Flatten(): dim 1 kept).
+-- [N, d1, d2, ...] -> [N, d1 * d2 * ...] (torch.nn.Flatten).
+-- e.g. local m = ls.nn.sequential{ls.nn.flatten(), ls.nn.linear(784, 10)}
 function M.flatten() return Module.init(setmetatable({}, Flatten)) end
 
 -- Dropout ----------------------------------------------------------------------------------------
@@ -376,6 +396,9 @@ local Dropout = simple("Dropout", function(self, x)
 end, function(self) return "p=" .. fmt_num(self.p) .. ", inplace=False" end)
 
 --- nn.dropout([p = 0.5] [, {seed}])
+-- Zeroes each element with probability p in training mode and scales the rest by 1 / (1 - p);
+-- the identity in eval mode. Seeded masks replay bit for bit.
+-- e.g. local drop = ls.nn.dropout(0.5, {seed = 1})
 function M.dropout(p, opts)
     if type(p) == "table" and opts == nil then p, opts = nil, p end
     opts = check_options(opts, {seed = true}, "dropout")
@@ -399,6 +422,9 @@ local function check_module(m, who, i)
 end
 
 --- nn.sequential{m1, m2, ...}: children named "0", "1", ... (torch.nn.Sequential's names).
+-- The modules applied in order; their parameters are named "<index>.<name>" from 0 as
+-- torch.nn.Sequential's state dict.
+-- e.g. local m = ls.nn.sequential{ls.nn.linear(4, 8), ls.nn.relu(), ls.nn.linear(8, 3)}
 function M.sequential(list)
     list = list or {}
     if type(list) ~= "table" or getmetatable(list) ~= nil then
@@ -413,6 +439,8 @@ function M.sequential(list)
 end
 
 --- s:add(m): append m (named by its 0-based position); returns s.
+-- Appends a module to a sequential container (its parameters are named after its position).
+-- e.g. local m = ls.nn.sequential{}; m:add(ls.nn.linear(4, 2))
 function Sequential:add(m)
     check_module(m, "add", #self._children + 1)
     self._children[#self._children + 1] = {tostring(#self._children), m}
@@ -420,6 +448,8 @@ function Sequential:add(m)
 end
 
 --- s:get(i): the i-th child (1-based, as Lua indexes; its state-dict name is i - 1).
+-- The i-th module of a container (1-based).
+-- e.g. local first = model:get(1)
 function Sequential:get(i)
     local c = self._children[i]
     if not c then fail("get: index %s out of range (the Sequential has %d modules)", tostring(i),
@@ -427,9 +457,15 @@ function Sequential:get(i)
     return c[2]
 end
 
+--- module:size() -> integer
+-- The number of modules in a container.
+-- e.g. print(model:size())
 function Sequential:size() return #self._children end
 Sequential.__len = Sequential.size
 
+--- module:forward(x) -> Tensor
+-- Runs the model on x (also model(x)): each module of the container in turn.
+-- e.g. local scores = model:forward(x)
 function Sequential:forward(x)
     for _, c in ipairs(self._children) do x = c[2]:forward(x) end
     return x
@@ -449,6 +485,7 @@ M.BasicBlock = BasicBlock
 --- nn.basic_block(in_channels, out_channels [, {stride = 1, batchnorm = true, skip = true, seed,
 -- dtype = "f32"}]). With a seed s, conv1, conv2 and the shortcut convolution are initialised with
 -- seeds s, s + 1, s + 2; without one, from the global stream in that order.
+-- e.g. local block = ls.nn.basic_block(16, 32, {stride = 2})
 function M.basic_block(cin, cout, opts)
     local who = "basic_block"
     opts = check_options(opts, {stride = true, batchnorm = true, skip = true, seed = true,

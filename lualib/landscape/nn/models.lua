@@ -65,6 +65,7 @@ end
 -- then linear(d, classes). Input [N, ...] with prod(...) = input ([N, 1, 28, 28] for 784).
 -- activation: "relu", "leaky_relu", "tanh", "sigmoid", "softplus", "gelu", "identity", or a
 -- function returning a module.
+-- e.g. local m = ls.nn.mlp{hidden = {512, 512}, seed = 1}
 function M.mlp(opts)
     local who = "mlp"
     local nxt, dtype
@@ -92,17 +93,26 @@ function M.mlp(opts)
     return n.sequential(layers)
 end
 
---- nn.cnn{channels = {32, 64}, hidden = 128, classes = 10, batchnorm = true, seed = 1,
---- input_channels = 1, input_size = 28, dtype = "f32"}
--- Per stage c: conv2d(3x3, padding 1) [, batchnorm2d], relu, maxpool2d(2); then flatten,
+--- nn.cnn{channels = {32, 64}, hidden = 128, classes = 10, batchnorm = true, bias = nil,
+--- pool = "max", global_pool = false, seed = 1, input_channels = 1, input_size = 28, dtype = "f32"}
+-- Per stage c: conv2d(3x3, padding 1) [, batchnorm2d], relu and pool(2) (max pooling runs
+-- before relu: the same values, see below); then flatten,
 -- linear(c_last * s * s, hidden), relu, linear(hidden, classes), s = input_size halved per stage
 -- (rounded down). hidden = 0 leaves out the hidden layer. The project's CNN benchmark is the
 -- default: 28x28 -> 14x14 -> 7x7, 3136 -> 128 -> 10.
+--   bias        nil     the convolutions' bias: default true without batch norm, false with it;
+--                       true keeps it before batch norm too (as many published CNNs do)
+--   pool        "max"   the pooling after each stage: "max" (maxpool2d(2)), "avg" (avgpool2d(2)) or
+--                       "none" (the size is then kept)
+--   global_pool false   true: global average pooling after the last stage instead of flatten, so
+--                       the head sees c_last features whatever the input size
+-- e.g. local m = ls.nn.cnn{channels = {32, 64}, pool = "avg", global_pool = true}
 function M.cnn(opts)
     local who = "cnn"
     local nxt, dtype
     opts, nxt, dtype = common(opts, {channels = true, hidden = true, classes = true,
-                                     batchnorm = true, seed = true, input_channels = true,
+                                     batchnorm = true, bias = true, pool = true,
+                                     global_pool = true, seed = true, input_channels = true,
                                      input_size = true, dtype = true}, who)
     local channels = int_list(opts.channels or {32, 64}, who, "channels")
     local hidden = opts.hidden
@@ -112,20 +122,38 @@ function M.cnn(opts)
     local cin = check_posint(opts.input_channels or 1, who, "input_channels")
     local size = check_posint(opts.input_size or 28, who, "input_size")
     local bn = opts.batchnorm ~= false
+    local bias = opts.bias
+    if bias == nil then bias = not bn end
+    if type(bias) ~= "boolean" then fail("%s: bias must be a boolean, got %s", who, tostring(bias)) end
+    local POOLS = {max = n.maxpool2d, avg = n.avgpool2d, none = false}
+    local pool = POOLS[opts.pool or "max"]
+    if pool == nil then fail("%s", util.unknown(who, "pool", opts.pool, POOLS)) end
     local layers = {}
     for _, c in ipairs(channels) do
-        layers[#layers + 1] = n.conv2d(cin, c, 3, {padding = 1, bias = not bn, seed = nxt(),
+        layers[#layers + 1] = n.conv2d(cin, c, 3, {padding = 1, bias = bias, seed = nxt(),
                                                    dtype = dtype})
         if bn then layers[#layers + 1] = n.batchnorm2d(c, {dtype = dtype}) end
-        layers[#layers + 1] = n.relu()
-        layers[#layers + 1] = n.maxpool2d(2)
+        if pool == n.maxpool2d then
+            -- pool, then relu: the same values and gradients as relu then pool (max commutes with
+            -- relu), with relu and its gradient on the pooled map, a quarter of the elements
+            layers[#layers + 1] = n.maxpool2d(2)
+            layers[#layers + 1] = n.relu()
+        else   -- average pooling does not commute with relu: relu first, as written
+            layers[#layers + 1] = n.relu()
+            if pool then layers[#layers + 1] = pool(2) end
+        end
+        if pool then size = size // 2 end
         cin = c
-        size = size // 2
         if size < 1 then fail("%s: input_size %d is too small for %d stages", who,
                                 opts.input_size or 28, #channels) end
     end
-    layers[#layers + 1] = n.flatten()
     local d = cin * size * size
+    if opts.global_pool then
+        layers[#layers + 1] = n.global_avgpool()
+        d = cin
+    else
+        layers[#layers + 1] = n.flatten()
+    end
     if hidden ~= 0 then
         layers[#layers + 1] = n.linear(d, hidden, {seed = nxt(), dtype = dtype})
         layers[#layers + 1] = n.relu()
@@ -141,6 +169,7 @@ end
 -- then for each width w_i, `blocks` basic blocks (blocks may be a list, one count per stage), the
 -- first of stage i > 1 with stride 2; then global_avgpool and linear(w_last, classes).
 -- skip = false gives the same network without shortcuts (a plain CNN of the same depth).
+-- e.g. local m = ls.nn.resnet{widths = {16, 32}, blocks = 2}
 function M.resnet(opts)
     local who = "resnet"
     local nxt, dtype

@@ -96,6 +96,7 @@ local function module_tostring(self) return self:repr("") end
 
 --- nn.class(name [, parent = nn.Module]) -> a new module class. Define `cls.new(...)` (or use
 -- nn.Module.init(self)) and `cls:forward(x)`; see docs/nn.md "Custom modules".
+-- e.g. local Scale = ls.nn.class("Scale"); function Scale:forward(x) return x * 2 end
 function M.class(name, parent)
     parent = parent or Module
     local cls = {}
@@ -104,11 +105,29 @@ function M.class(name, parent)
     cls.__tostring = module_tostring
     cls.__name = "landscape.nn." .. name
     cls._type = name
-    return setmetatable(cls, {__index = parent})
+    -- m.forward(x), a dot for a colon, passes x as self: each forward defined on the class first
+    -- checks that self is a module, so the error says so instead of "attempt to index a nil value".
+    return setmetatable(cls, {__index = parent, __newindex = function(c, k, v)
+        if k == "forward" and type(v) == "function" then
+            local fwd = v
+            v = function(self, ...)
+                if type(self) ~= "table" or self._children == nil then
+                    error(string.format("%s.forward: self is a %s, not a module (a method call "
+                                        .. "needs a colon: m:forward(x))", name,
+                                        ls.is_tensor(self) and "Tensor" or type(self)), 2)
+                end
+                return fwd(self, ...)
+            end
+        end
+        rawset(c, k, v)
+    end})
 end
 local class = M.class
 
 --- Module.init(self): the fields every module has. Returns self.
+-- Initialises the fields every module has (parameters, buffers, children, training flag); a
+-- custom module's constructor calls it.
+-- e.g. function Scale.new() return ls.nn.Module.init(setmetatable({}, Scale)) end
 function Module.init(self)
     self.training = true
     self._params = {}
@@ -117,29 +136,50 @@ function Module.init(self)
     return self
 end
 
+--- module:add_parameter(name, tensor)
+-- Registers a tensor as a parameter under a name (self[name], and in the state dict, the
+-- optimizers' lists and the objective's selection); for custom modules.
+-- e.g. self:add_parameter("weight", ls.randn({3, 4}, {seed = 1}))
 function Module:add_parameter(name, t)
     self._params[#self._params + 1] = name
     self[name] = t
 end
 
+--- module:add_buffer(name, tensor)
+-- Registers a tensor that is part of the state dict but not a parameter (running statistics);
+-- for custom modules.
+-- e.g. self:add_buffer("running_mean", ls.zeros(n))
 function Module:add_buffer(name, t)
     self._buffers[#self._buffers + 1] = name
     self[name] = t
 end
 
 -- A named child: also reachable as self[name].
+--- module:add_child(name, module)
+-- Registers a submodule under a name (its parameters are prefixed with it); for custom modules.
+-- e.g. self:add_child("fc", ls.nn.linear(4, 2))
 function Module:add_child(name, m)
     self._children[#self._children + 1] = {name, m}
     self[name] = m
 end
 
+--- module:forward(x) -> output
+-- The module's output for x (also m(x)); records the graph when grad mode is on. Every layer and
+-- container defines it; a custom module (ls.nn.class) must define its own.
+-- e.g. local y = ls.nn.linear(4, 2):forward(ls.randn({3, 4}))
 function Module:forward()
     fail("%s: this module has no forward(x); a custom module (ls.nn.class) must define one", self._type)
 end
 
+--- module:extra_repr() -> string
+-- The text between the parentheses of a module's printed form (override it in custom modules).
+-- e.g. print(ls.nn.linear(4, 2):extra_repr())
 function Module:extra_repr() return "" end
 
 -- torch's repr: "Name(extra)" for a leaf, children indented on their own lines otherwise.
+--- module:repr() -> string
+-- The module's printed form, nested like torch's (also tostring(module)).
+-- e.g. print(model:repr())
 function Module:repr(indent)
     local head = self._type .. "(" .. self:extra_repr()
     if #self._children == 0 then return head .. ")" end
@@ -165,6 +205,10 @@ local function named_add(list, name, t)
     list[name] = t
 end
 
+--- module:named_parameters() -> list of {name, tensor}
+-- The parameters with their state-dict names (torch's: "0.weight", ...), as {name, tensor}
+-- pairs.
+-- e.g. for _, e in ipairs(model:named_parameters()) do print(e[1], e[2]:numel()) end
 function Module:named_parameters()
     local out = named_list()
     walk(self, "", function(m, prefix)
@@ -173,12 +217,18 @@ function Module:named_parameters()
     return out
 end
 
+--- module:parameters() -> list of tensors
+-- The parameters of the module and its children, in state-dict order.
+-- e.g. local opt = ls.optim.sgd(model:parameters(), {lr = 0.1})
 function Module:parameters()
     local out = {}
     for i, e in ipairs(self:named_parameters()) do out[i] = e[2] end
     return out
 end
 
+--- module:named_buffers() -> list of {name, tensor}
+-- The buffers with their state-dict names, as {name, tensor} pairs.
+-- e.g. for _, e in ipairs(model:named_buffers()) do print(e[1]) end
 function Module:named_buffers()
     local out = named_list()
     walk(self, "", function(m, prefix)
@@ -187,6 +237,9 @@ function Module:named_buffers()
     return out
 end
 
+--- module:buffers() -> list of tensors
+-- The buffers (running statistics) of the module and its children, in state-dict order.
+-- e.g. for _, b in ipairs(model:buffers()) do print(b:size()) end
 function Module:buffers()
     local out = {}
     for i, e in ipairs(self:named_buffers()) do out[i] = e[2] end
@@ -207,6 +260,7 @@ end
 --- m:state_dict() -> ordered list of {name, tensor} plus name -> tensor. The tensors are detached
 -- aliases: they share storage with the parameters and buffers (a later training step shows in
 -- them; clone them to keep a snapshot).
+-- e.g. for _, e in ipairs(model:state_dict()) do print(e[1], e[2]:size()) end
 function Module:state_dict()
     local out = named_list()
     for _, e in ipairs(entries(self)) do named_add(out, e[3], e[1][e[2]]:detach()) end
@@ -221,6 +275,7 @@ local LOAD_OPTS = {strict = true, cast = true}
 -- exactly; dtypes too, unless cast = true (then float values convert to the parameter's dtype).
 -- strict: every key of the model must be in sd and every key of sd in the model. Nothing is
 -- written unless every check passes.
+-- e.g. model:load_state_dict(other:state_dict())
 function Module:load_state_dict(sd, opts)
     opts = check_options(opts, LOAD_OPTS, "load_state_dict")
     if type(sd) ~= "table" then
@@ -284,6 +339,7 @@ end
 
 --- m:save(path [, metadata]): the state dict as a safetensors file. metadata maps strings to
 -- strings (numbers and booleans are converted); "format" defaults to "pt", as torch writers do.
+-- e.g. model:save("out/model.safetensors", {epoch = 10})
 function Module:save(path, metadata)
     if type(path) ~= "string" then fail("save: expected a path string, got %s", type(path)) end
     if metadata ~= nil and type(metadata) ~= "table" then
@@ -297,6 +353,9 @@ function Module:save(path, metadata)
 end
 
 --- ls.nn.load_into(model, path [, {strict = true, cast = false}]) -> model, metadata
+-- Loads a safetensors state dict (torch's names) into model's parameters and buffers; strict =
+-- true refuses missing or extra names, cast = true converts dtypes.
+-- e.g. local m, meta = ls.nn.load_into(ls.nn.mlp{}, "out/mlp_s1.safetensors")
 function M.load_into(model, path, opts)
     if type(model) ~= "table" or getmetatable(model) == nil or model.load_state_dict == nil then
         fail("load_into: expected a module, got %s", type(model))
@@ -309,6 +368,9 @@ function M.load_into(model, path, opts)
 end
 
 --- m:train([on = true]) / m:eval(): set .training on m and every descendant; return m.
+-- Switches the module and its children to training mode (or evaluation mode with false);
+-- returns the module.
+-- e.g. model:train()
 function Module:train(on)
     if on == nil then on = true end
     local flag = on and true or false
@@ -316,12 +378,17 @@ function Module:train(on)
     return self
 end
 
+--- module:eval() -> module
+-- Switches the module and its children to evaluation mode (batch norm uses running statistics,
+-- dropout is off); returns the module.
+-- e.g. model:eval()
 function Module:eval() return self:train(false) end
 
 --- m:freeze_running_stats([on = true]): while on, train-mode forwards of every batch-norm module
 -- in m still normalise with batch statistics but leave running_mean, running_var and
 -- num_batches_tracked alone (for curvature probes in train mode that must not move the statistics
 -- eval mode uses). Not a torch feature; not saved in the state dict. Returns m.
+-- e.g. model:freeze_running_stats(true)
 function Module:freeze_running_stats(on)
     if on == nil then on = true end
     walk(self, "", function(m)
@@ -331,24 +398,34 @@ function Module:freeze_running_stats(on)
 end
 
 --- m:zero_grad(): drop the accumulated .grad of every parameter.
+-- Clears the .grad of every parameter.
+-- e.g. model:zero_grad()
 function Module:zero_grad()
     for _, p in ipairs(self:parameters()) do p:zero_grad() end
     return self
 end
 
 --- m:num_parameters() -> number of scalar parameters (buffers not counted).
+-- The number of scalar parameters.
+-- e.g. print(model:num_parameters())
 function Module:num_parameters()
     local n = 0
     for _, p in ipairs(self:parameters()) do n = n + p:numel() end
     return n
 end
 
+--- module:children() -> list
+-- The direct submodules, in order.
+-- e.g. for _, c in ipairs(model:children()) do print(c) end
 function Module:children()
     local out = {}
     for i, c in ipairs(self._children) do out[i] = c[2] end
     return out
 end
 
+--- module:named_children() -> list of {name, module}
+-- The direct submodules with their names, as {name, module} pairs.
+-- e.g. for _, e in ipairs(model:named_children()) do print(e[1]) end
 function Module:named_children()
     local out = named_list()
     for _, c in ipairs(self._children) do named_add(out, c[1], c[2]) end
@@ -356,6 +433,8 @@ function Module:named_children()
 end
 
 --- m:modules() -> every module, m first, in pre-order.
+-- The module and all its descendants, depth first.
+-- e.g. for _, m in ipairs(model:modules()) do print(m) end
 function Module:modules()
     local out = {}
     walk(self, "", function(m) out[#out + 1] = m end)
@@ -363,6 +442,8 @@ function Module:modules()
 end
 
 --- m:apply(fn): fn(module) for every module in pre-order; returns m.
+-- Calls fn on the module and every descendant (depth first), e.g. to change initialisations.
+-- e.g. model:apply(function(m) if m.weight then m.weight:fill(0) end end)
 function Module:apply(fn)
     walk(self, "", function(m) fn(m) end)
     return self
@@ -388,6 +469,8 @@ local function deepcopy(v, memo)
 end
 
 --- m:clone() -> an independent deep copy (parameters, buffers, options, training flag).
+-- A deep copy: the same architecture with copies of the parameters and buffers.
+-- e.g. local m2 = model:clone()
 function Module:clone() return deepcopy(self, {}) end
 
 local function param_dtype(self, who)
@@ -402,6 +485,7 @@ end
 
 --- m:flatten_parameters() -> a new 1-D tensor: every parameter, flattened row-major and
 -- concatenated in state-dict order (buffers excluded). Not recorded: a snapshot.
+-- e.g. local w = model:flatten_parameters()
 function Module:flatten_parameters()
     local ps, dt = param_dtype(self, "flatten_parameters")
     return ls.no_grad(function()
@@ -418,6 +502,7 @@ end
 
 --- m:set_flat_parameters(v): the inverse of flatten_parameters, in place. v is 1-D with
 -- num_parameters() elements (its dtype is converted to the parameters').
+-- e.g. model:set_flat_parameters(model:flatten_parameters() * 0.5)
 function Module:set_flat_parameters(v)
     local ps = param_dtype(self, "set_flat_parameters")
     if not ls.is_tensor(v) then fail("set_flat_parameters: expected a tensor, got %s", type(v)) end
@@ -439,6 +524,7 @@ end
 
 --- m:to(dtype): convert every parameter and float buffer to "f32" or "f64", in place (new tensors
 -- replace the old ones, so build optimizers after calling it). Returns m.
+-- e.g. local m64 = model:to("f64")
 function Module:to(dtype)
     check_dtype(dtype, "to")
     walk(self, "", function(m)

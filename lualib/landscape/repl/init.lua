@@ -70,6 +70,13 @@ local DEFAULTS = { depth = 3, items = 100, width = 80, indent = "  ", string = 2
 
 local render -- forward declaration: render(v, opts, level, path) -> string (may span lines)
 
+-- landscape.repl.help when t is a landscape module (it then prints the module's summary).
+local function module_help(t)
+    if not package.loaded.landscape then return nil end
+    local ok, help = pcall(require, "landscape.repl.help")
+    return ok and help.module_name(t) and help or nil
+end
+
 local function render_key(k, opts)
     if is_identifier(k) then return k end
     if type(k) == "string" then return "[" .. M.quote(k) .. "]" end
@@ -146,6 +153,8 @@ render = function(v, opts, level, path)
         return M.quote(v)
     elseif tv == "table" then
         if has_tostring(v) then return safe_tostring(v) end
+        local help = level == 0 and module_help(v)
+        if help then return help.summary(v) end   -- a landscape module: a summary, not its contents
         return render_table(v, opts, level, path)
     else
         return safe_tostring(v)
@@ -247,11 +256,28 @@ local function next_scope(obj)
     return nil
 end
 
--- The value named by the raw field `key` of `obj`, following next_scope (never calling __index).
+-- A field that the metatable lists in __names and can load with __load(obj, key) (the landscape
+-- module's lazily loaded Lua modules: loading one runs only the library's own code).
+local function load_lazy(obj, key)
+    local mt = debug.getmetatable(obj)
+    local names, load = mt and rawget(mt, "__names"), mt and rawget(mt, "__load")
+    if type(names) ~= "table" or type(load) ~= "function" then return nil end
+    for _, k in ipairs(names) do
+        if k == key then
+            local ok, v = pcall(load, obj, key)
+            return ok and v or nil
+        end
+    end
+    return nil
+end
+
+-- The value named by the raw field `key` of `obj`, following next_scope (never calling __index,
+-- but loading a lazy module field, see load_lazy).
 local function lookup(obj, key)
     for _ = 1, MAX_INDEX_CHAIN do
         if type(obj) == "table" then
             local v = rawget(obj, key)
+            if v == nil then v = load_lazy(obj, key) end
             if v ~= nil then return v end
         end
         obj = next_scope(obj)

@@ -206,6 +206,11 @@ local function summarise(res, each)
 end
 
 --- ls.stats.cross_validate(model, X, y [, opts]) -> result. See the header.
+-- Refits model on each training part of the folds (k-fold, repeated, stratified, grouped or
+-- explicit splits) and scores its predictions on the held-out part: R², RMSE, MAE, bias and
+-- rank correlations per fold and their mean and sd.
+-- e.g. local cv = ls.stats.cross_validate(ls.stats.ols(), X, y, {folds = 5,
+--          seed = 1}); print(cv.r2)
 M.cross_validate = public(function(model, X, y, opts)
     local who = "cross_validate"
     local n
@@ -326,6 +331,7 @@ end
 
 --- ls.stats.transfer(model, XA, yA, XB, yB) -> scores on B of the model fitted on A:
 -- {n, r2, rmse, mae, bias, kendall_tau, spearman, pred, fit}; r2 about the mean of yB.
+-- e.g. local res = ls.stats.transfer(ls.stats.ols(), Xa, ya, Xb, yb)
 M.transfer = public(function(model, XA, yA, XB, yB)
     local who = "transfer"
     check_model(model, who)
@@ -360,6 +366,7 @@ end
 -- seed) with the folds held fixed, and p = (1 + #{null >= observed}) / (1 + permutations).
 -- Options: permutations = 1000, seed = 1, in_sample = false, and the design of cross_validate:
 -- folds = 10, groups or fold_ids (one repeat).
+-- e.g. local p = ls.stats.permutation_test(ls.stats.ols(), X, y, {permutations = 999}).p_value
 M.permutation_test = public(function(model, X, y, opts)
     local who = "permutation_test"
     local n
@@ -409,6 +416,7 @@ local BOOT_KEYS = {samples = true, seed = true, level = true}
 -- at `level` (NumPy's linear quantiles of the bootstrap values), se their sample sd. Values that
 -- are NaN (a statistic undefined on a resample) are left out and counted in dropped (per entry).
 -- Options: samples = 1000, seed = 1, level = 0.95. samples is a Tensor [B] (or [B x m]).
+-- e.g. local b = ls.stats.bootstrap(function(idx) return mean_of(idx) end, n, {samples = 1000})
 M.bootstrap = public(function(fn, n, opts)
     local who = "bootstrap"
     if type(fn) ~= "function" then

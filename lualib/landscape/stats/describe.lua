@@ -76,6 +76,7 @@ end
 
 --- stats.quantile(x, q) -> a number for a number q, a list for a list q. NumPy's default
 -- (np.quantile(x, q), method = "linear"). q in [0, 1].
+-- e.g. ls.stats.quantile({1, 2, 3, 4}, 0.5)   --> 2.5
 function M.quantile(x, q)
     local v, has_nan = sorted(x, "quantile")
     if type(q) == "table" then
@@ -91,6 +92,8 @@ function M.quantile(x, q)
 end
 
 --- stats.percentile(x, p): stats.quantile(x, p / 100), p in [0, 100] (a number or a list).
+-- quantile with the level in percent (NumPy's percentile).
+-- e.g. ls.stats.percentile({1, 2, 3, 4}, 50)   --> 2.5
 function M.percentile(x, p)
     if type(p) == "table" then
         local q = {}
@@ -123,10 +126,13 @@ local function central(t, m)
 end
 
 --- stats.mean(x)
+-- The mean of a sample (a 1-D tensor or a list of numbers); NaN for an empty sample.
+-- e.g. ls.stats.mean({1, 2, 3})   --> 2.0
 function M.mean(x) return mean_of(values(x, "mean")) end
 
 --- stats.var(x [, ddof = 0]): sum (x - mean)^2 / (n - ddof), NumPy's np.var (ddof 0 by default;
 -- ddof = 1 gives torch's and R's sample variance). NaN when n - ddof <= 0.
+-- e.g. ls.stats.var({1, 2, 3, 4}, 1)   --> 1.6667
 function M.var(x, ddof)
     ddof = ddof or 0
     local t = values(x, "var")
@@ -137,9 +143,14 @@ function M.var(x, ddof)
 end
 
 --- stats.sd(x [, ddof = 0]): sqrt(stats.var(x, ddof)), NumPy's np.std.
+-- The standard deviation: the square root of var(x, ddof) (ddof = 0 by default: the
+-- population's).
+-- e.g. ls.stats.sd({1, 3})   --> 1.0
 function M.sd(x, ddof) return math.sqrt(M.var(x, ddof)) end
 
 --- stats.skewness(x): the population skewness m3 / m2^1.5 (scipy.stats.skew, bias = True).
+-- The population skewness (the third standardised moment), as scipy.stats.skew.
+-- e.g. ls.stats.skewness({1, 2, 10})
 function M.skewness(x)
     local t = values(x, "skewness")
     if #t == 0 then return NAN end
@@ -150,6 +161,7 @@ end
 
 --- stats.kurtosis(x): the excess kurtosis m4 / m2^2 - 3 (scipy.stats.kurtosis, fisher = True,
 -- bias = True).
+-- e.g. ls.stats.kurtosis({1, 2, 3, 4, 100})
 function M.kurtosis(x)
     local t = values(x, "kurtosis")
     if #t == 0 then return NAN end
@@ -159,12 +171,16 @@ function M.kurtosis(x)
 end
 
 --- stats.iqr(x): Q3 - Q1 (NumPy quantiles).
+-- The interquartile range Q3 - Q1 (NumPy's linear quantiles).
+-- e.g. ls.stats.iqr({1, 2, 3, 4, 5})   --> 2.0
 function M.iqr(x)
     local q = M.quantile(x, {0.25, 0.75})
     return q[2] - q[1]
 end
 
 --- stats.fences(x [, k = 1.5]) -> lower, upper: Tukey's fences Q1 - k IQR and Q3 + k IQR.
+-- Tukey's fences Q1 - k IQR and Q3 + k IQR (k = 1.5 by default): beyond them, outliers.
+-- e.g. local lo, hi = ls.stats.fences(margins)
 function M.fences(x, k)
     k = k or 1.5
     local q = M.quantile(x, {0.25, 0.75})
@@ -190,6 +206,7 @@ for _, s in ipairs(M.STATS) do KNOWN[s] = true end
 --- stats.resolve(stats) -> a list of statistic names: a set name (stats.SETS: "quartiles+fences",
 -- "quartiles+p5p95", "moments", "all"), or a list of names from stats.STATS. Errors on unknown
 -- names.
+-- e.g. local stats = ls.stats.resolve({"mean", "q25", "iqr"}, "signature")
 function M.resolve(spec, who)
     who = who or "stats"
     spec = spec or "all"
@@ -222,6 +239,7 @@ end
 -- name -> value. stats: see stats.resolve. Quantiles are NumPy's default, sd is population
 -- (ddof 0), fences are Q3 + 1.5 IQR and Q1 - 1.5 IQR. An empty sample gives n = 0 and NaN
 -- elsewhere.
+-- e.g. for _, s in ipairs(ls.stats.summary(margins)) do print(s[1], s[2]) end
 function M.summary(x, spec)
     local names = M.resolve(spec, "summary")
     local v, has_nan = sorted(x, "summary")

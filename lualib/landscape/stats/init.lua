@@ -33,22 +33,32 @@ end
 --- ls.stats.scores(y, pred) -> {n, r2, rmse, mae, bias, kendall_tau, spearman}: predictions against
 -- targets; r2 = 1 - SS_res / SS_tot about the mean of y (NaN when y is constant), bias =
 -- mean(pred - y), kendall_tau (tau-b) and spearman of pred against y.
+-- e.g. local s = ls.stats.scores(y, fit:predict(X)); print(s.r2, s.spearman)
 M.scores = util.public(function(y, pred)
     y, pred = pair(y, pred, "scores")
     return require("landscape.stats.linear").scores_of(y, pred, "scores")
 end)
 
 --- ls.stats.r2(y, pred), ls.stats.rmse(y, pred), ls.stats.mae(y, pred)
+-- R² = 1 - SS_res / SS_tot of predictions against targets (about the mean of y); NaN when y is
+-- constant.
+-- e.g. ls.stats.r2({1, 2, 3}, {1, 2, 4})   --> 0.5
 M.r2 = util.public(function(y, pred)
     y, pred = pair(y, pred, "r2")
     return (ls._stats.scores(y, pred, "r2"))
 end)
 
+--- ls.stats.rmse(y, pred) -> number
+-- The root mean squared error of predictions against targets.
+-- e.g. ls.stats.rmse({1, 2, 3}, {1, 2, 4})
 M.rmse = util.public(function(y, pred)
     y, pred = pair(y, pred, "rmse")
     return select(2, ls._stats.scores(y, pred, "rmse"))
 end)
 
+--- ls.stats.mae(y, pred) -> number
+-- The mean absolute error of predictions against targets.
+-- e.g. ls.stats.mae({1, 2, 3}, {1, 2, 4})
 M.mae = util.public(function(y, pred)
     y, pred = pair(y, pred, "mae")
     return select(3, ls._stats.scores(y, pred, "mae"))

@@ -162,14 +162,24 @@ local function entry(kind)
 end
 
 --- ls.stats.ols(X, y [, opts]) -> fit, or ls.stats.ols([opts]) -> model. See the header.
+-- Ordinary least squares over LAPACK (QR or SVD when rank deficient), with standard errors, R²
+-- and adjusted R²; without data, the model specification cross_validate takes.
+-- e.g. local fit = ls.stats.ols(X, y, {standardize = true}); print(fit)
 M.ols = entry("ols")
 --- ls.stats.ridge(X, y [, opts]) -> fit, or ls.stats.ridge([opts]) -> model. See the header.
+-- Ridge regression with an unpenalised intercept, lambda given or chosen by inner k-fold CV;
+-- without data, a model specification.
+-- e.g. local fit = ls.stats.ridge(X, y, {lambda = "cv"}); print(fit.lambda)
 M.ridge = entry("ridge")
 
 --- ls.stats.is_model(v): whether v is a model specification (ols{...} or ridge{...}).
+-- Whether v is a model specification (ls.stats.ols{...} or ls.stats.ridge{...}).
+-- e.g. ls.stats.is_model(ls.stats.ols())   --> true
 function M.is_model(v) return getmetatable(v) == Spec end
 
 --- fit:predict(X) -> Tensor f64 [n].
+-- The fitted model's predictions for the rows of X (the features as given to the fit).
+-- e.g. local pred = fit:predict(X)
 Fit.predict = public(function(self, X)
     X = args.matrix(X, "predict", "X")
     return K.lm_predict(X, self.coef, self.mean, self.scale, self.offset, "predict")
@@ -184,6 +194,9 @@ function M.scores_of(y, pred, who)
 end
 
 --- fit:score(X, y) -> scores on (X, y) plus pred, the predictions.
+-- R², RMSE, MAE, bias and rank correlations of the predictions for X against y (R² about the
+-- mean of this y).
+-- e.g. print(fit:score(X_test, y_test).r2)
 Fit.score = public(function(self, X, y)
     X = args.matrix(X, "score", "X")
     y = args.vector(y, "score", "y")
@@ -197,6 +210,9 @@ Fit.score = public(function(self, X, y)
 end)
 
 --- fit:summary() -> a printable table of the coefficients and the fit statistics.
+-- A printable table of the coefficients, standard errors and t values, with R² and the residual
+-- sd (also tostring(fit)).
+-- e.g. print(fit:summary())
 function Fit:summary()
     local f = args.fmt
     local lines = {}

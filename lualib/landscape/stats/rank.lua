@@ -42,6 +42,9 @@ local function pair(a, b, who)
 end
 
 --- ls.stats.kendall_tau(a, b [, {variant = "b"}])
+-- Kendall's rank correlation of two samples (tau-b by default, tau-a or tau-c on request), in
+-- O(n log n), as scipy.stats.kendalltau.
+-- e.g. ls.stats.kendall_tau({1, 2, 3}, {1, 3, 2})   --> 0.3333
 M.kendall_tau = public(function(a, b, opts)
     local who = "kendall_tau"
     opts = util.check_options(opts, {variant = true}, who)
@@ -54,18 +57,24 @@ M.kendall_tau = public(function(a, b, opts)
 end)
 
 --- ls.stats.spearman(a, b): Pearson's r of the average ranks (scipy.stats.spearmanr).
+-- Spearman's rank correlation (Pearson's of the average ranks), as scipy.stats.spearmanr.
+-- e.g. ls.stats.spearman({1, 2, 3}, {10, 30, 20})   --> 0.5
 M.spearman = public(function(a, b)
     a, b = pair(a, b, "spearman")
     return K.spearman(a, b, "spearman")
 end)
 
 --- ls.stats.pearson(a, b) (scipy.stats.pearsonr's r).
+-- Pearson's correlation coefficient of two samples.
+-- e.g. ls.stats.pearson({1, 2, 3}, {2, 4, 7})
 M.pearson = public(function(a, b)
     a, b = pair(a, b, "pearson")
     return K.pearson(a, b, "pearson")
 end)
 
 --- ls.stats.rank(x) -> Tensor f64 of average ranks 1..n (scipy.stats.rankdata).
+-- The ranks of a sample, ties given their average rank (scipy.stats.rankdata).
+-- e.g. ls.stats.rank({10, 30, 20, 20})   --> {1, 4, 2.5, 2.5}
 M.rank = public(function(x)
     return K.rank(args.vector(x, "rank", "x"), "rank")
 end)
@@ -95,6 +104,10 @@ local function key_of(v)
 end
 
 --- ls.stats.granulated_tau(t, opts) -> Psi, detail. See the header.
+-- Jiang et al.'s granulated Kendall coefficient Psi: Kendall's tau of a measure against the gap
+-- within groups that differ in one hyperparameter, averaged per hyperparameter.
+-- e.g. local psi = ls.stats.granulated_tau(tbl, {measure = "margin_q50", target = "gap",
+--          factors = {"depth", "width"}})
 M.granulated_tau = public(function(t, opts)
     local who = "granulated_tau"
     if type(t) ~= "table" or type(t.column) ~= "function" then

@@ -17,8 +17,10 @@
 --
 -- args.parser(spec): spec.name (the prefix of messages), spec.usage (the usage line; default
 -- "landscape <name>.lua [options]"), spec.options: a list of {name, default, help, key = value...}:
---   type     "integer" | "number" | "string" | "boolean" | "list"; default: the default's type
---            (an integer default makes an integer option: write 0.0 for a number)
+--   type     "integer" | "number" | "string" | "boolean" | "list" | "dir"; default: the default's
+--            type (an integer default makes an integer option: write 0.0 for a number). "dir" is
+--            an output directory: a string, created when missing and checked to be writable when
+--            the arguments are parsed, so a bad path fails before any work is done
 --   choices  a list of the allowed values
 --   min      the smallest allowed value (numbers)
 --   column   false: not a settings column (paths, verbosity); default true
@@ -39,7 +41,8 @@ local Parser = {}
 Parser.__index = Parser
 Parser.__name = "landscape.study.ArgParser"
 
-local TYPES = {integer = true, number = true, string = true, boolean = true, list = true}
+local TYPES = {integer = true, number = true, string = true, boolean = true, list = true,
+               dir = true}
 
 local function typeof(default)
     local t = type(default)
@@ -163,6 +166,12 @@ function Parser:try(argv)
             end
             given[opt.name] = true
         end
+        for _, o in ipairs(self.list) do
+            if o.type == "dir" and opts[o.name] ~= nil then
+                local okd, derr = require("landscape.io.fs").check_writable_dir(opts[o.name])
+                if not okd then fail("--%s %s: %s", o.name:gsub("_", "-"), opts[o.name], derr) end
+            end
+        end
     end)
     if not ok then
         if type(err) == "table" and err.help then return nil, "help" end
@@ -191,7 +200,8 @@ local function metavar(o)
         for i, c in ipairs(o.choices) do names[i] = tostring(c) end
         return " " .. table.concat(names, "|")
     end
-    return ({integer = " N", number = " X", string = " S", list = " A,B,..", boolean = ""})[o.type]
+    return ({integer = " N", number = " X", string = " S", list = " A,B,..", boolean = "",
+             dir = " DIR"})[o.type]
 end
 
 --- A value as command-line text (lists comma-joined, numbers exact).

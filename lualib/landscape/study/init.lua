@@ -40,7 +40,7 @@
 -- Exit status: 0; 1 when a job failed (or merge found unfinished jobs); 2 for a bad command line;
 -- 130 after Ctrl-C.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 local util = require "landscape.util"
 local args = require "landscape.study.args"
 local grid = require "landscape.study.grid"
@@ -375,6 +375,12 @@ M.derive_seed = grid.derive_seed
 M.args = args
 M.Study = Study
 
+--- ls.study{name, grid, run [, out, cost, columns, options, actions]} -> study
+-- A study: a grid of configurations run as resumable jobs (local workers, shards or a Slurm array)
+-- whose rows merge into one tidy CSV; study:main(arg) does what the command line says. The keys are
+-- in this module's header.
+-- e.g. local s = ls.study{name = "w", grid = ls.study.grid{width = {64, 256}},
+--          run = function(cfg, job) job:row{acc = 1} end}
 return setmetatable(M, {__call = function(_, spec)
     local ok, s = pcall(new, spec)
     if not ok then error(s, 2) end

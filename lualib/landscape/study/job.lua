@@ -35,7 +35,7 @@
 -- must come from state that job:save (or the training checkpoint) holds. With ls.train, make the rows
 -- from its log (restored on resume) or at the end of the run.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 local util = require "landscape.util"
 local serial = require "landscape.study.serial"
 local store = require "landscape.study.store"

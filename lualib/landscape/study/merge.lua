@@ -14,8 +14,8 @@
 -- merge.status(study, jobs) -> {total, done, failed, running, missing, failures = {...},
 --                              missing_keys = {...}}: running = started on this host by a process
 -- that is still alive; missing = the rest of the unfinished jobs.
-local csv = require "landscape.csv"
-local fs = require "landscape.fs"
+local csv = require "landscape.io.csv"
+local fs = require "landscape.io.fs"
 local ls = require "landscape"
 local runner = require "landscape.study.runner"
 local serial = require "landscape.study.serial"

@@ -20,7 +20,7 @@
 -- that process has exited (a worker whose runner was killed). opts.on_job(status, j, record) is
 -- called after each job. Returns {done =, failed =, skipped =, interrupted = true|nil}.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 local store = require "landscape.study.store"
 local jobmod = require "landscape.study.job"
 

@@ -18,7 +18,7 @@
 --
 -- slurm.status(study) -> lines describing the recorded submissions: array tasks pending/running
 -- (squeue -r), the merge job's state (scontrol show job); {} when nothing was submitted.
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 local merge = require "landscape.study.merge"
 local plan = require "landscape.study.plan"
 local store = require "landscape.study.store"

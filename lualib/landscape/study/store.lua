@@ -16,7 +16,7 @@
 -- Every file is written to a temporary name in its own directory (".<name>.tmp.<pid>.<n>") and renamed
 -- into place, so a process killed at any instant leaves the old file or the new one, never a part.
 -- (Lua cannot fsync: this protects against a killed process, not against a power cut.)
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 local serial = require "landscape.study.serial"
 
 local had_lfs_global = rawget(_G, "lfs") ~= nil

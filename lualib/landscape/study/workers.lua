@@ -17,7 +17,7 @@
 -- this process waits for them (SIGINT is forwarded to them by pid if they did not get it,
 -- SIGKILL after 10 s) and returns with interrupted = true; the next run continues from the records and checkpoints.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 local progress = require "landscape.train.progress"
 local plan = require "landscape.study.plan"
 local runner = require "landscape.study.runner"

@@ -14,7 +14,7 @@
 --   local tree = checkpoint.load(path)
 local ls = require "landscape"
 local util = require "landscape.util"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 local fail = util.fail
 
 local M = {}

@@ -22,7 +22,7 @@ local O = require "landscape.train.objective"
 local methods = require "landscape.train.methods"
 local checkpoint = require "landscape.train.checkpoint"
 local progress = require "landscape.train.progress"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 
 local M = {}
 
@@ -51,6 +51,7 @@ end
 -- restored afterwards). opts:
 --   batch = 1000            examples per forward pass (in order, no copies)
 --   loss = "cross_entropy"  or a function(logits, y) -> mean loss of a batch (a one-element tensor)
+-- e.g. local r = ls.evaluate(model, test); print(r.loss, r.accuracy)
 local function evaluate(a, b, c)
     local who = "evaluate"
     if O.is_objective(a) then return a:evaluate() end
@@ -172,7 +173,8 @@ end
 
 --- ls.train(model, data, opts) or ls.train(objective, opts) -> log
 -- Trains the model on data (a Dataset or {x, y}) with mini-batch steps: per batch, opt:zero_grad(),
--- the method's step (default ls.methods.plain(): forward, loss, backward), clipping, opt:step().
+-- the method's step (default ls.methods.plain(): forward, loss, backward), clipping, opt:step()
+-- (or the method's own update).
 -- opts:
 --   optimizer (required)     an object with step() and zero_grad() (ls.optim.sgd(model, {...}))
 --   method = plain           a training method (ls.methods; the protocol is in methods.lua)
@@ -224,6 +226,8 @@ end
 -- when an optimizer step leaves a parameter non-finite, the run stops after it (diverged_at = that
 -- step). No error is raised. A non-finite evaluation loss after an epoch also counts as
 -- divergence. Rows are kept for completed epochs only.
+-- e.g. local res = ls.train(model, train, {optimizer = ls.optim.sgd(model, {lr = 0.05}),
+--          epochs = 2})
 local function train(a, b, c)
     local who = "train"
     local model, d, opts, given_obj
@@ -460,8 +464,7 @@ local function train(a, b, c)
                 fail("%s: the method '%s' did not evaluate the batch (step %d)", who, method.name, step)
             end
             if clip_grad_norm then clip_grad_norm(params, clip) end
-            opt:step()
-            if method.after_step then method:after_step(bv, opt, mstate) end
+            if method.update then method:update(bv, opt, mstate) else opt:step() end
             if not params_finite(params) then
                 log.status, log.diverged_at = "diverged", step
                 log.diverged_reason = "non-finite parameters after the optimizer step"

@@ -211,6 +211,9 @@ function Objective:_set_selection(sel)
 end
 
 --- ls.objective(model, data [, opts]) -> objective (options in the header).
+-- Model + data + loss + mode + parameter selection + batching, in one object that every
+-- analysis and training method takes (value, grad, hvp, batch views).
+-- e.g. local obj = ls.objective(model, train, {batch = 500, mode = "eval"}); print(obj:value())
 M.objective = public(function(model, d, opts) return new(model, d, opts, "objective") end)
 
 --- objective.resolve(who, a, b, c [, defaults]) -> obj, opts: the two ways every analysis is
@@ -244,6 +247,9 @@ function M.resolve(who, a, b, c, defaults)
 end
 
 --- obj:select(spec) -> a new objective like obj with another parameter selection.
+-- A new objective like this one with another parameter selection (the params language of the
+-- objective).
+-- e.g. local last = obj:select("3.weight")
 function Objective:select(spec)
     local o = setmetatable({}, Objective)
     for k, v in pairs(self) do o[k] = v end
@@ -254,6 +260,7 @@ end
 
 --- obj:subset(start, len) -> a new objective like obj on the examples start .. start + len - 1
 -- (views; the batch is clamped to len). m-sharpness evaluates chunks this way.
+-- e.g. local small = obj:subset(1, 1000)
 function Objective:subset(start, len)
     local o = setmetatable({}, Objective)
     for k, v in pairs(self) do o[k] = v end
@@ -265,6 +272,9 @@ function Objective:subset(start, len)
 end
 
 --- obj:settings() -> the configuration as flat key/value pairs (tidy CSV columns).
+-- The objective's settings as a flat table (loss, mode, batch, N, params), for the columns of a
+-- CSV row.
+-- e.g. local row = obj:settings()
 function Objective:settings()
     return {mode = self.mode, batch = self.batch, n_data = self.N, n_params = self.n,
             loss = self.loss, params = self.params_label}
@@ -286,6 +296,7 @@ end
 --- obj:check_output(out, B [, what]): with the cross-entropy loss, the model's output for a batch
 -- of B must be scores [B x C] with C >= every label ("<who>: the data has label 12 but the model
 -- outputs 10 classes (labels must lie in 1..10)"). `what` names the data in messages.
+-- e.g. obj:check_output(model(x), "myanalysis")
 function Objective:check_output(out, B, what, who)
     who, what = who or self.who, what or "the dataset"
     if not ls.is_tensor(out) then
@@ -310,6 +321,7 @@ end
 --- obj:probe(): one eval-mode forward of the first examples (no graph, model restored), so that a
 -- model that rejects the data, or labels it cannot score, are reported when an analysis is built
 -- rather than in its first pass.
+-- e.g. local p = obj:probe()
 function Objective:probe()
     local k = math.min(self.N, 2)
     local xb = self.x:narrow(1, 1, k)
@@ -385,6 +397,7 @@ M.set_mode = set_mode
 -- frozen); afterwards every module's training and freeze flags, every buffer, the dropout counters
 -- and the global random stream are restored exactly, and with params = true the selected
 -- parameters too, also when fn raises (the error is passed on).
+-- e.g. obj:guard(function() return obj:value() end)
 function Objective:guard(fn, opts)
     opts = check_options(opts, {params = true, mode = true}, "guard")
     if type(fn) ~= "function" then fail("guard: expected a function, got %s", type(fn)) end
@@ -401,6 +414,7 @@ end
 
 --- obj:refuses_dropout(): an error when the objective is in train mode and the model has active
 -- dropout (an operator in that mode would be random).
+-- e.g. obj:refuses_dropout("hessian")
 function Objective:refuses_dropout()
     if self.mode ~= "train" then return end
     for _, m in ipairs(dropouts(self.model)) do
@@ -417,6 +431,7 @@ end
 
 --- obj:flatten(list) -> a new flat tensor (dtype obj.dtype) from tensors shaped like the selected
 -- parameters: a list in obj.names order or a map name -> tensor; missing entries are zeros.
+-- e.g. local g = obj:flatten(obj:grad())
 function Objective:flatten(list)
     if not self.dtype then fail("%s: the selected parameters mix dtypes", self.who) end
     local out = ls.zeros({self.n}, {dtype = self.dtype})
@@ -435,6 +450,9 @@ function Objective:flatten(list)
 end
 
 --- obj:check_vector(v, who): v must be a 1-D tensor of length obj.n and dtype obj.dtype.
+-- Checks that v is a flat f64/f32 vector over the selected parameters (obj.n elements); errors
+-- name `who`.
+-- e.g. obj:check_vector(v, "myanalysis")
 function Objective:check_vector(v, who)
     if not ls.is_tensor(v) then
         fail("%s: expected a 1-D tensor of length %d, got %s", who, self.n, type(v))
@@ -449,6 +467,7 @@ end
 
 --- obj:split(v) -> views of the flat v shaped like the selected parameters (detached; they share
 -- v's storage). obj:unflatten(v) -> copies, as a list that is also a map name -> tensor.
+-- e.g. local parts = obj:split(v)
 function Objective:split(v)
     local vd = v:detach():contiguous()
     local out = {}
@@ -458,6 +477,9 @@ function Objective:split(v)
     return out
 end
 
+--- obj:unflatten(flat) -> list of tensors
+-- A flat vector over the selected parameters as a list of tensors shaped like them.
+-- e.g. local dirs = obj:unflatten(v)
 function Objective:unflatten(v)
     self:check_vector(v, self.who .. ":unflatten")
     local out = {}
@@ -471,6 +493,7 @@ end
 --- obj:snapshot() -> detached copies of the selected parameters (a list); obj:restore(snap) copies
 -- them back; obj:set(base, {{c1, d1}, {c2, d2}, ...}) sets each parameter to base + sum c_k d_k
 -- (d_k lists aligned with the parameters; nil entries are zero).
+-- e.g. local s = obj:snapshot()
 function Objective:snapshot()
     return ls.no_grad(function()
         local out = {}
@@ -479,12 +502,18 @@ function Objective:snapshot()
     end)
 end
 
+--- obj:restore(snapshot) -> nil
+-- Copies a snapshot (obj:snapshot()) back into the selected parameters.
+-- e.g. local s = obj:snapshot(); obj:restore(s)
 function Objective:restore(snap)
     ls.no_grad(function()
         for i, t in ipairs(self.tensors) do t:detach():copy(snap[i]) end
     end)
 end
 
+--- obj:set(flat) -> nil
+-- Sets the selected parameters from a flat vector over them (in place, not recorded).
+-- e.g. obj:set(ls.zeros({obj.n}, {dtype = obj.dtype}))
 function Objective:set(base, terms)
     ls.no_grad(function()
         for i, t in ipairs(self.tensors) do
@@ -511,6 +540,9 @@ function M.norm(a) return math.sqrt(M.dot(a, a)) end
 ---------------------------------------------------------------------------------------------------
 
 --- obj:batches() -> list of {x, y, B, start}: consecutive narrow() views covering the data in order.
+-- The batches the objective averages over: consecutive views of its data of its batch size, as
+-- {x, y, B, start} entries.
+-- e.g. for _, b in ipairs(obj:batches()) do print(b.start, b.B) end
 function Objective:batches()
     local out, s = {}, 1
     while s <= self.N do
@@ -530,6 +562,7 @@ end
 
 --- obj:evaluate() -> {loss = mean loss, accuracy = fraction correct (labels and [B x C] outputs
 -- only; else nil), n}: one pass without a graph, in the objective's mode.
+-- e.g. local r = obj:evaluate(); print(r.loss, r.accuracy)
 function Objective:evaluate()
     return self:guard(function()
         return ls.no_grad(function()
@@ -550,10 +583,13 @@ function Objective:evaluate()
 end
 
 --- obj:value() -> the mean loss over the data (a number).
+-- The objective's loss over its data (batches averaged by size), in its mode, under its guard.
+-- e.g. print(obj:value())
 function Objective:value() return self:evaluate().loss end
 
 --- obj:grad([{flat = true}]) -> g, L: the gradient of the mean loss over the selected parameters
 -- (a flat tensor, or with flat = false a list aligned with obj.tensors) and the loss L.
+-- e.g. local g = obj:grad(); print(g:norm():item())
 function Objective:grad(opts)
     opts = check_options(opts, {flat = true}, "grad")
     local acc, total = {}, 0.0
@@ -584,6 +620,7 @@ end
 -- a list). With create_graph the product is recorded, for a derivative of it (a third derivative
 -- of the loss); v must then be a list, since a flat result would be assembled outside the graph.
 -- graph_cache (a table; the Hessian operator's): per-batch gradient graphs kept between calls.
+-- e.g. local hv = obj:hvp(ls.randn({obj.n}, {seed = 1, dtype = "f64"}))
 function Objective:hvp(v, opts)
     opts = check_options(opts, {create_graph = true, graph_cache = true}, "hvp")
     local who = self.who .. ":hvp"
@@ -653,6 +690,7 @@ M.Batch = Batch
 -- opts of obj:batch_view: check(output, B) is called on the first evaluation's output (the training
 -- loop checks the first step's scores); on_first(loss_value) with the first evaluation's loss
 -- before anything else happens (the loop's divergence check raises from it).
+-- e.g. local b = obj:batch_view(x, y); local loss = b:loss()
 function Objective:batch_view(x, y, opts)
     opts = check_options(opts, {on_first = true, check = true}, "batch_view")
     if not ls.is_tensor(x) or x:dim() < 1 then

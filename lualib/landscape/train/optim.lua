@@ -205,6 +205,7 @@ end
 --   d = d + momentum*buf (nesterov) or buf                            (when momentum ~= 0)
 --   p = p - lr*d
 -- State per parameter: momentum_buffer (when momentum ~= 0).
+-- e.g. local opt = ls.optim.sgd(model, {lr = 0.1, momentum = 0.9, weight_decay = 5e-4})
 M.sgd = public(function(params, opts) return new_optimizer("sgd", params, opts) end)
 
 --- ls.optim.adam(params, {lr, betas, eps, weight_decay, amsgrad}) -> optimizer
@@ -218,12 +219,14 @@ M.sgd = public(function(params, opts) return new_optimizer("sgd", params, opts) 
 --   m = beta1*m + (1 - beta1)*g;   v = beta2*v + (1 - beta2)*g*g;   vmax = max(vmax, v) (amsgrad)
 --   p = p - lr/(1 - beta1^t) * m / (sqrt(v or vmax)/sqrt(1 - beta2^t) + eps)
 -- State per parameter: step, exp_avg (m), exp_avg_sq (v), max_exp_avg_sq (amsgrad).
+-- e.g. local opt = ls.optim.adam(model, {lr = 1e-3})
 M.adam = public(function(params, opts) return new_optimizer("adam", params, opts) end)
 
 --- ls.optim.adamw(params, {lr, betas, eps, weight_decay, amsgrad}) -> optimizer
 -- Adam with decoupled weight decay, as torch.optim.AdamW. Keys as for adam, except:
 --   weight_decay = 1e-2   decoupled decay: p = p*(1 - lr*weight_decay) before the Adam update, and
 --                         the gradient itself is not changed
+-- e.g. local opt = ls.optim.adamw(model, {lr = 1e-3, weight_decay = 0.01})
 M.adamw = public(function(params, opts) return new_optimizer("adamw", params, opts) end)
 
 local function step_sgd(self)
@@ -280,6 +283,7 @@ end
 -- One update of every parameter that has a .grad (parameters without one are skipped and keep
 -- their state, as in torch). With a closure (a function that clears the gradients, computes the
 -- loss, calls backward and returns the loss), it is called first and its result returned.
+-- e.g. loss:backward(); opt:step(); opt:zero_grad()
 Optimizer.step = public(function(self, closure)
     if getmetatable(self) ~= Optimizer then fail("step: call it as opt:step()") end
     local loss
@@ -295,12 +299,15 @@ end)
 
 --- opt:zero_grad(): drop every parameter's .grad (torch's zero_grad(set_to_none=True)); the next
 -- backward starts the gradients afresh.
+-- e.g. opt:zero_grad()
 Optimizer.zero_grad = public(function(self)
     if getmetatable(self) ~= Optimizer then fail("zero_grad: call it as opt:zero_grad()") end
     for _, p in ipairs(self.params) do p.grad = nil end
 end)
 
 --- opt:parameters() -> the list of parameters (the optimizer's own list; do not modify it)
+-- The tensors the optimizer updates.
+-- e.g. print(#opt:parameters())
 function Optimizer:parameters() return self.params end
 
 local STATE_KEYS = {
@@ -320,6 +327,7 @@ end
 -- A snapshot: the hyperparameters (including initial_lr when a schedule set it) and, for each
 -- parameter index i that has state, its step count and state tensors, cloned. Loading it into an
 -- optimizer of the same kind over parameters of the same shapes continues bit for bit.
+-- e.g. local saved = opt:state_dict()
 function Optimizer:state_dict()
     local st = {}
     for i, s in pairs(self.state) do
@@ -391,6 +399,7 @@ end
 
 --- opt:load_state_dict(sd): restore a state_dict (tensors cloned, so sd stays independent). Checks
 -- the kind, the parameter count and every state tensor's shape and dtype before changing anything.
+-- e.g. opt:load_state_dict(saved)
 Optimizer.load_state_dict = public(load_state_dict)
 
 function Optimizer:__tostring()
@@ -461,6 +470,7 @@ end
 --   opts.error_if_nonfinite = false  raise an error (and scale nothing) if the total is NaN or inf
 -- opts may also be the norm_type itself. The sum is taken in double over fixed chunks, in the same
 -- order for any thread count.
+-- e.g. local norm = ls.optim.clip_grad_norm(model, 1.0)
 M.clip_grad_norm = public(clip_grad_norm)
 
 -- ================================================================================================
@@ -598,6 +608,7 @@ end
 --   step_size  (required)  period of the decay in epochs, an integer >= 1
 --   gamma      = 0.1       the factor
 -- Closed form: lr = initial_lr * gamma^floor(epoch / step_size).
+-- e.g. local sched = ls.optim.schedule.step(opt, {step_size = 30, gamma = 0.1})
 S.step = public(function(opt, opts)
     local who = "schedule.step"
     opts = check_options(opts, {step_size = true, gamma = true}, who)
@@ -638,6 +649,7 @@ end
 --   t_max    (required)  half-period in epochs, an integer >= 1
 --   eta_min  = 0         the lowest rate
 -- Closed form: lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / t_max)) / 2.
+-- e.g. local sched = ls.optim.schedule.cosine(opt, {t_max = 100})
 S.cosine = public(function(opt, opts)
     local who = "schedule.cosine"
     opts = check_options(opts, {t_max = true, eta_min = true}, who)
@@ -674,6 +686,7 @@ end
 --   start_factor  = 1/3   first factor, in (0, 1]
 --   end_factor    = 1     last factor, in [0, 1]
 -- Closed form: lr = initial_lr * (start + (end - start) * min(steps, epoch) / steps).
+-- e.g. local sched = ls.optim.schedule.warmup(opt, {steps = 500})
 S.warmup = public(function(opt, opts)
     local who = "schedule.warmup"
     opts = check_options(opts, {steps = true, start_factor = true, end_factor = true}, who)
@@ -721,6 +734,8 @@ end
 --   local c = ls.optim.schedule.cosine(opt, {t_max = 9500})
 --   local sched = ls.optim.schedule.sequential(opt, {schedulers = {w, c}, milestones = {500}})
 -- Step only `sched` from then on.
+-- e.g. local sched = ls.optim.schedule.sequential(opt, {schedulers = {warm, cos},
+--          milestones = {500}})
 S.sequential = public(function(opt, opts)
     local who = "schedule.sequential"
     opts = check_options(opts, {schedulers = true, milestones = true}, who)

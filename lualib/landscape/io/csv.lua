@@ -1,6 +1,6 @@
---- landscape.csv: tidy CSV tables (one row per observation, a header), through libcsv.
+--- landscape.io.csv: tidy CSV tables (one row per observation, a header), through libcsv.
 --
---   local csv = require "landscape.csv"
+--   local csv = require "landscape.io.csv"
 --   csv.write("results/run.csv", {{seed = 1, loss = 0.25}, {seed = 2, loss = 0.5}})
 --   csv.write("results/run.csv", {{seed = 3, loss = 0.1}}, {append = true})
 --   local t = csv.read("results/run.csv")      -- t.columns, t.data.loss (a Tensor), t.nrows
@@ -10,9 +10,14 @@
 -- back to the same double, NaN as "nan"), booleans as true/false, strings quoted only when needed
 -- (commas, quotes, line breaks, blanks at either end), nil as an empty cell.
 local ls = require "landscape"
-local fs = require "landscape.fs"
+local fs = require "landscape.io.fs"
 
 local M = {}
+
+-- An error of ls.io without the position inside this module, so it can be raised at the caller's line.
+local function engine_message(err)
+    return (tostring(err):gsub("^[^\n]-%.lua:%d+: ", "", 1))
+end
 
 local function sorted_union_of_keys(rows)
     local seen, names = {}, {}
@@ -39,8 +44,11 @@ end
 --   append  = false  add to an existing table instead of replacing it. A missing or empty file gets
 --                    a header; an existing header must name the same columns (any order: rows follow
 --                    the file's order), else an error naming the missing and extra columns.
--- The parent directory is created when missing. A fresh table is written to "<path>.part" and
--- renamed into place, so a crash never leaves half a table behind.
+-- The parent directory is created when missing. The file is always written whole: the new table (for
+-- an append, the old rows followed by the new ones) goes to a temporary file beside it that is renamed
+-- into place, so a full disk, a size limit or a crash leaves the old file as it was, never half a table
+-- or a torn last row.
+-- e.g. ls.csv.write("out/run.csv", {{epoch = 1, loss = 0.5}, {epoch = 2, loss = 0.4}})
 function M.write(path, rows, opts)
     if type(path) ~= "string" then error("csv.write: path must be a string", 2) end
     if type(rows) ~= "table" then error("csv.write: rows must be a list of tables", 2) end
@@ -65,21 +73,33 @@ function M.write(path, rows, opts)
     local dir = fs.dirname(path)
     local ok, err = fs.mkdir_p(dir)
     if not ok then error("csv.write: " .. err, 2) end
-    ls.io.csv_write(path, columns, rows, opts.append and true or false)
+    local ok, err = pcall(ls.io.csv_write, path, columns, rows, opts.append and true or false)
+    if not ok then error(engine_message(err), 2) end
+end
+
+local function read_table(path)   -- raises without a position; the callers add theirs
+    if type(path) ~= "string" then error("csv.read: path must be a string", 0) end
+    local ok, t = pcall(ls.io.csv_read, path)
+    if not ok then error(engine_message(t), 0) end
+    return t
 end
 
 --- Read a table: {columns = {names in file order}, data = {name -> Tensor (f64, numeric columns,
 -- empty cells NaN) or list of strings}, nrows = n}.
+-- e.g. local t = ls.csv.read("out/run.csv")
 function M.read(path)
-    if type(path) ~= "string" then error("csv.read: path must be a string", 2) end
-    return ls.io.csv_read(path)
+    local ok, t = pcall(read_table, path)
+    if not ok then error(t, 2) end
+    return t
 end
 
 --- Read a table as a list of rows {name -> number or string}, plus the column names in file order.
 -- Numbers with an integral value come back as Lua integers (a seed of 3 reads as 3, not 3.0); empty
 -- numeric cells, and cells reading "nan", become nil. Empty string cells stay "".
+-- e.g. for _, r in ipairs(ls.csv.read_rows("out/run.csv")) do print(r.loss) end
 function M.read_rows(path)
-    local t = M.read(path)
+    local ok, t = pcall(read_table, path)
+    if not ok then error(t, 2) end
     local cols = {}
     for i, name in ipairs(t.columns) do
         local d = t.data[name]

@@ -1,10 +1,11 @@
---- landscape.fs: small file-system helpers on top of LuaFileSystem.
+--- landscape.io.fs: small file-system helpers on top of LuaFileSystem.
 --
 -- Following Lua's io library and lfs: misuse (a non-string path) raises an error; an operating-system
 -- failure returns nil, a message naming the path, and an errno where one is known.
 --
---   local fs = require "landscape.fs"
+--   local fs = require "landscape.io.fs"
 --   fs.mkdir_p("results/shards")                   -- like `mkdir -p`
+--   assert(fs.check_writable_dir("results"))       -- before a long run that writes there
 --   for _, p in ipairs(fs.list("results/shards", "^shard%-%d+%.csv$")) do ... end
 -- LuaFileSystem also sets a global `lfs`; landscape's modules set no globals, so undo that.
 local had_lfs_global = rawget(_G, "lfs") ~= nil
@@ -20,24 +21,32 @@ local function check_path(path, who)
 end
 
 --- True if something (file, directory, ...) exists at `path`.
+-- Whether something (file or directory) exists at path.
+-- e.g. if not ls.fs.exists("out") then ls.fs.mkdir_p("out") end
 function M.exists(path)
     check_path(path, "exists")
     return lfs.attributes(path, "mode") ~= nil
 end
 
 --- True if `path` is a directory.
+-- Whether path is a directory.
+-- e.g. ls.fs.isdir("/tmp")   --> true
 function M.isdir(path)
     check_path(path, "isdir")
     return lfs.attributes(path, "mode") == "directory"
 end
 
 --- True if `path` is a regular file.
+-- Whether path is a regular file.
+-- e.g. ls.fs.isfile("/etc/hostname")   --> true
 function M.isfile(path)
     check_path(path, "isfile")
     return lfs.attributes(path, "mode") == "file"
 end
 
 --- The directory part of a path ("a/b/c.csv" -> "a/b", "c.csv" -> ".", "/x" -> "/").
+-- The directory part of a path ("." when there is none).
+-- e.g. ls.fs.dirname("out/run.csv")   --> "out"
 function M.dirname(path)
     check_path(path, "dirname")
     local d = path:match("^(.*[^/])/+[^/]*$")
@@ -46,12 +55,16 @@ function M.dirname(path)
 end
 
 --- The last component of a path ("a/b/c.csv" -> "c.csv").
+-- The last component of a path.
+-- e.g. ls.fs.basename("out/run.csv")   --> "run.csv"
 function M.basename(path)
     check_path(path, "basename")
     return path:match("([^/]*)/*$")
 end
 
 --- Join path components with "/" (an absolute component restarts the path).
+-- The parts joined with "/" (no doubled separators).
+-- e.g. ls.fs.join("out", "run.csv")   --> "out/run.csv"
 function M.join(...)
     local out = nil
     for i = 1, select("#", ...) do
@@ -68,6 +81,7 @@ end
 
 --- Create a directory and any missing parents, like `mkdir -p`. Returns true, or nil, message.
 -- An existing directory is success; an existing non-directory in the way is a failure.
+-- e.g. assert(ls.fs.mkdir_p("out/figures"))
 function M.mkdir_p(path)
     check_path(path, "mkdir_p")
     if path == "" then return true end
@@ -87,8 +101,28 @@ function M.mkdir_p(path)
     return true
 end
 
+--- Make sure `dir` exists (like `mkdir -p`) and that files can be created in it, by creating and
+-- removing a probe file. Scripts call this before they start work, so that a bad output location
+-- fails at once instead of after hours of training. Returns true, or nil, message.
+-- e.g. assert(ls.fs.check_writable_dir("out/run1"))
+function M.check_writable_dir(dir)
+    check_path(dir, "check_writable_dir")
+    local ok, err = M.mkdir_p(dir)
+    if not ok then return nil, err end
+    local probe = M.join(dir, ".landscape-probe-" .. tostring({}):match("(%x+)$"))
+    local f, ferr = io.open(probe, "w")
+    if not f then
+        return nil, string.format("check_writable_dir: %s: cannot create files there (%s)", dir,
+                                  tostring(ferr))
+    end
+    f:close()
+    os.remove(probe)
+    return true
+end
+
 --- The files (not directories) in `dir` whose names match the Lua pattern `pattern` (default: all),
 -- as sorted full paths ("dir/name"). Returns nil, message if `dir` cannot be read.
+-- e.g. for _, name in ipairs(ls.fs.list("out")) do print(name) end
 function M.list(dir, pattern)
     check_path(dir, "list")
     if pattern ~= nil and type(pattern) ~= "string" then
@@ -111,6 +145,8 @@ function M.list(dir, pattern)
 end
 
 --- Remove a file if it exists. Returns true, or nil, message.
+-- Removes a file or an empty directory; returns true, or nil and the reason.
+-- e.g. ls.fs.remove("out/old.csv")
 function M.remove(path)
     check_path(path, "remove")
     if not M.exists(path) then return true end
