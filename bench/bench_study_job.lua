@@ -129,8 +129,8 @@ for _, T in ipairs(threads) do
     local om, pm = C.median(ours), C.median(theirs)
     print(string.format("%s,f32,%d,%.1f,torch,%.1f,%.3f", workload, T, om, pm, om / pm))
     io.stdout:flush()
-    C.note("threads %d: median over pairs of ours/peer %.3f (wall), %.3f (CPU); median CPU ours %.0f "
-           .. "ms, peer %.0f ms", T, C.median(ratios), C.median(cpu_ratios), C.median(ours_cpu),
+    C.note("threads %d: median over pairs of ours/peer %.3f (wall), %.3f (CPU); median CPU ours "
+           .. "%.0f ms, peer %.0f ms", T, C.median(ratios), C.median(cpu_ratios), C.median(ours_cpu),
            C.median(their_cpu))
 end
 local rss_ours = C.peak_rss_mib() or 0 / 0

@@ -19,7 +19,8 @@
 --                                 to the batch (sqrt: lr sqrt(B/256); linear: lr B/256)   (sqrt)
 --   --budget P                    example passes per network (full 150000, quick 40000,
 --                                 tiny 3000)
---   --replicates R                configurations rerun with a second seed (full 24, quick 8, tiny 2)
+--   --replicates R                configurations rerun with a second seed (full 24, quick 8,
+--                                 tiny 2)
 --   --analyze: --permutations B (1000), --no-figures
 --
 -- Writes OUT/models.csv (one row per network and checkpoint: the configuration, every measurement

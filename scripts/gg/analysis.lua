@@ -117,7 +117,8 @@ function M.feature_sets(t, H)
          label = "log Keskar sharpness (eps 1e-4)"},
         {name = "norms", kind = "baseline",
          columns = {"log_l2_sq", "log_prod_fro", "log_prod_spec", "log_dist_init"},
-         label = "parameter norms (log sum F^2, sum log F^2, sum log spectral^2, log dist. to init)"},
+         label = "parameter norms (log sum F^2, sum log F^2, sum log spectral^2, "
+             .. "log dist. to init)"},
     }
     local out = {}
     for _, s in ipairs(sets) do
