@@ -63,6 +63,24 @@ describe("gg_study", function()
             assert.are.equal(586, marks[5].step)
         end)
 
+        it("keeps five rows for a diverged network, measurements empty after it", function()
+            ls.set_threads(1)
+            local rows, log = measure.run{n = 100, noise = 0, width = 16, depth = 1, bn = 0,
+                                          wd = 0, lr = 1e4, batch = 50, replicate = 1,
+                                          budget = 2000, lr_scaling = "none"}
+            assert.are.equal("diverged", log.status)
+            assert.are.equal(5, #rows)
+            local reached = 0
+            for i, r in ipairs(rows) do
+                assert.are.equal("diverged", r.status)
+                assert.are.equal(measure.FRACTIONS[i], r.frac)
+                assert.is_true(r.diverged_at > 0 and r.init_seed > 0)
+                if r.test_acc ~= nil then reached = reached + 1 end
+            end
+            assert.is_true(reached < 5)
+            assert.is_nil(rows[5].test_acc)
+        end)
+
         it("measures the norms: Frobenius, spectral (power iteration), distance to init", function()
             local model = ls.nn.mlp{input = 6, hidden = {5}, classes = 3, seed = 3}
             local w0 = {}
