@@ -273,6 +273,21 @@ describe("ls.margins", function()
                 end
             end
             assert.are.same(kept, pos.keep:totable())
+            -- raw = true summarises the margins before the division by nu, over the kept samples
+            local sig = ls.margins.signature(pos, {stats = "quartiles+p5p95", raw = true})
+            assert.is_true(sig.raw)
+            for _, spec in ipairs({"input", "first", "output"}) do
+                local r = all.raw[spec]:totable()
+                local sel = {}
+                for q, i in ipairs(kept) do sel[q] = r[i] end
+                local s = st.summary(sel, "quartiles+p5p95")
+                local name = spec
+                near(sig.values[name].q2, s.q2, 0)
+                near(sig.values[name].p5, s.p5, 0)
+                -- and it is the normalised signature times nu
+                local n = ls.margins.signature(pos, {stats = "quartiles+p5p95"})
+                near(sig.values[name].q3, n.values[name].q3 * pos.nu[spec], 1e-12)
+            end
         end)
 
         it("summarises each layer; features and tidy rows; the log rule", function()

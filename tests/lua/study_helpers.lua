@@ -11,6 +11,7 @@
 --                      not load it) -> {out =, err =, code =}
 --   h.landscape(args [, env])   h.sh of `landscape counter_study.lua <WORK> <args>`;
 --                      env: "VAR=value ..."
+--   h.count_done(out)  how many jobs of the study in `out` have their done record
 local ls = require "landscape"
 
 local M = {}
@@ -55,6 +56,15 @@ function M.sh(cmd)
     os.remove(out)
     os.remove(err)
     return r
+end
+
+function M.count_done(out)
+    local store = require "landscape.study.store"
+    local n = 0
+    for _, key in ipairs(store.entries(out .. "/jobs")) do
+        if store.exists(out .. "/jobs/" .. key .. "/done.lua") then n = n + 1 end
+    end
+    return n
 end
 
 function M.landscape(args, env)

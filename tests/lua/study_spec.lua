@@ -49,13 +49,7 @@ local function wait_gone(pgid, seconds)
     return true
 end
 
-local function count_done(out)
-    local n = 0
-    for _, key in ipairs(store.entries(out .. "/jobs")) do
-        if store.exists(out .. "/jobs/" .. key .. "/done.lua") then n = n + 1 end
-    end
-    return n
-end
+local count_done = h.count_done
 
 describe("study.serial", function()
     it("writes a canonical text for a configuration: sorted keys, 1 and 1.0 alike", function()
@@ -577,6 +571,10 @@ describe("study runner from the command line", function()
         for _, key in ipairs(store.entries(dir .. "/jobs")) do
             local rec = store.read_record(dir .. "/jobs/" .. key .. "/done.lua")
             assert.is_true(rec.seconds >= 2)
+            -- the job's own CPU time (it sleeps) and the worker's peak RSS are in the record
+            assert.is_true(rec.cpu_seconds >= 0 and rec.cpu_seconds < 0.5,
+                           string.format("%.3f s of CPU in a sleeping job", rec.cpu_seconds))
+            assert.is_true(rec.max_rss_mib > 1 and rec.max_rss_mib < 1024)
             assert.is_true(rec.runner_cpu_seconds <= 0.05 * rec.seconds,
                            string.format("%.3f s in the runner", rec.runner_cpu_seconds))
             local w = per_worker[rec.worker] or {runner = 0, job = 0}
@@ -592,6 +590,9 @@ describe("study runner from the command line", function()
                                          w.runner, w.job))
         end
         assert.are.equal(2, n)
+        local manifest = read_file(dir .. "/counter.manifest.json")
+        assert.truthy(manifest:find('"job_cpu_seconds": {', 1, true))
+        assert.truthy(manifest:find('"max_rss_mib": {', 1, true))
     end)
 
     it("survives SIGKILL at 20 random moments: no row lost or repeated, the same bytes", function()

@@ -433,7 +433,7 @@ function Signature:rows(extra)
     return out
 end
 
-local SIG_OPTS = {stats = true, log = true, layers = true}
+local SIG_OPTS = {stats = true, log = true, layers = true, raw = true}
 
 --- ls.margins.signature(m [, opts]) -> sig
 -- opts (defaults):
@@ -442,6 +442,8 @@ local SIG_OPTS = {stats = true, log = true, layers = true}
 --   log = false                  take log of every statistic; a value <= 0 (or NaN) becomes
 --                                log(1e-12) and is counted in "<slot>.n_clipped"
 --   layers = m.specs             which slots to summarise
+--   raw = false                  summarise m.raw (the margins before the division by nu)
+--                                instead of m.layers, over the same samples (m.keep's)
 -- sig.values[slot][stat], sig.raw_values (before the log), sig.layers (slot names), sig.stats.
 -- e.g. local sig = ls.margins.signature(ls.margins(model, train))
 local function signature(m, opts)
@@ -452,14 +454,19 @@ local function signature(m, opts)
     end
     local names = stats.resolve(opts.stats or "quartiles+fences", who)
     local specs = opts.layers or m.specs
+    local source = opts.raw and m.raw or m.layers
+    if type(source) ~= "table" then fail("%s: the margins hold no raw (unnormalised) values", who) end
     local sig = setmetatable({stats = names, layers = {}, values = {}, raw_values = {},
-                              clipped = {}, clipped_at = {}, log = opts.log and true or false},
-                             Signature)
+                              clipped = {}, clipped_at = {}, log = opts.log and true or false,
+                              raw = opts.raw and true or false}, Signature)
     for _, spec in ipairs(specs) do
-        local d = m.layers[spec]
+        local d = source[spec]
         if d == nil then
             fail("%s: layer '%s' is not in the margins (computed: %s)", who, tostring(spec),
                  table.concat(m.names, ", "))
+        end
+        if opts.raw and m.keep then
+            d = m.keep:numel() > 0 and d:index_select(1, m.keep) or ls.zeros({0}, {dtype = "f64"})
         end
         local name = spec_name(spec)
         sig.layers[#sig.layers + 1] = name

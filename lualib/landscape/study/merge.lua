@@ -6,7 +6,8 @@
 -- then the others sorted). The bytes depend only on the results, never on which process, shard,
 -- machine or order produced them. It also writes OUT/<name>.manifest.json: the engine version and
 -- commit, the machines (host, CPU, GEMM path, BLAS library and kernel, threads) with their job counts,
--- the first start and last end, job time statistics, and every failure with its message.
+-- the first start and last end, statistics of the job times (wall and CPU), of the workers' peak
+-- RSS at each job's end and of the runner's own time, and every failure with its message.
 -- Jobs that are neither done nor failed make it an error unless opts.partial (then they are listed
 -- in the manifest as missing). Returns the CSV path, the manifest path and the status.
 --
@@ -126,7 +127,7 @@ function M.run(study, jobs, opts)
     end
     local extra = {}
     local rows = {}
-    local seconds, runner_seconds, runner_cpu, machines = {}, {}, {}, {}
+    local seconds, cpu_seconds, rss, runner_seconds, runner_cpu, machines = {}, {}, {}, {}, {}, {}
     local first, last
     for i, j in ipairs(jobs) do
         local rec = st.records[i]
@@ -145,6 +146,8 @@ function M.run(study, jobs, opts)
         end
         if st.states[i] == "done" then
             seconds[#seconds + 1] = rec.seconds
+            cpu_seconds[#cpu_seconds + 1] = rec.cpu_seconds
+            rss[#rss + 1] = rec.max_rss_mib
             runner_seconds[#runner_seconds + 1] = rec.runner_seconds
             runner_cpu[#runner_cpu + 1] = rec.runner_cpu_seconds
             for _, r in ipairs(rec.rows) do
@@ -198,6 +201,8 @@ function M.run(study, jobs, opts)
         ended = last,
         merged = store.iso(),
         job_seconds = stats(seconds),
+        job_cpu_seconds = stats(cpu_seconds),
+        max_rss_mib = stats(rss),
         runner_seconds = stats(runner_seconds),
         runner_cpu_seconds = stats(runner_cpu),
         failures = st.failures,

@@ -6,7 +6,9 @@
 -- record (rows and timings) or the failure record (message and traceback). Returns "done",
 -- "failed", "skipped" or "interrupted" (Ctrl-C: no record is written, so the job runs again next
 -- time), and the record. The record's timings:
--- seconds (in study.run), runner_seconds and runner_cpu_seconds (the runner's own wall and CPU time
+-- seconds and cpu_seconds (wall and process CPU time in study.run), max_rss_mib (the process's peak
+-- resident set size when the job ended: a worker's high-water mark over the jobs it ran so far),
+-- runner_seconds and runner_cpu_seconds (the runner's own wall and CPU time
 -- around it, the done record's write excepted) and, when `first` is true (the first job of its
 -- process), process_age and process_cpu: the wall and CPU seconds from the process's start to this
 -- job's, the start-up cost of a worker or shard.
@@ -83,6 +85,7 @@ function M.run_job(study, j, opts, first)
                  cpu = m.cpu, gemm = m.gemm, blas = m.blas, blas_kernel = m.blas_kernel,
                  threads = ls.get_threads(), attempt = attempt, resumed = job.resumed or false,
                  started = store.iso(started), ended = store.iso(), seconds = t1 - t0,
+                 cpu_seconds = c1 - c0, max_rss_mib = store.peak_rss_mib(),
                  worker = opts.worker, process_age = age, process_cpu = cpu}
     if ok then
         rec.rows = job:rows()

@@ -234,6 +234,13 @@ function M.process_times()
     return math.max(0, now - start / ticks), (utime + stime) / ticks
 end
 
+--- The peak resident set size of this process so far, in MiB (VmHWM of /proc/self/status), or nil.
+function M.peak_rss_mib()
+    local st = read_file("/proc/self/status")
+    local kb = st and st:match("VmHWM:%s*(%d+)%s*kB")
+    return kb and tonumber(kb) / 1024 or nil
+end
+
 --- The path of the executable running this process (/proc/self/exe), or nil.
 function M.executable()
     return lfs.symlinkattributes("/proc/self/exe", "target")
