@@ -1,6 +1,7 @@
 """What the PyTorch peers share (peer_autograd.py, peer_train.py, peer_curvature.py,
-peer_elementwise.py): thread pinning, the OpenMP wait policy, a report of what runs the numbers, and
-the request loop through which the Lua and C benchmarks alternate their samples with the peer's.
+peer_elementwise.py, peer_methods.py): thread pinning, the OpenMP wait policy, a report of what
+runs the numbers, and the request loop through which the Lua and C benchmarks alternate their
+samples with the peer's.
 
 Import this module before torch: it sets OMP_WAIT_POLICY=passive unless the environment says
 otherwise (libgomp reads it once, when torch loads it). With the default spinning, torch's OpenMP

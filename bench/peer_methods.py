@@ -23,11 +23,11 @@ import argparse
 import sys
 import time
 
-import torch
-from torch import nn
-import torch.nn.functional as F
+from peer_common import openblas_libs, set_threads
 
-from peer_threads import openblas_libs, set_threads
+import torch  # noqa: E402  (after peer_common, which sets the OpenMP wait policy)
+from torch import nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 BATCH = 128
 RHO, ASAM_RHO, ETA, LAMBDA_GN, R_GN, LAMBDA_TR, R_TR = 0.05, 0.5, 0.01, 0.1, 0.1, 1e-3, 0.1
