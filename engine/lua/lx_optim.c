@@ -4,8 +4,9 @@
  * autograd graph.
  *
  *   _optim.sgd_step(param, grad, buf|nil, first, lr, momentum, dampening, weight_decay, nesterov)
+ *       -> whether every entry of the updated param is finite
  *   _optim.adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq|nil, step, lr, beta1, beta2,
- *                    eps, weight_decay, amsgrad, decoupled)
+ *                    eps, weight_decay, amsgrad, decoupled) -> the same
  *   _optim.clip_grad_norm({grads...}, max_norm, norm_type, error_if_nonfinite) -> total norm
  *   _optim.id(tensor) -> light userdata identifying the underlying tensor (for duplicate checks) */
 #include "lx.h"
@@ -21,8 +22,10 @@ static int lx_optim_sgd_step(lua_State *L)
     ls_sgd_config c = {.lr = luaL_checknumber(L, 5), .momentum = luaL_checknumber(L, 6),
                        .dampening = luaL_checknumber(L, 7), .weight_decay = luaL_checknumber(L, 8),
                        .nesterov = lua_toboolean(L, 9)};
-    if (ls_optim_sgd_step(p, g, buf, first, &c)) return lx_error(L);
-    return 0;
+    bool finite = true;
+    if (ls_optim_sgd_step(p, g, buf, first, &c, &finite)) return lx_error(L);
+    lua_pushboolean(L, finite);
+    return 1;
 }
 
 static int lx_optim_adam_step(lua_State *L)
@@ -38,8 +41,10 @@ static int lx_optim_adam_step(lua_State *L)
                         .beta2 = luaL_checknumber(L, 9), .eps = luaL_checknumber(L, 10),
                         .weight_decay = luaL_checknumber(L, 11), .amsgrad = lua_toboolean(L, 12),
                         .decoupled_weight_decay = lua_toboolean(L, 13)};
-    if (ls_optim_adam_step(p, g, m, v, vmax, (int64_t)step, &c)) return lx_error(L);
-    return 0;
+    bool finite = true;
+    if (ls_optim_adam_step(p, g, m, v, vmax, (int64_t)step, &c, &finite)) return lx_error(L);
+    lua_pushboolean(L, finite);
+    return 1;
 }
 
 static int lx_optim_clip_grad_norm(lua_State *L)

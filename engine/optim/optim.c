@@ -11,6 +11,7 @@
 #include "optim/optim.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,7 @@ typedef struct sgd_ctx {
     const char *g;
     double lr, momentum, dampening, weight_decay;
     bool nesterov, first;
+    atomic_int *nonfinite; /* set when a chunk wrote a NaN or infinite parameter entry */
 } sgd_ctx;
 
 /* torch.optim.sgd._single_tensor_sgd, one element at a time:
@@ -93,6 +95,7 @@ typedef struct sgd_ctx {
         const T *restrict g = (const T *)c->g;                                                     \
         const T wd = (T)c->weight_decay, m = (T)c->momentum, keep = (T)(1.0 - c->dampening);       \
         const T neg_lr = (T)(-c->lr);                                                              \
+        int bad = 0;                                                                               \
         for (int64_t i = begin; i < end; i++) {                                                    \
             T d = g[i];                                                                            \
             if (WD) d = d + wd * p[i];                                                             \
@@ -101,8 +104,11 @@ typedef struct sgd_ctx {
                 buf[i] = b;                                                                        \
                 d = NEST ? d + m * b : b;                                                          \
             }                                                                                      \
-            p[i] = p[i] + neg_lr * d;                                                              \
+            T q = p[i] + neg_lr * d;                                                               \
+            p[i] = q;                                                                              \
+            bad |= !(q - q == 0);                                                                  \
         }                                                                                          \
+        if (bad) atomic_store_explicit(c->nonfinite, 1, memory_order_relaxed);                     \
     } while (0)
 
 /* Each combination of the options as its own loop (constants in SGD_LOOP), so that each
@@ -134,7 +140,7 @@ static void sgd_chunk(void *vctx, int64_t begin, int64_t end)
 }
 
 ls_status ls_optim_sgd_step(ls_tensor *param, const ls_tensor *grad, ls_tensor *momentum_buf,
-                            bool first_step, const ls_sgd_config *cfg)
+                            bool first_step, const ls_sgd_config *cfg, bool *finite)
 {
     const char *who = "sgd";
     ls_status rc;
@@ -153,12 +159,15 @@ ls_status ls_optim_sgd_step(ls_tensor *param, const ls_tensor *grad, ls_tensor *
         return rc;
     ls_tensor *g = ls_tensor_contiguous(grad);
     if (!g) return ls_error_code();
+    atomic_int nonfinite = 0;
     sgd_ctx c = {.dtype = param->dtype, .p = ls_tensor_data(param), .g = ls_tensor_data(g),
                  .buf = cfg->momentum != 0.0 ? ls_tensor_data(momentum_buf) : NULL,
                  .lr = cfg->lr, .momentum = cfg->momentum, .dampening = cfg->dampening,
-                 .weight_decay = cfg->weight_decay, .nesterov = cfg->nesterov, .first = first_step};
+                 .weight_decay = cfg->weight_decay, .nesterov = cfg->nesterov, .first = first_step,
+                 .nonfinite = &nonfinite};
     ls_parallel_for(ls_tensor_numel(param), LS_OPTIM_GRAIN, sgd_chunk, &c);
     ls_tensor_release(g);
+    if (finite) *finite = !atomic_load_explicit(&nonfinite, memory_order_relaxed);
     return LS_OK;
 }
 
@@ -175,6 +184,7 @@ typedef struct adam_ctx {
     double bc2_sqrt;       /* sqrt(1 - beta2^t) */
     double neg_step_size;  /* -lr / (1 - beta1^t) */
     bool amsgrad, decoupled;
+    atomic_int *nonfinite; /* set when a chunk wrote a NaN or infinite parameter entry */
 } adam_ctx;
 
 /* torch.optim.adam._single_tensor_adam / adamw._single_tensor_adamw, one element at a time:
@@ -191,6 +201,7 @@ typedef struct adam_ctx {
         const T b1 = (T)c->beta1, b2 = (T)c->beta2, keep1 = (T)(1.0 - c->beta1);                   \
         const T keep2 = (T)(1.0 - c->beta2), eps = (T)c->eps, bc2 = (T)c->bc2_sqrt;                \
         const T neg_step = (T)c->neg_step_size;                                                    \
+        int bad = 0;                                                                               \
         for (int64_t i = begin; i < end; i++) {                                                    \
             T gi = g[i], pi = p[i];                                                                \
             if (c->decoupled)                                                                      \
@@ -208,8 +219,11 @@ typedef struct adam_ctx {
                 vi = w;                                                                            \
             }                                                                                      \
             T denom = SQRT(vi) / bc2 + eps;                                                        \
-            p[i] = pi + neg_step * mi / denom;                                                     \
+            T q = pi + neg_step * mi / denom;                                                      \
+            p[i] = q;                                                                              \
+            bad |= !(q - q == 0);                                                                  \
         }                                                                                          \
+        if (bad) atomic_store_explicit(c->nonfinite, 1, memory_order_relaxed);                     \
     } while (0)
 
 static void adam_chunk(void *vctx, int64_t begin, int64_t end)
@@ -223,7 +237,7 @@ static void adam_chunk(void *vctx, int64_t begin, int64_t end)
 
 ls_status ls_optim_adam_step(ls_tensor *param, const ls_tensor *grad, ls_tensor *exp_avg,
                              ls_tensor *exp_avg_sq, ls_tensor *max_exp_avg_sq, int64_t step,
-                             const ls_adam_config *cfg)
+                             const ls_adam_config *cfg, bool *finite)
 {
     const char *who = cfg->decoupled_weight_decay ? "adamw" : "adam";
     ls_status rc;
@@ -251,6 +265,7 @@ ls_status ls_optim_adam_step(ls_tensor *param, const ls_tensor *grad, ls_tensor 
     /* the scalars exactly as torch computes them in Python floats */
     double bias_correction1 = 1.0 - pow(cfg->beta1, (double)step);
     double bias_correction2 = 1.0 - pow(cfg->beta2, (double)step);
+    atomic_int nonfinite = 0;
     adam_ctx c = {.dtype = param->dtype, .p = ls_tensor_data(param), .g = ls_tensor_data(g),
                   .m = ls_tensor_data(exp_avg), .v = ls_tensor_data(exp_avg_sq),
                   .vmax = cfg->amsgrad ? ls_tensor_data(max_exp_avg_sq) : NULL,
@@ -258,9 +273,11 @@ ls_status ls_optim_adam_step(ls_tensor *param, const ls_tensor *grad, ls_tensor 
                   .weight_decay = cfg->weight_decay,
                   .decay_factor = 1.0 - cfg->lr * cfg->weight_decay,
                   .bc2_sqrt = sqrt(bias_correction2), .neg_step_size = -(cfg->lr / bias_correction1),
-                  .amsgrad = cfg->amsgrad, .decoupled = cfg->decoupled_weight_decay};
+                  .amsgrad = cfg->amsgrad, .decoupled = cfg->decoupled_weight_decay,
+                  .nonfinite = &nonfinite};
     ls_parallel_for(ls_tensor_numel(param), LS_OPTIM_GRAIN, adam_chunk, &c);
     ls_tensor_release(g);
+    if (finite) *finite = !atomic_load_explicit(&nonfinite, memory_order_relaxed);
     return LS_OK;
 }
 

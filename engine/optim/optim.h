@@ -37,9 +37,11 @@ typedef struct ls_sgd_config {
 
 /* One SGD step on `param` using `grad`. `momentum_buf` is the parameter-shaped buffer (may be NULL
  * when momentum == 0); on the first step (`first_step`) it is overwritten with the (decayed)
- * gradient, exactly as torch clones it, so its previous contents do not matter. */
+ * gradient, exactly as torch clones it, so its previous contents do not matter. When `finite` is
+ * not NULL it receives whether every updated parameter entry is finite (checked as each entry is
+ * written, so a training loop needs no second pass over the parameters to detect divergence). */
 ls_status ls_optim_sgd_step(ls_tensor *param, const ls_tensor *grad, ls_tensor *momentum_buf,
-                            bool first_step, const ls_sgd_config *cfg);
+                            bool first_step, const ls_sgd_config *cfg, bool *finite);
 
 /* torch.optim.Adam / AdamW hyperparameters. decoupled_weight_decay selects AdamW's rule; the name
  * used in error messages follows it ("adam" or "adamw"). */
@@ -54,10 +56,10 @@ typedef struct ls_adam_config {
 
 /* One Adam/AdamW step; `step` is the parameter's step count AFTER this update (1 on the first call),
  * used for the bias corrections. exp_avg and exp_avg_sq start as zeros; max_exp_avg_sq (zeros at the
- * start) is required when amsgrad and ignored otherwise. */
+ * start) is required when amsgrad and ignored otherwise. `finite` as in ls_optim_sgd_step. */
 ls_status ls_optim_adam_step(ls_tensor *param, const ls_tensor *grad, ls_tensor *exp_avg,
                              ls_tensor *exp_avg_sq, ls_tensor *max_exp_avg_sq, int64_t step,
-                             const ls_adam_config *cfg);
+                             const ls_adam_config *cfg, bool *finite);
 
 /* torch.nn.utils.clip_grad_norm_: the p-norm of all n gradients taken together as one vector
  * (norm_type > 0, or INFINITY for the max-norm) is stored in *total_norm; then, if

@@ -59,7 +59,7 @@ static void sgd_case(ls_dtype dt, ls_sgd_config cfg)
     double worst = 0;
     for (int s = 1; s <= STEPS; s++) {
         ls_tensor *g = filled(dt, N, 100 + (uint64_t)s, 0.5);
-        CHECK(ls_optim_sgd_step(p, g, cfg.momentum != 0 ? buf : NULL, s == 1, &cfg) == LS_OK);
+        CHECK(ls_optim_sgd_step(p, g, cfg.momentum != 0 ? buf : NULL, s == 1, &cfg, NULL) == LS_OK);
         for (int64_t i = 0; i < N; i++) {
             sgd_ref(&rp[i], get(g, i), &rbuf[i], s, &cfg);
             double e = fabs(get(p, i) - rp[i]) / (1.0 + fabs(rp[i]));
@@ -91,9 +91,9 @@ static void test_sgd(void)
     ls_tensor *g = ls_tensor_full(LS_F64, 1, (int64_t[]){1}, 2.0);
     ls_tensor *b = ls_tensor_zeros(LS_F64, 1, (int64_t[]){1});
     ls_sgd_config c = {.lr = 0.5, .momentum = 0.5};
-    CHECK(ls_optim_sgd_step(p, g, b, true, &c) == LS_OK);
+    CHECK(ls_optim_sgd_step(p, g, b, true, &c, NULL) == LS_OK);
     CHECK(get(p, 0) == 0.0 && get(b, 0) == 2.0);
-    CHECK(ls_optim_sgd_step(p, g, b, false, &c) == LS_OK);
+    CHECK(ls_optim_sgd_step(p, g, b, false, &c, NULL) == LS_OK);
     CHECK(get(p, 0) == -1.5 && get(b, 0) == 3.0);
     ls_tensor_release(p);
     ls_tensor_release(g);
@@ -132,7 +132,7 @@ static void adam_case(ls_dtype dt, ls_adam_config cfg)
     for (int s = 1; s <= STEPS; s++) {
         /* shrinking gradients make v decrease, so amsgrad's max matters */
         ls_tensor *g = filled(dt, N, 200 + (uint64_t)s, 1.0 / s);
-        CHECK(ls_optim_adam_step(p, g, m, v, cfg.amsgrad ? vmax : NULL, s, &cfg) == LS_OK);
+        CHECK(ls_optim_adam_step(p, g, m, v, cfg.amsgrad ? vmax : NULL, s, &cfg, NULL) == LS_OK);
         for (int64_t i = 0; i < N; i++) {
             adam_ref(&rp[i], get(g, i), &rm[i], &rv[i], &rvmax[i], s, &cfg);
             double e = fabs(get(p, i) - rp[i]) / (1.0 + fabs(rp[i]));
@@ -175,7 +175,7 @@ static void test_adam(void)
     ls_tensor *m = ls_tensor_zeros(LS_F64, 1, (int64_t[]){3});
     ls_tensor *v = ls_tensor_zeros(LS_F64, 1, (int64_t[]){3});
     ls_adam_config c = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
-    CHECK(ls_optim_adam_step(p, g, m, v, NULL, 1, &c) == LS_OK);
+    CHECK(ls_optim_adam_step(p, g, m, v, NULL, 1, &c, NULL) == LS_OK);
     CHECK_NEAR(get(p, 0), -0.1, 1e-8);
     CHECK_NEAR(get(p, 1), 0.1, 1e-7);
     CHECK(get(p, 2) == 0.0);
@@ -283,8 +283,8 @@ static run_out run_all(ls_dtype dt, int threads)
                          .amsgrad = true, .decoupled_weight_decay = true};
     for (int s = 1; s <= 3; s++) {
         ls_tensor *g = filled(dt, n, 300 + (uint64_t)s, 1.0);
-        CHECK(ls_optim_sgd_step(o.p_sgd, g, buf, s == 1, &sc) == LS_OK);
-        CHECK(ls_optim_adam_step(o.p_adam, g, m, v, vm, s, &ac) == LS_OK);
+        CHECK(ls_optim_sgd_step(o.p_sgd, g, buf, s == 1, &sc, NULL) == LS_OK);
+        CHECK(ls_optim_adam_step(o.p_adam, g, m, v, vm, s, &ac, NULL) == LS_OK);
         ls_tensor_release(g);
     }
     o.g_clip = filled(dt, n, 7, 1.0);
@@ -349,38 +349,38 @@ static void test_errors(void)
     ls_sgd_config sc = {.lr = 0.1, .momentum = 0.9};
     ls_adam_config ac = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
 
-    CHECK(ls_optim_sgd_step(p, g_bad, s, true, &sc) == LS_ERR_ARG);
+    CHECK(ls_optim_sgd_step(p, g_bad, s, true, &sc, NULL) == LS_ERR_ARG);
     CHECK(msg_has("sgd: gradient shape [4x3] does not match parameter shape [3x4]", NULL));
-    CHECK(ls_optim_sgd_step(p, g_f32, s, true, &sc) == LS_ERR_ARG);
+    CHECK(ls_optim_sgd_step(p, g_f32, s, true, &sc, NULL) == LS_ERR_ARG);
     CHECK(msg_has("sgd:", "f32"));
-    CHECK(ls_optim_sgd_step(p, g, s_bad, true, &sc) == LS_ERR_ARG);
+    CHECK(ls_optim_sgd_step(p, g, s_bad, true, &sc, NULL) == LS_ERR_ARG);
     CHECK(msg_has("sgd: momentum buffer shape [12]", "[3x4]"));
-    CHECK(ls_optim_sgd_step(p, g, NULL, true, &sc) == LS_ERR_ARG);
+    CHECK(ls_optim_sgd_step(p, g, NULL, true, &sc, NULL) == LS_ERR_ARG);
     CHECK(msg_has("sgd: momentum buffer is missing", NULL));
-    CHECK(ls_optim_sgd_step(pt, g_bad, s_bad, true, &sc) == LS_ERR_ARG);
+    CHECK(ls_optim_sgd_step(pt, g_bad, s_bad, true, &sc, NULL) == LS_ERR_ARG);
     CHECK(msg_has("sgd: parameter [4x3] is not contiguous", NULL));
-    CHECK(ls_optim_sgd_step(idx, g, s, true, &sc) == LS_ERR_ARG);
+    CHECK(ls_optim_sgd_step(idx, g, s, true, &sc, NULL) == LS_ERR_ARG);
     CHECK(msg_has("sgd:", "i64"));
-    CHECK(ls_optim_sgd_step(p, g, s, true, &(ls_sgd_config){.lr = -1}) == LS_ERR_ARG);
+    CHECK(ls_optim_sgd_step(p, g, s, true, &(ls_sgd_config){.lr = -1}, NULL) == LS_ERR_ARG);
     CHECK(msg_has("sgd: invalid learning rate", NULL));
-    CHECK(ls_optim_sgd_step(p, g, s, true, &(ls_sgd_config){.lr = 1, .nesterov = true}) ==
+    CHECK(ls_optim_sgd_step(p, g, s, true, &(ls_sgd_config){.lr = 1, .nesterov = true}, NULL) ==
           LS_ERR_ARG);
     CHECK(msg_has("Nesterov", NULL));
 
-    CHECK(ls_optim_adam_step(p, g_bad, s, s, NULL, 1, &ac) == LS_ERR_ARG);
+    CHECK(ls_optim_adam_step(p, g_bad, s, s, NULL, 1, &ac, NULL) == LS_ERR_ARG);
     CHECK(msg_has("adam: gradient shape [4x3] does not match parameter shape [3x4]", NULL));
-    CHECK(ls_optim_adam_step(p, g, s_bad, s, NULL, 1, &ac) == LS_ERR_ARG);
+    CHECK(ls_optim_adam_step(p, g, s_bad, s, NULL, 1, &ac, NULL) == LS_ERR_ARG);
     CHECK(msg_has("adam: exp_avg shape [12]", NULL));
     ac.decoupled_weight_decay = true;
-    CHECK(ls_optim_adam_step(p, g, s, s_bad, NULL, 1, &ac) == LS_ERR_ARG);
+    CHECK(ls_optim_adam_step(p, g, s, s_bad, NULL, 1, &ac, NULL) == LS_ERR_ARG);
     CHECK(msg_has("adamw: exp_avg_sq shape [12]", NULL));
     ac.amsgrad = true;
-    CHECK(ls_optim_adam_step(p, g, s, s, NULL, 1, &ac) == LS_ERR_ARG);
+    CHECK(ls_optim_adam_step(p, g, s, s, NULL, 1, &ac, NULL) == LS_ERR_ARG);
     CHECK(msg_has("adamw: max_exp_avg_sq is missing", NULL));
-    CHECK(ls_optim_adam_step(p, g, s, s, s, 0, &ac) == LS_ERR_ARG);
+    CHECK(ls_optim_adam_step(p, g, s, s, s, 0, &ac, NULL) == LS_ERR_ARG);
     CHECK(msg_has("adamw: step count 0", NULL));
     ac.beta2 = 1.0;
-    CHECK(ls_optim_adam_step(p, g, s, s, s, 1, &ac) == LS_ERR_ARG);
+    CHECK(ls_optim_adam_step(p, g, s, s, s, 1, &ac, NULL) == LS_ERR_ARG);
     CHECK(msg_has("adamw: invalid beta parameter at index 2", NULL));
 
     ls_tensor *gi = idx;
@@ -394,6 +394,67 @@ static void test_errors(void)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ls_tensor_release(all[i]);
 }
 
+/* ---- the finiteness report: every updated entry is checked as it is written ---- */
+
+#define LS_TEST_GRAIN 16384   /* optim.c's chunk length (LS_OPTIM_GRAIN) */
+
+/* One step of SGD (momentum, weight decay) and one of Adam on a parameter of n entries that spans
+ * several chunks, with the entry `at` of the parameter (or of the gradient) set to `bad`. */
+static void finite_case(ls_dtype dt, int64_t n, int64_t at, double bad, bool in_grad, bool expect)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        ls_tensor *p = ls_tensor_full(dt, 1, (int64_t[]){n}, 0.5);
+        ls_tensor *g = ls_tensor_full(dt, 1, (int64_t[]){n}, -0.25);
+        ls_tensor *a = ls_tensor_zeros(dt, 1, (int64_t[]){n});
+        ls_tensor *b = ls_tensor_zeros(dt, 1, (int64_t[]){n});
+        if (at >= 0) ls_tensor_set(in_grad ? g : p, &at, bad);
+        bool finite = !expect;
+        if (kind == 0) {
+            ls_sgd_config c = {.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-3};
+            CHECK(ls_optim_sgd_step(p, g, a, true, &c, &finite) == LS_OK);
+        } else {
+            ls_adam_config c = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+            CHECK(ls_optim_adam_step(p, g, a, b, NULL, 1, &c, &finite) == LS_OK);
+        }
+        CHECK(finite == expect);
+        ls_tensor_release(p);
+        ls_tensor_release(g);
+        ls_tensor_release(a);
+        ls_tensor_release(b);
+    }
+}
+
+static void test_finite(void)
+{
+    int saved = ls_get_threads();
+    const int64_t n = 3 * LS_TEST_GRAIN + 5;   /* four chunks */
+    for (int threads = 1; threads <= 2; threads++) {
+        ls_set_threads(threads);
+        for (int d = 0; d < 2; d++) {
+            ls_dtype dt = d ? LS_F64 : LS_F32;
+            finite_case(dt, n, -1, 0, false, true);
+            finite_case(dt, 7, -1, 0, false, true);
+            int64_t spots[] = {0, LS_TEST_GRAIN - 1, LS_TEST_GRAIN, n - 1};
+            for (int i = 0; i < 4; i++) {
+                finite_case(dt, n, spots[i], NAN, true, false);
+                finite_case(dt, n, spots[i], INFINITY, true, false);
+                finite_case(dt, n, spots[i], -INFINITY, false, false);
+                finite_case(dt, n, spots[i], NAN, false, false);
+                finite_case(dt, n, spots[i], 1e30, false, true);   /* large but finite */
+            }
+        }
+    }
+    /* an update that overflows: finite inputs, an infinite result */
+    ls_tensor *p = ls_tensor_full(LS_F32, 1, (int64_t[]){3}, 3e38);
+    ls_tensor *g = ls_tensor_full(LS_F32, 1, (int64_t[]){3}, -3e38);
+    bool finite = true;
+    CHECK(ls_optim_sgd_step(p, g, NULL, true, &(ls_sgd_config){.lr = 1.0}, &finite) == LS_OK);
+    CHECK(!finite && isinf(get(p, 0)));
+    ls_tensor_release(p);
+    ls_tensor_release(g);
+    ls_set_threads(saved);
+}
+
 int main(void)
 {
     size_t live0 = ls_alloc_live_bytes();
@@ -402,6 +463,7 @@ int main(void)
     test_clip();
     test_threads();
     test_errors();
+    test_finite();
     CHECK(ls_alloc_live_bytes() == live0);   /* every tensor above was released */
     return check_done("optim");
 }

@@ -286,4 +286,44 @@ describe("divergence", function()
                                                     max_loss_ratio = -1}),
             "train: option 'max_loss_ratio' must be a positive number or false")
     end)
+
+    it("is declared at the step that makes them non-finite, whoever makes the update", function()
+        -- the optimizer's own report (SGD, Adam, AdamW), a method's own update (checked in full),
+        -- and a parameter without a gradient made non-finite in the first step (the first step's
+        -- full check); the NaN is placed in the given step's gradient of the last parameter
+        local function run(kind, nan_at, opts)
+            local model = nn.mlp{input = 64, hidden = {16}, classes = 4, seed = 7}
+            local m = {name = "nan", n = 0}
+            function m:step(b)
+                b:backward()
+                self.n = self.n + 1
+                local ps = b.params
+                if self.n == nan_at then ps[#ps].grad = ps[#ps].grad * (0 / 0) end
+            end
+            if opts and opts.update then function m:update(_, opt) opt:step() end end
+            if opts and opts.frozen_nan then   -- written by the step, after the loss
+                function m:step(b)
+                    b:backward()
+                    b.params[1].grad = nil
+                    ls.no_grad(function() b.params[1]:detach():fill(0 / 0) end)
+                end
+            end
+            local opt = ls.optim[kind](model, {lr = 1e-3})
+            return ls.train(model, images(64, 1), {optimizer = opt, batch = 16, epochs = 2,
+                                                   method = m, progress = false})
+        end
+        for _, kind in ipairs({"sgd", "adam", "adamw"}) do
+            for _, at in ipairs({1, 2, 6}) do
+                local log = run(kind, at)
+                assert.are.equal("diverged", log.status)
+                assert.are.equal(at, log.diverged_at)
+                has(log.diverged_reason, "non-finite parameters")
+            end
+            assert.are.equal(5, run(kind, 5, {update = true}).diverged_at)
+            assert.are.equal("ok", run(kind, 99).status)
+        end
+        local log = run("sgd", 99, {frozen_nan = true})
+        assert.are.equal(1, log.diverged_at)
+        has(log.diverged_reason, "non-finite parameters")
+    end)
 end)

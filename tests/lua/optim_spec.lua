@@ -226,6 +226,32 @@ describe("training through backward", function()
     assert.are.equal(-(1 + 0.5 + 0.25), w:totable()[1])
     assert.are.equal(0.125, opt.lr)
   end)
+
+  it("last_step_finite reports whether the step wrote a NaN or an infinity", function()
+    for _, kind in ipairs({"sgd", "adam", "adamw"}) do
+      for _, dtype in ipairs({"f32", "f64"}) do
+        local a = ls.ones({40000}, {dtype = dtype}):requires_grad()   -- several kernel chunks
+        local b = ls.ones({3}, {dtype = dtype}):requires_grad()
+        local opt = optim[kind]({a, b}, {lr = 0.1})
+        assert.is_nil(opt.last_step_finite)
+        a.grad, b.grad = ls.ones({40000}, {dtype = dtype}), ls.ones({3}, {dtype = dtype})
+        opt:step()
+        assert.is_true(opt.last_step_finite)
+        for _, bad in ipairs({0 / 0, math.huge, -math.huge}) do
+          local g = ls.ones({40000}, {dtype = dtype})
+          g:narrow(1, 39999, 1):fill(bad)     -- the last entry of the last chunk
+          a.grad = g
+          opt:step()
+          assert.is_false(opt.last_step_finite, kind .. " " .. dtype .. " " .. tostring(bad))
+          a:detach():fill(1)
+          if kind ~= "sgd" then opt = optim[kind]({a, b}, {lr = 0.1}) end   -- fresh moments
+        end
+        a.grad = nil                           -- a parameter without a gradient is not written
+        opt:step()
+        assert.is_true(opt.last_step_finite)
+      end
+    end
+  end)
 end)
 
 local SCHED_EPOCHS = 30

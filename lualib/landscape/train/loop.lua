@@ -445,9 +445,9 @@ local function train(a, b, c)
         for xb, yb in d:batches(batch, batch_opts) do
             k = k + 1
             step = step + 1
+            local first_of_call = step == 1 or log.resumed_at == step - 1
             local bv = obj:batch_view(xb, yb, {on_first = on_first,
-                                          check = (step == 1 or log.resumed_at == step - 1)
-                                                  and check_first or nil})
+                                          check = first_of_call and check_first or nil})
             opt:zero_grad()
             local ok, err = pcall(method.step, method, bv, opt, mstate)
             if not ok then
@@ -464,8 +464,20 @@ local function train(a, b, c)
                 fail("%s: the method '%s' did not evaluate the batch (step %d)", who, method.name, step)
             end
             if clip_grad_norm then clip_grad_norm(params, clip) end
-            if method.update then method:update(bv, opt, mstate) else opt:step() end
-            if not params_finite(params) then
+            local finite
+            if method.update then
+                method:update(bv, opt, mstate)
+            else
+                opt:step()
+                finite = opt.last_step_finite
+            end
+            -- the optimizer's own report (ls.optim's kernels check what they write) suffices once
+            -- the untouched parameters are known finite: the full check runs on a run's (or a
+            -- resumption's) first step, after a method's own update, and for other optimizers
+            if finite == nil or first_of_call then
+                finite = params_finite(params)
+            end
+            if not finite then
                 log.status, log.diverged_at = "diverged", step
                 log.diverged_reason = "non-finite parameters after the optimizer step"
                 log.steps = step

@@ -229,8 +229,11 @@ M.adam = public(function(params, opts) return new_optimizer("adam", params, opts
 -- e.g. local opt = ls.optim.adamw(model, {lr = 1e-3, weight_decay = 0.01})
 M.adamw = public(function(params, opts) return new_optimizer("adamw", params, opts) end)
 
+-- Each step function returns whether every parameter it updated is finite (the kernels check each
+-- entry as they write it).
 local function step_sgd(self)
     local mom = self.momentum
+    local finite = true
     for i, p in ipairs(self.params) do
         local g = p.grad
         if g ~= nil then
@@ -247,15 +250,18 @@ local function step_sgd(self)
                     first = true
                 end
             end
-            C.sgd_step(p, g, buf, first, self.lr, mom, self.dampening, self.weight_decay,
-                       self.nesterov)
+            local ok = C.sgd_step(p, g, buf, first, self.lr, mom, self.dampening,
+                                  self.weight_decay, self.nesterov)
+            finite = finite and ok
             if first then self.state[i].momentum_buffer = buf end   -- kept only once filled
         end
     end
+    return finite
 end
 
 local function step_adam(self)
     local decoupled = self.kind == "adamw"
+    local finite = true
     for i, p in ipairs(self.params) do
         local g = p.grad
         if g ~= nil then
@@ -266,23 +272,34 @@ local function step_adam(self)
             end
             if self.amsgrad and st.max_exp_avg_sq == nil then st.max_exp_avg_sq = ls.zeros_like(p) end
             local t = st.step + 1
-            C.adam_step(p, g, st.exp_avg, st.exp_avg_sq, self.amsgrad and st.max_exp_avg_sq or nil, t,
-                        self.lr, self.betas[1], self.betas[2], self.eps, self.weight_decay,
-                        self.amsgrad, decoupled)
+            local ok = C.adam_step(p, g, st.exp_avg, st.exp_avg_sq,
+                                   self.amsgrad and st.max_exp_avg_sq or nil, t, self.lr,
+                                   self.betas[1], self.betas[2], self.eps, self.weight_decay,
+                                   self.amsgrad, decoupled)
+            finite = finite and ok
             st.step = t   -- counted only once the update succeeded
         end
     end
+    return finite
 end
 
 local function step_impl(self)
     KINDS[self.kind].validate(self, self.kind)
-    if self.kind == "sgd" then step_sgd(self) else step_adam(self) end
+    self.last_step_finite = nil   -- unknown if the step fails part-way
+    if self.kind == "sgd" then
+        self.last_step_finite = step_sgd(self)
+    else
+        self.last_step_finite = step_adam(self)
+    end
 end
 
 --- opt:step([closure]) -> closure's result or nil
 -- One update of every parameter that has a .grad (parameters without one are skipped and keep
 -- their state, as in torch). With a closure (a function that clears the gradients, computes the
 -- loss, calls backward and returns the loss), it is called first and its result returned.
+-- Afterwards opt.last_step_finite says whether every entry the step wrote is finite (false: some
+-- parameter now holds a NaN or an infinity); the kernels check each entry as they write it, so
+-- ls.train detects a diverged update without another pass over the parameters.
 -- e.g. loss:backward(); opt:step(); opt:zero_grad()
 Optimizer.step = public(function(self, closure)
     if getmetatable(self) ~= Optimizer then fail("step: call it as opt:step()") end
