@@ -20,12 +20,70 @@
 
 #define LS_OPTIM_GRAIN 16384
 
-/* As in elementwise_kernel.c: GCC 12's -O2 vectorises these loops only if asked (no FMA
- * contraction: the build targets baseline x86-64, so each product and sum rounds as torch's
- * separate ops do). */
+/* As in elementwise_kernel.c: GCC 12's -O2 vectorises these loops only if asked. No FMA
+ * contraction, in the baseline loops and in their AVX-512 copies alike: each product and sum rounds
+ * as torch's separate ops do, and the two copies give the same bits. */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "fp-contract=off")
 #endif
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+/* Each kernel's chunk function is compiled twice from one body: for baseline x86-64 and, where the
+ * CPU has it (checked at run time), for AVX-512, whose wider loops run these updates faster (SGD
+ * with momentum on 335 000 floats: 43 us against 63 us per step on this machine's Zen 5).
+ * Elementwise arithmetic without contraction gives the same bits in both (test_optim compares
+ * them). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define OPTIM_AVX512 1
+#define OPTIM_CHUNK(name, body)                                                                    \
+    static void name(void *vctx, int64_t begin, int64_t end) body                                  \
+    __attribute__((target("avx512f"))) static void name##_avx512(void *vctx, int64_t begin,        \
+                                                                 int64_t end) body
+/* LANDSCAPE_SIMD=baseline in the environment (read at the first step, as the elementwise kernels
+ * read it) keeps the baseline copies. */
+static ls_parallel_fn optim_pick(ls_parallel_fn base, ls_parallel_fn avx512)
+{
+    static atomic_int cached = -1;   /* threads racing here all compute the same value */
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("LANDSCAPE_SIMD");
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") && !(env && strcmp(env, "baseline") == 0);
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v ? avx512 : base;
+}
+#define OPTIM_KERNEL(name) optim_pick(name, name##_avx512)
+#else
+#define OPTIM_CHUNK(name, body) static void name(void *vctx, int64_t begin, int64_t end) body
+#define OPTIM_KERNEL(name) (name)
+#endif
+
+/* Finiteness of what a kernel writes, at the cost of three integer operations per entry that
+ * vectorise with the arithmetic: with E the exponent field (all ones: an infinity or a NaN),
+ * (bits & E) + lowest exponent bit carries into the sign bit exactly when the field is all ones; the
+ * kernel ORs that into `bad` and tests the sign bit after its loop. */
+#define FINITE_BITS(T) _Generic((T)0, float: (uint32_t)0, double: (uint64_t)0)
+#define NONFINITE_MARK(T, x)                                                                       \
+    _Generic((T)0,                                                                                 \
+        float: ((bits32(x) & 0x7f800000u) + 0x00800000u),                                          \
+        double: ((bits64(x) & 0x7ff0000000000000ull) + 0x0010000000000000ull))
+#define NONFINITE_SEEN(T, bad)                                                                     \
+    (sizeof(T) == 4 ? ((bad) & 0x80000000u) != 0 : ((bad) & 0x8000000000000000ull) != 0)
+static inline uint32_t bits32(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+static inline uint64_t bits64(double x)
+{
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
 
 /* ---- argument checks ---- */
 
@@ -95,7 +153,7 @@ typedef struct sgd_ctx {
         const T *restrict g = (const T *)c->g;                                                     \
         const T wd = (T)c->weight_decay, m = (T)c->momentum, keep = (T)(1.0 - c->dampening);       \
         const T neg_lr = (T)(-c->lr);                                                              \
-        int bad = 0;                                                                               \
+        __typeof__(FINITE_BITS(T)) bad = 0;                                                        \
         for (int64_t i = begin; i < end; i++) {                                                    \
             T d = g[i];                                                                            \
             if (WD) d = d + wd * p[i];                                                             \
@@ -106,9 +164,9 @@ typedef struct sgd_ctx {
             }                                                                                      \
             T q = p[i] + neg_lr * d;                                                               \
             p[i] = q;                                                                              \
-            bad |= !(q - q == 0);                                                                  \
+            bad |= NONFINITE_MARK(T, q);                                                           \
         }                                                                                          \
-        if (bad) atomic_store_explicit(c->nonfinite, 1, memory_order_relaxed);                     \
+        if (NONFINITE_SEEN(T, bad)) atomic_store_explicit(c->nonfinite, 1, memory_order_relaxed);     \
     } while (0)
 
 /* Each combination of the options as its own loop (constants in SGD_LOOP), so that each
@@ -130,14 +188,13 @@ typedef struct sgd_ctx {
         else SGD_WD_NEST(T, 1, 0);                                                                 \
     } while (0)
 
-static void sgd_chunk(void *vctx, int64_t begin, int64_t end)
-{
+OPTIM_CHUNK(sgd_chunk, {
     const sgd_ctx *c = vctx;
     if (c->dtype == LS_F32)
         SGD_CASES(float);
     else
         SGD_CASES(double);
-}
+})
 
 ls_status ls_optim_sgd_step(ls_tensor *param, const ls_tensor *grad, ls_tensor *momentum_buf,
                             bool first_step, const ls_sgd_config *cfg, bool *finite)
@@ -165,7 +222,7 @@ ls_status ls_optim_sgd_step(ls_tensor *param, const ls_tensor *grad, ls_tensor *
                  .lr = cfg->lr, .momentum = cfg->momentum, .dampening = cfg->dampening,
                  .weight_decay = cfg->weight_decay, .nesterov = cfg->nesterov, .first = first_step,
                  .nonfinite = &nonfinite};
-    ls_parallel_for(ls_tensor_numel(param), LS_OPTIM_GRAIN, sgd_chunk, &c);
+    ls_parallel_for(ls_tensor_numel(param), LS_OPTIM_GRAIN, OPTIM_KERNEL(sgd_chunk), &c);
     ls_tensor_release(g);
     if (finite) *finite = !atomic_load_explicit(&nonfinite, memory_order_relaxed);
     return LS_OK;
@@ -201,7 +258,7 @@ typedef struct adam_ctx {
         const T b1 = (T)c->beta1, b2 = (T)c->beta2, keep1 = (T)(1.0 - c->beta1);                   \
         const T keep2 = (T)(1.0 - c->beta2), eps = (T)c->eps, bc2 = (T)c->bc2_sqrt;                \
         const T neg_step = (T)c->neg_step_size;                                                    \
-        int bad = 0;                                                                               \
+        __typeof__(FINITE_BITS(T)) bad = 0;                                                        \
         for (int64_t i = begin; i < end; i++) {                                                    \
             T gi = g[i], pi = p[i];                                                                \
             if (c->decoupled)                                                                      \
@@ -221,19 +278,18 @@ typedef struct adam_ctx {
             T denom = SQRT(vi) / bc2 + eps;                                                        \
             T q = pi + neg_step * mi / denom;                                                      \
             p[i] = q;                                                                              \
-            bad |= !(q - q == 0);                                                                  \
+            bad |= NONFINITE_MARK(T, q);                                                           \
         }                                                                                          \
-        if (bad) atomic_store_explicit(c->nonfinite, 1, memory_order_relaxed);                     \
+        if (NONFINITE_SEEN(T, bad)) atomic_store_explicit(c->nonfinite, 1, memory_order_relaxed);     \
     } while (0)
 
-static void adam_chunk(void *vctx, int64_t begin, int64_t end)
-{
+OPTIM_CHUNK(adam_chunk, {
     const adam_ctx *c = vctx;
     if (c->dtype == LS_F32)
         ADAM_LOOP(float, sqrtf);
     else
         ADAM_LOOP(double, sqrt);
-}
+})
 
 ls_status ls_optim_adam_step(ls_tensor *param, const ls_tensor *grad, ls_tensor *exp_avg,
                              ls_tensor *exp_avg_sq, ls_tensor *max_exp_avg_sq, int64_t step,
@@ -275,7 +331,7 @@ ls_status ls_optim_adam_step(ls_tensor *param, const ls_tensor *grad, ls_tensor 
                   .bc2_sqrt = sqrt(bias_correction2), .neg_step_size = -(cfg->lr / bias_correction1),
                   .amsgrad = cfg->amsgrad, .decoupled = cfg->decoupled_weight_decay,
                   .nonfinite = &nonfinite};
-    ls_parallel_for(ls_tensor_numel(param), LS_OPTIM_GRAIN, adam_chunk, &c);
+    ls_parallel_for(ls_tensor_numel(param), LS_OPTIM_GRAIN, OPTIM_KERNEL(adam_chunk), &c);
     ls_tensor_release(g);
     if (finite) *finite = !atomic_load_explicit(&nonfinite, memory_order_relaxed);
     return LS_OK;

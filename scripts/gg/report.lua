@@ -246,7 +246,7 @@ function M.figures(res, final, dir)
     local gap, noise = final:values("gap"), final:values("noise")
     for i = 1, #oof do
         pts[i] = {predicted = oof[i], gap = gap[i],
-                  ["label noise"] = string.format("p = %g", noise[i])}
+                  ["label noise"] = string.format("%g", noise[i])}
     end
     local _, _, f1 = ls.plot.scatter(pts, {x = "predicted", y = "gap", group = "label noise",
                                            fit = true, diagonal = true,

@@ -368,19 +368,23 @@ static void test_gemm_own_exact(void)
      * {150, 9, 2000}: ragged row and column panels on 2 threads; {100, 300, 270} not transposed:
      * a row-major B packed by rows before the blocks on 2 threads (packk; a last chunk of 14 rows) */
     static const int64_t sz[][3] = {{200, 150, 300}, {150, 9, 270}, {13, 33, 5}, {2, 3, 400000},
-                                    {600, 40, 300}, {150, 9, 2000}, {100, 300, 270}};
+                                    {600, 40, 300}, {150, 9, 2000}, {100, 300, 270},
+                                    {32, 256, 784}, {8, 64, 200}, {40, 100, 300}};
     int ncases = (int)(sizeof sz / sizeof sz[0]);
     int saved = ls_get_threads();
     for (int di = 0; di < 2; di++) {
         ls_dtype d = dtypes[di];
         for (int c = 0; c < ncases; c++) {
             int64_t m = sz[c][0], n = sz[c][1], k = sz[c][2];
-            for (int tr = 0; tr < 2; tr++) {
-                /* tr: a and b as transposed views of [k, m] and [n, k] storage */
-                ls_tensor *as = make(d, 2, tr ? (int64_t[]){k, m} : (int64_t[]){m, k});
-                ls_tensor *bs = make(d, 2, tr ? (int64_t[]){n, k} : (int64_t[]){k, n});
-                ls_tensor *a = tr ? ls_view_transpose(as, 0, 1) : ls_tensor_retain(as);
-                ls_tensor *b = tr ? ls_view_transpose(bs, 0, 1) : ls_tensor_retain(bs);
+            for (int tr = 0; tr < 3; tr++) {
+                /* tr 1: a and b as transposed views of [k, m] and [n, k] storage; tr 2: only b
+                 * (a batch times a weight's transpose: with m small, computed as the transposed
+                 * product, which packs a instead of b) */
+                bool ta = tr == 1, tb = tr >= 1;
+                ls_tensor *as = make(d, 2, ta ? (int64_t[]){k, m} : (int64_t[]){m, k});
+                ls_tensor *bs = make(d, 2, tb ? (int64_t[]){n, k} : (int64_t[]){k, n});
+                ls_tensor *a = ta ? ls_view_transpose(as, 0, 1) : ls_tensor_retain(as);
+                ls_tensor *b = tb ? ls_view_transpose(bs, 0, 1) : ls_tensor_retain(bs);
                 ls_set_threads(1);
                 ls_tensor *y1 = ls_matmul(a, b);
                 ls_set_threads(2);
@@ -410,10 +414,13 @@ static void test_gemm_own_exact(void)
 static void test_linear(void)
 {
     /* x's shape (its last dim is in), out: parallel tiles; ragged panels; the narrow transposed
-     * product (out < 8); a classifier head (out = 10); an empty sum (in = 0); 1-D and 3-D inputs */
+     * product (out < 8); a classifier head (out = 10); an empty sum (in = 0); 1-D and 3-D inputs;
+     * small batches, computed as the transposed product with the bias added in the transposition
+     * (a contiguous and a strided bias) */
     static const struct { int nd; int64_t x[3]; int64_t out; } cs[] = {
         {2, {200, 300}, 150}, {2, {150, 270}, 9}, {2, {13, 5}, 3},  {2, {128, 512}, 10},
-        {2, {2, 0}, 3},       {1, {7}, 5},         {3, {2, 3, 4}, 6}};
+        {2, {2, 0}, 3},       {1, {7}, 5},         {3, {2, 3, 4}, 6},
+        {2, {32, 784}, 256},  {2, {16, 300}, 100}};   /* a small batch: the transposed product */
     int saved = ls_get_threads();
     for (int di = 0; di < 2; di++) {
         ls_dtype d = dtypes[di];

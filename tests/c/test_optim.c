@@ -1,11 +1,15 @@
 /* Optimizer kernels: SGD (plain, momentum, dampening, Nesterov, weight decay), Adam, AdamW and
  * AMSGrad against scalar reference formulas over several steps in f32 and f64; gradient clipping
  * by total norm (2, 1, 3 and inf norms, below and above max_norm, non-contiguous gradients, empty
- * lists, non-finite totals); 1 vs 2 threads bitwise identical on tensors spanning many chunks;
+ * lists, non-finite totals); 1 vs 2 threads bitwise identical on tensors spanning many chunks, and
+ * the AVX-512 kernels bitwise identical to the baseline ones; the finiteness report of each update;
  * error messages naming the optimizer and the shapes; no leaked tensors. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "core/alloc.h"
@@ -455,8 +459,54 @@ static void test_finite(void)
     ls_set_threads(saved);
 }
 
+/* ---- the AVX-512 and the baseline copies of the kernels give the same bits ---- */
+
+/* The baseline run happens in a child process (LANDSCAPE_SIMD=baseline is read when the first
+ * kernel runs, so this test runs first), which sends its parameters back through a pipe. */
+static void test_simd_paths(void)
+{
+    int fd[2];
+    CHECK(pipe(fd) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(fd[0]);
+        setenv("LANDSCAPE_SIMD", "baseline", 1);
+        for (int k = 0; k < 2; k++) {
+            run_out o = run_all(k ? LS_F64 : LS_F32, 1);
+            const ls_tensor *ts[2] = {o.p_sgd, o.p_adam};
+            for (int q = 0; q < 2; q++) {
+                size_t bytes = (size_t)ls_tensor_numel(ts[q]) * ls_dtype_size(ts[q]->dtype);
+                if (write(fd[1], ls_tensor_data(ts[q]), bytes) != (ssize_t)bytes) _exit(1);
+            }
+        }
+        _exit(0);
+    }
+    close(fd[1]);
+    FILE *in = fdopen(fd[0], "rb");
+    for (int k = 0; k < 2; k++) {
+        run_out o = run_all(k ? LS_F64 : LS_F32, 1);
+        ls_tensor *ts[2] = {o.p_sgd, o.p_adam};
+        for (int q = 0; q < 2; q++) {
+            size_t bytes = (size_t)ls_tensor_numel(ts[q]) * ls_dtype_size(ts[q]->dtype);
+            char *base = malloc(bytes);
+            CHECK(base && in && fread(base, 1, bytes, in) == bytes);
+            CHECK(base && memcmp(base, ls_tensor_data(ts[q]), bytes) == 0);
+            free(base);
+        }
+        ls_tensor_release(o.p_sgd);
+        ls_tensor_release(o.p_adam);
+        ls_tensor_release(o.g_clip);
+    }
+    if (in) fclose(in);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void)
 {
+    test_simd_paths();   /* first: the kernels' choice is made once, at their first call */
     size_t live0 = ls_alloc_live_bytes();
     test_sgd();
     test_adam();
