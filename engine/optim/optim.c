@@ -32,11 +32,10 @@
 
 /* Each kernel's chunk function is compiled twice from one body: for baseline x86-64 and, where the
  * CPU has it (checked at run time), for AVX-512, whose wider loops run these updates faster (SGD
- * with momentum on 335 000 floats: 43 us against 63 us per step on this machine's Zen 5).
+ * with momentum on 335 000 floats: 41-43 us against 63-66 us per step on this machine's Zen 5).
  * Elementwise arithmetic without contraction gives the same bits in both (test_optim compares
  * them). */
 #if defined(__x86_64__) && defined(__GNUC__)
-#define OPTIM_AVX512 1
 #define OPTIM_CHUNK(name, body)                                                                    \
     static void name(void *vctx, int64_t begin, int64_t end) body                                  \
     __attribute__((target("avx512f"))) static void name##_avx512(void *vctx, int64_t begin,        \

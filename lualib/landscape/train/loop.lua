@@ -226,8 +226,8 @@ end
 -- when an optimizer step leaves a parameter non-finite, the run stops after it (diverged_at = that
 -- step; ls.optim's optimizers report it from their kernels, opt.last_step_finite, and every
 -- parameter is scanned on a call's first step, after a method's own update, or for an optimizer
--- without that report). No error is raised. A non-finite evaluation loss after an epoch also counts as
--- divergence. Rows are kept for completed epochs only.
+-- without that report). No error is raised. A non-finite evaluation loss after an epoch also
+-- counts as divergence. Rows are kept for completed epochs only.
 -- e.g. local res = ls.train(model, train, {optimizer = ls.optim.sgd(model, {lr = 0.05}),
 --          epochs = 2})
 local function train(a, b, c)
