@@ -379,10 +379,8 @@ end
 -- started, ended (ISO times), the commit and whether the tree had local changes, from a study's
 -- manifest; nil when there is none.
 local function span(out, phase)
-    local f = io.open(fs.join(out, phase, phase .. ".manifest.json"))
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
+    local s = fs.read(fs.join(out, phase, phase .. ".manifest.json"))
+    if not s then return nil end
     return s:match('"started":%s*"([^"]+)"'), s:match('"ended":%s*"([^"]+)"'),
            s:match('"commit":%s*"(%x+)"'), s:match('"dirty":%s*true') ~= nil
 end

@@ -94,7 +94,7 @@ void ls_eig_result_free(ls_eig_result *r);
  * same start in every case of tests/c/test_curvature_eigsh.c. Ritz pairs: all Ritz values of the
  * tridiagonal form of T_m by LAPACKE_dsterf, eigenvectors for the wanted ones only by
  * LAPACKE_dstevr (O(m^2) per step); after a restart T's arrowhead block is reduced to tridiagonal
- * form once per cycle (dsytrd). Work outside the products: see curv_lanczos.c and
+ * form once per cycle (dsytrd). Work outside the products: see lanczos.c and
  * docs/curvature.md. */
 ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_result *out);
 

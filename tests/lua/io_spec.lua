@@ -39,12 +39,7 @@ local function flat(t)
     return out
 end
 
-local function read_file(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local function read_file(path) return assert(ls.fs.read(path)) end
 
 local function write_file(path, s)
     local f = assert(io.open(path, "wb"))

@@ -199,7 +199,7 @@ for _, name in ipairs({
     "ls.curvature.is_operator", "ls.methods.check",
     "ls.csv.read", "ls.csv.read_rows",
     "ls.fs.basename", "ls.fs.dirname", "ls.fs.exists", "ls.fs.isdir", "ls.fs.isfile", "ls.fs.join",
-    "ls.fs.list", "ls.fs.mkdir_p", "ls.fs.remove", "ls.fs.check_writable_dir",
+    "ls.fs.list", "ls.fs.mkdir_p", "ls.fs.read", "ls.fs.remove", "ls.fs.check_writable_dir",
     "ls.stats.fences", "ls.stats.iqr", "ls.stats.kurtosis", "ls.stats.mean", "ls.stats.percentile",
     "ls.stats.quantile", "ls.stats.resolve", "ls.stats.sd", "ls.stats.skewness",
     "ls.stats.summary", "ls.stats.var", "ls.stats.transfer", "ls.stats.spearman",

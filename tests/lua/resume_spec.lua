@@ -188,13 +188,7 @@ f:write(tostring(log.resumed_at or 0))
 f:close()
 ]]
 
-    local function read(path)
-        local f = io.open(path, "rb")
-        if not f then return nil end
-        local s = f:read("a")
-        f:close()
-        return s
-    end
+    local read = ls.fs.read
 
     -- One launch of the child: killed after `limit` seconds (timeout -s KILL: any instant, a
     -- checkpoint write included) or by itself after `steps` steps; returns done, exit code, time.

@@ -6,13 +6,7 @@ local fs = require "landscape.io.fs"
 local M = {}
 
 --- The file's bytes, or nil when it cannot be opened.
-function M.read_bytes(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+function M.read_bytes(path) return (fs.read(path)) end
 
 function M.write_bytes(path, s)
     local f = assert(io.open(path, "wb"))

@@ -21,7 +21,7 @@ M.SCRIPT = "tests/study/counter_study.lua"
 
 function M.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-M.read_file = require("landscape.study.store").read_file
+M.read_file = require("landscape.io.fs").read
 
 local temps = {}
 function M.tmpdir()

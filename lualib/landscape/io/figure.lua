@@ -7,6 +7,7 @@
 -- that reads it and draws every requested format; edit it and run `gnuplot STEM.gp` to redraw)
 -- and the figures STEM.png / STEM.pdf / STEM.svg.
 local util = require "landscape.util"
+local fs = require "landscape.io.fs"
 local fail = util.fail
 
 local M = {}
@@ -268,9 +269,7 @@ function M.render(o, opts, dat, pre, body, default_size, who)
     local cmd = os.getenv("LANDSCAPE_GNUPLOT") or "gnuplot"
     local log = o.gp .. ".log"
     local ok = os.execute(cmd .. " " .. M.q(o.gp) .. " 2>" .. M.q(log))
-    local f = io.open(log)
-    local msg = f and f:read("a") or ""
-    if f then f:close() end
+    local msg = fs.read(log) or ""
     os.remove(log)
     if not (ok == true or ok == 0) then fail("%s: gnuplot failed on %s: %s", who, o.gp, msg) end
     return files[1], o.gp, files

@@ -144,6 +144,19 @@ function M.list(dir, pattern)
     return out
 end
 
+--- The whole content of a file (bytes), or nil and the reason when it cannot be read.
+-- Reads the file in one piece, in binary mode.
+-- e.g. local text = ls.fs.read("out/gg/claims.md")
+function M.read(path)
+    check_path(path, "read")
+    local f, err = io.open(path, "rb")
+    if not f then return nil, err end
+    local s, rerr = f:read("a")
+    f:close()
+    if s == nil then return nil, rerr end
+    return s
+end
+
 --- Remove a file if it exists. Returns true, or nil, message.
 -- Removes a file or an empty directory; returns true, or nil and the reason.
 -- e.g. ls.fs.remove("out/old.csv")
@@ -155,7 +168,7 @@ end
 
 -- Misuse raises at the caller's line (util.public); OS failures are return values, as above.
 for _, name in ipairs({"exists", "isdir", "isfile", "dirname", "basename", "join", "mkdir_p", "list",
-                       "remove"}) do
+                       "read", "remove"}) do
     M[name] = util.public(M[name])
 end
 

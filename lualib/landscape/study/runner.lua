@@ -112,9 +112,9 @@ function M.run_jobs(study, jobs, opts)
                 counts.orphaned = true
                 return
             end
-            local todo = M.state(study.out, j.key) == nil
-            if todo and opts.claims then todo = store.claim(fs.join(opts.claims, j.key)) end
-            if todo then
+            local runnable = M.state(study.out, j.key) == nil
+            if runnable and opts.claims then runnable = store.claim(fs.join(opts.claims, j.key)) end
+            if runnable then
                 local status, rec = M.run_job(study, j, opts, counts.done + counts.failed == 0)
                 if status == "interrupted" then
                     counts.interrupted = true

@@ -27,15 +27,7 @@ local M = {}
 
 local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
---- The bytes of a file, or nil when it cannot be read.
-function M.read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
-local read_file = M.read_file
+local read_file = fs.read
 
 --- The paths of a study's files under `out`.
 function M.layout(out)
@@ -91,9 +83,7 @@ end
 
 --- The short host name.
 function M.hostname()
-    local f = io.open("/proc/sys/kernel/hostname", "r")
-    local h = f and f:read("l")
-    if f then f:close() end
+    local h = (read_file("/proc/sys/kernel/hostname") or ""):match("[^\n]+")
     return h or os.getenv("HOSTNAME") or "unknown"
 end
 
