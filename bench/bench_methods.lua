@@ -107,22 +107,9 @@ end
 local bench = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "bench") .. "/common.lua")
 local note, q = bench.note, bench.q
 
-local function shell(cmd)
-    local p = io.popen(cmd .. " 2>/dev/null")
-    local s = p and p:read("a") or ""
-    if p then p:close() end
-    return (s:gsub("%s+$", ""))
-end
-
 local function machine_notes()
     note("date %s; bench_methods.lua %s", os.date("!%Y-%m-%d %H:%M UTC"), table.concat(ARGS, " "))
-    note("machine: %s, %s cores (ls.available_cores %d); %s",
-         shell("sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1"), shell("nproc"),
-         ls.available_cores(), shell("uname -sr"))
-    note("OpenBLAS: %s; environment: %s",
-         shell("dpkg-query -W -f='${db:Status-Abbrev}${Package} ${Version}\\n' 'libopenblas0*' " ..
-               "| sed -n 's/^ii *//p' | tr '\\n' ' '"),
-         shell("env | grep -E '^(OPENBLAS|OMP|GLIBC)_' | tr '\\n' ' '"))
+    bench.report_machine("bench_methods")
 end
 
 -- ---- FD accuracy ----
@@ -205,47 +192,18 @@ local function ours_sample(name, iters, seed)
     return 1e3 * (ls.clock() - w0) / iters, 1e3 * (os.clock() - c0) / iters
 end
 
--- ---- the peer co-process ----
-local Peer = {}
-Peer.__index = Peer
-
+-- ---- the peer co-process (common.lua's peer: requests on its stdin, replies through a FIFO) ----
 local function start_peer()
-    local fifo = os.tmpname()
-    os.remove(fifo)
-    if not os.execute("mkfifo " .. q(fifo)) then
-        note("mkfifo failed: no peer")
-        return nil
+    local p = bench.peer(bench.python("OMP_WAIT_POLICY=" .. q(opts.omp_wait)) .. " " ..
+                         q(bench.dir .. "/peer_methods.py"))
+    if not p then return nil end
+    function p:sample(name, iters, seed)
+        local ans = self:ask(string.format("sample %s %d %d", name, iters, seed))
+        if ans == nil then error("bench_methods: the peer died (sample " .. name .. ")", 0) end
+        local a, b = ans:match("^(%S+) (%S+)$")
+        return tonumber(a), tonumber(b)
     end
-    local cmd = bench.python("OMP_WAIT_POLICY=" .. q(opts.omp_wait)) .. " " ..
-                q(bench.dir .. "/peer_methods.py") .. " --fifo " .. q(fifo)
-    local w = io.popen(cmd, "w")
-    local r = w and io.open(fifo, "r")   -- blocks until the peer opens its end
-    if not r then
-        note("cannot start the peer: %s", cmd)
-        os.remove(fifo)
-        return nil
-    end
-    return setmetatable({w = w, r = r, fifo = fifo}, Peer)
-end
-
-function Peer:ask(line)
-    self.w:write(line, "\n")
-    self.w:flush()
-    local ans = self.r:read("l")
-    if ans == nil then error("bench_methods: the peer died (after: " .. line .. ")", 0) end
-    return ans
-end
-
-function Peer:sample(name, iters, seed)
-    local a, b = self:ask(string.format("sample %s %d %d", name, iters, seed)):match("^(%S+) (%S+)$")
-    return tonumber(a), tonumber(b)
-end
-
-function Peer:close()
-    pcall(self.ask, self, "quit")
-    self.w:close()
-    self.r:close()
-    os.remove(self.fifo)
+    return p
 end
 
 -- ---- main ----
@@ -265,6 +223,7 @@ local function main()
     local peer = start_peer()
     for _, th in ipairs(opts.threads) do
         ls.set_threads(th)
+        bench.report_threads("bench_methods")
         if peer then peer:ask("threads " .. th) end
         local iters, wall, cpu, pwall, pcpu = {}, {}, {}, {}, {}
         for _, m in ipairs(opts.methods) do

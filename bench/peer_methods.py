@@ -2,13 +2,11 @@
 """The PyTorch peer of bench_methods.lua: a co-process that times one training step of a method on
 request, so that the two sides' samples alternate.
 
-Protocol: commands arrive one per line on stdin; each answer is one line written to the FIFO named
-by --fifo (stdout is left alone: it is the caller's CSV):
-  threads N                 -> "ok": torch.set_num_threads(N) and openblas_set_num_threads(N)
+Protocol (peer_common.serve; bench/common.lua's peer() redirects stdout to a FIFO it reads):
+  threads N                 -> "ok": torch's and OpenBLAS's threads (peer_common.set_threads)
   sample METHOD ITERS SEED  -> "<wall ms per step> <cpu ms per step>": ITERS steps of METHOD on a
                                fresh model (seeded with SEED) after 2 untimed steps
-  quit
-'#' notes go to stderr.
+The peer exits when its stdin closes. '#' lines are notes, forwarded to the caller's stderr.
 
 The model is the comparison CNN, ls.nn.cnn{channels = {16, 32}, hidden = 64} (scripts/
 compare_methods.lua): Conv2d(1, 16, 3, padding=1, bias=False), BatchNorm2d(16), ReLU, MaxPool2d(2),
@@ -19,11 +17,9 @@ the public PyTorch codes write them (davda54/sam's SAM with its batch-norm bypas
 Zhao et al.'s finite-difference gradient norm, create_graph double and triple backward for the exact
 penalties) and do the same work as ls.methods.<name> with the options bench_methods.lua gives.
 """
-import argparse
-import sys
 import time
 
-from peer_common import openblas_libs, set_threads
+from peer_common import machine_note, serve, set_threads, threads_note
 
 import torch  # noqa: E402  (after peer_common, which sets the OpenMP wait policy)
 from torch import nn  # noqa: E402
@@ -32,10 +28,6 @@ import torch.nn.functional as F  # noqa: E402
 BATCH = 128
 RHO, ASAM_RHO, ETA, LAMBDA_GN, R_GN, LAMBDA_TR, R_TR = 0.05, 0.5, 0.01, 0.1, 0.1, 1e-3, 0.1
 ELR = 1e-3
-
-
-def note(msg):
-    print("# " + msg, file=sys.stderr, flush=True)
 
 
 def make_model():
@@ -213,29 +205,19 @@ def sample(name, iters, seed):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fifo", required=True)
-    args = ap.parse_args()
-    note(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, "
-         f"OpenBLAS libraries in the process: {len(openblas_libs())}")
-    out = open(args.fifo, "w")
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd:
-            continue
-        if cmd[0] == "quit":
-            break
-        if cmd[0] == "threads":
-            set_threads(int(cmd[1]))
-            reply = "ok"
-        elif cmd[0] == "sample":
-            wall, cpu = sample(cmd[1], int(cmd[2]), int(cmd[3]))
-            reply = f"{wall:.6f} {cpu:.6f}"
-        else:
-            reply = "error unknown command " + cmd[0]
-        out.write(reply + "\n")
-        out.flush()
-    out.close()
+    print(machine_note("peer_methods.py"), flush=True)
+
+    def handle(w):
+        if w[0] == "threads":
+            set_threads(int(w[1]))
+            print(threads_note("peer_methods.py"), flush=True)
+            return "ok"
+        if w[0] == "sample":
+            wall, cpu = sample(w[1], int(w[2]), int(w[3]))
+            return f"{wall:.6f} {cpu:.6f}"
+        return "error unknown command " + w[0]
+
+    serve(handle)
 
 
 if __name__ == "__main__":
