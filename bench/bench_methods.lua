@@ -192,7 +192,7 @@ local function ours_sample(name, iters, seed)
     return 1e3 * (ls.clock() - w0) / iters, 1e3 * (os.clock() - c0) / iters
 end
 
--- ---- the peer co-process (common.lua's peer: requests on its stdin, replies through a FIFO) ----
+-- ---- the peer co-process (common.lua's peer: requests on stdin, replies through a FIFO) ----
 local function start_peer()
     local p = bench.peer(bench.python("OMP_WAIT_POLICY=" .. q(opts.omp_wait)) .. " " ..
                          q(bench.dir .. "/peer_methods.py"))
