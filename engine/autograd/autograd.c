@@ -9,6 +9,7 @@
 #include "ops/ops.h"
 
 static _Thread_local bool ls_grad_off;   /* zero-initialised: grad mode starts on */
+ls_tensor ls_grad_zero_mark;
 static unsigned ls_pass_counter;
 
 bool ls_grad_enabled(void) { return !ls_grad_off; }
@@ -165,6 +166,7 @@ static ls_status ls_pass_collect(ls_pass *p, ls_tensor *root, const char *who)
         }
         /* all inputs done: post-order position */
         n->pending = 0;   /* reused as the 'needed' flag */
+        n->zero = false;
         for (int k = 0; k < n->nin; k++) {
             ls_tensor *c = n->in[k];
             if (!c->requires_grad) continue;
@@ -214,6 +216,21 @@ static ls_status ls_check_grad_shape(const char *who, const ls_tensor *g, const 
     return LS_OK;
 }
 
+/* An LS_GRAD_ZERO for c: nothing to add, but c was reached. A node remembers it (if no other
+ * gradient arrives, its own inputs are reached by zero in turn), a requested input remembers it
+ * (it gets a zero tensor, not "unused"), a leaf's .grad gets zeros added as for any gradient. */
+static ls_status ls_reach_zero(ls_pass *p, ls_tensor *c, bool *zslot)
+{
+    int ci = ls_pass_target(p, c);
+    if (c->grad_fn) c->grad_fn->zero = true;
+    else if (ci >= 0 && ci < p->nin) zslot[ci] = true;
+    else if (ci == p->nin) {
+        ls_tensor *z = ls_tensor_zeros(c->dtype, c->ndim, c->shape);
+        return z ? ls_accumulate(&c->grad, z) : ls_error_code();
+    }
+    return LS_OK;
+}
+
 ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tensor *const *inputs,
                            const ls_grad_opts *opts, ls_tensor **grads)
 {
@@ -221,8 +238,14 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
     ls_pass p = {.mark = ++ls_pass_counter, .nin = nin, .inputs = inputs,
                  .accumulate = opts->accumulate};
     ls_tensor *slots[64] = {0};
+    bool zslots[64] = {0};
     ls_tensor **islot = nin <= 64 ? slots : ls_calloc(sizeof *islot * (size_t)nin, who);
-    if (!islot) return LS_ERR_MEM;
+    bool *zslot = nin <= 64 ? zslots : ls_calloc(sizeof *zslot * (size_t)nin, who);
+    if (!islot || !zslot) {
+        if (islot != slots) ls_free(islot);
+        if (zslot != zslots) ls_free(zslot);
+        return LS_ERR_MEM;
+    }
     ls_status rc = LS_OK;
     bool prev_mode = ls_set_grad_enabled(opts->create_graph);
 
@@ -276,8 +299,20 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
         ls_tensor *t = p.list[i];
         ls_node *n = t->grad_fn;
         ls_tensor *g = n->gacc;
-        if (!g) continue;
         int ti = ls_pass_target(&p, t);
+        if (!g) {
+            if (!n->zero) continue;
+            /* only zeros arrived: so are the gradients of its inputs */
+            if (ti >= 0 && ti < nin) zslot[ti] = true;
+            for (int k = 0; k < n->nin && rc == LS_OK && n->pending; k++) {
+                ls_tensor *c = n->in[k];
+                if (c->requires_grad &&
+                    (ls_pass_target(&p, c) >= 0 || (c->grad_fn && c->grad_fn->pending)))
+                    rc = ls_reach_zero(&p, c, zslot);
+            }
+            if (!opts->retain_graph && rc == LS_OK) ls_node_drop_inputs(n);
+            continue;
+        }
         if (ti >= 0 && ti < nin) islot[ti] = ls_tensor_retain(g);
         if (n->pending) {
             const ls_op_def *def = ls_ops[n->op];
@@ -304,6 +339,10 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
             for (int k = 0; k < n->nin && gin; k++) {
                 if (!gin[k]) continue;
                 ls_tensor *c = n->in[k];
+                if (gin[k] == LS_GRAD_ZERO) {
+                    if (rc == LS_OK && needs[k]) rc = ls_reach_zero(&p, c, zslot);
+                    continue;
+                }
                 if (rc == LS_OK && !needs[k]) { ls_tensor_release(gin[k]); continue; }
                 if (rc == LS_OK && ls_check_grad_shape(who, gin[k], c) != LS_OK) {
                     /* named after the op only on failure: formatting it for every gradient cost
@@ -335,6 +374,10 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
         for (int j = 0; j < i && !islot[i]; j++)
             if (inputs[j] == inputs[i] && islot[j]) islot[i] = ls_tensor_retain(islot[j]);
     for (int i = 0; i < nin && rc == LS_OK; i++)
+        if (!islot[i] && zslot[i] &&
+            !(islot[i] = ls_tensor_zeros(inputs[i]->dtype, inputs[i]->ndim, inputs[i]->shape)))
+            rc = ls_error_code();
+    for (int i = 0; i < nin && rc == LS_OK; i++)
         if (!islot[i] && !opts->allow_unused)
             rc = ls_error_set(LS_ERR_ARG, "%s: input %d (shape %s) is not part of the graph of the "
                               "outputs; pass allow_unused = true to get nil for it", who, i + 1,
@@ -356,6 +399,7 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
         else ls_tensor_release(islot[i]);
     }
     if (islot != slots) ls_free(islot);
+    if (zslot != zslots) ls_free(zslot);
     ls_set_grad_enabled(prev_mode);
     return rc;
 }

@@ -20,6 +20,7 @@ typedef struct ls_node {
     bool freed;
     /* scratch used during one backward pass */
     ls_tensor *gacc;
+    bool zero;   /* reached by an LS_GRAD_ZERO: its gradient is zero if nothing else arrives */
     int pending;
     unsigned mark;
     struct ls_node *next_free;   /* the worklist of ls_node_free (a long graph is freed without recursion) */

@@ -208,7 +208,7 @@ static ls_status relu_backward_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_te
     ls_tmp t = {0};
     ls_tensor *x = c->in[1];
     if (c->needs[0]) gin[0] = fit(ls_tmp_keep(&t, ls_relu_backward(u, x)), c->in[0]);
-    if (c->needs[1]) gin[1] = ls_tensor_zeros(x->dtype, x->ndim, x->shape);
+    if (c->needs[1]) gin[1] = LS_GRAD_ZERO;
     return ew_done(c, gin, &t);
 }
 static int relu_backward_samples(ls_op_sample *s)
@@ -627,12 +627,12 @@ static ls_tensor *where_fwd(ls_tensor *const *in, const ls_attrs *a)
 }
 /* ga = where(cond, g, 0), gb = where(cond, 0, g), each summed to its input's shape. Selecting
  * rather than multiplying by the mask keeps an inf or NaN in g on one side out of the other. cond
- * gets zeros (it is piecewise constant) in case it requires grad. */
+ * gets LS_GRAD_ZERO (it is piecewise constant) in case it requires grad. */
 static ls_status where_bwd(const ls_backward_ctx *c, ls_tensor *g, ls_tensor **gin)
 {
     ls_tmp t = {0};
     ls_tensor *cond = c->in[0], *zero = konst(&t, g, 0.0);
-    if (c->needs[0]) gin[0] = ls_tensor_zeros(cond->dtype, cond->ndim, cond->shape);
+    if (c->needs[0]) gin[0] = LS_GRAD_ZERO;
     if (c->needs[1]) gin[1] = fit(ls_tmp_keep(&t, ls_where(cond, g, zero)), c->in[1]);
     if (c->needs[2]) gin[2] = fit(ls_tmp_keep(&t, ls_where(cond, zero, g)), c->in[2]);
     return ew_done(c, gin, &t);

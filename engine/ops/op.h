@@ -45,6 +45,11 @@ typedef struct ls_attrs {
     int nin;                       /* variadic ops only: how many tensor inputs */
 } ls_attrs;
 
+/* The gradient a backward rule gives for an input it is piecewise constant in (see
+ * ls_op_def.backward): a mark, not a tensor; never retained, released or read. */
+extern ls_tensor ls_grad_zero_mark;
+#define LS_GRAD_ZERO (&ls_grad_zero_mark)
+
 /* What a backward rule sees. needs[k] says whether input k wants a gradient. */
 typedef struct ls_backward_ctx {
     int nin;
@@ -85,8 +90,10 @@ typedef struct ls_op_def {
     const char *lua_sig;
     /* Compute the result without recording. Inputs are non-NULL. */
     ls_tensor *(*forward)(ls_tensor *const *in, const ls_attrs *a);
-    /* Set gin[k] (new reference) for each k with needs[k], using recorded ops; NULL = not
-     * differentiable (integer outputs, comparisons). */
+    /* Set gin[k] (new reference) for each k with needs[k], using recorded ops, or LS_GRAD_ZERO
+     * when that gradient is zero everywhere (a mask's or an argmax's input): the engine then
+     * allocates and adds nothing for it. NULL = not differentiable (integer outputs,
+     * comparisons). */
     ls_status (*backward)(const ls_backward_ctx *c, ls_tensor *gout, ls_tensor **gin);
     /* Fill up to LS_OP_MAX_SAMPLES samples; return the count. NULL only for ops without backward. */
     int (*samples)(ls_op_sample *s);

@@ -492,7 +492,7 @@ static ls_status maxpool2d_pair_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_t
     ls_tensor *x = c->in[0];
     int64_t k, s;
     pool_ks(c->attrs, &k, &s);
-    if (c->needs[0]) gin[0] = ls_tensor_zeros(x->dtype, x->ndim, x->shape);
+    if (c->needs[0]) gin[0] = LS_GRAD_ZERO;
     if (c->needs[1])
         gin[1] = scatter ? ls_maxpool2d_pick(x, u, k, s) : ls_maxpool2d_scatter(x, u, k, s);
     return pool_done(c, gin);

@@ -1,7 +1,7 @@
 /* Autograd: exact Hessian-vector products of a small two-layer network in float64 against finite
  * differences of gradients and against a dense Hessian assembled column by column (symmetric to 1e-10),
- * gradient accumulation, freed graphs, error paths, and memory that does not grow over 10 000
- * training-style steps. */
+ * gradient accumulation, freed graphs, error paths, gradients a rule marks as zero (LS_GRAD_ZERO),
+ * and memory that does not grow over 10 000 training-style steps. */
 #include <math.h>
 #include <string.h>
 
@@ -234,6 +234,73 @@ static void test_accumulate_and_errors(void)
     ls_set_grad_enabled(prev);
 }
 
+static bool all_zero(const ls_tensor *t, const ls_tensor *like)
+{
+    if (!t || t->ndim != like->ndim || t->dtype != like->dtype ||
+        memcmp(t->shape, like->shape, sizeof(int64_t) * (size_t)t->ndim) != 0)
+        return false;
+    for (int64_t i = 0; i < ls_tensor_numel(t); i++)
+        if (ls_tensor_get_flat(t, i) != 0.0) return false;
+    return true;
+}
+
+/* relu_backward(g, x) is piecewise constant in x, and its rule gives LS_GRAD_ZERO for x: nothing
+ * is allocated or added, but what is reached only through it still gets zeros (a requested input
+ * directly, or through ops whose only gradient was that zero, or a leaf's .grad), never "not part
+ * of the graph"; and where another path also arrives, the gradient is that path's alone. */
+static void test_zero_gradients(void)
+{
+    size_t live = ls_alloc_live_bytes();
+    ls_rng r;
+    ls_rng_init(&r, 7);
+    ls_tensor *a = randt(&r, 2, (int64_t[]){3, 4}, 1.0), *g = randt(&r, 2, (int64_t[]){3, 4}, 1.0);
+    ls_requires_grad_(a, true);
+    ls_requires_grad_(g, true);
+    ls_tensor *x = ls_mul_scalar(a, 2.0);                 /* a node between a and the mask */
+    ls_tensor *y = ls_relu_backward(g, x);
+    ls_tmp tmp = {0};
+    ls_tensor *s = ls_sum(ls_tmp_keep(&tmp, ls_mul(y, y)), 0, NULL, false);
+    ls_tensor *gr[3] = {0};
+    ls_grad_opts keep = {.retain_graph = true};
+    /* d s / d x (requested, reached by the zero alone) and d s / d a (through mul_scalar) */
+    CHECK(ls_autograd_grad(1, &s, 3, (ls_tensor *[]){x, a, g}, &keep, gr) == LS_OK);
+    CHECK(all_zero(gr[0], x) && all_zero(gr[1], a));
+    for (int64_t i = 0; i < 12; i++)   /* d s / d g = 2 y */
+        CHECK_NEAR(ls_tensor_get_flat(gr[2], i), 2 * ls_tensor_get_flat(y, i), 1e-15);
+    for (int k = 0; k < 3; k++) ls_tensor_release(gr[k]);
+    /* backward(): the leaf a gets .grad = zeros, as for any gradient */
+    ls_grad_opts acc = {.accumulate = true, .retain_graph = true};
+    CHECK(ls_autograd_grad(1, &s, 0, NULL, &acc, NULL) == LS_OK);
+    CHECK(all_zero(a->grad, a) && g->grad != NULL);
+    /* x also feeds a relu: its gradient is relu's alone */
+    ls_tensor *t = ls_add(s, ls_tmp_keep(&tmp, ls_sum(ls_tmp_keep(&tmp, ls_relu(x)), 0, NULL,
+                                                      false)));
+    CHECK(ls_autograd_grad(1, &t, 1, &x, &keep, gr) == LS_OK);
+    for (int64_t i = 0; i < 12; i++)
+        CHECK(ls_tensor_get_flat(gr[0], i) == (ls_tensor_get_flat(x, i) > 0 ? 1.0 : 0.0));
+    ls_tensor_release(gr[0]);
+    /* create_graph: the zero tensor a requested input gets is a plain tensor */
+    ls_grad_opts cg = {.create_graph = true, .retain_graph = true};
+    CHECK(ls_autograd_grad(1, &s, 1, &a, &cg, gr) == LS_OK);
+    CHECK(all_zero(gr[0], a) && !gr[0]->requires_grad);
+    ls_tensor_release(gr[0]);
+    /* without retain_graph the zero path is freed like any other: a second pass is an error */
+    CHECK(ls_autograd_grad(1, &s, 1, &a, &(ls_grad_opts){0}, gr) == LS_OK);
+    ls_tensor_release(gr[0]);
+    CHECK(ls_autograd_grad(1, &s, 1, &a, &(ls_grad_opts){0}, gr) == LS_ERR_STATE);
+    ls_tmp_free(&tmp);
+    ls_tensor_release(t);
+    ls_tensor_release(s);
+    ls_tensor_release(y);
+    ls_tensor_release(x);
+    ls_tensor_release(a->grad);
+    ls_tensor_release(g->grad);
+    a->grad = g->grad = NULL;
+    ls_tensor_release(a);
+    ls_tensor_release(g);
+    CHECK(ls_alloc_live_bytes() == live);
+}
+
 static void test_memory_steady(void)
 {
     size_t base = 0;
@@ -280,6 +347,7 @@ int main(void)
     setup();
     test_hessian();
     test_accumulate_and_errors();
+    test_zero_gradients();
     test_memory_steady();
     test_long_graph_release();
     for (int i = 0; i < NP; i++) ls_tensor_release(P[i]);
