@@ -329,7 +329,7 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
                 needs[k] = c->requires_grad &&
                            (ls_pass_target(&p, c) >= 0 || (c->grad_fn && c->grad_fn->pending));
             }
-            ls_backward_ctx ctx = {n->nin, n->in, &n->attrs, needs};
+            ls_backward_ctx ctx = {n->nin, n->in, &n->attrs, needs, t};
             if (rc == LS_OK) rc = def->backward(&ctx, g, gin);
             if (rc == LS_OK)
                 for (int k = 0; k < n->nin; k++)

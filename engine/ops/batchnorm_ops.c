@@ -2,13 +2,13 @@
  * ops, and the C entry points. The rules (n values per channel, R = [A; B; mu; r] as
  * batchnorm_grad_stats returns):
  *   batchnorm:   R = grad_stats(g, x); dx = input_grad(g, x, w, R); dw = R[1]; db = R[0].
- *   grad_stats:  (u = [uA; uB; umu; ur]) with R' = grad_stats(g, x) recomputed, xhat from its rows:
+ *   grad_stats:  (u = [uA; uB; umu; ur]) with R' = grad_stats(g, x) (the output), xhat from its rows:
  *                dg = uA + uB xhat;  dx = input_grad(g, x, uB, R') + umu / n - ur r^2 xhat / n,
  *                each one batchnorm_affine pass (see grad_stats_bwd).
  *   input_grad:  elementwise in g and x with per-channel coefficients: two scalings of u and the
  *                per-channel sums of u, u g and u (x - mu), read off two grad_stats passes.
  *   affine:      dg = U K0, dx = U K1, dK = (sum U g, sum U (x - K2), -K1 sum U, sum U).
- * No rule uses its op's output (op.h): grad_stats' rule recomputes R'. */
+ * grad_stats' rule reads R' off its own output (ls_backward_ctx.out). */
 #include <math.h>
 #include <string.h>
 
@@ -143,7 +143,7 @@ static ls_tensor *grad_stats_fwd(ls_tensor *const *in, const ls_attrs *a)
     return bn_grad_stats(in[0], in[1], bn_eps(a));
 }
 
-/* dg = uA + uB xhat and dx = input_grad(g, x, uB, R) + umu / n - ur r^2 xhat / n (R recomputed,
+/* dg = uA + uB xhat and dx = input_grad(g, x, uB, R) + umu / n - ur r^2 xhat / n (R the output,
  * xhat = (x - mu) r) are both affine in (g, x) with per-channel coefficients, so each is one
  * batchnorm_affine pass (the composed form took eight passes over the tensors):
  *   dg = 0 g + (uB r)(x - mu) + uA
@@ -153,7 +153,7 @@ static ls_status grad_stats_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tenso
     ls_tensor *g = c->in[0], *x = c->in[1];
     double inv_n = 1.0 / (double)bn_count(x);
     ls_tmp t = {0};
-    ls_tensor *R = ls_tmp_keep(&t, ls_batchnorm_grad_stats(g, x, bn_eps(c->attrs)));
+    ls_tensor *R = c->out;
     ls_tensor *A = bn_row(&t, R, 0), *B = bn_row(&t, R, 1), *mu = bn_row(&t, R, 2);
     ls_tensor *r = bn_row(&t, R, 3), *uA = bn_row(&t, u, 0), *uB = bn_row(&t, u, 1);
     ls_tensor *uBr = ls_tmp_keep(&t, ls_mul(uB, r));

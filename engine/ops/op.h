@@ -12,9 +12,9 @@
  *
  * Backward rules are written with recorded ops (ls_mul, ls_sum_to, ...), never with raw kernels, so
  * when the backward pass runs with create_graph the gradient is itself a differentiable graph. A fused
- * kernel's hand-written backward is registered as an op of its own with its own backward. Rules may
- * not keep references to the op's output (that would make a cycle); they recompute what they need from
- * the inputs. */
+ * kernel's hand-written backward is registered as an op of its own with its own backward. A rule may
+ * use the op's output (ls_backward_ctx.out) in the ops it records, but never store a reference to it
+ * (the output owns the node: that would make a cycle). */
 #ifndef LS_OP_H
 #define LS_OP_H
 
@@ -50,12 +50,14 @@ typedef struct ls_attrs {
 extern ls_tensor ls_grad_zero_mark;
 #define LS_GRAD_ZERO (&ls_grad_zero_mark)
 
-/* What a backward rule sees. needs[k] says whether input k wants a gradient. */
+/* What a backward rule sees. needs[k] says whether input k wants a gradient. out: the op's result
+ * (with its graph, so what a rule computes from it is differentiable again), borrowed. */
 typedef struct ls_backward_ctx {
     int nin;
     ls_tensor *const *in;
     const ls_attrs *attrs;
     const bool *needs;
+    ls_tensor *out;
 } ls_backward_ctx;
 
 /* Sample inputs for the gradient check: shapes and value ranges of each input, plus attrs. */
