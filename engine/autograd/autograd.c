@@ -9,7 +9,7 @@
 #include "ops/ops.h"
 
 static _Thread_local bool ls_grad_off;   /* zero-initialised: grad mode starts on */
-ls_tensor ls_grad_zero_mark;
+ls_tensor ls_grad_zero_mark, ls_grad_added_mark;
 static unsigned ls_pass_counter;
 
 bool ls_grad_enabled(void) { return !ls_grad_off; }
@@ -184,6 +184,12 @@ static ls_status ls_pass_collect(ls_pass *p, ls_tensor *root, const char *who)
  * added to in place, rather than into a new tensor (a Hessian-vector product accumulates ~8
  * [1000 x 128] gradients). Every gradient has passed ls_check_grad_shape against the tensor it
  * belongs to, so slot and g agree in shape and dtype. */
+static bool ls_owned(const ls_tensor *a)
+{
+    return !ls_grad_enabled() && a->refcount == 1 && a->storage->refcount == 1 && !a->grad_fn &&
+           !a->requires_grad;
+}
+
 static ls_status ls_accumulate(ls_tensor **slot, ls_tensor *g)
 {
     if (!*slot) {
@@ -191,8 +197,7 @@ static ls_status ls_accumulate(ls_tensor **slot, ls_tensor *g)
         return LS_OK;
     }
     ls_tensor *a = *slot;
-    if (!ls_grad_enabled() && a->refcount == 1 && a->storage->refcount == 1 && !a->grad_fn &&
-        !a->requires_grad && ls_tensor_is_dense(a, NULL)) {
+    if (ls_owned(a) && ls_tensor_is_dense(a, NULL)) {
         ls_status rc = ls_add_inplace(a, g);
         ls_tensor_release(g);
         return rc;
@@ -329,7 +334,17 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
                 needs[k] = c->requires_grad &&
                            (ls_pass_target(&p, c) >= 0 || (c->grad_fn && c->grad_fn->pending));
             }
-            ls_backward_ctx ctx = {n->nin, n->in, &n->attrs, needs, t};
+            /* the accumulators a rule may add into (not a leaf's .grad: the user's tensor) */
+            ls_tensor *acc[LS_OP_MAX_INPUTS] = {0};
+            bool any_acc = false;
+            for (int k = 0; k < n->nin && k < LS_OP_MAX_INPUTS && rc == LS_OK; k++) {
+                ls_tensor *c = n->in[k], *a = NULL;
+                int ci = needs[k] ? ls_pass_target(&p, c) : -1;
+                if (needs[k] && c->grad_fn) a = c->grad_fn->gacc;
+                else if (ci >= 0 && ci < nin) a = islot[ci];
+                if (a && ls_owned(a) && ls_tensor_is_contiguous(a)) acc[k] = a, any_acc = true;
+            }
+            ls_backward_ctx ctx = {n->nin, n->in, &n->attrs, needs, t, any_acc ? acc : NULL};
             if (rc == LS_OK) rc = def->backward(&ctx, g, gin);
             if (rc == LS_OK)
                 for (int k = 0; k < n->nin; k++)
@@ -343,6 +358,7 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
                     if (rc == LS_OK && needs[k]) rc = ls_reach_zero(&p, c, zslot);
                     continue;
                 }
+                if (gin[k] == LS_GRAD_ADDED) continue;
                 if (rc == LS_OK && !needs[k]) { ls_tensor_release(gin[k]); continue; }
                 if (rc == LS_OK && ls_check_grad_shape(who, gin[k], c) != LS_OK) {
                     /* named after the op only on failure: formatting it for every gradient cost

@@ -342,54 +342,63 @@ static void bn_moments(const bn_sums *s, const bn_geom *g, int64_t c, double *me
 /* ---- pass 2: per-channel affine maps ---- */
 
 /* Per element, with per-channel coefficients c0..c3 (arrays of C values of T):
- *   forward (gr NULL):   out = (x - c0) * c1 + c2
- *   input grad:          out = ((gr - c2) - (x - c0) * c1) * c3
- *   affine:              out = gr * c0 + (x - c2) * c1 + c3
- * over the N rows of C * S values; x, gr and out contiguous. */
+ *   BN_FORWARD:     out = (x - c0) * c1 + c2
+ *   BN_INPUT_GRAD:  out = ((gr - c2) - (x - c0) * c1) * c3
+ *   BN_AFFINE:      out = gr * c0 + (x - c2) * c1 + c3
+ *   BN_SCALE:       out = gr * c0
+ * over the N rows of C * S values; x, gr and out contiguous. With add, out += the value instead
+ * (a rule adding into the gradient gathered so far: out + value, as the engine's addition). */
+typedef enum { BN_FORWARD, BN_INPUT_GRAD, BN_AFFINE, BN_SCALE } bn_map_kind;
 typedef struct bn_map_job {
     const bn_geom *g;
     bool f32;
     const void *x, *gr;
     void *out;
     const void *k;   /* 4 C coefficients: c0 | c1 | c2 | c3 */
-    bool affine;
+    bn_map_kind kind;
+    bool add;
 } bn_map_job;
 
-#define BN_MAP(T)                                                                                  \
+#define BN_SET(o, v) ((o) = (v))
+#define BN_ADD(o, v) ((o) = (o) + (v))
+/* one channel's run of S values: oc[s] ST= EXPR(s) */
+#define BN_RUN(ST, EXPR)                                                                           \
+    do {                                                                                           \
+        for (int64_t s = 0; s < S; s++) ST(oc[s], EXPR);                                           \
+    } while (0)
+/* a row of C values with S = 1: o[c] ST= EXPR(c) */
+#define BN_ROW(ST, EXPR)                                                                           \
+    do {                                                                                           \
+        for (int64_t c = 0; c < C; c++) ST(o[c], EXPR);                                            \
+    } while (0)
+#define BN_MAP(T, ST)                                                                              \
     do {                                                                                           \
         int64_t C = g->C, S = g->S;                                                                \
         const T *c0 = (const T *)j->k, *c1 = c0 + C, *c2 = c1 + C, *c3 = c2 + C;                   \
         for (int64_t n = begin; n < end; n++) {                                                    \
             const T *restrict p = (const T *)j->x + n * C * S;                                     \
+            const T *restrict q = (const T *)j->gr + n * C * S;                                    \
             T *restrict o = (T *)j->out + n * C * S;                                               \
-            if (j->affine) {                                                                       \
-                const T *restrict q = (const T *)j->gr + n * C * S;                                \
-                for (int64_t c = 0; c < C; c++) {                                                  \
-                    const T a = c0[c], b = c1[c], m = c2[c], d = c3[c];                            \
-                    const T *restrict pc = p + c * S, *restrict qc = q + c * S;                    \
-                    T *restrict oc = o + c * S;                                                    \
-                    for (int64_t s = 0; s < S; s++) oc[s] = (qc[s] * a + (pc[s] - m) * b) + d;     \
+            if (S == 1) { /* [N, C]: one vector loop over the channels */                         \
+                switch (j->kind) {                                                                 \
+                case BN_FORWARD: BN_ROW(ST, (p[c] - c0[c]) * c1[c] + c2[c]); break;                \
+                case BN_INPUT_GRAD:                                                                \
+                    BN_ROW(ST, ((q[c] - c2[c]) - (p[c] - c0[c]) * c1[c]) * c3[c]);                 \
+                    break;                                                                         \
+                case BN_AFFINE: BN_ROW(ST, (q[c] * c0[c] + (p[c] - c2[c]) * c1[c]) + c3[c]); break;\
+                case BN_SCALE: BN_ROW(ST, q[c] * c0[c]); break;                                    \
                 }                                                                                  \
-            } else if (!j->gr && S == 1) {                                                         \
-                for (int64_t c = 0; c < C; c++) o[c] = (p[c] - c0[c]) * c1[c] + c2[c];             \
-            } else if (!j->gr) {                                                                   \
-                for (int64_t c = 0; c < C; c++) {                                                  \
-                    const T m = c0[c], k = c1[c], b = c2[c];                                       \
-                    const T *restrict pc = p + c * S;                                              \
-                    T *restrict oc = o + c * S;                                                    \
-                    for (int64_t s = 0; s < S; s++) oc[s] = (pc[s] - m) * k + b;                   \
-                }                                                                                  \
-            } else if (S == 1) {                                                                   \
-                const T *restrict q = (const T *)j->gr + n * C;                                    \
-                for (int64_t c = 0; c < C; c++)                                                    \
-                    o[c] = ((q[c] - c2[c]) - (p[c] - c0[c]) * c1[c]) * c3[c];                      \
-            } else {                                                                               \
-                const T *restrict q = (const T *)j->gr + n * C * S;                                \
-                for (int64_t c = 0; c < C; c++) {                                                  \
-                    const T m = c0[c], k = c1[c], a = c2[c], w = c3[c];                            \
-                    const T *restrict pc = p + c * S, *restrict qc = q + c * S;                    \
-                    T *restrict oc = o + c * S;                                                    \
-                    for (int64_t s = 0; s < S; s++) oc[s] = ((qc[s] - a) - (pc[s] - m) * k) * w;   \
+                continue;                                                                          \
+            }                                                                                      \
+            for (int64_t c = 0; c < C; c++) {                                                      \
+                const T k0 = c0[c], k1 = c1[c], k2 = c2[c], k3 = c3[c];                            \
+                const T *restrict pc = p + c * S, *restrict qc = q + c * S;                        \
+                T *restrict oc = o + c * S;                                                        \
+                switch (j->kind) {                                                                 \
+                case BN_FORWARD: BN_RUN(ST, (pc[s] - k0) * k1 + k2); break;                        \
+                case BN_INPUT_GRAD: BN_RUN(ST, ((qc[s] - k2) - (pc[s] - k0) * k1) * k3); break;    \
+                case BN_AFFINE: BN_RUN(ST, (qc[s] * k0 + (pc[s] - k2) * k1) + k3); break;          \
+                case BN_SCALE: BN_RUN(ST, qc[s] * k0); break;                                      \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -399,18 +408,23 @@ static void bn_map_rows(void *vj, int64_t begin, int64_t end)
 {
     const bn_map_job *j = vj;
     const bn_geom *g = j->g;
-    if (j->f32) BN_MAP(float);
-    else BN_MAP(double);
+    if (j->f32 && j->add) BN_MAP(float, BN_ADD);
+    else if (j->f32) BN_MAP(float, BN_SET);
+    else if (j->add) BN_MAP(double, BN_ADD);
+    else BN_MAP(double, BN_SET);
 }
 
-/* A new tensor of x's shape from the map with coefficients k (4 C values of x's dtype). */
+/* The map with coefficients k (4 C values of x's dtype): into a new tensor of x's shape, or with
+ * acc (contiguous, x's shape and dtype: the caller checked) added into acc, returning acc (a new
+ * reference). gr may be NULL for BN_FORWARD; x may be NULL for BN_SCALE. */
 static ls_tensor *bn_map_run(const bn_geom *g, const ls_tensor *x, const ls_tensor *gr,
-                             const void *k, bool affine)
+                             const void *k, bn_map_kind kind, ls_tensor *acc)
 {
-    ls_tensor *out = ls_tensor_new(x->dtype, x->ndim, x->shape);
+    const ls_tensor *like = x ? x : gr;
+    ls_tensor *out = acc ? ls_tensor_retain(acc) : ls_tensor_new(like->dtype, like->ndim, like->shape);
     if (!out) return NULL;
-    bn_map_job j = {g, x->dtype == LS_F32, ls_tensor_data(x), gr ? ls_tensor_data(gr) : NULL,
-                    ls_tensor_data(out), k, affine};
+    bn_map_job j = {g, like->dtype == LS_F32, x ? ls_tensor_data(x) : NULL,
+                    gr ? ls_tensor_data(gr) : NULL, ls_tensor_data(out), k, kind, acc != NULL};
     ls_parallel_for(g->N, bn_grain(g->C * g->S), bn_map_rows, &j);
     return out;
 }
@@ -458,7 +472,7 @@ ls_tensor *bn_forward(ls_tensor *x, ls_tensor *w, ls_tensor *b, double eps, ls_t
             if (vt) ((double *)ls_tensor_data(vt))[c] = vd;
         }
     }
-    y = bn_map_run(&g, xc, NULL, k, false);
+    y = bn_map_run(&g, xc, NULL, k, BN_FORWARD, NULL);
 done:
     ls_free(s.k);
     ls_free(k);
@@ -507,7 +521,7 @@ ls_tensor *bn_grad_stats(ls_tensor *gr, ls_tensor *x, double eps)
     return out;
 }
 
-ls_tensor *bn_input_grad(ls_tensor *gr, ls_tensor *x, ls_tensor *w, ls_tensor *st)
+ls_tensor *bn_input_grad(ls_tensor *gr, ls_tensor *x, ls_tensor *w, ls_tensor *st, ls_tensor *acc)
 {
     const char *who = "batchnorm_input_grad";
     ls_tensor *in[4] = {gr, x, w, st};
@@ -544,7 +558,7 @@ ls_tensor *bn_input_grad(ls_tensor *gr, ls_tensor *x, ls_tensor *w, ls_tensor *s
                 else ((double *)k)[i * g.C + c] = co[i];
             }
         }
-        out = bn_map_run(&g, xc, gc, k, false);
+        out = bn_map_run(&g, xc, gc, k, BN_INPUT_GRAD, acc);
     }
     ls_free(k);
     ls_tensor_release(xc);
@@ -554,7 +568,7 @@ ls_tensor *bn_input_grad(ls_tensor *gr, ls_tensor *x, ls_tensor *w, ls_tensor *s
     return out;
 }
 
-ls_tensor *bn_affine(ls_tensor *gr, ls_tensor *x, ls_tensor *K)
+ls_tensor *bn_affine(ls_tensor *gr, ls_tensor *x, ls_tensor *K, ls_tensor *acc)
 {
     const char *who = "batchnorm_affine";
     ls_tensor *in[3] = {gr, x, K};
@@ -569,8 +583,29 @@ ls_tensor *bn_affine(ls_tensor *gr, ls_tensor *x, ls_tensor *K)
     }
     ls_tensor *xc = ls_tensor_contiguous(x), *gc = ls_tensor_contiguous(gr);
     ls_tensor *kc = ls_tensor_contiguous(K), *out = NULL;
-    if (xc && gc && kc) out = bn_map_run(&g, xc, gc, ls_tensor_data(kc), true);
+    if (xc && gc && kc) out = bn_map_run(&g, xc, gc, ls_tensor_data(kc), BN_AFFINE, acc);
     ls_tensor_release(xc);
+    ls_tensor_release(gc);
+    ls_tensor_release(kc);
+    return out;
+}
+
+ls_tensor *bn_scale(ls_tensor *gr, ls_tensor *k, ls_tensor *acc)
+{
+    const char *who = "batchnorm_scale";
+    ls_tensor *in[2] = {gr, k};
+    bn_geom g;
+    if (ls_check_float_same(who, 2, in) || bn_geom_x(who, gr, &g) ||
+        bn_check_vec(who, "scale", k, &g))
+        return NULL;
+    size_t es = ls_dtype_size(gr->dtype);
+    ls_tensor *gc = ls_tensor_contiguous(gr), *kc = ls_tensor_contiguous(k), *out = NULL;
+    char *co = ls_calloc(es * 4 * (size_t)g.C, who);   /* c0 = k; c1..c3 unused */
+    if (gc && kc && co) {
+        memcpy(co, ls_tensor_data(kc), es * (size_t)g.C);
+        out = bn_map_run(&g, NULL, gc, co, BN_SCALE, acc);
+    }
+    ls_free(co);
     ls_tensor_release(gc);
     ls_tensor_release(kc);
     return out;

@@ -56,6 +56,21 @@ static ls_tensor *bn_stack4(ls_tmp *t, ls_tensor *const *r)
     return ls_tensor_retain(acc);
 }
 
+/* The accumulator a rule may add input k's gradient into (ls_backward_ctx.acc), or NULL. */
+static ls_tensor *bn_acc(const ls_backward_ctx *c, int k)
+{
+    return c->acc ? c->acc[k] : NULL;
+}
+
+/* What a kernel that added into an accumulator returned, as the rule's gradient: LS_GRAD_ADDED,
+ * or NULL (its error set) on failure. */
+static ls_tensor *bn_added(ls_tensor *r)
+{
+    if (!r) return NULL;
+    ls_tensor_release(r);
+    return LS_GRAD_ADDED;
+}
+
 static ls_status bn_done(const ls_backward_ctx *c, ls_tensor **gin, ls_tmp *t)
 {
     ls_tmp_free(t);
@@ -80,7 +95,9 @@ static ls_status batchnorm_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor
 {
     ls_tmp t = {0};
     ls_tensor *R = ls_tmp_keep(&t, ls_batchnorm_grad_stats(u, c->in[0], bn_eps(c->attrs)));
-    if (c->needs[0]) gin[0] = ls_batchnorm_input_grad(u, c->in[0], c->in[1], R);
+    if (c->needs[0])
+        gin[0] = bn_acc(c, 0) ? bn_added(bn_input_grad(u, c->in[0], c->in[1], R, bn_acc(c, 0)))
+                              : ls_batchnorm_input_grad(u, c->in[0], c->in[1], R);
     if (c->needs[1]) gin[1] = ls_select(R, 0, 1);
     if (c->needs[2]) gin[2] = ls_select(R, 0, 0);
     return bn_done(c, gin, &t);
@@ -160,7 +177,8 @@ static ls_status grad_stats_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tenso
     if (c->needs[0]) {
         ls_tensor *zero = uA ? ls_tmp_keep(&t, ls_tensor_zeros(uA->dtype, 1, uA->shape)) : NULL;
         ls_tensor *K = ls_tmp_keep(&t, bn_stack4(&t, (ls_tensor *[]){zero, uBr, mu, uA}));
-        gin[0] = ls_batchnorm_affine(x, x, K);
+        gin[0] = bn_acc(c, 0) ? bn_added(bn_affine(x, x, K, bn_acc(c, 0)))
+                              : ls_batchnorm_affine(x, x, K);
     }
     if (c->needs[1]) {
         ls_tensor *umu = bn_row(&t, u, 2), *ur = bn_row(&t, u, 3);
@@ -171,7 +189,9 @@ static ls_status grad_stats_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tenso
         ls_tensor *k3 = ls_tmp_keep(&t, ls_sub(umu, ls_tmp_keep(&t, ls_mul(uBr, A))));
         ls_tensor *rows[4] = {uBr, ls_tmp_keep(&t, ls_mul_scalar(k1, -inv_n)), mu,
                               ls_tmp_keep(&t, ls_mul_scalar(k3, inv_n))};
-        gin[1] = ls_batchnorm_affine(g, x, ls_tmp_keep(&t, bn_stack4(&t, rows)));
+        ls_tensor *K = ls_tmp_keep(&t, bn_stack4(&t, rows));
+        gin[1] = bn_acc(c, 1) ? bn_added(bn_affine(g, x, K, bn_acc(c, 1)))
+                              : ls_batchnorm_affine(g, x, K);
     }
     return bn_done(c, gin, &t);
 }
@@ -202,7 +222,7 @@ ls_tensor *ls_batchnorm_grad_stats(ls_tensor *g, ls_tensor *x, double eps)
 static ls_tensor *input_grad_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return bn_input_grad(in[0], in[1], in[2], in[3]);
+    return bn_input_grad(in[0], in[1], in[2], in[3], NULL);
 }
 
 /* out = w r (g - A/n) - w r q P with q = r B / n, P = x - mu. Per-channel sums of the upstream u:
@@ -219,8 +239,14 @@ static ls_status input_grad_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tenso
     ls_tensor *wr = ls_tmp_keep(&t, ls_mul(w, r));
     ls_tensor *q = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(r, B)), inv_n));
     ls_tensor *wrq = ls_tmp_keep(&t, ls_mul(wr, q));
-    if (c->needs[0]) gin[0] = ls_mul(u, bn_bcast(&t, wr, x));
-    if (c->needs[1]) gin[1] = ls_mul(u, bn_bcast(&t, ls_tmp_keep(&t, ls_neg(wrq)), x));
+    if (c->needs[0])
+        gin[0] = bn_acc(c, 0) ? bn_added(bn_scale(u, wr, bn_acc(c, 0)))
+                              : ls_mul(u, bn_bcast(&t, wr, x));
+    if (c->needs[1]) {
+        ls_tensor *k = ls_tmp_keep(&t, ls_neg(wrq));
+        gin[1] = bn_acc(c, 1) ? bn_added(bn_scale(u, k, bn_acc(c, 1)))
+                              : ls_mul(u, bn_bcast(&t, k, x));
+    }
     if (c->needs[2] || c->needs[3]) {
         /* the sums by two batchnorm_grad_stats passes (eps 1: any positive value, r is divided
          * out) instead of six composed ones: grad_stats(u, y) gives sum(u), sum(u (y - mean_y))
@@ -279,7 +305,7 @@ ls_tensor *ls_batchnorm_input_grad(ls_tensor *g, ls_tensor *x, ls_tensor *weight
 static ls_tensor *affine_fwd(ls_tensor *const *in, const ls_attrs *a)
 {
     (void)a;
-    return bn_affine(in[0], in[1], in[2]);
+    return bn_affine(in[0], in[1], in[2], NULL);
 }
 
 static ls_status affine_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **gin)

@@ -49,15 +49,23 @@ typedef struct ls_attrs {
  * ls_op_def.backward): a mark, not a tensor; never retained, released or read. */
 extern ls_tensor ls_grad_zero_mark;
 #define LS_GRAD_ZERO (&ls_grad_zero_mark)
+/* The gradient a backward rule has added into ls_backward_ctx.acc[k] itself: a mark, as above. */
+extern ls_tensor ls_grad_added_mark;
+#define LS_GRAD_ADDED (&ls_grad_added_mark)
 
 /* What a backward rule sees. needs[k] says whether input k wants a gradient. out: the op's result
- * (with its graph, so what a rule computes from it is differentiable again), borrowed. */
+ * (with its graph, so what a rule computes from it is differentiable again), borrowed. acc[k]
+ * (NULL, or NULL for k, when none): the gradient input k has gathered so far in this pass, when no
+ * graph is being built and the pass alone holds it (contiguous, input k's shape and dtype); a rule
+ * whose kernel can add its gradient into it in place (acc[k] += gradient, the same bits as the
+ * engine's own addition) may do so and set gin[k] = LS_GRAD_ADDED, saving a pass over the tensor. */
 typedef struct ls_backward_ctx {
     int nin;
     ls_tensor *const *in;
     const ls_attrs *attrs;
     const bool *needs;
     ls_tensor *out;
+    ls_tensor *const *acc;
 } ls_backward_ctx;
 
 /* Sample inputs for the gradient check: shapes and value ranges of each input, plus attrs. */
@@ -94,8 +102,8 @@ typedef struct ls_op_def {
     ls_tensor *(*forward)(ls_tensor *const *in, const ls_attrs *a);
     /* Set gin[k] (new reference) for each k with needs[k], using recorded ops, or LS_GRAD_ZERO
      * when that gradient is zero everywhere (a mask's or an argmax's input): the engine then
-     * allocates and adds nothing for it. NULL = not differentiable (integer outputs,
-     * comparisons). */
+     * allocates and adds nothing for it; or LS_GRAD_ADDED (see ls_backward_ctx.acc). NULL = not
+     * differentiable (integer outputs, comparisons). */
     ls_status (*backward)(const ls_backward_ctx *c, ls_tensor *gout, ls_tensor **gin);
     /* Fill up to LS_OP_MAX_SAMPLES samples; return the count. NULL only for ops without backward. */
     int (*samples)(ls_op_sample *s);
