@@ -454,9 +454,7 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
         if (full) {
             /* against every column; at a cycle's first step this also removes the arrowhead's
              * components s_i y_i */
-            curv_orthogonalise(n, j + 1, V, w, h);
-            b = curv_nrm2(n, w);
-            curv_to_dtype(n, w, op->dtype, ls_tensor_data(mv.vin));
+            b = curv_orthogonalise(n, j + 1, V, w, h, b, op->dtype, ls_tensor_data(mv.vin));
             for (int q = 0; q <= j; q++) on[q] = eps;
             force = force > 0 ? force - 1 : (j == l ? 0 : 1);
         }
@@ -498,13 +496,11 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
             double nb = 0;
             for (int tries = 0; tries < 3 && !(nb > 1e-8); tries++) {
                 ls_rng_rademacher(&rng, LS_F64, w, n);
-                double n0 = curv_nrm2(n, w);
-                curv_orthogonalise(n, j + 1, V, w, h);
-                nb = curv_nrm2(n, w) / n0;
+                double n0 = sqrt((double)n);   /* a Rademacher vector's norm */
+                b = curv_orthogonalise(n, j + 1, V, w, h, n0, op->dtype, ls_tensor_data(mv.vin));
+                nb = b / n0;
             }
             if (!(nb > 1e-8)) break;   /* the space is exhausted: cannot happen for m < n */
-            b = curv_nrm2(n, w);
-            curv_to_dtype(n, w, op->dtype, ls_tensor_data(mv.vin));
             z.beta[j] = 0.0;
             for (int q = 0; q <= j; q++) z.om[(j + 1) % 2][q] = eps;
         }
@@ -533,9 +529,7 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
         if ((st = lz_rotate(&z, mm, lk, Zs))) goto done;
         double *vl = V + (int64_t)lk * n;
         memcpy(vl, V + (int64_t)mm * n, (size_t)n * sizeof(double));
-        curv_orthogonalise(n, lk, V, vl, h);
-        unorm = curv_nrm2(n, vl);
-        curv_to_dtype(n, vl, op->dtype, ls_tensor_data(mv.vin));
+        unorm = curv_orthogonalise(n, lk, V, vl, h, -1.0, op->dtype, ls_tensor_data(mv.vin));
         z.l = lk;
         m = lk + 1;
         double *row = z.om[lk % 2];
