@@ -342,10 +342,12 @@ typedef struct {
     const double *Z;
     double *scratch;   /* 64 slots of LZ_ROWS x c */
     int64_t b0;        /* the group's first block */
-    ls_dtype dt;       /* lz_ritz_rows: the output's dtype and data */
+    ls_dtype dt;       /* the Ritz vectors' dtype and data, or out NULL */
     void *out;
 } lz_rot_job;
 
+/* Each block: into V's first c columns (out NULL), or into the rows of the row-major [n x c]
+ * tensor data `out` of dtype dt (the Ritz vectors). */
 static void lz_rotate_rows(void *vj, int64_t begin, int64_t end)
 {
     const lz_rot_job *j = vj;
@@ -355,23 +357,12 @@ static void lz_rotate_rows(void *vj, int64_t begin, int64_t end)
         double *t = j->scratch + slot * LZ_ROWS * j->c;
         cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, j->c, j->m, 1.0,
                     j->z->V + r0, (int)n, j->Z, j->m, 0.0, t, (int)rows);
-        for (int i = 0; i < j->c; i++)
-            memcpy(j->z->V + (int64_t)i * n + r0, t + (int64_t)i * rows,
-                   (size_t)rows * sizeof(double));
-    }
-}
-
-/* The same blocks, written into the rows of a row-major [n x c] tensor of the operator's dtype
- * (the Ritz vectors) instead of back into V. */
-static void lz_ritz_rows(void *vj, int64_t begin, int64_t end)
-{
-    const lz_rot_job *j = vj;
-    int64_t n = j->z->n;
-    for (int64_t slot = begin; slot < end; slot++) {
-        int64_t r0 = (j->b0 + slot) * LZ_ROWS, rows = n - r0 < LZ_ROWS ? n - r0 : LZ_ROWS;
-        double *t = j->scratch + slot * LZ_ROWS * j->c;
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, j->c, j->m, 1.0,
-                    j->z->V + r0, (int)n, j->Z, j->m, 0.0, t, (int)rows);
+        if (!j->out) {
+            for (int i = 0; i < j->c; i++)
+                memcpy(j->z->V + (int64_t)i * n + r0, t + (int64_t)i * rows,
+                       (size_t)rows * sizeof(double));
+            continue;
+        }
         for (int64_t i = 0; i < rows; i++)
             for (int c = 0; c < j->c; c++) {
                 double y = t[(int64_t)c * rows + i];
@@ -389,8 +380,7 @@ static ls_status lz_rotate(lz_state *z, int m, int c, const double *Z, ls_dtype 
     if (!scratch) return ls_error_set(LS_ERR_MEM, "lanczos: out of memory for Ritz vectors");
     lz_rot_job j = {z, m, c, Z, scratch, 0, dt, out};
     for (j.b0 = 0; j.b0 < blocks; j.b0 += 64)
-        ls_parallel_for(blocks - j.b0 < 64 ? blocks - j.b0 : 64, 1,
-                        out ? lz_ritz_rows : lz_rotate_rows, &j);
+        ls_parallel_for(blocks - j.b0 < 64 ? blocks - j.b0 : 64, 1, lz_rotate_rows, &j);
     ls_free(scratch);
     return LS_OK;
 }
