@@ -28,6 +28,13 @@
 --   lanczos_top3_hvps      COUNTS, not milliseconds: ours_ms = our Lanczos matvecs, peer_ms = the
 --                          products eigsh (peer "eigsh") or the power iteration (peer
 --                          "pyhessian_power") used, at 1 thread (counts do not depend on threads)
+--   lanczos_top3_outside   the Lanczos call of lanczos_top3_mlp split in two, at 1 thread: ours_ms
+--                          = the wall time OUTSIDE the operator's products (the C Lanczos, the
+--                          Lua adapter, the result), peer = "inside_products", peer_ms = the wall
+--                          time inside them, ratio = outside / inside (issue #18's goal: < 0.10).
+--                          The products are timed by a matvec that wraps H:matvec with ls.clock
+--                          (ls.curvature.operator); medians of `reps` calls, each the whole
+--                          estimate (operator construction included, outside)
 --   hutchinson_cnn_p<N>    H:trace{probes = N} of ls.nn.cnn{channels = {32, 64}, hidden = 128,
 --                          batchnorm = true}; peer: PyHessian's Hutchinson with N probes
 -- MLP rows in f32 and f64 at 1 and 2 threads; CNN rows in f32 at --cnn-threads.
@@ -109,6 +116,33 @@ local function time_it(fn, peer, workload)
   return bench.median(t), res, pm, hvps
 end
 
+-- The Lanczos estimate of lanczos_top3_mlp on op() (at the current threads), `reps` times, with
+-- the products timed by a wrapper: the medians of the wall time outside and inside the products
+-- (ms) and of their ratio, and the product count.
+local function lanczos_split(op)
+  local outs, ins, ratios, products = {}, {}, {}, 0
+  for r = 1, opts.reps do
+    collectgarbage()
+    collectgarbage()
+    local inside, count = 0, 0
+    local t0 = clock()
+    local H = op()
+    local function matvec(v)
+      local a = clock()
+      local hv = H:matvec(v)
+      inside, count = inside + (clock() - a), count + 1
+      return hv
+    end
+    local timed = ls.curvature.operator{n = H.n, dtype = H.dtype, name = "timed", matvec = matvec}
+    timed:eigs{k = 3, which = "largest", tol = 1e-4, seed = 1}
+    local total = clock() - t0
+    outs[r], ins[r], ratios[r], products = (total - inside) * 1000, inside * 1000,
+        (total - inside) / inside, count
+  end
+  return {outside = bench.median(outs), inside = bench.median(ins), ratio = bench.median(ratios),
+          products = products}
+end
+
 local function list(s)
   local out = {}
   for x in s:gmatch("[^,]+") do out[#out + 1] = x end
@@ -164,7 +198,7 @@ note("load average at start: %s; reps %d, MLP probes %d, CNN probes %d", loadavg
 -- ---- MLP ----
 bench.report_machine("bench_curvature.lua")
 if opts.only ~= "cnn" then
-  local hvps, peer_hvps = {}, {}
+  local hvps, peer_hvps, split = {}, {}, {}
   for _, dt in ipairs({"f32", "f64"}) do
     local model = mlps[dt]
     local d = dt == "f32" and data or data64
@@ -185,12 +219,23 @@ if opts.only ~= "cnn" then
       row("lanczos_top3_mlp", dt, th, ms, "torch_pyhessian_power", pms)
       ms, r, pms, eh = time_it(eigs, p, "eigsh_top3")
       row("lanczos_top3_mlp", dt, th, ms, "torch_eigsh", pms)
-      if th == 1 then hvps[dt], peer_hvps[dt] = r.matvecs, {power = ph, eigsh = eh} end
+      if th == 1 then
+        hvps[dt], peer_hvps[dt] = r.matvecs, {power = ph, eigsh = eh}
+        split[dt] = lanczos_split(op)
+      end
     end
   end
   for _, dt in ipairs({"f32", "f64"}) do
     row("lanczos_top3_hvps", dt, 1, hvps[dt], "eigsh", peer_hvps[dt].eigsh)
     row("lanczos_top3_hvps", dt, 1, hvps[dt], "pyhessian_power", peer_hvps[dt].power)
+  end
+  for _, dt in ipairs({"f32", "f64"}) do
+    local s = split[dt]
+    note("lanczos top-3 %s, 1 thread: %d products, %.1f ms inside them (%.2f ms each), %.1f ms " ..
+         "outside: %.1f %% of the products' time (goal < 10 %%)", dt, s.products, s.inside,
+         s.inside / s.products, s.outside, 100 * s.ratio)
+    print(string.format("lanczos_top3_outside,%s,1,%.3f,inside_products,%.3f,%.3f", dt, s.outside,
+                        s.inside, s.ratio))
   end
 end
 

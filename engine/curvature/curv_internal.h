@@ -47,9 +47,17 @@ int64_t curv_lz_recur(int64_t n, ls_dtype dt, const void *raw, double scale, dou
                       const double *vp, double *vj, double *w, double *alpha);
 double curv_lz_sub(int64_t n, double a, const double *vj, double *w, ls_dtype dt, void *raw);
 
+/* w -= V h (V: `cols` contiguous columns of length n; cols 0: w unchanged), returning ||w||^2 and
+ * writing w into raw in dtype dt when raw is not NULL: one pass. */
+double curv_sub_norm2(int64_t n, int cols, const double *V, const double *h, double *w, ls_dtype dt,
+                      void *raw);
+
 /* w -= V (V^T w), repeated once when the DGKS test asks for it (classical Gram-Schmidt, "twice is
- * enough"); V holds `cols` contiguous columns of length n; h is scratch of length cols. */
-void curv_orthogonalise(int64_t n, int cols, const double *V, double *w, double *h);
+ * enough"); V holds `cols` contiguous columns of length n; h is scratch of length cols. norm is
+ * ||w|| when the caller knows it (< 0: computed here). Returns the new ||w||, and writes w into raw
+ * in dtype dt when raw is not NULL (the next product's input). */
+double curv_orthogonalise(int64_t n, int cols, const double *V, double *w, double *h, double norm,
+                          ls_dtype dt, void *raw);
 
 /* One Lanczos step on the basis V (column j is v_j, unit norm): w = A v_j - beta_{j-1} v_{j-1},
  * alpha_j = <v_j, w>, w -= alpha_j v_j, full reorthogonalisation against v_0..v_j, *beta = ||w||.

@@ -190,6 +190,8 @@ typedef struct {
     double scale, bp, a;        /* 1 / ||u_j||; beta_{j-1}; alpha_j */
     const double *vp;           /* v_{j-1} (or NULL) */
     double *vj, *w;
+    const double *V, *h;        /* orth: w -= V h over `cols` columns (cols 0: nothing) */
+    int cols;
     double partial[64];         /* per chunk of the group */
     int64_t bad[64];            /* per chunk: first non-finite index of raw, or -1 */
 } curv_lz_job;
@@ -198,57 +200,131 @@ typedef struct {
     int64_t i0 = ((j)->c0 + (c)) * CURV_CHUNK;                                                     \
     int64_t len = (j)->n - i0 < CURV_CHUNK ? (j)->n - i0 : CURV_CHUNK
 
+/* The sums of the fused passes run in LZ_LANES independent partial sums (element i into lane
+ * i % LZ_LANES, the lanes added in a fixed tree): one running sum made every element wait for the
+ * previous add (~4 cycles an element, 0.1 ms a pass over 118k doubles, slower than the memory),
+ * and the order is still fixed, so the bits are the same on every run. A non-finite entry of the
+ * product is found the same way: y * 0 is 0 for a finite y and NaN otherwise, so the lanes' sum of
+ * them is NaN exactly when the chunk holds one (and then the chunk is searched for the first). */
+#define LZ_LANES 8
+
+static double lz_lanes_sum(const double *s)
+{
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+static int64_t lz_first_bad(const void *raw, ls_dtype dt, int64_t i0, int64_t len)
+{
+    for (int64_t i = 0; i < len; i++) {
+        double y = dt == LS_F64 ? ((const double *)raw)[i0 + i] : ((const float *)raw)[i0 + i];
+        if (!isfinite(y)) return i0 + i;
+    }
+    return -1;
+}
+
+/* One loop of lz_recur_chunk for a load of y (the product) and of the previous vector. */
+#define LZ_RECUR_BODY(LOAD_Y, PREV)                                                                \
+    {                                                                                              \
+        double y = (LOAD_Y), vv = v[i + q] * sc;                                                   \
+        double ww = y * sc - bp * (PREV);                                                          \
+        v[i + q] = vv;                                                                             \
+        w[i + q] = ww;                                                                             \
+        s[q] += vv * ww;                                                                           \
+        nf[q] += y * 0.0;                                                                          \
+    }
+#define LZ_RECUR_LOOP(LOAD_Y, PREV)                                                                \
+    {                                                                                              \
+        int64_t i = 0;                                                                             \
+        for (; i + LZ_LANES <= len; i += LZ_LANES)                                                 \
+            for (int q = 0; q < LZ_LANES; q++) LZ_RECUR_BODY(LOAD_Y, PREV)                         \
+        for (int q = 0; i + q < len; q++) LZ_RECUR_BODY(LOAD_Y, PREV)                              \
+    }
+
 /* v_j = u_j scale (in place); w = raw scale - bp vp; partial <v_j, w>; first non-finite of raw */
 static void lz_recur_chunk(void *vj_, int64_t begin, int64_t end)
 {
     curv_lz_job *j = vj_;
     for (int64_t c = begin; c < end; c++) {
         LZ_CHUNK(j, c, i0, len);
-        double *w = j->w + i0, *v = j->vj + i0, s = 0, sc = j->scale;
-        const double *p = j->vp ? j->vp + i0 : NULL;
-        int64_t bad = -1;
-        for (int64_t i = 0; i < len; i++) {
-            double y = j->dt == LS_F64 ? ((const double *)j->raw)[i0 + i]
-                                       : (double)((const float *)j->raw)[i0 + i];
-            if (bad < 0 && !isfinite(y)) bad = i0 + i;
-            v[i] *= sc;
-            w[i] = p ? y * sc - j->bp * p[i] : y * sc;
-            s += v[i] * w[i];
-        }
-        j->partial[c] = s;
-        j->bad[c] = bad;
+        double *restrict w = j->w + i0, *restrict v = j->vj + i0;
+        double sc = j->scale, bp = j->vp ? j->bp : 0.0;
+        const double *restrict p = j->vp ? j->vp + i0 : NULL;
+        const float *restrict rf = (const float *)j->raw + i0;
+        const double *restrict rd = (const double *)j->raw + i0;
+        double s[LZ_LANES] = {0}, nf[LZ_LANES] = {0};
+        if (j->dt == LS_F64 && p) LZ_RECUR_LOOP(rd[i + q], p[i + q])
+        else if (j->dt == LS_F64) LZ_RECUR_LOOP(rd[i + q], 0.0)
+        else if (p) LZ_RECUR_LOOP((double)rf[i + q], p[i + q])
+        else LZ_RECUR_LOOP((double)rf[i + q], 0.0)
+        j->partial[c] = lz_lanes_sum(s);
+        j->bad[c] = isnan(lz_lanes_sum(nf)) ? lz_first_bad(j->raw, j->dt, i0, len) : -1;
     }
 }
 
-/* w -= a v_j; partial ||w||^2; w into raw in the operator dtype (when raw is given) */
+/* One loop of lz_sub_chunk / lz_norm_chunk: w[i] = (W) (in place), s += w^2, and STORE. */
+#define LZ_SUB_BODY(W, STORE)                                                                      \
+    {                                                                                              \
+        double ww = (W);                                                                           \
+        w[i + q] = ww;                                                                             \
+        s[q] += ww * ww;                                                                           \
+        STORE;                                                                                     \
+    }
+#define LZ_SUB_LOOP(W, STORE)                                                                      \
+    {                                                                                              \
+        int64_t i = 0;                                                                             \
+        for (; i + LZ_LANES <= len; i += LZ_LANES)                                                 \
+            for (int q = 0; q < LZ_LANES; q++) LZ_SUB_BODY(W, STORE)                               \
+        for (int q = 0; i + q < len; q++) LZ_SUB_BODY(W, STORE)                                    \
+    }
+
+/* w -= a v_j (v_j NULL: w unchanged); partial ||w||^2; w into raw in the operator dtype (when raw
+ * is given) */
 static void lz_sub_chunk(void *vj_, int64_t begin, int64_t end)
 {
     curv_lz_job *j = vj_;
     for (int64_t c = begin; c < end; c++) {
         LZ_CHUNK(j, c, i0, len);
-        double *w = j->w + i0, s = 0;
-        const double *v = j->vj + i0;
-        for (int64_t i = 0; i < len; i++) {
-            w[i] -= j->a * v[i];
-            s += w[i] * w[i];
-        }
-        if (j->raw && j->dt == LS_F64) memcpy((double *)j->raw + i0, w, (size_t)len * sizeof(double));
-        else if (j->raw)
-            for (int64_t i = 0; i < len; i++) ((float *)j->raw)[i0 + i] = (float)w[i];
-        j->partial[c] = s;
+        double *restrict w = j->w + i0, a = j->a, s[LZ_LANES] = {0};
+        const double *restrict v = j->vj ? j->vj + i0 : NULL;
+        float *restrict rf = j->raw ? (float *)j->raw + i0 : NULL;
+        double *restrict rd = j->raw ? (double *)j->raw + i0 : NULL;
+        if (v && !j->raw) LZ_SUB_LOOP(w[i + q] - a * v[i + q], (void)0)
+        else if (v && j->dt == LS_F64) LZ_SUB_LOOP(w[i + q] - a * v[i + q], rd[i + q] = ww)
+        else if (v) LZ_SUB_LOOP(w[i + q] - a * v[i + q], rf[i + q] = (float)ww)
+        else if (!j->raw) LZ_SUB_LOOP(w[i + q], (void)0)
+        else if (j->dt == LS_F64) LZ_SUB_LOOP(w[i + q], rd[i + q] = ww)
+        else LZ_SUB_LOOP(w[i + q], rf[i + q] = (float)ww)
+        j->partial[c] = lz_lanes_sum(s);
         j->bad[c] = -1;
     }
 }
 
-/* Runs a pass over all chunks, in groups of 64 on the pool, and adds the per-chunk partials in
- * chunk order; *first_bad (if given) gets the first non-finite index reported, or stays -1. */
+/* w -= V h (an OpenBLAS call on the chunk, which then stays in cache), then as lz_sub_chunk with
+ * a = 0: partial ||w||^2 and w into raw */
+static void lz_orth_chunk(void *vj_, int64_t begin, int64_t end)
+{
+    curv_lz_job *j = vj_;
+    for (int64_t c = begin; c < end; c++) {
+        LZ_CHUNK(j, c, i0, len);
+        if (j->cols > 0)
+            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)len, j->cols, -1.0, j->V + i0, (int)j->n,
+                        j->h, 1, 1.0, j->w + i0, 1);
+        lz_sub_chunk(vj_, c, c + 1);
+    }
+}
+
+/* Runs a pass over all chunks, in groups of 64 on the pool (in sequence on this thread when the
+ * pass calls OpenBLAS and OpenBLAS has threads of its own: see curv_run), and adds the per-chunk
+ * partials in chunk order; *first_bad (if given) gets the first non-finite index reported, or
+ * stays -1. */
 static double lz_run(curv_lz_job *j, ls_parallel_fn fn, int64_t *first_bad)
 {
     int64_t nc = curv_chunks(j->n);
     double s = 0;
     for (j->c0 = 0; j->c0 < nc; j->c0 += 64) {
         int64_t g = nc - j->c0 < 64 ? nc - j->c0 : 64;
-        ls_parallel_for(g, 1, fn, j);
+        if (fn == lz_orth_chunk) curv_run(g, fn, j);
+        else ls_parallel_for(g, 1, fn, j);
         for (int64_t c = 0; c < g; c++) {
             s += j->partial[c];
             if (first_bad && *first_bad < 0 && j->bad[c] >= 0) *first_bad = j->bad[c];
@@ -271,4 +347,11 @@ double curv_lz_sub(int64_t n, double a, const double *vj, double *w, ls_dtype dt
 {
     curv_lz_job j = {.n = n, .a = a, .vj = (double *)vj, .w = w, .dt = dt, .raw = raw};
     return lz_run(&j, lz_sub_chunk, NULL);
+}
+
+double curv_sub_norm2(int64_t n, int cols, const double *V, const double *h, double *w, ls_dtype dt,
+                      void *raw)
+{
+    curv_lz_job j = {.n = n, .V = V, .h = h, .cols = cols, .w = w, .dt = dt, .raw = raw};
+    return lz_run(&j, lz_orth_chunk, NULL);
 }

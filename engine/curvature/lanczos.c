@@ -87,6 +87,21 @@ static bool ritz_work_init(ritz_work *rw, int cap, int k)
            rw->sorted;
 }
 
+/* All m Ritz values of T_m ascending into rw->d (dsterf) and *scale = max |theta|; -1 when LAPACK
+ * fails (error message set). */
+static int ritz_values(ritz_work *rw, const double *alpha, const double *beta, int m, double *scale)
+{
+    memcpy(rw->d, alpha, (size_t)m * sizeof(double));
+    if (m > 1) memcpy(rw->e, beta, (size_t)(m - 1) * sizeof(double));
+    lapack_int info = LAPACKE_dsterf(m, rw->d, rw->e);
+    if (info != 0) {
+        ls_error_set(LS_ERR_STATE, "lanczos: dsterf failed (info %d)", (int)info);
+        return -1;
+    }
+    *scale = fmax(fabs(rw->d[0]), fabs(rw->d[m - 1]));
+    return 0;
+}
+
 /* ritz_pairs' fallback: all pairs by dstev (O(m^3)), then the selected ones (rw->idx). */
 static int ritz_pairs_dstev(ritz_work *rw, const double *alpha, const double *beta, int m, int nsel,
                             double *theta, double *Zs)
@@ -114,28 +129,25 @@ static int ritz_pairs_dstev(ritz_work *rw, const double *alpha, const double *be
 /* The k (<= rw->k) wanted Ritz pairs of T_m = tridiag(beta, alpha, beta) (alpha[0..m-1],
  * beta[0..m-2]).
  *
- * This runs after EVERY Lanczos step, so it must cost little next to a matvec at any m. All m Ritz
- * values come from dsterf (O(m^2), no vectors); the wanted ones form at most two contiguous runs of
- * the ascending list (its top and its bottom), and only their eigenvectors are computed, by dstevr
- * with RANGE = 'I' (bisection and inverse iteration: O(m k)). dstev with vectors, the obvious call,
- * is O(m^3) and made a per-step test too dear beyond m ~ 100. Should dstevr fail or return fewer
- * pairs than asked (it has not been seen to), the pairs come from dstev instead.
+ * This runs after EVERY Lanczos step, so it must cost little next to a matvec at any m. The wanted
+ * pairs form at most two contiguous runs of the ascending list of Ritz values (its top and its
+ * bottom), and only they are computed, by dstevr with RANGE = 'I' (bisection and inverse
+ * iteration: O(m k)); dstev with vectors, the obvious call, is O(m^3). All m Ritz values (dsterf,
+ * O(m^2), as dear as the dstevr call at m ~ 60) are needed only to pick the pairs of largest
+ * magnitude, and for the scale below when a wanted value is tiny. Should dstevr fail or return
+ * fewer pairs than asked (it has not been seen to), the pairs come from dstev instead.
  *
  * Out: the count of pairs (<= k), theta[c] and Zs[c*m .. c*m + m-1] (unit eigenvector of T_m) for
- * c in output order (select_ritz), *scale = max |theta| over all m Ritz values. Returns -1 when
- * LAPACK fails (error message set). */
+ * c in output order (select_ritz), and *scale for the convergence test's floor 1e-10 scale: max
+ * |theta| over all m Ritz values whenever that floor can matter; otherwise (every wanted |theta|
+ * at least 1e-10 of T_m's Gershgorin bound, which is >= max |theta|) the largest wanted |theta|,
+ * which gives the test the same result. Returns -1 when LAPACK fails (error message set). */
 static int ritz_pairs(ritz_work *rw, const double *alpha, const double *beta, int m, int k,
                       ls_eig_which which, double *theta, double *Zs, double *scale)
 {
-    memcpy(rw->d, alpha, (size_t)m * sizeof(double));
-    if (m > 1) memcpy(rw->e, beta, (size_t)(m - 1) * sizeof(double));
-    lapack_int info = LAPACKE_dsterf(m, rw->d, rw->e);
-    if (info != 0) {
-        ls_error_set(LS_ERR_STATE, "lanczos: dsterf failed (info %d)", (int)info);
-        return -1;
-    }
-    *scale = fmax(fabs(rw->d[0]), fabs(rw->d[m - 1]));
-    int nsel = select_ritz(rw->d, m, k, which, rw->idx);
+    bool all = which == LS_EIG_MAGNITUDE;
+    if (all && ritz_values(rw, alpha, beta, m, scale)) return -1;
+    int nsel = select_ritz(rw->d, m, k, which, rw->idx);   /* rw->d is read for magnitude only */
 
     /* sort the selected indices (k is small) and serve each run of consecutive ones by one call */
     int *sorted = rw->sorted;
@@ -152,15 +164,31 @@ static int ritz_pairs(ritz_work *rw, const double *alpha, const double *beta, in
         memcpy(rw->dc, alpha, (size_t)m * sizeof(double));
         if (m > 1) memcpy(rw->ec, beta, (size_t)(m - 1) * sizeof(double));
         lapack_int got = 0;
-        info = LAPACKE_dstevr(LAPACK_COL_MAJOR, 'V', 'I', m, rw->dc, rw->ec, 0.0, 0.0, a + 1, b + 1,
-                              abstol, &got, rw->w, rw->Zr, m, rw->isuppz);
-        if (info != 0 || got != b - a + 1) return ritz_pairs_dstev(rw, alpha, beta, m, nsel, theta, Zs);
+        lapack_int info = LAPACKE_dstevr(LAPACK_COL_MAJOR, 'V', 'I', m, rw->dc, rw->ec, 0.0, 0.0,
+                                         a + 1, b + 1, abstol, &got, rw->w, rw->Zr, m, rw->isuppz);
+        if (info != 0 || got != b - a + 1) {
+            if (ritz_pairs_dstev(rw, alpha, beta, m, nsel, theta, Zs) < 0) return -1;
+            break;
+        }
         for (int c = 0; c < nsel; c++) {
             int i = rw->idx[c];
             if (i < a || i > b) continue;
             theta[c] = rw->w[i - a];
             memcpy(Zs + (int64_t)c * m, rw->Zr + (int64_t)(i - a) * m, (size_t)m * sizeof(double));
         }
+    }
+    if (!all) {
+        double gersh = 0, least = INFINITY, most = 0;
+        for (int i = 0; i < m; i++) {
+            double r = fabs(alpha[i]) + (i > 0 ? fabs(beta[i - 1]) : 0);
+            gersh = fmax(gersh, r + (i < m - 1 ? fabs(beta[i]) : 0));
+        }
+        for (int c = 0; c < nsel; c++) {
+            least = fmin(least, fabs(theta[c]));
+            most = fmax(most, fabs(theta[c]));
+        }
+        *scale = most;
+        if (!(least >= 1e-10 * gersh) && ritz_values(rw, alpha, beta, m, scale)) return -1;
     }
     return nsel;
 }
@@ -314,8 +342,12 @@ typedef struct {
     const double *Z;
     double *scratch;   /* 64 slots of LZ_ROWS x c */
     int64_t b0;        /* the group's first block */
+    ls_dtype dt;       /* the Ritz vectors' dtype and data, or out NULL */
+    void *out;
 } lz_rot_job;
 
+/* Each block: into V's first c columns (out NULL), or into the rows of the row-major [n x c]
+ * tensor data `out` of dtype dt (the Ritz vectors). */
 static void lz_rotate_rows(void *vj, int64_t begin, int64_t end)
 {
     const lz_rot_job *j = vj;
@@ -325,18 +357,28 @@ static void lz_rotate_rows(void *vj, int64_t begin, int64_t end)
         double *t = j->scratch + slot * LZ_ROWS * j->c;
         cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, j->c, j->m, 1.0,
                     j->z->V + r0, (int)n, j->Z, j->m, 0.0, t, (int)rows);
-        for (int i = 0; i < j->c; i++)
-            memcpy(j->z->V + (int64_t)i * n + r0, t + (int64_t)i * rows,
-                   (size_t)rows * sizeof(double));
+        if (!j->out) {
+            for (int i = 0; i < j->c; i++)
+                memcpy(j->z->V + (int64_t)i * n + r0, t + (int64_t)i * rows,
+                       (size_t)rows * sizeof(double));
+            continue;
+        }
+        for (int64_t i = 0; i < rows; i++)
+            for (int c = 0; c < j->c; c++) {
+                double y = t[(int64_t)c * rows + i];
+                if (j->dt == LS_F64) ((double *)j->out)[(r0 + i) * j->c + c] = y;
+                else ((float *)j->out)[(r0 + i) * j->c + c] = (float)y;
+            }
     }
 }
 
-static ls_status lz_rotate(lz_state *z, int m, int c, const double *Z)
+/* V Z (Z m x c) into V's first c columns (out NULL) or into out (row-major n x c, dtype dt). */
+static ls_status lz_rotate(lz_state *z, int m, int c, const double *Z, ls_dtype dt, void *out)
 {
     int64_t blocks = (z->n + LZ_ROWS - 1) / LZ_ROWS;
     double *scratch = ls_malloc((size_t)64 * LZ_ROWS * (size_t)c * sizeof(double), "lanczos");
-    if (!scratch) return ls_error_set(LS_ERR_MEM, "lanczos: out of memory restarting");
-    lz_rot_job j = {z, m, c, Z, scratch, 0};
+    if (!scratch) return ls_error_set(LS_ERR_MEM, "lanczos: out of memory for Ritz vectors");
+    lz_rot_job j = {z, m, c, Z, scratch, 0, dt, out};
     for (j.b0 = 0; j.b0 < blocks; j.b0 += 64)
         ls_parallel_for(blocks - j.b0 < 64 ? blocks - j.b0 : 64, 1, lz_rotate_rows, &j);
     ls_free(scratch);
@@ -454,9 +496,7 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
         if (full) {
             /* against every column; at a cycle's first step this also removes the arrowhead's
              * components s_i y_i */
-            curv_orthogonalise(n, j + 1, V, w, h);
-            b = curv_nrm2(n, w);
-            curv_to_dtype(n, w, op->dtype, ls_tensor_data(mv.vin));
+            b = curv_orthogonalise(n, j + 1, V, w, h, b, op->dtype, ls_tensor_data(mv.vin));
             for (int q = 0; q <= j; q++) on[q] = eps;
             force = force > 0 ? force - 1 : (j == l ? 0 : 1);
         }
@@ -498,13 +538,11 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
             double nb = 0;
             for (int tries = 0; tries < 3 && !(nb > 1e-8); tries++) {
                 ls_rng_rademacher(&rng, LS_F64, w, n);
-                double n0 = curv_nrm2(n, w);
-                curv_orthogonalise(n, j + 1, V, w, h);
-                nb = curv_nrm2(n, w) / n0;
+                double n0 = sqrt((double)n);   /* a Rademacher vector's norm */
+                b = curv_orthogonalise(n, j + 1, V, w, h, n0, op->dtype, ls_tensor_data(mv.vin));
+                nb = b / n0;
             }
             if (!(nb > 1e-8)) break;   /* the space is exhausted: cannot happen for m < n */
-            b = curv_nrm2(n, w);
-            curv_to_dtype(n, w, op->dtype, ls_tensor_data(mv.vin));
             z.beta[j] = 0.0;
             for (int q = 0; q <= j; q++) z.om[(j + 1) % 2][q] = eps;
         }
@@ -530,12 +568,10 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
             z.theta[i] = rv[i];
             z.s[i] = blast * Zs[(int64_t)i * mm + (mm - 1)];
         }
-        if ((st = lz_rotate(&z, mm, lk, Zs))) goto done;
+        if ((st = lz_rotate(&z, mm, lk, Zs, op->dtype, NULL))) goto done;
         double *vl = V + (int64_t)lk * n;
         memcpy(vl, V + (int64_t)mm * n, (size_t)n * sizeof(double));
-        curv_orthogonalise(n, lk, V, vl, h);
-        unorm = curv_nrm2(n, vl);
-        curv_to_dtype(n, vl, op->dtype, ls_tensor_data(mv.vin));
+        unorm = curv_orthogonalise(n, lk, V, vl, h, -1.0, op->dtype, ls_tensor_data(mv.vin));
         z.l = lk;
         m = lk + 1;
         double *row = z.om[lk % 2];
@@ -554,27 +590,13 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     if (opts->want_vectors) {
         /* Ritz vectors y_c = V_m z_c, z_c the eigenvectors of T (Q applied) */
         lz_unreduce(&z, m, k, Zs, tmp);
-        double *Y = ls_malloc((size_t)n * (size_t)k * sizeof(double), "lanczos");
         int64_t shape[2] = {n, k};
         out->vectors = ls_tensor_new(op->dtype, 2, shape);
-        if (!Y || !out->vectors) {
-            ls_free(Y);
-            st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory for Ritz vectors");
+        if (!out->vectors) {
+            st = ls_error_code() ? ls_error_code() : LS_ERR_MEM;
             goto done;
         }
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, k, m, 1.0, V, (int)n, Zs, m,
-                    0.0, Y, (int)n);
-        /* tensor is row-major [n x k]: element (i, c) at i*k + c */
-        if (op->dtype == LS_F64) {
-            double *t = ls_tensor_data(out->vectors);
-            for (int64_t i = 0; i < n; i++)
-                for (int c = 0; c < k; c++) t[i * k + c] = Y[(int64_t)c * n + i];
-        } else {
-            float *t = ls_tensor_data(out->vectors);
-            for (int64_t i = 0; i < n; i++)
-                for (int c = 0; c < k; c++) t[i * k + c] = (float)Y[(int64_t)c * n + i];
-        }
-        ls_free(Y);
+        if ((st = lz_rotate(&z, m, k, Zs, op->dtype, ls_tensor_data(out->vectors)))) goto done;
     }
 
 done:

@@ -125,24 +125,26 @@ ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y)
  * a Lanczos step on a 10^5-parameter model, memory-bound. */
 #define CURV_ORTH_SKIP 1e-14
 
-void curv_orthogonalise(int64_t n, int cols, const double *V, double *w, double *h)
+double curv_orthogonalise(int64_t n, int cols, const double *V, double *w, double *h, double norm,
+                          ls_dtype dt, void *raw)
 {
-    double before = curv_nrm2(n, w);
+    double before = norm >= 0 ? norm : curv_nrm2(n, w), after = before;
     for (int pass = 0; pass < 2; pass++) {
         curv_gemv_t(n, cols, V, w, h);
         int big = 0;
         for (int i = 0; i < cols; i++) big += fabs(h[i]) > CURV_ORTH_SKIP * before;
-        if (3 * big > cols) {   /* many: one pass over the basis */
-            curv_gemv_n_sub(n, cols, V, h, w);
+        if (3 * big > cols) {   /* many: one pass over the basis, with the norm and the copy */
+            after = sqrt(curv_sub_norm2(n, cols, V, h, w, dt, raw));
         } else {
             for (int i = 0; i < cols; i++)
                 if (fabs(h[i]) > CURV_ORTH_SKIP * before)
                     curv_axpy(n, -h[i], V + (int64_t)i * n, w);
+            after = sqrt(curv_sub_norm2(n, 0, NULL, NULL, w, dt, raw));
         }
-        double after = curv_nrm2(n, w);
         if (after > 0.7071067811865476 * before) break;
         before = after;
     }
+    return after;
 }
 
 ls_status curv_lanczos_step(curv_mv *mv, double *V, int j, double beta_prev, double *alpha,
@@ -155,9 +157,8 @@ ls_status curv_lanczos_step(curv_mv *mv, double *V, int j, double beta_prev, dou
     if (j > 0) curv_axpy(n, -beta_prev, V + (int64_t)(j - 1) * n, w);
     double a = curv_dot(n, vj, w);
     curv_axpy(n, -a, vj, w);
-    curv_orthogonalise(n, j + 1, V, w, h);
     *alpha = a;
-    *beta = curv_nrm2(n, w);
+    *beta = curv_orthogonalise(n, j + 1, V, w, h, -1.0, mv->op->dtype, NULL);
     return LS_OK;
 }
 

@@ -210,13 +210,50 @@ static void test_lanczos_restart(void)
     ls_linop op32;
     CHECK(ls_linop_dense(&op32, A32) == LS_OK);
     ls_lanczos_opts o = {.k = 3, .which = LS_EIG_LARGEST, .seed = 9, .tol = 1e-5, .max_iter = 3000,
-                         .ncv = 10};
+                         .ncv = 10, .want_vectors = true};
     ls_eig_result res;
     CHECK(ls_lanczos(&op32, &o, &res) == LS_OK);
     CHECK(res.all_converged && res.iterations > 10);
-    for (int c = 0; c < 3; c++) CHECK_NEAR(res.values[c], asc[c], 1e-5 * asc[c]);
+    CHECK(res.vectors && res.vectors->dtype == LS_F32);
+    for (int c = 0; c < 3; c++) {
+        CHECK_NEAR(res.values[c], asc[c], 1e-5 * asc[c]);
+        CHECK(eig_residual(A, &res, c) < 1e-4);   /* the f32 Ritz vectors, against the f64 matrix */
+    }
     ls_eig_result_free(&res);
     ls_tensor_release(A32);
+    ls_tensor_release(A);
+}
+
+/* Wanted eigenvalues at and next to zero: the convergence test's floor (tol times 1e-10 of the
+ * largest |Ritz value|) decides, and it needs the extreme Ritz values, which the step's test
+ * computes only then (dsterf): a floor taken from the wanted values alone would never let 0
+ * converge. */
+static void test_lanczos_zero_eigenvalue(void)
+{
+    enum { N = 80 };
+    double lam[N];
+    for (int i = 0; i < N; i++) lam[i] = 1.0 + 0.05 * i;
+    lam[10] = 0.0;
+    lam[20] = 1e-13;
+    ls_tensor *A = make_sym(N, lam, 5);
+    double *a = ls_tensor_data(A);
+    for (int i = 0; i < N; i++)   /* exact symmetry, so that 0 is an eigenvalue to rounding */
+        for (int j = 0; j < i; j++) a[i * N + j] = a[j * N + i];
+    ls_linop op;
+    CHECK(ls_linop_dense(&op, A) == LS_OK);
+    static const ls_eig_which whiches[] = {LS_EIG_SMALLEST, LS_EIG_BOTH};
+    for (int t = 0; t < 2; t++) {
+        ls_lanczos_opts o = {.k = t == 0 ? 2 : 4, .which = whiches[t], .seed = 4, .tol = 1e-8};
+        ls_eig_result res;
+        CHECK(ls_lanczos(&op, &o, &res) == LS_OK);
+        CHECK(res.all_converged && res.matvecs < N);
+        int c0 = t == 0 ? 0 : 2;   /* "both": the two largest come first */
+        CHECK(fabs(res.values[c0]) < 1e-12 && fabs(res.values[c0 + 1]) < 1e-12);
+        if (t == 1) CHECK_NEAR(res.values[0], lam[N - 1], 1e-8 * lam[N - 1]);
+        for (int c = 0; c < o.k; c++)
+            CHECK(res.residuals[c] <= 1e-8 * fmax(fabs(res.values[c]), 1e-10 * lam[N - 1]));
+        ls_eig_result_free(&res);
+    }
     ls_tensor_release(A);
 }
 
@@ -655,6 +692,22 @@ static void test_thread_independence(void)
     for (int64_t i = 0; i < N; i++) nd += (long double)w[i] * w[i];
     CHECK_NEAR(ss, (double)nd, 1e-9 * (double)nd);
     CHECK(raw[7] == (float)w[7] && raw[N - 1] == (float)w[N - 1]);
+    /* w -= V h with ||w||^2 and w's f32 copy in the same pass (a full reorthogonalisation's
+     * second read of the basis), and with no columns (the norm and the copy only) */
+    memcpy(w, y2, sizeof(double) * N);
+    double s2 = curv_sub_norm2(N, COLS, V, hr, w, LS_F32, raw);
+    nd = 0;
+    amax = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double want = y2[i];
+        for (int k = 0; k < COLS; k++) want -= V[(int64_t)k * N + i] * hr[k];
+        amax = fmax(amax, fabs(w[i] - want));
+        nd += (long double)want * want;
+    }
+    CHECK(amax < 1e-12);
+    CHECK_NEAR(s2, (double)nd, 1e-9 * (double)nd);
+    CHECK(raw[3] == (float)w[3] && raw[N - 1] == (float)w[N - 1]);
+    CHECK(curv_sub_norm2(N, 0, NULL, NULL, w, LS_F32, NULL) == s2);   /* same lanes, same bits */
     raw[N - 3] = NAN;
     raw[N - 2] = INFINITY;
     CHECK(curv_lz_recur(N, LS_F32, raw, 1.0, 0.0, NULL, u, w, &alpha) == N - 3);
@@ -674,6 +727,7 @@ int main(void)
     test_lanczos();
     test_lanczos_vs_plain();
     test_lanczos_restart();
+    test_lanczos_zero_eigenvalue();
     test_power();
     test_trace();
     test_diag();
