@@ -392,6 +392,62 @@ static void test_errors(void)
 
 /* batchnorm_affine: K0 g + K1 (x - K2) + K3 per channel, against the formula in double, for the
  * row and column layouts, both dtypes; 1 and 2 threads bitwise. */
+static bool same_bits(const ls_tensor *a, const ls_tensor *b)
+{
+    return a && b && a->dtype == b->dtype && ls_tensor_numel(a) == ls_tensor_numel(b) &&
+           memcmp(ls_tensor_data(a), ls_tensor_data(b),
+                  ls_dtype_size(a->dtype) * (size_t)ls_tensor_numel(a)) == 0;
+}
+
+/* Adding into an accumulator, on one of test_affine's cases (g, x, K of shape `shape`). */
+static void check_accumulate(ls_dtype dt, int nd, const int64_t *shape, ls_tensor *g, ls_tensor *x,
+                             ls_tensor *K)
+{
+    int64_t C = shape[1];
+    ls_tensor *w = make(dt, 1, &C, 1.0, 0.5), *st = ls_batchnorm_grad_stats(g, x, EPS);
+    for (int k = 0; k < 3; k++) {
+        ls_tensor *acc0 = make(dt, nd, shape, 0.0, 1.0);
+        ls_tensor *copy = ls_add_scalar(acc0, 0.0);   /* the accumulator: acc0's values */
+        ls_tensor *r = k == 0 ? bn_scale(g, w, NULL)
+                       : k == 1 ? bn_affine(g, x, K, NULL) : bn_input_grad(g, x, w, st, NULL);
+        ls_tensor *want = ls_add(copy, r);
+        ls_tensor *got = k == 0 ? bn_scale(g, w, copy)
+                         : k == 1 ? bn_affine(g, x, K, copy) : bn_input_grad(g, x, w, st, copy);
+        CHECK(got == copy && same_bits(copy, want));
+        ls_tensor_release(got), ls_tensor_release(want), ls_tensor_release(r);
+        ls_tensor_release(copy), ls_tensor_release(acc0);
+    }
+    /* second order through batchnorm: grad of F = <dL/dx, v> + <dL/dw, v2> */
+    ls_tensor *xr = ls_tensor_contiguous(x), *wr = ls_tensor_contiguous(w);
+    ls_tensor *b = make(dt, 1, &C, 0.0, 0.5), *rr = make(dt, nd, shape, 0, 1);
+    ls_tensor *v = make(dt, nd, shape, 0, 1), *v2 = make(dt, 1, &C, 0, 1);
+    ls_requires_grad_(xr, true), ls_requires_grad_(wr, true), ls_requires_grad_(b, true);
+    ls_tensor *outs[2][3] = {{0}};
+    for (int cg = 0; cg < 2; cg++) {
+        ls_tmp t = {0};
+        ls_tensor *y = ls_tmp_keep(&t, ls_batchnorm(xr, wr, b, EPS));
+        ls_tensor *L = ls_tmp_keep(&t, ls_sum(ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t,
+                                   ls_mul(y, y)), rr)), 0, NULL, false));
+        ls_tensor *gx[2] = {0};
+        ls_grad_opts o1 = {.create_graph = true, .retain_graph = true};
+        CHECK(ls_autograd_grad(1, &L, 2, (ls_tensor *[]){xr, wr}, &o1, gx) == LS_OK);
+        ls_tmp_keep(&t, gx[0]), ls_tmp_keep(&t, gx[1]);
+        ls_tensor *F = ls_tmp_keep(&t, ls_add(
+            ls_tmp_keep(&t, ls_sum(ls_tmp_keep(&t, ls_mul(gx[0], v)), 0, NULL, false)),
+            ls_tmp_keep(&t, ls_sum(ls_tmp_keep(&t, ls_mul(gx[1], v2)), 0, NULL, false))));
+        ls_grad_opts o2 = {.create_graph = cg == 1};
+        CHECK(ls_autograd_grad(1, &F, 3, (ls_tensor *[]){xr, wr, b}, &o2, outs[cg]) == LS_OK);
+        ls_tmp_free(&t);
+    }
+    for (int i = 0; i < 3; i++) {
+        CHECK(same_bits(outs[0][i], outs[1][i]));
+        ls_tensor_release(outs[0][i]), ls_tensor_release(outs[1][i]);
+    }
+    ls_tensor_release(xr), ls_tensor_release(wr), ls_tensor_release(b);
+    ls_tensor_release(rr), ls_tensor_release(v), ls_tensor_release(v2);
+    ls_tensor_release(w), ls_tensor_release(st);
+}
+
 static void test_affine(void)
 {
     const int64_t shapes[2][4] = {{3, 4, 5, 7}, {6, 5, 1, 1}};
@@ -420,6 +476,7 @@ static void test_affine(void)
                 double mag = fabs(k0 * gv) + fabs(k1) * (fabs(xv) + fabs(k2)) + fabs(k3);
                 CHECK(fabs(ls_tensor_get_flat(y, i) - want) <= 4 * unit(dt) * mag);
             }
+            check_accumulate(dt, nds[sh], shapes[sh], g, x, K);
             ls_tensor_release(y), ls_tensor_release(y2), ls_tensor_release(g);
             ls_tensor_release(x), ls_tensor_release(K);
         }
@@ -430,71 +487,6 @@ static void test_affine(void)
           has_msg("batchnorm_affine: coefficients [3x3] should be [4x3]"));
     CHECK(ls_batchnorm_affine(bad, x, bad) == NULL && has_msg("batchnorm_affine: gradient [3x3]"));
     ls_tensor_release(x), ls_tensor_release(bad);
-}
-
-static bool same_bits(const ls_tensor *a, const ls_tensor *b)
-{
-    return a && b && a->dtype == b->dtype && ls_tensor_numel(a) == ls_tensor_numel(b) &&
-           memcmp(ls_tensor_data(a), ls_tensor_data(b),
-                  ls_dtype_size(a->dtype) * (size_t)ls_tensor_numel(a)) == 0;
-}
-
-static void test_accumulate(void)
-{
-    const int64_t shapes[2][4] = {{3, 4, 5, 7}, {6, 5, 1, 1}};
-    const int nds[2] = {4, 2};
-    for (int d = 0; d < 2; d++)
-        for (int sh = 0; sh < 2; sh++) {
-            ls_dtype dt = d ? LS_F64 : LS_F32;
-            int64_t C = shapes[sh][1], kshape[2] = {4, C};
-            ls_tensor *g = make(dt, nds[sh], shapes[sh], 0.0, 1.0);
-            ls_tensor *x = make(dt, nds[sh], shapes[sh], 3.0, 2.0);
-            ls_tensor *K = make(dt, 2, kshape, 0.0, 2.0), *w = make(dt, 1, &C, 1.0, 0.5);
-            ls_tensor *st = ls_batchnorm_grad_stats(g, x, EPS);
-            for (int k = 0; k < 3; k++) {
-                ls_tensor *acc0 = make(dt, nds[sh], shapes[sh], 0.0, 1.0);
-                ls_tensor *copy = ls_add_scalar(acc0, 0.0);   /* the accumulator: acc0's values */
-                ls_tensor *r = k == 0 ? bn_scale(g, w, NULL)
-                               : k == 1 ? bn_affine(g, x, K, NULL) : bn_input_grad(g, x, w, st, NULL);
-                ls_tensor *want = ls_add(copy, r);
-                ls_tensor *got = k == 0 ? bn_scale(g, w, copy)
-                                 : k == 1 ? bn_affine(g, x, K, copy) : bn_input_grad(g, x, w, st, copy);
-                CHECK(got == copy && same_bits(copy, want));
-                ls_tensor_release(got), ls_tensor_release(want), ls_tensor_release(r);
-                ls_tensor_release(copy), ls_tensor_release(acc0);
-            }
-            /* second order through batchnorm: grad of F = <dL/dx, v> + <dL/dw, v2> */
-            ls_tensor *xr = ls_tensor_contiguous(x), *wr = ls_tensor_contiguous(w);
-            ls_tensor *b = make(dt, 1, &C, 0.0, 0.5), *rr = make(dt, nds[sh], shapes[sh], 0, 1);
-            ls_tensor *v = make(dt, nds[sh], shapes[sh], 0, 1), *v2 = make(dt, 1, &C, 0, 1);
-            ls_requires_grad_(xr, true), ls_requires_grad_(wr, true), ls_requires_grad_(b, true);
-            ls_tensor *outs[2][3] = {{0}};
-            for (int cg = 0; cg < 2; cg++) {
-                ls_tmp t = {0};
-                ls_tensor *y = ls_tmp_keep(&t, ls_batchnorm(xr, wr, b, EPS));
-                ls_tensor *L = ls_tmp_keep(&t, ls_sum(ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t,
-                                           ls_mul(y, y)), rr)), 0, NULL, false));
-                ls_tensor *gx[2] = {0};
-                ls_grad_opts o1 = {.create_graph = true, .retain_graph = true};
-                CHECK(ls_autograd_grad(1, &L, 2, (ls_tensor *[]){xr, wr}, &o1, gx) == LS_OK);
-                ls_tmp_keep(&t, gx[0]), ls_tmp_keep(&t, gx[1]);
-                ls_tensor *F = ls_tmp_keep(&t, ls_add(
-                    ls_tmp_keep(&t, ls_sum(ls_tmp_keep(&t, ls_mul(gx[0], v)), 0, NULL, false)),
-                    ls_tmp_keep(&t, ls_sum(ls_tmp_keep(&t, ls_mul(gx[1], v2)), 0, NULL, false))));
-                ls_grad_opts o2 = {.create_graph = cg == 1};
-                CHECK(ls_autograd_grad(1, &F, 3, (ls_tensor *[]){xr, wr, b}, &o2, outs[cg]) ==
-                      LS_OK);
-                ls_tmp_free(&t);
-            }
-            for (int i = 0; i < 3; i++) {
-                CHECK(same_bits(outs[0][i], outs[1][i]));
-                ls_tensor_release(outs[0][i]), ls_tensor_release(outs[1][i]);
-            }
-            ls_tensor_release(xr), ls_tensor_release(wr), ls_tensor_release(b);
-            ls_tensor_release(rr), ls_tensor_release(v), ls_tensor_release(v2);
-            ls_tensor_release(g), ls_tensor_release(x), ls_tensor_release(K);
-            ls_tensor_release(w), ls_tensor_release(st);
-        }
 }
 
 static void test_alloc_failures(void)
@@ -538,7 +530,6 @@ int main(void)
     test_threads();
     test_relu_backward();
     test_affine();
-    test_accumulate();
     test_errors();
     test_alloc_failures();
     return check_done("ops_batchnorm");
