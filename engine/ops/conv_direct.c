@@ -219,9 +219,15 @@ static void cd_conv_chunks(void *vj, int64_t begin, int64_t end)
     const cd_conv *j = vj;
     int S = (int)(j->kh * j->kw);
     int64_t es = (int64_t)j->es, npq = cd_cdiv(j->P, j->nr), plane = j->Hi * j->Wi;
+    /* The next image's input is prefetched into L2 while this one is computed, a few lines per
+     * tile, spread over the image's tiles. */
+    int64_t img = j->Ci * plane * es, lines = cd_cdiv(img, 64);
+    int64_t lpt = cd_cdiv(lines, cd_cdiv(j->Co, GEMM_MR) * npq);
     for (int64_t c = begin; c < end; c++)
         for (int64_t n = c * j->N / j->nch; n < (c + 1) * j->N / j->nch; n++) {
-            const char *in = j->in + n * j->Ci * plane * es;
+            const char *in = j->in + n * img;
+            const char *next = n + 1 < j->N ? in + img : NULL;
+            int64_t line = 0;
             char *out = j->out + n * j->Co * j->P * es;
             for (int64_t o = 0; o < j->Co; o += GEMM_MR) {
                 const char *Ap = j->Ap + o * S * j->Ci * es;
@@ -232,6 +238,8 @@ static void cd_conv_chunks(void *vj, int64_t begin, int64_t end)
                     const char *iq = in + q * j->nr * es;
                     char *oq = out + (o * j->P + q * j->nr) * es;
                     const uint32_t *mk = j->mk + q * S * 2;
+                    for (int64_t e = line + lpt; next && line < e && line < lines; line++)
+                        _mm_prefetch(next + line * 64, _MM_HINT_T1);
                     if (j->dt == LS_F32)
                         cd_tile_f32(Ap, iq, j->Ci, plane, S, j->sh, mk, oq, j->P, nrows, sm);
                     else
