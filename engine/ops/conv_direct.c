@@ -50,6 +50,8 @@
 #define CD_CHUNKS 16                            /* weight gradient: partial sums */
 #define CD_SCRATCH_BYTES ((int64_t)64 << 20)    /* weight gradient scratch, roughly */
 #define CD_WG_MIN_C 8                           /* channels from which the weight gradient runs here */
+#define CD_XB 16                                /* weight gradient: channels interleaved per block */
+#define CD_WG_MR 8                              /* weight gradient: channels per tile */
 
 static int64_t cd_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -130,8 +132,8 @@ __attribute__((target("avx512f"))) static void cd_tile_f64(CD_ARGS) { CD_DISPATC
             _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++)                                   \
                 c[r][v] = r < nrows ? LOADZ((MASKT)sm[v], C + r * ldc + v * LANES) : ZERO();        \
         for (int64_t a = 0; a < Ho; a++) {                                                         \
-            const T *ap = (const T *)Av + a * wp * GEMM_MR, *bp = (const T *)Bv + a * Wo * ldb;    \
-            for (int64_t b = 0; b < Wo; b++, ap += GEMM_MR, bp += ldb) {                           \
+            const T *ap = (const T *)Av + a * wp * CD_XB, *bp = (const T *)Bv + a * Wo * ldb;      \
+            for (int64_t b = 0; b < Wo; b++, ap += CD_XB, bp += ldb) {                             \
                 VEC b0 = LOADU(bp), b1 = NV > 1 ? LOADU(bp + LANES) : b0;                          \
                 _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) {                            \
                     VEC ar = SET1(ap[r]);                                                          \
@@ -347,56 +349,68 @@ typedef struct cd_wg {
     ls_dtype dt;
     size_t es;
     int lanes, nr;
-    int64_t hp, wp, ncb;    /* padded image size, channel blocks of MR */
+    int64_t hp, wp, ncb;    /* padded image size, channel blocks of CD_XB */
     const char *x, *gy;
     char *part;             /* [nch][S][C][O] */
-    char *scratch;          /* per chunk: xq [ncb][hp][wp][MR], then bp [npo][P][nr] */
+    char *scratch;          /* per chunk: xq [ncb][hp][wp][CD_XB], bp [npo][P][nr], t [H W][CD_XB] */
     int64_t per, nch;
 } cd_wg;
 
-/* The image zero-padded by p, channels interleaved by MR: xq[cb][y][x][r] = x[cb MR + r][y - p][x - p]
- * (zero outside the image and for channels past C). */
-#define CD_PACK_X(T)                                                                               \
-    do {                                                                                           \
-        const T *xn = (const T *)j->x + n * C * H * W;                                             \
-        T *q = (T *)xq;                                                                            \
-        memset(q, 0, sizeof(T) * (size_t)(j->ncb * j->hp * j->wp * GEMM_MR));                      \
-        for (int64_t c = 0; c < C; c++) {                                                          \
-            T *qc = q + (c / GEMM_MR) * j->hp * j->wp * GEMM_MR + c % GEMM_MR;                     \
-            for (int64_t y = 0; y < H; y++) {                                                      \
-                const T *row = xn + (c * H + y) * W;                                               \
-                T *d = qc + ((y + p) * j->wp + p) * GEMM_MR;                                       \
-                for (int64_t x = 0; x < W; x++) d[x * GEMM_MR] = row[x];                           \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
+/* Image n zero-padded by p, channels interleaved by CD_XB: xq[cb][y][x][r] = x[cb CD_XB + r][y - p]
+ * [x - p], zero outside the image and for channels past C. Each block is transposed to t [H W]
+ * [CD_XB] by gemm_pack, then copied row by row inside the border, which stays zero from the chunk's
+ * start. */
+static void cd_wg_pack_x(const cd_wg *j, int64_t n, char *xq, char *t)
+{
+    const conv_geom *g = j->g;
+    int64_t es = (int64_t)j->es, HW = g->H * g->W, row = g->W * CD_XB * es;
+    for (int64_t cb = 0; cb < j->ncb; cb++) {
+        int64_t rows = g->C - cb * CD_XB < CD_XB ? g->C - cb * CD_XB : CD_XB;
+        gemm_pack(j->es, j->x + (n * g->C + cb * CD_XB) * HW * es, rows, HW, HW, 1, CD_XB, t);
+        char *q = xq + (cb * j->hp * j->wp + g->p * j->wp + g->p) * CD_XB * es;
+        for (int64_t y = 0; y < g->H; y++) memcpy(q + y * j->wp * CD_XB * es, t + y * row, (size_t)row);
+    }
+}
 
 static void cd_wg_chunks(void *vj, int64_t begin, int64_t end)
 {
 #if CD_HAVE
     const cd_wg *j = vj;
     const conv_geom *g = j->g;
-    int64_t es = (int64_t)j->es, C = g->C, H = g->H, W = g->W, O = g->O, P = g->P, p = g->p;
-    int64_t S = g->kh * g->kw, npo = cd_cdiv(O, j->nr);
+    int64_t es = (int64_t)j->es, C = g->C, H = g->H, W = g->W, O = g->O, P = g->P;
+    int64_t S = g->kh * g->kw, npo = cd_cdiv(O, j->nr), ntr = cd_cdiv(C, CD_WG_MR);
+    int64_t nxq = j->ncb * j->hp * j->wp * CD_XB;
+    /* The next image's x and g are prefetched into L2 while this one is computed (they are read
+     * by the packing, which otherwise waits for them), a few lines per tile. */
+    int64_t xb = C * H * W * es, gb = O * P * es, lx = cd_cdiv(xb, 64), lg = cd_cdiv(gb, 64);
+    int64_t lpt = cd_cdiv(lx + lg, S * ntr * npo);
     for (int64_t c = begin; c < end; c++) {
         char *xq = j->scratch + c * j->per * es;
-        char *bp = xq + j->ncb * j->hp * j->wp * GEMM_MR * es;
+        char *bp = xq + nxq * es;
+        char *t = bp + npo * j->nr * P * es;
         char *part = j->part + c * S * C * O * es;
         memset(part, 0, (size_t)(S * C * O * es));
+        memset(xq, 0, (size_t)(nxq * es));
         for (int64_t n = c * g->N / j->nch; n < (c + 1) * g->N / j->nch; n++) {
-            if (j->dt == LS_F32) CD_PACK_X(float);
-            else CD_PACK_X(double);
-            gemm_pack(j->es, j->gy + n * O * P * es, O, P, P, 1, j->nr, bp);
-            for (int64_t s = 0; s < S; s++) {
-                int64_t sh = ((s / g->kw) * j->wp + s % g->kw) * GEMM_MR;
-                for (int64_t cb = 0; cb < j->ncb; cb++) {
-                    const char *a = xq + (cb * j->hp * j->wp * GEMM_MR + sh) * es;
-                    int nrows = (int)(C - cb * GEMM_MR < GEMM_MR ? C - cb * GEMM_MR : GEMM_MR);
-                    for (int64_t q = 0; q < npo; q++) {
-                        uint32_t sm[2];
-                        cd_store_masks(O - q * j->nr, j->lanes, sm);
-                        char *cp = part + ((s * C + cb * GEMM_MR) * O + q * j->nr) * es;
-                        const char *b = bp + q * P * j->nr * es;
+            cd_wg_pack_x(j, n, xq, t);
+            gemm_pack(j->es, j->gy + n * gb, O, P, P, 1, j->nr, bp);
+            bool pre = n + 1 < g->N;
+            const char *nx = j->x + (n + 1) * xb, *ng = j->gy + (n + 1) * gb;
+            int64_t line = 0;
+            /* one panel of g^T and one block of channels stay in L1 over the shifts */
+            for (int64_t q = 0; q < npo; q++) {
+                uint32_t sm[2];
+                cd_store_masks(O - q * j->nr, j->lanes, sm);
+                const char *b = bp + q * P * j->nr * es;
+                for (int64_t c0 = 0; c0 < C; c0 += CD_WG_MR) {
+                    int nrows = (int)(C - c0 < CD_WG_MR ? C - c0 : CD_WG_MR);
+                    const char *a0 = xq + ((c0 / CD_XB) * j->hp * j->wp * CD_XB + c0 % CD_XB) * es;
+                    for (int64_t s = 0; s < S; s++) {
+                        const char *a = a0 + ((s / g->kw) * j->wp + s % g->kw) * CD_XB * es;
+                        char *cp = part + ((s * C + c0) * O + q * j->nr) * es;
+                        for (int64_t e = line + lpt; pre && line < e && line < lx + lg; line++)
+                            _mm_prefetch(line < lx ? nx + line * 64 : ng + (line - lx) * 64,
+                                         _MM_HINT_T1);
                         if (j->dt == LS_F32)
                             cd_wg_tile_f32(a, b, j->nr, g->Ho, g->Wo, j->wp, cp, O, nrows, sm);
                         else
@@ -431,9 +445,9 @@ ls_status cd_weight_grad(const conv_geom *g, ls_dtype dt, const void *x, const v
     cd_wg j = {.g = g, .dt = dt, .es = ls_dtype_size(dt), .x = x, .gy = gy};
     j.lanes = dt == LS_F32 ? 16 : 8;
     j.nr = 2 * j.lanes;
-    j.hp = g->H + 2 * g->p, j.wp = g->W + 2 * g->p, j.ncb = cd_cdiv(g->C, GEMM_MR);
+    j.hp = g->H + 2 * g->p, j.wp = g->W + 2 * g->p, j.ncb = cd_cdiv(g->C, CD_XB);
     int64_t S = g->kh * g->kw;
-    j.per = j.ncb * j.hp * j.wp * GEMM_MR + cd_cdiv(g->O, j.nr) * j.nr * g->P;
+    j.per = j.ncb * j.hp * j.wp * CD_XB + cd_cdiv(g->O, j.nr) * j.nr * g->P + g->H * g->W * CD_XB;
     int64_t fit = CD_SCRATCH_BYTES / (j.per * (int64_t)j.es);
     j.nch = g->N < CD_CHUNKS ? g->N : CD_CHUNKS;
     if (j.nch > fit) j.nch = fit;
