@@ -27,20 +27,21 @@
  * channels of every image waited for its input: 0.68 -> 0.84 of the FMA peak on a CNN's 32 -> 64
  * layer).
  *
- * Weight gradient (C >= CD_WG_MIN_C): gw[o, c, i, j] = sum_n sum_(a,b) g_n[o, a, b] x_n[c, a + i - p,
- * b + j - p]. Each image is transposed and zero-padded once, xt[y][x][c] ([Hp][Wp][cw], the channels
- * rounded up to whole vectors, cw), so that at output position (a, b) and kernel row i the values
+ * Weight gradient (C >= CD_WG_MIN_C):
+ *     gw[o, c, i, j] = sum_n sum_(a,b) g_n[o, a, b] x_n[c, a + i - p, b + j - p].
+ * Each image is transposed and zero-padded once, xt[y][x][c] ([Hp][Wp][cw], the channels rounded up
+ * to whole vectors, cw), so that at output position (a, b) and kernel row i the values
  * x[c, a + i - p, b + j - p] for all (j, c) are ONE contiguous row of kw cw elements,
  * xt[(a + i) Wp + b][j cw + c]. Then for each kernel row i
  *     part_i [o, (j, c)] += sum over positions of g_n[o, position] * xt row at (position, i)
- * is a GEMM whose A (g, row-major [O][P]) is read as it lies, broadcast element by element, and whose
- * B rows are read straight from xt: no column matrix and no transposition of g. The tile holds
- * CD_WG_ROWS output channels x CD_WG_NV vectors of (j, c). The padding is real zeros (0 * g, as the
- * column matrix would give, so a non-finite g propagates as it does there). Chunks of whole images
- * accumulate their own partial [kh][O][kw cw] and the partials are added in chunk order (the chunk
- * count depends on the sizes only): thread-independent bits. The next image's x and g are prefetched
- * into L2 as in the forward. Narrower inputs (the first layer: C = 1, where 15 of 16 lanes would be
- * padding) keep the im2col kernel. */
+ * is a GEMM whose A (g, row-major [O][P]) is read as it lies, broadcast element by element, and
+ * whose B rows are read straight from xt: no column matrix and no transposition of g. The tile
+ * holds CD_WG_ROWS output channels x CD_WG_NV vectors of (j, c). The padding is real zeros (0 * g,
+ * as the column matrix would give, so a non-finite g propagates as it does there). Chunks of whole
+ * images accumulate their own partial [kh][O][kw cw] and the partials are added in chunk order (the
+ * chunk count depends on the sizes only): thread-independent bits. The next image's x and g are
+ * prefetched into L2 as in the forward. Narrower inputs (the first layer: C = 1, where 15 of 16
+ * lanes would be padding) keep the im2col kernel. */
 #include <stdlib.h>
 #include <string.h>
 
