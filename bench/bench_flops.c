@@ -13,6 +13,9 @@
  *   conv1_forward, conv1_weight_grad, conv2_forward, conv2_input_grad, conv2_weight_grad: the
  *       engine's conv ops (ls_conv2d, ls_conv2d_input_grad, ls_conv2d_weight_grad) on those shapes,
  *       each 2 N O Ho Wo C kh kw FLOPs;
+ *   cmp_conv1_forward, cmp_conv1_weight_grad, cmp_conv2_forward, cmp_conv2_input_grad,
+ *       cmp_conv2_weight_grad: the same on the layers of the methods comparison's CNN
+ *       (ls.nn.cnn{channels = {16, 32}}: conv 1->16 on 28x28, conv 16->32 on 14x14);
  *   cnn_grad: the CNN's loss and its gradient in all 10 parameters (ls_autograd_grad), the ops
  *       called from C (no Lua, no optimizer); FLOPs of its products only (conv1 forward and weight
  *       gradient, conv2 three products, each linear three);
@@ -397,7 +400,12 @@ int main(int argc, char **argv)
                          {"conv1_weight_grad", CV_WEIGHT_GRAD, 1, 32, 28},
                          {"conv2_forward", CV_FORWARD, 32, 64, 14},
                          {"conv2_input_grad", CV_INPUT_GRAD, 32, 64, 14},
-                         {"conv2_weight_grad", CV_WEIGHT_GRAD, 32, 64, 14}};
+                         {"conv2_weight_grad", CV_WEIGHT_GRAD, 32, 64, 14},
+                         {"cmp_conv1_forward", CV_FORWARD, 1, 16, 28},
+                         {"cmp_conv1_weight_grad", CV_WEIGHT_GRAD, 1, 16, 28},
+                         {"cmp_conv2_forward", CV_FORWARD, 16, 32, 14},
+                         {"cmp_conv2_input_grad", CV_INPUT_GRAD, 16, 32, 14},
+                         {"cmp_conv2_weight_grad", CV_WEIGHT_GRAD, 16, 32, 14}};
             for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
                 if (!wanted(only, convs[i].name)) continue;
                 conv_ctx c;

@@ -74,6 +74,9 @@ static const conv_case conv_cases[] = {
     {30, 16, 32, 32, 4, 3, 3, 1, 1}, /* f64: 1.2 MB of columns per image, several slices */
     {2, 9, 6, 7, 13, 2, 3, 1, 1},    /* stride 1, Wo = W, Ho = H + 1: the direct kernels; 13 rows */
     {2, 12, 5, 21, 20, 5, 5, 1, 2},  /* 5x5 "same": 105 positions, partial column panels */
+    {3, 8, 6, 9, 10, 3, 2, 1, 0},    /* direct weight gradient without padding; C = 8: f64 rows
+                                      * of one vector per kernel column; 10 rows: 8 + 2 */
+    {2, 20, 7, 7, 9, 3, 3, 1, 1},    /* C = 20: channels rounded up to 32 (f32) / 24 (f64) */
 };
 
 static void conv_out(const conv_case *c, int64_t *Ho, int64_t *Wo)
