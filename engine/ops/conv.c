@@ -330,7 +330,7 @@ static ls_status conv_forward_raw(const conv_geom *g, ls_dtype dt, const void *x
     int nr;
     gemm_tile_fn tile = gemm_tile_for(dt, &nr);
     if (tile && g->N > 0 && g->O > 0 && g->P > 0)
-        return cd_applies(g, false) ? cd_forward(g, dt, x, w, y)
+        return cd_applies(g, false) ? cd_forward(g, dt, x, w, y, false)
                                     : ck_forward(g, dt, tile, nr, x, w, y);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d")) return ls_error_code();
@@ -364,7 +364,7 @@ static ls_status conv_input_grad_raw(const conv_geom *g, ls_dtype dt, const void
     int nr;
     gemm_tile_fn tile = gemm_tile_for(dt, &nr);
     if (tile && g->N > 0 && g->K > 0)
-        return cd_applies(g, false) ? cd_input_grad(g, dt, gy, w, gx)
+        return cd_applies(g, false) ? cd_input_grad(g, dt, gy, w, gx, false)
                                     : ck_input_grad(g, dt, tile, nr, gy, w, gx);
     conv_plan pl;
     if (conv_plan_new(&pl, g, dt, "conv2d_input_grad")) return ls_error_code();
@@ -453,6 +453,34 @@ static void conv_sp(const ls_attrs *a, int64_t *s, int64_t *p)
     *p = a->nints >= 2 ? a->ints[1] : 0;
 }
 
+/* A rule given an accumulator for input k (ls_backward_ctx.acc) adds into it in the direct
+ * kernels' store when they serve the shapes: acc += conv2d(src, w) or, with igrad, acc +=
+ * conv2d_input_grad(src, w) (acc has the input's shape), at the rule's stride and padding.
+ * Returns false when they do not (the rule records the op as usual); else true with *gin set to
+ * LS_GRAD_ADDED, or to NULL with the error set on failure. */
+static bool conv_added(const ls_backward_ctx *c, int k, bool igrad, ls_tensor *src, ls_tensor *w,
+                       ls_tensor **gin)
+{
+    ls_tensor *acc = c->acc ? c->acc[k] : NULL;
+    if (!acc || src->dtype != acc->dtype || w->dtype != acc->dtype) return false;
+    conv_geom g;
+    ls_attrs a = {.nints = 2};
+    conv_sp(c->attrs, &a.ints[0], &a.ints[1]);
+    if (conv_geom_xw("conv2d", igrad ? acc : src, w, &a, &g) != LS_OK || !cd_applies(&g, false) ||
+        g.N == 0 || g.O == 0 || g.P == 0 || g.K == 0)
+        return false;
+    ls_tensor *sc = ls_tensor_contiguous(src), *wc = sc ? ls_tensor_contiguous(w) : NULL;
+    ls_status rc = !wc ? ls_error_code()
+                   : igrad ? cd_input_grad(&g, acc->dtype, ls_tensor_data(sc), ls_tensor_data(wc),
+                                           ls_tensor_data(acc), true)
+                           : cd_forward(&g, acc->dtype, ls_tensor_data(sc), ls_tensor_data(wc),
+                                        ls_tensor_data(acc), true);
+    ls_tensor_release(sc);
+    ls_tensor_release(wc);
+    *gin = rc == LS_OK ? LS_GRAD_ADDED : NULL;
+    return true;
+}
+
 static ls_status conv_done(const ls_backward_ctx *c, ls_tensor **gin)
 {
     for (int k = 0; k < c->nin; k++)
@@ -466,7 +494,8 @@ static ls_status conv2d_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **
     ls_tensor *x = c->in[0], *w = c->in[1];
     int64_t s, p;
     conv_sp(c->attrs, &s, &p);
-    if (c->needs[0]) gin[0] = ls_conv2d_input_grad(u, w, s, p, x->shape[2], x->shape[3]);
+    if (c->needs[0] && !conv_added(c, 0, true, u, w, &gin[0]))
+        gin[0] = ls_conv2d_input_grad(u, w, s, p, x->shape[2], x->shape[3]);
     if (c->needs[1]) gin[1] = ls_conv2d_weight_grad(x, u, s, p, w->shape[2], w->shape[3]);
     return conv_done(c, gin);
 }
@@ -526,7 +555,7 @@ static ls_status conv2d_input_grad_bwd(const ls_backward_ctx *c, ls_tensor *u, l
     ls_tensor *gy = c->in[0], *w = c->in[1];
     int64_t s, p;
     conv_sp(c->attrs, &s, &p);
-    if (c->needs[0]) gin[0] = ls_conv2d(u, w, s, p);
+    if (c->needs[0] && !conv_added(c, 0, false, u, w, &gin[0])) gin[0] = ls_conv2d(u, w, s, p);
     if (c->needs[1]) gin[1] = ls_conv2d_weight_grad(u, gy, s, p, w->shape[2], w->shape[3]);
     return conv_done(c, gin);
 }
@@ -585,8 +614,9 @@ static ls_status conv2d_weight_grad_bwd(const ls_backward_ctx *c, ls_tensor *u, 
     ls_tensor *x = c->in[0], *gy = c->in[1];
     int64_t s, p;
     conv_sp(c->attrs, &s, &p);
-    if (c->needs[0]) gin[0] = ls_conv2d_input_grad(gy, u, s, p, x->shape[2], x->shape[3]);
-    if (c->needs[1]) gin[1] = ls_conv2d(x, u, s, p);
+    if (c->needs[0] && !conv_added(c, 0, true, gy, u, &gin[0]))
+        gin[0] = ls_conv2d_input_grad(gy, u, s, p, x->shape[2], x->shape[3]);
+    if (c->needs[1] && !conv_added(c, 1, false, x, u, &gin[1])) gin[1] = ls_conv2d(x, u, s, p);
     return conv_done(c, gin);
 }
 

@@ -41,10 +41,13 @@ ls_status ck_weight_grad(const conv_geom *g, ls_dtype dt, gemm_tile_fn tile, int
 
 /* The stride-1 kernels without column matrices (conv_direct.c): whether they serve g (AVX-512,
  * stride 1; the forward and the input gradient need Wo = W, the weight gradient C >= 8), and the
- * three kernels (preconditions as for ck_*). */
+ * three kernels (preconditions as for ck_*). With add, the forward and the input gradient add
+ * their result into what y / gx hold (y + result, the bits of a separate addition). */
 bool cd_applies(const conv_geom *g, bool weight_grad);
-ls_status cd_forward(const conv_geom *g, ls_dtype dt, const void *x, const void *w, void *y);
-ls_status cd_input_grad(const conv_geom *g, ls_dtype dt, const void *gy, const void *w, void *gx);
+ls_status cd_forward(const conv_geom *g, ls_dtype dt, const void *x, const void *w, void *y,
+                     bool add);
+ls_status cd_input_grad(const conv_geom *g, ls_dtype dt, const void *gy, const void *w, void *gx,
+                        bool add);
 ls_status cd_weight_grad(const conv_geom *g, ls_dtype dt, const void *x, const void *gy, void *gw);
 
 #endif

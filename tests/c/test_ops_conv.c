@@ -13,6 +13,9 @@
  *   Thread counts: 1 and 2 threads give bitwise equal pools and AVX-512 convs (stride 2 and the
  *     direct stride-1 kernels); BLAS-path convs
  *     agree to rounding (OpenBLAS may split differently).
+ *   A second backward through two convolutions without a graph (where the rules add into the
+ *     engine's accumulators, in the direct kernels' store) equals the same backward with
+ *     create_graph (where they record ops) bit for bit, both dtypes and paths.
  *   Allocation failures: NULL with LS_ERR_MEM, nothing leaked.
  *   Errors: the messages name the op and the shapes. */
 #include "check.h"
@@ -354,6 +357,42 @@ static bool bitwise(const ls_tensor *a, const ls_tensor *b)
                   (size_t)ls_tensor_numel(a) * ls_dtype_size(a->dtype)) == 0;
 }
 
+/* F = <dL/dw1, v1> + <dL/dw2, v2> for L = sum(conv(conv(x, w1), w2)^2 r): its gradient without a
+ * graph (the rules add into accumulators where the direct kernels serve the shapes) and with
+ * create_graph (they record ops) agree bit for bit. */
+static void test_conv_second_order(void)
+{
+    for (int di = 0; di < 2; di++) {
+        ls_dtype d = dtypes[di];
+        ls_tensor *x = make(d, 2, 8, 6, 5), *w1 = make(d, 8, 8, 3, 3), *w2 = make(d, 4, 8, 3, 3);
+        ls_tensor *r = make(d, 2, 4, 6, 5), *v1 = make(d, 8, 8, 3, 3), *v2 = make(d, 4, 8, 3, 3);
+        ls_requires_grad_(x, true), ls_requires_grad_(w1, true), ls_requires_grad_(w2, true);
+        ls_tensor *outs[2][3] = {{0}};
+        for (int cg = 0; cg < 2; cg++) {
+            ls_tmp t = {0};
+            ls_tensor *y = ls_tmp_keep(&t, ls_conv2d(ls_tmp_keep(&t, ls_conv2d(x, w1, 1, 1)), w2, 1, 1));
+            ls_tensor *L = ls_tmp_keep(&t, ls_sum(ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t,
+                                       ls_mul(y, y)), r)), 0, NULL, false));
+            ls_tensor *g[2] = {0};
+            ls_grad_opts o1 = {.create_graph = true, .retain_graph = true};
+            CHECK(ls_autograd_grad(1, &L, 2, (ls_tensor *[]){w1, w2}, &o1, g) == LS_OK);
+            ls_tmp_keep(&t, g[0]), ls_tmp_keep(&t, g[1]);
+            ls_tensor *F = ls_tmp_keep(&t, ls_add(
+                ls_tmp_keep(&t, ls_sum(ls_tmp_keep(&t, ls_mul(g[0], v1)), 0, NULL, false)),
+                ls_tmp_keep(&t, ls_sum(ls_tmp_keep(&t, ls_mul(g[1], v2)), 0, NULL, false))));
+            ls_grad_opts o2 = {.create_graph = cg == 1};
+            CHECK(ls_autograd_grad(1, &F, 3, (ls_tensor *[]){x, w1, w2}, &o2, outs[cg]) == LS_OK);
+            ls_tmp_free(&t);
+        }
+        for (int i = 0; i < 3; i++) {
+            CHECK(bitwise(outs[0][i], outs[1][i]));
+            ls_tensor_release(outs[0][i]), ls_tensor_release(outs[1][i]);
+        }
+        ls_tensor_release(x), ls_tensor_release(w1), ls_tensor_release(w2);
+        ls_tensor_release(r), ls_tensor_release(v1), ls_tensor_release(v2);
+    }
+}
+
 static void test_threads(void)
 {
     int saved = ls_get_threads();
@@ -538,6 +577,7 @@ int main(void)
         test_conv();
         test_conv_autograd();
         test_threads();
+        test_conv_second_order();
         test_alloc_failures();
     }
     ls_gemm_use_blas(false);
