@@ -184,6 +184,7 @@ static ls_status ls_pass_collect(ls_pass *p, ls_tensor *root, const char *who)
  * added to in place, rather than into a new tensor (a Hessian-vector product accumulates ~8
  * [1000 x 128] gradients). Every gradient has passed ls_check_grad_shape against the tensor it
  * belongs to, so slot and g agree in shape and dtype. */
+/* A gradient this pass alone holds, outside any graph: it may be added into in place. */
 static bool ls_owned(const ls_tensor *a)
 {
     return !ls_grad_enabled() && a->refcount == 1 && a->storage->refcount == 1 && !a->grad_fn &&
@@ -334,10 +335,11 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
                 needs[k] = c->requires_grad &&
                            (ls_pass_target(&p, c) >= 0 || (c->grad_fn && c->grad_fn->pending));
             }
-            /* the accumulators a rule may add into (not a leaf's .grad: the user's tensor) */
+            /* the accumulators a rule may add into (not a leaf's .grad: the user's tensor; none
+             * for a variadic op's node with more inputs than the array holds) */
             ls_tensor *acc[LS_OP_MAX_INPUTS] = {0};
             bool any_acc = false;
-            for (int k = 0; k < n->nin && k < LS_OP_MAX_INPUTS && rc == LS_OK; k++) {
+            for (int k = 0; n->nin <= LS_OP_MAX_INPUTS && k < n->nin && rc == LS_OK; k++) {
                 ls_tensor *c = n->in[k], *a = NULL;
                 int ci = needs[k] ? ls_pass_target(&p, c) : -1;
                 if (needs[k] && c->grad_fn) a = c->grad_fn->gacc;
