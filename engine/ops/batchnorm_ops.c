@@ -7,7 +7,8 @@
  *                each one batchnorm_affine pass (see grad_stats_bwd).
  *   input_grad:  elementwise in g and x with per-channel coefficients: two scalings of u and the
  *                per-channel sums of u, u g and u (x - mu), read off two grad_stats passes.
- *   affine:      dg = U K0, dx = U K1, dK = (sum U g, sum U (x - K2), -K1 sum U, sum U).
+ *   affine:      dg = U K0, dx = U K1, dK = (sum U g, sum U (x - K2), -K1 sum U, sum U), the
+ *                sums off two grad_stats passes as in input_grad.
  * grad_stats' rule reads R' off its own output (ls_backward_ctx.out). */
 #include <math.h>
 #include <string.h>
@@ -32,14 +33,18 @@ static ls_tensor *bn_row(ls_tmp *t, ls_tensor *R, int i)
     return ls_tmp_keep(t, ls_select(R, 0, i));
 }
 
-/* sum of v over every dim but 1 -> [C] */
-static ls_tensor *bn_chansum(ls_tmp *t, ls_tensor *v)
+/* Per-channel sums of u and of u (y - shift) (shift [C], or NULL for 0), recorded, from one
+ * batchnorm_grad_stats pass (eps 1: any positive value, r is divided out) instead of composed
+ * products and sums: grad_stats(u, y) gives sum(u), sum(u (y - mean_y)) r_y, mean_y, r_y, so
+ * sum(u (y - shift)) = row1 / row3 + (mean_y - shift) sum(u). *Su may be NULL (not wanted). */
+static ls_tensor *bn_usum(ls_tmp *t, ls_tensor *u, ls_tensor *y, ls_tensor *shift, ls_tensor **Su)
 {
-    if (!v) return NULL;
-    int dims[LS_MAX_DIMS], nd = 0;
-    for (int d = 0; d < v->ndim; d++)
-        if (d != 1) dims[nd++] = d;
-    return ls_tmp_keep(t, ls_sum(v, nd, dims, false));
+    ls_tensor *S = ls_tmp_keep(t, ls_batchnorm_grad_stats(u, y, 1.0));
+    ls_tensor *su = bn_row(t, S, 0), *m = bn_row(t, S, 2);
+    if (Su) *Su = su;
+    if (shift) m = ls_tmp_keep(t, ls_sub(m, shift));
+    return ls_tmp_keep(t, ls_add(ls_tmp_keep(t, ls_div(bn_row(t, S, 1), bn_row(t, S, 3))),
+                                 ls_tmp_keep(t, ls_mul(m, su))));
 }
 
 /* [4, C] with rows r[0..3] ([C] each): the sum of each row embedded at its place (a new
@@ -248,19 +253,8 @@ static ls_status input_grad_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tenso
                               : ls_mul(u, bn_bcast(&t, k, x));
     }
     if (c->needs[2] || c->needs[3]) {
-        /* the sums by two batchnorm_grad_stats passes (eps 1: any positive value, r is divided
-         * out) instead of six composed ones: grad_stats(u, y) gives sum(u), sum(u (y - mean_y))
-         * r_y, mean_y, r_y; so sum(u g) = row1 / row3 + mean_g sum(u), and sum(u (x - mu)) =
-         * row1 / row3 + (mean_x - mu) sum(u) */
-        ls_tensor *Sx = ls_tmp_keep(&t, ls_batchnorm_grad_stats(u, x, 1.0));
-        ls_tensor *Sg = ls_tmp_keep(&t, ls_batchnorm_grad_stats(u, g, 1.0));
-        ls_tensor *Su = bn_row(&t, Sx, 0);
-        ls_tensor *Sug = ls_tmp_keep(&t, ls_add(ls_tmp_keep(&t, ls_div(bn_row(&t, Sg, 1),
-                                     bn_row(&t, Sg, 3))), ls_tmp_keep(&t, ls_mul(bn_row(&t, Sg, 2),
-                                     Su))));
-        ls_tensor *SuP = ls_tmp_keep(&t, ls_add(ls_tmp_keep(&t, ls_div(bn_row(&t, Sx, 1),
-                                     bn_row(&t, Sx, 3))), ls_tmp_keep(&t, ls_mul(ls_tmp_keep(&t,
-                                     ls_sub(bn_row(&t, Sx, 2), mu)), Su))));
+        /* the sums by two batchnorm_grad_stats passes instead of six composed ones */
+        ls_tensor *Su, *SuP = bn_usum(&t, u, x, mu, &Su), *Sug = bn_usum(&t, u, g, NULL, NULL);
         ls_tensor *AnSu = ls_tmp_keep(&t, ls_mul_scalar(ls_tmp_keep(&t, ls_mul(A, Su)), inv_n));
         ls_tensor *E = ls_tmp_keep(&t, ls_sub(Sug, AnSu));
         ls_tensor *F = ls_tmp_keep(&t, ls_mul(q, SuP));
@@ -313,15 +307,16 @@ static ls_status affine_bwd(const ls_backward_ctx *c, ls_tensor *u, ls_tensor **
     ls_tensor *g = c->in[0], *x = c->in[1], *K = c->in[2];
     ls_tmp t = {0};
     ls_tensor *k0 = bn_row(&t, K, 0), *k1 = bn_row(&t, K, 1), *k2 = bn_row(&t, K, 2);
-    if (c->needs[0]) gin[0] = ls_mul(u, bn_bcast(&t, k0, x));
-    if (c->needs[1]) gin[1] = ls_mul(u, bn_bcast(&t, k1, x));
-    if (c->needs[2]) {
-        ls_tensor *Su = bn_chansum(&t, u);
-        ls_tensor *rows[4] = {
-            bn_chansum(&t, ls_tmp_keep(&t, ls_mul(u, g))),
-            bn_chansum(&t, ls_tmp_keep(&t, ls_mul(u, ls_tmp_keep(&t,
-                                                               ls_sub(x, bn_bcast(&t, k2, x)))))),
-            ls_tmp_keep(&t, ls_neg(ls_tmp_keep(&t, ls_mul(k1, Su)))), Su};
+    if (c->needs[0])
+        gin[0] = bn_acc(c, 0) ? bn_added(bn_scale(u, k0, bn_acc(c, 0)))
+                              : ls_mul(u, bn_bcast(&t, k0, x));
+    if (c->needs[1])
+        gin[1] = bn_acc(c, 1) ? bn_added(bn_scale(u, k1, bn_acc(c, 1)))
+                              : ls_mul(u, bn_bcast(&t, k1, x));
+    if (c->needs[2]) {   /* two grad_stats passes (bn_usum) instead of five composed ones */
+        ls_tensor *Su, *Sux = bn_usum(&t, u, x, k2, &Su);
+        ls_tensor *rows[4] = {bn_usum(&t, u, g, NULL, NULL), Sux,
+                              ls_tmp_keep(&t, ls_neg(ls_tmp_keep(&t, ls_mul(k1, Su)))), Su};
         gin[2] = bn_stack4(&t, rows);
     }
     return bn_done(c, gin, &t);
