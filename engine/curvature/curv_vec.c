@@ -181,16 +181,25 @@ double curv_nrm2(int64_t n, const double *x)
     return cblas_dnrm2((int)n, x, 1);
 }
 
-/* ---- the fused passes of a Lanczos step (curv_internal.h) ---- */
+/* ---- the passes of Lanczos over its basis (curv_internal.h) ----
+ *
+ * The basis is stored in the operator's dtype bt (f32 or f64): each kernel is written once as a
+ * macro over the stored type T and instantiated for double and float. Every value is loaded into
+ * a double, all arithmetic and every sum is in double, and only what is stored is rounded to T; the
+ * sums of squares are of the stored (rounded) values. For T = double the conversions are no-ops, so
+ * the f64 instantiation is the arithmetic of the f64-only kernels it replaced, bit for bit. */
 
 typedef struct {
     int64_t n, c0;              /* c0: the first chunk of the group being run */
-    ls_dtype dt;
-    const void *raw;            /* recur: the matvec's output; sub: NULL, or the next input */
+    ls_dtype dt;                /* the basis's (and the operator's) dtype */
+    const void *raw;            /* recur, sub: the matvec's output */
+    void *out;                  /* sub, orth: the next matvec's input (or NULL) */
     double scale, bp, a;        /* 1 / ||u_j||; beta_{j-1}; alpha_j */
-    const double *vp;           /* v_{j-1} (or NULL) */
-    double *vj, *w;
-    const double *V, *h;        /* orth: w -= V h over `cols` columns (cols 0: nothing) */
+    const void *vp;             /* v_{j-1} (or NULL) */
+    void *vj, *w;
+    const void *V;              /* orth: w -= V h over `cols` columns (idx: which; NULL: 0..cols) */
+    const double *h;
+    const int *idx;
     int cols;
     double partial[64];         /* per chunk of the group */
     int64_t bad[64];            /* per chunk: first non-finite index of raw, or -1 */
@@ -200,7 +209,7 @@ typedef struct {
     int64_t i0 = ((j)->c0 + (c)) * CURV_CHUNK;                                                     \
     int64_t len = (j)->n - i0 < CURV_CHUNK ? (j)->n - i0 : CURV_CHUNK
 
-/* The sums of the fused passes run in LZ_LANES independent partial sums (element i into lane
+/* The sums of the passes run in LZ_LANES independent partial sums (element i into lane
  * i % LZ_LANES, the lanes added in a fixed tree): one running sum made every element wait for the
  * previous add (~4 cycles an element, 0.1 ms a pass over 118k doubles, slower than the memory),
  * and the order is still fixed, so the bits are the same on every run. A non-finite entry of the
@@ -222,94 +231,150 @@ static int64_t lz_first_bad(const void *raw, ls_dtype dt, int64_t i0, int64_t le
     return -1;
 }
 
-/* One loop of lz_recur_chunk for a load of y (the product) and of the previous vector. */
-#define LZ_RECUR_BODY(LOAD_Y, PREV)                                                                \
-    {                                                                                              \
-        double y = (LOAD_Y), vv = v[i + q] * sc;                                                   \
-        double ww = y * sc - bp * (PREV);                                                          \
-        v[i + q] = vv;                                                                             \
-        w[i + q] = ww;                                                                             \
-        s[q] += vv * ww;                                                                           \
-        nf[q] += y * 0.0;                                                                          \
-    }
-#define LZ_RECUR_LOOP(LOAD_Y, PREV)                                                                \
+/* for (i < len) in blocks of LZ_LANES, element i + q in lane q: BODY sees i and q */
+#define LZ_LOOP(len, ...)                                                                          \
     {                                                                                              \
         int64_t i = 0;                                                                             \
-        for (; i + LZ_LANES <= len; i += LZ_LANES)                                                 \
-            for (int q = 0; q < LZ_LANES; q++) LZ_RECUR_BODY(LOAD_Y, PREV)                         \
-        for (int q = 0; i + q < len; q++) LZ_RECUR_BODY(LOAD_Y, PREV)                              \
+        for (; i + LZ_LANES <= (len); i += LZ_LANES)                                               \
+            for (int q = 0; q < LZ_LANES; q++) __VA_ARGS__                                         \
+        for (int q = 0; i + q < (len); q++) __VA_ARGS__                                            \
     }
 
-/* v_j = u_j scale (in place); w = raw scale - bp vp; partial <v_j, w>; first non-finite of raw */
-static void lz_recur_chunk(void *vj_, int64_t begin, int64_t end)
+/* recur: v_j = u_j scale (in place, rounded to T); partial <v_j, w> with w = raw scale - bp vp
+ * (not stored: sub forms it again); first non-finite of raw */
+#define LZ_RECUR(T)                                                                                \
+    static void lz_recur_##T(void *vj_, int64_t begin, int64_t end)                                \
+    {                                                                                              \
+        curv_lz_job *j = vj_;                                                                      \
+        for (int64_t c = begin; c < end; c++) {                                                    \
+            LZ_CHUNK(j, c, i0, len);                                                               \
+            T *restrict v = (T *)j->vj + i0;                                                       \
+            const T *restrict y = (const T *)j->raw + i0;                                          \
+            const T *restrict p = j->vp ? (const T *)j->vp + i0 : NULL;                            \
+            double sc = j->scale, bp = p ? j->bp : 0.0, s[LZ_LANES] = {0}, nf[LZ_LANES] = {0};     \
+            if (p)                                                                                 \
+                LZ_LOOP(len, {                                                                     \
+                    double yy = y[i + q], vv = (T)((double)v[i + q] * sc);                         \
+                    double ww = yy * sc - bp * (double)p[i + q];                                   \
+                    v[i + q] = (T)vv;                                                              \
+                    s[q] += vv * ww;                                                               \
+                    nf[q] += yy * 0.0;                                                             \
+                })                                                                                 \
+            else                                                                                   \
+                LZ_LOOP(len, {                                                                     \
+                    double yy = y[i + q], vv = (T)((double)v[i + q] * sc);                         \
+                    double ww = yy * sc - bp * 0.0;                                                \
+                    v[i + q] = (T)vv;                                                              \
+                    s[q] += vv * ww;                                                               \
+                    nf[q] += yy * 0.0;                                                             \
+                })                                                                                 \
+            j->partial[c] = lz_lanes_sum(s);                                                       \
+            j->bad[c] = isnan(lz_lanes_sum(nf)) ? lz_first_bad(j->raw, j->dt, i0, len) : -1;       \
+        }                                                                                          \
+    }
+
+/* sub: w = (raw scale - bp vp) - a v_j, rounded to T into w and into out; partial ||w||^2 */
+#define LZ_SUB(T)                                                                                  \
+    static void lz_sub_##T(void *vj_, int64_t begin, int64_t end)                                  \
+    {                                                                                              \
+        curv_lz_job *j = vj_;                                                                      \
+        for (int64_t c = begin; c < end; c++) {                                                    \
+            LZ_CHUNK(j, c, i0, len);                                                               \
+            const T *restrict v = (const T *)j->vj + i0, *restrict y = (const T *)j->raw + i0;    \
+            const T *restrict p = j->vp ? (const T *)j->vp + i0 : NULL;                            \
+            T *restrict w = (T *)j->w + i0, *restrict o = j->out ? (T *)j->out + i0 : NULL;       \
+            double sc = j->scale, bp = p ? j->bp : 0.0, a = j->a, s[LZ_LANES] = {0};               \
+            if (p && o)                                                                            \
+                LZ_LOOP(len, {                                                                     \
+                    double ww = (T)(((double)y[i + q] * sc - bp * (double)p[i + q]) -              \
+                                    a * (double)v[i + q]);                                         \
+                    w[i + q] = o[i + q] = (T)ww;                                                   \
+                    s[q] += ww * ww;                                                               \
+                })                                                                                 \
+            else                                                                                   \
+                LZ_LOOP(len, {                                                                     \
+                    double ww = (T)(((double)y[i + q] * sc - bp * (p ? (double)p[i + q] : 0.0)) -  \
+                                    a * (double)v[i + q]);                                         \
+                    w[i + q] = (T)ww;                                                              \
+                    if (o) o[i + q] = (T)ww;                                                       \
+                    s[q] += ww * ww;                                                               \
+                })                                                                                 \
+            j->partial[c] = lz_lanes_sum(s);                                                       \
+            j->bad[c] = -1;                                                                        \
+        }                                                                                          \
+    }
+
+LZ_RECUR(double)
+LZ_RECUR(float)
+LZ_SUB(double)
+LZ_SUB(float)
+
+/* ||w||^2 of a chunk of w (already in T) and its copy into out, in lanes */
+#define LZ_NORM_COPY(T, w, o, len, s)                                                              \
+    {                                                                                              \
+        if (o) LZ_LOOP(len, { double ww = w[i + q]; o[i + q] = (T)ww; s[q] += ww * ww; })          \
+        else LZ_LOOP(len, { double ww = w[i + q]; s[q] += ww * ww; })                              \
+    }
+
+/* orth, f64 basis: w -= V h by an OpenBLAS call on the chunk (which then stays in cache), then
+ * the chunk's ||w||^2 and copy */
+static void lz_orth_double(void *vj_, int64_t begin, int64_t end)
 {
     curv_lz_job *j = vj_;
     for (int64_t c = begin; c < end; c++) {
         LZ_CHUNK(j, c, i0, len);
-        double *restrict w = j->w + i0, *restrict v = j->vj + i0;
-        double sc = j->scale, bp = j->vp ? j->bp : 0.0;
-        const double *restrict p = j->vp ? j->vp + i0 : NULL;
-        const float *restrict rf = (const float *)j->raw + i0;
-        const double *restrict rd = (const double *)j->raw + i0;
-        double s[LZ_LANES] = {0}, nf[LZ_LANES] = {0};
-        if (j->dt == LS_F64 && p) LZ_RECUR_LOOP(rd[i + q], p[i + q])
-        else if (j->dt == LS_F64) LZ_RECUR_LOOP(rd[i + q], 0.0)
-        else if (p) LZ_RECUR_LOOP((double)rf[i + q], p[i + q])
-        else LZ_RECUR_LOOP((double)rf[i + q], 0.0)
-        j->partial[c] = lz_lanes_sum(s);
-        j->bad[c] = isnan(lz_lanes_sum(nf)) ? lz_first_bad(j->raw, j->dt, i0, len) : -1;
-    }
-}
-
-/* One loop of lz_sub_chunk / lz_norm_chunk: w[i] = (W) (in place), s += w^2, and STORE. */
-#define LZ_SUB_BODY(W, STORE)                                                                      \
-    {                                                                                              \
-        double ww = (W);                                                                           \
-        w[i + q] = ww;                                                                             \
-        s[q] += ww * ww;                                                                           \
-        STORE;                                                                                     \
-    }
-#define LZ_SUB_LOOP(W, STORE)                                                                      \
-    {                                                                                              \
-        int64_t i = 0;                                                                             \
-        for (; i + LZ_LANES <= len; i += LZ_LANES)                                                 \
-            for (int q = 0; q < LZ_LANES; q++) LZ_SUB_BODY(W, STORE)                               \
-        for (int q = 0; i + q < len; q++) LZ_SUB_BODY(W, STORE)                                    \
-    }
-
-/* w -= a v_j (v_j NULL: w unchanged); partial ||w||^2; w into raw in the operator dtype (when raw
- * is given) */
-static void lz_sub_chunk(void *vj_, int64_t begin, int64_t end)
-{
-    curv_lz_job *j = vj_;
-    for (int64_t c = begin; c < end; c++) {
-        LZ_CHUNK(j, c, i0, len);
-        double *restrict w = j->w + i0, a = j->a, s[LZ_LANES] = {0};
-        const double *restrict v = j->vj ? j->vj + i0 : NULL;
-        float *restrict rf = j->raw ? (float *)j->raw + i0 : NULL;
-        double *restrict rd = j->raw ? (double *)j->raw + i0 : NULL;
-        if (v && !j->raw) LZ_SUB_LOOP(w[i + q] - a * v[i + q], (void)0)
-        else if (v && j->dt == LS_F64) LZ_SUB_LOOP(w[i + q] - a * v[i + q], rd[i + q] = ww)
-        else if (v) LZ_SUB_LOOP(w[i + q] - a * v[i + q], rf[i + q] = (float)ww)
-        else if (!j->raw) LZ_SUB_LOOP(w[i + q], (void)0)
-        else if (j->dt == LS_F64) LZ_SUB_LOOP(w[i + q], rd[i + q] = ww)
-        else LZ_SUB_LOOP(w[i + q], rf[i + q] = (float)ww)
+        double *restrict w = (double *)j->w + i0, *restrict o = j->out ? (double *)j->out + i0 : NULL;
+        double s[LZ_LANES] = {0};
+        if (j->cols > 0)
+            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)len, j->cols, -1.0,
+                        (const double *)j->V + i0, (int)j->n, j->h, 1, 1.0, w, 1);
+        LZ_NORM_COPY(double, w, o, len, s)
         j->partial[c] = lz_lanes_sum(s);
         j->bad[c] = -1;
     }
 }
 
-/* w -= V h (an OpenBLAS call on the chunk, which then stays in cache), then as lz_sub_chunk with
- * a = 0: partial ||w||^2 and w into raw */
-static void lz_orth_chunk(void *vj_, int64_t begin, int64_t end)
+/* orth, f32 basis: w -= V h (the columns idx[0..cols), or 0..cols) in double, LZ_ORTH_ROWS rows at
+ * a time (each column contributes one contiguous run), rounded to f32 once at the end */
+#define LZ_ORTH_ROWS 1024
+static void lz_orth_float(void *vj_, int64_t begin, int64_t end)
+{
+    curv_lz_job *j = vj_;
+    const float *V = j->V;
+    for (int64_t c = begin; c < end; c++) {
+        LZ_CHUNK(j, c, i0, len);
+        double s[LZ_LANES] = {0}, acc[LZ_ORTH_ROWS];
+        for (int64_t r0 = 0; r0 < len; r0 += LZ_ORTH_ROWS) {
+            int64_t rows = len - r0 < LZ_ORTH_ROWS ? len - r0 : LZ_ORTH_ROWS, g = i0 + r0;
+            float *restrict w = (float *)j->w + g, *restrict o = j->out ? (float *)j->out + g : NULL;
+            for (int64_t i = 0; i < rows; i++) acc[i] = w[i];
+            for (int k = 0; k < j->cols; k++) {
+                int col = j->idx ? j->idx[k] : k;
+                const float *restrict vk = V + (int64_t)col * j->n + g;
+                double hk = j->h[k];
+                for (int64_t i = 0; i < rows; i++) acc[i] -= hk * (double)vk[i];
+            }
+            for (int64_t i = 0; i < rows; i++) w[i] = (float)acc[i];
+            LZ_NORM_COPY(float, w, o, rows, s)
+        }
+        j->partial[c] = lz_lanes_sum(s);
+        j->bad[c] = -1;
+    }
+}
+
+/* h = V^T x, f32 basis: per chunk and column a dot product in double lanes */
+static void lz_dots_float(void *vj_, int64_t begin, int64_t end)
 {
     curv_lz_job *j = vj_;
     for (int64_t c = begin; c < end; c++) {
         LZ_CHUNK(j, c, i0, len);
-        if (j->cols > 0)
-            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)len, j->cols, -1.0, j->V + i0, (int)j->n,
-                        j->h, 1, 1.0, j->w + i0, 1);
-        lz_sub_chunk(vj_, c, c + 1);
+        const float *restrict x = (const float *)j->w + i0;
+        for (int k = 0; k < j->cols; k++) {
+            const float *restrict v = (const float *)j->V + (int64_t)k * j->n + i0;
+            double s[LZ_LANES] = {0};
+            LZ_LOOP(len, { s[q] += (double)v[i + q] * (double)x[i + q]; })
+            ((double *)j->out)[c * j->cols + k] = lz_lanes_sum(s);
+        }
     }
 }
 
@@ -323,7 +388,7 @@ static double lz_run(curv_lz_job *j, ls_parallel_fn fn, int64_t *first_bad)
     double s = 0;
     for (j->c0 = 0; j->c0 < nc; j->c0 += 64) {
         int64_t g = nc - j->c0 < 64 ? nc - j->c0 : 64;
-        if (fn == lz_orth_chunk) curv_run(g, fn, j);
+        if (fn == lz_orth_double) curv_run(g, fn, j);
         else ls_parallel_for(g, 1, fn, j);
         for (int64_t c = 0; c < g; c++) {
             s += j->partial[c];
@@ -334,24 +399,58 @@ static double lz_run(curv_lz_job *j, ls_parallel_fn fn, int64_t *first_bad)
 }
 
 int64_t curv_lz_recur(int64_t n, ls_dtype dt, const void *raw, double scale, double bp,
-                      const double *vp, double *vj, double *w, double *alpha)
+                      const void *vp, void *vj, double *alpha)
 {
-    curv_lz_job j = {.n = n, .dt = dt, .raw = raw, .scale = scale, .bp = bp, .vp = vp, .vj = vj,
-                     .w = w};
+    curv_lz_job j = {.n = n, .dt = dt, .raw = raw, .scale = scale, .bp = bp, .vp = vp, .vj = vj};
     int64_t bad = -1;
-    *alpha = lz_run(&j, lz_recur_chunk, &bad);
+    *alpha = lz_run(&j, dt == LS_F64 ? lz_recur_double : lz_recur_float, &bad);
     return bad;
 }
 
-double curv_lz_sub(int64_t n, double a, const double *vj, double *w, ls_dtype dt, void *raw)
+double curv_lz_sub(int64_t n, ls_dtype dt, const void *raw, double scale, double bp, const void *vp,
+                   double a, const void *vj, void *w, void *out)
 {
-    curv_lz_job j = {.n = n, .a = a, .vj = (double *)vj, .w = w, .dt = dt, .raw = raw};
-    return lz_run(&j, lz_sub_chunk, NULL);
+    curv_lz_job j = {.n = n, .dt = dt, .raw = raw, .scale = scale, .bp = bp, .vp = vp, .a = a,
+                     .vj = (void *)vj, .w = w, .out = out};
+    return lz_run(&j, dt == LS_F64 ? lz_sub_double : lz_sub_float, NULL);
 }
 
-double curv_sub_norm2(int64_t n, int cols, const double *V, const double *h, double *w, ls_dtype dt,
-                      void *raw)
+double curv_sub_norm2(int64_t n, ls_dtype bt, int cols, const void *V, const int *idx,
+                      const double *h, void *w, void *raw)
 {
-    curv_lz_job j = {.n = n, .V = V, .h = h, .cols = cols, .w = w, .dt = dt, .raw = raw};
-    return lz_run(&j, lz_orth_chunk, NULL);
+    curv_lz_job j = {.n = n, .dt = bt, .V = V, .h = h, .idx = idx, .cols = cols, .w = w, .out = raw};
+    return lz_run(&j, bt == LS_F64 ? lz_orth_double : lz_orth_float, NULL);
+}
+
+void curv_basis_dots(int64_t n, ls_dtype bt, int cols, const void *V, const void *x, double *h)
+{
+    if (bt == LS_F64) {
+        curv_gemv_t(n, cols, V, x, h);
+        return;
+    }
+    int64_t nc = curv_chunks(n);
+    double stack[512], *partial = nc * cols <= 512 ? stack
+                                  : ls_malloc(sizeof(double) * (size_t)(nc * cols), "curvature");
+    if (!partial) {   /* no memory for the partial sums: chunk by chunk on this thread */
+        double part[64];
+        for (int k = 0; k < cols; k++) h[k] = 0;
+        for (int64_t c = 0; c < nc; c++) {
+            curv_lz_job j = {.n = n, .V = V, .w = (void *)x, .cols = 1, .out = part};
+            for (int k = 0; k < cols; k++) {
+                j.V = (const float *)V + (int64_t)k * n;
+                j.c0 = c;
+                lz_dots_float(&j, 0, 1);
+                h[k] += part[0];
+            }
+        }
+        return;
+    }
+    curv_lz_job j = {.n = n, .V = V, .w = (void *)x, .cols = cols, .out = partial};
+    ls_parallel_for(nc, 1, lz_dots_float, &j);
+    for (int k = 0; k < cols; k++) {
+        double s = 0;
+        for (int64_t c = 0; c < nc; c++) s += partial[c * cols + k];
+        h[k] = s;
+    }
+    if (partial != stack) ls_free(partial);
 }

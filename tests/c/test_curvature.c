@@ -591,6 +591,98 @@ static ls_status tridiag_matvec(void *ctx, const ls_tensor *v, ls_tensor *out)
     return LS_OK;
 }
 
+/* The basis passes of curv_internal.h in basis dtype bt against plain loops in double: V (COLS
+ * columns of length N), y (a vector) and hr (coefficients) in f64, rounded to bt here. */
+static void test_lz_passes(ls_dtype bt, int64_t N, int COLS, const double *V64, const double *y,
+                           const double *hr)
+{
+    size_t es = ls_dtype_size(bt);
+    bool f32 = bt == LS_F32;
+#define LD(p, i) (f32 ? (double)((const float *)(p))[i] : ((const double *)(p))[i])
+#define ST(p, i, x) (f32 ? (void)(((float *)(p))[i] = (float)(x)) : (void)(((double *)(p))[i] = (x)))
+    void *V = malloc(es * N * COLS), *raw = malloc(es * N), *u = malloc(es * N);
+    void *w = malloc(es * N), *out = malloc(es * N), *w0 = malloc(es * N);
+    for (int64_t i = 0; i < N * COLS; i++) ST(V, i, V64[i]);
+    for (int64_t i = 0; i < N; i++) {
+        ST(raw, i, check_uniform() - 0.5);
+        ST(u, i, LD(V, N + i));
+        ST(w0, i, y[i]);
+    }
+    double alpha = 0;
+    CHECK(curv_lz_recur(N, bt, raw, 0.25, 0.5, V, u, &alpha) == -1);
+    long double ad = 0, nd = 0;
+    double wmax = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double vv = LD(V, N + i) * 0.25;
+        vv = f32 ? (float)vv : vv;
+        wmax = fmax(wmax, fabs(LD(u, i) - vv));
+        ad += (long double)vv * (LD(raw, i) * 0.25 - 0.5 * LD(V, i));
+    }
+    CHECK(wmax == 0);   /* v_j exactly u_j s rounded to bt */
+    CHECK_NEAR(alpha, (double)ad, 1e-11);
+    double ss = curv_lz_sub(N, bt, raw, 0.25, 0.5, V, alpha, u, w, out);
+    for (int64_t i = 0; i < N; i++) {
+        double want = (LD(raw, i) * 0.25 - 0.5 * LD(V, i)) - alpha * LD(u, i);
+        want = f32 ? (float)want : want;
+        wmax = fmax(wmax, fabs(LD(w, i) - want) + fabs(LD(out, i) - want));
+        nd += (long double)want * want;
+    }
+    CHECK(wmax == 0);
+    CHECK_NEAR(ss, (double)nd, 1e-12 * (double)nd);
+    /* w -= V h with ||w||^2 and w's copy in the same pass: f64 through OpenBLAS (to rounding), f32
+     * in the order of the loop below (exactly) */
+    memcpy(w, w0, es * N);
+    double s2 = curv_sub_norm2(N, bt, COLS, V, NULL, hr, w, out), amax = 0;
+    nd = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double want = LD(w0, i);
+        for (int k = 0; k < COLS; k++) want -= hr[k] * LD(V, (int64_t)k * N + i);
+        want = f32 ? (float)want : want;
+        amax = fmax(amax, fabs(LD(w, i) - want) + fabs(LD(out, i) - want));
+        nd += (long double)want * want;
+    }
+    CHECK(f32 ? amax == 0 : amax < 1e-12);
+    CHECK_NEAR(s2, (double)nd, 1e-12 * (double)nd);
+    CHECK(curv_sub_norm2(N, bt, 0, NULL, NULL, NULL, w, NULL) == s2);   /* same lanes, same bits */
+    if (f32) {   /* some columns only (the reorthogonalisation's few large coefficients) */
+        int idx[2] = {1, 3};
+        double hh[2] = {hr[1], hr[3]};
+        memcpy(w, w0, es * N);
+        curv_sub_norm2(N, bt, 2, V, idx, hh, w, NULL);
+        amax = 0;
+        for (int64_t i = 0; i < N; i++) {
+            double want = (float)((LD(w0, i) - hh[0] * LD(V, N + i)) - hh[1] * LD(V, 3 * N + i));
+            amax = fmax(amax, fabs(LD(w, i) - want));
+        }
+        CHECK(amax == 0);
+    }
+    /* h = V^T x, the same bits on 1 and 2 threads */
+    int saved = ls_get_threads();
+    double h[2][8];
+    for (int th = 0; th < 2; th++) {
+        ls_set_threads(th + 1);
+        curv_basis_dots(N, bt, COLS, V, w0, h[th]);
+    }
+    ls_set_threads(saved);
+    CHECK(memcmp(h[0], h[1], sizeof(double) * COLS) == 0);
+    for (int k = 0; k < COLS; k++) {
+        long double d = 0;
+        for (int64_t i = 0; i < N; i++) d += (long double)LD(V, (int64_t)k * N + i) * LD(w0, i);
+        CHECK_NEAR(h[0][k], (double)d, 1e-11);
+    }
+    ST(raw, N - 3, NAN);
+    ST(raw, N - 2, INFINITY);
+    CHECK(curv_lz_recur(N, bt, raw, 1.0, 0.0, NULL, u, &alpha) == N - 3);
+#undef LD
+#undef ST
+    free(V);
+    free(raw);
+    free(u);
+    free(w);
+    free(out);
+    free(w0);
+}
+
 /* The estimators give the same bits on 1 and 2 threads (their vector kernels add partial sums of
  * fixed chunks in a fixed order), and those kernels agree with plain loops. */
 static void test_thread_independence(void)
@@ -669,51 +761,12 @@ static void test_thread_independence(void)
     }
     CHECK(amax < 1e-12);
 
-    /* the fused Lanczos passes: v = u s in place, w = raw s - b vp, <v, w>; w -= a v, ||w||^2 and
-     * w's f32 copy; the first non-finite entry of raw */
-    float *raw = malloc(sizeof(float) * N);
-    double *w = malloc(sizeof(double) * N), *u = malloc(sizeof(double) * N);
-    for (int64_t i = 0; i < N; i++) {
-        raw[i] = (float)(check_uniform() - 0.5);
-        u[i] = V[N + i];
-    }
-    double alpha = 0;
-    CHECK(curv_lz_recur(N, LS_F32, raw, 0.25, 0.5, V, u, w, &alpha) == -1);
-    long double ad = 0, nd = 0;
-    double wmax = 0;
-    for (int64_t i = 0; i < N; i++) {
-        double want = (double)raw[i] * 0.25 - 0.5 * V[i];
-        wmax = fmax(wmax, fabs(w[i] - want) + fabs(u[i] - V[N + i] * 0.25));
-        ad += (long double)(V[N + i] * 0.25) * want;
-    }
-    CHECK(wmax == 0);
-    CHECK_NEAR(alpha, (double)ad, 1e-11);
-    double ss = curv_lz_sub(N, alpha, u, w, LS_F32, raw);
-    for (int64_t i = 0; i < N; i++) nd += (long double)w[i] * w[i];
-    CHECK_NEAR(ss, (double)nd, 1e-9 * (double)nd);
-    CHECK(raw[7] == (float)w[7] && raw[N - 1] == (float)w[N - 1]);
-    /* w -= V h with ||w||^2 and w's f32 copy in the same pass (a full reorthogonalisation's
-     * second read of the basis), and with no columns (the norm and the copy only) */
-    memcpy(w, y2, sizeof(double) * N);
-    double s2 = curv_sub_norm2(N, COLS, V, hr, w, LS_F32, raw);
-    nd = 0;
-    amax = 0;
-    for (int64_t i = 0; i < N; i++) {
-        double want = y2[i];
-        for (int k = 0; k < COLS; k++) want -= V[(int64_t)k * N + i] * hr[k];
-        amax = fmax(amax, fabs(w[i] - want));
-        nd += (long double)want * want;
-    }
-    CHECK(amax < 1e-12);
-    CHECK_NEAR(s2, (double)nd, 1e-9 * (double)nd);
-    CHECK(raw[3] == (float)w[3] && raw[N - 1] == (float)w[N - 1]);
-    CHECK(curv_sub_norm2(N, 0, NULL, NULL, w, LS_F32, NULL) == s2);   /* same lanes, same bits */
-    raw[N - 3] = NAN;
-    raw[N - 2] = INFINITY;
-    CHECK(curv_lz_recur(N, LS_F32, raw, 1.0, 0.0, NULL, u, w, &alpha) == N - 3);
-    free(u);
-    free(raw);
-    free(w);
+    /* the Lanczos passes over a basis stored in f64 and in f32 (sums in double, only the stored
+     * values rounded): v = u s in place and <v, raw s - b vp>; w = (raw s - b vp) - a v with
+     * ||w||^2 and its copy; w -= V h (all or some columns) with ||w||^2 and the copy; h = V^T x;
+     * the first non-finite entry of raw */
+    test_lz_passes(LS_F64, N, COLS, V, y2, hr);
+    test_lz_passes(LS_F32, N, COLS, V, y2, hr);
     free(V);
     free(x);
     free(y1);
