@@ -10,12 +10,25 @@
  * nested inside the pool's. */
 #include <cblas.h>
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/parallel.h"
 #include "curvature/curv_internal.h"
+
+/* As in elementwise_kernel.c: GCC 12's -O2 vectorises the passes' loops (their sums run in
+ * independent lanes, so vectorising them reorders nothing: the same bits) only if asked; no FMA
+ * contraction. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "fp-contract=off")
+#endif
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 #define CURV_CHUNK 16384
 
@@ -337,10 +350,14 @@ static void lz_orth_double(void *vj_, int64_t begin, int64_t end)
 /* orth, f32 basis: w -= V h (the columns idx[0..cols), or 0..cols) in double, LZ_ORTH_ROWS rows at
  * a time (each column contributes one contiguous run), rounded to f32 once at the end */
 #define LZ_ORTH_ROWS 1024
+static const float *lz_col(const curv_lz_job *j, int k)
+{
+    return (const float *)j->V + (int64_t)(j->idx ? j->idx[k] : k) * j->n;
+}
+
 static void lz_orth_float(void *vj_, int64_t begin, int64_t end)
 {
     curv_lz_job *j = vj_;
-    const float *V = j->V;
     for (int64_t c = begin; c < end; c++) {
         LZ_CHUNK(j, c, i0, len);
         double s[LZ_LANES] = {0}, acc[LZ_ORTH_ROWS];
@@ -348,11 +365,20 @@ static void lz_orth_float(void *vj_, int64_t begin, int64_t end)
             int64_t rows = len - r0 < LZ_ORTH_ROWS ? len - r0 : LZ_ORTH_ROWS, g = i0 + r0;
             float *restrict w = (float *)j->w + g, *restrict o = j->out ? (float *)j->out + g : NULL;
             for (int64_t i = 0; i < rows; i++) acc[i] = w[i];
-            for (int k = 0; k < j->cols; k++) {
-                int col = j->idx ? j->idx[k] : k;
-                const float *restrict vk = V + (int64_t)col * j->n + g;
+            int k = 0;
+            for (; k + 4 <= j->cols; k += 4) {   /* four columns a read of acc, in column order */
+                const float *restrict v0 = lz_col(j, k), *restrict v1 = lz_col(j, k + 1);
+                const float *restrict v2 = lz_col(j, k + 2), *restrict v3 = lz_col(j, k + 3);
+                double h0 = j->h[k], h1 = j->h[k + 1], h2 = j->h[k + 2], h3 = j->h[k + 3];
+                for (int64_t i = 0; i < rows; i++)
+                    acc[i] = (((acc[i] - h0 * (double)v0[g + i]) - h1 * (double)v1[g + i]) -
+                              h2 * (double)v2[g + i]) -
+                             h3 * (double)v3[g + i];
+            }
+            for (; k < j->cols; k++) {
+                const float *restrict vk = lz_col(j, k);
                 double hk = j->h[k];
-                for (int64_t i = 0; i < rows; i++) acc[i] -= hk * (double)vk[i];
+                for (int64_t i = 0; i < rows; i++) acc[i] -= hk * (double)vk[g + i];
             }
             for (int64_t i = 0; i < rows; i++) w[i] = (float)acc[i];
             LZ_NORM_COPY(float, w, o, rows, s)
@@ -362,18 +388,62 @@ static void lz_orth_float(void *vj_, int64_t begin, int64_t end)
     }
 }
 
-/* h = V^T x, f32 basis: per chunk and column a dot product in double lanes */
+/* h = V^T x, f32 basis: per chunk, four columns at a time (x converted once for the four), each
+ * column's dot product in double in four lanes (element i in lane i % 4, the lanes added as
+ * (l0 + l1) + (l2 + l3)); SSE2 where the compiler has it, the same sums in plain C otherwise. */
+static void lz_dots4(const float *restrict x, const float *const v[4], int64_t len, double out[4])
+{
+    double s[4][4] = {{0}};
+    int64_t i = 0;
+#ifdef __SSE2__
+    __m128d a00 = _mm_setzero_pd(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+            a30 = a00, a31 = a00;   /* in registers: column c, lanes 0-1 and 2-3 */
+    for (; i + 4 <= len; i += 4) {
+        __m128 xf = _mm_loadu_ps(x + i);
+        __m128d x0 = _mm_cvtps_pd(xf), x1 = _mm_cvtps_pd(_mm_movehl_ps(xf, xf));
+#define LZ_DOT_COL(c)                                                                              \
+    {                                                                                              \
+        __m128 vf = _mm_loadu_ps(v[c] + i);                                                        \
+        a##c##0 = _mm_add_pd(a##c##0, _mm_mul_pd(_mm_cvtps_pd(vf), x0));                           \
+        a##c##1 = _mm_add_pd(a##c##1, _mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(vf, vf)), x1));        \
+    }
+        LZ_DOT_COL(0)
+        LZ_DOT_COL(1)
+        LZ_DOT_COL(2)
+        LZ_DOT_COL(3)
+#undef LZ_DOT_COL
+    }
+    _mm_storeu_pd(s[0], a00);
+    _mm_storeu_pd(s[0] + 2, a01);
+    _mm_storeu_pd(s[1], a10);
+    _mm_storeu_pd(s[1] + 2, a11);
+    _mm_storeu_pd(s[2], a20);
+    _mm_storeu_pd(s[2] + 2, a21);
+    _mm_storeu_pd(s[3], a30);
+    _mm_storeu_pd(s[3] + 2, a31);
+#else
+    for (; i + 4 <= len; i += 4)
+        for (int c = 0; c < 4; c++)
+            for (int q = 0; q < 4; q++) s[c][q] += (double)v[c][i + q] * (double)x[i + q];
+#endif
+    for (int q = 0; i + q < len; q++)
+        for (int c = 0; c < 4; c++) s[c][q] += (double)v[c][i + q] * (double)x[i + q];
+    for (int c = 0; c < 4; c++) out[c] = (s[c][0] + s[c][1]) + (s[c][2] + s[c][3]);
+}
+
 static void lz_dots_float(void *vj_, int64_t begin, int64_t end)
 {
     curv_lz_job *j = vj_;
     for (int64_t c = begin; c < end; c++) {
         LZ_CHUNK(j, c, i0, len);
-        const float *restrict x = (const float *)j->w + i0;
-        for (int k = 0; k < j->cols; k++) {
-            const float *restrict v = (const float *)j->V + (int64_t)k * j->n + i0;
-            double s[LZ_LANES] = {0};
-            LZ_LOOP(len, { s[q] += (double)v[i + q] * (double)x[i + q]; })
-            ((double *)j->out)[c * j->cols + k] = lz_lanes_sum(s);
+        double *out = (double *)j->out + c * j->cols;
+        for (int k = 0; k < j->cols; k += 4) {
+            const float *v[4];
+            double o[4];
+            for (int q = 0; q < 4; q++)   /* past the last column: the last again, not kept */
+                v[q] = (const float *)j->V + (int64_t)(k + q < j->cols ? k + q : j->cols - 1) * j->n + i0;
+            lz_dots4((const float *)j->w + i0, v, len, o);
+            for (int q = 0; q < 4 && k + q < j->cols; q++) out[k + q] = o[q];
         }
     }
 }
