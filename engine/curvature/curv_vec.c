@@ -349,7 +349,7 @@ static void lz_orth_double(void *vj_, int64_t begin, int64_t end)
 
 /* orth, f32 basis: w -= V h (the columns idx[0..cols), or 0..cols) in double, LZ_ORTH_ROWS rows at
  * a time (each column contributes one contiguous run), rounded to f32 once at the end */
-#define LZ_ORTH_ROWS 1024
+#define LZ_ORTH_ROWS CURV_CHUNK
 static const float *lz_col(const curv_lz_job *j, int k)
 {
     return (const float *)j->V + (int64_t)(j->idx ? j->idx[k] : k) * j->n;
@@ -360,7 +360,8 @@ static void lz_orth_float(void *vj_, int64_t begin, int64_t end)
     curv_lz_job *j = vj_;
     for (int64_t c = begin; c < end; c++) {
         LZ_CHUNK(j, c, i0, len);
-        double s[LZ_LANES] = {0}, acc[LZ_ORTH_ROWS];
+        static _Thread_local double acc[LZ_ORTH_ROWS];   /* 128 KB: not on the stack */
+        double s[LZ_LANES] = {0};
         for (int64_t r0 = 0; r0 < len; r0 += LZ_ORTH_ROWS) {
             int64_t rows = len - r0 < LZ_ORTH_ROWS ? len - r0 : LZ_ORTH_ROWS, g = i0 + r0;
             float *restrict w = (float *)j->w + g, *restrict o = j->out ? (float *)j->out + g : NULL;
@@ -445,6 +446,28 @@ static void lz_dots_float(void *vj_, int64_t begin, int64_t end)
             lz_dots4((const float *)j->w + i0, v, len, o);
             for (int q = 0; q < 4 && k + q < j->cols; q++) out[k + q] = o[q];
         }
+    }
+}
+
+void curv_rows_to_f64(int64_t n, int m, const float *V, int64_t r0, int64_t rows, double *dst)
+{
+    int q = 0;
+    for (; q + 4 <= m; q += 4) {   /* four columns at once: four reads in flight */
+        const float *restrict v0 = V + (int64_t)q * n + r0, *restrict v1 = v0 + n;
+        const float *restrict v2 = v1 + n, *restrict v3 = v2 + n;
+        double *restrict d0 = dst + (int64_t)q * rows, *restrict d1 = d0 + rows;
+        double *restrict d2 = d1 + rows, *restrict d3 = d2 + rows;
+        for (int64_t i = 0; i < rows; i++) {
+            d0[i] = v0[i];
+            d1[i] = v1[i];
+            d2[i] = v2[i];
+            d3[i] = v3[i];
+        }
+    }
+    for (; q < m; q++) {
+        const float *restrict v = V + (int64_t)q * n + r0;
+        double *restrict d = dst + (int64_t)q * rows;
+        for (int64_t i = 0; i < rows; i++) d[i] = v[i];
     }
 }
 

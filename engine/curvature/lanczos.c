@@ -338,16 +338,16 @@ static void lz_unreduce(const lz_state *z, int m, int c, double *Zs, double *tmp
 
 /* V[:, 0..c) = V[:, 0..m) Z (Z m x c, col-major), in place: each block of LZ_ROWS rows is computed
  * into scratch from the same rows of all m columns (an f32 basis's rows converted to f64 first, so
- * that the sums are in double), then written back. Blocks run on the pool, LZ_GROUP at a time, each
- * in its own scratch slot. */
+ * that the sums are in double), then written back. The blocks are dealt out to one task per thread
+ * (task t takes blocks t, t + T, ...), each with its own scratch, which stays in its core's cache;
+ * a block's result does not depend on the task that computes it. */
 #define LZ_ROWS 512
-#define LZ_GROUP 16
 typedef struct {
     lz_state *z;
     int m, c;
     const double *Z;
-    double *scratch;   /* LZ_GROUP slots of LZ_ROWS x (c, and m for an f32 basis) */
-    int64_t b0;        /* the group's first block */
+    double *scratch;   /* per task: LZ_ROWS x (c, and m for an f32 basis) */
+    int64_t blocks, tasks;
     ls_dtype dt;       /* the Ritz vectors' dtype and data, or out NULL */
     void *out;
 } lz_rot_job;
@@ -364,36 +364,36 @@ static void lz_rotate_rows(void *vj, int64_t begin, int64_t end)
     const lz_rot_job *j = vj;
     const lz_state *z = j->z;
     int64_t n = z->n;
-    for (int64_t slot = begin; slot < end; slot++) {
-        int64_t r0 = (j->b0 + slot) * LZ_ROWS, rows = n - r0 < LZ_ROWS ? n - r0 : LZ_ROWS;
-        double *t = j->scratch + (size_t)slot * lz_rot_slot(z, j->m, j->c);
-        const double *src = (const double *)z->V + r0;
-        int64_t ld = n;
-        if (z->bt == LS_F32) {
-            double *x = t + (int64_t)LZ_ROWS * j->c;
-            for (int q = 0; q < j->m; q++)
+    for (int64_t task = begin; task < end; task++) {
+        double *t = j->scratch + (size_t)task * lz_rot_slot(z, j->m, j->c);
+        for (int64_t blk = task; blk < j->blocks; blk += j->tasks) {
+            int64_t r0 = blk * LZ_ROWS, rows = n - r0 < LZ_ROWS ? n - r0 : LZ_ROWS;
+            const double *src = (const double *)z->V + r0;
+            int64_t ld = n;
+            if (z->bt == LS_F32) {
+                double *x = t + (int64_t)LZ_ROWS * j->c;
+                curv_rows_to_f64(n, j->m, z->V, r0, rows, x);
+                src = x;
+                ld = rows;
+            }
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, j->c, j->m, 1.0, src,
+                        (int)ld, j->Z, j->m, 0.0, t, (int)rows);
+            if (!j->out && z->bt == LS_F64) {
+                for (int i = 0; i < j->c; i++)
+                    memcpy((double *)z->V + (int64_t)i * n + r0, t + (int64_t)i * rows,
+                           (size_t)rows * sizeof(double));
+            } else if (!j->out) {
+                for (int i = 0; i < j->c; i++)
+                    for (int64_t r = 0; r < rows; r++)
+                        ((float *)z->V)[(int64_t)i * n + r0 + r] = (float)t[(int64_t)i * rows + r];
+            } else {
                 for (int64_t i = 0; i < rows; i++)
-                    x[q * rows + i] = ((const float *)z->V)[(int64_t)q * n + r0 + i];
-            src = x;
-            ld = rows;
-        }
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, j->c, j->m, 1.0, src,
-                    (int)ld, j->Z, j->m, 0.0, t, (int)rows);
-        if (!j->out && z->bt == LS_F64) {
-            for (int i = 0; i < j->c; i++)
-                memcpy((double *)z->V + (int64_t)i * n + r0, t + (int64_t)i * rows,
-                       (size_t)rows * sizeof(double));
-        } else if (!j->out) {
-            for (int i = 0; i < j->c; i++)
-                for (int64_t r = 0; r < rows; r++)
-                    ((float *)z->V)[(int64_t)i * n + r0 + r] = (float)t[(int64_t)i * rows + r];
-        } else {
-            for (int64_t i = 0; i < rows; i++)
-                for (int c = 0; c < j->c; c++) {
-                    double y = t[(int64_t)c * rows + i];
-                    if (j->dt == LS_F64) ((double *)j->out)[(r0 + i) * j->c + c] = y;
-                    else ((float *)j->out)[(r0 + i) * j->c + c] = (float)y;
-                }
+                    for (int c = 0; c < j->c; c++) {
+                        double y = t[(int64_t)c * rows + i];
+                        if (j->dt == LS_F64) ((double *)j->out)[(r0 + i) * j->c + c] = y;
+                        else ((float *)j->out)[(r0 + i) * j->c + c] = (float)y;
+                    }
+            }
         }
     }
 }
@@ -401,12 +401,12 @@ static void lz_rotate_rows(void *vj, int64_t begin, int64_t end)
 /* V Z (Z m x c) into V's first c columns (out NULL) or into out (row-major n x c, dtype dt). */
 static ls_status lz_rotate(lz_state *z, int m, int c, const double *Z, ls_dtype dt, void *out)
 {
-    int64_t blocks = (z->n + LZ_ROWS - 1) / LZ_ROWS;
-    double *scratch = ls_malloc(LZ_GROUP * lz_rot_slot(z, m, c) * sizeof(double), "lanczos");
+    int64_t blocks = (z->n + LZ_ROWS - 1) / LZ_ROWS, tasks = ls_get_threads();
+    if (tasks > blocks) tasks = blocks;
+    double *scratch = ls_malloc((size_t)tasks * lz_rot_slot(z, m, c) * sizeof(double), "lanczos");
     if (!scratch) return ls_error_set(LS_ERR_MEM, "lanczos: out of memory for Ritz vectors");
-    lz_rot_job j = {z, m, c, Z, scratch, 0, dt, out};
-    for (j.b0 = 0; j.b0 < blocks; j.b0 += LZ_GROUP)
-        ls_parallel_for(blocks - j.b0 < LZ_GROUP ? blocks - j.b0 : LZ_GROUP, 1, lz_rotate_rows, &j);
+    lz_rot_job j = {z, m, c, Z, scratch, blocks, tasks, dt, out};
+    ls_parallel_for(tasks, 1, lz_rotate_rows, &j);
     ls_free(scratch);
     return LS_OK;
 }

@@ -224,6 +224,83 @@ static void test_lanczos_restart(void)
     ls_tensor_release(A);
 }
 
+/* An f32 operator's basis is stored in f32 (sums, T and its eigenproblem in f64). Against the exact
+ * spectrum of the f32 matrix (its entries in f64, dsyev) and against Lanczos on that same matrix as
+ * an f64 operator (f64 basis), with restarts, both ends and many pairs: every wanted value within its
+ * residual bound plus f32 rounding (1e-6 of the spectrum's scale) of the exact one, the f32 Ritz
+ * vectors' explicit residuals (in f64) at the tolerance, orthonormal to f32 accuracy, and at most two
+ * products more than the f64 basis needs. */
+static void test_lanczos_f32_basis(void)
+{
+    enum { N = 500 };
+    double lam[N], ev[N];
+    ls_rng r;
+    ls_rng_init(&r, 31);
+    ls_rng_normal(&r, LS_F64, lam, N, 0.0, 0.05);   /* a Hessian-like bulk near 0 */
+    for (int i = 0; i < 30; i++) lam[13 * i + 4] = 1.0 + 0.1 * i;   /* 30 outliers, gaps 0.1 */
+    static const double neg[] = {-0.5, -0.45, -0.42, -0.4};
+    for (int i = 0; i < 4; i++) lam[13 * i + 9] = neg[i];
+    ls_tensor *A = make_sym(N, lam, 32), *A32 = ls_tensor_cast(A, LS_F32);
+    ls_tensor *A32d = ls_tensor_cast(A32, LS_F64);   /* the f32 operator, exactly, in f64 */
+    double *a = malloc(sizeof(double) * N * N);
+    memcpy(a, ls_tensor_data(A32d), sizeof(double) * N * N);
+    CHECK(LAPACKE_dsyev(LAPACK_COL_MAJOR, 'N', 'U', N, a, N, ev) == 0);   /* ascending */
+    free(a);
+    double scale = fmax(fabs(ev[0]), fabs(ev[N - 1]));
+    ls_linop op32, op64;
+    CHECK(ls_linop_dense(&op32, A32) == LS_OK && ls_linop_dense(&op64, A32d) == LS_OK);
+    static const struct { int k, ncv; ls_eig_which which; double tol; } cases[] = {
+        {3, 0, LS_EIG_LARGEST, 1e-4},   {3, 0, LS_EIG_LARGEST, 1e-6},  {3, 10, LS_EIG_LARGEST, 1e-5},
+        {4, 12, LS_EIG_SMALLEST, 1e-5}, {6, 16, LS_EIG_BOTH, 1e-5},    {20, 0, LS_EIG_LARGEST, 1e-5},
+        {20, 45, LS_EIG_LARGEST, 1e-5}, {2, 0, LS_EIG_MAGNITUDE, 1e-5}};
+    int total32 = 0, total64 = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int k = cases[ci].k;
+        ls_lanczos_opts o = {.k = k, .which = cases[ci].which, .seed = 4, .tol = cases[ci].tol,
+                             .max_iter = 3000, .ncv = cases[ci].ncv, .want_vectors = true};
+        ls_eig_result r32, r64;
+        CHECK(ls_lanczos(&op32, &o, &r32) == LS_OK && ls_lanczos(&op64, &o, &r64) == LS_OK);
+        CHECK(r32.all_converged && r64.all_converged);
+        CHECK(r32.vectors && r32.vectors->dtype == LS_F32);
+        CHECK(r32.matvecs <= r64.matvecs + 2);
+        total32 += (int)r32.matvecs;
+        total64 += (int)r64.matvecs;
+        double worst = 0, worst64 = 0, wres = 0, worth = 0;
+        for (int c = 0; c < k; c++) {
+            double want;
+            if (cases[ci].which == LS_EIG_LARGEST || cases[ci].which == LS_EIG_MAGNITUDE)
+                want = ev[N - 1 - c];
+            else if (cases[ci].which == LS_EIG_SMALLEST) want = ev[c];
+            else want = c < (k + 1) / 2 ? ev[N - 1 - c] : ev[c - (k + 1) / 2];
+            double err = fabs(r32.values[c] - want);
+            CHECK(err <= r32.residuals[c] + 1e-6 * scale);
+            worst = fmax(worst, err / scale);
+            worst64 = fmax(worst64, fabs(r64.values[c] - want) / scale);
+            double res = eig_residual(A32d, &r32, c);
+            CHECK(res <= 2 * cases[ci].tol + 1e-6 * scale / fabs(r32.values[c]));
+            wres = fmax(wres, res);
+            for (int c2 = 0; c2 <= c; c2++) {   /* orthonormal to f32 accuracy */
+                double d = 0;
+                for (int64_t i = 0; i < N; i++)
+                    d += ls_tensor_get_flat(r32.vectors, i * k + c) *
+                         ls_tensor_get_flat(r32.vectors, i * k + c2);
+                worth = fmax(worth, fabs(d - (c == c2 ? 1.0 : 0.0)));
+            }
+        }
+        CHECK(worth < 1e-4);
+        printf("f32 basis: k = %2d %-8s ncv %2d tol %.0e: products %3d (f64 basis %3d), value error "
+               "%.1e (f64 basis %.1e) of max|lambda|, residual %.1e, orthonormality %.1e\n", k,
+               ls_eig_which_name(cases[ci].which), cases[ci].ncv, cases[ci].tol, (int)r32.matvecs,
+               (int)r64.matvecs, worst, worst64, wres, worth);
+        ls_eig_result_free(&r32);
+        ls_eig_result_free(&r64);
+    }
+    printf("f32 basis: %d products in all, f64 basis %d\n", total32, total64);
+    ls_tensor_release(A32d);
+    ls_tensor_release(A32);
+    ls_tensor_release(A);
+}
+
 /* Wanted eigenvalues at and next to zero: the convergence test's floor (tol times 1e-10 of the
  * largest |Ritz value|) decides, and it needs the extreme Ritz values, which the step's test
  * computes only then (dsterf): a floor taken from the wanted values alone would never let 0
@@ -583,11 +660,17 @@ static ls_status tridiag_matvec(void *ctx, const ls_tensor *v, ls_tensor *out)
 {
     (void)ctx;
     int64_t n = v->shape[0];
-    const double *x = ls_tensor_data((ls_tensor *)v);
-    double *y = ls_tensor_data(out);
-    for (int64_t i = 0; i < n; i++)
-        y[i] = (2.0 + (double)i / (double)n) * x[i] - (i > 0 ? x[i - 1] : 0.0) -
-               (i + 1 < n ? x[i + 1] : 0.0);
+    const void *x = ls_tensor_data((ls_tensor *)v);
+    void *y = ls_tensor_data(out);
+    bool f32 = v->dtype == LS_F32;
+#define X(i) (f32 ? (double)((const float *)x)[i] : ((const double *)x)[i])
+    for (int64_t i = 0; i < n; i++) {
+        double s = (2.0 + (double)i / (double)n) * X(i) - (i > 0 ? X(i - 1) : 0.0) -
+                   (i + 1 < n ? X(i + 1) : 0.0);
+        if (f32) ((float *)y)[i] = (float)s;
+        else ((double *)y)[i] = s;
+    }
+#undef X
     return LS_OK;
 }
 
@@ -721,6 +804,22 @@ static void test_thread_independence(void)
         ls_eig_result_free(&rr[th]);
         ls_slq_result_free(&q[th]);
     }
+    /* an f32 operator (f32 basis), with and without restarts */
+    ls_linop op32 = {.n = N, .dtype = LS_F32, .matvec = tridiag_matvec};
+    for (int ncv = 0; ncv <= 6; ncv += 6) {
+        for (int th = 0; th < 2; th++) {
+            ls_set_threads(th + 1);
+            ls_lanczos_opts o = {.k = 2, .which = LS_EIG_LARGEST, .tol = 1e-3, .seed = 3,
+                                 .max_iter = 40, .ncv = ncv, .want_vectors = true};
+            CHECK(ls_lanczos(&op32, &o, &r[th]) == LS_OK);
+        }
+        CHECK(r[0].iterations == r[1].iterations && r[0].vectors && r[1].vectors);
+        CHECK(memcmp(r[0].values, r[1].values, sizeof(double) * 2) == 0);
+        CHECK(memcmp(ls_tensor_data(r[0].vectors), ls_tensor_data(r[1].vectors),
+                     sizeof(float) * N * 2) == 0);
+        CHECK(r[0].values[0] > 4.0 && r[0].values[0] <= 5.0);
+        for (int th = 0; th < 2; th++) ls_eig_result_free(&r[th]);
+    }
 
     /* the kernels against plain loops (different summation order: agreement to rounding) */
     double *V = malloc(sizeof(double) * N * COLS), *x = malloc(sizeof(double) * N);
@@ -780,6 +879,7 @@ int main(void)
     test_lanczos();
     test_lanczos_vs_plain();
     test_lanczos_restart();
+    test_lanczos_f32_basis();
     test_lanczos_zero_eigenvalue();
     test_power();
     test_trace();
