@@ -1,5 +1,6 @@
-/* The f64 vector kernels of the estimators (curv_internal.h): dot products, norms, axpy, and the
- * two products with a basis that full reorthogonalisation needs, on the engine's pool.
+/* The vector kernels of the estimators (curv_internal.h), on the engine's pool: f64 dot products,
+ * norms, axpy and the two products with a basis that full reorthogonalisation needs; and the passes
+ * of Lanczos over its basis, stored in f64 or f32 (sums in double either way).
  *
  * ls_set_threads gives OpenBLAS one thread on CPUs where the engine has its own GEMM, so these
  * level-1/2 calls ran on one core, and Lanczos spent ~40 % of a 2-thread run in single-threaded reads
@@ -442,7 +443,8 @@ static void lz_dots_float(void *vj_, int64_t begin, int64_t end)
             const float *v[4];
             double o[4];
             for (int q = 0; q < 4; q++)   /* past the last column: the last again, not kept */
-                v[q] = (const float *)j->V + (int64_t)(k + q < j->cols ? k + q : j->cols - 1) * j->n + i0;
+                v[q] = (const float *)j->V +
+                       (int64_t)(k + q < j->cols ? k + q : j->cols - 1) * j->n + i0;
             lz_dots4((const float *)j->w + i0, v, len, o);
             for (int q = 0; q < 4 && k + q < j->cols; q++) out[k + q] = o[q];
         }

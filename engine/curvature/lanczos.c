@@ -214,10 +214,11 @@ static int ritz_pairs(ritz_work *rw, const double *alpha, const double *beta, in
  * (|<v_i, v_j>| <= sqrt(eps)) is what the Ritz values need to be as accurate as with a fully
  * orthogonal basis (Simon's theorem); the estimates overstate the true loss, so in practice a full
  * pass runs every few steps once a Ritz value has converged, and rarely before. A full pass costs a
- * read of the basis (0.95 MB a column for a 118k-parameter model): done every step, as before, that
- * was 1.2-2.7 ms a step against a 7.3 ms Hessian product. The rounding model is the operator's
- * (f32 products carry f32 errors: the estimates then aim at sqrt(2^-23) and the projected matrix
- * is as accurate as the products allow; with the f64 epsilon the true inner products of a
+ * read of the basis (0.95 MB a column in f64, 0.47 in f32, for a 118k-parameter model): done every
+ * step, as before, that was 1.2-2.7 ms a step against a 7.3 ms Hessian product. The rounding
+ * model is that of the operator's dtype (f32 products carry f32 errors, and an f32 basis as much:
+ * the estimates then aim at sqrt(2^-23) and the projected matrix is as accurate as the products
+ * allow; with the f64 epsilon the true inner products of a
  * 118k-parameter Hessian's basis reached 3.6e-7 while the estimates stayed below 1.5e-8).
  * Partial reorthogonalisation runs in the first cycle only. A thick restart's Ritz vectors satisfy
  * A y = theta y + s v only up to the reorthogonalisation coefficients that T does not record
@@ -228,11 +229,20 @@ static int ritz_pairs(ritz_work *rw, const double *alpha, const double *beta, in
  * the top-3 of the benchmark MLP's Hessian, 59 steps), reads the basis every few steps; later
  * cycles every step, at a bounded cost.
  *
- * The rest of a step is two fused passes over n doubles, where there were seven: the next vector
+ * The rest of a step is two fused passes over the vectors, where there were seven: the next vector
  * stays unnormalised until the step that uses it (the product of a linear operator scales), so
- * curv_lz_recur normalises v_j, forms w = A v_j - beta v_{j-1} and alpha = <v_j, w>, and
- * curv_lz_sub forms w -= alpha v_j, ||w|| and w's copy in the operator's dtype for the next
- * product. */
+ * curv_lz_recur normalises v_j and forms alpha = <v_j, A v_j - beta v_{j-1}>, and curv_lz_sub
+ * forms w = (A v_j - beta v_{j-1}) - alpha v_j again from the product (cheaper than storing and
+ * re-reading it), ||w|| and w's copy as the next product's input.
+ *
+ * The basis V is stored in the operator's dtype (f32 for an f32 operator, as ARPACK's ssaupd
+ * keeps it): the products see f32 vectors anyway, and the passes above and the full
+ * reorthogonalisations, which are bound by the memory, move half the bytes. Only the stored vectors
+ * are rounded: every pass loads them into doubles, sums in double and rounds what it stores; T, its
+ * Ritz pairs, the omega recurrence and the combinations V Z are f64. The recurrence's epsilon is
+ * the basis's (and the products'), so the semi-orthogonality level is the one Simon's theory gives
+ * for a basis held at that precision. An f64 operator runs exactly the arithmetic of the f64-only
+ * code this replaced. */
 
 typedef struct lz_state {
     int64_t n;
@@ -498,10 +508,10 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     }
     memcpy(vin, V, (size_t)n * es);
 
-    /* the rounding of one step as it enters the omega recurrence: the operator's precision (an
-     * f32 product carries errors of its own dtype, which dominate the f64 arithmetic here), and
-     * semi-orthogonality relative to it: the projected matrix is then as accurate as the products
-     * allow (Simon: T's error is of the order of omega^2 ||A||) */
+    /* the rounding of one step as it enters the omega recurrence: the precision of the operator's
+     * dtype, in which its products are computed and the basis is stored, and semi-orthogonality
+     * relative to it: the projected matrix is then as accurate as the products allow (Simon: T's
+     * error is of the order of omega^2 ||A||) */
     const double eps = op->dtype == LS_F32 ? 1.1920928955078125e-07 : 2.220446049250313e-16;
     const double reorth_at = sqrt(eps);
 
