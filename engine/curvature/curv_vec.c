@@ -255,7 +255,14 @@ static int64_t lz_first_bad(const void *raw, ls_dtype dt, int64_t i0, int64_t le
     }
 
 /* recur: v_j = u_j scale (in place, rounded to T); partial <v_j, w> with w = raw scale - bp vp
- * (not stored: sub forms it again); first non-finite of raw */
+ * (not stored: sub forms it again); first non-finite of raw. PREV: v_{j-1}'s entry, or 0. */
+#define LZ_RECUR_STEP(T, PREV)                                                                     \
+    {                                                                                              \
+        double yy = y[i + q], vv = (T)((double)v[i + q] * sc), ww = yy * sc - bp * (PREV);         \
+        v[i + q] = (T)vv;                                                                          \
+        s[q] += vv * ww;                                                                           \
+        nf[q] += yy * 0.0;                                                                         \
+    }
 #define LZ_RECUR(T)                                                                                \
     static void lz_recur_##T(void *vj_, int64_t begin, int64_t end)                                \
     {                                                                                              \
@@ -266,28 +273,22 @@ static int64_t lz_first_bad(const void *raw, ls_dtype dt, int64_t i0, int64_t le
             const T *restrict y = (const T *)j->raw + i0;                                          \
             const T *restrict p = j->vp ? (const T *)j->vp + i0 : NULL;                            \
             double sc = j->scale, bp = p ? j->bp : 0.0, s[LZ_LANES] = {0}, nf[LZ_LANES] = {0};     \
-            if (p)                                                                                 \
-                LZ_LOOP(len, {                                                                     \
-                    double yy = y[i + q], vv = (T)((double)v[i + q] * sc);                         \
-                    double ww = yy * sc - bp * (double)p[i + q];                                   \
-                    v[i + q] = (T)vv;                                                              \
-                    s[q] += vv * ww;                                                               \
-                    nf[q] += yy * 0.0;                                                             \
-                })                                                                                 \
-            else                                                                                   \
-                LZ_LOOP(len, {                                                                     \
-                    double yy = y[i + q], vv = (T)((double)v[i + q] * sc);                         \
-                    double ww = yy * sc - bp * 0.0;                                                \
-                    v[i + q] = (T)vv;                                                              \
-                    s[q] += vv * ww;                                                               \
-                    nf[q] += yy * 0.0;                                                             \
-                })                                                                                 \
+            if (p) LZ_LOOP(len, LZ_RECUR_STEP(T, (double)p[i + q]))                                \
+            else LZ_LOOP(len, LZ_RECUR_STEP(T, 0.0))                                               \
             j->partial[c] = lz_lanes_sum(s);                                                       \
             j->bad[c] = isnan(lz_lanes_sum(nf)) ? lz_first_bad(j->raw, j->dt, i0, len) : -1;       \
         }                                                                                          \
     }
 
-/* sub: w = (raw scale - bp vp) - a v_j, rounded to T into w and into out; partial ||w||^2 */
+/* sub: w = (raw scale - bp vp) - a v_j, rounded to T into w and, with STORE_OUT, into out; partial
+ * ||w||^2 */
+#define LZ_SUB_STEP(T, PREV, STORE_OUT)                                                            \
+    {                                                                                              \
+        double ww = (T)(((double)y[i + q] * sc - bp * (PREV)) - a * (double)v[i + q]);             \
+        w[i + q] = (T)ww;                                                                          \
+        STORE_OUT;                                                                                 \
+        s[q] += ww * ww;                                                                           \
+    }
 #define LZ_SUB(T)                                                                                  \
     static void lz_sub_##T(void *vj_, int64_t begin, int64_t end)                                  \
     {                                                                                              \
@@ -298,21 +299,8 @@ static int64_t lz_first_bad(const void *raw, ls_dtype dt, int64_t i0, int64_t le
             const T *restrict p = j->vp ? (const T *)j->vp + i0 : NULL;                            \
             T *restrict w = (T *)j->w + i0, *restrict o = j->out ? (T *)j->out + i0 : NULL;       \
             double sc = j->scale, bp = p ? j->bp : 0.0, a = j->a, s[LZ_LANES] = {0};               \
-            if (p && o)                                                                            \
-                LZ_LOOP(len, {                                                                     \
-                    double ww = (T)(((double)y[i + q] * sc - bp * (double)p[i + q]) -              \
-                                    a * (double)v[i + q]);                                         \
-                    w[i + q] = o[i + q] = (T)ww;                                                   \
-                    s[q] += ww * ww;                                                               \
-                })                                                                                 \
-            else                                                                                   \
-                LZ_LOOP(len, {                                                                     \
-                    double ww = (T)(((double)y[i + q] * sc - bp * (p ? (double)p[i + q] : 0.0)) -  \
-                                    a * (double)v[i + q]);                                         \
-                    w[i + q] = (T)ww;                                                              \
-                    if (o) o[i + q] = (T)ww;                                                       \
-                    s[q] += ww * ww;                                                               \
-                })                                                                                 \
+            if (p && o) LZ_LOOP(len, LZ_SUB_STEP(T, (double)p[i + q], o[i + q] = (T)ww))           \
+            else LZ_LOOP(len, LZ_SUB_STEP(T, p ? (double)p[i + q] : 0.0, if (o) o[i + q] = (T)ww)) \
             j->partial[c] = lz_lanes_sum(s);                                                       \
             j->bad[c] = -1;                                                                        \
         }                                                                                          \
