@@ -36,28 +36,39 @@ void curv_gemv_n_sub(int64_t n, int cols, const double *V, const double *h, doub
 void curv_to_dtype(int64_t n, const double *x, ls_dtype dt, void *out);
 int64_t curv_from_dtype(int64_t n, ls_dtype dt, const void *in, double *y);
 
-/* The two fused passes of a Lanczos step, each one read of its vectors (on the pool, partial sums
- * in chunk order: the same bits for any thread count). Column j holds u_j, the unnormalised
- * vector whose copy in the operator's dtype went through the matvec (raw: A u_j):
- *   recur: v_j = u_j scale in place (scale = 1 / ||u_j||), w = raw scale - bp vp (vp NULL: no
- *          second term), *alpha = <v_j, w>; returns the first non-finite index of raw, or -1;
- *   sub:   w -= a v_j (the next u), returns ||w||^2, and writes w into raw in dtype dt (the next
- *          matvec's input) when raw is not NULL. */
-int64_t curv_lz_recur(int64_t n, ls_dtype dt, const void *raw, double scale, double bp,
-                      const double *vp, double *vj, double *w, double *alpha);
-double curv_lz_sub(int64_t n, double a, const double *vj, double *w, ls_dtype dt, void *raw);
+/* The passes of Lanczos over its basis, stored in the dtype bt of the operator (f32 or f64); all
+ * arithmetic and sums in double, only what is stored rounded to bt. Each is one read of its vectors
+ * (on the pool, partial sums in chunk order: the same bits for any thread count). Column j holds
+ * u_j, the unnormalised vector that went through the matvec (raw: A u_j, in bt):
+ *   recur: v_j = u_j scale in place (scale = 1 / ||u_j||), *alpha = <v_j, raw scale - bp vp> (vp
+ *          NULL: no second term); returns the first non-finite index of raw, or -1;
+ *   sub:   w = (raw scale - bp vp) - a v_j (the next u, formed again rather than stored by recur),
+ *          written into w and, when out is not NULL, into out (the next matvec's input); returns
+ *          ||w||^2. */
+int64_t curv_lz_recur(int64_t n, ls_dtype bt, const void *raw, double scale, double bp,
+                      const void *vp, void *vj, double *alpha);
+double curv_lz_sub(int64_t n, ls_dtype bt, const void *raw, double scale, double bp, const void *vp,
+                   double a, const void *vj, void *w, void *out);
 
-/* w -= V h (V: `cols` contiguous columns of length n; cols 0: w unchanged), returning ||w||^2 and
- * writing w into raw in dtype dt when raw is not NULL: one pass. */
-double curv_sub_norm2(int64_t n, int cols, const double *V, const double *h, double *w, ls_dtype dt,
-                      void *raw);
+/* Rows r0 .. r0 + rows - 1 of the m f32 columns V (length n each) into dst, [m][rows] in f64. */
+void curv_rows_to_f64(int64_t n, int m, const float *V, int64_t r0, int64_t rows, double *dst);
+
+/* h = V^T x, V `cols` contiguous columns of length n and x, both in bt (f64: curv_gemv_t). */
+void curv_basis_dots(int64_t n, ls_dtype bt, int cols, const void *V, const void *x, double *h);
+
+/* w -= V h (V and w in bt; the columns idx[0..cols) of V, or 0..cols when idx is NULL; idx must
+ * be NULL for f64; cols 0: w unchanged), returning ||w||^2 and writing w into raw (in bt) when raw
+ * is not NULL: one pass. */
+double curv_sub_norm2(int64_t n, ls_dtype bt, int cols, const void *V, const int *idx,
+                      const double *h, void *w, void *raw);
 
 /* w -= V (V^T w), repeated once when the DGKS test asks for it (classical Gram-Schmidt, "twice is
- * enough"); V holds `cols` contiguous columns of length n; h is scratch of length cols. norm is
- * ||w|| when the caller knows it (< 0: computed here). Returns the new ||w||, and writes w into raw
- * in dtype dt when raw is not NULL (the next product's input). */
-double curv_orthogonalise(int64_t n, int cols, const double *V, double *w, double *h, double norm,
-                          ls_dtype dt, void *raw);
+ * enough"); V holds `cols` contiguous columns of length n, V and w in bt; h is scratch of length
+ * cols and idx (f32 only; NULL for f64) of length cols. norm is ||w|| when the caller knows it (< 0:
+ * computed here). Returns the new ||w||, and writes w into raw (in bt) when raw is not NULL (the
+ * next product's input). */
+double curv_orthogonalise(int64_t n, ls_dtype bt, int cols, const void *V, void *w, double *h,
+                          int *idx, double norm, void *raw);
 
 /* One Lanczos step on the basis V (column j is v_j, unit norm): w = A v_j - beta_{j-1} v_{j-1},
  * alpha_j = <v_j, w>, w -= alpha_j v_j, full reorthogonalisation against v_0..v_j, *beta = ||w||.

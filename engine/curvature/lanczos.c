@@ -214,10 +214,11 @@ static int ritz_pairs(ritz_work *rw, const double *alpha, const double *beta, in
  * (|<v_i, v_j>| <= sqrt(eps)) is what the Ritz values need to be as accurate as with a fully
  * orthogonal basis (Simon's theorem); the estimates overstate the true loss, so in practice a full
  * pass runs every few steps once a Ritz value has converged, and rarely before. A full pass costs a
- * read of the basis (0.95 MB a column for a 118k-parameter model): done every step, as before, that
- * was 1.2-2.7 ms a step against a 7.3 ms Hessian product. The rounding model is the operator's
- * (f32 products carry f32 errors: the estimates then aim at sqrt(2^-23) and the projected matrix
- * is as accurate as the products allow; with the f64 epsilon the true inner products of a
+ * read of the basis (0.95 MB a column in f64, 0.47 in f32, for a 118k-parameter model): done every
+ * step, as before, that was 1.2-2.7 ms a step against a 7.3 ms Hessian product. The rounding
+ * model is that of the operator's dtype (f32 products carry f32 errors, and an f32 basis as much:
+ * the estimates then aim at sqrt(2^-23) and the projected matrix is as accurate as the products
+ * allow; with the f64 epsilon the true inner products of a
  * 118k-parameter Hessian's basis reached 3.6e-7 while the estimates stayed below 1.5e-8).
  * Partial reorthogonalisation runs in the first cycle only. A thick restart's Ritz vectors satisfy
  * A y = theta y + s v only up to the reorthogonalisation coefficients that T does not record
@@ -228,16 +229,27 @@ static int ritz_pairs(ritz_work *rw, const double *alpha, const double *beta, in
  * the top-3 of the benchmark MLP's Hessian, 59 steps), reads the basis every few steps; later
  * cycles every step, at a bounded cost.
  *
- * The rest of a step is two fused passes over n doubles, where there were seven: the next vector
+ * The rest of a step is two fused passes over the vectors, where there were seven: the next vector
  * stays unnormalised until the step that uses it (the product of a linear operator scales), so
- * curv_lz_recur normalises v_j, forms w = A v_j - beta v_{j-1} and alpha = <v_j, w>, and
- * curv_lz_sub forms w -= alpha v_j, ||w|| and w's copy in the operator's dtype for the next
- * product. */
+ * curv_lz_recur normalises v_j and forms alpha = <v_j, A v_j - beta v_{j-1}>, and curv_lz_sub
+ * forms w = (A v_j - beta v_{j-1}) - alpha v_j again from the product (cheaper than storing and
+ * re-reading it), ||w|| and w's copy as the next product's input.
+ *
+ * The basis V is stored in the operator's dtype (f32 for an f32 operator, as ARPACK's ssaupd
+ * keeps it): the products see f32 vectors anyway, and the passes above and the full
+ * reorthogonalisations, which are bound by the memory, move half the bytes. Only the stored vectors
+ * are rounded: every pass loads them into doubles, sums in double and rounds what it stores; T, its
+ * Ritz pairs, the omega recurrence and the combinations V Z are f64. The recurrence's epsilon is
+ * the basis's (and the products'), so the semi-orthogonality level is the one Simon's theory gives
+ * for a basis held at that precision. An f64 operator runs exactly the arithmetic of the f64-only
+ * code this replaced. */
 
 typedef struct lz_state {
     int64_t n;
     int ncv, l;             /* basis capacity; kept Ritz vectors (0 before the first restart) */
-    double *V;              /* [ncv + 1][n] */
+    ls_dtype bt;            /* the basis's dtype: the operator's */
+    size_t es;              /* its element size */
+    void *V;                /* [ncv + 1][n] in bt */
     double *theta, *s;      /* [ncv]: kept values and their couplings to column l */
     double *alpha, *beta;   /* [ncv + 1]: the tridiagonal part (index j >= l) */
     double *d, *e;          /* [ncv + 1]: the reduced tridiagonal matrix of the current cycle */
@@ -262,14 +274,16 @@ static void lz_free(lz_state *z)
     memset(z, 0, sizeof *z);
 }
 
-static bool lz_alloc(lz_state *z, int64_t n, int ncv)
+static bool lz_alloc(lz_state *z, int64_t n, int ncv, ls_dtype bt)
 {
     memset(z, 0, sizeof *z);
     z->n = n;
     z->ncv = ncv;
+    z->bt = bt;
+    z->es = ls_dtype_size(bt);
     size_t c = (size_t)ncv + 2;
     /* the basis from the engine's allocator: huge pages for large blocks, and reused between calls */
-    z->V = ls_malloc((size_t)(ncv + 1) * (size_t)n * sizeof(double), "lanczos: Krylov basis");
+    z->V = ls_malloc((size_t)(ncv + 1) * (size_t)n * z->es, "lanczos: Krylov basis");
     z->theta = ls_malloc(c * sizeof(double), "lanczos");
     z->s = ls_malloc(c * sizeof(double), "lanczos");
     z->alpha = ls_malloc(c * sizeof(double), "lanczos");
@@ -333,54 +347,76 @@ static void lz_unreduce(const lz_state *z, int m, int c, double *Zs, double *tmp
 }
 
 /* V[:, 0..c) = V[:, 0..m) Z (Z m x c, col-major), in place: each block of LZ_ROWS rows is computed
- * into scratch from the same rows of all m columns, then written back. Blocks run on the pool, 64
- * at a time, each in its own scratch slot. */
+ * into scratch from the same rows of all m columns (an f32 basis's rows converted to f64 first, so
+ * that the sums are in double), then written back. The blocks are dealt out to one task per thread
+ * (task t takes blocks t, t + T, ...), each with its own scratch, which stays in its core's cache;
+ * a block's result does not depend on the task that computes it. */
 #define LZ_ROWS 512
 typedef struct {
     lz_state *z;
     int m, c;
     const double *Z;
-    double *scratch;   /* 64 slots of LZ_ROWS x c */
-    int64_t b0;        /* the group's first block */
+    double *scratch;   /* per task: LZ_ROWS x (c, and m for an f32 basis) */
+    int64_t blocks, tasks;
     ls_dtype dt;       /* the Ritz vectors' dtype and data, or out NULL */
     void *out;
 } lz_rot_job;
+
+static size_t lz_rot_slot(const lz_state *z, int m, int c)
+{
+    return (size_t)LZ_ROWS * (size_t)(c + (z->bt == LS_F64 ? 0 : m));
+}
 
 /* Each block: into V's first c columns (out NULL), or into the rows of the row-major [n x c]
  * tensor data `out` of dtype dt (the Ritz vectors). */
 static void lz_rotate_rows(void *vj, int64_t begin, int64_t end)
 {
     const lz_rot_job *j = vj;
-    int64_t n = j->z->n;
-    for (int64_t slot = begin; slot < end; slot++) {
-        int64_t r0 = (j->b0 + slot) * LZ_ROWS, rows = n - r0 < LZ_ROWS ? n - r0 : LZ_ROWS;
-        double *t = j->scratch + slot * LZ_ROWS * j->c;
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, j->c, j->m, 1.0,
-                    j->z->V + r0, (int)n, j->Z, j->m, 0.0, t, (int)rows);
-        if (!j->out) {
-            for (int i = 0; i < j->c; i++)
-                memcpy(j->z->V + (int64_t)i * n + r0, t + (int64_t)i * rows,
-                       (size_t)rows * sizeof(double));
-            continue;
-        }
-        for (int64_t i = 0; i < rows; i++)
-            for (int c = 0; c < j->c; c++) {
-                double y = t[(int64_t)c * rows + i];
-                if (j->dt == LS_F64) ((double *)j->out)[(r0 + i) * j->c + c] = y;
-                else ((float *)j->out)[(r0 + i) * j->c + c] = (float)y;
+    const lz_state *z = j->z;
+    int64_t n = z->n;
+    for (int64_t task = begin; task < end; task++) {
+        double *t = j->scratch + (size_t)task * lz_rot_slot(z, j->m, j->c);
+        for (int64_t blk = task; blk < j->blocks; blk += j->tasks) {
+            int64_t r0 = blk * LZ_ROWS, rows = n - r0 < LZ_ROWS ? n - r0 : LZ_ROWS;
+            const double *src = (const double *)z->V + r0;
+            int64_t ld = n;
+            if (z->bt == LS_F32) {
+                double *x = t + (int64_t)LZ_ROWS * j->c;
+                curv_rows_to_f64(n, j->m, z->V, r0, rows, x);
+                src = x;
+                ld = rows;
             }
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, j->c, j->m, 1.0, src,
+                        (int)ld, j->Z, j->m, 0.0, t, (int)rows);
+            if (!j->out && z->bt == LS_F64) {
+                for (int i = 0; i < j->c; i++)
+                    memcpy((double *)z->V + (int64_t)i * n + r0, t + (int64_t)i * rows,
+                           (size_t)rows * sizeof(double));
+            } else if (!j->out) {
+                for (int i = 0; i < j->c; i++)
+                    for (int64_t r = 0; r < rows; r++)
+                        ((float *)z->V)[(int64_t)i * n + r0 + r] = (float)t[(int64_t)i * rows + r];
+            } else {
+                for (int64_t i = 0; i < rows; i++)
+                    for (int c = 0; c < j->c; c++) {
+                        double y = t[(int64_t)c * rows + i];
+                        if (j->dt == LS_F64) ((double *)j->out)[(r0 + i) * j->c + c] = y;
+                        else ((float *)j->out)[(r0 + i) * j->c + c] = (float)y;
+                    }
+            }
+        }
     }
 }
 
 /* V Z (Z m x c) into V's first c columns (out NULL) or into out (row-major n x c, dtype dt). */
 static ls_status lz_rotate(lz_state *z, int m, int c, const double *Z, ls_dtype dt, void *out)
 {
-    int64_t blocks = (z->n + LZ_ROWS - 1) / LZ_ROWS;
-    double *scratch = ls_malloc((size_t)64 * LZ_ROWS * (size_t)c * sizeof(double), "lanczos");
+    int64_t blocks = (z->n + LZ_ROWS - 1) / LZ_ROWS, tasks = ls_get_threads();
+    if (tasks > blocks) tasks = blocks;
+    double *scratch = ls_malloc((size_t)tasks * lz_rot_slot(z, m, c) * sizeof(double), "lanczos");
     if (!scratch) return ls_error_set(LS_ERR_MEM, "lanczos: out of memory for Ritz vectors");
-    lz_rot_job j = {z, m, c, Z, scratch, 0, dt, out};
-    for (j.b0 = 0; j.b0 < blocks; j.b0 += 64)
-        ls_parallel_for(blocks - j.b0 < 64 ? blocks - j.b0 : 64, 1, lz_rotate_rows, &j);
+    lz_rot_job j = {z, m, c, Z, scratch, blocks, tasks, dt, out};
+    ls_parallel_for(tasks, 1, lz_rotate_rows, &j);
     ls_free(scratch);
     return LS_OK;
 }
@@ -433,37 +469,49 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     if ((st = curv_mv_init(&mv, op, who))) return st;
     lz_state z;
     double *Zs = NULL, *Zr = NULL, *h = NULL, *tmp = NULL, *rv = NULL;
+    int *idx = NULL;
     ritz_work rw = {0};
     ls_rng rng;
     ls_rng_init(&rng, opts->seed);
-    bool have = lz_alloc(&z, n, (int)ncv);
+    const ls_dtype bt = op->dtype;   /* the basis's dtype */
+    const size_t es = ls_dtype_size(bt);
+    bool have = lz_alloc(&z, n, (int)ncv, bt);
     if ((st = curv_eig_alloc(out, k, who))) goto done;
     Zs = ls_malloc((size_t)(ncv + 1) * (size_t)ncv * sizeof(double), "lanczos");
     Zr = ls_malloc((size_t)ncv * sizeof(double), "lanczos");
     rv = ls_malloc((size_t)ncv * sizeof(double), "lanczos");
     h = ls_malloc((size_t)(ncv + 1) * sizeof(double), "lanczos");
     tmp = ls_malloc((size_t)(ncv + 1) * sizeof(double), "lanczos");
-    if (!have || !ritz_work_init(&rw, (int)ncv + 1, (int)ncv) || !Zs || !Zr || !rv || !h || !tmp) {
+    idx = ls_malloc((size_t)(ncv + 1) * sizeof(int), "lanczos");
+    if (!have || !ritz_work_init(&rw, (int)ncv + 1, (int)ncv) || !Zs || !Zr || !rv || !h || !tmp ||
+        !idx) {
         st = ls_error_set(LS_ERR_MEM, "lanczos: out of memory (n = %lld, ncv = %lld)", (long long)n,
                           (long long)ncv);
         goto done;
     }
 
     /* start vector */
-    double *V = z.V;
-    if (opts->v0) memcpy(V, opts->v0, (size_t)n * sizeof(double));
-    else ls_rng_rademacher(&rng, LS_F64, V, n);
-    double unorm = curv_nrm2(n, V);   /* the norm of u_j, the column the next step applies */
+    void *V = z.V, *vin = ls_tensor_data(mv.vin);
+#define LZ_COL(j) ((void *)((char *)V + (size_t)(j) * (size_t)n * es))
+    if (opts->v0) curv_to_dtype(n, opts->v0, bt, V);
+    else ls_rng_rademacher(&rng, bt, V, n);
+    double unorm;   /* the norm of u_j, the column the next step applies */
+    if (bt == LS_F64) {
+        unorm = curv_nrm2(n, V);
+    } else {
+        curv_basis_dots(n, bt, 1, V, V, &unorm);
+        unorm = sqrt(unorm);
+    }
     if (!(unorm > 0) || !isfinite(unorm)) {
         st = ls_error_set(LS_ERR_ARG, "lanczos: start vector is zero or not finite");
         goto done;
     }
-    curv_to_dtype(n, V, op->dtype, ls_tensor_data(mv.vin));
+    memcpy(vin, V, (size_t)n * es);
 
-    /* the rounding of one step as it enters the omega recurrence: the operator's precision (an
-     * f32 product carries errors of its own dtype, which dominate the f64 arithmetic here), and
-     * semi-orthogonality relative to it: the projected matrix is then as accurate as the products
-     * allow (Simon: T's error is of the order of omega^2 ||A||) */
+    /* the rounding of one step as it enters the omega recurrence: the precision of the operator's
+     * dtype, in which its products are computed and the basis is stored, and semi-orthogonality
+     * relative to it: the projected matrix is then as accurate as the products allow (Simon: T's
+     * error is of the order of omega^2 ||A||) */
     const double eps = op->dtype == LS_F32 ? 1.1920928955078125e-07 : 2.220446049250313e-16;
     const double reorth_at = sqrt(eps);
 
@@ -474,17 +522,17 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
     z.om[0][0] = 1.0;   /* row 0 */
     for (;;) {
         int j = m - 1, l = z.l;
-        double *vj = V + (int64_t)j * n, *w = V + (int64_t)(j + 1) * n;
+        void *vj = LZ_COL(j), *w = LZ_COL(j + 1), *vp = j > l ? LZ_COL(j - 1) : NULL;
         if ((st = curv_mv_call(&mv))) goto done;
         steps++;
         double a, bp = j > l ? z.beta[j - 1] : 0.0;
-        int64_t bad = curv_lz_recur(n, op->dtype, ls_tensor_data(mv.vout), 1.0 / unorm, bp,
-                                    j > l ? vj - n : NULL, vj, w, &a);
+        const void *y = ls_tensor_data(mv.vout);
+        int64_t bad = curv_lz_recur(n, bt, y, 1.0 / unorm, bp, vp, vj, &a);
         if (bad >= 0) {
             st = curv_mv_nonfinite(&mv, bad);
             goto done;
         }
-        double b = sqrt(curv_lz_sub(n, a, vj, w, op->dtype, ls_tensor_data(mv.vin)));
+        double b = sqrt(curv_lz_sub(n, bt, y, 1.0 / unorm, bp, vp, a, vj, w, vin));
         z.alpha[j] = a;
         anorm = fmax(anorm, fabs(a) + b + bp);
         double *on = z.omn;
@@ -496,7 +544,7 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
         if (full) {
             /* against every column; at a cycle's first step this also removes the arrowhead's
              * components s_i y_i */
-            b = curv_orthogonalise(n, j + 1, V, w, h, b, op->dtype, ls_tensor_data(mv.vin));
+            b = curv_orthogonalise(n, bt, j + 1, V, w, h, idx, b, vin);
             for (int q = 0; q <= j; q++) on[q] = eps;
             force = force > 0 ? force - 1 : (j == l ? 0 : 1);
         }
@@ -537,9 +585,9 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
             /* invariant subspace: continue with a fresh random direction orthogonal to the basis */
             double nb = 0;
             for (int tries = 0; tries < 3 && !(nb > 1e-8); tries++) {
-                ls_rng_rademacher(&rng, LS_F64, w, n);
+                ls_rng_rademacher(&rng, bt, w, n);
                 double n0 = sqrt((double)n);   /* a Rademacher vector's norm */
-                b = curv_orthogonalise(n, j + 1, V, w, h, n0, op->dtype, ls_tensor_data(mv.vin));
+                b = curv_orthogonalise(n, bt, j + 1, V, w, h, idx, n0, vin);
                 nb = b / n0;
             }
             if (!(nb > 1e-8)) break;   /* the space is exhausted: cannot happen for m < n */
@@ -569,9 +617,9 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
             z.s[i] = blast * Zs[(int64_t)i * mm + (mm - 1)];
         }
         if ((st = lz_rotate(&z, mm, lk, Zs, op->dtype, NULL))) goto done;
-        double *vl = V + (int64_t)lk * n;
-        memcpy(vl, V + (int64_t)mm * n, (size_t)n * sizeof(double));
-        unorm = curv_orthogonalise(n, lk, V, vl, h, -1.0, op->dtype, ls_tensor_data(mv.vin));
+        void *vl = LZ_COL(lk);
+        memcpy(vl, LZ_COL(mm), (size_t)n * es);
+        unorm = curv_orthogonalise(n, bt, lk, V, vl, h, idx, -1.0, vin);
         z.l = lk;
         m = lk + 1;
         double *row = z.om[lk % 2];
@@ -607,7 +655,9 @@ done:
     ls_free(rv);
     ls_free(h);
     ls_free(tmp);
+    ls_free(idx);
     ritz_work_free(&rw);
     curv_mv_free(&mv);
     return st;
+#undef LZ_COL
 }

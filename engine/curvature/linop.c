@@ -122,24 +122,43 @@ ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y)
  * rounding-level already, and leaving them changes w by less than its own rounding would (the next
  * step's pass sees and removes anything that grows). Usually only the last few columns qualify, so
  * the second read of the basis, which a full subtraction needs, is saved: these reads were a third of
- * a Lanczos step on a 10^5-parameter model, memory-bound. */
+ * a Lanczos step on a 10^5-parameter model, memory-bound. The level is relative to the stored
+ * basis's rounding: 1e-14 for f64; for an f32 basis, whose entries are rounded at 6e-8 relative
+ * anyway, 1e-7. */
 #define CURV_ORTH_SKIP 1e-14
+#define CURV_ORTH_SKIP_F32 1e-7
 
-double curv_orthogonalise(int64_t n, int cols, const double *V, double *w, double *h, double norm,
-                          ls_dtype dt, void *raw)
+double curv_orthogonalise(int64_t n, ls_dtype bt, int cols, const void *V, void *w, double *h,
+                          int *idx, double norm, void *raw)
 {
-    double before = norm >= 0 ? norm : curv_nrm2(n, w), after = before;
+    double skip = bt == LS_F64 ? CURV_ORTH_SKIP : CURV_ORTH_SKIP_F32;
+    double before = norm, after;
+    if (!(before >= 0) && bt == LS_F64) {
+        before = curv_nrm2(n, w);
+    } else if (!(before >= 0)) {
+        curv_basis_dots(n, bt, 1, w, w, &before);
+        before = sqrt(before);
+    }
+    after = before;
     for (int pass = 0; pass < 2; pass++) {
-        curv_gemv_t(n, cols, V, w, h);
+        curv_basis_dots(n, bt, cols, V, w, h);
         int big = 0;
-        for (int i = 0; i < cols; i++) big += fabs(h[i]) > CURV_ORTH_SKIP * before;
+        for (int i = 0; i < cols; i++) big += fabs(h[i]) > skip * before;
         if (3 * big > cols) {   /* many: one pass over the basis, with the norm and the copy */
-            after = sqrt(curv_sub_norm2(n, cols, V, h, w, dt, raw));
-        } else {
+            after = sqrt(curv_sub_norm2(n, bt, cols, V, NULL, h, w, raw));
+        } else if (bt == LS_F64) {
             for (int i = 0; i < cols; i++)
-                if (fabs(h[i]) > CURV_ORTH_SKIP * before)
-                    curv_axpy(n, -h[i], V + (int64_t)i * n, w);
-            after = sqrt(curv_sub_norm2(n, 0, NULL, NULL, w, dt, raw));
+                if (fabs(h[i]) > skip * before)
+                    curv_axpy(n, -h[i], (const double *)V + (int64_t)i * n, w);
+            after = sqrt(curv_sub_norm2(n, bt, 0, NULL, NULL, NULL, w, raw));
+        } else {   /* the few columns in one pass, rounded once */
+            int c = 0;
+            for (int i = 0; i < cols; i++)
+                if (fabs(h[i]) > skip * before) {
+                    idx[c] = i;
+                    h[c++] = h[i];
+                }
+            after = sqrt(curv_sub_norm2(n, bt, c, V, idx, h, w, raw));
         }
         if (after > 0.7071067811865476 * before) break;
         before = after;
@@ -158,7 +177,7 @@ ls_status curv_lanczos_step(curv_mv *mv, double *V, int j, double beta_prev, dou
     double a = curv_dot(n, vj, w);
     curv_axpy(n, -a, vj, w);
     *alpha = a;
-    *beta = curv_orthogonalise(n, j + 1, V, w, h, -1.0, mv->op->dtype, NULL);
+    *beta = curv_orthogonalise(n, LS_F64, j + 1, V, w, h, NULL, -1.0, NULL);
     return LS_OK;
 }
 

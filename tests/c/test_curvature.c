@@ -224,6 +224,83 @@ static void test_lanczos_restart(void)
     ls_tensor_release(A);
 }
 
+/* An f32 operator's basis is stored in f32 (sums, T and its eigenproblem in f64). Against the exact
+ * spectrum of the f32 matrix (its entries in f64, dsyev) and against Lanczos on that same matrix as
+ * an f64 operator (f64 basis), with restarts, both ends and many pairs: every wanted value within its
+ * residual bound plus f32 rounding (1e-6 of the spectrum's scale) of the exact one, the f32 Ritz
+ * vectors' explicit residuals (in f64) at the tolerance, orthonormal to f32 accuracy, and at most two
+ * products more than the f64 basis needs. */
+static void test_lanczos_f32_basis(void)
+{
+    enum { N = 500 };
+    double lam[N], ev[N];
+    ls_rng r;
+    ls_rng_init(&r, 31);
+    ls_rng_normal(&r, LS_F64, lam, N, 0.0, 0.05);   /* a Hessian-like bulk near 0 */
+    for (int i = 0; i < 30; i++) lam[13 * i + 4] = 1.0 + 0.1 * i;   /* 30 outliers, gaps 0.1 */
+    static const double neg[] = {-0.5, -0.45, -0.42, -0.4};
+    for (int i = 0; i < 4; i++) lam[13 * i + 9] = neg[i];
+    ls_tensor *A = make_sym(N, lam, 32), *A32 = ls_tensor_cast(A, LS_F32);
+    ls_tensor *A32d = ls_tensor_cast(A32, LS_F64);   /* the f32 operator, exactly, in f64 */
+    double *a = malloc(sizeof(double) * N * N);
+    memcpy(a, ls_tensor_data(A32d), sizeof(double) * N * N);
+    CHECK(LAPACKE_dsyev(LAPACK_COL_MAJOR, 'N', 'U', N, a, N, ev) == 0);   /* ascending */
+    free(a);
+    double scale = fmax(fabs(ev[0]), fabs(ev[N - 1]));
+    ls_linop op32, op64;
+    CHECK(ls_linop_dense(&op32, A32) == LS_OK && ls_linop_dense(&op64, A32d) == LS_OK);
+    static const struct { int k, ncv; ls_eig_which which; double tol; } cases[] = {
+        {3, 0, LS_EIG_LARGEST, 1e-4},   {3, 0, LS_EIG_LARGEST, 1e-6},  {3, 10, LS_EIG_LARGEST, 1e-5},
+        {4, 12, LS_EIG_SMALLEST, 1e-5}, {6, 16, LS_EIG_BOTH, 1e-5},    {20, 0, LS_EIG_LARGEST, 1e-5},
+        {20, 45, LS_EIG_LARGEST, 1e-5}, {2, 0, LS_EIG_MAGNITUDE, 1e-5}};
+    int total32 = 0, total64 = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int k = cases[ci].k;
+        ls_lanczos_opts o = {.k = k, .which = cases[ci].which, .seed = 4, .tol = cases[ci].tol,
+                             .max_iter = 3000, .ncv = cases[ci].ncv, .want_vectors = true};
+        ls_eig_result r32, r64;
+        CHECK(ls_lanczos(&op32, &o, &r32) == LS_OK && ls_lanczos(&op64, &o, &r64) == LS_OK);
+        CHECK(r32.all_converged && r64.all_converged);
+        CHECK(r32.vectors && r32.vectors->dtype == LS_F32);
+        CHECK(r32.matvecs <= r64.matvecs + 2);
+        total32 += (int)r32.matvecs;
+        total64 += (int)r64.matvecs;
+        double worst = 0, worst64 = 0, wres = 0, worth = 0;
+        for (int c = 0; c < k; c++) {
+            double want;
+            if (cases[ci].which == LS_EIG_LARGEST || cases[ci].which == LS_EIG_MAGNITUDE)
+                want = ev[N - 1 - c];
+            else if (cases[ci].which == LS_EIG_SMALLEST) want = ev[c];
+            else want = c < (k + 1) / 2 ? ev[N - 1 - c] : ev[c - (k + 1) / 2];
+            double err = fabs(r32.values[c] - want);
+            CHECK(err <= r32.residuals[c] + 1e-6 * scale);
+            worst = fmax(worst, err / scale);
+            worst64 = fmax(worst64, fabs(r64.values[c] - want) / scale);
+            double res = eig_residual(A32d, &r32, c);
+            CHECK(res <= 2 * cases[ci].tol + 1e-6 * scale / fabs(r32.values[c]));
+            wres = fmax(wres, res);
+            for (int c2 = 0; c2 <= c; c2++) {   /* orthonormal to f32 accuracy */
+                double d = 0;
+                for (int64_t i = 0; i < N; i++)
+                    d += ls_tensor_get_flat(r32.vectors, i * k + c) *
+                         ls_tensor_get_flat(r32.vectors, i * k + c2);
+                worth = fmax(worth, fabs(d - (c == c2 ? 1.0 : 0.0)));
+            }
+        }
+        CHECK(worth < 1e-4);
+        printf("f32 basis: k = %2d %-8s ncv %2d tol %.0e: products %3d (f64 basis %3d), value error "
+               "%.1e (f64 basis %.1e) of max|lambda|, residual %.1e, orthonormality %.1e\n", k,
+               ls_eig_which_name(cases[ci].which), cases[ci].ncv, cases[ci].tol, (int)r32.matvecs,
+               (int)r64.matvecs, worst, worst64, wres, worth);
+        ls_eig_result_free(&r32);
+        ls_eig_result_free(&r64);
+    }
+    printf("f32 basis: %d products in all, f64 basis %d\n", total32, total64);
+    ls_tensor_release(A32d);
+    ls_tensor_release(A32);
+    ls_tensor_release(A);
+}
+
 /* Wanted eigenvalues at and next to zero: the convergence test's floor (tol times 1e-10 of the
  * largest |Ritz value|) decides, and it needs the extreme Ritz values, which the step's test
  * computes only then (dsterf): a floor taken from the wanted values alone would never let 0
@@ -583,12 +660,110 @@ static ls_status tridiag_matvec(void *ctx, const ls_tensor *v, ls_tensor *out)
 {
     (void)ctx;
     int64_t n = v->shape[0];
-    const double *x = ls_tensor_data((ls_tensor *)v);
-    double *y = ls_tensor_data(out);
-    for (int64_t i = 0; i < n; i++)
-        y[i] = (2.0 + (double)i / (double)n) * x[i] - (i > 0 ? x[i - 1] : 0.0) -
-               (i + 1 < n ? x[i + 1] : 0.0);
+    const void *x = ls_tensor_data((ls_tensor *)v);
+    void *y = ls_tensor_data(out);
+    bool f32 = v->dtype == LS_F32;
+#define X(i) (f32 ? (double)((const float *)x)[i] : ((const double *)x)[i])
+    for (int64_t i = 0; i < n; i++) {
+        double s = (2.0 + (double)i / (double)n) * X(i) - (i > 0 ? X(i - 1) : 0.0) -
+                   (i + 1 < n ? X(i + 1) : 0.0);
+        if (f32) ((float *)y)[i] = (float)s;
+        else ((double *)y)[i] = s;
+    }
+#undef X
     return LS_OK;
+}
+
+/* The basis passes of curv_internal.h in basis dtype bt against plain loops in double: V (COLS
+ * columns of length N), y (a vector) and hr (coefficients) in f64, rounded to bt here. */
+static void test_lz_passes(ls_dtype bt, int64_t N, int COLS, const double *V64, const double *y,
+                           const double *hr)
+{
+    size_t es = ls_dtype_size(bt);
+    bool f32 = bt == LS_F32;
+#define LD(p, i) (f32 ? (double)((const float *)(p))[i] : ((const double *)(p))[i])
+#define ST(p, i, x) (f32 ? (void)(((float *)(p))[i] = (float)(x)) : (void)(((double *)(p))[i] = (x)))
+    void *V = malloc(es * N * COLS), *raw = malloc(es * N), *u = malloc(es * N);
+    void *w = malloc(es * N), *out = malloc(es * N), *w0 = malloc(es * N);
+    for (int64_t i = 0; i < N * COLS; i++) ST(V, i, V64[i]);
+    for (int64_t i = 0; i < N; i++) {
+        ST(raw, i, check_uniform() - 0.5);
+        ST(u, i, LD(V, N + i));
+        ST(w0, i, y[i]);
+    }
+    double alpha = 0;
+    CHECK(curv_lz_recur(N, bt, raw, 0.25, 0.5, V, u, &alpha) == -1);
+    long double ad = 0, nd = 0;
+    double wmax = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double vv = LD(V, N + i) * 0.25;
+        vv = f32 ? (float)vv : vv;
+        wmax = fmax(wmax, fabs(LD(u, i) - vv));
+        ad += (long double)vv * (LD(raw, i) * 0.25 - 0.5 * LD(V, i));
+    }
+    CHECK(wmax == 0);   /* v_j exactly u_j s rounded to bt */
+    CHECK_NEAR(alpha, (double)ad, 1e-11);
+    double ss = curv_lz_sub(N, bt, raw, 0.25, 0.5, V, alpha, u, w, out);
+    for (int64_t i = 0; i < N; i++) {
+        double want = (LD(raw, i) * 0.25 - 0.5 * LD(V, i)) - alpha * LD(u, i);
+        want = f32 ? (float)want : want;
+        wmax = fmax(wmax, fabs(LD(w, i) - want) + fabs(LD(out, i) - want));
+        nd += (long double)want * want;
+    }
+    CHECK(wmax == 0);
+    CHECK_NEAR(ss, (double)nd, 1e-12 * (double)nd);
+    /* w -= V h with ||w||^2 and w's copy in the same pass: f64 through OpenBLAS (to rounding), f32
+     * in the order of the loop below (exactly) */
+    memcpy(w, w0, es * N);
+    double s2 = curv_sub_norm2(N, bt, COLS, V, NULL, hr, w, out), amax = 0;
+    nd = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double want = LD(w0, i);
+        for (int k = 0; k < COLS; k++) want -= hr[k] * LD(V, (int64_t)k * N + i);
+        want = f32 ? (float)want : want;
+        amax = fmax(amax, fabs(LD(w, i) - want) + fabs(LD(out, i) - want));
+        nd += (long double)want * want;
+    }
+    CHECK(f32 ? amax == 0 : amax < 1e-12);
+    CHECK_NEAR(s2, (double)nd, 1e-12 * (double)nd);
+    CHECK(curv_sub_norm2(N, bt, 0, NULL, NULL, NULL, w, NULL) == s2);   /* same lanes, same bits */
+    if (f32) {   /* some columns only (the reorthogonalisation's few large coefficients) */
+        int idx[2] = {1, 3};
+        double hh[2] = {hr[1], hr[3]};
+        memcpy(w, w0, es * N);
+        curv_sub_norm2(N, bt, 2, V, idx, hh, w, NULL);
+        amax = 0;
+        for (int64_t i = 0; i < N; i++) {
+            double want = (float)((LD(w0, i) - hh[0] * LD(V, N + i)) - hh[1] * LD(V, 3 * N + i));
+            amax = fmax(amax, fabs(LD(w, i) - want));
+        }
+        CHECK(amax == 0);
+    }
+    /* h = V^T x, the same bits on 1 and 2 threads */
+    int saved = ls_get_threads();
+    double h[2][8];
+    for (int th = 0; th < 2; th++) {
+        ls_set_threads(th + 1);
+        curv_basis_dots(N, bt, COLS, V, w0, h[th]);
+    }
+    ls_set_threads(saved);
+    CHECK(memcmp(h[0], h[1], sizeof(double) * COLS) == 0);
+    for (int k = 0; k < COLS; k++) {
+        long double d = 0;
+        for (int64_t i = 0; i < N; i++) d += (long double)LD(V, (int64_t)k * N + i) * LD(w0, i);
+        CHECK_NEAR(h[0][k], (double)d, 1e-11);
+    }
+    ST(raw, N - 3, NAN);
+    ST(raw, N - 2, INFINITY);
+    CHECK(curv_lz_recur(N, bt, raw, 1.0, 0.0, NULL, u, &alpha) == N - 3);
+#undef LD
+#undef ST
+    free(V);
+    free(raw);
+    free(u);
+    free(w);
+    free(out);
+    free(w0);
 }
 
 /* The estimators give the same bits on 1 and 2 threads (their vector kernels add partial sums of
@@ -628,6 +803,22 @@ static void test_thread_independence(void)
         ls_eig_result_free(&r[th]);
         ls_eig_result_free(&rr[th]);
         ls_slq_result_free(&q[th]);
+    }
+    /* an f32 operator (f32 basis), with and without restarts */
+    ls_linop op32 = {.n = N, .dtype = LS_F32, .matvec = tridiag_matvec};
+    for (int ncv = 0; ncv <= 6; ncv += 6) {
+        for (int th = 0; th < 2; th++) {
+            ls_set_threads(th + 1);
+            ls_lanczos_opts o = {.k = 2, .which = LS_EIG_LARGEST, .tol = 1e-3, .seed = 3,
+                                 .max_iter = 40, .ncv = ncv, .want_vectors = true};
+            CHECK(ls_lanczos(&op32, &o, &r[th]) == LS_OK);
+        }
+        CHECK(r[0].iterations == r[1].iterations && r[0].vectors && r[1].vectors);
+        CHECK(memcmp(r[0].values, r[1].values, sizeof(double) * 2) == 0);
+        CHECK(memcmp(ls_tensor_data(r[0].vectors), ls_tensor_data(r[1].vectors),
+                     sizeof(float) * N * 2) == 0);
+        CHECK(r[0].values[0] > 4.0 && r[0].values[0] <= 5.0);
+        for (int th = 0; th < 2; th++) ls_eig_result_free(&r[th]);
     }
 
     /* the kernels against plain loops (different summation order: agreement to rounding) */
@@ -669,51 +860,12 @@ static void test_thread_independence(void)
     }
     CHECK(amax < 1e-12);
 
-    /* the fused Lanczos passes: v = u s in place, w = raw s - b vp, <v, w>; w -= a v, ||w||^2 and
-     * w's f32 copy; the first non-finite entry of raw */
-    float *raw = malloc(sizeof(float) * N);
-    double *w = malloc(sizeof(double) * N), *u = malloc(sizeof(double) * N);
-    for (int64_t i = 0; i < N; i++) {
-        raw[i] = (float)(check_uniform() - 0.5);
-        u[i] = V[N + i];
-    }
-    double alpha = 0;
-    CHECK(curv_lz_recur(N, LS_F32, raw, 0.25, 0.5, V, u, w, &alpha) == -1);
-    long double ad = 0, nd = 0;
-    double wmax = 0;
-    for (int64_t i = 0; i < N; i++) {
-        double want = (double)raw[i] * 0.25 - 0.5 * V[i];
-        wmax = fmax(wmax, fabs(w[i] - want) + fabs(u[i] - V[N + i] * 0.25));
-        ad += (long double)(V[N + i] * 0.25) * want;
-    }
-    CHECK(wmax == 0);
-    CHECK_NEAR(alpha, (double)ad, 1e-11);
-    double ss = curv_lz_sub(N, alpha, u, w, LS_F32, raw);
-    for (int64_t i = 0; i < N; i++) nd += (long double)w[i] * w[i];
-    CHECK_NEAR(ss, (double)nd, 1e-9 * (double)nd);
-    CHECK(raw[7] == (float)w[7] && raw[N - 1] == (float)w[N - 1]);
-    /* w -= V h with ||w||^2 and w's f32 copy in the same pass (a full reorthogonalisation's
-     * second read of the basis), and with no columns (the norm and the copy only) */
-    memcpy(w, y2, sizeof(double) * N);
-    double s2 = curv_sub_norm2(N, COLS, V, hr, w, LS_F32, raw);
-    nd = 0;
-    amax = 0;
-    for (int64_t i = 0; i < N; i++) {
-        double want = y2[i];
-        for (int k = 0; k < COLS; k++) want -= V[(int64_t)k * N + i] * hr[k];
-        amax = fmax(amax, fabs(w[i] - want));
-        nd += (long double)want * want;
-    }
-    CHECK(amax < 1e-12);
-    CHECK_NEAR(s2, (double)nd, 1e-9 * (double)nd);
-    CHECK(raw[3] == (float)w[3] && raw[N - 1] == (float)w[N - 1]);
-    CHECK(curv_sub_norm2(N, 0, NULL, NULL, w, LS_F32, NULL) == s2);   /* same lanes, same bits */
-    raw[N - 3] = NAN;
-    raw[N - 2] = INFINITY;
-    CHECK(curv_lz_recur(N, LS_F32, raw, 1.0, 0.0, NULL, u, w, &alpha) == N - 3);
-    free(u);
-    free(raw);
-    free(w);
+    /* the Lanczos passes over a basis stored in f64 and in f32 (sums in double, only the stored
+     * values rounded): v = u s in place and <v, raw s - b vp>; w = (raw s - b vp) - a v with
+     * ||w||^2 and its copy; w -= V h (all or some columns) with ||w||^2 and the copy; h = V^T x;
+     * the first non-finite entry of raw */
+    test_lz_passes(LS_F64, N, COLS, V, y2, hr);
+    test_lz_passes(LS_F32, N, COLS, V, y2, hr);
     free(V);
     free(x);
     free(y1);
@@ -727,6 +879,7 @@ int main(void)
     test_lanczos();
     test_lanczos_vs_plain();
     test_lanczos_restart();
+    test_lanczos_f32_basis();
     test_lanczos_zero_eigenvalue();
     test_power();
     test_trace();

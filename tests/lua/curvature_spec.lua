@@ -79,6 +79,27 @@ describe("curvature eigs (Lanczos)", function()
     assert.is_near(6.5, r.values[2], 1e-8 * 7)
     assert.matches("ncv", select(2, pcall(function() cv.dense(A):eigs{ncv = 0} end)))
   end)
+
+  it("keeps an f32 operator's basis in f32: its values to f32 accuracy, as many products", function()
+    local A32 = A:cast("f32")
+    local A32d = A32:cast("f64")   -- the f32 operator, exactly
+    for _, o in ipairs{{k = 2, tol = 1e-5}, {k = 2, ncv = 4, tol = 1e-5, max_iter = 200},
+                       {k = 4, which = "both", ncv = 8, tol = 1e-5, max_iter = 200}} do
+      for _, op in ipairs{cv.dense(A32), lua_op(A32)} do
+        local r, r64 = op:eigs(o), cv.dense(A32d):eigs(o)
+        assert.is_true(r.converged)
+        assert.are.equal(r64.matvecs, r.matvecs)
+        for i = 1, o.k do
+          assert.is_near(r64.values[i], r.values[i], 1e-6 * 12)
+          local v = r.vectors[i]
+          assert.are.equal("f32", v:type())
+          local vd = v:cast("f64")
+          local res = (A32d:matmul(vd) - vd * r.values[i]):norm():item() / vd:norm():item()
+          assert.is_true(res <= 2 * o.tol * math.abs(r.values[i]) + 1e-5)
+        end
+      end
+    end
+  end)
 end)
 
 describe("curvature power (PyHessian mode)", function()
