@@ -47,10 +47,7 @@
 #include "ops/elementwise_kernel.h"
 #include "ops/ops.h"
 
-/* As in elementwise_kernel.c: GCC 12's -O2 does not vectorise these loops without being asked. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
-#endif
+#include "core/vectorize.h"   /* GCC: vectorise the short loops */
 
 #define BN_GRAIN 16384     /* elements per parallel chunk, roughly */
 #define BN_ROWS_MIN 16     /* S from which a channel's runs are summed with lanes */

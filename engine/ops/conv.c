@@ -42,11 +42,7 @@
 #include "ops/nn_ops.h"
 #include "ops/ops.h"
 
-/* As in elementwise_kernel.c: GCC 12's -O2 vectorises the short im2col/col2im row loops only if
- * asked. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
-#endif
+#include "core/vectorize.h"   /* GCC: vectorise the short loops */
 
 #define CONV_SLICE_BYTES ((int64_t)4 << 20)    /* column buffer per slice */
 #define CONV_GRAIN 16384                       /* elements written per parallel chunk, roughly */

@@ -8,10 +8,7 @@
 #include "ops/gemm.h"
 #include "ops/nn_ops.h"
 
-/* As in elementwise_kernel.c: GCC 12's -O2 vectorises the short row loops only if asked. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
-#endif
+#include "core/vectorize.h"   /* GCC: vectorise the short loops */
 
 /* ---- AVX-512 path ----
  *

@@ -21,8 +21,8 @@
  * Without no-trapping-math GCC will not turn float selects (relu, clamp, the range checks in the
  * f32 kernels) into vector blends. Neither math option changes a result: nothing here reads errno
  * or the floating-point exception flags. (Clang vectorises at -O2 and needs none of this.) */
+#include "core/vectorize.h"
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
 #pragma GCC optimize("no-math-errno", "no-trapping-math")
 #endif
 

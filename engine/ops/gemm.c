@@ -27,10 +27,7 @@
 #include "core/parallel.h"
 #include "ops/gemm.h"
 
-/* As in elementwise_kernel.c: GCC 12's -O2 vectorises the short row loops only if asked. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
-#endif
+#include "core/vectorize.h"   /* GCC: vectorise the short loops */
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define GEMM_HAVE 1

@@ -28,10 +28,7 @@
 #include "ops/nn_ops.h"
 #include "ops/ops.h"
 
-/* As in elementwise_kernel.c: GCC 12's -O2 does not vectorise these loops without being asked. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
-#endif
+#include "core/vectorize.h"   /* GCC: vectorise the short loops */
 
 #define POOL_GRAIN 16384   /* elements per parallel chunk, roughly */
 #define POOL_MAX_KERNEL 46340

@@ -53,9 +53,8 @@
  * whether a loop was vectorised; fp-contract=off also keeps multiply-adds (x * x + s) from being
  * fused where FMA is available (an AVX2+FMA clone, -march=native), so they round the same
  * everywhere. (Clang vectorises at -O2; it ignores these pragmas.) */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "fp-contract=off")
-#endif
+#define LS_VECTORIZE_NO_CONTRACT
+#include "core/vectorize.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* dims and plans                                                                                   */

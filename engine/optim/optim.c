@@ -20,15 +20,11 @@
 
 #define LS_OPTIM_GRAIN 16384
 
-/* As in elementwise_kernel.c: GCC 12's -O2 vectorises these loops only if asked. No FMA
- * contraction, in the baseline loops and in their AVX-512 copies alike: each product and sum rounds
- * as torch's separate ops do, and the two copies give the same bits. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "fp-contract=off")
-#endif
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
+/* Vectorised loops without FMA contraction, in the baseline loops and in their AVX-512 copies
+ * alike: each product and sum rounds as torch's separate ops do, and the two copies give the same
+ * bits. */
+#define LS_VECTORIZE_NO_CONTRACT
+#include "core/vectorize.h"
 
 /* Each kernel's chunk function is compiled twice from one body: for baseline x86-64 and, where the
  * CPU has it (checked at run time), for AVX-512, whose wider loops run these updates faster (SGD
