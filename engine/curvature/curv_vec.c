@@ -439,25 +439,32 @@ static void lz_dots_float(void *vj_, int64_t begin, int64_t end)
     }
 }
 
-void curv_rows_to_f64(int64_t n, int m, const float *V, int64_t r0, int64_t rows, double *dst)
+/* t[i][r] = sum_q V[r0 + r, q] Z[q, i] for one block of rows (curv_internal.h): the block of each
+ * basis column is read once, contiguously, four columns per sweep over the c accumulators (which,
+ * with the four column blocks, stay in the core's cache); each sum in double in column order. */
+void curv_rows_combine(int64_t n, int m, const float *V, int c, const double *Z, int64_t r0,
+                       int64_t rows, double *t)
 {
+    for (int i = 0; i < c; i++) memset(t + (int64_t)i * rows, 0, (size_t)rows * sizeof(double));
     int q = 0;
-    for (; q + 4 <= m; q += 4) {   /* four columns at once: four reads in flight */
+    for (; q + 4 <= m; q += 4) {
         const float *restrict v0 = V + (int64_t)q * n + r0, *restrict v1 = v0 + n;
         const float *restrict v2 = v1 + n, *restrict v3 = v2 + n;
-        double *restrict d0 = dst + (int64_t)q * rows, *restrict d1 = d0 + rows;
-        double *restrict d2 = d1 + rows, *restrict d3 = d2 + rows;
-        for (int64_t i = 0; i < rows; i++) {
-            d0[i] = v0[i];
-            d1[i] = v1[i];
-            d2[i] = v2[i];
-            d3[i] = v3[i];
+        for (int i = 0; i < c; i++) {
+            const double *zi = Z + (int64_t)i * m + q;
+            double z0 = zi[0], z1 = zi[1], z2 = zi[2], z3 = zi[3];
+            double *restrict acc = t + (int64_t)i * rows;
+            for (int64_t r = 0; r < rows; r++)
+                acc[r] = (((acc[r] + z0 * (double)v0[r]) + z1 * (double)v1[r]) + z2 * (double)v2[r]) +
+                         z3 * (double)v3[r];
         }
     }
     for (; q < m; q++) {
         const float *restrict v = V + (int64_t)q * n + r0;
-        double *restrict d = dst + (int64_t)q * rows;
-        for (int64_t i = 0; i < rows; i++) d[i] = v[i];
+        for (int i = 0; i < c; i++) {
+            double z = Z[(int64_t)i * m + q], *restrict acc = t + (int64_t)i * rows;
+            for (int64_t r = 0; r < rows; r++) acc[r] += z * (double)v[r];
+        }
     }
 }
 
