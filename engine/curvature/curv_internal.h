@@ -15,9 +15,13 @@ typedef struct curv_mv {
 
 ls_status curv_mv_init(curv_mv *mv, const ls_linop *op, const char *who);
 ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y);
-/* The operator on mv->vin into mv->vout (both in its dtype; vout zeroed first), counted; and the
- * error for a non-finite entry `bad` of mv->vout. */
+/* The operator on mv->vin into mv->vout (both in its dtype; vout zeroed first unless the operator
+ * overwrites it), counted; and the error for a non-finite entry `bad` of mv->vout. */
 ls_status curv_mv_call(curv_mv *mv);
+/* The data of mv->vin, to write the next product's input into: a fresh tensor when the last
+ * matvec kept a reference to the old one's storage (a Lua matvec's argument), so what it kept
+ * never changes; NULL (error set) when that allocation fails. */
+void *curv_mv_input(curv_mv *mv);
 ls_status curv_mv_nonfinite(const curv_mv *mv, int64_t bad);
 void curv_mv_free(curv_mv *mv);
 

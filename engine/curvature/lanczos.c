@@ -516,6 +516,10 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
         void *vj = LZ_COL(j), *w = LZ_COL(j + 1), *vp = j > l ? LZ_COL(j - 1) : NULL;
         if ((st = curv_mv_call(&mv))) goto done;
         steps++;
+        if (!(vin = curv_mv_input(&mv))) {   /* where the next product's input goes */
+            st = LS_ERR_MEM;
+            goto done;
+        }
         double a, bp = j > l ? z.beta[j - 1] : 0.0;
         const void *y = ls_tensor_data(mv.vout);
         int64_t bad = curv_lz_recur(n, bt, y, 1.0 / unorm, bp, vp, vj, &a);
