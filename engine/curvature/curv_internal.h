@@ -15,9 +15,13 @@ typedef struct curv_mv {
 
 ls_status curv_mv_init(curv_mv *mv, const ls_linop *op, const char *who);
 ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y);
-/* The operator on mv->vin into mv->vout (both in its dtype; vout zeroed first), counted; and the
- * error for a non-finite entry `bad` of mv->vout. */
+/* The operator on mv->vin into mv->vout (both in its dtype; vout zeroed first unless the operator
+ * overwrites it), counted; and the error for a non-finite entry `bad` of mv->vout. */
 ls_status curv_mv_call(curv_mv *mv);
+/* The data of mv->vin, to write the next product's input into: a fresh tensor when the last
+ * matvec kept a reference to the old one's storage (a Lua matvec's argument), so what it kept
+ * never changes; NULL (error set) when that allocation fails. */
+void *curv_mv_input(curv_mv *mv);
 ls_status curv_mv_nonfinite(const curv_mv *mv, int64_t bad);
 void curv_mv_free(curv_mv *mv);
 
@@ -50,8 +54,11 @@ int64_t curv_lz_recur(int64_t n, ls_dtype bt, const void *raw, double scale, dou
 double curv_lz_sub(int64_t n, ls_dtype bt, const void *raw, double scale, double bp, const void *vp,
                    double a, const void *vj, void *w, void *out);
 
-/* Rows r0 .. r0 + rows - 1 of the m f32 columns V (length n each) into dst, [m][rows] in f64. */
-void curv_rows_to_f64(int64_t n, int m, const float *V, int64_t r0, int64_t rows, double *dst);
+/* Rows r0 .. r0 + rows - 1 of V Z (V: m f32 columns of length n; Z: m x c, column-major) into t,
+ * [c][rows] in f64: t[i][r] = sum over q = 0, 1, .., m - 1 in that order of V[r0 + r, q] Z[q, i],
+ * starting from 0, in double (so the bits do not depend on how the rows are cut into blocks). */
+void curv_rows_combine(int64_t n, int m, const float *V, int c, const double *Z, int64_t r0,
+                       int64_t rows, double *t);
 
 /* h = V^T x, V `cols` contiguous columns of length n and x, both in bt (f64: curv_gemv_t). */
 void curv_basis_dots(int64_t n, ls_dtype bt, int cols, const void *V, const void *x, double *h);

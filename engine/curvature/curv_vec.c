@@ -20,6 +20,7 @@
 #include "core/alloc.h"
 #include "core/parallel.h"
 #include "curvature/curv_internal.h"
+#include "ops/elementwise_kernel.h"   /* simd_pick */
 
 /* As in elementwise_kernel.c: GCC 12's -O2 vectorises the passes' loops (their sums run in
  * independent lanes, so vectorising them reorders nothing: the same bits) only if asked; no FMA
@@ -439,26 +440,51 @@ static void lz_dots_float(void *vj_, int64_t begin, int64_t end)
     }
 }
 
-void curv_rows_to_f64(int64_t n, int m, const float *V, int64_t r0, int64_t rows, double *dst)
+/* t[i][r] = sum_q V[r0 + r, q] Z[q, i] for one block of rows (curv_internal.h): the block of each
+ * basis column is read once, contiguously, four columns per sweep over the c accumulators (which,
+ * with the four column blocks, stay in the core's cache); each sum in double in column order. The
+ * body is compiled for the x86-64 baseline (SSE2, two doubles a step) and, picked at run time as
+ * the elementwise kernels pick theirs (simd_pick: LANDSCAPE_SIMD=baseline keeps SSE2), for AVX2
+ * (four); a multiply and an add per term in both, never contracted: the same bits. At SSE2 width
+ * this was bound by the arithmetic (~4 ms for the bench MLP's 59 x 118k basis and 3 vectors). */
+#define CURV_COMBINE_BODY                                                                          \
+    {                                                                                              \
+        for (int i = 0; i < c; i++) memset(t + (int64_t)i * rows, 0, (size_t)rows * sizeof(double)); \
+        int q = 0;                                                                                 \
+        for (; q + 4 <= m; q += 4) {                                                               \
+            const float *restrict v0 = V + (int64_t)q * n + r0, *restrict v1 = v0 + n;             \
+            const float *restrict v2 = v1 + n, *restrict v3 = v2 + n;                              \
+            for (int i = 0; i < c; i++) {                                                          \
+                const double *zi = Z + (int64_t)i * m + q;                                         \
+                double z0 = zi[0], z1 = zi[1], z2 = zi[2], z3 = zi[3];                             \
+                double *restrict acc = t + (int64_t)i * rows;                                      \
+                for (int64_t r = 0; r < rows; r++)                                                 \
+                    acc[r] = (((acc[r] + z0 * (double)v0[r]) + z1 * (double)v1[r]) +               \
+                              z2 * (double)v2[r]) +                                                \
+                             z3 * (double)v3[r];                                                   \
+            }                                                                                      \
+        }                                                                                          \
+        for (; q < m; q++) {                                                                       \
+            const float *restrict v = V + (int64_t)q * n + r0;                                     \
+            for (int i = 0; i < c; i++) {                                                          \
+                double z = Z[(int64_t)i * m + q], *restrict acc = t + (int64_t)i * rows;           \
+                for (int64_t r = 0; r < rows; r++) acc[r] += z * (double)v[r];                     \
+            }                                                                                      \
+        }                                                                                          \
+    }
+#define CURV_COMBINE_ARGS                                                                          \
+    int64_t n, int m, const float *V, int c, const double *Z, int64_t r0, int64_t rows, double *t
+
+static void combine_base(CURV_COMBINE_ARGS) CURV_COMBINE_BODY
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static void combine_avx2(CURV_COMBINE_ARGS) CURV_COMBINE_BODY
+#else
+#define combine_avx2 combine_base
+#endif
+
+void curv_rows_combine(CURV_COMBINE_ARGS)
 {
-    int q = 0;
-    for (; q + 4 <= m; q += 4) {   /* four columns at once: four reads in flight */
-        const float *restrict v0 = V + (int64_t)q * n + r0, *restrict v1 = v0 + n;
-        const float *restrict v2 = v1 + n, *restrict v3 = v2 + n;
-        double *restrict d0 = dst + (int64_t)q * rows, *restrict d1 = d0 + rows;
-        double *restrict d2 = d1 + rows, *restrict d3 = d2 + rows;
-        for (int64_t i = 0; i < rows; i++) {
-            d0[i] = v0[i];
-            d1[i] = v1[i];
-            d2[i] = v2[i];
-            d3[i] = v3[i];
-        }
-    }
-    for (; q < m; q++) {
-        const float *restrict v = V + (int64_t)q * n + r0;
-        double *restrict d = dst + (int64_t)q * rows;
-        for (int64_t i = 0; i < rows; i++) d[i] = v[i];
-    }
+    simd_pick(combine_base, combine_avx2)(n, m, V, c, Z, r0, rows, t);
 }
 
 /* Runs a pass over all chunks, in groups of 64 on the pool (in sequence on this thread when the

@@ -347,25 +347,21 @@ static void lz_unreduce(const lz_state *z, int m, int c, double *Zs, double *tmp
 }
 
 /* V[:, 0..c) = V[:, 0..m) Z (Z m x c, col-major), in place: each block of LZ_ROWS rows is computed
- * into scratch from the same rows of all m columns (an f32 basis's rows converted to f64 first, so
- * that the sums are in double), then written back. The blocks are dealt out to one task per thread
- * (task t takes blocks t, t + T, ...), each with its own scratch, which stays in its core's cache;
- * a block's result does not depend on the task that computes it. */
+ * into scratch from the same rows of all m columns, then written back. An f64 basis's block is one
+ * dgemm; an f32 basis's block is summed in double straight from the f32 columns
+ * (curv_rows_combine: one read of the basis, rounded once when stored). The blocks are dealt out to
+ * one task per thread (task t takes blocks t, t + T, ...), each with its own scratch, which stays in
+ * its core's cache; a block's result does not depend on the task that computes it. */
 #define LZ_ROWS 512
 typedef struct {
     lz_state *z;
     int m, c;
     const double *Z;
-    double *scratch;   /* per task: LZ_ROWS x (c, and m for an f32 basis) */
+    double *scratch;   /* per task: LZ_ROWS x c */
     int64_t blocks, tasks;
     ls_dtype dt;       /* the Ritz vectors' dtype and data, or out NULL */
     void *out;
 } lz_rot_job;
-
-static size_t lz_rot_slot(const lz_state *z, int m, int c)
-{
-    return (size_t)LZ_ROWS * (size_t)(c + (z->bt == LS_F64 ? 0 : m));
-}
 
 /* Each block: into V's first c columns (out NULL), or into the rows of the row-major [n x c]
  * tensor data `out` of dtype dt (the Ritz vectors). */
@@ -375,19 +371,14 @@ static void lz_rotate_rows(void *vj, int64_t begin, int64_t end)
     const lz_state *z = j->z;
     int64_t n = z->n;
     for (int64_t task = begin; task < end; task++) {
-        double *t = j->scratch + (size_t)task * lz_rot_slot(z, j->m, j->c);
+        double *t = j->scratch + (size_t)task * LZ_ROWS * (size_t)j->c;
         for (int64_t blk = task; blk < j->blocks; blk += j->tasks) {
             int64_t r0 = blk * LZ_ROWS, rows = n - r0 < LZ_ROWS ? n - r0 : LZ_ROWS;
-            const double *src = (const double *)z->V + r0;
-            int64_t ld = n;
-            if (z->bt == LS_F32) {
-                double *x = t + (int64_t)LZ_ROWS * j->c;
-                curv_rows_to_f64(n, j->m, z->V, r0, rows, x);
-                src = x;
-                ld = rows;
-            }
-            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, j->c, j->m, 1.0, src,
-                        (int)ld, j->Z, j->m, 0.0, t, (int)rows);
+            if (z->bt == LS_F32)
+                curv_rows_combine(n, j->m, z->V, j->c, j->Z, r0, rows, t);
+            else
+                cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, j->c, j->m, 1.0,
+                            (const double *)z->V + r0, (int)n, j->Z, j->m, 0.0, t, (int)rows);
             if (!j->out && z->bt == LS_F64) {
                 for (int i = 0; i < j->c; i++)
                     memcpy((double *)z->V + (int64_t)i * n + r0, t + (int64_t)i * rows,
@@ -413,7 +404,7 @@ static ls_status lz_rotate(lz_state *z, int m, int c, const double *Z, ls_dtype 
 {
     int64_t blocks = (z->n + LZ_ROWS - 1) / LZ_ROWS, tasks = ls_get_threads();
     if (tasks > blocks) tasks = blocks;
-    double *scratch = ls_malloc((size_t)tasks * lz_rot_slot(z, m, c) * sizeof(double), "lanczos");
+    double *scratch = ls_malloc((size_t)tasks * LZ_ROWS * (size_t)c * sizeof(double), "lanczos");
     if (!scratch) return ls_error_set(LS_ERR_MEM, "lanczos: out of memory for Ritz vectors");
     lz_rot_job j = {z, m, c, Z, scratch, blocks, tasks, dt, out};
     ls_parallel_for(tasks, 1, lz_rotate_rows, &j);
@@ -525,6 +516,10 @@ ls_status ls_lanczos(const ls_linop *op, const ls_lanczos_opts *opts, ls_eig_res
         void *vj = LZ_COL(j), *w = LZ_COL(j + 1), *vp = j > l ? LZ_COL(j - 1) : NULL;
         if ((st = curv_mv_call(&mv))) goto done;
         steps++;
+        if (!(vin = curv_mv_input(&mv))) {   /* where the next product's input goes */
+            st = LS_ERR_MEM;
+            goto done;
+        }
         double a, bp = j > l ? z.beta[j - 1] : 0.0;
         const void *y = ls_tensor_data(mv.vout);
         int64_t bad = curv_lz_recur(n, bt, y, 1.0 / unorm, bp, vp, vj, &a);

@@ -57,6 +57,7 @@ ls_status ls_linop_dense(ls_linop *op, const ls_tensor *A)
     op->dtype = A->dtype;
     op->matvec = ls_linop_dense_matvec;
     op->ctx = (void *)A;
+    op->overwrites = false;   /* BLAS's beta = 0 need not clear NaN garbage in every version */
     return LS_OK;
 }
 
@@ -87,13 +88,29 @@ void curv_mv_free(curv_mv *mv)
 ls_status curv_mv_call(curv_mv *mv)
 {
     /* the callee may leave garbage: zero the output so a callback that writes nothing is visible */
-    memset(ls_tensor_data(mv->vout), 0, (size_t)mv->op->n * ls_dtype_size(mv->op->dtype));
+    if (!mv->op->overwrites)
+        memset(ls_tensor_data(mv->vout), 0, (size_t)mv->op->n * ls_dtype_size(mv->op->dtype));
     ls_error_clear();
     ls_status st = mv->op->matvec(mv->op->ctx, mv->vin, mv->vout);
     mv->count++;
     if (st != LS_OK && !ls_error_message()[0])
         return ls_error_set(st, "%s: matvec failed (status %d)", mv->who, (int)st);
     return st;
+}
+
+void *curv_mv_input(curv_mv *mv)
+{
+    if (mv->vin->refcount > 1 || mv->vin->storage->refcount > 1) {
+        int64_t shape[1] = {mv->op->n};
+        ls_tensor *t = ls_tensor_new(mv->op->dtype, 1, shape);
+        if (!t) {
+            ls_error_set(LS_ERR_MEM, "%s: out of memory for the matvec's input", mv->who);
+            return NULL;
+        }
+        ls_tensor_release(mv->vin);
+        mv->vin = t;
+    }
+    return ls_tensor_data(mv->vin);
 }
 
 ls_status curv_mv_nonfinite(const curv_mv *mv, int64_t bad)
@@ -107,7 +124,9 @@ ls_status curv_mv_nonfinite(const curv_mv *mv, int64_t bad)
 ls_status curv_mv_apply(curv_mv *mv, const double *x, double *y)
 {
     int64_t n = mv->op->n;
-    curv_to_dtype(n, x, mv->op->dtype, ls_tensor_data(mv->vin));
+    void *in = curv_mv_input(mv);
+    if (!in) return LS_ERR_MEM;
+    curv_to_dtype(n, x, mv->op->dtype, in);
     ls_status st = curv_mv_call(mv);
     if (st != LS_OK) return st;
     int64_t bad = curv_from_dtype(n, mv->op->dtype, ls_tensor_data(mv->vout), y);

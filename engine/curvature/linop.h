@@ -30,9 +30,15 @@
 typedef struct ls_linop {
     int64_t n;
     ls_dtype dtype;   /* LS_F32 or LS_F64 */
-    /* out = A v; v and out are 1-D contiguous, length n, dtype `dtype`. out is preallocated. */
+    /* out = A v; v and out are 1-D contiguous, length n, dtype `dtype`. out is preallocated. v is
+     * borrowed for the call: a matvec that keeps it must take its own reference (ls_tensor_alias or
+     * retain); the estimators then write their next input elsewhere. */
     ls_status (*matvec)(void *ctx, const ls_tensor *v, ls_tensor *out);
     void *ctx;
+    /* true when matvec writes every entry of out whenever it succeeds: the estimators then do not
+     * zero out before each call (they do otherwise, so that a matvec writing nothing gives zeros
+     * rather than the previous product) */
+    bool overwrites;
 } ls_linop;
 
 /* Check n >= 1, dtype float, matvec set; error names `who`. */

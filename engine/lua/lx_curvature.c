@@ -36,7 +36,10 @@ static int lx_curv_trampoline(lua_State *L)
     lx_curv_ctx *c = lua_touserdata(L, 1);
     lua_pushvalue(L, 2);
     ls_tensor **box = lx_newtensorbox(L);
-    *box = ls_tensor_clone(c->v);   /* a fresh tensor: the caller may keep it */
+    /* the estimator's input vector itself, under a header of its own (no copy): the estimators
+     * write their next input into a fresh vector while Lua holds this one (curv_mv_input), so the
+     * caller may keep it */
+    *box = ls_tensor_alias(c->v);
     if (!*box) return lx_error_in(L, c->who);
     lua_call(L, 1, 1);
     ls_tensor *r = lx_totensor(L, -1);
@@ -93,6 +96,7 @@ static void lx_curv_checkop(lua_State *L, ls_linop *op, lx_curv_ctx *c, const ch
         op->dtype = dtype;
         op->matvec = lx_curv_matvec;
         op->ctx = c;
+        op->overwrites = true;   /* the trampoline copies a checked length-n result, or fails */
         c->fn = 3;
     }
     lua_pushnil(L);

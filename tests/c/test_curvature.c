@@ -873,8 +873,49 @@ static void test_thread_independence(void)
     ls_set_threads(saved);
 }
 
+/* curv_rows_combine (the Ritz vectors and the restart's rotation of an f32 basis) against a plain
+ * loop summing in double in column order: the same bits, for m with and without a remainder of
+ * four columns, c = 1 .. 5, and whatever the rows are cut into (blocks of 512 as Lanczos cuts them,
+ * of 37, or all at once), which is what makes its result independent of the thread count. */
+static void test_rows_combine(void)
+{
+    enum { N = 1300, MMAX = 11, CMAX = 5 };
+    float *V = malloc(sizeof(float) * N * MMAX);
+    double *Z = malloc(sizeof(double) * MMAX * CMAX), *t = malloc(sizeof(double) * N * CMAX);
+    double *ref = malloc(sizeof(double) * N * CMAX);
+    for (int64_t i = 0; i < (int64_t)N * MMAX; i++) V[i] = (float)(check_uniform() - 0.5);
+    for (int i = 0; i < MMAX * CMAX; i++) Z[i] = check_uniform() - 0.5;
+    const int ms[] = {1, 4, 7, 11}, blocks[] = {512, 37, N};
+    for (int mi = 0; mi < 4; mi++)
+        for (int c = 1; c <= CMAX; c++) {
+            int m = ms[mi];
+            for (int64_t r = 0; r < N; r++)
+                for (int i = 0; i < c; i++) {
+                    double s = 0;
+                    for (int q = 0; q < m; q++) s += (double)V[(int64_t)q * N + r] * Z[i * m + q];
+                    ref[(int64_t)i * N + r] = s;
+                }
+            for (int b = 0; b < 3; b++) {
+                bool same = true;
+                for (int64_t r0 = 0; r0 < N; r0 += blocks[b]) {
+                    int64_t rows = N - r0 < blocks[b] ? N - r0 : blocks[b];
+                    curv_rows_combine(N, m, V, c, Z, r0, rows, t);
+                    for (int i = 0; i < c; i++)
+                        same = same && memcmp(t + (int64_t)i * rows, ref + (int64_t)i * N + r0,
+                                              sizeof(double) * (size_t)rows) == 0;
+                }
+                CHECK(same);
+            }
+        }
+    free(V);
+    free(Z);
+    free(t);
+    free(ref);
+}
+
 int main(void)
 {
+    test_rows_combine();
     test_thread_independence();
     test_lanczos();
     test_lanczos_vs_plain();

@@ -102,6 +102,39 @@ describe("curvature eigs (Lanczos)", function()
   end)
 end)
 
+describe("curvature Lua matvec argument", function()
+  -- The estimators hand a Lua matvec their input vector itself (no copy) and write the next input
+  -- into a fresh vector while Lua holds the old one: a kept v never changes, and a matvec that
+  -- overwrites its v after using it changes nothing.
+  it("may be kept (it never changes) or overwritten (the results do not change)", function()
+    local runs = {
+      function(op) return op:eigs{k = 2, seed = 3}.values end,
+      function(op) return op:eigs{k = 2, ncv = 5, seed = 3}.values end,
+      function(op) return {op:trace{probes = 6, seed = 2}.estimate} end,
+      function(op) return op:power{k = 1, seed = 2}.values end,
+    }
+    for _, run in ipairs(runs) do
+      local kept, snap = {}, {}
+      local keep = cv.operator{n = 20, dtype = "f64", matvec = function(v)
+        kept[#kept + 1], snap[#snap + 1] = v, v:clone()
+        return A:matmul(v)
+      end}
+      local spoil = cv.operator{n = 20, dtype = "f64", matvec = function(v)
+        local r = A:matmul(v)
+        v:fill(7)
+        return r
+      end}
+      local want = run(lua_op(A))
+      assert.are.same(want, run(keep))
+      assert.are.same(want, run(spoil))
+      assert.is_true(#kept > 2)
+      for i = 1, #kept do
+        assert.are.equal(0, (kept[i] - snap[i]):abs():max():item())
+      end
+    end
+  end)
+end)
+
 describe("curvature power (PyHessian mode)", function()
   it("finds the top |lambda| pairs with PyHessian defaults", function()
     local r = cv.dense(A):power{k = 1}
