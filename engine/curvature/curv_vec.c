@@ -22,15 +22,10 @@
 #include "curvature/curv_internal.h"
 #include "ops/elementwise_kernel.h"   /* simd_pick */
 
-/* As in elementwise_kernel.c: GCC 12's -O2 vectorises the passes' loops (their sums run in
- * independent lanes, so vectorising them reorders nothing: the same bits) only if asked; no FMA
- * contraction. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic", "fp-contract=off")
-#endif
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
+/* The passes' loops vectorised (their sums run in independent lanes, so vectorising them reorders
+ * nothing: the same bits), without FMA contraction. */
+#define LS_VECTORIZE_NO_CONTRACT
+#include "core/vectorize.h"
 
 #define CURV_CHUNK 16384
 
