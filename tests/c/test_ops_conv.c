@@ -80,6 +80,8 @@ static const conv_case conv_cases[] = {
     {3, 8, 6, 9, 10, 3, 2, 1, 0},    /* direct weight gradient without padding; C = 8: f64 rows
                                       * of one vector per kernel column; 10 rows: 8 + 2 */
     {2, 20, 7, 7, 9, 3, 3, 1, 1},    /* C = 20: channels rounded up to 32 (f32) / 24 (f64) */
+    {5, 3, 6, 11, 7, 3, 3, 1, 1},    /* C = 3 < 8 (the im2col weight gradient), odd O, 66
+                                      * positions (a vector's tail), 5 images in chunks */
 };
 
 static void conv_out(const conv_case *c, int64_t *Ho, int64_t *Wo)
@@ -400,7 +402,7 @@ static void test_threads(void)
         ls_dtype d = dtypes[di];
         ls_tensor *x = make(d, 16, 8, 20, 18), *w = make(d, 12, 8, 3, 3);
         ls_tensor *g = make(d, 16, 12, 10, 9), *gp = make(d, 16, 8, 10, 9);
-        ls_tensor *g1 = make(d, 16, 12, 20, 18), *r[2][11];
+        ls_tensor *g1 = make(d, 16, 12, 20, 18), *x1 = make(d, 16, 1, 20, 18), *r[2][12];
         for (int t = 0; t < 2; t++) {
             ls_set_threads(t + 1);
             r[t][0] = ls_conv2d(x, w, 2, 1);
@@ -409,6 +411,7 @@ static void test_threads(void)
             r[t][8] = ls_conv2d(x, w, 1, 1);   /* stride 1: the direct kernels */
             r[t][9] = ls_conv2d_input_grad(g1, w, 1, 1, 20, 18);
             r[t][10] = ls_conv2d_weight_grad(x, g1, 1, 1, 3, 3);
+            r[t][11] = ls_conv2d_weight_grad(x1, g1, 1, 1, 3, 3);   /* C = 1: im2col */
             r[t][3] = ls_maxpool2d(x, 2, 0);
             r[t][4] = ls_maxpool2d_scatter(x, gp, 2, 2);
             r[t][5] = ls_maxpool2d_pick(x, x, 3, 1);
@@ -420,7 +423,7 @@ static void test_threads(void)
          * are per image and with more one per slice, and OpenBLAS's splitting may change the last
          * bits too */
         bool own = strcmp(ls_gemm_path(), "avx512") == 0;
-        for (int k = 0; k < 11; k++) {
+        for (int k = 0; k < 12; k++) {
             if (k == 3) k = 8;   /* 3..7: the pools */
             CHECK(r[0][k] && r[1][k]);
             if (!r[0][k] || !r[1][k]) continue;
@@ -441,9 +444,9 @@ static void test_threads(void)
                        k, ls_dtype_name(d), worst);
         }
         for (int t = 0; t < 2; t++)
-            for (int k = 0; k < 11; k++) ls_tensor_release(r[t][k]);
+            for (int k = 0; k < 12; k++) ls_tensor_release(r[t][k]);
         ls_tensor_release(x), ls_tensor_release(w), ls_tensor_release(g), ls_tensor_release(gp);
-        ls_tensor_release(g1);
+        ls_tensor_release(g1), ls_tensor_release(x1);
     }
     ls_set_threads(saved);
 }
