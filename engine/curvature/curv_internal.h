@@ -35,7 +35,6 @@ double curv_dot(int64_t n, const double *x, const double *y);
 double curv_nrm2(int64_t n, const double *x);
 void curv_axpy(int64_t n, double a, const double *x, double *y);      /* y += a x */
 void curv_gemv_t(int64_t n, int cols, const double *V, const double *x, double *h);   /* h = V^T x */
-void curv_gemv_n_sub(int64_t n, int cols, const double *V, const double *h, double *y); /* y -= V h */
 /* x (f64) into an operator's dtype; and back, returning the first non-finite index or -1 */
 void curv_to_dtype(int64_t n, const double *x, ls_dtype dt, void *out);
 int64_t curv_from_dtype(int64_t n, ls_dtype dt, const void *in, double *y);

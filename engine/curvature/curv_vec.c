@@ -46,8 +46,7 @@ typedef struct {
     int64_t *bad;      /* from: per chunk, the first non-finite index or -1 */
     const double *V;   /* cols contiguous columns of length n (a vector when cols = 1) */
     const double *x;   /* gemv_t, dot: the other vector; axpy: the added vector */
-    const double *h;   /* gemv_n: the coefficients */
-    double *y, a;      /* axpy: y += a x; gemv_n: y -= V h */
+    double *y, a;      /* axpy: y += a x */
     double *partial;   /* [chunk][cols] */
 } curv_vec_job;
 
@@ -64,16 +63,6 @@ static void gemv_t_chunk(void *vj, int64_t begin, int64_t end)
         int64_t i0 = c * CURV_CHUNK;
         cblas_dgemv(CblasColMajor, CblasTrans, (int)chunk_len(j, c), j->cols, 1.0, j->V + i0,
                     (int)j->n, j->x + i0, 1, 0.0, j->partial + c * j->cols, 1);
-    }
-}
-
-static void gemv_n_chunk(void *vj, int64_t begin, int64_t end)
-{
-    const curv_vec_job *j = vj;
-    for (int64_t c = begin; c < end; c++) {
-        int64_t i0 = c * CURV_CHUNK;
-        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)chunk_len(j, c), j->cols, -1.0, j->V + i0,
-                    (int)j->n, j->h, 1, 1.0, j->y + i0, 1);
     }
 }
 
@@ -159,13 +148,6 @@ void curv_gemv_t(int64_t n, int cols, const double *V, const double *x, double *
         h[k] = s;
     }
     if (partial != stack) ls_free(partial);
-}
-
-/* y -= V h */
-void curv_gemv_n_sub(int64_t n, int cols, const double *V, const double *h, double *y)
-{
-    curv_vec_job j = {.n = n, .cols = cols, .V = V, .h = h, .y = y};
-    curv_run(curv_chunks(n), gemv_n_chunk, &j);
 }
 
 /* y += a x */

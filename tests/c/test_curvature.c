@@ -850,7 +850,7 @@ static void test_thread_independence(void)
         CHECK_NEAR(curv_nrm2(N, x), nr, 1e-11);
     }
     memcpy(y2, y1, sizeof(double) * N);
-    curv_gemv_n_sub(N, COLS, V, hr, y1);
+    curv_sub_norm2(N, LS_F64, COLS, V, NULL, hr, y1, NULL);   /* y1 -= V hr */
     curv_axpy(N, 0.25, x, y1);
     for (int64_t i = 0; i < N; i++) {
         double want = y2[i] + 0.25 * x[i];
