@@ -330,19 +330,17 @@ ls_status ls_autograd_grad(int nout, ls_tensor *const *outputs, int nin, ls_tens
                 gin = ls_calloc(sizeof *gin * (size_t)n->nin, who);
             }
             if (!needs || !gin) rc = LS_ERR_MEM;
-            for (int k = 0; k < n->nin && rc == LS_OK; k++) {
-                ls_tensor *c = n->in[k];
-                needs[k] = c->requires_grad &&
-                           (ls_pass_target(&p, c) >= 0 || (c->grad_fn && c->grad_fn->pending));
-            }
-            /* the accumulators a rule may add into (not a leaf's .grad: the user's tensor; none
-             * for a variadic op's node with more inputs than the array holds) */
+            /* which inputs want a gradient, and the accumulators a rule may add into (not a
+             * leaf's .grad: the user's tensor; none for a variadic op's node with more inputs
+             * than the array holds) */
             ls_tensor *acc[LS_OP_MAX_INPUTS] = {0};
             bool any_acc = false;
-            for (int k = 0; n->nin <= LS_OP_MAX_INPUTS && k < n->nin && rc == LS_OK; k++) {
+            for (int k = 0; k < n->nin && rc == LS_OK; k++) {
                 ls_tensor *c = n->in[k], *a = NULL;
-                int ci = needs[k] ? ls_pass_target(&p, c) : -1;
-                if (needs[k] && c->grad_fn) a = c->grad_fn->gacc;
+                int ci = c->requires_grad ? ls_pass_target(&p, c) : -1;
+                needs[k] = c->requires_grad && (ci >= 0 || (c->grad_fn && c->grad_fn->pending));
+                if (!needs[k] || n->nin > LS_OP_MAX_INPUTS) continue;
+                if (c->grad_fn) a = c->grad_fn->gacc;
                 else if (ci >= 0 && ci < nin) a = islot[ci];
                 if (a && ls_owned(a) && ls_tensor_is_contiguous(a)) acc[k] = a, any_acc = true;
             }
